@@ -1,0 +1,97 @@
+using System.Diagnostics;
+using KtConnect.Engine;
+
+namespace KtConnect.Tests.Unit.Common;
+
+public sealed class ChangeJournalTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "kt-journal-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+
+    private sealed class RecordingHandler(string kind) : IJournalUndoHandler
+    {
+        public List<string> Undone { get; } = [];
+
+        public string Kind => kind;
+
+        public Task UndoAsync(JournalEntry entry, CancellationToken cancellationToken)
+        {
+            Undone.Add(entry.Data["what"]);
+            return Task.CompletedTask;
+        }
+    }
+
+    [Fact]
+    public async Task Recorded_entries_survive_a_new_instance_and_complete_removes_them()
+    {
+        var journal = new ChangeJournal(_dir);
+        var a = await journal.RecordAsync("route", new Dictionary<string, string> { ["what"] = "10.96.0.0/16" }, "route 10.96.0.0/16 via kt0");
+        await journal.RecordAsync("dns", new Dictionary<string, string> { ["what"] = "resolv.conf" }, "resolver");
+
+        var reread = new ChangeJournal(_dir).ReadAll();
+        Assert.Equal(["route", "dns"], reread.Select(e => e.Kind));
+        Assert.Equal(Environment.ProcessId, reread[0].OwnerPid);
+        Assert.Equal("route 10.96.0.0/16 via kt0", reread[0].Description);
+
+        await journal.CompleteAsync(a);
+        Assert.Equal(["dns"], journal.ReadAll().Select(e => e.Kind));
+        Assert.Empty(Directory.GetFiles(_dir, "*.tmp"));
+    }
+
+    [Fact]
+    public async Task Undo_skips_live_owners_and_undoes_orphans_last_change_first()
+    {
+        var journal = new ChangeJournal(_dir);
+        await journal.RecordAsync("route", new Dictionary<string, string> { ["what"] = "mine" }, "live");
+        // Entries written by a process that has exited since: the pid of a finished child.
+        using var child = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!;
+        await child.WaitForExitAsync();
+        WriteForeign(child.Id, "first", 1);
+        WriteForeign(child.Id, "second", 2);
+
+        var handler = new RecordingHandler("route");
+        var undone = await journal.UndoAsync([handler]);
+
+        Assert.Equal(["second", "first"], handler.Undone);
+        Assert.Equal(2, undone.Count);
+        Assert.Equal(["mine"], journal.ReadAll().Select(e => e.Data["what"]));
+
+        // Forced (Clear-KtResource -Local on our own journal) also takes the live one.
+        await journal.UndoAsync([handler], onlyOrphaned: false);
+        Assert.Empty(journal.ReadAll());
+    }
+
+    [Fact]
+    public async Task An_entry_whose_undo_fails_stays_and_the_error_is_reported()
+    {
+        var journal = new ChangeJournal(_dir);
+        await journal.RecordAsync("route", new Dictionary<string, string> { ["what"] = "x" }, "x");
+        var failing = new FailingHandler();
+        var errors = new List<string>();
+        var undone = await journal.UndoAsync([failing], onlyOrphaned: false, onError: (e, ex) => errors.Add(ex.Message));
+        Assert.Empty(undone);
+        Assert.Equal(["boom"], errors);
+        Assert.Single(journal.ReadAll());
+    }
+
+    private sealed class FailingHandler : IJournalUndoHandler
+    {
+        public string Kind => "route";
+
+        public Task UndoAsync(JournalEntry entry, CancellationToken cancellationToken) => throw new IOException("boom");
+    }
+
+    private void WriteForeign(int pid, string what, int order)
+    {
+        Directory.CreateDirectory(_dir);
+        var json = $$"""
+            {"Id":"foreign-{{order}}","Kind":"route","OwnerPid":{{pid}},"Time":"2026-01-01T00:00:0{{order}}+00:00",
+             "Data":{"what":"{{what}}"},"Description":"{{what}}"}
+            """;
+        File.WriteAllText(Path.Combine(_dir, $"foreign-{order}.json"), json);
+    }
+}
