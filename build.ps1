@@ -1,0 +1,155 @@
+#Requires -Version 7.4
+<#
+.SYNOPSIS
+    Builds, lays out, tests and packages the KtConnect module.
+.DESCRIPTION
+    Plain PowerShell; needs only the .NET SDK. Microsoft.PowerShell.PlatyPS (help), Pester 5 (tests) and
+    Microsoft.PowerShell.PSResourceGet (package) are used when installed and skipped with a message otherwise.
+
+    Layout (out/KtConnect/<version>/):
+      KtConnect.psd1, KtConnect.Format.ps1xml, KtConnect.Cmdlets.dll   module root
+      en-US/                                                          about help, compiled cmdlet help
+      Dependencies/                                                   KtConnect.Engine.dll and its dependencies
+      Dependencies/runtimes/<rid>/native/                             native libraries (wintun.dll) when present
+.EXAMPLE
+    ./build.ps1                      # Build + Layout
+.EXAMPLE
+    ./build.ps1 -Task Test           # Build + Layout + xunit + Pester
+.EXAMPLE
+    ./build.ps1 -Task Pester         # Build + Layout + Pester only (what .ci/run uses after its own xunit run)
+.EXAMPLE
+    ./build.ps1 -Task Package -Configuration Release
+#>
+[CmdletBinding()]
+param(
+    [ValidateSet('Build', 'Test', 'Pester', 'Package')]
+    [string] $Task = 'Build',
+
+    [ValidateSet('Debug', 'Release')]
+    [string] $Configuration = 'Release',
+
+    [switch] $Clean
+)
+
+$ErrorActionPreference = 'Stop'
+Set-StrictMode -Version 3.0
+
+$root = $PSScriptRoot
+[xml] $props = Get-Content -LiteralPath (Join-Path $root 'Directory.Build.props')
+$version = ($props.Project.PropertyGroup | Where-Object { $_['KtConnectVersion'] } | Select-Object -First 1).KtConnectVersion
+if (-not $version) { throw 'KtConnectVersion is not set in Directory.Build.props.' }
+
+$outRoot = Join-Path $root 'out'
+$moduleDir = Join-Path $outRoot "KtConnect/$version"
+$publishDir = Join-Path $outRoot 'publish'
+
+function Invoke-Dotnet {
+    param([Parameter(ValueFromRemainingArguments)] [string[]] $Arguments)
+    & dotnet @Arguments
+    if ($LASTEXITCODE -ne 0) { throw "dotnet $($Arguments -join ' ') failed with exit code $LASTEXITCODE" }
+}
+
+function Copy-Required {
+    param([string] $Source, [string] $Destination)
+    if (-not (Test-Path -LiteralPath $Source)) { throw "Build did not produce the expected file '$Source'." }
+    $null = New-Item -ItemType Directory -Force -Path (Split-Path -Parent $Destination)
+    Copy-Item -LiteralPath $Source -Destination $Destination -Force
+}
+
+function Invoke-Build {
+    if ($Clean -and (Test-Path $outRoot)) { Remove-Item -Recurse -Force $outRoot }
+    Invoke-Dotnet build (Join-Path $root 'KtConnect.slnx') -c $Configuration -warnaserror -nologo
+    Invoke-Dotnet publish (Join-Path $root 'src/Engine') -c $Configuration -o (Join-Path $publishDir 'engine') -nologo
+    Invoke-Dotnet publish (Join-Path $root 'src/Cmdlets') -c $Configuration -o (Join-Path $publishDir 'cmdlets') -nologo
+}
+
+function Invoke-Layout {
+    if (Test-Path $moduleDir) { Remove-Item -Recurse -Force $moduleDir }
+    $null = New-Item -ItemType Directory -Force -Path $moduleDir
+
+    $manifest = Get-Content -Raw -LiteralPath (Join-Path $root 'KtConnect.Module/KtConnect.psd1')
+    $manifest.Replace('{{ModuleVersion}}', $version) | Set-Content -LiteralPath (Join-Path $moduleDir 'KtConnect.psd1') -Encoding utf8NoBOM
+    Copy-Required (Join-Path $root 'KtConnect.Module/KtConnect.Format.ps1xml') (Join-Path $moduleDir 'KtConnect.Format.ps1xml')
+    Copy-Required (Join-Path $root 'KtConnect.Module/en-US/about_KtConnect.help.txt') (Join-Path $moduleDir 'en-US/about_KtConnect.help.txt')
+    Copy-Required (Join-Path $publishDir 'cmdlets/KtConnect.Cmdlets.dll') (Join-Path $moduleDir 'KtConnect.Cmdlets.dll')
+    if ($Configuration -eq 'Debug') {
+        Copy-Required (Join-Path $publishDir 'cmdlets/KtConnect.Cmdlets.pdb') (Join-Path $moduleDir 'KtConnect.Cmdlets.pdb')
+    }
+
+    # Dependencies: an explicit allow-list; a missing file fails the build.
+    $deps = Get-Content -LiteralPath (Join-Path $root 'KtConnect.Module/Dependencies.txt') |
+        Where-Object { $_ -and -not $_.StartsWith('#') }
+    foreach ($dll in $deps) {
+        Copy-Required (Join-Path $publishDir "engine/$dll") (Join-Path $moduleDir "Dependencies/$dll")
+    }
+    $nativeRoot = Join-Path $root 'native'
+    if (Test-Path $nativeRoot) {
+        Get-ChildItem -Recurse -File -LiteralPath $nativeRoot | ForEach-Object {
+            $relative = [IO.Path]::GetRelativePath($nativeRoot, $_.FullName)
+            Copy-Required $_.FullName (Join-Path $moduleDir "Dependencies/runtimes/$relative")
+        }
+    }
+
+    Build-Help
+    Write-Host "Module laid out in $moduleDir"
+}
+
+function Build-Help {
+    $helpSource = Join-Path $root 'docs/help'
+    if (-not (Get-Module -ListAvailable Microsoft.PowerShell.PlatyPS)) {
+        Write-Warning 'Microsoft.PowerShell.PlatyPS is not installed: cmdlet help is not compiled (Get-Help shows syntax only).'
+        return
+    }
+    Import-Module Microsoft.PowerShell.PlatyPS
+    $commandHelp = Measure-PlatyPSMarkdown -Path (Join-Path $helpSource '*.md') |
+        Where-Object Filetype -match 'CommandHelp' |
+        Import-MarkdownCommandHelp -Path { $_.FilePath }
+    $problems = $commandHelp.Diagnostics.Messages | Where-Object { $_.Severity -in 'Warning', 'Error' }
+    if ($problems) { throw "Help has problems:`n$($problems | Out-String)" }
+    $commandHelp | Export-MamlCommandHelp -OutputFolder (Join-Path $outRoot 'help') -Force | Out-Null
+    Get-ChildItem -Recurse -Filter '*.xml' (Join-Path $outRoot 'help') |
+        ForEach-Object { Copy-Required $_.FullName (Join-Path $moduleDir "en-US/KtConnect.Cmdlets.dll-Help.xml") }
+}
+
+function Invoke-Test {
+    Invoke-Dotnet test (Join-Path $root 'KtConnect.slnx') -c $Configuration --no-build -nologo
+    Invoke-Pester5
+}
+
+function Invoke-Pester5 {
+    if (-not (Get-Module -ListAvailable Pester | Where-Object Version -ge '5.0')) {
+        Write-Warning 'Pester 5 is not installed: tests/Pester were NOT run.'
+        return
+    }
+    # A fresh, non-interactive pwsh so nothing from this session leaks into the module under test.
+    $script = "`$env:KTCONNECT_MODULE = '$moduleDir'; Import-Module Pester -MinimumVersion 5.0; " +
+        "`$c = New-PesterConfiguration; `$c.Run.Path = '$(Join-Path $root 'tests/Pester')'; `$c.Run.Exit = `$true; " +
+        "`$c.TestResult.Enabled = `$true; `$c.TestResult.OutputPath = '$(Join-Path $outRoot 'pester.xml')'; Invoke-Pester -Configuration `$c"
+    & pwsh -NoProfile -NonInteractive -Command $script
+    if ($LASTEXITCODE -ne 0) { throw "Pester failed with exit code $LASTEXITCODE" }
+}
+
+function Invoke-Package {
+    if (-not (Get-Command Publish-PSResource -ErrorAction Ignore)) {
+        throw 'Microsoft.PowerShell.PSResourceGet is needed to package the module.'
+    }
+    $repoName = 'KtConnectBuild-' + [guid]::NewGuid().ToString('N').Substring(0, 8)
+    $repoDir = Join-Path $outRoot 'package'
+    $null = New-Item -ItemType Directory -Force -Path $repoDir
+    Register-PSResourceRepository -Name $repoName -Uri $repoDir -Trusted
+    try {
+        Publish-PSResource -Path $moduleDir -Repository $repoName -SkipDependenciesCheck
+        Write-Host "Package written to $repoDir"
+    }
+    finally {
+        Unregister-PSResourceRepository -Name $repoName
+    }
+}
+
+Invoke-Build
+Invoke-Layout
+switch ($Task) {
+    'Test' { Invoke-Test }
+    'Pester' { Invoke-Pester5 }
+    'Package' { Invoke-Test; Invoke-Package }
+}
