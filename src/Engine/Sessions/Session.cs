@@ -1,0 +1,282 @@
+namespace KtConnect.Engine.Sessions;
+
+/// <summary>
+/// One running piece of KtConnect work (a connect, an exchange, …) inside this process. Owns the
+/// lifecycle and the undo stack; the kind-specific <see cref="ISessionWorker"/> does the work.
+/// Thread-safe; readers take <see cref="Snapshot"/>s.
+/// </summary>
+public sealed class Session
+{
+    private readonly object _gate = new();
+    private readonly List<(string Description, Func<CancellationToken, Task> Undo)> _undo = [];
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly List<SessionResource> _resources = [];
+    private readonly List<string> _localPorts = [];
+    private readonly List<string> _routes = [];
+    private readonly List<string> _dnsSuffixes = [];
+    private SessionState _state = SessionState.Starting;
+    private Task? _stopTask;
+    private Exception? _lastError;
+    private string? _meshHeader;
+    private string? _meshVersion;
+    private string? _mode;
+    private DateTimeOffset? _endTime;
+    private bool _failRequested;
+
+    internal Session(int id, SessionRequest request, IKtOutput output)
+    {
+        Id = id;
+        Request = request;
+        Output = output;
+        _mode = request.Mode;
+        StartTime = DateTimeOffset.Now;
+    }
+
+    public int Id { get; }
+
+    public Guid InstanceId { get; } = Guid.NewGuid();
+
+    public SessionRequest Request { get; }
+
+    public DateTimeOffset StartTime { get; }
+
+    internal IKtOutput Output { get; set; }
+
+    /// <summary>Cancelled when the session starts stopping: background loops watch it.</summary>
+    public CancellationToken Stopping => _stopping.Token;
+
+    public SessionState State
+    {
+        get
+        {
+            lock (_gate) return _state;
+        }
+    }
+
+    /// <summary>Completes when the session reaches Stopped or Failed (never faults).</summary>
+    public Task Completion => _finished.Task;
+
+    public event EventHandler<SessionStateChangedEventArgs>? StateChanged;
+
+    public SessionSnapshot Snapshot()
+    {
+        lock (_gate)
+        {
+            return new SessionSnapshot
+            {
+                Id = Id,
+                InstanceId = InstanceId,
+                Kind = Request.Kind,
+                Namespace = Request.Namespace,
+                Context = Request.Context,
+                Target = Request.Target,
+                State = _state,
+                StartTime = StartTime,
+                EndTime = _endTime,
+                Mode = _mode,
+                Resources = [.. _resources],
+                LocalPorts = [.. _localPorts],
+                Routes = [.. _routes],
+                DnsSuffixes = [.. _dnsSuffixes],
+                MeshHeader = _meshHeader,
+                MeshVersion = _meshVersion,
+                LastError = _lastError?.Message,
+                LastErrorId = (_lastError as KtException)?.ErrorId,
+            };
+        }
+    }
+
+    /// <summary>
+    /// Stops the session and undoes everything it registered, last change first. Idempotent: concurrent and
+    /// later calls wait for the same stop. Undo failures are collected into <see cref="SessionSnapshot.LastError"/>;
+    /// every undo is attempted.
+    /// </summary>
+    public Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_gate)
+        {
+            if (_stopTask is null)
+            {
+                if (_state is SessionState.Stopped or SessionState.Failed) return Task.CompletedTask;
+                if (_state == SessionState.Starting)
+                {
+                    // StartAsync unwinds and undoes; stopping just asks it to.
+                    _stopping.Cancel();
+                    return _finished.Task.WaitAsync(cancellationToken);
+                }
+                _stopTask = StopCoreAsync();
+            }
+        }
+        return _stopTask.WaitAsync(cancellationToken);
+    }
+
+    internal async Task StartAsync(ISessionWorker worker, CancellationToken cancellationToken)
+    {
+        Exception? error = null;
+        using (var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token))
+        {
+            try
+            {
+                await worker.StartAsync(new SessionContext(this), linked.Token).ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                error = e;
+            }
+        }
+        if (error is null)
+        {
+            // A stop that arrived while the worker was finishing wins: the session never shows Running.
+            SessionState previous;
+            lock (_gate)
+            {
+                previous = _state;
+                if (!_stopping.IsCancellationRequested) _state = SessionState.Running;
+            }
+            if (previous != SessionState.Running && State == SessionState.Running)
+            {
+                StateChanged?.Invoke(this, new SessionStateChangedEventArgs(Snapshot(), previous));
+                return;
+            }
+            error = new OperationCanceledException("The session was stopped while it was starting.");
+        }
+
+        lock (_gate) _lastError = error is OperationCanceledException ? null : error;
+        _stopping.Cancel();
+        var undoError = await UndoAllAsync().ConfigureAwait(false);
+        Finish(error is OperationCanceledException && undoError is null ? SessionState.Stopped : SessionState.Failed, undoError);
+        System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+    }
+
+    internal void Defer(string description, Func<CancellationToken, Task> undo)
+    {
+        lock (_gate) _undo.Add((description, undo));
+    }
+
+    internal void AddResource(SessionResource resource)
+    {
+        lock (_gate) _resources.Add(resource);
+    }
+
+    internal void AddLocalPort(string port)
+    {
+        lock (_gate) _localPorts.Add(port);
+    }
+
+    internal void AddRoute(string route)
+    {
+        lock (_gate) _routes.Add(route);
+    }
+
+    internal void AddDnsSuffix(string suffix)
+    {
+        lock (_gate) _dnsSuffixes.Add(suffix);
+    }
+
+    internal void SetMesh(string header, string version)
+    {
+        lock (_gate)
+        {
+            _meshHeader = header;
+            _meshVersion = version;
+        }
+    }
+
+    internal void SetMode(string mode)
+    {
+        lock (_gate) _mode = mode;
+    }
+
+    internal void ReportReconnecting(Exception cause)
+    {
+        lock (_gate)
+        {
+            if (_state != SessionState.Running) return;
+            _lastError = cause;
+        }
+        SetState(SessionState.Reconnecting, onlyFrom: SessionState.Running);
+    }
+
+    internal void ReportRecovered() => SetState(SessionState.Running, onlyFrom: SessionState.Reconnecting);
+
+    /// <summary>A background failure the session cannot survive: it is stopped, undone, and ends Failed.</summary>
+    internal void Fail(Exception cause)
+    {
+        lock (_gate)
+        {
+            if (_state is SessionState.Stopping or SessionState.Stopped or SessionState.Failed) return;
+            _lastError = cause;
+            _failRequested = true;
+        }
+        _ = StopAsync();
+    }
+
+    private async Task StopCoreAsync()
+    {
+        SetState(SessionState.Stopping);
+        _stopping.Cancel();
+        var undoError = await UndoAllAsync().ConfigureAwait(false);
+        bool failed;
+        lock (_gate) failed = _failRequested;
+        Finish(failed ? SessionState.Failed : SessionState.Stopped, undoError);
+    }
+
+    /// <summary>Runs every registered undo, last first, each bounded; returns an error describing failures, or null.</summary>
+    private async Task<Exception?> UndoAllAsync()
+    {
+        List<(string Description, Func<CancellationToken, Task> Undo)> undo;
+        lock (_gate)
+        {
+            undo = [.. _undo];
+            _undo.Clear();
+        }
+        var failures = new List<string>();
+        Exception? first = null;
+        for (var i = undo.Count - 1; i >= 0; i--)
+        {
+            using var timeout = new CancellationTokenSource(UndoTimeout);
+            try
+            {
+                Output.Verbose($"Restoring: {undo[i].Description}");
+                await undo[i].Undo(timeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                first ??= e;
+                failures.Add($"{undo[i].Description}: {e.Message}");
+                Output.Warning($"Could not restore {undo[i].Description}: {e.Message}");
+            }
+        }
+        return failures.Count == 0 ? null
+            : new KtException("SessionRestoreFailed", KtErrorCategory.InvalidOperation,
+                "Some changes could not be undone (Clear-KtResource retries them): " + string.Join("; ", failures), first);
+    }
+
+    /// <summary>How long one undo step may take before the next is tried.</summary>
+    internal static TimeSpan UndoTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    private void Finish(SessionState state, Exception? undoError)
+    {
+        lock (_gate)
+        {
+            if (undoError is not null) _lastError = undoError;
+            _endTime = DateTimeOffset.Now;
+        }
+        SetState(state);
+        _finished.TrySetResult();
+    }
+
+    private void SetState(SessionState state, SessionState? onlyFrom = null)
+    {
+        SessionState previous;
+        lock (_gate)
+        {
+            previous = _state;
+            if (onlyFrom is { } from && previous != from) return;
+            if (previous == state || previous is SessionState.Stopped or SessionState.Failed) return;
+            _state = state;
+        }
+        StateChanged?.Invoke(this, new SessionStateChangedEventArgs(Snapshot(), previous));
+    }
+}

@@ -1,0 +1,46 @@
+namespace KtConnect.Engine.Sessions;
+
+/// <summary>What a <see cref="ISessionWorker"/> sees of its session: where to report, and how to register undo.</summary>
+public sealed class SessionContext
+{
+    private readonly Session _session;
+
+    internal SessionContext(Session session) => _session = session;
+
+    public int SessionId => _session.Id;
+
+    public Guid InstanceId => _session.InstanceId;
+
+    public SessionRequest Request => _session.Request;
+
+    public IKtOutput Output => _session.Output;
+
+    /// <summary>Cancelled when the session stops: background loops end on it.</summary>
+    public CancellationToken Stopping => _session.Stopping;
+
+    /// <summary>
+    /// Registers how to undo a change. Undo runs last-registered first, on stop, on a failed start and at
+    /// process exit, each with its own timeout; it must be idempotent.
+    /// </summary>
+    public void Defer(string description, Func<CancellationToken, Task> undo) => _session.Defer(description, undo);
+
+    public void AddResource(string kind, string name, string action) => _session.AddResource(new SessionResource(kind, name, action));
+
+    public void AddLocalPort(string port) => _session.AddLocalPort(port);
+
+    public void AddRoute(string route) => _session.AddRoute(route);
+
+    public void AddDnsSuffix(string suffix) => _session.AddDnsSuffix(suffix);
+
+    public void SetMesh(string header, string version) => _session.SetMesh(header, version);
+
+    public void SetMode(string mode) => _session.SetMode(mode);
+
+    /// <summary>The link dropped; the session shows Reconnecting until <see cref="ReportRecovered"/>.</summary>
+    public void ReportReconnecting(Exception cause) => _session.ReportReconnecting(cause);
+
+    public void ReportRecovered() => _session.ReportRecovered();
+
+    /// <summary>A failure the session cannot survive: it is stopped, undone, and ends Failed.</summary>
+    public void Fail(Exception cause) => _session.Fail(cause);
+}

@@ -1,0 +1,177 @@
+using KtConnect.Engine;
+using KtConnect.Engine.Sessions;
+
+namespace KtConnect.Tests.Unit.Sessions;
+
+public sealed class SessionTests
+{
+    private static readonly SessionRequest Request = new() { Kind = SessionKind.Exchange, Namespace = "dev", Target = "orders", Mode = "selector" };
+
+    /// <summary>A worker scripted by a delegate, recording what its undos did.</summary>
+    private sealed class Worker(Func<SessionContext, CancellationToken, Task> start) : ISessionWorker
+    {
+        public Task StartAsync(SessionContext context, CancellationToken cancellationToken) => start(context, cancellationToken);
+    }
+
+    [Fact]
+    public async Task A_started_session_is_running_and_stopping_undoes_last_change_first()
+    {
+        var registry = new SessionRegistry();
+        var undone = new List<string>();
+        var states = new List<SessionState>();
+        registry.SessionStateChanged += (_, e) => { lock (states) states.Add(e.Session.State); };
+        var session = await registry.StartAsync(Request, new Worker((ctx, _) =>
+        {
+            ctx.AddResource("Pod", "dev/orders-kt-exchange-abcde", "Created");
+            ctx.Defer("delete pod", _ => { undone.Add("pod"); return Task.CompletedTask; });
+            ctx.AddResource("Service", "dev/orders", "Changed");
+            ctx.Defer("restore selector", _ => { undone.Add("selector"); return Task.CompletedTask; });
+            ctx.AddLocalPort("8080 from orders:80");
+            return Task.CompletedTask;
+        }));
+
+        var running = session.Snapshot();
+        Assert.Equal(SessionState.Running, running.State);
+        Assert.Equal(1, running.Id);
+        Assert.Equal("orders", running.Target);
+        Assert.Equal(["Pod", "Service"], running.Resources.Select(r => r.Kind));
+        Assert.Equal(["8080 from orders:80"], running.LocalPorts);
+        Assert.Same(session, registry.Get(1));
+
+        await session.StopAsync();
+
+        Assert.Equal(["selector", "pod"], undone);
+        Assert.Equal(SessionState.Stopped, session.State);
+        Assert.True(session.Completion.IsCompleted);
+        Assert.NotNull(session.Snapshot().EndTime);
+        Assert.Equal([SessionState.Running, SessionState.Stopping, SessionState.Stopped], states);
+    }
+
+    [Fact]
+    public async Task A_start_that_fails_halfway_undoes_what_was_done_and_keeps_the_error()
+    {
+        var registry = new SessionRegistry();
+        var undone = new List<string>();
+        var e = await Assert.ThrowsAsync<KtException>(() => registry.StartAsync(Request, new Worker((ctx, _) =>
+        {
+            ctx.Defer("delete configmap", _ => { undone.Add("configmap"); return Task.CompletedTask; });
+            throw new KtException("ShadowPodImagePullFailed", KtErrorCategory.ResourceBusy, "image not found");
+        })));
+
+        Assert.Equal("ShadowPodImagePullFailed", e.ErrorId);
+        Assert.Equal(["configmap"], undone);
+        var failed = Assert.Single(registry.List()).Snapshot();
+        Assert.Equal(SessionState.Failed, failed.State);
+        Assert.Equal("image not found", failed.LastError);
+        Assert.Equal("ShadowPodImagePullFailed", failed.LastErrorId);
+    }
+
+    [Fact]
+    public async Task Stopping_while_starting_cancels_the_start_and_ends_stopped()
+    {
+        var registry = new SessionRegistry();
+        var entered = new TaskCompletionSource();
+        var undone = 0;
+        var start = registry.StartAsync(Request, new Worker(async (ctx, ct) =>
+        {
+            ctx.Defer("undo", _ => { undone++; return Task.CompletedTask; });
+            entered.SetResult();
+            await Task.Delay(Timeout.Infinite, ct);
+        }));
+        await entered.Task;
+        var session = Assert.Single(registry.List());
+
+        await session.StopAsync();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => start);
+        Assert.Equal(SessionState.Stopped, session.State);
+        Assert.Equal(1, undone);
+    }
+
+    [Fact]
+    public async Task Every_undo_is_attempted_and_failures_are_reported()
+    {
+        var registry = new SessionRegistry();
+        var undone = new List<string>();
+        var session = await registry.StartAsync(Request, new Worker((ctx, _) =>
+        {
+            ctx.Defer("first", _ => { undone.Add("first"); return Task.CompletedTask; });
+            ctx.Defer("second", _ => throw new IOException("api server gone"));
+            ctx.Defer("third", _ => { undone.Add("third"); return Task.CompletedTask; });
+            return Task.CompletedTask;
+        }));
+
+        await session.StopAsync();
+
+        Assert.Equal(["third", "first"], undone);
+        var s = session.Snapshot();
+        Assert.Equal(SessionState.Stopped, s.State);
+        Assert.Equal("SessionRestoreFailed", s.LastErrorId);
+        Assert.Contains("second: api server gone", s.LastError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Concurrent_stops_undo_once()
+    {
+        var registry = new SessionRegistry();
+        var undone = 0;
+        var release = new TaskCompletionSource();
+        var session = await registry.StartAsync(Request, new Worker((ctx, _) =>
+        {
+            ctx.Defer("slow", async _ => { Interlocked.Increment(ref undone); await release.Task; });
+            return Task.CompletedTask;
+        }));
+
+        var a = session.StopAsync();
+        var b = session.StopAsync();
+        Assert.Equal(SessionState.Stopping, session.State);
+        release.SetResult();
+        await Task.WhenAll(a, b);
+        await session.StopAsync();
+
+        Assert.Equal(1, undone);
+    }
+
+    [Fact]
+    public async Task Background_failure_stops_the_session_as_failed_and_reconnecting_is_visible()
+    {
+        var registry = new SessionRegistry();
+        SessionContext? context = null;
+        var undone = 0;
+        var session = await registry.StartAsync(Request, new Worker((ctx, _) =>
+        {
+            context = ctx;
+            ctx.Defer("undo", _ => { undone++; return Task.CompletedTask; });
+            return Task.CompletedTask;
+        }));
+
+        context!.ReportReconnecting(new IOException("port-forward closed"));
+        Assert.Equal(SessionState.Reconnecting, session.State);
+        Assert.Equal("port-forward closed", session.Snapshot().LastError);
+        context.ReportRecovered();
+        Assert.Equal(SessionState.Running, session.State);
+
+        context.Fail(new KtException("ShadowPodDeleted", KtErrorCategory.ObjectNotFound, "the shadow pod was deleted"));
+        await session.Completion;
+
+        Assert.Equal(SessionState.Failed, session.State);
+        Assert.Equal("ShadowPodDeleted", session.Snapshot().LastErrorId);
+        Assert.True(context.Stopping.IsCancellationRequested);
+        Assert.Equal(1, undone);
+    }
+
+    [Fact]
+    public async Task Stop_all_stops_every_session_and_finished_ones_can_be_forgotten()
+    {
+        var registry = new SessionRegistry();
+        for (var i = 0; i < 3; i++)
+            await registry.StartAsync(Request with { Target = "svc" + i }, new Worker((_, _) => Task.CompletedTask));
+
+        await registry.StopAllAsync();
+
+        Assert.All(registry.List(), s => Assert.Equal(SessionState.Stopped, s.State));
+        Assert.Equal([1, 2, 3], registry.List().Select(s => s.Id));
+        Assert.Equal(3, registry.RemoveFinished());
+        Assert.Empty(registry.List());
+    }
+}
