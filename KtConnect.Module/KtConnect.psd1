@@ -13,7 +13,11 @@
     Description          = 'Join a Kubernetes namespace''s network from PowerShell and bring cluster traffic to local processes: connect, exchange, mesh, preview and forward, with every change undone on exit.'
     PowerShellVersion    = '7.4'
     FormatsToProcess     = @('KtConnect.Format.ps1xml')
-    CmdletsToExport      = @()
+    CmdletsToExport      = @(
+        'Get-KtSession'
+        'Stop-KtSession'
+        'Wait-KtSession'
+    )
     FunctionsToExport    = @()
     AliasesToExport      = @()
     VariablesToExport    = @()

@@ -13,6 +13,7 @@ public enum KtErrorCategory
     ObjectNotFound,
     ResourceExists,
     ResourceBusy,
+    ResourceUnavailable,
     PermissionDenied,
     AuthenticationError,
     SecurityError,

@@ -92,7 +92,19 @@ public sealed class Session
     /// later calls wait for the same stop. Undo failures are collected into <see cref="SessionSnapshot.LastError"/>;
     /// every undo is attempted.
     /// </summary>
-    public Task StopAsync(CancellationToken cancellationToken = default)
+    public Task StopAsync(CancellationToken cancellationToken = default) => StopAsync(null, cancellationToken);
+
+    /// <summary>Stops, reporting the restore steps to <paramref name="output"/> (the caller that asked for the stop).</summary>
+    public Task StopAsync(IKtOutput? output, CancellationToken cancellationToken = default)
+    {
+        if (output is not null) Output = output;
+        return StopCoreGuardedAsync(cancellationToken);
+    }
+
+    /// <summary>After the caller that started the session is gone, its messages go nowhere.</summary>
+    public void DetachOutput() => Output = NullOutput.Instance;
+
+    private Task StopCoreGuardedAsync(CancellationToken cancellationToken)
     {
         lock (_gate)
         {

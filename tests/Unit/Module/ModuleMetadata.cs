@@ -48,6 +48,8 @@ public sealed class ModuleMetadata : IDisposable
 
     public void Dispose() => _context.Dispose();
 
+    public Assembly LoadReferenced(AssemblyName name) => _context.LoadFromAssemblyName(name);
+
     public string ManifestText => File.ReadAllText(Path.Combine(RepoRoot, "KtConnect.Module", "KtConnect.psd1"));
 
     /// <summary>The names in a manifest list such as <c>CmdletsToExport = @('A', 'B')</c>.</summary>

@@ -175,3 +175,51 @@ public sealed class SessionTests
         Assert.Empty(registry.List());
     }
 }
+
+public sealed class SessionWaiterTests
+{
+    private sealed class Noop : ISessionWorker
+    {
+        public Task StartAsync(SessionContext context, CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+
+    private static async Task<List<Session>> StartMany(SessionRegistry registry, int n)
+    {
+        var list = new List<Session>();
+        for (var i = 0; i < n; i++)
+            list.Add(await registry.StartAsync(new SessionRequest { Kind = SessionKind.Connect, Namespace = "dev", Target = "c" + i }, new Noop()));
+        return list;
+    }
+
+    [Fact]
+    public async Task Waiting_for_all_returns_when_the_last_one_finishes()
+    {
+        var sessions = await StartMany(new SessionRegistry(), 2);
+        var wait = SessionWaiter.WaitAsync(sessions, SessionWaiter.IsFinished);
+        await sessions[0].StopAsync();
+        Assert.False(wait.IsCompleted);
+        await sessions[1].StopAsync();
+        Assert.Equal(sessions, await wait);
+    }
+
+    [Fact]
+    public async Task Waiting_for_any_returns_the_first_and_a_timeout_returns_what_reached_so_far()
+    {
+        var sessions = await StartMany(new SessionRegistry(), 2);
+        var any = SessionWaiter.WaitAsync(sessions, SessionWaiter.IsFinished, any: true);
+        await sessions[1].StopAsync();
+        Assert.Equal([sessions[1]], await any);
+
+        var timedOut = await SessionWaiter.WaitAsync(sessions, SessionWaiter.IsFinished, timeout: TimeSpan.FromMilliseconds(50));
+        Assert.Equal([sessions[1]], timedOut);
+    }
+
+    [Fact]
+    public async Task A_session_that_finishes_without_reaching_the_state_stops_the_wait()
+    {
+        var sessions = await StartMany(new SessionRegistry(), 1);
+        var wait = SessionWaiter.WaitAsync(sessions, s => s == SessionState.Reconnecting);
+        await sessions[0].StopAsync();
+        Assert.Empty(await wait);
+    }
+}
