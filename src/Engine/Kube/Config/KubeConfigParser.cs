@@ -134,7 +134,12 @@ internal static class KubeConfigParser
         }
         catch (YamlException e)
         {
-            throw new KubeConfigInvalidException(path, (int)e.Start.Line, "not valid YAML: " + e.Message, e);
+            throw new KubeConfigInvalidException(path, e.Start.Line > 0 ? (int)e.Start.Line : null, "not valid YAML: " + e.Message, e);
+        }
+        catch (InvalidOperationException e)
+        {
+            // YamlDotNet 16 throws this (without a position) for some truncated flow collections.
+            throw new KubeConfigInvalidException(path, null, "not valid YAML (an unterminated [ or { ?)", e);
         }
     }
 
