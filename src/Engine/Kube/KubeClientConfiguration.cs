@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
+using KtConnect.Engine.Kube.Config;
 
 namespace KtConnect.Engine.Kube;
 
@@ -65,6 +66,13 @@ public sealed class KubeClientConfiguration
             }
             handler.Proxy = proxy;
             handler.UseProxy = true;
+        }
+        if (Credentials is IRotatingClientCertificate { CanRotate: true } rotating)
+        {
+            // A new exec-plugin certificate only reaches new connections: close the old ones (client-go does too).
+            var tracker = new ConnectionTracker();
+            handler.ConnectCallback = tracker.ConnectAsync;
+            rotating.ClientCertificateChanged += tracker.OnCertificateChanged;
         }
         handler.SslOptions = new SslClientAuthenticationOptions
         {

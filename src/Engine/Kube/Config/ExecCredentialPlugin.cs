@@ -43,6 +43,9 @@ internal sealed class ExecCredentialPlugin
     /// <summary>The certificate of the newest successful run; kept across invalidation so TLS always has one to offer.</summary>
     public X509Certificate2? CurrentCertificate => Volatile.Read(ref _currentCertificate);
 
+    /// <summary>Raised after a run returned a different client certificate than the one before.</summary>
+    public event EventHandler? CertificateRotated;
+
     /// <summary>How many times the plugin has been started (for diagnostics and tests).</summary>
     public int Runs => Volatile.Read(ref _runs);
 
@@ -56,8 +59,13 @@ internal sealed class ExecCredentialPlugin
             cached = _cached;
             if (cached is not null && !IsExpired(cached)) return cached;
             var fresh = await RunAsync(cancellationToken).ConfigureAwait(false);
-            if (fresh.Certificate is not null) Volatile.Write(ref _currentCertificate, fresh.Certificate);
             Volatile.Write(ref _cached, fresh);
+            if (fresh.Certificate is not null)
+            {
+                var previous = Interlocked.Exchange(ref _currentCertificate, fresh.Certificate);
+                if (previous is not null && !previous.RawDataMemory.Span.SequenceEqual(fresh.Certificate.RawDataMemory.Span))
+                    CertificateRotated?.Invoke(this, EventArgs.Empty);
+            }
             return fresh;
         }
         finally

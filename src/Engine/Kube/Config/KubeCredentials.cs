@@ -11,7 +11,7 @@ namespace KtConnect.Engine.Kube.Config;
 /// plugin's token. The TLS client certificate is the configured one or the exec plugin's newest. Impersonation
 /// headers are added to every request.
 /// </summary>
-public sealed class KubeCredentials : IKubeCredentials
+public sealed class KubeCredentials : IKubeCredentials, IRotatingClientCertificate
 {
     private readonly X509Certificate2? _certificate;
     private readonly string? _token;
@@ -29,7 +29,14 @@ public sealed class KubeCredentials : IKubeCredentials
         _basic = basic;
         _exec = exec;
         _impersonation = impersonation;
+        if (exec is not null) exec.CertificateRotated += (_, e) => ClientCertificateChanged?.Invoke(this, e);
     }
+
+    /// <summary>Raised when the exec plugin hands out a new client certificate (connections using the old one should close).</summary>
+    public event EventHandler? ClientCertificateChanged;
+
+    /// <summary>True with an exec plugin, whose certificate can change.</summary>
+    public bool CanRotate => _exec is not null;
 
     /// <summary>The impersonation headers sent with every request, in order (Impersonate-Group may repeat).</summary>
     public IReadOnlyList<KeyValuePair<string, string>> ImpersonationHeaders => _impersonation;

@@ -163,7 +163,7 @@ public enum KeyFormat
 
 /// <summary>
 /// A real TLS server on 127.0.0.1:0 (TcpListener + SslStream) that answers every HTTP request with
-/// "client=&lt;client certificate subject or none&gt;;sni=&lt;server name&gt;" and closes the connection.
+/// "client=&lt;client certificate subject or none&gt;;sni=&lt;server name&gt;", keeping connections alive.
 /// </summary>
 internal sealed class TlsTestServer : IAsyncDisposable
 {
@@ -180,6 +180,11 @@ internal sealed class TlsTestServer : IAsyncDisposable
         _listener.Start();
         _loop = AcceptLoopAsync();
     }
+
+    private int _connections;
+
+    /// <summary>TLS connections that completed the handshake.</summary>
+    public int Connections => Volatile.Read(ref _connections);
 
     public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
 
@@ -216,19 +221,30 @@ internal sealed class TlsTestServer : IAsyncDisposable
                     ClientCertificateRequired = _requireClientCertificate,
                     RemoteCertificateValidationCallback = (_, _, _, _) => true,
                 }, _cts.Token);
+                Interlocked.Increment(ref _connections);
+                // Keep-alive: answer requests on this connection until the client closes it.
                 var buffer = new byte[8192];
                 var read = 0;
-                while (read < buffer.Length)
+                while (true)
                 {
-                    var n = await ssl.ReadAsync(buffer.AsMemory(read), _cts.Token);
-                    if (n == 0) return;
-                    read += n;
-                    if (Encoding.ASCII.GetString(buffer, 0, read).Contains("\r\n\r\n", StringComparison.Ordinal)) break;
+                    var text = Encoding.ASCII.GetString(buffer, 0, read);
+                    var end = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
+                    if (end < 0)
+                    {
+                        if (read == buffer.Length) return;
+                        var n = await ssl.ReadAsync(buffer.AsMemory(read), _cts.Token);
+                        if (n == 0) return;
+                        read += n;
+                        continue;
+                    }
+                    var consumed = end + 4;
+                    Buffer.BlockCopy(buffer, consumed, buffer, 0, read - consumed);
+                    read -= consumed;
+                    var body = $"client={ssl.RemoteCertificate?.Subject ?? "none"};sni={sni ?? "none"}";
+                    var response = $"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {Encoding.UTF8.GetByteCount(body)}\r\n\r\n{body}";
+                    await ssl.WriteAsync(Encoding.UTF8.GetBytes(response), _cts.Token);
+                    await ssl.FlushAsync(_cts.Token);
                 }
-                var body = $"client={ssl.RemoteCertificate?.Subject ?? "none"};sni={sni ?? "none"}";
-                var response = $"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {Encoding.UTF8.GetByteCount(body)}\r\nConnection: close\r\n\r\n{body}";
-                await ssl.WriteAsync(Encoding.UTF8.GetBytes(response), _cts.Token);
-                await ssl.FlushAsync(_cts.Token);
             }
             catch (Exception e) when (e is IOException or System.Security.Authentication.AuthenticationException or OperationCanceledException or ObjectDisposedException)
             {

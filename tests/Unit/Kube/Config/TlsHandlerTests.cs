@@ -135,10 +135,23 @@ public sealed class TlsHandlerTests : IDisposable
         Reply("exec-first");
         var cfg = Resolve(server, $"certificate-authority-data: {B64(_pki.CaPem)}",
             "exec: {command: ./plugin.sh, apiVersion: client.authentication.k8s.io/v1beta1}");
-        Assert.StartsWith("client=CN=exec-first;", await GetAsync(cfg), StringComparison.Ordinal);
+        using var client = new HttpClient(cfg.CreateHandler()) { Timeout = TimeSpan.FromSeconds(30) };
+        async Task<string> Get()
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, cfg.Server);
+            await cfg.Credentials.ApplyAsync((k, v) => request.Headers.TryAddWithoutValidation(k, v), CancellationToken.None);
+            using var response = await client.SendAsync(request);
+            return await response.Content.ReadAsStringAsync();
+        }
+
+        Assert.StartsWith("client=CN=exec-first;", await Get(), StringComparison.Ordinal);
+        Assert.StartsWith("client=CN=exec-first;", await Get(), StringComparison.Ordinal);
+        Assert.Equal(1, server.Connections); // the connection is pooled ...
 
         Reply("exec-second");
-        await cfg.Credentials.OnUnauthorizedAsync(CancellationToken.None);
-        Assert.StartsWith("client=CN=exec-second;", await GetAsync(cfg), StringComparison.Ordinal);
+        Assert.True(await cfg.Credentials.OnUnauthorizedAsync(CancellationToken.None));
+        // ... and dropped when the plugin hands out a new certificate, so the retry presents it.
+        Assert.StartsWith("client=CN=exec-second;", await Get(), StringComparison.Ordinal);
+        Assert.Equal(2, server.Connections);
     }
 }
