@@ -117,6 +117,20 @@ public sealed class TlsHandlerTests : IDisposable
         Assert.StartsWith("client=CN=kt-admin;", body, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("http://127.0.0.1:{0}", "CONNECT 127.0.0.1:{1}")]
+    [InlineData("socks5://127.0.0.1:{0}", "SOCKS5 127.0.0.1:{1}")]
+    [InlineData("socks5://kt:s%3Acret@127.0.0.1:{0}", "SOCKS5 127.0.0.1:{1} user=kt:s:cret")]
+    public async Task Proxy_url_tunnels_the_TLS_connection(string proxyUrl, string expected)
+    {
+        await using var server = LocalServer();
+        await using var proxy = new TestProxy();
+        var url = string.Format(System.Globalization.CultureInfo.InvariantCulture, proxyUrl, proxy.Port);
+        var body = await GetAsync(Resolve(server, $"certificate-authority-data: {B64(_pki.CaPem)}\nproxy-url: \"{url}\""));
+        Assert.StartsWith("client=none;", body, StringComparison.Ordinal);
+        Assert.Equal(string.Format(System.Globalization.CultureInfo.InvariantCulture, expected, proxy.Port, server.Port), Assert.Single(proxy.Requests));
+    }
+
     [Fact]
     public async Task An_exec_plugin_certificate_reaches_the_server_and_a_rotated_one_is_used_by_new_connections()
     {
