@@ -62,6 +62,19 @@ public sealed class KubeConfigLoader
         return Merge(files, Options);
     }
 
+    /// <summary>For argument completers: the merged kubeconfig, or null when there is none or it is broken (never throws).</summary>
+    public KubeConfig? TryLoad(string? explicitPath = null)
+    {
+        try
+        {
+            return Load(explicitPath);
+        }
+        catch (KtException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>
     /// The client configuration for a context of the kubeconfig, falling back to the in-cluster configuration when
     /// no kubeconfig exists (or it defines no contexts), no path or context was asked for, and we run in a pod.

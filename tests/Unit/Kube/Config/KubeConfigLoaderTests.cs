@@ -125,6 +125,7 @@ public sealed class KubeConfigLoaderTests : IDisposable
         Assert.Equal([first], loader.Load().SourceFiles);
 
         var other = _dir.Combine("nope2");
+        Assert.Null(Loader($"{missing}{sep}{other}").TryLoad());
         var e = Assert.Throws<KubeConfigNotFoundException>(() => Loader($"{missing}{sep}{other}").Load());
         Assert.Equal("KubeConfigNotFound", e.ErrorId);
         Assert.Contains(missing, e.Message, StringComparison.Ordinal);
