@@ -115,7 +115,8 @@ public sealed class KubeClientConfiguration
         custom.ChainPolicy.CustomTrustStore.AddRange(CertificateAuthorities);
         if (chain is not null)
         {
-            // Intermediates the server sent.
+            // Intermediates the server sent (SslStream puts them in ExtraStore) and whatever the platform chain found.
+            custom.ChainPolicy.ExtraStore.AddRange(chain.ChainPolicy.ExtraStore);
             foreach (var element in chain.ChainElements)
             {
                 if (!element.Certificate.RawDataMemory.Span.SequenceEqual(cert.RawDataMemory.Span)) custom.ChainPolicy.ExtraStore.Add(element.Certificate);

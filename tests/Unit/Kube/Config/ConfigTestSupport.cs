@@ -138,10 +138,34 @@ internal sealed class TestPki : IDisposable
         }
     }
 
-    private X509Certificate2 Sign(CertificateRequest req, ECDsa key)
+    /// <summary>An intermediate CA signed by <see cref="Ca"/> and a server certificate it signs (for chain tests).</summary>
+    public (X509Certificate2 Intermediate, X509Certificate2 Server) ServerViaIntermediate(string dnsName)
     {
-        req.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(Ca, true, false));
-        using var cert = req.Create(Ca, DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(30), RandomNumberGenerator.GetBytes(12));
+        using var interKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var ireq = new CertificateRequest("CN=kt-test-intermediate", interKey, HashAlgorithmName.SHA256);
+        ireq.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, true, 0, true));
+        ireq.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+        ireq.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(ireq.PublicKey, false));
+        ireq.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(Ca, true, false));
+        using var inter = ireq.Create(Ca, DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(45), RandomNumberGenerator.GetBytes(12));
+        using var interWithKey = inter.CopyWithPrivateKey(interKey);
+
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var req = new CertificateRequest("CN=" + dnsName, key, HashAlgorithmName.SHA256);
+        var san = new SubjectAlternativeNameBuilder();
+        san.AddDnsName(dnsName);
+        san.AddIpAddress(IPAddress.Loopback);
+        req.CertificateExtensions.Add(san.Build());
+        req.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));
+        var server = Sign(req, key, interWithKey);
+        return (X509CertificateLoader.LoadCertificate(inter.RawData), server);
+    }
+
+    private X509Certificate2 Sign(CertificateRequest req, ECDsa key, X509Certificate2? issuer = null)
+    {
+        issuer ??= Ca;
+        req.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(issuer, true, false));
+        using var cert = req.Create(issuer, DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(30), RandomNumberGenerator.GetBytes(12));
         using var withKey = cert.CopyWithPrivateKey(key);
         return X509CertificateLoader.LoadPkcs12(withKey.Export(X509ContentType.Pkcs12), null);
     }
@@ -173,9 +197,12 @@ internal sealed class TlsTestServer : IAsyncDisposable
     private readonly CancellationTokenSource _cts = new();
     private readonly Task _loop;
 
-    public TlsTestServer(X509Certificate2 certificate, bool requireClientCertificate = false)
+    private readonly SslStreamCertificateContext? _context;
+
+    public TlsTestServer(X509Certificate2 certificate, bool requireClientCertificate = false, X509Certificate2? intermediate = null)
     {
         _certificate = certificate;
+        if (intermediate is not null) _context = SslStreamCertificateContext.Create(certificate, [intermediate], offline: true);
         _requireClientCertificate = requireClientCertificate;
         _listener.Start();
         _loop = AcceptLoopAsync();
@@ -211,17 +238,18 @@ internal sealed class TlsTestServer : IAsyncDisposable
     {
         using (client)
         {
-            string? sni = null;
             await using var ssl = new SslStream(client.GetStream(), false);
             try
             {
                 await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
                 {
-                    ServerCertificateSelectionCallback = (_, name) => { sni = name; return _certificate; },
+                    ServerCertificate = _context is null ? _certificate : null,
+                    ServerCertificateContext = _context,
                     ClientCertificateRequired = _requireClientCertificate,
                     RemoteCertificateValidationCallback = (_, _, _, _) => true,
                 }, _cts.Token);
                 Interlocked.Increment(ref _connections);
+                var sni = string.IsNullOrEmpty(ssl.TargetHostName) ? null : ssl.TargetHostName;
                 // Keep-alive: answer requests on this connection until the client closes it.
                 var buffer = new byte[8192];
                 var read = 0;

@@ -77,6 +77,17 @@ public sealed class TlsHandlerTests : IDisposable
     }
 
     [Fact]
+    public async Task A_chain_through_an_intermediate_the_server_sends_is_trusted_by_the_root_CA()
+    {
+        var (intermediate, leaf) = _pki.ServerViaIntermediate("localhost");
+        using (intermediate)
+        {
+            await using var server = new TlsTestServer(leaf, intermediate: intermediate);
+            Assert.StartsWith("client=none;", await GetAsync(Resolve(server, $"certificate-authority-data: {B64(_pki.CaPem)}")), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public async Task Insecure_skip_tls_verify_accepts_any_server_certificate()
     {
         await using var server = LocalServer();
