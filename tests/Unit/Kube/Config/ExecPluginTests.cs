@@ -23,6 +23,7 @@ public sealed class ExecPluginTests : IDisposable
         env > "$dir/env.txt"
         printf '%s\n' "$@" > "$dir/args.txt"
         echo "plugin stderr line" >&2
+        if [ -f "$dir/hang" ]; then sleep 60; fi
         if [ -f "$dir/fail" ]; then echo "login required: run sso-login" >&2; exit 3; fi
         sed "s/RUN/$n/g" "$dir/reply.json"
         """;
@@ -45,7 +46,7 @@ public sealed class ExecPluginTests : IDisposable
 
     private static string Indent(string text, int by) => string.Join("\n", text.Split('\n').Select(l => new string(' ', by) + l));
 
-    private KubeClientConfiguration Resolve(string execYaml, bool terminal = false, string clusterExtra = "")
+    private KubeClientConfiguration Resolve(string execYaml, bool terminal = false, string clusterExtra = "", TimeSpan? timeout = null)
     {
         var path = _dir.File("config", $"""
             clusters:
@@ -70,7 +71,7 @@ public sealed class ExecPluginTests : IDisposable
             TimeProvider = _time,
             IsStdinTerminal = () => terminal,
             ExecStandardError = _stderr,
-            ExecTimeout = TimeSpan.FromSeconds(30),
+            ExecTimeout = timeout ?? TimeSpan.FromSeconds(30),
         };
         return new KubeConfigLoader(options).Load(path).CreateClientConfiguration();
     }
@@ -200,6 +201,22 @@ public sealed class ExecPluginTests : IDisposable
         Assert.Contains("exited with code 3", e.Message, StringComparison.Ordinal);
         Assert.Contains("login required", e.Message, StringComparison.Ordinal);
         Assert.Contains(_dir.Combine("plugin", "get-token"), e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_hanging_plugin_is_stopped_after_the_timeout_and_cancellation_is_honoured()
+    {
+        Reply(V1, """{"token":"x"}""");
+        _dir.File("plugin/hang", "");
+        const string exec = "command: ./plugin/get-token\napiVersion: client.authentication.k8s.io/v1\ninteractiveMode: Never";
+        var e = await Assert.ThrowsAsync<ExecPluginFailedException>(() => HeadersAsync(Resolve(exec, timeout: TimeSpan.FromMilliseconds(500)).Credentials));
+        Assert.Contains("did not finish", e.Message, StringComparison.Ordinal);
+
+        using var cts = new CancellationTokenSource();
+        var creds = Resolve(exec).Credentials;
+        var pending = creds.ApplyAsync((_, _) => { }, cts.Token).AsTask();
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pending);
     }
 
     [Fact]
