@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
+using KtConnect.Engine.Kube.Config;
 
 namespace KtConnect.Engine.Kube;
 
@@ -42,6 +43,8 @@ public sealed class KubeClientConfiguration
     /// <summary>
     /// A handler with this configuration's TLS, client certificate and proxy settings. Used for plain
     /// requests and, through an HttpMessageInvoker, for WebSocket upgrades (port-forward, exec).
+    /// The client certificate is asked of <see cref="Credentials"/> at every TLS handshake, so one that an exec
+    /// plugin rotates is picked up by new connections.
     /// </summary>
     public SocketsHttpHandler CreateHandler()
     {
@@ -54,8 +57,22 @@ public sealed class KubeClientConfiguration
         };
         if (Proxy is not null)
         {
-            handler.Proxy = new WebProxy(Proxy);
+            // WebProxy understands http, https and socks5 URIs; user:password in the URL become proxy credentials.
+            var proxy = new WebProxy(new UriBuilder(Proxy) { UserName = "", Password = "" }.Uri);
+            if (!string.IsNullOrEmpty(Proxy.UserInfo))
+            {
+                var parts = Proxy.UserInfo.Split(':', 2);
+                proxy.Credentials = new NetworkCredential(Uri.UnescapeDataString(parts[0]), parts.Length > 1 ? Uri.UnescapeDataString(parts[1]) : "");
+            }
+            handler.Proxy = proxy;
             handler.UseProxy = true;
+        }
+        if (Credentials is IRotatingClientCertificate { CanRotate: true } rotating)
+        {
+            // A new exec-plugin certificate only reaches new connections: close the old ones (client-go does too).
+            var tracker = new ConnectionTracker();
+            handler.ConnectCallback = tracker.ConnectAsync;
+            rotating.ClientCertificateChanged += tracker.OnCertificateChanged;
         }
         handler.SslOptions = new SslClientAuthenticationOptions
         {
@@ -66,18 +83,45 @@ public sealed class KubeClientConfiguration
         return handler;
     }
 
+    /// <summary>
+    /// Per-request settings the handler cannot carry. With <see cref="TlsServerName"/> this sets the Host header to
+    /// it, which is what SocketsHttpHandler uses for SNI (the certificate is checked against it either way).
+    /// </summary>
+    public void ConfigureRequest(HttpRequestMessage request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (!string.IsNullOrEmpty(TlsServerName))
+            request.Headers.Host = Server.IsDefaultPort ? TlsServerName : TlsServerName + ":" + Server.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     private bool ValidateServerCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
     {
         if (InsecureSkipTlsVerify) return true;
-        if (errors == SslPolicyErrors.None) return true;
-        if (certificate is null || CertificateAuthorities is null || CertificateAuthorities.Count == 0) return false;
-        // A name mismatch is never forgiven; only the chain is re-checked against the kubeconfig's CA.
-        if ((errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0) return false;
+        if (certificate is null || (errors & SslPolicyErrors.RemoteCertificateNotAvailable) != 0) return false;
+        using var cert = new X509Certificate2(certificate);
+
+        // The name: tls-server-name replaces the URL's host (the platform checked against whatever SNI name it sent).
+        var nameOk = string.IsNullOrEmpty(TlsServerName)
+            ? (errors & SslPolicyErrors.RemoteCertificateNameMismatch) == 0
+            : cert.MatchesHostname(TlsServerName);
+        if (!nameOk) return false;
+
+        // The chain: the kubeconfig's CA replaces the system store (client-go's RootCAs), so re-check against it alone.
+        if (CertificateAuthorities is null || CertificateAuthorities.Count == 0)
+            return (errors & SslPolicyErrors.RemoteCertificateChainErrors) == 0;
         using var custom = new X509Chain();
         custom.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
         custom.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
         custom.ChainPolicy.CustomTrustStore.AddRange(CertificateAuthorities);
-        using var cert = new X509Certificate2(certificate);
+        if (chain is not null)
+        {
+            // Intermediates the server sent (SslStream puts them in ExtraStore) and whatever the platform chain found.
+            custom.ChainPolicy.ExtraStore.AddRange(chain.ChainPolicy.ExtraStore);
+            foreach (var element in chain.ChainElements)
+            {
+                if (!element.Certificate.RawDataMemory.Span.SequenceEqual(cert.RawDataMemory.Span)) custom.ChainPolicy.ExtraStore.Add(element.Certificate);
+            }
+        }
         return custom.Build(cert);
     }
 }
