@@ -23,9 +23,12 @@ internal sealed class ApiHandler
     private readonly PortForwardHandler _portForward;
     private readonly ExecHandler _exec;
     private readonly Func<string> _serverAddress;
+    private readonly Func<System.Security.Cryptography.X509Certificates.X509Certificate2, bool> _verifyClientCertificate;
 
-    public ApiHandler(ObjectStore store, KubeSimOptions options, KubeSimHooks hooks, IPodNetwork network, IPodExec exec, Func<string> serverAddress)
+    public ApiHandler(ObjectStore store, KubeSimOptions options, KubeSimHooks hooks, IPodNetwork network, IPodExec exec, Func<string> serverAddress,
+        Func<System.Security.Cryptography.X509Certificates.X509Certificate2, bool> verifyClientCertificate)
     {
+        _verifyClientCertificate = verifyClientCertificate;
         _store = store;
         _options = options;
         _hooks = hooks;
@@ -67,14 +70,15 @@ internal sealed class ApiHandler
     {
         var request = context.Request;
         var path = request.Path.Value ?? "/";
-        var user = Authenticate(request);
-        if (user is null)
+        var who = Authenticate(context);
+        if (who is null)
         {
             // A token we do not know: 401 without details, before anything else (4e).
             await HttpBodies.WriteJsonAsync(context, 401, new KubeApiException(401, "Unauthorized", "Unauthorized", null, omitDetails: true).Status, ct)
                 .ConfigureAwait(false);
             return;
         }
+        var (user, groups) = who.Value;
 
         // Non-resource paths.
         switch (path)
@@ -93,7 +97,7 @@ internal sealed class ApiHandler
         }
         if (path is "/api" or "/api/" or "/apis" or "/apis/")
         {
-            Authorize(new RequestInfo(user, "get", "", "", null, null, null, path));
+            Authorize(new RequestInfo(user, "get", "", "", null, null, null, path) { Groups = groups });
             JsonNode doc = path.StartsWith("/apis", StringComparison.Ordinal) ? Discovery.ApiGroupList() : Discovery.ApiVersions(_serverAddress());
             await HttpBodies.WriteJsonAsync(context, 200, doc, ct).ConfigureAwait(false);
             return;
@@ -106,7 +110,7 @@ internal sealed class ApiHandler
                 await HttpBodies.WriteTextAsync(context, 404, "404 page not found\n", ct).ConfigureAwait(false);
                 return;
             case ApiPathKind.GroupVersionDiscovery:
-                Authorize(new RequestInfo(user, "get", "", "", null, null, null, path));
+                Authorize(new RequestInfo(user, "get", "", "", null, null, null, path) { Groups = groups });
                 await HttpBodies.WriteJsonAsync(context, 200, Discovery.ResourceList(api.Group, api.Version), ct).ConfigureAwait(false);
                 return;
             case ApiPathKind.UnknownResource:
@@ -130,7 +134,7 @@ internal sealed class ApiHandler
             _ => "unknown",
         };
         if (verb == "unknown") throw KubeApiException.MethodNotAllowed();
-        Authorize(new RequestInfo(user, verb, type.Group, type.Plural, api.Subresource, api.Namespace, api.Name, null));
+        Authorize(new RequestInfo(user, verb, type.Group, type.Plural, api.Subresource, api.Namespace, api.Name, null) { Groups = groups });
 
         if (api.Kind == ApiPathKind.Collection)
         {
@@ -144,7 +148,7 @@ internal sealed class ApiHandler
                     await _watch.HandleAsync(context, type, api.Namespace, ct).ConfigureAwait(false);
                     return;
                 case "create":
-                    await CreateAsync(context, type, api.Namespace, user, ct).ConfigureAwait(false);
+                    await CreateAsync(context, type, api.Namespace, user, groups, ct).ConfigureAwait(false);
                     return;
                 case "deletecollection":
                     await DeleteCollectionAsync(context, type, api.Namespace, ct).ConfigureAwait(false);
@@ -228,21 +232,76 @@ internal sealed class ApiHandler
 
     // ------------------------------------------------------------------ auth
 
-    /// <summary>The user of the request: "system:anonymous" without credentials, null for a token we do not know.</summary>
-    private string? Authenticate(HttpRequest request)
+    private const string AdminUser = "kubesim-admin";
+    private static readonly string[] AdminGroups = ["system:masters", "system:authenticated"];
+    private static readonly string[] UserGroups = ["system:authenticated"];
+
+    /// <summary>
+    /// Who sent the request, as the apiserver's authenticators decide: a client certificate signed by our CA (CN
+    /// user, O groups), a bearer token, basic auth; "system:anonymous" without credentials; null for credentials we
+    /// do not accept (401). Impersonation headers then switch the user when the caller may impersonate.
+    /// </summary>
+    private (string User, IReadOnlyList<string> Groups)? Authenticate(HttpContext context)
     {
+        var request = context.Request;
+        (string, IReadOnlyList<string>)? who = null;
         var auth = request.Headers.Authorization.ToString();
-        if (auth.Length == 0) return "system:anonymous";
-        if (!auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)) return null;
-        var token = auth[7..].Trim();
-        if (token == _options.AdminToken) return "kubesim-admin";
-        return _options.UnprivilegedTokens.TryGetValue(token, out var user) ? user : null;
+        if (auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+        {
+            var token = auth[7..].Trim();
+            if (token == _options.AdminToken || _options.ExtraAdminTokens.Contains(token)) who = (AdminUser, AdminGroups);
+            else if (_options.UnprivilegedTokens.TryGetValue(token, out var user)) who = (user, UserGroups);
+            else return null;
+        }
+        else if (auth.StartsWith("Basic ", StringComparison.OrdinalIgnoreCase))
+        {
+            string decoded;
+            try
+            {
+                decoded = Encoding.UTF8.GetString(Convert.FromBase64String(auth[6..].Trim()));
+            }
+            catch (FormatException)
+            {
+                return null;
+            }
+            var colon = decoded.IndexOf(':', StringComparison.Ordinal);
+            if (colon < 0 || !_options.BasicAuthUsers.TryGetValue(decoded[..colon], out var password) || password != decoded[(colon + 1)..]) return null;
+            who = (decoded[..colon], AdminGroups);
+        }
+        else if (auth.Length > 0)
+        {
+            return null;
+        }
+        else if (context.Connection.ClientCertificate is { } cert)
+        {
+            if (!_verifyClientCertificate(cert)) return null;
+            var cn = cert.GetNameInfo(System.Security.Cryptography.X509Certificates.X509NameType.SimpleName, false);
+            var groups = cert.SubjectName.EnumerateRelativeDistinguishedNames()
+                .Where(r => r.GetSingleElementType().Value == "2.5.4.10")
+                .Select(r => r.GetSingleElementValue() ?? "")
+                .Append("system:authenticated").ToList();
+            who = (cn, groups);
+        }
+        if (who is null) return ("system:anonymous", ["system:unauthenticated"]);
+
+        var impersonate = request.Headers["Impersonate-User"].ToString();
+        if (impersonate.Length == 0) return who;
+        var (caller, callerGroups) = who.Value;
+        if (!IsAllowed(new RequestInfo(caller, "impersonate", "", "users", null, null, impersonate, null) { Groups = callerGroups }))
+        {
+            throw new KubeApiException(403, "Forbidden",
+                $"users \"{impersonate}\" is forbidden: User \"{caller}\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope",
+                new JsonObject { ["name"] = impersonate, ["kind"] = "users" });
+        }
+        IReadOnlyList<string> impersonatedGroups = [.. request.Headers["Impersonate-Group"].Select(g => g ?? ""), "system:authenticated"];
+        return (impersonate, impersonatedGroups);
     }
+
+    private bool IsAllowed(RequestInfo info) => _hooks.Authorize is { } hook ? hook(info) : info.IsAdmin;
 
     private void Authorize(RequestInfo info)
     {
-        var allowed = _hooks.Authorize is { } hook ? hook(info) : info.User == "kubesim-admin";
-        if (allowed) return;
+        if (IsAllowed(info)) return;
         if (!info.IsResourceRequest)
         {
             throw new KubeApiException(403, "Forbidden", $"forbidden: User \"{info.User}\" cannot {info.Verb} path \"{info.Path}\"", []);
@@ -292,12 +351,12 @@ internal sealed class ApiHandler
         await HttpBodies.WriteJsonAsync(context, 200, list, ct).ConfigureAwait(false);
     }
 
-    private async Task CreateAsync(HttpContext context, ResourceType type, string? ns, string user, CancellationToken ct)
+    private async Task CreateAsync(HttpContext context, ResourceType type, string? ns, string user, IReadOnlyList<string> groups, CancellationToken ct)
     {
         var body = await ReadObjectAsync(context, type, ct).ConfigureAwait(false);
         if (type == ResourceTypes.SelfSubjectAccessReviews)
         {
-            await HttpBodies.WriteJsonAsync(context, 201, AccessReview(body, user), ct).ConfigureAwait(false);
+            await HttpBodies.WriteJsonAsync(context, 201, AccessReview(body, user, groups), ct).ConfigureAwait(false);
             return;
         }
         var bodyNs = body["metadata"]?["namespace"]?.GetValue<string>();
@@ -309,16 +368,16 @@ internal sealed class ApiHandler
         await HttpBodies.WriteJsonAsync(context, 201, created, ct).ConfigureAwait(false);
     }
 
-    private JsonObject AccessReview(JsonObject body, string user)
+    private JsonObject AccessReview(JsonObject body, string user, IReadOnlyList<string> groups)
     {
         var spec = body["spec"] as JsonObject ?? [];
         var ra = spec["resourceAttributes"] as JsonObject;
         var nra = spec["nonResourceAttributes"] as JsonObject;
         var info = ra is not null
             ? new RequestInfo(user, Str(ra, "verb"), Str(ra, "group"), Str(ra, "resource"), NullIfEmpty(Str(ra, "subresource")),
-                NullIfEmpty(Str(ra, "namespace")), NullIfEmpty(Str(ra, "name")), null)
-            : new RequestInfo(user, Str(nra, "verb"), "", "", null, null, null, Str(nra, "path"));
-        var allowed = _hooks.Authorize is { } hook ? hook(info) : user == "kubesim-admin";
+                NullIfEmpty(Str(ra, "namespace")), NullIfEmpty(Str(ra, "name")), null) { Groups = groups }
+            : new RequestInfo(user, Str(nra, "verb"), "", "", null, null, null, Str(nra, "path")) { Groups = groups };
+        var allowed = IsAllowed(info);
         var status = new JsonObject { ["allowed"] = allowed };
         if (allowed && _hooks.Authorize is null) status["reason"] = "kubesim: the admin token may do everything";
         return new JsonObject

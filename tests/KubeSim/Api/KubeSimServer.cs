@@ -77,12 +77,20 @@ public sealed class KubeSimServer : IAsyncDisposable
             k.Listen(options.ListenAddress, options.Port, listen =>
             {
                 listen.Protocols = HttpProtocols.Http1AndHttp2;
-                listen.UseHttps(certificates.ServerCertificate);
+                listen.UseHttps(new Microsoft.AspNetCore.Server.Kestrel.Https.HttpsConnectionAdapterOptions
+                {
+                    ServerCertificate = certificates.ServerCertificate,
+                    // Like the apiserver: ask for a client certificate, accept any at the TLS layer, verify it in the authenticator (401).
+                    ClientCertificateMode = Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.AllowCertificate,
+                    ClientCertificateValidation = (_, _, _) => true,
+                    CheckCertificateRevocation = false,
+                });
             });
         });
         var app = builder.Build();
         var server = new KubeSimServer(app, certificates, store, options, hooks, network, exec);
-        var handler = new ApiHandler(store, options, hooks, network, exec, () => $"{server.BaseAddress.Host}:{server.BaseAddress.Port}");
+        var handler = new ApiHandler(store, options, hooks, network, exec, () => $"{server.BaseAddress.Host}:{server.BaseAddress.Port}",
+            certificates.Verifies);
         app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = TimeSpan.Zero });
         app.Run(handler.HandleAsync);
 
@@ -105,19 +113,31 @@ public sealed class KubeSimServer : IAsyncDisposable
     /// Writes a kubeconfig for the admin token (certificate-authority-data, token, a context with the namespace)
     /// and returns its path. <paramref name="path"/> defaults to a new file in the temp directory.
     /// </summary>
-    public string WriteKubeconfig(string? path = null, string @namespace = "default", string contextName = "kubesim", string? token = null)
+    public string WriteKubeconfig(string? path = null, string @namespace = "default", string contextName = "kubesim", string? token = null,
+        (string CertificatePem, string KeyPem)? clientCertificate = null)
     {
         path ??= Path.Combine(Path.GetTempPath(), "kubesim-" + Guid.NewGuid().ToString("N")[..8] + ".kubeconfig");
         var dir = Path.GetDirectoryName(Path.GetFullPath(path));
         if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
-        File.WriteAllText(path, KubeconfigText(@namespace, contextName, token));
+        File.WriteAllText(path, KubeconfigText(@namespace, contextName, token, clientCertificate));
         return path;
     }
 
+    /// <summary>
+    /// A client certificate for <paramref name="user"/> signed by the cluster CA (PEM texts); with the group
+    /// system:masters it is the admin. ECDSA P-256 by default, RSA 2048 on request.
+    /// </summary>
+    public (string CertificatePem, string KeyPem) IssueClientCertificate(string user, IEnumerable<string>? groups = null, bool rsa = false) =>
+        _certificates.IssueClientCertificate(user, groups ?? ["system:masters"], rsa, Options.TimeProvider);
+
     /// <summary>The kubeconfig YAML <see cref="WriteKubeconfig"/> writes.</summary>
-    public string KubeconfigText(string @namespace = "default", string contextName = "kubesim", string? token = null)
+    public string KubeconfigText(string @namespace = "default", string contextName = "kubesim", string? token = null,
+        (string CertificatePem, string KeyPem)? clientCertificate = null)
     {
         var ca = Convert.ToBase64String(Encoding.ASCII.GetBytes(CaCertificatePem));
+        var credential = clientCertificate is { } cc
+            ? $"client-certificate-data: {Convert.ToBase64String(Encoding.ASCII.GetBytes(cc.CertificatePem))}\n    client-key-data: {Convert.ToBase64String(Encoding.ASCII.GetBytes(cc.KeyPem))}"
+            : $"token: {token ?? AdminToken}";
         return $$"""
             apiVersion: v1
             kind: Config
@@ -129,7 +149,7 @@ public sealed class KubeSimServer : IAsyncDisposable
             users:
             - name: {{contextName}}-admin
               user:
-                token: {{token ?? AdminToken}}
+                {{credential}}
             contexts:
             - name: {{contextName}}
               context:
