@@ -173,8 +173,12 @@ internal sealed class ApiHandler
                 await _portForward.HandleAsync(context, PodOrThrow(api.Namespace, name), api.Namespace!, name, ct).ConfigureAwait(false);
                 return;
             case "exec" when type == ResourceTypes.Pods && verb is "get" or "create":
-                await _exec.HandleAsync(context, PodOrThrow(api.Namespace, name), api.Namespace!, name, ct).ConfigureAwait(false);
-                return;
+                {
+                    var pod = PodOrThrow(api.Namespace, name);
+                    CheckContainer(pod, name, context.Request.Query["container"]);
+                    await _exec.HandleAsync(context, pod, api.Namespace!, name, ct).ConfigureAwait(false);
+                    return;
+                }
             case "log" when type == ResourceTypes.Pods && verb == "get":
                 PodOrThrow(api.Namespace, name);
                 _hooks.PodLogs.TryGetValue((api.Namespace!, name), out var log);
@@ -517,6 +521,21 @@ internal sealed class ApiHandler
                 ["selector"] = LabelSelector.Format(owner["spec"]?["selector"] as JsonObject),
             },
         };
+    }
+
+    /// <summary>The apiserver's container check for exec: a named container must exist; with several, one must be named.</summary>
+    private static void CheckContainer(JsonObject pod, string podName, string? container)
+    {
+        var names = (pod["spec"]?["containers"] as JsonArray ?? []).Select(c => c?["name"]?.GetValue<string>() ?? "").ToList();
+        if (string.IsNullOrEmpty(container))
+        {
+            if (names.Count > 1)
+            {
+                throw KubeApiException.BadRequest($"a container name must be specified for pod {podName}, choose one of: [{string.Join(' ', names)}]");
+            }
+            return;
+        }
+        if (!names.Contains(container)) throw KubeApiException.BadRequest($"container {container} is not valid for pod {podName}");
     }
 
     private JsonObject PodOrThrow(string? ns, string name) =>
