@@ -214,8 +214,47 @@ public sealed class KubeSimServer : IAsyncDisposable
         });
         foreach (var ns in new[] { "default", "kube-system", "kube-public", "kube-node-lease" })
         {
-            Store.Create(ResourceTypes.ServiceAccounts, ns, new JsonObject { ["metadata"] = new JsonObject { ["name"] = "default" } });
+            // What the token controller leaves behind in v1.20: a token Secret per ServiceAccount, referenced by it.
+            var secret = Store.Create(ResourceTypes.Secrets, ns, new JsonObject
+            {
+                ["metadata"] = new JsonObject
+                {
+                    ["generateName"] = "default-token-",
+                    ["annotations"] = new JsonObject { ["kubernetes.io/service-account.name"] = "default" },
+                },
+                ["type"] = "kubernetes.io/service-account-token",
+                ["data"] = new JsonObject
+                {
+                    ["ca.crt"] = Convert.ToBase64String(Encoding.ASCII.GetBytes(CaCertificatePem)),
+                    ["namespace"] = Convert.ToBase64String(Encoding.ASCII.GetBytes(ns)),
+                    ["token"] = Convert.ToBase64String(Encoding.ASCII.GetBytes("kubesim-unprivileged-" + Guid.NewGuid().ToString("N"))),
+                },
+            });
+            Store.Create(ResourceTypes.ServiceAccounts, ns, new JsonObject
+            {
+                ["metadata"] = new JsonObject { ["name"] = "default" },
+                ["secrets"] = new JsonArray(new JsonObject { ["name"] = secret["metadata"]!["name"]!.DeepClone() }),
+            });
         }
+        var now = Store.Timestamp();
+        JsonObject Capacity() => new()
+        {
+            ["cpu"] = "2",
+            ["ephemeral-storage"] = "264212084Ki",
+            ["hugepages-1Gi"] = "0",
+            ["hugepages-2Mi"] = "0",
+            ["memory"] = "24684092Ki",
+            ["pods"] = "110",
+        };
+        JsonObject NodeCondition(string type, string status, string reason, string message) => new()
+        {
+            ["type"] = type,
+            ["status"] = status,
+            ["lastHeartbeatTime"] = now,
+            ["lastTransitionTime"] = now,
+            ["reason"] = reason,
+            ["message"] = message,
+        };
         Store.Create(ResourceTypes.Nodes, null, new JsonObject
         {
             ["metadata"] = new JsonObject
@@ -223,31 +262,46 @@ public sealed class KubeSimServer : IAsyncDisposable
                 ["name"] = Options.NodeName,
                 ["labels"] = new JsonObject
                 {
+                    ["beta.kubernetes.io/arch"] = "amd64",
+                    ["beta.kubernetes.io/os"] = "linux",
                     ["kubernetes.io/arch"] = "amd64",
                     ["kubernetes.io/hostname"] = Options.NodeName,
                     ["kubernetes.io/os"] = "linux",
+                },
+                ["annotations"] = new JsonObject
+                {
+                    ["node.alpha.kubernetes.io/ttl"] = "0",
+                    ["volumes.kubernetes.io/controller-managed-attach-detach"] = "true",
                 },
             },
             ["spec"] = new JsonObject(),
             ["status"] = new JsonObject
             {
-                ["conditions"] = new JsonArray(new JsonObject
-                {
-                    ["type"] = "Ready",
-                    ["status"] = "True",
-                    ["reason"] = "KubeletReady",
-                    ["message"] = "kubelet is posting ready status",
-                }),
+                ["capacity"] = Capacity(),
+                ["allocatable"] = Capacity(),
+                ["conditions"] = new JsonArray(
+                    NodeCondition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                    NodeCondition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                    NodeCondition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                    NodeCondition("Ready", "True", "KubeletReady", "kubelet is posting ready status")),
                 ["addresses"] = new JsonArray(
                     new JsonObject { ["type"] = "InternalIP", ["address"] = "10.255.255.1" },
                     new JsonObject { ["type"] = "Hostname", ["address"] = Options.NodeName }),
+                ["daemonEndpoints"] = new JsonObject { ["kubeletEndpoint"] = new JsonObject { ["Port"] = 10250 } },
                 ["nodeInfo"] = new JsonObject
                 {
+                    ["machineID"] = "00000000000000000000000000000000",
+                    ["systemUUID"] = "00000000-0000-0000-0000-000000000000",
+                    ["bootID"] = Guid.NewGuid().ToString(),
+                    ["kernelVersion"] = Environment.OSVersion.Version.ToString(),
+                    ["osImage"] = "KubeSim",
+                    ["containerRuntimeVersion"] = "kubesim://1.0.0",
                     ["kubeletVersion"] = "v1.20.2",
+                    ["kubeProxyVersion"] = "v1.20.2",
                     ["operatingSystem"] = "linux",
                     ["architecture"] = "amd64",
-                    ["containerRuntimeVersion"] = "kubesim://1.0",
                 },
+                ["images"] = new JsonArray(),
             },
         }, keepStatus: true);
     }
