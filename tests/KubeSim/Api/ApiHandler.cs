@@ -23,6 +23,8 @@ internal sealed class ApiHandler
     private readonly PortForwardHandler _portForward;
     private readonly ExecHandler _exec;
     private readonly Func<string> _serverAddress;
+    private readonly string _flowSchemaUid = Guid.NewGuid().ToString();
+    private readonly string _priorityLevelUid = Guid.NewGuid().ToString();
     private readonly Func<System.Security.Cryptography.X509Certificates.X509Certificate2, bool> _verifyClientCertificate;
 
     public ApiHandler(ObjectStore store, KubeSimOptions options, KubeSimHooks hooks, IPodNetwork network, IPodExec exec, Func<string> serverAddress,
@@ -79,6 +81,14 @@ internal sealed class ApiHandler
             return;
         }
         var (user, groups) = who.Value;
+        // Priority and fairness stamps every request it classifies; long-running ones (watch, exec, port-forward) are exempt.
+        var longRunning = IsTrue(request.Query["watch"]) || path.EndsWith("/exec", StringComparison.Ordinal)
+            || path.EndsWith("/portforward", StringComparison.Ordinal) || path.EndsWith("/attach", StringComparison.Ordinal);
+        if (!longRunning)
+        {
+            context.Response.Headers["X-Kubernetes-Pf-Flowschema-Uid"] = _flowSchemaUid;
+            context.Response.Headers["X-Kubernetes-Pf-Prioritylevel-Uid"] = _priorityLevelUid;
+        }
 
         // Non-resource paths.
         switch (path)

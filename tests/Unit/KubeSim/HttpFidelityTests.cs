@@ -40,6 +40,8 @@ public sealed class HttpFidelityTests
         Assert.NotNull(actual.Header("Date"));
         if (headers["Cache-Control"] is { } cc) Assert.Equal(cc.GetValue<string>(), actual.Header("Cache-Control"));
         if (headers["X-Content-Type-Options"] is { } nosniff) Assert.Equal(nosniff.GetValue<string>(), actual.Header("X-Content-Type-Options"));
+        Assert.Equal(headers["X-Kubernetes-Pf-Flowschema-Uid"] is not null, actual.Header("X-Kubernetes-Pf-Flowschema-Uid") is not null);
+        Assert.Equal(headers["X-Kubernetes-Pf-Prioritylevel-Uid"] is not null, actual.Header("X-Kubernetes-Pf-Prioritylevel-Uid") is not null);
         var chunked = headers["Transfer-Encoding"]?.GetValue<string>() == "chunked";
         // Go chunks what is over 2048 bytes; our bodies differ in size from the recorded ones, so check the rule.
         if (actual.Body.Length <= 2048) Assert.Equal(actual.Body.Length.ToString(System.Globalization.CultureInfo.InvariantCulture), actual.Header("Content-Length"));
