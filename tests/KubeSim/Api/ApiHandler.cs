@@ -72,6 +72,16 @@ internal sealed class ApiHandler
     {
         var request = context.Request;
         var path = request.Path.Value ?? "/";
+        if (_options.PathPrefix.Length > 0)
+        {
+            // A server URL with a path (e.g. behind a proxy): everything lives under the prefix.
+            if (!path.StartsWith(_options.PathPrefix + "/", StringComparison.Ordinal))
+            {
+                await HttpBodies.WriteTextAsync(context, 404, "404 page not found\n", ct).ConfigureAwait(false);
+                return;
+            }
+            path = path[_options.PathPrefix.Length..];
+        }
         var who = Authenticate(context);
         if (who is null)
         {
@@ -246,9 +256,9 @@ internal sealed class ApiHandler
 
     // ------------------------------------------------------------------ auth
 
-    private const string AdminUser = "kubesim-admin";
-    private static readonly string[] AdminGroups = ["system:masters", "system:authenticated"];
-    private static readonly string[] UserGroups = ["system:authenticated"];
+    internal const string AdminUser = "kubesim-admin";
+    internal static readonly string[] AdminGroups = ["system:masters", "system:authenticated"];
+    internal static readonly string[] UserGroups = ["system:authenticated"];
 
     /// <summary>
     /// Who sent the request, as the apiserver's authenticators decide: a client certificate signed by our CA (CN
@@ -263,9 +273,8 @@ internal sealed class ApiHandler
         if (auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
         {
             var token = auth[7..].Trim();
-            if (token == _options.AdminToken || _options.ExtraAdminTokens.Contains(token)) who = (AdminUser, AdminGroups);
-            else if (_options.UnprivilegedTokens.TryGetValue(token, out var user)) who = (user, UserGroups);
-            else return null;
+            if (!_hooks.Tokens.TryGetValue(token, out var known)) return null;
+            who = known;
         }
         else if (auth.StartsWith("Basic ", StringComparison.OrdinalIgnoreCase))
         {

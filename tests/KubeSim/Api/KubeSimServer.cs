@@ -48,8 +48,20 @@ public sealed class KubeSimServer : IAsyncDisposable
 
     public IPodExec PodExec { get; }
 
-    /// <summary>https://127.0.0.1:port (no trailing slash).</summary>
+    /// <summary>https://127.0.0.1:port (no path; use it as HttpClient.BaseAddress when there is no path prefix).</summary>
     public Uri BaseAddress { get; private set; } = null!;
+
+    /// <summary>The URL kubeconfig's cluster.server holds: <see cref="BaseAddress"/> plus <see cref="KubeSimOptions.PathPrefix"/>.</summary>
+    public string ServerUrl => BaseAddress.ToString().TrimEnd('/') + Options.PathPrefix;
+
+    /// <summary>
+    /// Accepts <paramref name="token"/> from now on, as the admin or (when <paramref name="admin"/> is false) as
+    /// <paramref name="user"/> without rights. <see cref="RevokeToken"/> makes it a 401 again.
+    /// </summary>
+    public void AddToken(string token, bool admin = true, string user = "kubesim-admin") =>
+        Hooks.Tokens[token] = admin ? (ApiHandler.AdminUser, ApiHandler.AdminGroups) : (user, ApiHandler.UserGroups);
+
+    public void RevokeToken(string token) => Hooks.Tokens.TryRemove(token, out _);
 
     public string AdminToken => Options.AdminToken;
 
@@ -64,6 +76,9 @@ public sealed class KubeSimServer : IAsyncDisposable
         var certificates = ServerCertificates.Create(options.ExtraCertificateNames, options.TimeProvider);
         var store = new ObjectStore(options.TimeProvider, options.WatchHistory, options.ServiceCidr);
         var hooks = new KubeSimHooks();
+        hooks.Tokens[options.AdminToken] = (ApiHandler.AdminUser, ApiHandler.AdminGroups);
+        foreach (var t in options.ExtraAdminTokens) hooks.Tokens[t] = (ApiHandler.AdminUser, ApiHandler.AdminGroups);
+        foreach (var (t, user) in options.UnprivilegedTokens) hooks.Tokens[t] = (user, ApiHandler.UserGroups);
         var network = options.PodNetwork ?? new LocalPodNetwork();
         var exec = options.PodExec ?? new LocalProcessExec();
 
@@ -144,7 +159,7 @@ public sealed class KubeSimServer : IAsyncDisposable
             clusters:
             - name: {{contextName}}
               cluster:
-                server: {{BaseAddress.ToString().TrimEnd('/')}}
+                server: {{ServerUrl}}
                 certificate-authority-data: {{ca}}
             users:
             - name: {{contextName}}-admin

@@ -97,4 +97,31 @@ public sealed class AuthenticationTests
         Assert.Contains("    client-key-data: " + Convert.ToBase64String(Encoding.ASCII.GetBytes(pem.KeyPem)), text, StringComparison.Ordinal);
         Assert.DoesNotContain("token:", text, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Tokens_can_be_rotated_while_running()
+    {
+        await using var c = await SimClient.StartAsync();
+        using var http = SimClient.CreateHttp(c.Server, "rotating");
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync("/api/v1/namespaces")).StatusCode);
+        c.Server.AddToken("rotating");
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/api/v1/namespaces")).StatusCode);
+        c.Server.RevokeToken("rotating");
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync("/api/v1/namespaces")).StatusCode);
+        c.Server.AddToken("rotating", admin: false, user: "carol");
+        Assert.Equal(HttpStatusCode.Forbidden, (await http.GetAsync("/api/v1/namespaces")).StatusCode);
+    }
+
+    [Fact]
+    public async Task A_path_prefix_puts_the_whole_api_under_it()
+    {
+        await using var c = await SimClient.StartAsync(new KubeSimOptions { PathPrefix = "/k8s/clusters/c1" });
+        Assert.EndsWith("/k8s/clusters/c1", c.Server.ServerUrl, StringComparison.Ordinal);
+        Assert.Contains("server: " + c.Server.ServerUrl + "\n", c.Server.KubeconfigText(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.OK, (await c.Http.GetAsync("/k8s/clusters/c1/api/v1/namespaces/default")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await c.Http.GetAsync("/api/v1/namespaces/default")).StatusCode);
+        var (status, body, _) = await c.GetAsync("/k8s/clusters/c1/api/v1/namespaces/default/pods?watch=1&resourceVersion=1");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("ERROR", body!["type"]!.GetValue<string>());
+    }
 }
