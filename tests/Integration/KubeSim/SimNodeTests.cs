@@ -1,0 +1,161 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using KtConnect.Engine;
+using KtConnect.KubeSim.Node;
+
+namespace KtConnect.Tests.Integration.KubeSim;
+
+[Collection(SimNodeCollection.Name)]
+public sealed class SimNodeTests(SimNodeFixture fx)
+{
+    private static readonly string[] EchoPods = ["echo-7d9f8-aaaaa", "echo-7d9f8-bbbbb"];
+
+    [LinuxRootTheory("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    [InlineData("http://echo/")]
+    [InlineData("http://echo.default/")]
+    [InlineData("http://echo.default.svc.cluster.local/")]
+    [InlineData("http://" + SimNodeFixture.EchoIp + "/")]
+    public async Task A_pod_reaches_the_echo_service_by_name_and_cluster_ip(string url)
+    {
+        var (code, body) = await fx.CurlFromClientAsync(url);
+
+        Assert.True(code == 0, body);
+        Assert.Contains(EchoPods, pod => body.Contains("pod: " + pod + "\n", StringComparison.Ordinal));
+        Assert.Contains("request: GET / HTTP/1.1\n", body, StringComparison.Ordinal);
+        Assert.Contains("port: 8080\n", body, StringComparison.Ordinal);
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task The_service_spreads_connections_over_both_endpoints_and_the_echo_reports_headers()
+    {
+        // 40 fresh connections (the server closes each); with random choice both pods answer.
+        var urls = Enumerable.Repeat("http://echo/", 40).ToArray();
+        var (code, body) = await fx.CurlFromClientAsync(["-H", "Connection: close", "-H", "X-Probe: 42", .. urls]);
+
+        Assert.True(code == 0, body);
+        Assert.All(EchoPods, pod => Assert.Contains("pod: " + pod + "\n", body, StringComparison.Ordinal));
+        Assert.Contains("header: X-Probe: 42\n", body, StringComparison.Ordinal);
+        Assert.Contains("header: Host: echo\n", body, StringComparison.Ordinal);
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task A_pod_reaching_a_service_that_lands_on_itself_gets_an_answer()
+    {
+        var (code, body) = await fx.CurlFromClientAsync("http://self.default.svc.cluster.local/");
+
+        Assert.True(code == 0, body);
+        Assert.Contains("pod: client\n", body, StringComparison.Ordinal);
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl", "dig")]
+    public async Task Cluster_dns_answers_services_headless_endpoints_and_nothing_else()
+    {
+        async Task<string> Dig(string name, string type = "A")
+        {
+            var r = await fx.Node.RunInPodAsync("default/client", ["dig", "+short", "+time=2", "+tries=2", type, name]);
+            Assert.True(r.Succeeded, r.StandardError);
+            return r.StandardOutput;
+        }
+
+        Assert.Equal(SimNodeFixture.EchoIp, (await Dig("echo.default.svc.cluster.local")).Trim());
+        Assert.Equal("10.96.0.10", (await Dig("kube-dns.kube-system.svc.cluster.local")).Trim());
+        var headless = (await Dig("echo-headless.default.svc.cluster.local")).Split('\n', StringSplitOptions.RemoveEmptyEntries).Order().ToArray();
+        Assert.Equal(EchoPods.Select(fx.PodIp).Order().ToArray(), headless);
+        Assert.Equal("", (await Dig("nothing.default.svc.cluster.local")).Trim());
+
+        var resolv = await fx.Node.RunInPodAsync("default/client", ["cat", "/etc/resolv.conf"]);
+        Assert.Contains("nameserver 10.96.0.10\n", resolv.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("search default.svc.cluster.local svc.cluster.local cluster.local\n", resolv.StandardOutput, StringComparison.Ordinal);
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task The_laptop_reaches_the_api_server_address_but_no_pod_or_service()
+    {
+        using var listener = new TcpListener(IPAddress.Parse(fx.Laptop.ApiServerAddress), 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var accept = listener.AcceptTcpClientAsync();
+
+        var api = await fx.Laptop.RunAsync(["curl", "-sS", "--connect-timeout", "3", "--max-time", "3", $"http://{fx.Laptop.ApiServerAddress}:{port}/"]);
+        using (var accepted = await accept.WaitAsync(TimeSpan.FromSeconds(30))) Assert.True(accepted.Connected);
+
+        var service = await fx.Laptop.RunAsync(["curl", "-sS", "--connect-timeout", "2", $"http://{SimNodeFixture.EchoIp}/"]);
+        var pod = await fx.Laptop.RunAsync(["curl", "-sS", "--connect-timeout", "2", $"http://{fx.PodIp("echo-7d9f8-aaaaa")}:8080/"]);
+        var routes = await fx.Laptop.RunAsync(["ip", "-4", "route", "show"]);
+
+        Assert.NotEqual(7, api.ExitCode); // connected (the listener never answers HTTP, so curl times out or sees EOF)
+        Assert.NotEqual(0, service.ExitCode);
+        Assert.NotEqual(0, pod.ExitCode);
+        Assert.DoesNotContain("default", routes.StandardOutput, StringComparison.Ordinal);
+        Assert.Single(routes.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task ConnectAsync_into_the_shadow_pod_reads_the_openssh_banner()
+    {
+        await using var stream = await fx.Node.ConnectAsync("default/kt-connect-shadow-abcde", 22);
+        var buffer = new byte[256];
+        var filled = 0;
+        while (!buffer.AsSpan(0, filled).Contains((byte)'\n'))
+        {
+            var n = await stream.ReadAsync(buffer.AsMemory(filled)).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.NotEqual(0, n);
+            filled += n;
+        }
+
+        Assert.StartsWith("SSH-2.0-OpenSSH", Encoding.ASCII.GetString(buffer, 0, filled), StringComparison.Ordinal);
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl", "ssh")]
+    public async Task The_shadow_pod_accepts_root_with_the_key_from_its_volume_and_allows_gateway_ports()
+    {
+        var shadowIp = fx.PodIp("kt-connect-shadow-abcde");
+        var r = await fx.Node.RunInPodAsync("default/client",
+        [
+            "ssh", "-i", fx.PrivateKeyPath, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "ConnectTimeout=10", "root@" + shadowIp, "echo logged-in-as-$(id -un)",
+        ], timeout: TimeSpan.FromSeconds(30));
+        Assert.True(r.Succeeded, r.StandardError);
+        Assert.Equal("logged-in-as-root", r.StandardOutput.Trim());
+
+        var config = await File.ReadAllTextAsync(fx.Node.HostPath("default/kt-connect-shadow-abcde", "/etc/ssh/sshd_config"));
+        Assert.Contains("GatewayPorts yes\n", config, StringComparison.Ordinal);
+        Assert.Contains("Ciphers aes128-ctr,aes192-ctr,aes256-ctr\n", config, StringComparison.Ordinal);
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task ExecAsync_returns_stdout_stderr_the_exit_code_and_sees_stdin_and_the_pod_env()
+    {
+        using var stdout = new MemoryStream();
+        using var stderr = new MemoryStream();
+        using var stdin = new MemoryStream(Encoding.UTF8.GetBytes("piped\n"));
+
+        var code = await fx.Node.ExecAsync("default/client",
+            ["sh", "-c", "echo out-$MY_VAR; echo err >&2; cat; ip -4 -o addr show dev eth0 | wc -l; exit 3"], stdin, stdout, stderr);
+
+        Assert.Equal(3, code);
+        Assert.Equal("out-from-spec\npiped\n1\n", SimNodeFixture.Utf8(stdout));
+        Assert.Equal("err\n", SimNodeFixture.Utf8(stderr));
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task An_unknown_image_fails_with_ErrImagePull_and_creates_nothing()
+    {
+        var before = (await ProcessRunner.RunAsync("ip", ["netns", "list"])).StandardOutput;
+
+        var e = await Assert.ThrowsAsync<SimImagePullException>(() =>
+            fx.Node.StartPodAsync(PodSpecLite.Create("default", "bad", "unknown/app:1", 80)));
+
+        Assert.Equal("ErrImagePull", e.ErrorId);
+        Assert.Null(fx.Node.GetPod("default/bad"));
+        Assert.Equal(before, (await ProcessRunner.RunAsync("ip", ["netns", "list"])).StandardOutput);
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task ConnectAsync_to_a_closed_port_fails_with_a_typed_error()
+    {
+        var e = await Assert.ThrowsAsync<KtException>(() => fx.Node.ConnectAsync("default/client", 81));
+        Assert.Equal("SimPortForwardFailed", e.ErrorId);
+    }
+}
