@@ -5,6 +5,8 @@ public static class Program
 {
     public static int Main(string[] args)
     {
+        // `echo ...`: the process behind application images on the simulated node (Images/EchoServer.cs).
+        if (args is ["echo", ..]) return Images.EchoServer.RunMain(args[1..]);
         Console.Error.WriteLine("usage: KtConnect.KubeSim start|stop --state <dir>");
         return args.Length == 0 ? 2 : 2;
     }
