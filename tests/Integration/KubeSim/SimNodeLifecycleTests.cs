@@ -1,0 +1,161 @@
+using KtConnect.Engine;
+using KtConnect.KubeSim.Node;
+
+namespace KtConnect.Tests.Integration.KubeSim;
+
+/// <summary>Tests that create, break and remove their own nodes.</summary>
+[Collection(SimNodeCollection.Name)]
+public sealed class SimNodeLifecycleTests
+{
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task Deleting_a_pod_stops_its_process_and_removes_its_namespace_and_files()
+    {
+        await using var node = await SimNode.StartAsync();
+        var info = await node.StartPodAsync(PodSpecLite.Create("default", "doomed", "ktconnect/echo:1", 8080));
+        await node.WaitPodReadyAsync(info.Key);
+        Assert.Contains(info.NetNsName, await NetNsListAsync());
+        Assert.True(Directory.Exists("/etc/netns/" + info.NetNsName));
+        Assert.True(Directory.Exists(info.PodDirectory));
+        Assert.True(File.Exists($"/proc/{info.ProcessId}/status"));
+
+        Assert.True(await node.DeletePodAsync(info.Key));
+
+        Assert.DoesNotContain(info.NetNsName, await NetNsListAsync());
+        Assert.False(Directory.Exists("/etc/netns/" + info.NetNsName));
+        Assert.False(Directory.Exists(info.PodDirectory));
+        Assert.False(IsAlive(info.ProcessId));
+        Assert.Null(node.GetPod(info.Key));
+        Assert.False(await node.DeletePodAsync(info.Key));
+        var links = await ProcessRunner.RunAsync("ip", ["-n", node.NodeNetNs, "-o", "link", "show"]);
+        Assert.DoesNotContain("ktsp", links.StandardOutput, StringComparison.Ordinal);
+
+        // The name can be used again at once, with a fresh namespace.
+        var again = await node.StartPodAsync(PodSpecLite.Create("default", "doomed", "ktconnect/echo:1", 8080));
+        Assert.NotEqual(info.NetNsName, again.NetNsName);
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task A_service_without_endpoints_refuses_and_updates_take_effect_at_once()
+    {
+        await using var node = await SimNode.StartAsync();
+        var a = await node.StartPodAsync(PodSpecLite.Create("default", "a", "ktconnect/echo:1", 8080));
+        var client = await node.StartPodAsync(PodSpecLite.Create("default", "client", "ktconnect/echo:1", 80));
+        await node.WaitPodReadyAsync(a.Key);
+        await node.WaitPodReadyAsync(client.Key);
+
+        await node.SetServicesAsync([new ServiceLite("default", "web", "10.96.5.5", [new ServicePortLite(80, 8080)], [])]);
+        var refused = await node.RunInPodAsync(client.Key, ["curl", "-sS", "--connect-timeout", "5", "http://web/"]);
+        Assert.Equal(7, refused.ExitCode); // connection refused (TCP reset), not a timeout
+
+        await node.SetServicesAsync([new ServiceLite("default", "web", "10.96.5.5", [new ServicePortLite(80, 8080)], [a.Ip])]);
+        var ok = await node.RunInPodAsync(client.Key, ["curl", "-sS", "--connect-timeout", "5", "http://web/"]);
+        Assert.True(ok.Succeeded, ok.StandardError);
+        Assert.Contains("pod: a\n", ok.StandardOutput, StringComparison.Ordinal);
+
+        await node.SetServicesAsync([]);
+        var gone = await node.RunInPodAsync(client.Key, ["curl", "-sS", "--connect-timeout", "5", "http://web/"]);
+        Assert.Equal(6, gone.ExitCode); // name no longer resolves
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task The_router_image_runs_nginx_that_serves_routes_written_into_its_conf_d_after_a_sighup()
+    {
+        await using var node = await SimNode.StartAsync();
+        var router = await node.StartPodAsync(PodSpecLite.Create("default", "svc-kt-router", "registry.cn-hangzhou.aliyuncs.com/rdc-incubator/kt-connect-router:v0.3.7", 80));
+        var client = await node.StartPodAsync(PodSpecLite.Create("default", "client", "ktconnect/echo:1", 80));
+        await node.WaitPodReadyAsync(router.Key);
+        await node.WaitPodReadyAsync(client.Key);
+        Assert.Equal("nginx", router.Launcher);
+
+        await File.WriteAllTextAsync(node.HostPath(router.Key, "/etc/nginx/conf.d/route.conf"),
+            "server { listen 8080; location / { return 200 \"routed\\n\"; } }\n");
+        node.SignalPod(router.Key, 1);
+
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        ProcessResult r;
+        do
+        {
+            r = await node.RunInPodAsync(client.Key, ["curl", "-sS", "--connect-timeout", "2", $"http://{router.Ip}:8080/"]);
+            if (r.Succeeded) break;
+            await Task.Delay(100);
+        }
+        while (DateTime.UtcNow < deadline);
+        Assert.True(r.Succeeded, r.StandardError);
+        Assert.Equal("routed\n", r.StandardOutput);
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task Sweep_after_a_crash_leaves_no_namespace_process_or_file()
+    {
+        // A node that is never disposed stands for a run that died: its objects stay behind.
+        var node = await SimNode.StartAsync();
+        var pod = await node.StartPodAsync(PodSpecLite.Create("default", "left", "ktconnect/echo:1", 8080));
+        var shadow = await node.StartPodAsync(PodSpecLite.Create("default", "shadow", "kt-connect-shadow:v1", 22));
+        var laptop = await node.CreateLaptopAsync();
+        await node.WaitPodReadyAsync(shadow.Key);
+        var prefix = SimNode.NamespacePrefix + node.Id + "-";
+        Assert.Equal(4, (await NetNsListAsync()).Count(n => n.StartsWith(prefix, StringComparison.Ordinal)));
+
+        await SimNode.SweepAsync(prefix);
+
+        Assert.DoesNotContain(await NetNsListAsync(), n => n.StartsWith(prefix, StringComparison.Ordinal));
+        Assert.Empty(Directory.GetDirectories("/etc/netns", prefix + "*"));
+        Assert.False(IsAlive(pod.ProcessId));
+        Assert.False(IsAlive(shadow.ProcessId));
+        var links = await ProcessRunner.RunAsync("ip", ["-o", "link", "show"]);
+        Assert.DoesNotContain(laptop.RootInterface, links.StandardOutput, StringComparison.Ordinal);
+        var tables = await ProcessRunner.RunAsync("nft", ["list", "tables"]);
+        Assert.DoesNotContain(SimNode.NftTablePrefix, tables.StandardOutput, StringComparison.Ordinal);
+        Directory.Delete(node.StateDirectory, recursive: true);
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task Stop_from_the_state_directory_removes_what_a_dead_node_recorded()
+    {
+        var state = Path.Combine(Path.GetTempPath(), "ktsim-state-" + Guid.NewGuid().ToString("N")[..8]);
+        try
+        {
+            var node = await SimNode.StartAsync(new SimNodeOptions { StateDirectory = state });
+            var pod = await node.StartPodAsync(PodSpecLite.Create("default", "left", "ktconnect/echo:1", 8080));
+            var laptop = await node.CreateLaptopAsync();
+            var recorded = SimNodeState.Load(state)!;
+            Assert.Contains(node.NodeNetNs, recorded.NetworkNamespaces);
+            Assert.Contains(pod.NetNsName, recorded.NetworkNamespaces);
+            Assert.Contains(laptop.NetNsName, recorded.NetworkNamespaces);
+            Assert.Contains(pod.ProcessId, recorded.ProcessIds);
+
+            await SimNode.StopAsync(state);
+
+            var list = await NetNsListAsync();
+            Assert.DoesNotContain(node.NodeNetNs, list);
+            Assert.DoesNotContain(pod.NetNsName, list);
+            Assert.DoesNotContain(laptop.NetNsName, list);
+            Assert.False(Directory.Exists("/etc/netns/" + pod.NetNsName));
+            Assert.False(Directory.Exists(Path.Combine(state, "pods")));
+            Assert.False(IsAlive(pod.ProcessId));
+        }
+        finally
+        {
+            if (Directory.Exists(state)) Directory.Delete(state, recursive: true);
+        }
+    }
+
+    private static async Task<string[]> NetNsListAsync() =>
+        [.. (await ProcessRunner.RunAsync("ip", ["netns", "list"])).StandardOutput
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(' ')[0])];
+
+    // A killed child of the test process stays a zombie until reaped; a zombie is dead.
+    private static bool IsAlive(int pid)
+    {
+        var status = $"/proc/{pid}/status";
+        if (!File.Exists(status)) return false;
+        try
+        {
+            return !File.ReadAllText(status).Contains("State:\tZ", StringComparison.Ordinal);
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+}
