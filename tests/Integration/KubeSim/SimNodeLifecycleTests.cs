@@ -67,8 +67,12 @@ public sealed class SimNodeLifecycleTests
         await node.WaitPodReadyAsync(client.Key);
         Assert.Equal("nginx", router.Launcher);
 
-        await File.WriteAllTextAsync(node.HostPath(router.Key, "/etc/nginx/conf.d/route.conf"),
-            "server { listen 8080; location / { return 200 \"routed\\n\"; } }\n");
+        // Written from inside the pod, as the router binary does over exec; the pod's /etc/nginx is its own.
+        var write = await node.RunInPodAsync(router.Key,
+            ["sh", "-c", "printf 'server { listen 8080; location / { return 200 \"routed\\\\n\"; } }\\n' > /etc/nginx/conf.d/route.conf"]);
+        Assert.True(write.Succeeded, write.StandardError);
+        Assert.True(File.Exists(node.HostPath(router.Key, "/etc/nginx/conf.d/route.conf")));
+        Assert.False(File.Exists("/etc/nginx/conf.d/route.conf") && File.ReadAllText("/etc/nginx/conf.d/route.conf").Contains("routed", StringComparison.Ordinal));
         node.SignalPod(router.Key, 1);
 
         var deadline = DateTime.UtcNow.AddSeconds(30);

@@ -90,7 +90,10 @@ public sealed class SimNodeRenderingTests
     [Fact]
     public void Container_paths_map_under_the_pod_directory_and_cannot_escape_it()
     {
-        Assert.Equal("/p/fs/root/authorized/authorized", PodPaths.HostPath("/p", "/root/authorized/authorized"));
-        Assert.Equal("SimInvalidPath", Assert.Throws<KtException>(() => PodPaths.HostPath("/p", "/root/../../etc/passwd")).ErrorId);
+        Assert.Equal("/p/fs/root/authorized/authorized", PodPaths.HostPath("/p", "/etc/netns/x", "/root/authorized/authorized"));
+        Assert.Equal("/etc/netns/x/resolv.conf", PodPaths.HostPath("/p", "/etc/netns/x", "/etc/resolv.conf"));
+        Assert.Equal("/p/fs/etc/no-such-dir-on-any-host/a", PodPaths.HostPath("/p", "/etc/netns/x", "/etc/no-such-dir-on-any-host/a"));
+        Assert.Equal("SimInvalidPath", Assert.Throws<KtException>(() => PodPaths.HostPath("/p", "/etc/netns/x", "/root/../../etc/passwd")).ErrorId);
+        Assert.Equal("SimInvalidPath", Assert.Throws<KtException>(() => PodPaths.HostPath("/p", "/etc/netns/x", "relative")).ErrorId);
     }
 }

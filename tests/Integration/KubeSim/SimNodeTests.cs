@@ -119,9 +119,13 @@ public sealed class SimNodeTests(SimNodeFixture fx)
         Assert.True(r.Succeeded, r.StandardError);
         Assert.Equal("logged-in-as-root", r.StandardOutput.Trim());
 
-        var config = await File.ReadAllTextAsync(fx.Node.HostPath("default/kt-connect-shadow-abcde", "/etc/ssh/sshd_config"));
-        Assert.Contains("GatewayPorts yes\n", config, StringComparison.Ordinal);
-        Assert.Contains("Ciphers aes128-ctr,aes192-ctr,aes256-ctr\n", config, StringComparison.Ordinal);
+        // The pod's own /etc/ssh: its sshd_config and the host key sshd presents, readable through exec.
+        var config = await fx.Node.RunInPodAsync("default/kt-connect-shadow-abcde", ["cat", "/etc/ssh/sshd_config"]);
+        Assert.Contains("GatewayPorts yes\n", config.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("Ciphers aes128-ctr,aes192-ctr,aes256-ctr\n", config.StandardOutput, StringComparison.Ordinal);
+        var hostKey = (await fx.Node.RunInPodAsync("default/kt-connect-shadow-abcde", ["cat", "/etc/ssh/ssh_host_ecdsa_key.pub"])).StandardOutput.Split(' ')[1];
+        var scan = await fx.Node.RunInPodAsync("default/client", ["ssh-keyscan", "-T", "10", "-t", "ecdsa", shadowIp], timeout: TimeSpan.FromSeconds(30));
+        Assert.Contains(hostKey, scan.StandardOutput, StringComparison.Ordinal);
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]

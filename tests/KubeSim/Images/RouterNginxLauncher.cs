@@ -6,9 +6,10 @@ namespace KtConnect.KubeSim.Images;
 /// <summary>
 /// kt-connect's router image: nginx with the image's nginx.conf, an http block that includes
 /// /etc/nginx/conf.d/*.conf and nothing in conf.d, so it serves nothing until routes are written (as
-/// the real image). A volume mounted at /etc/nginx with an nginx.conf replaces the default. Paths map
-/// to the pod directory: route files go to <c>HostPath("/etc/nginx/conf.d/route.conf")</c> and a
-/// reload is SIGHUP to the pod's process, as the router binary does to PID 1. Ready once nginx has
+/// the real image). A volume mounted at /etc/nginx with an nginx.conf replaces the default. The pod's
+/// /etc/nginx is its own (an /etc overlay, see <see cref="PodPaths"/>): exec'd commands see it at the
+/// real path, the host reaches it at <c>HostPath("/etc/nginx/conf.d/route.conf")</c>; a reload is
+/// SIGHUP to the pod's process, as the router binary does to PID 1. Ready once nginx has
 /// written its pid file (the router pod has no readiness probe).
 /// </summary>
 public sealed class RouterNginxLauncher : IImageLauncher
@@ -24,10 +25,10 @@ public sealed class RouterNginxLauncher : IImageLauncher
         var pidFile = Path.Combine(prefix, "nginx.pid");
         var config = context.HostPath("/etc/nginx/nginx.conf");
         if (!File.Exists(config))
-            await File.WriteAllTextAsync(config, DefaultConfig(prefix, context.HostPath("/etc/nginx/conf.d")), cancellationToken).ConfigureAwait(false);
+            await File.WriteAllTextAsync(config, DefaultConfig(prefix, context.SeenAs("/etc/nginx/conf.d")), cancellationToken).ConfigureAwait(false);
         var errorLog = Path.Combine(prefix, "logs", "error.log");
         return new PodCommand(
-            ["nginx", "-p", prefix + "/", "-e", errorLog, "-c", config, "-g", "daemon off; pid " + pidFile + ";"],
+            ["nginx", "-p", prefix + "/", "-e", errorLog, "-c", context.SeenAs("/etc/nginx/nginx.conf"), "-g", "daemon off; pid " + pidFile + ";"],
             new Dictionary<string, string>(), [], pidFile);
     }
 

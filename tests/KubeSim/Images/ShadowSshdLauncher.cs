@@ -8,7 +8,8 @@ namespace KtConnect.KubeSim.Images;
 /// kt-connect's shadow image: OpenSSH sshd as root with the public key from the ConfigMap mounted at
 /// /root/authorized (its run.sh copies it to /root/.ssh/authorized_keys; here the copy goes to the pod's
 /// own directory and sshd_config points AuthorizedKeysFile at it), GatewayPorts yes and the image's
-/// restricted algorithms. Host keys (ECDSA, RSA) are generated once per node and shared by its pods.
+/// restricted algorithms. Host keys (ECDSA, RSA) are generated once per node, shared by its pods and
+/// visible in each shadow pod at /etc/ssh/ssh_host_*_key(.pub) with the sshd_config.
 /// Differences from the image, because the pod shares the host's filesystem: UsePAM no (no PAM session
 /// in a bare namespace), StrictModes no (the state directory may sit under /tmp), the shadow DNS server
 /// (KT_DNS_PROTOCOL) is not started.
@@ -59,23 +60,33 @@ public sealed class ShadowSshdLauncher : IImageLauncher
             if (OperatingSystem.IsLinux()) File.SetUnixFileMode(idRsa, UnixFileMode.UserRead);
         }
 
+        // The pod's /etc/ssh (an /etc overlay: exec `cat /etc/ssh/ssh_host_ecdsa_key.pub` shows the key
+        // sshd presents, which is how a client can pin it through the API).
         var config = context.HostPath("/etc/ssh/sshd_config");
         Directory.CreateDirectory(Path.GetDirectoryName(config)!);
-        await File.WriteAllTextAsync(config, SshdConfig(ecdsa, rsa, authorizedKeys, Path.Combine(context.PodDirectory, "sshd.pid")),
+        var hostKeys = new List<string>();
+        foreach (var key in new[] { ecdsa, rsa })
+        {
+            var name = "/etc/ssh/" + Path.GetFileName(key);
+            File.Copy(key, context.HostPath(name), overwrite: true);
+            File.Copy(key + ".pub", context.HostPath(name + ".pub"), overwrite: true);
+            if (OperatingSystem.IsLinux()) File.SetUnixFileMode(context.HostPath(name), UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            hostKeys.Add(context.SeenAs(name));
+        }
+        await File.WriteAllTextAsync(config, SshdConfig(hostKeys, authorizedKeys, Path.Combine(context.PodDirectory, "sshd.pid")),
             cancellationToken).ConfigureAwait(false);
 
         var sshd = File.Exists("/usr/sbin/sshd") ? "/usr/sbin/sshd" : "sshd";
-        return new PodCommand([sshd, "-D", "-e", "-f", config], new Dictionary<string, string>(), [22]);
+        return new PodCommand([sshd, "-D", "-e", "-f", context.SeenAs("/etc/ssh/sshd_config")], new Dictionary<string, string>(), [22]);
     }
 
     /// <summary>The shadow image's sshd_config, with paths pointing into the pod directory.</summary>
-    public static string SshdConfig(string ecdsaHostKey, string rsaHostKey, string authorizedKeysFile, string pidFile)
+    public static string SshdConfig(IEnumerable<string> hostKeys, string authorizedKeysFile, string pidFile)
     {
         var b = new StringBuilder();
         b.Append("# kt-connect shadow image sshd_config (KubeSim)\n");
         b.Append("Port 22\n");
-        b.Append("HostKey ").Append(ecdsaHostKey).Append('\n');
-        b.Append("HostKey ").Append(rsaHostKey).Append('\n');
+        foreach (var k in hostKeys) b.Append("HostKey ").Append(k).Append('\n');
         b.Append("PidFile ").Append(pidFile).Append('\n');
         b.Append("PermitRootLogin yes\n");
         b.Append("PubkeyAuthentication yes\n");

@@ -161,8 +161,8 @@ public sealed class SimNode : IAsyncDisposable
                 s.EtcNetNsDirectories.Add(rt.EtcDirectory);
             });
             Directory.CreateDirectory(rt.Directory);
-            await WriteVolumesAsync(rt, cancellationToken).ConfigureAwait(false);
             Directory.CreateDirectory(rt.EtcDirectory);
+            await WriteVolumesAsync(rt, cancellationToken).ConfigureAwait(false);
             await File.WriteAllTextAsync(Path.Combine(rt.EtcDirectory, "resolv.conf"),
                 $"nameserver {ClusterDnsIp}\nsearch {spec.Namespace}.svc.{Options.ClusterDomain} svc.{Options.ClusterDomain} {Options.ClusterDomain}\noptions ndots:5\n",
                 cancellationToken).ConfigureAwait(false);
@@ -236,8 +236,12 @@ public sealed class SimNode : IAsyncDisposable
         lock (_gate) return _pods.TryGetValue(podKey, out var rt) && rt.Process is not null ? rt.Info : null;
     }
 
-    /// <summary>The host path that stands for <paramref name="containerPath"/> in the pod (its volumes, its config files).</summary>
-    public string HostPath(string podKey, string containerPath) => PodPaths.HostPath(Get(podKey).Directory, containerPath);
+    /// <summary>The host path that stands for <paramref name="containerPath"/> in the pod (its volumes, its config files; see <see cref="PodPaths"/>).</summary>
+    public string HostPath(string podKey, string containerPath)
+    {
+        var rt = Get(podKey);
+        return PodPaths.HostPath(rt.Directory, rt.EtcDirectory, containerPath);
+    }
 
     /// <summary>The pod's container log (stdout and stderr of its process).</summary>
     public string LogPath(string podKey) => Get(podKey).LogPath;
@@ -586,11 +590,11 @@ public sealed class SimNode : IAsyncDisposable
     {
         foreach (var (mountPath, files) in rt.Spec.Volumes)
         {
-            var dir = PodPaths.HostPath(rt.Directory, mountPath);
+            var dir = PodPaths.HostPath(rt.Directory, rt.EtcDirectory, mountPath);
             Directory.CreateDirectory(dir);
             foreach (var (file, bytes) in files)
             {
-                var path = PodPaths.HostPath(rt.Directory, mountPath + "/" + file);
+                var path = PodPaths.HostPath(rt.Directory, rt.EtcDirectory, mountPath + "/" + file);
                 if (file.StartsWith('/') || file.Length == 0)
                     throw new KtException("SimInvalidPath", KtErrorCategory.InvalidArgument, $"Volume file '{file}' must be a relative path.", target: file);
                 Directory.CreateDirectory(Path.GetDirectoryName(path)!);
