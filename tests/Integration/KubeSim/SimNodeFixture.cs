@@ -29,24 +29,33 @@ public sealed class SimNodeFixture : IAsyncLifetime
     {
         if (!CanRun) return;
         Node = await SimNode.StartAsync();
-        Directory.CreateDirectory(KeyDirectory);
-        (await ProcessRunner.RunAsync("ssh-keygen", ["-q", "-N", "", "-t", "ed25519", "-f", PrivateKeyPath])).EnsureSuccess();
-        var publicKey = await File.ReadAllBytesAsync(PrivateKeyPath + ".pub");
-
-        var shadow = new PodSpecLite("default", "kt-connect-shadow-abcde", "registry.cn-hangzhou.aliyuncs.com/rdc-incubator/kt-connect-shadow:v0.3.7",
-            [new ContainerPortLite(22)], new Dictionary<string, string>(),
-            new Dictionary<string, IReadOnlyDictionary<string, byte[]>> { ["/root/authorized"] = new Dictionary<string, byte[]> { ["authorized"] = publicKey } });
-        var specs = new[]
+        try
         {
-            PodSpecLite.Create("default", "echo-7d9f8-aaaaa", "ktconnect/echo:1.0", 8080),
-            PodSpecLite.Create("default", "echo-7d9f8-bbbbb", "ktconnect/echo:1.0", 8080),
-            PodSpecLite.Create("default", "client", "busybox:1.36", 80) with { Env = new Dictionary<string, string> { ["MY_VAR"] = "from-spec" } },
-            shadow,
-        };
-        await Task.WhenAll(specs.Select(s => Node.StartPodAsync(s)));
-        await Task.WhenAll(specs.Select(s => Node.WaitPodReadyAsync(s.Key)));
-        await Node.SetServicesAsync(Services());
-        Laptop = await Node.CreateLaptopAsync();
+            Directory.CreateDirectory(KeyDirectory);
+            (await ProcessRunner.RunAsync("ssh-keygen", ["-q", "-N", "", "-t", "ed25519", "-f", PrivateKeyPath])).EnsureSuccess();
+            var publicKey = await File.ReadAllBytesAsync(PrivateKeyPath + ".pub");
+
+            var shadow = new PodSpecLite("default", "kt-connect-shadow-abcde", "registry.cn-hangzhou.aliyuncs.com/rdc-incubator/kt-connect-shadow:v0.3.7",
+                [new ContainerPortLite(22)], new Dictionary<string, string>(),
+                new Dictionary<string, IReadOnlyDictionary<string, byte[]>> { ["/root/authorized"] = new Dictionary<string, byte[]> { ["authorized"] = publicKey } });
+            var specs = new[]
+            {
+                PodSpecLite.Create("default", "echo-7d9f8-aaaaa", "ktconnect/echo:1.0", 8080),
+                PodSpecLite.Create("default", "echo-7d9f8-bbbbb", "ktconnect/echo:1.0", 8080),
+                PodSpecLite.Create("default", "client", "busybox:1.36", 80) with { Env = new Dictionary<string, string> { ["MY_VAR"] = "from-spec" } },
+                shadow,
+            };
+            await Task.WhenAll(specs.Select(s => Node.StartPodAsync(s)));
+            await Task.WhenAll(specs.Select(s => Node.WaitPodReadyAsync(s.Key)));
+            await Node.SetServicesAsync(Services());
+            Laptop = await Node.CreateLaptopAsync();
+        }
+        catch
+        {
+            // xunit does not dispose a fixture whose initialisation failed: leave nothing behind.
+            await DisposeAsync();
+            throw;
+        }
     }
 
     public string PodIp(string name) => Node.GetPod("default/" + name)!.Ip;

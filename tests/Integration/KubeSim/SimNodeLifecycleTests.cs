@@ -35,6 +35,21 @@ public sealed class SimNodeLifecycleTests
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task A_delete_while_the_pod_is_starting_waits_for_the_start_and_removes_everything()
+    {
+        await using var node = await SimNode.StartAsync();
+        var starting = node.StartPodAsync(PodSpecLite.Create("default", "racer", "ktconnect/echo:1", 8080));
+
+        Assert.True(await node.DeletePodAsync("default/racer"));
+
+        var info = await starting;
+        Assert.Null(node.GetPod("default/racer"));
+        Assert.DoesNotContain(info.NetNsName, await NetNsListAsync());
+        Assert.False(Directory.Exists(info.PodDirectory));
+        Assert.False(IsAlive(info.ProcessId));
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
     public async Task A_service_without_endpoints_refuses_and_updates_take_effect_at_once()
     {
         await using var node = await SimNode.StartAsync();

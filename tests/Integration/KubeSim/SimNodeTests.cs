@@ -53,7 +53,7 @@ public sealed class SimNodeTests(SimNodeFixture fx)
     {
         async Task<string> Dig(string name, string type = "A")
         {
-            var r = await fx.Node.RunInPodAsync("default/client", ["dig", "+short", "+time=2", "+tries=2", type, name]);
+            var r = await fx.Node.RunInPodAsync("default/client", ["dig", "+short", "+time=2", "+tries=2", type, .. name.Split(' ')]);
             Assert.True(r.Succeeded, r.StandardError);
             return r.StandardOutput;
         }
@@ -63,6 +63,8 @@ public sealed class SimNodeTests(SimNodeFixture fx)
         var headless = (await Dig("echo-headless.default.svc.cluster.local")).Split('\n', StringSplitOptions.RemoveEmptyEntries).Order().ToArray();
         Assert.Equal(EchoPods.Select(fx.PodIp).Order().ToArray(), headless);
         Assert.Equal("", (await Dig("nothing.default.svc.cluster.local")).Trim());
+        // Over TCP too: KtConnect's split DNS asks the cluster DNS Service by DNS-over-TCP through the shadow.
+        Assert.Equal(SimNodeFixture.EchoIp, (await Dig("+tcp echo.default.svc.cluster.local")).Trim());
 
         var resolv = await fx.Node.RunInPodAsync("default/client", ["cat", "/etc/resolv.conf"]);
         Assert.Contains("nameserver 10.96.0.10\n", resolv.StandardOutput, StringComparison.Ordinal);

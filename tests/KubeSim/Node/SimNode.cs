@@ -195,12 +195,18 @@ public sealed class SimNode : IAsyncDisposable
             var process = NsProcess.Start(rt.NetNs, [.. command.Argv, .. spec.Args ?? []], env, rt.LogPath);
             lock (_gate) rt.Process = process;
             Record(s => s.ProcessIds.Add(process.Pid));
+            rt.Started.SetResult();
             return rt.Info;
         }
-        catch
+        catch (Exception e)
         {
-            lock (_gate) _pods.Remove(spec.Key);
+            lock (_gate)
+            {
+                if (_pods.TryGetValue(spec.Key, out var current) && current == rt) _pods.Remove(spec.Key);
+            }
             await CleanupPodAsync(rt).ConfigureAwait(false);
+            rt.Started.SetException(e);
+            _ = rt.Started.Task.Exception; // observed here; a concurrent delete only waits on it
             throw;
         }
     }
@@ -258,7 +264,7 @@ public sealed class SimNode : IAsyncDisposable
         {
             if (!_pods.Remove(podKey, out rt)) return false;
         }
-        await CleanupPodAsync(rt).ConfigureAwait(false);
+        await StopPodAsync(rt).ConfigureAwait(false);
         return true;
     }
 
@@ -479,7 +485,7 @@ public sealed class SimNode : IAsyncDisposable
             _pods.Clear();
         }
         foreach (var l in laptops) await l.DisposeAsync().ConfigureAwait(false);
-        await Task.WhenAll(pods.Select(CleanupPodAsync)).ConfigureAwait(false);
+        await Task.WhenAll(pods.Select(StopPodAsync)).ConfigureAwait(false);
         if (_dns is not null) await _dns.DisposeAsync().ConfigureAwait(false);
         await RemoveNamespaceAsync(NodeNetNs, null, null).ConfigureAwait(false);
         _servicesLock.Dispose();
@@ -603,6 +609,20 @@ public sealed class SimNode : IAsyncDisposable
         }
     }
 
+    // A pod still starting is stopped once its start finished; a failed start has cleaned up after itself.
+    private async Task StopPodAsync(PodRuntime rt)
+    {
+        try
+        {
+            await rt.Started.Task.ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            return;
+        }
+        await CleanupPodAsync(rt).ConfigureAwait(false);
+    }
+
     private async Task CleanupPodAsync(PodRuntime rt)
     {
         NsProcess? process;
@@ -714,6 +734,7 @@ public sealed class SimNode : IAsyncDisposable
         public string EtcDirectory => "/etc/netns/" + NetNs;
         public string LogPath => Path.Combine(Directory, "container.log");
         public NsProcess? Process { get; set; }
+        public TaskCompletionSource Started { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public PodCommand? Command { get; set; }
         public IReadOnlyDictionary<string, string> ExecEnvironment { get; set; } = new Dictionary<string, string>();
         public SimPodInfo Info => new(Spec.Key, IpText, NetNs, Directory, Process?.Pid ?? 0, Launcher);
