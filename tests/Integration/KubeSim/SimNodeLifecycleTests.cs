@@ -50,6 +50,32 @@ public sealed class SimNodeLifecycleTests
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task Cancelling_an_exec_kills_the_command_and_leaves_the_pod_running()
+    {
+        await using var node = await SimNode.StartAsync();
+        var pod = await node.StartPodAsync(PodSpecLite.Create("default", "p", "ktconnect/echo:1", 8080));
+        await node.WaitPodReadyAsync(pod.Key);
+        using var cts = new CancellationTokenSource();
+        using var started = new SemaphoreSlim(0);
+        await using var signal = new SignalingStream(started);
+
+        var exec = node.ExecAsync(pod.Key, ["sh", "-c", "echo started; exec sleep 600"], null, signal, null, cts.Token);
+        Assert.True(await started.WaitAsync(TimeSpan.FromSeconds(30)));
+        await cts.CancelAsync();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => exec);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        string[] pids;
+        do
+        {
+            pids = (await ProcessRunner.RunAsync("ip", ["netns", "pids", pod.NetNsName])).StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            if (pids.Length > 1) await Task.Delay(50);
+        }
+        while (pids.Length > 1 && DateTime.UtcNow < deadline);
+        Assert.Equal([pod.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture)], pids);
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
     public async Task A_service_without_endpoints_refuses_and_updates_take_effect_at_once()
     {
         await using var node = await SimNode.StartAsync();
@@ -125,7 +151,7 @@ public sealed class SimNodeLifecycleTests
         Assert.DoesNotContain(laptop.RootInterface, links.StandardOutput, StringComparison.Ordinal);
         var tables = await ProcessRunner.RunAsync("nft", ["list", "tables"]);
         Assert.DoesNotContain(SimNode.NftTablePrefix, tables.StandardOutput, StringComparison.Ordinal);
-        Directory.Delete(node.StateDirectory, recursive: true);
+        Assert.False(Directory.Exists(node.StateDirectory));
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
@@ -156,6 +182,33 @@ public sealed class SimNodeLifecycleTests
         finally
         {
             if (Directory.Exists(state)) Directory.Delete(state, recursive: true);
+        }
+    }
+
+    /// <summary>A write-only stream that releases a semaphore on the first write.</summary>
+    private sealed class SignalingStream(SemaphoreSlim signal) : Stream
+    {
+        private int _signalled;
+
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count)
+        {
+            if (count > 0 && Interlocked.Exchange(ref _signalled, 1) == 0) signal.Release();
+        }
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (buffer.Length > 0 && Interlocked.Exchange(ref _signalled, 1) == 0) signal.Release();
+            return ValueTask.CompletedTask;
         }
     }
 

@@ -24,10 +24,11 @@ public sealed class EchoLauncher : IImageLauncher
         return Task.FromResult(new PodCommand(argv, env, ports));
     }
 
-    /// <summary>How to start this assembly's executable: `dotnet exec KtConnect.KubeSim.dll`.</summary>
+    /// <summary>How to start this assembly's executable: itself when it is the running apphost, else `dotnet exec KtConnect.KubeSim.dll`.</summary>
     public static IReadOnlyList<string> KubeSimCommand()
     {
         var dll = typeof(EchoServer).Assembly.Location;
+        if (Environment.ProcessPath is { } self && Path.GetFileName(self) == Path.GetFileNameWithoutExtension(dll)) return [self];
         var host = Environment.ProcessPath is { } p && Path.GetFileName(p) == "dotnet"
             ? p
             : Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";

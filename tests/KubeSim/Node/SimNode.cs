@@ -46,6 +46,7 @@ public sealed class SimNode : IAsyncDisposable
     private int _podSeq;
     private int _laptopSeq;
     private int _disposed;
+    private bool _nodeCreated;
 
     private SimNode(string id, SimNodeOptions options, string stateDirectory, bool ownsStateDirectory)
     {
@@ -91,7 +92,14 @@ public sealed class SimNode : IAsyncDisposable
     public static async Task<SimNode> StartAsync(SimNodeOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new SimNodeOptions();
-        var id = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(2));
+        // An id no namespace and no temp state directory uses yet, so names never meet another run's.
+        string id;
+        do
+        {
+            id = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(2));
+        }
+        while ((Directory.Exists("/var/run/netns") && Directory.GetFiles("/var/run/netns", NamespacePrefix + id + "-*").Length > 0) ||
+            Directory.Exists(Path.Combine(Path.GetTempPath(), NamespacePrefix + id)));
         var owns = options.StateDirectory is null;
         var dir = options.StateDirectory ?? Path.Combine(Path.GetTempPath(), NamespacePrefix + id);
         Directory.CreateDirectory(dir);
@@ -112,6 +120,7 @@ public sealed class SimNode : IAsyncDisposable
     {
         Record(s => s.NetworkNamespaces.Add(NodeNetNs));
         await IpAsync(cancellationToken, "netns", "add", NodeNetNs).ConfigureAwait(false);
+        _nodeCreated = true;
         await IpAsync(cancellationToken, "-n", NodeNetNs, "link", "set", "lo", "up").ConfigureAwait(false);
         // The gateway and DNS addresses live on the node's loopback (the dummy module is not always
         // there); ARP on the pod veths answers for any local address, so pods still find the gateway.
@@ -425,6 +434,10 @@ public sealed class SimNode : IAsyncDisposable
                 await IpAsync(cancellationToken, "link", "set", rootIf, "up").ConfigureAwait(false);
                 await IpAsync(cancellationToken, "-n", ns, "addr", "add", laptop + "/30", "dev", "eth0").ConfigureAwait(false);
                 await IpAsync(cancellationToken, "-n", ns, "link", "set", "eth0", "up").ConfigureAwait(false);
+                // Not even IPv6 link-local toward the root namespace: the /30 is the laptop's only way out.
+                // Best effort: a kernel without IPv6 has nothing to disable.
+                await ProcessRunner.RunAsync("ip", ["netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.eth0.disable_ipv6=1"],
+                    cancellationToken: cancellationToken).ConfigureAwait(false);
                 return (root, laptop);
             }
             throw new KtException("SimNoLaptopLink", KtErrorCategory.LimitsExceeded,
@@ -487,7 +500,7 @@ public sealed class SimNode : IAsyncDisposable
         foreach (var l in laptops) await l.DisposeAsync().ConfigureAwait(false);
         await Task.WhenAll(pods.Select(StopPodAsync)).ConfigureAwait(false);
         if (_dns is not null) await _dns.DisposeAsync().ConfigureAwait(false);
-        await RemoveNamespaceAsync(NodeNetNs, null, null).ConfigureAwait(false);
+        if (_nodeCreated) await RemoveNamespaceAsync(NodeNetNs, null, null).ConfigureAwait(false);
         _servicesLock.Dispose();
         if (_ownsStateDirectory) TryDeleteDirectory(StateDirectory);
         else
@@ -514,8 +527,8 @@ public sealed class SimNode : IAsyncDisposable
 
     /// <summary>
     /// Crash cleanup by name: every namespace starting with <paramref name="prefix"/> (its processes
-    /// first), /etc/netns/&lt;prefix&gt;* directories, and, for the default prefix, ktsim_* nftables
-    /// tables in the root namespace. Tests pass "ktsim-&lt;id&gt;-" to leave other runs alone.
+    /// first), /etc/netns/&lt;prefix&gt;* directories, temp state directories ktsim-&lt;id&gt; holding a
+    /// state.json, and, for the default prefix, ktsim_* nftables tables in the root namespace. Tests pass "ktsim-&lt;id&gt;-" to leave other runs alone.
     /// </summary>
     public static async Task SweepAsync(string prefix = NamespacePrefix)
     {
@@ -530,6 +543,11 @@ public sealed class SimNode : IAsyncDisposable
         if (Directory.Exists("/etc/netns"))
         {
             foreach (var d in Directory.GetDirectories("/etc/netns", prefix + "*")) TryDeleteDirectory(d);
+        }
+        // State directories of nodes that used the default temp location (ktsim-<id>).
+        foreach (var d in Directory.GetDirectories(Path.GetTempPath(), prefix.TrimEnd('-') + "*"))
+        {
+            if (File.Exists(Path.Combine(d, SimNodeState.FileName))) TryDeleteDirectory(d);
         }
         if (prefix == NamespacePrefix && ProcessRunner.IsOnPath("nft"))
         {
