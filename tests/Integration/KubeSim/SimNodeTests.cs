@@ -130,6 +130,40 @@ public sealed class SimNodeTests(SimNodeFixture fx)
         Assert.Contains(hostKey, scan.StandardOutput, StringComparison.Ordinal);
     }
 
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl", "ssh")]
+    public async Task A_reverse_tunnel_through_the_shadow_listens_on_all_pod_addresses()
+    {
+        // What exchange and mesh rely on: `ssh -R 0.0.0.0:P:...` binds on the shadow pod's IP (GatewayPorts yes),
+        // so another pod reaching shadowIP:P lands on the tunnel's far end (here the client's own echo on :80).
+        var shadowIp = fx.PodIp("kt-connect-shadow-abcde");
+        using var cts = new CancellationTokenSource();
+        var tunnel = fx.Node.ExecAsync("default/client",
+        [
+            "ssh", "-N", "-i", fx.PrivateKeyPath, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "ExitOnForwardFailure=yes", "-R", "0.0.0.0:9000:127.0.0.1:80", "root@" + shadowIp,
+        ], null, null, null, cts.Token);
+        try
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            ProcessResult r;
+            do
+            {
+                Assert.False(tunnel.IsCompleted, "ssh -R ended early");
+                r = await fx.Node.RunInPodAsync("default/echo-7d9f8-aaaaa", ["curl", "-sS", "--connect-timeout", "2", $"http://{shadowIp}:9000/"]);
+                if (r.Succeeded) break;
+                await Task.Delay(100);
+            }
+            while (DateTime.UtcNow < deadline);
+            Assert.True(r.Succeeded, r.StandardError);
+            Assert.Contains("pod: client\n", r.StandardOutput, StringComparison.Ordinal);
+        }
+        finally
+        {
+            await cts.CancelAsync();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => tunnel);
+        }
+    }
+
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
     public async Task ExecAsync_returns_stdout_stderr_the_exit_code_and_sees_stdin_and_the_pod_env()
     {

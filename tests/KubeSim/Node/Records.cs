@@ -7,6 +7,8 @@ public sealed record ContainerPortLite(int Port, string Protocol = "TCP", string
 /// What the node needs to run one pod, independent of any Kubernetes model: the control plane flattens
 /// a Pod (first container) into this. <see cref="Volumes"/> maps a container mount path to its files
 /// (file name → bytes), already resolved from ConfigMaps/Secrets and their <c>items</c>.
+/// <see cref="Args"/> are the container's args; launchers may read them, none passes them on blindly
+/// (the process stands in for the image's entrypoint, which would not understand them).
 /// </summary>
 public sealed record PodSpecLite(
     string Namespace,

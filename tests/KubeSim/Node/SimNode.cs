@@ -201,7 +201,7 @@ public sealed class SimNode : IAsyncDisposable
             rt.ExecEnvironment = new Dictionary<string, string>(env, StringComparer.Ordinal);
             foreach (var (k, v) in command.Environment) env[k] = v;
             rt.Command = command;
-            var process = NsProcess.Start(rt.NetNs, [.. command.Argv, .. spec.Args ?? []], env, rt.LogPath);
+            var process = NsProcess.Start(rt.NetNs, command.Argv, env, rt.LogPath);
             lock (_gate) rt.Process = process;
             Record(s => s.ProcessIds.Add(process.Pid));
             rt.Started.SetResult();
