@@ -180,6 +180,22 @@ public sealed class SimNodeTests(SimNodeFixture fx)
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task StartExec_hands_back_pipes_and_a_missing_program_fails_before_running()
+    {
+        await using (var exec = fx.Node.StartExec("default/client", ["tr", "a-z", "A-Z"]))
+        {
+            await exec.Stdin.WriteAsync("shout\n"u8.ToArray());
+            exec.Stdin.Close();
+            using var reader = new StreamReader(exec.Stdout);
+            Assert.Equal("SHOUT\n", await reader.ReadToEndAsync());
+            Assert.Equal(0, await exec.WaitForExitAsync());
+        }
+
+        var e = Assert.Throws<KtException>(() => fx.Node.StartExec("default/client", ["no-such-program-here"]));
+        Assert.Equal("SimExecNotFound", e.ErrorId);
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
     public async Task An_unknown_image_fails_with_ErrImagePull_and_creates_nothing()
     {
         var before = (await ProcessRunner.RunAsync("ip", ["netns", "list"])).StandardOutput;

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
@@ -300,47 +299,44 @@ public sealed class SimNode : IAsyncDisposable
     }
 
     /// <summary>
-    /// Exec: runs <paramref name="argv"/> in the pod's namespace with the pod's environment, copying
-    /// <paramref name="stdin"/> in (then closing it) and stdout/stderr out. Returns the exit code
-    /// (`ip netns exec` returns 255 when the program cannot be started). Cancelling kills it.
+    /// Exec, pull style: starts <paramref name="argv"/> in the pod's namespace with the pod's environment and
+    /// hands back its pipes (for an exec WebSocket that pumps them). Throws "SimExecNotFound" when the
+    /// program does not exist, before anything runs.
+    /// </summary>
+    public SimExecProcess StartExec(string podKey, IReadOnlyList<string> argv)
+    {
+        var rt = Get(podKey);
+        return SimExecProcess.Start(rt.NetNs, argv, rt.ExecEnvironment);
+    }
+
+    /// <summary>
+    /// Exec, push style: runs <paramref name="argv"/> in the pod's namespace with the pod's environment,
+    /// copying <paramref name="stdin"/> in (then closing it) and stdout/stderr out. Returns the exit code.
+    /// Cancelling kills the command. "SimExecNotFound" when the program does not exist.
     /// </summary>
     public async Task<int> ExecAsync(string podKey, IReadOnlyList<string> argv, Stream? stdin, Stream? stdout, Stream? stderr,
         CancellationToken cancellationToken = default)
     {
-        var rt = Get(podKey);
-        if (argv.Count == 0) throw new KtException("SimExecEmpty", KtErrorCategory.InvalidArgument, "exec needs a command.", target: podKey);
-        var psi = new ProcessStartInfo("ip")
-        {
-            UseShellExecute = false,
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            WorkingDirectory = "/",
-        };
-        foreach (var a in new[] { "netns", "exec", rt.NetNs }.Concat(argv)) psi.ArgumentList.Add(a);
-        psi.Environment.Clear();
-        foreach (var (k, v) in rt.ExecEnvironment) psi.Environment[k] = v;
-        using var process = Process.Start(psi) ?? throw new InvalidOperationException("cannot start ip");
-        using var inputCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var input = CopyInputAsync(stdin, process.StandardInput.BaseStream, inputCts.Token);
-        var output = process.StandardOutput.BaseStream.CopyToAsync(stdout ?? Stream.Null, cancellationToken);
-        var error = process.StandardError.BaseStream.CopyToAsync(stderr ?? Stream.Null, cancellationToken);
+        var exec = StartExec(podKey, argv);
+        using var pumps = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var input = CopyInputAsync(stdin, exec.Stdin, pumps.Token);
+        var output = exec.Stdout.CopyToAsync(stdout ?? Stream.Null, pumps.Token);
+        var error = exec.Stderr.CopyToAsync(stderr ?? Stream.Null, pumps.Token);
         try
         {
-            await process.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
-            await Task.WhenAll(output, error).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
-            throw;
+            var code = await exec.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
+            await Task.WhenAll(output, error).WaitAsync(cancellationToken).ConfigureAwait(false);
+            return code;
         }
         finally
         {
-            await inputCts.CancelAsync().ConfigureAwait(false);
-            try { await input.ConfigureAwait(false); } catch (OperationCanceledException) { } catch (IOException) { }
+            await pumps.CancelAsync().ConfigureAwait(false);
+            await exec.DisposeAsync().ConfigureAwait(false);
+            foreach (var t in new[] { input, output, error })
+            {
+                try { await t.ConfigureAwait(false); } catch (OperationCanceledException) { } catch (IOException) { } catch (ObjectDisposedException) { }
+            }
         }
-        return process.ExitCode;
     }
 
     /// <summary>Runs a command in the pod to completion with captured output (a test helper over exec).</summary>
