@@ -40,6 +40,19 @@ public sealed class SimNodeTests(SimNodeFixture fx)
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task The_echo_server_keeps_connections_alive_and_takes_request_bodies()
+    {
+        var body = new string('x', 5000); // over curl's 1 KiB threshold: it sends Expect: 100-continue
+        var (code, output) = await fx.CurlFromClientAsync(
+            ["-v", "-d", body, "http://echo/one", "-d", body, "http://echo/two"]);
+
+        Assert.True(code == 0, output);
+        Assert.Contains("request: POST /one HTTP/1.1\n", output, StringComparison.Ordinal);
+        Assert.Contains("request: POST /two HTTP/1.1\n", output, StringComparison.Ordinal);
+        Assert.Contains("Re-using existing connection", output, StringComparison.Ordinal);
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
     public async Task A_pod_reaching_a_service_that_lands_on_itself_gets_an_answer()
     {
         var (code, body) = await fx.CurlFromClientAsync("http://self.default.svc.cluster.local/");

@@ -95,6 +95,7 @@ public static class EchoServer
                 var head = Encoding.Latin1.GetString(buffer, 0, headEnd);
                 var lines = head.Split("\r\n");
                 long contentLength = 0;
+                var expectContinue = false;
                 var close = lines[0].EndsWith("HTTP/1.0", StringComparison.Ordinal);
                 foreach (var line in lines.Skip(1))
                 {
@@ -103,9 +104,13 @@ public static class EchoServer
                     var key = line[..colon].Trim();
                     var value = line[(colon + 1)..].Trim();
                     if (key.Equals("Content-Length", StringComparison.OrdinalIgnoreCase)) _ = long.TryParse(value, CultureInfo.InvariantCulture, out contentLength);
+                    if (key.Equals("Expect", StringComparison.OrdinalIgnoreCase) && value.Equals("100-continue", StringComparison.OrdinalIgnoreCase))
+                        expectContinue = true;
                     if (key.Equals("Connection", StringComparison.OrdinalIgnoreCase))
                         close = value.Equals("close", StringComparison.OrdinalIgnoreCase) || (close && !value.Equals("keep-alive", StringComparison.OrdinalIgnoreCase));
                 }
+
+                if (expectContinue && contentLength > 0) await stream.WriteAsync("HTTP/1.1 100 Continue\r\n\r\n"u8.ToArray(), cancellationToken).ConfigureAwait(false);
 
                 // Drop the body: what is already buffered first, then the rest from the stream.
                 var consumed = headEnd + 4;
