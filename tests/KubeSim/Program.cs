@@ -7,6 +7,8 @@ public static class Program
     {
         // `echo ...`: the process behind application images on the simulated node (Images/EchoServer.cs).
         if (args is ["echo", ..]) return Images.EchoServer.RunMain(args[1..]);
+        // `node ...`: a node without a control plane, for manual use and crash tests (Node/NodeHost.cs).
+        if (args is ["node", ..]) return Node.NodeHost.RunMain(args[1..]);
         Console.Error.WriteLine("usage: KtConnect.KubeSim start|stop --state <dir>");
         return args.Length == 0 ? 2 : 2;
     }
