@@ -15,6 +15,10 @@ public static class Program
 {
     public static async Task<int> Main(string[] args)
     {
+        // `echo ...`: the process behind application images on the simulated node (Images/EchoServer.cs).
+        if (args is ["echo", ..]) return Images.EchoServer.RunMain(args[1..]);
+        // `node ...`: a node without a control plane, for manual use and crash tests (Node/NodeHost.cs).
+        if (args is ["node", ..]) return Node.NodeHost.RunMain(args[1..]);
         if (args.Length == 0) return Usage();
         var state = Option(args, "--state");
         if (state is null) return Usage();
