@@ -69,20 +69,25 @@ internal static class KubeFixtures
         throw new InvalidDataException("no CRLF");
     }
 
-    /// <summary>Structural JSON equality, ignoring property order.</summary>
+    /// <summary>
+    /// Structural JSON equality, ignoring property order. A property whose value is null counts as absent: the
+    /// API server treats them alike (it writes "creationTimestamp": null in pod templates) and we omit nulls.
+    /// </summary>
     public static bool JsonEquals(JsonElement a, JsonElement b)
     {
         if (a.ValueKind != b.ValueKind) return false;
         switch (a.ValueKind)
         {
             case JsonValueKind.Object:
-                var pa = a.EnumerateObject().ToDictionary(p => p.Name, p => p.Value);
-                var pb = b.EnumerateObject().ToDictionary(p => p.Name, p => p.Value);
+                var pa = a.EnumerateObject().Where(p => p.Value.ValueKind != JsonValueKind.Null).ToDictionary(p => p.Name, p => p.Value);
+                var pb = b.EnumerateObject().Where(p => p.Value.ValueKind != JsonValueKind.Null).ToDictionary(p => p.Name, p => p.Value);
                 return pa.Count == pb.Count && pa.All(kv => pb.TryGetValue(kv.Key, out var v) && JsonEquals(kv.Value, v));
             case JsonValueKind.Array:
                 var ea = a.EnumerateArray().ToArray();
                 var eb = b.EnumerateArray().ToArray();
                 return ea.Length == eb.Length && ea.Zip(eb).All(x => JsonEquals(x.First, x.Second));
+            case JsonValueKind.String:
+                return a.GetString() == b.GetString();
             case JsonValueKind.Number:
                 return a.GetRawText() == b.GetRawText() || a.GetDecimal() == b.GetDecimal();
             default:
