@@ -1,0 +1,246 @@
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+using KtConnect.KubeSim.Store;
+using KtConnect.KubeSim.Streaming;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace KtConnect.KubeSim.Api;
+
+/// <summary>
+/// The simulated kube-apiserver, in-process: HTTPS (Kestrel, HTTP/1.1 and HTTP/2) on <see cref="KubeSimOptions.ListenAddress"/>
+/// with a generated CA, bearer-token authentication, the REST API over an <see cref="ObjectStore"/>, watch,
+/// port-forward and exec. Start with <see cref="StartAsync"/>; dispose to stop.
+/// </summary>
+public sealed class KubeSimServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly ServerCertificates _certificates;
+
+    private KubeSimServer(WebApplication app, ServerCertificates certificates, ObjectStore store, KubeSimOptions options, KubeSimHooks hooks,
+        IPodNetwork network, IPodExec exec)
+    {
+        _app = app;
+        _certificates = certificates;
+        Store = store;
+        Options = options;
+        Hooks = hooks;
+        PodNetwork = network;
+        PodExec = exec;
+    }
+
+    public KubeSimOptions Options { get; }
+
+    /// <summary>The objects of the cluster: seed and read them directly (bypassing HTTP).</summary>
+    public ObjectStore Store { get; }
+
+    public KubeSimHooks Hooks { get; }
+
+    /// <summary>Where port-forwards go (the default <see cref="LocalPodNetwork"/> unless the options gave one).</summary>
+    public IPodNetwork PodNetwork { get; }
+
+    public IPodExec PodExec { get; }
+
+    /// <summary>https://127.0.0.1:port (no trailing slash).</summary>
+    public Uri BaseAddress { get; private set; } = null!;
+
+    public string AdminToken => Options.AdminToken;
+
+    /// <summary>The CA that signed the server certificate, as PEM.</summary>
+    public string CaCertificatePem => _certificates.CaPem;
+
+    public System.Security.Cryptography.X509Certificates.X509Certificate2 CaCertificate => _certificates.CaCertificate;
+
+    public static async Task<KubeSimServer> StartAsync(KubeSimOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new KubeSimOptions();
+        var certificates = ServerCertificates.Create(options.ExtraCertificateNames, options.TimeProvider);
+        var store = new ObjectStore(options.TimeProvider, options.WatchHistory, options.ServiceCidr);
+        var hooks = new KubeSimHooks();
+        var network = options.PodNetwork ?? new LocalPodNetwork();
+        var exec = options.PodExec ?? new LocalProcessExec();
+
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = typeof(KubeSimServer).Assembly.GetName().Name });
+        builder.Logging.ClearProviders();
+        builder.Services.AddRoutingCore();
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.AddServerHeader = false;
+            k.Limits.MaxRequestBodySize = null;
+            k.Listen(options.ListenAddress, options.Port, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http1AndHttp2;
+                listen.UseHttps(certificates.ServerCertificate);
+            });
+        });
+        var app = builder.Build();
+        var server = new KubeSimServer(app, certificates, store, options, hooks, network, exec);
+        var handler = new ApiHandler(store, options, hooks, network, exec, () => $"{server.BaseAddress.Host}:{server.BaseAddress.Port}");
+        app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = TimeSpan.Zero });
+        app.Run(handler.HandleAsync);
+
+        if (options.SeedSystemObjects) server.SeedSystemObjects();
+        // A fresh cluster's watch cache does not reach back to resourceVersion 1 (fixture 5f).
+        store.Compact();
+
+        await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var port = new Uri(address).Port;
+        var host = options.ListenAddress.Equals(IPAddress.Any) ? "127.0.0.1"
+            : options.ListenAddress.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{options.ListenAddress}]"
+            : options.ListenAddress.ToString();
+        server.BaseAddress = new Uri($"https://{host}:{port}");
+        return server;
+    }
+
+    /// <summary>
+    /// Writes a kubeconfig for the admin token (certificate-authority-data, token, a context with the namespace)
+    /// and returns its path. <paramref name="path"/> defaults to a new file in the temp directory.
+    /// </summary>
+    public string WriteKubeconfig(string? path = null, string @namespace = "default", string contextName = "kubesim", string? token = null)
+    {
+        path ??= Path.Combine(Path.GetTempPath(), "kubesim-" + Guid.NewGuid().ToString("N")[..8] + ".kubeconfig");
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
+        File.WriteAllText(path, KubeconfigText(@namespace, contextName, token));
+        return path;
+    }
+
+    /// <summary>The kubeconfig YAML <see cref="WriteKubeconfig"/> writes.</summary>
+    public string KubeconfigText(string @namespace = "default", string contextName = "kubesim", string? token = null)
+    {
+        var ca = Convert.ToBase64String(Encoding.ASCII.GetBytes(CaCertificatePem));
+        return $$"""
+            apiVersion: v1
+            kind: Config
+            clusters:
+            - name: {{contextName}}
+              cluster:
+                server: {{BaseAddress.ToString().TrimEnd('/')}}
+                certificate-authority-data: {{ca}}
+            users:
+            - name: {{contextName}}-admin
+              user:
+                token: {{token ?? AdminToken}}
+            contexts:
+            - name: {{contextName}}
+              context:
+                cluster: {{contextName}}
+                user: {{contextName}}-admin
+                namespace: {{@namespace}}
+            current-context: {{contextName}}
+            preferences: {}
+
+            """;
+    }
+
+    /// <summary>Creates (or replaces) an object given as JSON text or node, finding its resource from apiVersion and kind. Keeps status.</summary>
+    public JsonObject Apply(string json) => Apply((JsonObject)JsonNode.Parse(json)!);
+
+    /// <inheritdoc cref="Apply(string)"/>
+    public JsonObject Apply(JsonObject obj)
+    {
+        var type = ResourceTypes.FindByKind(obj["apiVersion"]?.GetValue<string>() ?? "", obj["kind"]?.GetValue<string>() ?? "")
+            ?? throw new ArgumentException($"KubeSim does not serve {obj["apiVersion"]} {obj["kind"]}", nameof(obj));
+        var ns = obj["metadata"]?["namespace"]?.GetValue<string>();
+        var name = obj["metadata"]?["name"]?.GetValue<string>();
+        if (name is not null && Store.Get(type, ns, name) is not null)
+        {
+            var copy = (JsonObject)obj.DeepClone();
+            (copy["metadata"] as JsonObject)?.Remove("resourceVersion");
+            return Store.Update(type, ns, name, copy, keepStatus: true);
+        }
+        return Store.Create(type, ns, obj, keepStatus: true);
+    }
+
+    private void SeedSystemObjects()
+    {
+        foreach (var ns in new[] { "default", "kube-system", "kube-public", "kube-node-lease" })
+        {
+            Store.Create(ResourceTypes.Namespaces, null, new JsonObject { ["metadata"] = new JsonObject { ["name"] = ns } });
+        }
+        var kubernetesIp = Store.ServiceIps.First;
+        Store.Create(ResourceTypes.Services, "default", new JsonObject
+        {
+            ["metadata"] = new JsonObject
+            {
+                ["name"] = "kubernetes",
+                ["labels"] = new JsonObject { ["component"] = "apiserver", ["provider"] = "kubernetes" },
+            },
+            ["spec"] = new JsonObject
+            {
+                ["ports"] = new JsonArray(new JsonObject { ["name"] = "https", ["protocol"] = "TCP", ["port"] = 443, ["targetPort"] = 6443 }),
+                ["clusterIP"] = kubernetesIp,
+                ["type"] = "ClusterIP",
+                ["sessionAffinity"] = "None",
+            },
+        });
+        Store.Create(ResourceTypes.Endpoints, "default", new JsonObject
+        {
+            ["metadata"] = new JsonObject { ["name"] = "kubernetes", ["labels"] = new JsonObject { ["endpointslice.kubernetes.io/skip-mirror"] = "true" } },
+            ["subsets"] = new JsonArray(new JsonObject
+            {
+                ["addresses"] = new JsonArray(new JsonObject { ["ip"] = Options.ListenAddress.Equals(IPAddress.Any) ? "127.0.0.1" : Options.ListenAddress.ToString() }),
+                ["ports"] = new JsonArray(new JsonObject { ["name"] = "https", ["port"] = 6443, ["protocol"] = "TCP" }),
+            }),
+        });
+        foreach (var ns in new[] { "default", "kube-system", "kube-public", "kube-node-lease" })
+        {
+            Store.Create(ResourceTypes.ServiceAccounts, ns, new JsonObject { ["metadata"] = new JsonObject { ["name"] = "default" } });
+        }
+        Store.Create(ResourceTypes.Nodes, null, new JsonObject
+        {
+            ["metadata"] = new JsonObject
+            {
+                ["name"] = Options.NodeName,
+                ["labels"] = new JsonObject
+                {
+                    ["kubernetes.io/arch"] = "amd64",
+                    ["kubernetes.io/hostname"] = Options.NodeName,
+                    ["kubernetes.io/os"] = "linux",
+                },
+            },
+            ["spec"] = new JsonObject(),
+            ["status"] = new JsonObject
+            {
+                ["conditions"] = new JsonArray(new JsonObject
+                {
+                    ["type"] = "Ready",
+                    ["status"] = "True",
+                    ["reason"] = "KubeletReady",
+                    ["message"] = "kubelet is posting ready status",
+                }),
+                ["addresses"] = new JsonArray(
+                    new JsonObject { ["type"] = "InternalIP", ["address"] = "10.255.255.1" },
+                    new JsonObject { ["type"] = "Hostname", ["address"] = Options.NodeName }),
+                ["nodeInfo"] = new JsonObject
+                {
+                    ["kubeletVersion"] = "v1.20.2",
+                    ["operatingSystem"] = "linux",
+                    ["architecture"] = "amd64",
+                    ["containerRuntimeVersion"] = "kubesim://1.0",
+                },
+            },
+        }, keepStatus: true);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            await _app.StopAsync(cts.Token).ConfigureAwait(false);
+        }
+        finally
+        {
+            await _app.DisposeAsync().ConfigureAwait(false);
+            _certificates.Dispose();
+        }
+    }
+}
