@@ -54,6 +54,13 @@ internal sealed class ApiHandler
         {
             // The client went away.
         }
+        catch (Exception e) when (!context.Response.HasStarted && e is not OperationCanceledException)
+        {
+            // A KubeSim bug: answer like the real server's panic handler rather than an empty 500.
+            await HttpBodies.WriteJsonAsync(context, 500,
+                Statuses.Failure(500, "InternalError", "Internal error occurred: " + e.GetType().Name + ": " + e.Message, null, omitDetails: true), ct)
+                .ConfigureAwait(false);
+        }
     }
 
     private async Task DispatchAsync(HttpContext context, CancellationToken ct)

@@ -668,6 +668,8 @@ public sealed class ObjectStore
     internal static JsonObject Normalize(JsonObject obj)
     {
         var result = new JsonObject();
+        // Re-decode so every value is JSON-backed (GetValue<long> works on numbers however they were created).
+        obj = (JsonObject)KubeJson.Parse(KubeJson.ToBytesWithNewline(obj))!;
         if (obj["kind"] is JsonNode k) result["kind"] = k.DeepClone();
         if (obj["apiVersion"] is JsonNode a) result["apiVersion"] = a.DeepClone();
         if (obj["metadata"] is JsonObject meta)

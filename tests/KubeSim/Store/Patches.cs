@@ -242,32 +242,27 @@ public static class Patches
             }
             return result;
         }
+        // The real merge orders the patch's items first (in patch order), then the items only the server had (3c).
+        var merged = new JsonArray();
+        var used = new HashSet<JsonNode>(ReferenceEqualityComparer.Instance);
         foreach (var p in patch)
         {
             if (p is not JsonObject po)
             {
-                result.Add(p?.DeepClone());
+                merged.Add(p?.DeepClone());
                 continue;
             }
             var keyValue = po[mergeKey];
-            var existing = result.OfType<JsonObject>().FirstOrDefault(r => JsonNode.DeepEquals(r[mergeKey], keyValue));
-            if (po["$patch"]?.GetValue<string>() == "delete")
-            {
-                if (existing is not null) result.Remove(existing);
-                continue;
-            }
-            if (existing is null)
-            {
-                var added = (JsonObject)StrategicMerge(null, po, null)!;
-                result.Add(added);
-            }
-            else
-            {
-                var index = result.IndexOf(existing);
-                result[index] = StrategicMerge(existing, po, null);
-            }
+            var existing = result.OfType<JsonObject>().FirstOrDefault(r => !used.Contains(r) && JsonNode.DeepEquals(r[mergeKey], keyValue));
+            if (existing is not null) used.Add(existing);
+            if (po["$patch"]?.GetValue<string>() == "delete") continue;
+            merged.Add(StrategicMerge(existing, po, null));
         }
-        return result;
+        foreach (var r in result)
+        {
+            if (r is null || !used.Contains(r)) merged.Add(r?.DeepClone());
+        }
+        return merged;
     }
 
     /// <summary>Parses a JSON body the way the PATCH handler needs (null for malformed).</summary>
