@@ -87,7 +87,20 @@ public class ResourceClient<T> where T : KubeObject
         KubeList<T>? all = null;
         while (true)
         {
-            var list = await ListAsync(ns, page, cancellationToken).ConfigureAwait(false);
+            KubeList<T> list;
+            try
+            {
+                list = await ListAsync(ns, page, cancellationToken).ConfigureAwait(false);
+            }
+            catch (KubeGoneException) when (page.Continue is not null)
+            {
+                // The continue token expired (the snapshot was compacted): like client-go's pager, fall back to
+                // one unpaged list, which is consistent by itself.
+                var whole = options?.CloneList() ?? new ListOptions();
+                whole.Limit = null;
+                whole.Continue = null;
+                return await ListAsync(ns, whole, cancellationToken).ConfigureAwait(false);
+            }
             if (all is null) all = list;
             else
             {
@@ -236,11 +249,15 @@ public class ResourceClient<T> where T : KubeObject
         var q = new QueryBuilder();
         (options ?? new WatchOptions()).AppendQuery(q);
         var request = new KubeHttpRequest(HttpMethod.Get, Resource.Path(n) + q, Transport.Info("watch", Resource.QualifiedName, n, null));
-        using var response = await Transport.SendStreamingAsync(request, cancellationToken).ConfigureAwait(false);
-        var stream = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
+        // A connection that dies silently would leave the watch waiting forever: give the whole stream the server's
+        // own deadline plus a grace period, after which it counts as broken (and a Watcher restarts it).
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(TimeSpan.FromSeconds((options?.TimeoutSeconds ?? 1800) + 60));
+        using var response = await Transport.SendStreamingAsync(request, deadline.Token).ConfigureAwait(false);
+        var stream = await response.Content.ReadAsStreamAsync(deadline.Token).ConfigureAwait(false);
         await using (stream.ConfigureAwait(false))
         {
-            var events = WatchStreamReader.ReadAsync(stream, Resource.TypeInfo, cancellationToken).GetAsyncEnumerator(cancellationToken);
+            var events = WatchStreamReader.ReadAsync(stream, Resource.TypeInfo, deadline.Token).GetAsyncEnumerator(deadline.Token);
             try
             {
                 while (true)
@@ -258,6 +275,10 @@ public class ResourceClient<T> where T : KubeObject
                     catch (IOException ex) when (!cancellationToken.IsCancellationRequested)
                     {
                         throw new KubeConnectionException($"The watch of {Resource.QualifiedName} on {Transport.ServerName} broke: {ex.Message}", ex, Transport.ServerName);
+                    }
+                    catch (OperationCanceledException ex) when (!cancellationToken.IsCancellationRequested)
+                    {
+                        throw Transport.TimeoutError(request, ex);
                     }
                     yield return ev;
                 }
