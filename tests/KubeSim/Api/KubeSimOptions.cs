@@ -41,6 +41,12 @@ public sealed class KubeSimOptions
     /// <summary>Seed the objects a fresh cluster has (namespaces, the kubernetes Service and Endpoints, a node).</summary>
     public bool SeedSystemObjects { get; init; } = true;
 
+    /// <summary>
+    /// Bind new pods to the node and report them Running with a pod IP (a stand-in scheduler and kubelet,
+    /// <see cref="Controllers.PodLifecycleController"/>). Turn off when a test drives pod status itself.
+    /// </summary>
+    public bool RunPods { get; init; } = true;
+
     /// <summary>The node name seeded and used as nodeName.</summary>
     public string NodeName { get; init; } = "kubesim-node";
 

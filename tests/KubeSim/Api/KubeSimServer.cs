@@ -22,6 +22,7 @@ public sealed class KubeSimServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
     private readonly ServerCertificates _certificates;
+    private Controllers.PodLifecycleController? _pods;
 
     private KubeSimServer(WebApplication app, ServerCertificates certificates, ObjectStore store, KubeSimOptions options, KubeSimHooks hooks,
         IPodNetwork network, IPodExec exec)
@@ -88,6 +89,7 @@ public sealed class KubeSimServer : IAsyncDisposable
         if (options.SeedSystemObjects) server.SeedSystemObjects();
         // A fresh cluster's watch cache does not reach back to resourceVersion 1 (fixture 5f).
         store.Compact();
+        if (options.RunPods) server._pods = new Controllers.PodLifecycleController(store, options.NodeName, "10.255.255.1");
 
         await app.StartAsync(cancellationToken).ConfigureAwait(false);
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
@@ -239,6 +241,7 @@ public sealed class KubeSimServer : IAsyncDisposable
         }
         finally
         {
+            if (_pods is not null) await _pods.DisposeAsync().ConfigureAwait(false);
             await _app.DisposeAsync().ConfigureAwait(false);
             _certificates.Dispose();
         }

@@ -88,7 +88,10 @@ internal sealed class ChannelWebSocket(WebSocket socket, bool base64) : IAsyncDi
         }
     }
 
-    /// <summary>Server-initiated close with 1000 (or answer to the client's close); never throws.</summary>
+    /// <summary>
+    /// Sends close 1000 (server-initiated, or the answer to the client's close) without waiting: the receive loop
+    /// sees the client's answer. Never throws.
+    /// </summary>
     public async Task CloseAsync(CancellationToken ct)
     {
         await _sendLock.WaitAsync(ct).ConfigureAwait(false);
@@ -98,7 +101,7 @@ internal sealed class ChannelWebSocket(WebSocket socket, bool base64) : IAsyncDi
             {
                 using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
                 cts.CancelAfter(TimeSpan.FromSeconds(10));
-                await socket.CloseAsync(WebSocketCloseStatus.NormalClosure, null, cts.Token).ConfigureAwait(false);
+                await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, cts.Token).ConfigureAwait(false);
             }
         }
         catch (Exception e) when (e is WebSocketException or OperationCanceledException or ObjectDisposedException)
@@ -108,6 +111,19 @@ internal sealed class ChannelWebSocket(WebSocket socket, bool base64) : IAsyncDi
         finally
         {
             _sendLock.Release();
+        }
+    }
+
+    /// <summary>Gives the peer's receive loop time to see its close frame answered, so the TCP close is clean.</summary>
+    public static async Task DrainAsync(Task receiveLoop)
+    {
+        try
+        {
+            await receiveLoop.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // The client never answered our close; abort.
         }
     }
 

@@ -67,6 +67,10 @@ internal sealed class ExecHandler(IPodExec exec, bool enableV5)
         {
             await SendStatusAsync(channels, v1, InternalError(e.Message), "Internal error occurred: " + e.Message, token).ConfigureAwait(false);
             await channels.CloseAsync(CancellationToken.None).ConfigureAwait(false);
+            var closeAnswer = FromClientAsync(channels, null, v5, token);
+            await ChannelWebSocket.DrainAsync(closeAnswer).ConfigureAwait(false);
+            await sessionCts.CancelAsync().ConfigureAwait(false);
+            await SwallowAsync(closeAnswer).ConfigureAwait(false);
             return;
         }
 
@@ -82,8 +86,8 @@ internal sealed class ExecHandler(IPodExec exec, bool enableV5)
             if (first == fromClient && !finished.IsCompleted)
             {
                 // The client closed the WebSocket: answer its close, stop the command, send no status (7b).
-                await sessionCts.CancelAsync().ConfigureAwait(false);
                 await channels.CloseAsync(CancellationToken.None).ConfigureAwait(false);
+                await sessionCts.CancelAsync().ConfigureAwait(false);
                 await SwallowAsync(finished).ConfigureAwait(false);
                 return;
             }
@@ -110,6 +114,7 @@ internal sealed class ExecHandler(IPodExec exec, bool enableV5)
                 await SendStatusAsync(channels, v1, status, message, token).ConfigureAwait(false);
             }
             await channels.CloseAsync(CancellationToken.None).ConfigureAwait(false);
+            await ChannelWebSocket.DrainAsync(fromClient).ConfigureAwait(false);
             await sessionCts.CancelAsync().ConfigureAwait(false);
             await SwallowAsync(fromClient).ConfigureAwait(false);
         }

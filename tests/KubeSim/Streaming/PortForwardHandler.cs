@@ -78,11 +78,12 @@ internal sealed class PortForwardHandler(IPodNetwork network)
             // Everything the client sends goes to the data stream of its channel's port; the client's close ends it all.
             var fromClient = PumpFromClientAsync(channels, streams, token);
             var allPodsDone = Task.WhenAll(pumps);
-            var first = await Task.WhenAny(fromClient, allPodsDone).ConfigureAwait(false);
-            await sessionCts.CancelAsync().ConfigureAwait(false);
+            await Task.WhenAny(fromClient, allPodsDone).ConfigureAwait(false);
+            // Either the client closed (answer it) or every port is done (close first, then read the client's answer).
             await channels.CloseAsync(CancellationToken.None).ConfigureAwait(false);
+            await ChannelWebSocket.DrainAsync(fromClient).ConfigureAwait(false);
+            await sessionCts.CancelAsync().ConfigureAwait(false);
             await Task.WhenAll(pumps.Append(fromClient)).ConfigureAwait(false);
-            _ = first;
         }
         finally
         {
