@@ -215,14 +215,22 @@ public class ResourceClient<T> where T : KubeObject
     /// resourceVersion; on 409 Conflict read again and re-apply, up to <see cref="KubeClientOptions.MaxConflictRetries"/>
     /// times. <paramref name="mutate"/> returns false when nothing needs changing (no PUT is sent).
     /// </summary>
-    public async Task<T> UpdateWithRetryAsync(string name, Func<T, bool> mutate, string? ns = null, CancellationToken cancellationToken = default)
+    public Task<T> UpdateWithRetryAsync(string name, Func<T, bool> mutate, string? ns = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(mutate);
+        return UpdateWithRetryAsync(name, (obj, _) => ValueTask.FromResult(mutate(obj)), ns, cancellationToken);
+    }
+
+    /// <summary>The asynchronous form: <paramref name="mutate"/> may itself call the API (it runs again after each conflict).</summary>
+    public async Task<T> UpdateWithRetryAsync(string name, Func<T, CancellationToken, ValueTask<bool>> mutate, string? ns = null,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(mutate);
         var attempt = 0;
         while (true)
         {
             var current = await GetAsync(name, ns, cancellationToken).ConfigureAwait(false);
-            if (!mutate(current)) return current;
+            if (!await mutate(current, cancellationToken).ConfigureAwait(false)) return current;
             try
             {
                 return await ReplaceAsync(current, cancellationToken).ConfigureAwait(false);

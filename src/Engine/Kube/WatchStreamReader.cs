@@ -27,21 +27,22 @@ public static class WatchStreamReader
         var buffer = ArrayPool<byte>.Shared.Rent(InitialBuffer);
         var start = 0;
         var end = 0;
+        var framer = new EventFramer();
         try
         {
             while (true)
             {
                 while (true)
                 {
-                    start += SkipWhitespace(buffer.AsSpan(start, end - start));
-                    if (start == end) break;
-                    var length = FindEvent(buffer.AsSpan(start, end - start));
-                    if (length == 0) break;
-                    var ev = ParseEvent(buffer.AsSpan(start, length), typeInfo);
+                    // The framer remembers how far it scanned, so every byte is looked at once however reads split.
+                    var length = framer.Scan(buffer.AsSpan(start, end - start));
+                    if (length < 0) break;
+                    var ev = ParseEvent(buffer.AsSpan(start + framer.ObjectStart, length - framer.ObjectStart), typeInfo);
                     start += length;
+                    framer.Reset();
                     yield return ev;
                 }
-                if (start == end)
+                if (framer.Scanned == 0 && start == end)
                 {
                     start = end = 0;
                 }
@@ -63,7 +64,7 @@ public static class WatchStreamReader
                 var n = await stream.ReadAsync(buffer.AsMemory(end), cancellationToken).ConfigureAwait(false);
                 if (n == 0)
                 {
-                    if (end - start > 0)
+                    if (framer.InObject)
                         throw new KubeProtocolException("KubeWatchDecode", $"The watch stream ended inside an event ({end - start} bytes left over).");
                     yield break;
                 }
@@ -76,27 +77,67 @@ public static class WatchStreamReader
         }
     }
 
-    private static int SkipWhitespace(ReadOnlySpan<byte> data)
+    /// <summary>
+    /// Finds where one top-level JSON object ends: skips whitespace before it, then tracks nesting depth and
+    /// string/escape state byte by byte. The object's content is validated later by the JSON parser.
+    /// </summary>
+    internal struct EventFramer
     {
-        var i = 0;
-        while (i < data.Length && data[i] is (byte)' ' or (byte)'\n' or (byte)'\r' or (byte)'\t') i++;
-        return i;
-    }
+        private int _depth;
+        private bool _inString;
+        private bool _escape;
 
-    /// <summary>Length of the complete JSON object at the start of <paramref name="data"/>, or 0 when more bytes are needed.</summary>
-    internal static int FindEvent(ReadOnlySpan<byte> data)
-    {
-        var reader = new Utf8JsonReader(data, isFinalBlock: false, state: default);
-        try
+        /// <summary>Bytes of the current window already scanned.</summary>
+        public int Scanned { get; private set; }
+
+        /// <summary>Offset of the '{' that opens the event within the window.</summary>
+        public int ObjectStart { get; private set; }
+
+        public readonly bool InObject => _depth > 0;
+
+        public void Reset() => this = default;
+
+        /// <summary>Continues scanning <paramref name="window"/> (which starts where the event does); returns the length up to and including the closing '}', or -1 when more bytes are needed.</summary>
+        public int Scan(ReadOnlySpan<byte> window)
         {
-            if (!reader.Read()) return 0;
-            if (reader.TokenType != JsonTokenType.StartObject)
-                throw new KubeProtocolException("KubeWatchDecode", "A watch stream must carry JSON objects; found " + reader.TokenType + ".");
-            return reader.TrySkip() ? checked((int)reader.BytesConsumed) : 0;
-        }
-        catch (JsonException ex)
-        {
-            throw new KubeProtocolException("KubeWatchDecode", "The watch stream is not valid JSON: " + ex.Message, ex);
+            for (var i = Scanned; i < window.Length; i++)
+            {
+                var b = window[i];
+                if (_depth == 0)
+                {
+                    if (b is (byte)' ' or (byte)'\n' or (byte)'\r' or (byte)'\t') continue;
+                    if (b != (byte)'{')
+                        throw new KubeProtocolException("KubeWatchDecode", $"A watch stream must carry JSON objects; found byte 0x{b:x2}.");
+                    ObjectStart = i;
+                    _depth = 1;
+                    continue;
+                }
+                if (_inString)
+                {
+                    if (_escape) _escape = false;
+                    else if (b == (byte)'\\') _escape = true;
+                    else if (b == (byte)'"') _inString = false;
+                    continue;
+                }
+                switch (b)
+                {
+                    case (byte)'"':
+                        _inString = true;
+                        break;
+                    case (byte)'{' or (byte)'[':
+                        _depth++;
+                        break;
+                    case (byte)'}' or (byte)']':
+                        if (--_depth == 0)
+                        {
+                            Scanned = i + 1;
+                            return i + 1;
+                        }
+                        break;
+                }
+            }
+            Scanned = window.Length;
+            return -1;
         }
     }
 

@@ -99,6 +99,17 @@ public sealed class WatchFixtureTests
         Assert.Equal("9", events[1].Object!.Metadata.ResourceVersion);
     }
 
+    [Fact]
+    public async Task Braces_and_escaped_quotes_inside_strings_do_not_end_an_event()
+    {
+        var text = "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\",\"annotations\":{\"x\":\"}{ \\\" ]\\\\\"}}}}\n"
+            + "{\"type\":\"DELETED\",\"object\":{\"metadata\":{\"name\":\"b\"}}}";
+        var events = new List<WatchEvent<Pod>>();
+        await foreach (var ev in WatchStreamReader.ReadAsync(new TrickleStream(Encoding.UTF8.GetBytes(text), 3), KubeJsonContext.Default.Pod)) events.Add(ev);
+        Assert.Equal(["a", "b"], events.Select(e => e.Object!.Metadata.Name));
+        Assert.Equal("}{ \" ]\\", events[0].Object!.Metadata.GetAnnotation("x"));
+    }
+
     private static void AssertMatchesRecording(JsonElement fixture, List<WatchEvent<Pod>> events)
     {
         var recorded = fixture.GetProperty("response").GetProperty("body").EnumerateArray().ToArray();
