@@ -17,8 +17,18 @@ public sealed class KubeClient : IDisposable
     private readonly KubeWebSockets _webSockets;
 
     public KubeClient(KubeClientConfiguration configuration, ILogger? logger = null, KubeClientOptions? options = null)
-        : this(configuration, (configuration ?? throw new ArgumentNullException(nameof(configuration))).CreateHandler(), logger, options)
+        : this(configuration, RestHandler(configuration), logger, options)
     {
+    }
+
+    private static SocketsHttpHandler RestHandler(KubeClientConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        var handler = configuration.CreateHandler();
+        // Over HTTP/2 every watch holds a stream; with one connection the server's stream limit would make further
+        // requests queue behind long-running watches.
+        handler.EnableMultipleHttp2Connections = true;
+        return handler;
     }
 
     /// <summary>For tests: requests go through <paramref name="handler"/>; WebSockets still use the configuration's handler.</summary>
