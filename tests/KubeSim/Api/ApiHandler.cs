@@ -23,9 +23,14 @@ internal sealed class ApiHandler
     private readonly PortForwardHandler _portForward;
     private readonly ExecHandler _exec;
     private readonly Func<string> _serverAddress;
+    private readonly string _flowSchemaUid = Guid.NewGuid().ToString();
+    private readonly string _priorityLevelUid = Guid.NewGuid().ToString();
+    private readonly Func<System.Security.Cryptography.X509Certificates.X509Certificate2, bool> _verifyClientCertificate;
 
-    public ApiHandler(ObjectStore store, KubeSimOptions options, KubeSimHooks hooks, IPodNetwork network, IPodExec exec, Func<string> serverAddress)
+    public ApiHandler(ObjectStore store, KubeSimOptions options, KubeSimHooks hooks, IPodNetwork network, IPodExec exec, Func<string> serverAddress,
+        Func<System.Security.Cryptography.X509Certificates.X509Certificate2, bool> verifyClientCertificate)
     {
+        _verifyClientCertificate = verifyClientCertificate;
         _store = store;
         _options = options;
         _hooks = hooks;
@@ -67,13 +72,32 @@ internal sealed class ApiHandler
     {
         var request = context.Request;
         var path = request.Path.Value ?? "/";
-        var user = Authenticate(request);
-        if (user is null)
+        if (_options.PathPrefix.Length > 0)
+        {
+            // A server URL with a path (e.g. behind a proxy): everything lives under the prefix.
+            if (!path.StartsWith(_options.PathPrefix + "/", StringComparison.Ordinal))
+            {
+                await HttpBodies.WriteTextAsync(context, 404, "404 page not found\n", ct).ConfigureAwait(false);
+                return;
+            }
+            path = path[_options.PathPrefix.Length..];
+        }
+        var who = Authenticate(context);
+        if (who is null)
         {
             // A token we do not know: 401 without details, before anything else (4e).
             await HttpBodies.WriteJsonAsync(context, 401, new KubeApiException(401, "Unauthorized", "Unauthorized", null, omitDetails: true).Status, ct)
                 .ConfigureAwait(false);
             return;
+        }
+        var (user, groups) = who.Value;
+        // Priority and fairness stamps every request it classifies; long-running ones (watch, exec, port-forward) are exempt.
+        var longRunning = IsTrue(request.Query["watch"]) || path.EndsWith("/exec", StringComparison.Ordinal)
+            || path.EndsWith("/portforward", StringComparison.Ordinal) || path.EndsWith("/attach", StringComparison.Ordinal);
+        if (!longRunning)
+        {
+            context.Response.Headers["X-Kubernetes-Pf-Flowschema-Uid"] = _flowSchemaUid;
+            context.Response.Headers["X-Kubernetes-Pf-Prioritylevel-Uid"] = _priorityLevelUid;
         }
 
         // Non-resource paths.
@@ -93,7 +117,7 @@ internal sealed class ApiHandler
         }
         if (path is "/api" or "/api/" or "/apis" or "/apis/")
         {
-            Authorize(new RequestInfo(user, "get", "", "", null, null, null, path));
+            Authorize(new RequestInfo(user, "get", "", "", null, null, null, path) { Groups = groups });
             JsonNode doc = path.StartsWith("/apis", StringComparison.Ordinal) ? Discovery.ApiGroupList() : Discovery.ApiVersions(_serverAddress());
             await HttpBodies.WriteJsonAsync(context, 200, doc, ct).ConfigureAwait(false);
             return;
@@ -106,7 +130,7 @@ internal sealed class ApiHandler
                 await HttpBodies.WriteTextAsync(context, 404, "404 page not found\n", ct).ConfigureAwait(false);
                 return;
             case ApiPathKind.GroupVersionDiscovery:
-                Authorize(new RequestInfo(user, "get", "", "", null, null, null, path));
+                Authorize(new RequestInfo(user, "get", "", "", null, null, null, path) { Groups = groups });
                 await HttpBodies.WriteJsonAsync(context, 200, Discovery.ResourceList(api.Group, api.Version), ct).ConfigureAwait(false);
                 return;
             case ApiPathKind.UnknownResource:
@@ -130,7 +154,7 @@ internal sealed class ApiHandler
             _ => "unknown",
         };
         if (verb == "unknown") throw KubeApiException.MethodNotAllowed();
-        Authorize(new RequestInfo(user, verb, type.Group, type.Plural, api.Subresource, api.Namespace, api.Name, null));
+        Authorize(new RequestInfo(user, verb, type.Group, type.Plural, api.Subresource, api.Namespace, api.Name, null) { Groups = groups });
 
         if (api.Kind == ApiPathKind.Collection)
         {
@@ -144,7 +168,7 @@ internal sealed class ApiHandler
                     await _watch.HandleAsync(context, type, api.Namespace, ct).ConfigureAwait(false);
                     return;
                 case "create":
-                    await CreateAsync(context, type, api.Namespace, user, ct).ConfigureAwait(false);
+                    await CreateAsync(context, type, api.Namespace, user, groups, ct).ConfigureAwait(false);
                     return;
                 case "deletecollection":
                     await DeleteCollectionAsync(context, type, api.Namespace, ct).ConfigureAwait(false);
@@ -169,8 +193,12 @@ internal sealed class ApiHandler
                 await _portForward.HandleAsync(context, PodOrThrow(api.Namespace, name), api.Namespace!, name, ct).ConfigureAwait(false);
                 return;
             case "exec" when type == ResourceTypes.Pods && verb is "get" or "create":
-                await _exec.HandleAsync(context, PodOrThrow(api.Namespace, name), api.Namespace!, name, ct).ConfigureAwait(false);
-                return;
+                {
+                    var pod = PodOrThrow(api.Namespace, name);
+                    CheckContainer(pod, name, context.Request.Query["container"]);
+                    await _exec.HandleAsync(context, pod, api.Namespace!, name, ct).ConfigureAwait(false);
+                    return;
+                }
             case "log" when type == ResourceTypes.Pods && verb == "get":
                 PodOrThrow(api.Namespace, name);
                 _hooks.PodLogs.TryGetValue((api.Namespace!, name), out var log);
@@ -228,21 +256,75 @@ internal sealed class ApiHandler
 
     // ------------------------------------------------------------------ auth
 
-    /// <summary>The user of the request: "system:anonymous" without credentials, null for a token we do not know.</summary>
-    private string? Authenticate(HttpRequest request)
+    internal const string AdminUser = "kubesim-admin";
+    internal static readonly string[] AdminGroups = ["system:masters", "system:authenticated"];
+    internal static readonly string[] UserGroups = ["system:authenticated"];
+
+    /// <summary>
+    /// Who sent the request, as the apiserver's authenticators decide: a client certificate signed by our CA (CN
+    /// user, O groups), a bearer token, basic auth; "system:anonymous" without credentials; null for credentials we
+    /// do not accept (401). Impersonation headers then switch the user when the caller may impersonate.
+    /// </summary>
+    private (string User, IReadOnlyList<string> Groups)? Authenticate(HttpContext context)
     {
+        var request = context.Request;
+        (string, IReadOnlyList<string>)? who = null;
         var auth = request.Headers.Authorization.ToString();
-        if (auth.Length == 0) return "system:anonymous";
-        if (!auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)) return null;
-        var token = auth[7..].Trim();
-        if (token == _options.AdminToken) return "kubesim-admin";
-        return _options.UnprivilegedTokens.TryGetValue(token, out var user) ? user : null;
+        if (auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+        {
+            var token = auth[7..].Trim();
+            if (!_hooks.Tokens.TryGetValue(token, out var known)) return null;
+            who = known;
+        }
+        else if (auth.StartsWith("Basic ", StringComparison.OrdinalIgnoreCase))
+        {
+            string decoded;
+            try
+            {
+                decoded = Encoding.UTF8.GetString(Convert.FromBase64String(auth[6..].Trim()));
+            }
+            catch (FormatException)
+            {
+                return null;
+            }
+            var colon = decoded.IndexOf(':', StringComparison.Ordinal);
+            if (colon < 0 || !_options.BasicAuthUsers.TryGetValue(decoded[..colon], out var password) || password != decoded[(colon + 1)..]) return null;
+            who = (decoded[..colon], AdminGroups);
+        }
+        else if (auth.Length > 0)
+        {
+            return null;
+        }
+        else if (context.Connection.ClientCertificate is { } cert)
+        {
+            if (!_verifyClientCertificate(cert)) return null;
+            var cn = cert.GetNameInfo(System.Security.Cryptography.X509Certificates.X509NameType.SimpleName, false);
+            var groups = cert.SubjectName.EnumerateRelativeDistinguishedNames()
+                .Where(r => r.GetSingleElementType().Value == "2.5.4.10")
+                .Select(r => r.GetSingleElementValue() ?? "")
+                .Append("system:authenticated").ToList();
+            who = (cn, groups);
+        }
+        if (who is null) return ("system:anonymous", ["system:unauthenticated"]);
+
+        var impersonate = request.Headers["Impersonate-User"].ToString();
+        if (impersonate.Length == 0) return who;
+        var (caller, callerGroups) = who.Value;
+        if (!IsAllowed(new RequestInfo(caller, "impersonate", "", "users", null, null, impersonate, null) { Groups = callerGroups }))
+        {
+            throw new KubeApiException(403, "Forbidden",
+                $"users \"{impersonate}\" is forbidden: User \"{caller}\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope",
+                new JsonObject { ["name"] = impersonate, ["kind"] = "users" });
+        }
+        IReadOnlyList<string> impersonatedGroups = [.. request.Headers["Impersonate-Group"].Select(g => g ?? ""), "system:authenticated"];
+        return (impersonate, impersonatedGroups);
     }
+
+    private bool IsAllowed(RequestInfo info) => _hooks.Authorize is { } hook ? hook(info) : info.IsAdmin;
 
     private void Authorize(RequestInfo info)
     {
-        var allowed = _hooks.Authorize is { } hook ? hook(info) : info.User == "kubesim-admin";
-        if (allowed) return;
+        if (IsAllowed(info)) return;
         if (!info.IsResourceRequest)
         {
             throw new KubeApiException(403, "Forbidden", $"forbidden: User \"{info.User}\" cannot {info.Verb} path \"{info.Path}\"", []);
@@ -292,12 +374,12 @@ internal sealed class ApiHandler
         await HttpBodies.WriteJsonAsync(context, 200, list, ct).ConfigureAwait(false);
     }
 
-    private async Task CreateAsync(HttpContext context, ResourceType type, string? ns, string user, CancellationToken ct)
+    private async Task CreateAsync(HttpContext context, ResourceType type, string? ns, string user, IReadOnlyList<string> groups, CancellationToken ct)
     {
         var body = await ReadObjectAsync(context, type, ct).ConfigureAwait(false);
         if (type == ResourceTypes.SelfSubjectAccessReviews)
         {
-            await HttpBodies.WriteJsonAsync(context, 201, AccessReview(body, user), ct).ConfigureAwait(false);
+            await HttpBodies.WriteJsonAsync(context, 201, AccessReview(body, user, groups), ct).ConfigureAwait(false);
             return;
         }
         var bodyNs = body["metadata"]?["namespace"]?.GetValue<string>();
@@ -309,16 +391,16 @@ internal sealed class ApiHandler
         await HttpBodies.WriteJsonAsync(context, 201, created, ct).ConfigureAwait(false);
     }
 
-    private JsonObject AccessReview(JsonObject body, string user)
+    private JsonObject AccessReview(JsonObject body, string user, IReadOnlyList<string> groups)
     {
         var spec = body["spec"] as JsonObject ?? [];
         var ra = spec["resourceAttributes"] as JsonObject;
         var nra = spec["nonResourceAttributes"] as JsonObject;
         var info = ra is not null
             ? new RequestInfo(user, Str(ra, "verb"), Str(ra, "group"), Str(ra, "resource"), NullIfEmpty(Str(ra, "subresource")),
-                NullIfEmpty(Str(ra, "namespace")), NullIfEmpty(Str(ra, "name")), null)
-            : new RequestInfo(user, Str(nra, "verb"), "", "", null, null, null, Str(nra, "path"));
-        var allowed = _hooks.Authorize is { } hook ? hook(info) : user == "kubesim-admin";
+                NullIfEmpty(Str(ra, "namespace")), NullIfEmpty(Str(ra, "name")), null) { Groups = groups }
+            : new RequestInfo(user, Str(nra, "verb"), "", "", null, null, null, Str(nra, "path")) { Groups = groups };
+        var allowed = IsAllowed(info);
         var status = new JsonObject { ["allowed"] = allowed };
         if (allowed && _hooks.Authorize is null) status["reason"] = "kubesim: the admin token may do everything";
         return new JsonObject
@@ -458,6 +540,21 @@ internal sealed class ApiHandler
                 ["selector"] = LabelSelector.Format(owner["spec"]?["selector"] as JsonObject),
             },
         };
+    }
+
+    /// <summary>The apiserver's container check for exec: a named container must exist; with several, one must be named.</summary>
+    private static void CheckContainer(JsonObject pod, string podName, string? container)
+    {
+        var names = (pod["spec"]?["containers"] as JsonArray ?? []).Select(c => c?["name"]?.GetValue<string>() ?? "").ToList();
+        if (string.IsNullOrEmpty(container))
+        {
+            if (names.Count > 1)
+            {
+                throw KubeApiException.BadRequest($"a container name must be specified for pod {podName}, choose one of: [{string.Join(' ', names)}]");
+            }
+            return;
+        }
+        if (!names.Contains(container)) throw KubeApiException.BadRequest($"container {container} is not valid for pod {podName}");
     }
 
     private JsonObject PodOrThrow(string? ns, string name) =>

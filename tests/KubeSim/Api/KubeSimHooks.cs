@@ -18,6 +18,13 @@ public sealed class KubeSimHooks
     /// </summary>
     public Func<HttpContext, Task<bool>>? BeforeRequest { get; set; }
 
+    /// <summary>
+    /// The bearer tokens the server accepts right now: token → (user, groups). Starts with the options' tokens;
+    /// add or remove entries at run time to rotate credentials (an exec plugin's refresh after a 401).
+    /// Use <see cref="KubeSimServer.AddToken"/> for the common cases.
+    /// </summary>
+    public ConcurrentDictionary<string, (string User, IReadOnlyList<string> Groups)> Tokens { get; } = new(StringComparer.Ordinal);
+
     /// <summary>Every request received, in order.</summary>
     public ConcurrentQueue<RecordedRequest> Requests { get; } = new();
 

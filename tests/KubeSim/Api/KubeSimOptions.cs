@@ -14,6 +14,21 @@ public sealed class KubeSimOptions
     /// <summary>The bearer token with every right (system:masters). Random when not given.</summary>
     public string AdminToken { get; init; } = "kubesim-admin-" + Guid.NewGuid().ToString("N");
 
+    /// <summary>
+    /// A path the API lives under, e.g. "/k8s/clusters/c1" (no trailing slash): a server URL with a path prefix,
+    /// as behind Rancher-style proxies. Requests outside it get the plain 404.
+    /// </summary>
+    public string PathPrefix { get; init; } = "";
+
+    /// <summary>More bearer tokens that act as the admin (for exec plugins, OIDC id-tokens, token files in tests).</summary>
+    public IReadOnlyList<string> ExtraAdminTokens { get; init; } = [];
+
+    /// <summary>
+    /// Basic-auth users (user → password) that act as the admin. (The real v1.20 server no longer accepts basic
+    /// auth; this exists so clients can prove they send it.)
+    /// </summary>
+    public IReadOnlyDictionary<string, string> BasicAuthUsers { get; init; } = new Dictionary<string, string>();
+
     /// <summary>Further bearer tokens: token → user name. These users are authenticated but may do nothing (403, like 4h).</summary>
     public IReadOnlyDictionary<string, string> UnprivilegedTokens { get; init; } = new Dictionary<string, string>();
 

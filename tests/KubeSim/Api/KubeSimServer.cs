@@ -48,8 +48,20 @@ public sealed class KubeSimServer : IAsyncDisposable
 
     public IPodExec PodExec { get; }
 
-    /// <summary>https://127.0.0.1:port (no trailing slash).</summary>
+    /// <summary>https://127.0.0.1:port (no path; use it as HttpClient.BaseAddress when there is no path prefix).</summary>
     public Uri BaseAddress { get; private set; } = null!;
+
+    /// <summary>The URL kubeconfig's cluster.server holds: <see cref="BaseAddress"/> plus <see cref="KubeSimOptions.PathPrefix"/>.</summary>
+    public string ServerUrl => BaseAddress.ToString().TrimEnd('/') + Options.PathPrefix;
+
+    /// <summary>
+    /// Accepts <paramref name="token"/> from now on, as the admin or (when <paramref name="admin"/> is false) as
+    /// <paramref name="user"/> without rights. <see cref="RevokeToken"/> makes it a 401 again.
+    /// </summary>
+    public void AddToken(string token, bool admin = true, string user = "kubesim-admin") =>
+        Hooks.Tokens[token] = admin ? (ApiHandler.AdminUser, ApiHandler.AdminGroups) : (user, ApiHandler.UserGroups);
+
+    public void RevokeToken(string token) => Hooks.Tokens.TryRemove(token, out _);
 
     public string AdminToken => Options.AdminToken;
 
@@ -64,6 +76,9 @@ public sealed class KubeSimServer : IAsyncDisposable
         var certificates = ServerCertificates.Create(options.ExtraCertificateNames, options.TimeProvider);
         var store = new ObjectStore(options.TimeProvider, options.WatchHistory, options.ServiceCidr);
         var hooks = new KubeSimHooks();
+        hooks.Tokens[options.AdminToken] = (ApiHandler.AdminUser, ApiHandler.AdminGroups);
+        foreach (var t in options.ExtraAdminTokens) hooks.Tokens[t] = (ApiHandler.AdminUser, ApiHandler.AdminGroups);
+        foreach (var (t, user) in options.UnprivilegedTokens) hooks.Tokens[t] = (user, ApiHandler.UserGroups);
         var network = options.PodNetwork ?? new LocalPodNetwork();
         var exec = options.PodExec ?? new LocalProcessExec();
 
@@ -77,12 +92,20 @@ public sealed class KubeSimServer : IAsyncDisposable
             k.Listen(options.ListenAddress, options.Port, listen =>
             {
                 listen.Protocols = HttpProtocols.Http1AndHttp2;
-                listen.UseHttps(certificates.ServerCertificate);
+                listen.UseHttps(new Microsoft.AspNetCore.Server.Kestrel.Https.HttpsConnectionAdapterOptions
+                {
+                    ServerCertificate = certificates.ServerCertificate,
+                    // Like the apiserver: ask for a client certificate, accept any at the TLS layer, verify it in the authenticator (401).
+                    ClientCertificateMode = Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.AllowCertificate,
+                    ClientCertificateValidation = (_, _, _) => true,
+                    CheckCertificateRevocation = false,
+                });
             });
         });
         var app = builder.Build();
         var server = new KubeSimServer(app, certificates, store, options, hooks, network, exec);
-        var handler = new ApiHandler(store, options, hooks, network, exec, () => $"{server.BaseAddress.Host}:{server.BaseAddress.Port}");
+        var handler = new ApiHandler(store, options, hooks, network, exec, () => $"{server.BaseAddress.Host}:{server.BaseAddress.Port}",
+            certificates.Verifies);
         app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = TimeSpan.Zero });
         app.Run(handler.HandleAsync);
 
@@ -105,31 +128,43 @@ public sealed class KubeSimServer : IAsyncDisposable
     /// Writes a kubeconfig for the admin token (certificate-authority-data, token, a context with the namespace)
     /// and returns its path. <paramref name="path"/> defaults to a new file in the temp directory.
     /// </summary>
-    public string WriteKubeconfig(string? path = null, string @namespace = "default", string contextName = "kubesim", string? token = null)
+    public string WriteKubeconfig(string? path = null, string @namespace = "default", string contextName = "kubesim", string? token = null,
+        (string CertificatePem, string KeyPem)? clientCertificate = null)
     {
         path ??= Path.Combine(Path.GetTempPath(), "kubesim-" + Guid.NewGuid().ToString("N")[..8] + ".kubeconfig");
         var dir = Path.GetDirectoryName(Path.GetFullPath(path));
         if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
-        File.WriteAllText(path, KubeconfigText(@namespace, contextName, token));
+        File.WriteAllText(path, KubeconfigText(@namespace, contextName, token, clientCertificate));
         return path;
     }
 
+    /// <summary>
+    /// A client certificate for <paramref name="user"/> signed by the cluster CA (PEM texts); with the group
+    /// system:masters it is the admin. ECDSA P-256 by default, RSA 2048 on request.
+    /// </summary>
+    public (string CertificatePem, string KeyPem) IssueClientCertificate(string user, IEnumerable<string>? groups = null, bool rsa = false) =>
+        _certificates.IssueClientCertificate(user, groups ?? ["system:masters"], rsa, Options.TimeProvider);
+
     /// <summary>The kubeconfig YAML <see cref="WriteKubeconfig"/> writes.</summary>
-    public string KubeconfigText(string @namespace = "default", string contextName = "kubesim", string? token = null)
+    public string KubeconfigText(string @namespace = "default", string contextName = "kubesim", string? token = null,
+        (string CertificatePem, string KeyPem)? clientCertificate = null)
     {
         var ca = Convert.ToBase64String(Encoding.ASCII.GetBytes(CaCertificatePem));
+        var credential = clientCertificate is { } cc
+            ? $"client-certificate-data: {Convert.ToBase64String(Encoding.ASCII.GetBytes(cc.CertificatePem))}\n    client-key-data: {Convert.ToBase64String(Encoding.ASCII.GetBytes(cc.KeyPem))}"
+            : $"token: {token ?? AdminToken}";
         return $$"""
             apiVersion: v1
             kind: Config
             clusters:
             - name: {{contextName}}
               cluster:
-                server: {{BaseAddress.ToString().TrimEnd('/')}}
+                server: {{ServerUrl}}
                 certificate-authority-data: {{ca}}
             users:
             - name: {{contextName}}-admin
               user:
-                token: {{token ?? AdminToken}}
+                {{credential}}
             contexts:
             - name: {{contextName}}
               context:
@@ -194,8 +229,47 @@ public sealed class KubeSimServer : IAsyncDisposable
         });
         foreach (var ns in new[] { "default", "kube-system", "kube-public", "kube-node-lease" })
         {
-            Store.Create(ResourceTypes.ServiceAccounts, ns, new JsonObject { ["metadata"] = new JsonObject { ["name"] = "default" } });
+            // What the token controller leaves behind in v1.20: a token Secret per ServiceAccount, referenced by it.
+            var secret = Store.Create(ResourceTypes.Secrets, ns, new JsonObject
+            {
+                ["metadata"] = new JsonObject
+                {
+                    ["generateName"] = "default-token-",
+                    ["annotations"] = new JsonObject { ["kubernetes.io/service-account.name"] = "default" },
+                },
+                ["type"] = "kubernetes.io/service-account-token",
+                ["data"] = new JsonObject
+                {
+                    ["ca.crt"] = Convert.ToBase64String(Encoding.ASCII.GetBytes(CaCertificatePem)),
+                    ["namespace"] = Convert.ToBase64String(Encoding.ASCII.GetBytes(ns)),
+                    ["token"] = Convert.ToBase64String(Encoding.ASCII.GetBytes("kubesim-unprivileged-" + Guid.NewGuid().ToString("N"))),
+                },
+            });
+            Store.Create(ResourceTypes.ServiceAccounts, ns, new JsonObject
+            {
+                ["metadata"] = new JsonObject { ["name"] = "default" },
+                ["secrets"] = new JsonArray(new JsonObject { ["name"] = secret["metadata"]!["name"]!.DeepClone() }),
+            });
         }
+        var now = Store.Timestamp();
+        JsonObject Capacity() => new()
+        {
+            ["cpu"] = "2",
+            ["ephemeral-storage"] = "264212084Ki",
+            ["hugepages-1Gi"] = "0",
+            ["hugepages-2Mi"] = "0",
+            ["memory"] = "24684092Ki",
+            ["pods"] = "110",
+        };
+        JsonObject NodeCondition(string type, string status, string reason, string message) => new()
+        {
+            ["type"] = type,
+            ["status"] = status,
+            ["lastHeartbeatTime"] = now,
+            ["lastTransitionTime"] = now,
+            ["reason"] = reason,
+            ["message"] = message,
+        };
         Store.Create(ResourceTypes.Nodes, null, new JsonObject
         {
             ["metadata"] = new JsonObject
@@ -203,31 +277,46 @@ public sealed class KubeSimServer : IAsyncDisposable
                 ["name"] = Options.NodeName,
                 ["labels"] = new JsonObject
                 {
+                    ["beta.kubernetes.io/arch"] = "amd64",
+                    ["beta.kubernetes.io/os"] = "linux",
                     ["kubernetes.io/arch"] = "amd64",
                     ["kubernetes.io/hostname"] = Options.NodeName,
                     ["kubernetes.io/os"] = "linux",
+                },
+                ["annotations"] = new JsonObject
+                {
+                    ["node.alpha.kubernetes.io/ttl"] = "0",
+                    ["volumes.kubernetes.io/controller-managed-attach-detach"] = "true",
                 },
             },
             ["spec"] = new JsonObject(),
             ["status"] = new JsonObject
             {
-                ["conditions"] = new JsonArray(new JsonObject
-                {
-                    ["type"] = "Ready",
-                    ["status"] = "True",
-                    ["reason"] = "KubeletReady",
-                    ["message"] = "kubelet is posting ready status",
-                }),
+                ["capacity"] = Capacity(),
+                ["allocatable"] = Capacity(),
+                ["conditions"] = new JsonArray(
+                    NodeCondition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                    NodeCondition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                    NodeCondition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                    NodeCondition("Ready", "True", "KubeletReady", "kubelet is posting ready status")),
                 ["addresses"] = new JsonArray(
                     new JsonObject { ["type"] = "InternalIP", ["address"] = "10.255.255.1" },
                     new JsonObject { ["type"] = "Hostname", ["address"] = Options.NodeName }),
+                ["daemonEndpoints"] = new JsonObject { ["kubeletEndpoint"] = new JsonObject { ["Port"] = 10250 } },
                 ["nodeInfo"] = new JsonObject
                 {
+                    ["machineID"] = "00000000000000000000000000000000",
+                    ["systemUUID"] = "00000000-0000-0000-0000-000000000000",
+                    ["bootID"] = Guid.NewGuid().ToString(),
+                    ["kernelVersion"] = Environment.OSVersion.Version.ToString(),
+                    ["osImage"] = "KubeSim",
+                    ["containerRuntimeVersion"] = "kubesim://1.0.0",
                     ["kubeletVersion"] = "v1.20.2",
+                    ["kubeProxyVersion"] = "v1.20.2",
                     ["operatingSystem"] = "linux",
                     ["architecture"] = "amd64",
-                    ["containerRuntimeVersion"] = "kubesim://1.0",
                 },
+                ["images"] = new JsonArray(),
             },
         }, keepStatus: true);
     }

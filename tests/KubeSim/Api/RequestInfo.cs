@@ -7,6 +7,12 @@ namespace KtConnect.KubeSim.Api;
 public sealed record RequestInfo(string User, string Verb, string Group, string Resource, string? Subresource, string? Namespace,
     string? Name, string? Path)
 {
+    /// <summary>The user's groups (system:masters for the admin credentials, system:authenticated for every known user).</summary>
+    public IReadOnlyList<string> Groups { get; init; } = [];
+
+    /// <summary>What the default authorizer allows: members of system:masters.</summary>
+    public bool IsAdmin => Groups.Contains("system:masters");
+
     public bool IsResourceRequest => Path is null;
 
     /// <summary>"pods" or "pods/exec", as RBAC and the 403 message name it.</summary>

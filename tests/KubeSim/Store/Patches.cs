@@ -97,8 +97,7 @@ public static class Patches
     {
         var segs = Pointer(path);
         if (segs.Count == 0) return value;
-        var parent = Resolve(doc, "/" + string.Join('/', segs.Take(segs.Count - 1).Select(Escape)));
-        if (segs.Count == 1) parent = doc;
+        var parent = segs.Count == 1 ? doc : Resolve(doc, "/" + string.Join('/', segs.Take(segs.Count - 1).Select(Escape)));
         var last = segs[^1];
         switch (parent)
         {

@@ -40,6 +40,8 @@ public sealed class HttpFidelityTests
         Assert.NotNull(actual.Header("Date"));
         if (headers["Cache-Control"] is { } cc) Assert.Equal(cc.GetValue<string>(), actual.Header("Cache-Control"));
         if (headers["X-Content-Type-Options"] is { } nosniff) Assert.Equal(nosniff.GetValue<string>(), actual.Header("X-Content-Type-Options"));
+        Assert.Equal(headers["X-Kubernetes-Pf-Flowschema-Uid"] is not null, actual.Header("X-Kubernetes-Pf-Flowschema-Uid") is not null);
+        Assert.Equal(headers["X-Kubernetes-Pf-Prioritylevel-Uid"] is not null, actual.Header("X-Kubernetes-Pf-Prioritylevel-Uid") is not null);
         var chunked = headers["Transfer-Encoding"]?.GetValue<string>() == "chunked";
         // Go chunks what is over 2048 bytes; our bodies differ in size from the recorded ones, so check the rule.
         if (actual.Body.Length <= 2048) Assert.Equal(actual.Body.Length.ToString(System.Globalization.CultureInfo.InvariantCulture), actual.Header("Content-Length"));
@@ -363,6 +365,33 @@ public sealed class HttpFidelityTests
         var r = await ReplayAsync(c, id);
         AssertFraming(id, r);
         Assert.Equal("ok", r.BodyText);
+    }
+
+    [Fact]
+    public async Task A_fresh_cluster_has_the_recorded_system_objects()
+    {
+        await using var c = await StartWithNamespaceAsync();
+        var svc = await ReplayAsync(c, "8c");
+        AssertFraming("8c", svc);
+        AssertBodyEquals("8c", svc);
+        var ep = await ReplayAsync(c, "8d");
+        AssertFraming("8d", ep);
+        AssertShape("8d", ep);
+        var namespaces = await ReplayAsync(c, "8j");
+        AssertFraming("8j", namespaces);
+        AssertBodyEquals("8j", namespaces);
+        foreach (var id in new[] { "8e", "8f", "8g" })
+        {
+            var r = await ReplayAsync(c, id);
+            AssertFraming(id, r);
+            AssertBodyEquals(id, r);
+        }
+        var sa = await ReplayAsync(c, "8i");
+        AssertFraming("8i", sa);
+        AssertShape("8i", sa);
+        var nodes = await RawResponse.SendAsync(c.Server, "GET", "/api/v1/nodes/" + c.Server.Options.NodeName, c.Server.AdminToken);
+        Assert.Equal(200, nodes.Status);
+        Assert.Empty(Fixtures.ShapeDifferences(Fixtures.ResponseBody("8b"), JsonNode.Parse(nodes.Body), "images"));
     }
 
     /// <summary>The running sshd pod of 2o, with its status, as a seed.</summary>
