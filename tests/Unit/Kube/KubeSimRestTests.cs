@@ -272,6 +272,19 @@ public sealed class KubeSimRestTests
     }
 
     [Fact]
+    public async Task A_server_url_with_a_path_prefix_is_kept_for_rest_watch_and_websockets()
+    {
+        await using var sim = await SimCluster.StartAsync(new KtConnect.KubeSim.Api.KubeSimOptions { PathPrefix = "/k8s/clusters/c-1" });
+        await sim.Client.ConfigMaps.CreateAsync(Cm("cm"));
+        Assert.Single((await sim.Client.ConfigMaps.ListAsync()).Items);
+        await foreach (var ev in sim.Client.ConfigMaps.WatchAsync(null, new WatchOptions { TimeoutSeconds = 1 }))
+            Assert.Equal("cm", ev.Object!.Metadata.Name);
+        await sim.Client.Pods.CreateAsync(PodOf("box", new() { ["app"] = "box" }));
+        Assert.Equal("x\n", (await sim.Client.RunAsync("box", ["echo", "x"])).Stdout);
+        Assert.All(sim.Server.Hooks.Requests, r => Assert.StartsWith("/k8s/clusters/c-1/", r.PathAndQuery, StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Version_and_raw_get()
     {
         await using var sim = await SimCluster.StartAsync();

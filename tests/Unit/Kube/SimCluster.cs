@@ -29,7 +29,7 @@ internal sealed class SimCluster : IAsyncDisposable
 
     public KubeClientConfiguration Configuration(IKubeCredentials credentials, bool trustCa = true) => new()
     {
-        Server = Server.BaseAddress,
+        Server = new Uri(Server.ServerUrl),
         ContextName = "kubesim-ctx",
         ClusterName = "kubesim",
         Namespace = Namespace,
