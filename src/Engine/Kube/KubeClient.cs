@@ -21,13 +21,13 @@ public sealed class KubeClient : IDisposable
     {
     }
 
-    private static SocketsHttpHandler RestHandler(KubeClientConfiguration configuration)
+    private static HttpMessageHandler RestHandler(KubeClientConfiguration configuration)
     {
         ArgumentNullException.ThrowIfNull(configuration);
-        var handler = configuration.CreateHandler();
+        HttpMessageHandler handler = configuration.CreateHandler();
         // Over HTTP/2 every watch holds a stream; with one connection the server's stream limit would make further
         // requests queue behind long-running watches.
-        handler.EnableMultipleHttp2Connections = true;
+        if (handler is SocketsHttpHandler sockets) sockets.EnableMultipleHttp2Connections = true;
         return handler;
     }
 

@@ -166,6 +166,10 @@ public sealed class Watcher<T> : IAsyncDisposable, IDisposable where T : KubeObj
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
         }
+        catch (ConsumerFailedException ex)
+        {
+            fatal = ex.InnerException;
+        }
         catch (Exception ex)
         {
             fatal = ex;
@@ -206,12 +210,30 @@ public sealed class Watcher<T> : IAsyncDisposable, IDisposable where T : KubeObj
         _synced.TrySetResult();
     }
 
-    private ValueTask DeliverAsync(WatchEvent<T> ev, CancellationToken ct)
+    private async ValueTask DeliverAsync(WatchEvent<T> ev, CancellationToken ct)
     {
-        if (_callback is not null) return _callback(ev, ct);
-        _channel.Writer.TryWrite(ev);
-        return ValueTask.CompletedTask;
+        if (_callback is null)
+        {
+            _channel.Writer.TryWrite(ev);
+            return;
+        }
+        try
+        {
+            await _callback(ev, ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (Exception ex)
+        {
+            // A consumer's failure must stop the watcher, not pass for a transient API error that is retried
+            // (the event would be lost, since the resourceVersion has already moved on).
+            throw new ConsumerFailedException(ex);
+        }
     }
+
+    private sealed class ConsumerFailedException(Exception inner) : Exception(inner.Message, inner);
 
     public async ValueTask DisposeAsync()
     {

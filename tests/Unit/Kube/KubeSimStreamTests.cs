@@ -126,6 +126,23 @@ public sealed class KubeSimStreamTests
     }
 
     [Fact]
+    public async Task A_failing_callback_stops_the_watcher_with_its_exception()
+    {
+        await using var sim = await SimCluster.StartAsync();
+        await sim.Client.Pods.CreateAsync(PodOf("p"));
+        var calls = 0;
+        await using var watcher = sim.Client.Pods.CreateWatcher(onEvent: (_, _) =>
+        {
+            calls++;
+            throw new KtConnect.Engine.KtException("ConsumerBroke", KtConnect.Engine.KtErrorCategory.InvalidOperation, "consumer broke");
+        }).Start();
+        var ex = await Assert.ThrowsAsync<KtConnect.Engine.KtException>(() => watcher.Completion.WaitAsync(Deadline));
+        Assert.Equal("ConsumerBroke", ex.ErrorId);
+        Assert.Equal(1, calls);
+        Assert.Equal(1, watcher.ListCount);
+    }
+
+    [Fact]
     public async Task A_forbidden_watch_stops_the_watcher_with_the_error()
     {
         await using var sim = await SimCluster.StartAsync();
