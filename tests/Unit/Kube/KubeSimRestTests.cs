@@ -285,6 +285,24 @@ public sealed class KubeSimRestTests
     }
 
     [Fact]
+    public async Task Tls_server_name_is_sent_as_host_for_rest_and_websockets()
+    {
+        await using var sim = await SimCluster.StartAsync(new KtConnect.KubeSim.Api.KubeSimOptions { ExtraCertificateNames = ["api.kubesim.test"] });
+        var config = sim.Configuration(new StaticCredentials(sim.Server.AdminToken));
+        using var client = new KubeClient(new KubeClientConfiguration
+        {
+            Server = config.Server,
+            ContextName = config.ContextName,
+            Namespace = config.Namespace,
+            CertificateAuthorities = config.CertificateAuthorities,
+            Credentials = config.Credentials,
+            TlsServerName = "api.kubesim.test",
+        });
+        await client.Pods.CreateAsync(PodOf("box", new() { ["app"] = "box" }));
+        Assert.Equal("x\n", (await client.RunAsync("box", ["echo", "x"])).Stdout);
+    }
+
+    [Fact]
     public async Task Version_and_raw_get()
     {
         await using var sim = await SimCluster.StartAsync();
