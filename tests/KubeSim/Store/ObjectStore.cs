@@ -658,6 +658,25 @@ public sealed class ObjectStore
 
     private static JsonObject Clone(JsonObject o) => (JsonObject)o.DeepClone();
 
+    /// <summary>
+    /// Parsed JsonObject/JsonArray nodes build their children lazily on first access, which is not safe from two
+    /// threads. Stored objects and watch events are read concurrently (watch streams, lists), so build them fully now.
+    /// </summary>
+    private static void Materialize(JsonNode? node)
+    {
+        switch (node)
+        {
+            case JsonObject o:
+                foreach (var (_, v) in o) Materialize(v);
+                break;
+            case JsonArray a:
+                foreach (var v in a) Materialize(v);
+                break;
+            default:
+                break;
+        }
+    }
+
     private static readonly string[] MetadataOrder =
     [
         "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation", "creationTimestamp",
@@ -690,6 +709,7 @@ public sealed class ObjectStore
             if (key is "kind" or "apiVersion" or "metadata") continue;
             result[key] = v?.DeepClone();
         }
+        Materialize(result);
         return result;
     }
 }

@@ -184,4 +184,30 @@ public sealed class KubeSimServerTests
         Assert.Equal("""{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code: error executing command [sh -c echo out; echo err 1\u003e\u00262; exit 3], exit code 3","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}""",
             Encoding.UTF8.GetString(status, 1, status.Length - 1));
     }
+
+    [Fact]
+    public async Task Optimistic_concurrency_loses_no_update_under_parallel_writers()
+    {
+        await using var c = await SimClient.StartAsync();
+        await c.PostAsync("/api/v1/namespaces/default/configmaps", """{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"counter"},"data":{"n":"0"}}""");
+        var conflicts = 0;
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(async _ =>
+        {
+            for (var i = 0; i < 10; i++)
+            {
+                while (true)
+                {
+                    var (_, cm, _) = await c.GetAsync("/api/v1/namespaces/default/configmaps/counter");
+                    var n = int.Parse(cm!["data"]!["n"]!.GetValue<string>(), System.Globalization.CultureInfo.InvariantCulture);
+                    cm["data"]!["n"] = (n + 1).ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    var (status, _, _) = await c.SendAsync(HttpMethod.Put, "/api/v1/namespaces/default/configmaps/counter", cm.ToJsonString());
+                    if (status == HttpStatusCode.OK) break;
+                    Assert.Equal(HttpStatusCode.Conflict, status);
+                    Interlocked.Increment(ref conflicts);
+                }
+            }
+        }));
+        var (_, final, _) = await c.GetAsync("/api/v1/namespaces/default/configmaps/counter");
+        Assert.Equal("80", final!["data"]!["n"]!.GetValue<string>());
+    }
 }
