@@ -174,9 +174,10 @@ public sealed class Watcher<T> : IAsyncDisposable, IDisposable where T : KubeObj
         {
             fatal = ex;
         }
-        _synced.TrySetException(fatal ?? new OperationCanceledException("The watcher stopped before its first list."));
+        if (fatal is null) _synced.TrySetCanceled();
+        else _synced.TrySetException(fatal);
         _channel.Writer.TryComplete(fatal);
-        if (fatal is not null) throw fatal;
+        if (fatal is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(fatal);
     }
 
     private async Task RelistAsync(CancellationToken ct)
