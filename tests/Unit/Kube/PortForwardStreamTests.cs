@@ -1,0 +1,113 @@
+using System.Net.WebSockets;
+using System.Text;
+using KtConnect.Engine.Kube;
+using KtConnect.Engine.Kube.Models;
+using Microsoft.AspNetCore.Http;
+
+namespace KtConnect.Tests.Unit.Kube;
+
+/// <summary>PortForwardStream against scripted server frames (served through KubeSim's request hook).</summary>
+public sealed class PortForwardStreamTests
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
+
+    private static async Task ScriptAsync(HttpContext ctx, params byte[][] frames)
+    {
+        using var ws = await ctx.WebSockets.AcceptWebSocketAsync("v4.channel.k8s.io");
+        foreach (var f in frames) await ws.SendAsync(f, WebSocketMessageType.Binary, true, CancellationToken.None);
+        await ws.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
+        var buf = new byte[1024];
+        try
+        {
+            while ((await ws.ReceiveAsync(buf, CancellationToken.None)).MessageType != WebSocketMessageType.Close)
+            {
+            }
+        }
+        catch (WebSocketException)
+        {
+        }
+    }
+
+    [Fact]
+    public async Task Data_before_the_error_is_delivered_then_the_error_is_thrown()
+    {
+        await using var sim = await SimCluster.StartAsync();
+        sim.Server.Hooks.BeforeRequest = async ctx =>
+        {
+            if (!ctx.WebSockets.IsWebSocketRequest) return false;
+            await ScriptAsync(ctx, [0, 0x50, 0], [1, 0x50, 0], [0, (byte)'h', (byte)'i'], [1, .. "boom: reset by pod"u8.ToArray()]);
+            return true;
+        };
+        await using var stream = await sim.Client.PortForwardAsync("any", 80);
+        var buf = new byte[16];
+        var n = await stream.ReadAsync(buf).AsTask().WaitAsync(Deadline);
+        Assert.Equal("hi", Encoding.ASCII.GetString(buf, 0, n));
+        var ex = await Assert.ThrowsAsync<KubePortForwardException>(() => stream.ReadAsync(buf).AsTask().WaitAsync(Deadline));
+        Assert.Contains("boom: reset by pod", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("pod any port 80", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_clean_server_close_is_end_of_stream()
+    {
+        await using var sim = await SimCluster.StartAsync();
+        sim.Server.Hooks.BeforeRequest = async ctx =>
+        {
+            if (!ctx.WebSockets.IsWebSocketRequest) return false;
+            await ScriptAsync(ctx, [0, 0x50, 0], [1, 0x50, 0], [0, (byte)'x']);
+            return true;
+        };
+        await using var stream = await sim.Client.PortForwardAsync("any", 80);
+        var buf = new byte[16];
+        Assert.Equal(1, await stream.ReadAsync(buf).AsTask().WaitAsync(Deadline));
+        Assert.Equal(0, await stream.ReadAsync(buf).AsTask().WaitAsync(Deadline));
+        Assert.Equal(0, await stream.ReadAsync(buf).AsTask().WaitAsync(Deadline));
+    }
+
+    private sealed class Refreshing(string first, string second) : IKubeCredentials
+    {
+        public int Refreshes { get; private set; }
+        public System.Security.Cryptography.X509Certificates.X509Certificate2? CurrentClientCertificate => null;
+
+        public ValueTask ApplyAsync(Action<string, string> setHeader, CancellationToken cancellationToken)
+        {
+            setHeader("Authorization", "Bearer " + (Refreshes == 0 ? first : second));
+            return ValueTask.CompletedTask;
+        }
+
+        public ValueTask<bool> OnUnauthorizedAsync(CancellationToken cancellationToken)
+        {
+            Refreshes++;
+            return ValueTask.FromResult(true);
+        }
+    }
+
+    [Fact]
+    public async Task A_refused_upgrade_keeps_the_status_and_401_refreshes_once()
+    {
+        await using var sim = await SimCluster.StartAsync();
+        var creds = new Refreshing("stale", sim.Server.AdminToken);
+        using var client = sim.NewClient(creds);
+        await client.Pods.CreateAsync(new Pod
+        {
+            Metadata = new ObjectMeta { Name = "box" },
+            Spec = new PodSpec { Containers = [new Container { Name = "c", Image = "busybox" }] },
+        });
+        Assert.Equal(1, creds.Refreshes);
+        var ok = await client.RunAsync("box", ["echo", "hi"]).WaitAsync(Deadline);
+        Assert.Equal("hi\n", ok.Stdout);
+
+        // The same on a WebSocket upgrade: the 401 is read from the refused handshake and the upgrade retried once.
+        var wsCreds = new Refreshing("stale", sim.Server.AdminToken);
+        using (var wsFirst = sim.NewClient(wsCreds))
+        {
+            Assert.Equal(0, (await wsFirst.RunAsync("box", ["true"]).WaitAsync(Deadline)).ExitCode);
+            Assert.Equal(1, wsCreds.Refreshes);
+        }
+
+        sim.Server.Hooks.Authorize = info => info.Subresource != "exec";
+        var ex = await Assert.ThrowsAsync<KubeForbiddenException>(() => client.RunAsync("box", ["echo", "hi"]).WaitAsync(Deadline));
+        Assert.Contains("pods/exec", ex.ServerMessage, StringComparison.Ordinal);
+        Assert.Equal("pods/exec", ex.Resource);
+    }
+}
