@@ -90,9 +90,17 @@ public sealed class KubeClientConfiguration
     public void ConfigureRequest(HttpRequestMessage request)
     {
         ArgumentNullException.ThrowIfNull(request);
-        if (!string.IsNullOrEmpty(TlsServerName))
-            request.Headers.Host = Server.IsDefaultPort ? TlsServerName : TlsServerName + ":" + Server.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        if (HostHeader is { } host) request.Headers.Host = host;
     }
+
+    /// <summary>
+    /// The Host header to send, or null for the URL's own: with tls-server-name it carries that name, because
+    /// SocketsHttpHandler (and a WebSocket upgrade) takes the SNI name from the Host header, not from SslOptions.
+    /// </summary>
+    public string? HostHeader =>
+        string.IsNullOrEmpty(TlsServerName) ? null
+        : Server.IsDefaultPort ? TlsServerName
+        : TlsServerName + ":" + Server.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     private bool ValidateServerCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
     {

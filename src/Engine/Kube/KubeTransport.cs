@@ -178,8 +178,7 @@ internal sealed class KubeTransport : IDisposable
             Version = HttpVersion.Version11,
             VersionPolicy = HttpVersionPolicy.RequestVersionOrHigher,
         };
-        var host = HostHeader(_config);
-        if (host is not null) message.Headers.Host = host;
+        _config.ConfigureRequest(message);
         message.Headers.Accept.Add(AcceptJson);
         message.Headers.TryAddWithoutValidation("User-Agent", _options.UserAgent);
         if (request.Body is ReadOnlyMemory<byte> body)
@@ -188,22 +187,11 @@ internal sealed class KubeTransport : IDisposable
             content.Headers.TryAddWithoutValidation("Content-Type", request.ContentType ?? "application/json");
             message.Content = content;
         }
-        await _config.Credentials.ApplyAsync((name, value) =>
-        {
-            message.Headers.Remove(name);
-            message.Headers.TryAddWithoutValidation(name, value);
-        }, cancellationToken).ConfigureAwait(false);
+        // Added, never replaced: Impersonate-Group and Impersonate-Extra-* repeat.
+        await _config.Credentials.ApplyAsync((name, value) => message.Headers.TryAddWithoutValidation(name, value), cancellationToken)
+            .ConfigureAwait(false);
         return message;
     }
-
-    /// <summary>
-    /// With tls-server-name the Host header carries that name: SocketsHttpHandler takes the SNI name (and the name
-    /// it checks) from the Host header, not from SslOptions. Mirrors KubeClientConfiguration.ConfigureRequest.
-    /// </summary>
-    internal static string? HostHeader(KubeClientConfiguration config) =>
-        string.IsNullOrEmpty(config.TlsServerName) ? null
-        : config.Server.IsDefaultPort ? config.TlsServerName
-        : config.TlsServerName + ":" + config.Server.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     private async Task<byte[]> ReadBodyAsync(HttpResponseMessage response, KubeHttpRequest request, int limit, CancellationToken cancellationToken)
     {

@@ -40,7 +40,7 @@ internal sealed partial class KubeWebSockets : IDisposable
             ws.Options.KeepAliveInterval = TimeSpan.FromSeconds(30);
             foreach (var p in subprotocols) ws.Options.AddSubProtocol(p);
             ws.Options.SetRequestHeader("User-Agent", _transport.Options.UserAgent);
-            if (KubeTransport.HostHeader(_transport.Configuration) is string host) ws.Options.SetRequestHeader("Host", host);
+            if (_transport.Configuration.HostHeader is string host) ws.Options.SetRequestHeader("Host", host);
             var capture = new UpgradeCapture();
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(_transport.Options.StreamConnectTimeout);

@@ -3,17 +3,17 @@ using System.Text.Json;
 
 namespace KtConnect.Tests.Unit.Kube;
 
-/// <summary>Recorded kube-apiserver v1.20 exchanges (copied from the shared fixtures into this folder so CI has them).</summary>
+/// <summary>Recorded kube-apiserver v1.20 exchanges: tests/Fixtures/kube-api-v1.20, a copy of shared/fixtures (INDEX.md there explains each file).</summary>
 internal static class KubeFixtures
 {
     private static readonly Lazy<string> Dir = new(() =>
     {
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
         {
-            var candidate = Path.Combine(d.FullName, "tests", "Unit", "Kube", "Fixtures");
+            var candidate = Path.Combine(d.FullName, "tests", "Fixtures", "kube-api-v1.20");
             if (Directory.Exists(candidate)) return candidate;
         }
-        throw new DirectoryNotFoundException("tests/Unit/Kube/Fixtures not found above " + AppContext.BaseDirectory);
+        throw new DirectoryNotFoundException("tests/Fixtures/kube-api-v1.20 not found above " + AppContext.BaseDirectory);
     });
 
     public static string PathOf(string file) => Path.Combine(Dir.Value, file);

@@ -6,12 +6,12 @@ using System.Text.Json.Nodes;
 namespace KtConnect.Tests.Unit.KubeSim;
 
 /// <summary>
-/// The recorded kube-apiserver v1.20 exchanges (tests/Unit/KubeSim/Fixtures/kube-api-v1.20, a copy of
+/// The recorded kube-apiserver v1.20 exchanges (tests/Fixtures/kube-api-v1.20, a copy of
 /// shared/fixtures; INDEX.md there explains each file), and a shape comparison for JSON answers.
 /// </summary>
 internal static class Fixtures
 {
-    private static string Directory([CallerFilePath] string here = "") => System.IO.Path.Combine(System.IO.Path.GetDirectoryName(here)!, "Fixtures", "kube-api-v1.20");
+    private static string Directory([CallerFilePath] string here = "") => System.IO.Path.Combine(System.IO.Path.GetDirectoryName(here)!, "..", "..", "Fixtures", "kube-api-v1.20");
 
     /// <summary>The fixture whose file name starts with <paramref name="id"/> + "-" (for example "4a").</summary>
     public static JsonObject Load(string id)
