@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Text;
 
 namespace KtConnect.Engine.Ssh;
 
@@ -117,7 +116,24 @@ public sealed class SshClient : IAsyncDisposable
         if (accept.Span[0] != SshMsg.ServiceAccept)
             throw SshException.Protocol(SshErrorIds.UnexpectedMessage, $"Expected SERVICE_ACCEPT, got message {accept.Span[0]}.");
 
-        var algo = Identity.SignatureAlgorithm(Transport.ServerSigAlgs);
+        // Some servers accept fewer RSA hashes than server-sig-algs claims (OpenSSH's list ignores
+        // PubkeyAcceptedAlgorithms), so an RSA key is retried with the next SHA-2 form on failure.
+        string[] methods = [];
+        var tried = new List<string>();
+        foreach (var algo in Identity.SignatureAlgorithms(Transport.ServerSigAlgs))
+        {
+            tried.Add(algo);
+            if (await TryPublicKeyAsync(algo, ct).ConfigureAwait(false) is not { } refused) return;
+            methods = refused;
+            if (Array.IndexOf(methods, "publickey") < 0) break;
+        }
+        throw new SshException(SshErrorIds.AuthenticationFailed, KtErrorCategory.AuthenticationError,
+            $"The SSH server refused public key {Identity.PublicKey.Fingerprint} ({string.Join(", ", tried)}) for user '{_options.User}'; it accepts: {string.Join(",", methods)}.");
+    }
+
+    /// <summary>One signed publickey attempt; null on success, else the methods the server still accepts.</summary>
+    private async Task<string[]?> TryPublicKeyAsync(string algo, CancellationToken ct)
+    {
         var blob = Identity.PublicKey.Blob;
         byte[] request;
         using (var signed = new SshWriter(512))
@@ -137,18 +153,11 @@ public sealed class SshClient : IAsyncDisposable
             switch (p.Span[0])
             {
                 case SshMsg.UserauthSuccess:
-                    return;
-                case SshMsg.UserauthBanner:
+                    return null;
+                case SshMsg.UserauthBanner or SshMsg.GlobalRequest:
                     continue;
                 case SshMsg.UserauthFailure:
-                {
-                    var r = new SshReader(p.Span[1..]);
-                    var methods = r.ReadNameList();
-                    throw new SshException(SshErrorIds.AuthenticationFailed, KtErrorCategory.AuthenticationError,
-                        $"The SSH server refused public key {Identity.PublicKey.Fingerprint} ({algo}) for user '{_options.User}'; it accepts: {string.Join(",", methods)}.");
-                }
-                case SshMsg.GlobalRequest:
-                    continue;
+                    return SshMessages.ParseUserauthFailure(p.Span);
                 default:
                     throw SshException.Protocol(SshErrorIds.UnexpectedMessage, $"Unexpected message {p.Span[0]} during authentication.");
             }
@@ -197,22 +206,16 @@ public sealed class SshClient : IAsyncDisposable
             }
             case SshMsg.ChannelWindowAdjust:
             {
-                var r = new SshReader(payload.Span[1..]);
-                var ch = Lookup(r.ReadUInt32());
-                var n = r.ReadUInt32();
-                ch?.OnWindowAdjust(n);
+                var (id, n) = SshMessages.ParseChannelSimple(payload.Span);
+                Lookup(id)?.OnWindowAdjust(n);
                 return;
             }
             case SshMsg.ChannelEof:
-            {
-                var r = new SshReader(payload.Span[1..]);
-                Lookup(r.ReadUInt32())?.OnEof();
+                Lookup(SshMessages.ParseChannelSimple(payload.Span).Recipient)?.OnEof();
                 return;
-            }
             case SshMsg.ChannelClose:
             {
-                var r = new SshReader(payload.Span[1..]);
-                var ch = Lookup(r.ReadUInt32());
+                var ch = Lookup(SshMessages.ParseChannelSimple(payload.Span).Recipient);
                 if (ch is null) return;
                 ch.OnClose();
                 await ch.SendCloseAsync(fromReader: true, ct).ConfigureAwait(false);
@@ -222,11 +225,8 @@ public sealed class SshClient : IAsyncDisposable
             }
             case SshMsg.ChannelOpenConfirmation:
             {
-                var r = new SshReader(payload.Span[1..]);
-                var ch = Lookup(r.ReadUInt32());
-                var remote = r.ReadUInt32();
-                var window = r.ReadUInt32();
-                var max = r.ReadUInt32();
+                var (id, remote, window, max) = SshMessages.ParseOpenConfirmation(payload.Span);
+                var ch = Lookup(id);
                 if (ch is null) return;
                 ch.OnOpenConfirmation(remote, window, max);
                 if (ch.IsAbandoned) await ch.SendCloseAsync(fromReader: true, ct).ConfigureAwait(false);
@@ -234,10 +234,7 @@ public sealed class SshClient : IAsyncDisposable
             }
             case SshMsg.ChannelOpenFailure:
             {
-                var r = new SshReader(payload.Span[1..]);
-                var id = r.ReadUInt32();
-                var reason = r.ReadUInt32();
-                var desc = r.Remaining > 0 ? r.ReadUtf8() : "";
+                var (id, reason, desc) = SshMessages.ParseOpenFailure(payload.Span);
                 var ch = Lookup(id);
                 if (ch is null) return;
                 lock (_lock) _channels.Remove(id);
@@ -249,16 +246,11 @@ public sealed class SshClient : IAsyncDisposable
                 await OnChannelRequestAsync(payload, ct).ConfigureAwait(false);
                 return;
             case SshMsg.ChannelSuccess or SshMsg.ChannelFailure:
-            {
-                var r = new SshReader(payload.Span[1..]);
-                Lookup(r.ReadUInt32())?.OnRequestReply(msg == SshMsg.ChannelSuccess);
+                Lookup(SshMessages.ParseChannelSimple(payload.Span).Recipient)?.OnRequestReply(msg == SshMsg.ChannelSuccess);
                 return;
-            }
             case SshMsg.GlobalRequest:
             {
-                var r = new SshReader(payload.Span[1..]);
-                r.ReadString();
-                var wantReply = r.ReadBoolean();
+                var (_, wantReply) = SshMessages.ParseGlobalRequest(payload.Span);
                 // hostkeys-00@openssh.com, keepalive@openssh.com and anything else: we implement none of them.
                 if (wantReply) await Transport.SendAsync(new[] { SshMsg.RequestFailure }, default, null, fromReader: true, ct).ConfigureAwait(false);
                 return;
@@ -300,11 +292,9 @@ public sealed class SshClient : IAsyncDisposable
 
     private (SshChannel? Channel, uint Adjust) OnData(ReadOnlySpan<byte> payload, bool extended)
     {
-        var r = new SshReader(payload[1..]);
-        var ch = Lookup(r.ReadUInt32());
-        if (extended) r.ReadUInt32();
-        var data = r.ReadString();
-        return (ch, ch?.OnData(data, extended) ?? 0);
+        var (id, offset, length) = SshMessages.ParseData(payload);
+        var ch = Lookup(id);
+        return (ch, ch?.OnData(payload.Slice(offset, length), extended) ?? 0);
     }
 
     private SshChannel? Lookup(uint id)
@@ -318,18 +308,19 @@ public sealed class SshClient : IAsyncDisposable
 
     private async ValueTask OnChannelRequestAsync(ReadOnlyMemory<byte> payload, CancellationToken ct)
     {
-        var (ch, type, wantReply, status, signal, signalMsg) = ParseChannelRequest(payload.Span);
+        var req = SshMessages.ParseChannelRequest(payload.Span);
+        var ch = Lookup(req.Recipient);
         if (ch is null) return;
-        switch (type)
+        switch (req.Type)
         {
             case "exit-status":
-                ch.OnExitStatus(status);
+                ch.OnExitStatus(req.ExitStatus);
                 break;
             case "exit-signal":
-                ch.OnExitSignal(signal ?? "", signalMsg ?? "");
+                ch.OnExitSignal(req.Signal ?? "", req.SignalMessage ?? "");
                 break;
         }
-        if (wantReply)
+        if (req.WantReply)
         {
             // keepalive@openssh.com from ClientAliveInterval lands here; any reply proves we are alive.
             var m = new byte[5];
@@ -339,42 +330,11 @@ public sealed class SshClient : IAsyncDisposable
         }
     }
 
-    private (SshChannel?, string, bool, uint, string?, string?) ParseChannelRequest(ReadOnlySpan<byte> payload)
-    {
-        var r = new SshReader(payload[1..]);
-        var ch = Lookup(r.ReadUInt32());
-        var type = Encoding.ASCII.GetString(r.ReadString());
-        var wantReply = r.ReadBoolean();
-        uint status = 0;
-        string? signal = null, msg = null;
-        if (type == "exit-status") status = r.ReadUInt32();
-        else if (type == "exit-signal")
-        {
-            signal = Encoding.ASCII.GetString(r.ReadString());
-            r.ReadBoolean();
-            msg = r.ReadUtf8();
-        }
-        return (ch, type, wantReply, status, signal, msg);
-    }
-
     private async ValueTask OnChannelOpenAsync(ReadOnlyMemory<byte> payload, CancellationToken ct)
     {
-        string type, addr = "", origin = "";
-        uint sender, window, maxPacket, port = 0, originPort = 0;
-        {
-            var r = new SshReader(payload.Span[1..]);
-            type = Encoding.ASCII.GetString(r.ReadString());
-            sender = r.ReadUInt32();
-            window = r.ReadUInt32();
-            maxPacket = r.ReadUInt32();
-            if (type == "forwarded-tcpip")
-            {
-                addr = r.ReadUtf8();
-                port = r.ReadUInt32();
-                origin = r.ReadUtf8();
-                originPort = r.ReadUInt32();
-            }
-        }
+        var open = SshMessages.ParseChannelOpen(payload.Span);
+        var (type, sender, window, maxPacket, addr, port, origin, originPort) =
+            (open.Type, open.Sender, open.Window, open.MaxPacket, open.Address, open.Port, open.Originator, open.OriginatorPort);
         SshRemoteForward? forward = null;
         if (type == "forwarded-tcpip")
         {

@@ -76,14 +76,19 @@ public sealed class SshKeyPair : IDisposable
         return b;
     }
 
-    /// <summary>The signature algorithm to use given the server's server-sig-algs (null when unknown).</summary>
-    internal string SignatureAlgorithm(IReadOnlyCollection<string>? serverSigAlgs)
+    /// <summary>
+    /// Signature algorithms to try, best first, given the server's server-sig-algs (null when unknown).
+    /// RSA prefers rsa-sha2-512, then rsa-sha2-256; SHA-1 ssh-rsa only when the server lists no SHA-2 form.
+    /// </summary>
+    internal IReadOnlyList<string> SignatureAlgorithms(IReadOnlyCollection<string>? serverSigAlgs)
     {
-        if (_ecdsa is not null) return EcdsaType;
-        if (serverSigAlgs is null) return SshAlgorithms.RsaSha256;
-        if (serverSigAlgs.Contains(SshAlgorithms.RsaSha512)) return SshAlgorithms.RsaSha512;
-        if (serverSigAlgs.Contains(SshAlgorithms.RsaSha256)) return SshAlgorithms.RsaSha256;
-        return SshAlgorithms.SshRsa;
+        if (_ecdsa is not null) return [EcdsaType];
+        if (serverSigAlgs is null) return [SshAlgorithms.RsaSha512, SshAlgorithms.RsaSha256];
+        var list = new List<string>();
+        if (serverSigAlgs.Contains(SshAlgorithms.RsaSha512)) list.Add(SshAlgorithms.RsaSha512);
+        if (serverSigAlgs.Contains(SshAlgorithms.RsaSha256)) list.Add(SshAlgorithms.RsaSha256);
+        if (list.Count == 0) list.Add(SshAlgorithms.SshRsa);
+        return list;
     }
 
     /// <summary>The SSH signature field <c>string algo | string blob</c> over <paramref name="data"/>.</summary>

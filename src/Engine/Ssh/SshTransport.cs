@@ -267,12 +267,7 @@ internal sealed class SshTransport : IDisposable
         switch (msg)
         {
             case SshMsg.Disconnect:
-            {
-                var r = new SshReader(payload.Span[1..]);
-                var reason = r.ReadUInt32();
-                var text = r.Remaining > 0 ? SafeText(r.ReadString()) : "";
-                throw new SshDisconnectException(reason, text);
-            }
+                throw SshMessages.ParseDisconnect(payload.Span);
             case SshMsg.Ignore or SshMsg.Debug or SshMsg.Unimplemented:
                 if (strictInitial) throw StrictViolation(msg);
                 return true;
@@ -286,7 +281,7 @@ internal sealed class SshTransport : IDisposable
                 OnNewKeys();
                 return true;
             case SshMsg.ExtInfo:
-                OnExtInfo(payload.Span);
+                ServerSigAlgs = SshMessages.ParseExtInfo(payload.Span) ?? ServerSigAlgs;
                 return true;
             default:
                 if (!_firstKexDone)
@@ -314,27 +309,8 @@ internal sealed class SshTransport : IDisposable
         return SendAsync(b, default, null, fromReader: true, ct);
     }
 
-    private static string SafeText(ReadOnlySpan<byte> s)
-    {
-        var t = Encoding.UTF8.GetString(s[..Math.Min(s.Length, 1024)]);
-        return new string(t.Select(c => char.IsControl(c) && c != '\n' ? '?' : c).ToArray());
-    }
-
     private SshException StrictViolation(byte msg) =>
         SshException.Protocol(SshErrorIds.StrictKexViolation, $"Strict key exchange violated: the server sent message {msg} during the initial key exchange.");
-
-    private void OnExtInfo(ReadOnlySpan<byte> payload)
-    {
-        var r = new SshReader(payload[1..]);
-        var n = r.ReadUInt32();
-        for (uint i = 0; i < n; i++)
-        {
-            var name = Encoding.ASCII.GetString(r.ReadString());
-            var value = r.ReadString();
-            if (name == "server-sig-algs")
-                ServerSigAlgs = Encoding.ASCII.GetString(value).Split(',', StringSplitOptions.RemoveEmptyEntries).ToHashSet(StringComparer.Ordinal);
-        }
-    }
 
     // ---------------------------------------------------------------- key exchange
 
@@ -395,21 +371,11 @@ internal sealed class SshTransport : IDisposable
     private async ValueTask OnKexInitAsync(ReadOnlyMemory<byte> payload, CancellationToken ct)
     {
         if (_kex != KexState.Idle) throw SshException.Protocol(SshErrorIds.ProtocolViolation, "The server sent KEXINIT during a key exchange.");
+        var ki = SshMessages.ParseKexInit(payload.Span);
         _theirKexInit = payload.ToArray();
-        var r = new SshReader(_theirKexInit.AsSpan(1));
-        r.ReadBytes(16);
-        var kex = r.ReadNameList();
-        var hostKey = r.ReadNameList();
-        var encC2S = r.ReadNameList();
-        var encS2C = r.ReadNameList();
-        var macC2S = r.ReadNameList();
-        var macS2C = r.ReadNameList();
-        var compC2S = r.ReadNameList();
-        var compS2C = r.ReadNameList();
-        r.ReadNameList();
-        r.ReadNameList();
-        var guessFollows = r.ReadBoolean();
-        r.ReadUInt32();
+        var kex = ki.Kex;
+        var hostKey = ki.HostKey;
+        var guessFollows = ki.FirstKexFollows;
 
         if (!_firstKexDone && Array.IndexOf(kex, SshAlgorithms.StrictKexS) >= 0)
         {
@@ -429,7 +395,7 @@ internal sealed class SshTransport : IDisposable
             _wlock.Release();
         }
 
-        var n = Negotiate(kex, hostKey, encC2S, encS2C, macC2S, macS2C, compC2S, compS2C);
+        var n = Negotiate(ki);
         _negotiated = n;
         if (guessFollows && (kex.Length == 0 || kex[0] != n.Kex || hostKey.Length == 0 || hostKey[0] != n.HostKey))
             _skipNextKexPacket = true;
@@ -447,8 +413,9 @@ internal sealed class SshTransport : IDisposable
         await SendAsync(w.ToArray(), default, null, fromReader: true, ct).ConfigureAwait(false);
     }
 
-    private Negotiated Negotiate(string[] kex, string[] hostKey, string[] encC2S, string[] encS2C, string[] macC2S, string[] macS2C, string[] compC2S, string[] compS2C)
+    private Negotiated Negotiate(SshMessages.KexInit ki)
     {
+        var (kex, hostKey, encC2S, encS2C, macC2S, macS2C, compC2S, compS2C) = (ki.Kex, ki.HostKey, ki.EncC2S, ki.EncS2C, ki.MacC2S, ki.MacS2C, ki.CompC2S, ki.CompS2C);
         var o = _options.Algorithms;
         var k = SshAlgorithms.FirstCommon(o.KeyExchange, kex) ?? throw NoCommon("key exchange", o.KeyExchange, kex);
         var h = SshAlgorithms.FirstCommon(_hostKeyAlgorithms, hostKey) ?? throw NoCommon("host key", _hostKeyAlgorithms, hostKey);
@@ -471,10 +438,10 @@ internal sealed class SshTransport : IDisposable
         if (_kex != KexState.AwaitReply || _negotiated is null || _ecdh is null || _ourQ is null || _ourKexInit is null || _theirKexInit is null)
             throw SshException.Protocol(SshErrorIds.ProtocolViolation, "The server sent KEX_ECDH_REPLY out of order.");
         var n = _negotiated;
-        var r = new SshReader(payload.Span[1..]);
-        var hostKeyBlob = r.ReadString();
-        var theirQ = r.ReadString();
-        var signature = r.ReadString();
+        var reply = SshMessages.ParseEcdhReply(payload.Span);
+        var hostKeyBlob = reply.HostKey;
+        var theirQ = reply.Q.AsSpan();
+        var signature = reply.Signature;
 
         var hostKey = VerifyHostKeyIdentity(hostKeyBlob);
 

@@ -61,7 +61,7 @@ internal sealed class SshdProcess : IAsyncDisposable
         {
             var keys = new List<SshPublicKey>();
             var cfg = new StringBuilder();
-            foreach (var t in hostKeyTypes ?? ["ecdsa:256", "rsa:3072"])
+            foreach (var t in hostKeyTypes ?? ["ecdsa:256", "rsa:2048"])
             {
                 var parts = t.Split(':');
                 var file = Path.Combine(dir, $"host_{parts[0]}_{parts[1]}");
