@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 
 namespace KtConnect.Engine.Ssh;
 
@@ -193,6 +194,7 @@ public sealed class SshClient : IAsyncDisposable
         await AbortAsync(error ?? SshException.Closed()).ConfigureAwait(false);
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask DispatchAsync(ReadOnlyMemory<byte> payload, CancellationToken ct)
     {
         var msg = payload.Span[0];

@@ -169,6 +169,7 @@ internal sealed class SshTransport : IDisposable
     // ---------------------------------------------------------------- packet reading
 
     /// <summary>Makes at least <paramref name="need"/> unread bytes available at <c>_rpos</c>.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask FillAsync(int need, CancellationToken ct)
     {
         while (_rend - _rpos < need)
@@ -254,6 +255,7 @@ internal sealed class SshTransport : IDisposable
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> HandleTransportAsync(ReadOnlyMemory<byte> payload, CancellationToken ct)
     {
         var msg = payload.Span[0];
@@ -625,6 +627,7 @@ internal sealed class SshTransport : IDisposable
     }
 
     /// <summary>Frames, encrypts and writes one packet; caller holds <c>_wlock</c>.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask WriteLockedAsync(ReadOnlyMemory<byte> head, ReadOnlyMemory<byte> body)
     {
         var n = Frame(head.Span, body.Span);

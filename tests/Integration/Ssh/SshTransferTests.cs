@@ -197,3 +197,44 @@ public sealed class SshTransferTests
         Assert.Equal(0, (await client.ExecAsync("true")).ExitStatus);
     }
 }
+
+/// <summary>Steady-state allocation on the data path, measured process-wide across a long transfer.</summary>
+public sealed class SshAllocationTests
+{
+    [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task SteadyStateTransfer_AllocatesAlmostNothingPerPacket()
+    {
+        using var key = SshKeyPair.GenerateEcdsa();
+        await using var sshd = await SshdProcess.StartAsync(key);
+        await using var echo = new EchoServer();
+        await using var client = await sshd.ConnectAsync(key);
+        await using var s = await client.OpenDirectTcpIpAsync("127.0.0.1", echo.Port);
+        var buf = new byte[32 * 1024];
+        var rbuf = new byte[64 * 1024];
+        async Task Pump(long bytes)
+        {
+            var reader = Task.Run(async () =>
+            {
+                long got = 0;
+                while (got < bytes) got += await s.ReadAsync(rbuf);
+            });
+            for (long sent = 0; sent < bytes; sent += buf.Length) await s.WriteAsync(buf);
+            await reader;
+        }
+        await Pump(16L << 20);
+        const long Bytes = 128L << 20;
+        var before = GC.GetTotalAllocatedBytes(precise: true);
+        await Pump(Bytes);
+        var allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
+        // 8192 packets each way (32 KiB): the whole process, echo server and test included, may allocate
+        // a little (timers, thread pool growth), but nothing proportional to the packets.
+        var packets = 2 * Bytes / buf.Length;
+#if DEBUG
+        // Debug builds compile async state machines as classes, one allocation per suspended call.
+        const long PerPacket = 2048;
+#else
+        const long PerPacket = 64;
+#endif
+        Assert.True(allocated < packets * PerPacket, $"{allocated} bytes allocated for {packets} packets ({(double)allocated / packets:0.0} B/packet)");
+    }
+}
