@@ -95,6 +95,9 @@ public sealed class SshClient : IAsyncDisposable
             else if (e is not SshException && e is IOException or ObjectDisposedException)
                 error = new SshException(SshErrorIds.ConnectionLost, KtErrorCategory.ConnectionError, "The SSH connection was lost during the handshake: " + e.Message, e);
             await client.AbortAsync(error).ConfigureAwait(false);
+            client.Transport.Dispose();
+            if (client._ownsIdentity) identity.Dispose();
+            client._lifetime.Dispose();
             if (error == e) throw;
             throw error;
         }
