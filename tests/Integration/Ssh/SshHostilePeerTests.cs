@@ -82,6 +82,39 @@ public sealed class SshHostilePeerTests
     }
 
     [LinuxRootFact]
+    public async Task DisconnectDuringKex_TypedWithReason()
+    {
+        await using var fake = new FakeSshServer(async (f, ct) =>
+        {
+            await f.HandshakeToKexAsync(ct);
+            using var w = new SshWriter();
+            w.Byte(1).UInt32(3).String("key exchange failed\u001b[31m").String("");
+            await f.SendPacketAsync(w.ToArray(), ct);
+        });
+        var e = await ConnectToFakeAsync(fake);
+        var d = Assert.IsType<SshDisconnectException>(e);
+        Assert.Equal(SshErrorIds.Disconnected, d.ErrorId);
+        Assert.Equal(3u, d.ReasonCode);
+        Assert.Equal("key exchange failed?[31m", d.Description);
+    }
+
+    [LinuxRootFact]
+    public async Task NoCommonCipher_TypedError()
+    {
+        await using var fake = new FakeSshServer(async (f, ct) =>
+        {
+            await f.SendLineAsync("SSH-2.0-FakeServer", ct);
+            using var w = new SshWriter();
+            w.Byte(20).Raw(new byte[16]).String("ecdh-sha2-nistp256").String("ecdsa-sha2-nistp256").String("3des-cbc").String("3des-cbc")
+                .String("hmac-sha1").String("hmac-sha1").String("none").String("none").String("").String("").Boolean(false).UInt32(0);
+            await f.SendPacketAsync(w.ToArray(), ct);
+        });
+        var e = await ConnectToFakeAsync(fake);
+        Assert.Equal(SshErrorIds.NoCommonAlgorithm, e.ErrorId);
+        Assert.Contains("3des-cbc", e.Message);
+    }
+
+    [LinuxRootFact]
     public async Task PreBannerLinesTolerated_ThenUnsupportedVersion()
     {
         await using var fake = new FakeSshServer(async (f, ct) =>

@@ -222,6 +222,34 @@ public sealed class SshInteropTests
         Assert.Equal(0, (await client.ExecAsync("true")).ExitStatus);
     }
 
+    [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task Cancellation_ExecAndReads_LeaveTheConnectionUsable()
+    {
+        using var key = SshKeyPair.GenerateEcdsa();
+        await using var sshd = await SshdProcess.StartAsync(key);
+        await using var echo = new EchoServer();
+        await using var client = await sshd.ConnectAsync(key);
+        using (var cts = new CancellationTokenSource())
+        {
+            var exec = client.ExecAsync("sleep 30", cts.Token);
+            cts.Cancel();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => exec);
+        }
+        await using (var s = await client.OpenDirectTcpIpAsync("127.0.0.1", echo.Port))
+        {
+            using var cts = new CancellationTokenSource();
+            var read = s.ReadAsync(new byte[10], cts.Token).AsTask();
+            cts.Cancel();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => read);
+            // The stream still works after a cancelled read.
+            await s.WriteAsync("ping"u8.ToArray());
+            var buf = new byte[4];
+            await s.ReadExactlyAsync(buf);
+            Assert.Equal("ping"u8.ToArray(), buf);
+        }
+        Assert.Equal(0, (await client.ExecAsync("true")).ExitStatus);
+    }
+
     internal static SshClientOptions WithAlgorithms(SshClientOptions o, IReadOnlyList<string>? ciphers = null, IReadOnlyList<string>? hostKey = null) =>
         new()
         {
