@@ -144,6 +144,21 @@ internal sealed class SshBenchHost : IAsyncDisposable
         }
     }
 
+    /// <summary>CPU time used so far by the OpenSSH client processes this host started.</summary>
+    public TimeSpan OpenSshCpu
+    {
+        get
+        {
+            var t = TimeSpan.Zero;
+            foreach (var p in _clients)
+            {
+                p.Refresh();
+                if (!p.HasExited) t += p.TotalProcessorTime;
+            }
+            return t;
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         foreach (var p in _clients.Append(_sshd))
