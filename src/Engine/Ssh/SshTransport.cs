@@ -289,11 +289,8 @@ internal sealed class SshTransport : IDisposable
                 if (!_firstKexDone)
                     throw SshException.Protocol(_negotiated is not null && StrictKex ? SshErrorIds.StrictKexViolation : SshErrorIds.UnexpectedMessage,
                         $"The server sent message {msg} during the initial key exchange.");
-                if (_kex != KexState.Idle && msg >= 50)
-                {
-                    // After its KEXINIT the server may send only transport messages until NEWKEYS (RFC 4253 §7.1);
-                    // OpenSSH never does, and Go tolerates it, so we do too.
-                }
+                // Connection messages between the server's KEXINIT and NEWKEYS break RFC 4253 §7.1; OpenSSH
+                // never sends them and Go tolerates them, so they pass through here too.
                 if (msg is >= 8 and <= 49 and not SshMsg.ServiceAccept)
                 {
                     await SendUnimplementedAsync(ct).ConfigureAwait(false);
