@@ -115,12 +115,14 @@ internal sealed class GcmCipher : PacketCipher
 /// <summary>
 /// aes*-ctr with hmac-sha2-256/512, plain (MAC over the plaintext packet) or -etm@openssh.com (length in
 /// clear, MAC over the ciphertext, checked before decrypting). CTR is built from AES-ECB: a run of
-/// counter blocks is encrypted in one call and XORed in; the 128-bit counter persists across packets.
+/// counter blocks is encrypted in one call of a reused ECB transform and XORed in; the 128-bit counter
+/// persists across packets.
 /// </summary>
 internal sealed class CtrHmacCipher : PacketCipher
 {
     private const int ChunkBlocks = 1024;
     private readonly Aes _aes;
+    private readonly ICryptoTransform _ecb;
     private readonly IncrementalHash _hmac;
     private readonly int _macSize;
     private readonly bool _etm;
@@ -135,6 +137,10 @@ internal sealed class CtrHmacCipher : PacketCipher
     {
         _aes = Aes.Create();
         _aes.Key = key.ToArray();
+        _aes.Mode = CipherMode.ECB;
+        _aes.Padding = PaddingMode.None;
+        // One native context for the connection's life; the one-shot EncryptEcb would create one per call.
+        _ecb = _aes.CreateEncryptor();
         _ctrHi = BinaryPrimitives.ReadUInt64BigEndian(iv);
         _ctrLo = BinaryPrimitives.ReadUInt64BigEndian(iv[8..]);
         _hmac = IncrementalHash.CreateHMAC(macHash, macKey);
@@ -162,9 +168,8 @@ internal sealed class CtrHmacCipher : PacketCipher
                 BinaryPrimitives.WriteUInt64BigEndian(ctr.Slice(i * 16 + 8), _ctrLo);
                 if (++_ctrLo == 0) _ctrHi++;
             }
-            var ks = _keystream.AsSpan(0, n);
-            _aes.EncryptEcb(ctr, ks, PaddingMode.None);
-            XorInPlace(data[..n], ks);
+            _ecb.TransformBlock(_counters, 0, n, _keystream, 0);
+            XorInPlace(data[..n], _keystream.AsSpan(0, n));
             data = data[n..];
         }
     }
@@ -228,6 +233,7 @@ internal sealed class CtrHmacCipher : PacketCipher
 
     public override void Dispose()
     {
+        _ecb.Dispose();
         _aes.Dispose();
         _hmac.Dispose();
     }

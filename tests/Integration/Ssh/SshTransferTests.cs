@@ -201,13 +201,21 @@ public sealed class SshTransferTests
 /// <summary>Steady-state allocation on the data path, measured process-wide across a long transfer.</summary>
 public sealed class SshAllocationTests
 {
-    [LinuxRootFact("sshd", "ssh-keygen")]
-    public async Task SteadyStateTransfer_AllocatesAlmostNothingPerPacket()
+    [LinuxRootTheory("sshd", "ssh-keygen")]
+    [InlineData(SshAlgorithms.Aes128Gcm, null)]
+    [InlineData(SshAlgorithms.Aes256Ctr, SshAlgorithms.HmacSha256)]
+    [InlineData(SshAlgorithms.Aes128Ctr, SshAlgorithms.HmacSha512Etm)]
+    public async Task SteadyStateTransfer_AllocatesAlmostNothingPerPacket(string cipher, string? mac)
     {
         using var key = SshKeyPair.GenerateEcdsa();
         await using var sshd = await SshdProcess.StartAsync(key);
         await using var echo = new EchoServer();
-        await using var client = await sshd.ConnectAsync(key);
+        await using var client = await sshd.ConnectAsync(key, o => new SshClientOptions
+        {
+            Identity = o.Identity,
+            ExpectedHostKeys = o.ExpectedHostKeys,
+            Algorithms = new SshAlgorithmPreferences { Ciphers = [cipher], Macs = mac is null ? SshAlgorithms.DefaultMacs : [mac] },
+        });
         await using var s = await client.OpenDirectTcpIpAsync("127.0.0.1", echo.Port);
         var buf = new byte[32 * 1024];
         var rbuf = new byte[64 * 1024];
