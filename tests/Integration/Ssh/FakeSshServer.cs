@@ -71,7 +71,9 @@ internal sealed class FakeSshServer : IAsyncDisposable
     }
 
     /// <summary>Frames a payload with the "none" cipher (block 8, padding at least 4).</summary>
-    public Task SendPacketAsync(byte[] payload, CancellationToken ct)
+    public Task SendPacketAsync(byte[] payload, CancellationToken ct) => SendRawAsync(Frame(payload), ct);
+
+    public static byte[] Frame(byte[] payload)
     {
         var pad = 8 - (5 + payload.Length) % 8;
         if (pad < 4) pad += 8;
@@ -79,7 +81,7 @@ internal sealed class FakeSshServer : IAsyncDisposable
         BinaryPrimitives.WriteUInt32BigEndian(p, (uint)(1 + payload.Length + pad));
         p[4] = (byte)pad;
         payload.CopyTo(p, 5);
-        return SendRawAsync(p, ct);
+        return p;
     }
 
     public async Task<byte[]> ReadPacketAsync(CancellationToken ct)

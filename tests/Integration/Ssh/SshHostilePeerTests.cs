@@ -133,7 +133,8 @@ public sealed class SshHostilePeerTests
         await using var fake = new FakeSshServer(async (f, ct) =>
         {
             await f.SendLineAsync("SSH-2.0-FakeServer", ct);
-            await f.SendRawAsync(FakeSshServer.KexInit(strict: true)[..40], ct);
+            // A well-formed packet header announcing more bytes than ever arrive.
+            await f.SendRawAsync(FakeSshServer.Frame(FakeSshServer.KexInit(strict: true))[..40], ct);
             throw new EndOfStreamException("hang up");
         });
         var e = await ConnectToFakeAsync(fake);

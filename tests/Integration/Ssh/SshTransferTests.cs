@@ -198,7 +198,14 @@ public sealed class SshTransferTests
     }
 }
 
+/// <summary>Runs alone: the allocation figure is process-wide and other tests would pollute it.</summary>
+[CollectionDefinition(nameof(SshAllocationTests), DisableParallelization = true)]
+public sealed class SshAllocationCollection
+{
+}
+
 /// <summary>Steady-state allocation on the data path, measured process-wide across a long transfer.</summary>
+[Collection(nameof(SshAllocationTests))]
 public sealed class SshAllocationTests
 {
     [LinuxRootTheory("sshd", "ssh-keygen")]
