@@ -1,0 +1,262 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using KtConnect.Engine.Ssh;
+
+namespace KtConnect.Tests.Integration.Ssh;
+
+/// <summary>Broken and hostile peers: each must give one typed error quickly and release the connection.</summary>
+public sealed class SshHostilePeerTests
+{
+    private static readonly TimeSpan Quick = TimeSpan.FromSeconds(15);
+
+    private static async Task<SshException> ConnectToFakeAsync(FakeSshServer fake, TimeSpan? handshakeTimeout = null)
+    {
+        using var key = SshKeyPair.GenerateEcdsa();
+        var tcp = new TcpClient();
+        await tcp.ConnectAsync(IPAddress.Loopback, fake.Port);
+        var options = new SshClientOptions
+        {
+            Identity = key,
+            ExpectedHostKeys = [fake.HostKey.PublicKey],
+            HandshakeTimeout = handshakeTimeout ?? TimeSpan.FromSeconds(30),
+        };
+        var e = await Assert.ThrowsAnyAsync<SshException>(() => SshClient.ConnectAsync(tcp.GetStream(), options, CancellationToken.None).WaitAsync(Quick));
+        // The client closed its socket: nothing is left behind.
+        await fake.ClientClosed.WaitAsync(Quick);
+        return e;
+    }
+
+    [LinuxRootFact]
+    public async Task OversizedPacketLength()
+    {
+        await using var fake = new FakeSshServer(async (f, ct) =>
+        {
+            await f.SendLineAsync("SSH-2.0-FakeServer", ct);
+            await f.SendRawAsync([0x7f, 0xff, 0xff, 0xf0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], ct);
+        });
+        var e = await ConnectToFakeAsync(fake);
+        Assert.Equal(SshErrorIds.PacketTooLarge, e.ErrorId);
+    }
+
+    [LinuxRootFact]
+    public async Task BadSignatureOnKexReply()
+    {
+        await using var fake = new FakeSshServer(async (f, ct) =>
+        {
+            var (s, c) = await f.HandshakeToKexAsync(ct);
+            await f.SendEcdhReplyAsync(s, c, corruptSignature: true, ct);
+        });
+        var e = await ConnectToFakeAsync(fake);
+        Assert.Equal(SshErrorIds.HostKeySignatureInvalid, e.ErrorId);
+    }
+
+    [LinuxRootFact]
+    public async Task GoodSignatureOnKexReply_ClientMovesOnToNewKeys()
+    {
+        // The control for the test above: the same fake server with a correct signature is accepted.
+        byte[]? newKeys = null;
+        await using var fake = new FakeSshServer(async (f, ct) =>
+        {
+            var (s, c) = await f.HandshakeToKexAsync(ct);
+            await f.SendEcdhReplyAsync(s, c, corruptSignature: false, ct);
+            newKeys = await f.ReadPacketAsync(ct);
+            throw new EndOfStreamException("hang up");
+        });
+        var e = await ConnectToFakeAsync(fake);
+        Assert.Equal(SshErrorIds.ConnectionLost, e.ErrorId);
+        Assert.Equal([21], newKeys);
+    }
+
+    [LinuxRootFact]
+    public async Task IgnoreBeforeKexInit_StrictKexViolation()
+    {
+        await using var fake = new FakeSshServer(async (f, ct) =>
+        {
+            await f.SendLineAsync("SSH-2.0-FakeServer", ct);
+            await f.SendPacketAsync([2, 0, 0, 0, 0], ct);
+            await f.SendPacketAsync(FakeSshServer.KexInit(strict: true), ct);
+        });
+        var e = await ConnectToFakeAsync(fake);
+        Assert.Equal(SshErrorIds.StrictKexViolation, e.ErrorId);
+    }
+
+    [LinuxRootFact]
+    public async Task DisconnectDuringKex_TypedWithReason()
+    {
+        await using var fake = new FakeSshServer(async (f, ct) =>
+        {
+            await f.HandshakeToKexAsync(ct);
+            using var w = new SshWriter();
+            w.Byte(1).UInt32(3).String("key exchange failed\u001b[31m").String("");
+            await f.SendPacketAsync(w.ToArray(), ct);
+        });
+        var e = await ConnectToFakeAsync(fake);
+        var d = Assert.IsType<SshDisconnectException>(e);
+        Assert.Equal(SshErrorIds.Disconnected, d.ErrorId);
+        Assert.Equal(3u, d.ReasonCode);
+        Assert.Equal("key exchange failed?[31m", d.Description);
+    }
+
+    [LinuxRootFact]
+    public async Task NoCommonCipher_TypedError()
+    {
+        await using var fake = new FakeSshServer(async (f, ct) =>
+        {
+            await f.SendLineAsync("SSH-2.0-FakeServer", ct);
+            using var w = new SshWriter();
+            w.Byte(20).Raw(new byte[16]).String("ecdh-sha2-nistp256").String("ecdsa-sha2-nistp256").String("3des-cbc").String("3des-cbc")
+                .String("hmac-sha1").String("hmac-sha1").String("none").String("none").String("").String("").Boolean(false).UInt32(0);
+            await f.SendPacketAsync(w.ToArray(), ct);
+        });
+        var e = await ConnectToFakeAsync(fake);
+        Assert.Equal(SshErrorIds.NoCommonAlgorithm, e.ErrorId);
+        Assert.Contains("3des-cbc", e.Message);
+    }
+
+    [LinuxRootFact]
+    public async Task PreBannerLinesTolerated_ThenUnsupportedVersion()
+    {
+        await using var fake = new FakeSshServer(async (f, ct) =>
+        {
+            await f.SendLineAsync("Welcome to a very chatty server", ct);
+            await f.SendLineAsync("", ct);
+            await f.SendLineAsync("SSH-1.5-Ancient", ct);
+        });
+        var e = await ConnectToFakeAsync(fake);
+        Assert.Equal(SshErrorIds.VersionExchangeFailed, e.ErrorId);
+    }
+
+    [LinuxRootFact]
+    public async Task TruncatedDuringKexInit_ConnectionLost()
+    {
+        await using var fake = new FakeSshServer(async (f, ct) =>
+        {
+            await f.SendLineAsync("SSH-2.0-FakeServer", ct);
+            // A well-formed packet header announcing more bytes than ever arrive.
+            await f.SendRawAsync(FakeSshServer.Frame(FakeSshServer.KexInit(strict: true))[..40], ct);
+            throw new EndOfStreamException("hang up");
+        });
+        var e = await ConnectToFakeAsync(fake);
+        Assert.Equal(SshErrorIds.ConnectionLost, e.ErrorId);
+    }
+
+    [LinuxRootFact]
+    public async Task SilentServer_HandshakeTimeout()
+    {
+        // Reads what the client sends and never answers.
+        await using var fake = new FakeSshServer((f, ct) => Task.CompletedTask);
+        var e = await ConnectToFakeAsync(fake, TimeSpan.FromSeconds(1));
+        Assert.Equal(SshErrorIds.HandshakeTimeout, e.ErrorId);
+    }
+
+    [LinuxRootTheory("sshd", "ssh-keygen")]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task BadMacMidSession(bool ktShadowConfig)
+    {
+        using var key = SshKeyPair.GenerateEcdsa();
+        await using var sshd = await SshdProcess.StartAsync(key, ktShadowConfig ? SshdProcess.KtShadowConfig : null);
+        await using var proxy = new TcpProxy(sshd.Port);
+        await using var client = await ConnectViaAsync(proxy, sshd, key);
+        proxy.CorruptNextServerChunk = true;
+        var e = await Assert.ThrowsAsync<SshException>(() => client.ExecAsync("echo hi").WaitAsync(Quick));
+        Assert.Equal(SshErrorIds.MacMismatch, e.ErrorId);
+        Assert.Equal(SshErrorIds.MacMismatch, ((SshException)await client.Completion.WaitAsync(Quick)).ErrorId);
+        await WaitUntilAsync(() => proxy.ClientClosed);
+    }
+
+    [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task TruncatedMidSession_EveryChannelGetsConnectionLost()
+    {
+        using var key = SshKeyPair.GenerateEcdsa();
+        await using var sshd = await SshdProcess.StartAsync(key);
+        await using var echo = new EchoServer();
+        await using var proxy = new TcpProxy(sshd.Port);
+        await using var client = await ConnectViaAsync(proxy, sshd, key);
+        await using var a = await client.OpenDirectTcpIpAsync("127.0.0.1", echo.Port);
+        await using var b = await client.OpenDirectTcpIpAsync("127.0.0.1", echo.Port);
+        proxy.CutAfterServerBytes = proxy.ServerBytes + 1;
+        await a.WriteAsync(new byte[100]);
+        var ea = await Assert.ThrowsAsync<SshException>(async () =>
+        {
+            var buf = new byte[1000];
+            while (await a.ReadAsync(buf).AsTask().WaitAsync(Quick) > 0)
+            {
+            }
+        });
+        var eb = await Assert.ThrowsAsync<SshException>(async () => await b.ReadAsync(new byte[10]).AsTask().WaitAsync(Quick));
+        Assert.Equal(SshErrorIds.ConnectionLost, ea.ErrorId);
+        Assert.Same(ea, eb);
+        Assert.False(client.IsConnected);
+    }
+
+    [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task StalledPeer_KeepaliveFailsEveryChannel()
+    {
+        using var key = SshKeyPair.GenerateEcdsa();
+        await using var sshd = await SshdProcess.StartAsync(key);
+        await using var echo = new EchoServer();
+        await using var proxy = new TcpProxy(sshd.Port);
+        await using var client = await ConnectViaAsync(proxy, sshd, key, keepalive: TimeSpan.FromMilliseconds(400));
+        await using var a = await client.OpenDirectTcpIpAsync("127.0.0.1", echo.Port);
+        await using var b = await client.OpenDirectTcpIpAsync("127.0.0.1", echo.Port);
+        var disconnects = 0;
+        client.Disconnected += (_, _) => Interlocked.Increment(ref disconnects);
+        proxy.Freeze();
+        var sw = Stopwatch.StartNew();
+        var readA = a.ReadAsync(new byte[10]).AsTask();
+        // A writer blocked by flow control must be released too: push more than the window.
+        var writeB = b.WriteAsync(new byte[8 << 20]).AsTask();
+        var ea = await Assert.ThrowsAsync<SshException>(() => readA.WaitAsync(Quick));
+        var eb = await Assert.ThrowsAsync<SshException>(() => writeB.WaitAsync(Quick));
+        Assert.Equal(SshErrorIds.KeepaliveTimeout, ea.ErrorId);
+        Assert.Equal(SshErrorIds.KeepaliveTimeout, eb.ErrorId);
+        Assert.True(sw.Elapsed < Quick);
+        var e = await Assert.ThrowsAsync<SshException>(() => client.OpenDirectTcpIpAsync("127.0.0.1", echo.Port));
+        Assert.Equal(SshErrorIds.KeepaliveTimeout, e.ErrorId);
+        Assert.Equal(1, disconnects);
+    }
+
+    [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task ServerKeepalives_AreAnswered()
+    {
+        // sshd drops clients that do not answer its keepalive@openssh.com after CountMax intervals.
+        using var key = SshKeyPair.GenerateEcdsa();
+        await using var sshd = await SshdProcess.StartAsync(key, ["ClientAliveInterval 1", "ClientAliveCountMax 1"]);
+        await using var echo = new EchoServer();
+        await using var client = await sshd.ConnectAsync(key, o => new SshClientOptions
+        {
+            Identity = o.Identity,
+            ExpectedHostKeys = o.ExpectedHostKeys,
+            KeepaliveInterval = TimeSpan.Zero,
+        });
+        await using var idle = await client.OpenDirectTcpIpAsync("127.0.0.1", echo.Port);
+        await Task.Delay(TimeSpan.FromSeconds(4));
+        Assert.True(client.IsConnected);
+        Assert.Equal(0, (await client.ExecAsync("true")).ExitStatus);
+    }
+
+    private static async Task<SshClient> ConnectViaAsync(TcpProxy proxy, SshdProcess sshd, SshKeyPair key, TimeSpan? keepalive = null)
+    {
+        var tcp = new TcpClient { NoDelay = true };
+        await tcp.ConnectAsync(IPAddress.Loopback, proxy.Port);
+        return await SshClient.ConnectAsync(tcp.GetStream(), new SshClientOptions
+        {
+            Identity = key,
+            ExpectedHostKeys = sshd.HostKeys,
+            KeepaliveInterval = keepalive ?? TimeSpan.FromSeconds(15),
+            KeepaliveCountMax = 2,
+        }, CancellationToken.None);
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow + Quick;
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "condition not reached in time");
+            await Task.Delay(20);
+        }
+    }
+}
