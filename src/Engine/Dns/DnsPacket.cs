@@ -82,6 +82,13 @@ internal static class DnsPacket
                 q.HasEdns = true;
                 q.UdpPayloadSize = BinaryPrimitives.ReadUInt16BigEndian(message[(pos + 2)..]);
                 q.DnssecOk = (BinaryPrimitives.ReadUInt32BigEndian(message[(pos + 4)..]) & 0x8000) != 0;
+                var options = message.Slice(pos + 10, rdlen);
+                for (var o = 0; o < options.Length;)
+                {
+                    if (o + 4 > options.Length || o + 4 + BinaryPrimitives.ReadUInt16BigEndian(options[(o + 2)..]) > options.Length)
+                        throw new DnsFormatException("EDNS option runs past its record", pos + 10 + o);
+                    o += 4 + BinaryPrimitives.ReadUInt16BigEndian(options[(o + 2)..]);
+                }
             }
             pos += 10 + rdlen;
         }
