@@ -71,7 +71,17 @@ public sealed class ClusterDnsClient : IAsyncDisposable
         try
         {
             connection = await GetConnectionAsync(deadline.Token).ConfigureAwait(false);
-            return await connection.QueryAsync(name, type, cls, deadline.Token).ConfigureAwait(false);
+            try
+            {
+                return await connection.QueryAsync(name, type, cls, deadline.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException && connection.Reused)
+            {
+                // A stream that sat idle may have been closed by the far end: one fresh stream, same deadline.
+                DropConnection(connection);
+                connection = await GetConnectionAsync(deadline.Token).ConfigureAwait(false);
+                return await connection.QueryAsync(name, type, cls, deadline.Token).ConfigureAwait(false);
+            }
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
@@ -93,7 +103,11 @@ public sealed class ClusterDnsClient : IAsyncDisposable
     private async Task<Connection> GetConnectionAsync(CancellationToken cancellationToken)
     {
         var c = _connection;
-        if (c is { IsAlive: true }) return c;
+        if (c is { IsAlive: true })
+        {
+            c.Reused = true;
+            return c;
+        }
         await _connectLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
@@ -144,6 +158,9 @@ public sealed class ClusterDnsClient : IAsyncDisposable
         }
 
         public bool IsAlive => !_dead;
+
+        /// <summary>True once a second query has used this stream.</summary>
+        public bool Reused { get; set; }
 
         public bool SilentSince(TimeSpan span) => Environment.TickCount64 - Interlocked.Read(ref _lastReceive) >= (long)span.TotalMilliseconds;
 
