@@ -70,17 +70,19 @@ public sealed class ClusterDnsClient : IAsyncDisposable
         Connection? connection = null;
         try
         {
-            connection = await GetConnectionAsync(deadline.Token).ConfigureAwait(false);
-            try
+            // A server may close a stream at any time (RFC 7766 §6.2.3; dnsmasq does under load): questions it left
+            // unanswered are asked again on a fresh stream, within the same deadline. A refused connect is final.
+            for (var attempt = 1; ; attempt++)
             {
-                return await connection.QueryAsync(name, type, cls, deadline.Token).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException && connection.Reused)
-            {
-                // A stream that sat idle may have been closed by the far end: one fresh stream, same deadline.
-                DropConnection(connection);
                 connection = await GetConnectionAsync(deadline.Token).ConfigureAwait(false);
-                return await connection.QueryAsync(name, type, cls, deadline.Token).ConfigureAwait(false);
+                try
+                {
+                    return await connection.QueryAsync(name, type, cls, deadline.Token).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException && attempt < 4)
+                {
+                    DropConnection(connection);
+                }
             }
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
@@ -103,11 +105,7 @@ public sealed class ClusterDnsClient : IAsyncDisposable
     private async Task<Connection> GetConnectionAsync(CancellationToken cancellationToken)
     {
         var c = _connection;
-        if (c is { IsAlive: true })
-        {
-            c.Reused = true;
-            return c;
-        }
+        if (c is { IsAlive: true }) return c;
         await _connectLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
@@ -158,9 +156,6 @@ public sealed class ClusterDnsClient : IAsyncDisposable
         }
 
         public bool IsAlive => !_dead;
-
-        /// <summary>True once a second query has used this stream.</summary>
-        public bool Reused { get; set; }
 
         public bool SilentSince(TimeSpan span) => Environment.TickCount64 - Interlocked.Read(ref _lastReceive) >= (long)span.TotalMilliseconds;
 
