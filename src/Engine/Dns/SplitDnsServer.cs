@@ -117,7 +117,8 @@ public sealed class SplitDnsServer : IAsyncDisposable
             {
                 if (_resolver.TryAnswerNow(receive.AsSpan(0, n), udp: true, send, out var length))
                 {
-                    if (length > 0) await _udp.SendToAsync(send.AsMemory(0, length), SocketFlags.None, from, _stop.Token).ConfigureAwait(false);
+                    // A datagram to a local client does not block: the synchronous send saves a task per cached answer.
+                    if (length > 0) _udp.SendTo(send.AsSpan(0, length), SocketFlags.None, from);
                     continue;
                 }
             }
