@@ -142,6 +142,39 @@ public sealed class SplitDnsServerTests(DnsPeers peers) : IClassFixture<DnsPeers
     }
 
     [LinuxRootFact("dnsmasq", "dig")]
+    public async Task Several_queries_on_one_tcp_connection_are_all_answered()
+    {
+        using var tcp = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        await tcp.ConnectAsync(_server.EndPoint);
+        string[] names = ["orders.dev.svc.cluster.local", "intranet.corp.example", "payments.dev", "nothing.dev.svc.cluster.local"];
+        var frames = new List<byte>();
+        for (var i = 0; i < names.Length; i++)
+        {
+            var q = DnsMessage.CreateQuery((ushort)(100 + i), DnsName.Parse(names[i]), DnsType.A).ToArray();
+            frames.Add((byte)(q.Length >> 8));
+            frames.Add((byte)q.Length);
+            frames.AddRange(q);
+        }
+        await tcp.SendAsync(frames.ToArray(), System.Net.Sockets.SocketFlags.None);
+        await using var stream = new System.Net.Sockets.NetworkStream(tcp);
+        var answers = new Dictionary<ushort, DnsMessage>();
+        var header = new byte[2];
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        for (var i = 0; i < names.Length; i++)
+        {
+            await stream.ReadExactlyAsync(header, cts.Token);
+            var body = new byte[(header[0] << 8) | header[1]];
+            await stream.ReadExactlyAsync(body, cts.Token);
+            var m = DnsMessage.Parse(body);
+            answers[m.Id] = m; // answers may come in any order (RFC 7766 §6.2.1.1)
+        }
+        Assert.Equal("10.96.0.20", answers[100].Answers.Single().AsAddress().ToString());
+        Assert.Equal("192.168.50.10", answers[101].Answers.Single().AsAddress().ToString());
+        Assert.Equal("10.96.0.21", answers[102].Answers.Single().AsAddress().ToString());
+        Assert.Equal((int)DnsRcode.NXDomain, answers[103].Rcode);
+    }
+
+    [LinuxRootFact("dnsmasq", "dig")]
     public async Task Cluster_resolver_down_gives_servfail_promptly_and_other_names_keep_working()
     {
         await using var server = SplitDnsServer.Start(peers.Options(), new TcpClusterDnsTransport(peers.DeadCluster));
