@@ -49,18 +49,29 @@ public sealed class ClusterDnsClient : IAsyncDisposable
 {
     private readonly IClusterDnsTransport _transport;
     private readonly TimeSpan _timeout;
-    private readonly SemaphoreSlim _connectLock = new(1, 1);
+    private readonly SemaphoreSlim[] _connectLocks;
     private readonly CancellationTokenSource _disposed = new();
-    private Connection? _connection;
+    private readonly Connection?[] _slots;
+    private int _next;
+    private int _opened;
 
-    public ClusterDnsClient(IClusterDnsTransport transport, TimeSpan timeout)
+    /// <param name="transport">Opens one stream to the cluster resolver.</param>
+    /// <param name="timeout">Deadline of each question, reconnects included.</param>
+    /// <param name="streams">
+    /// Streams used side by side (queries are spread over them): while one is being reopened (servers close streams
+    /// after a number of queries; dnsmasq after 100) the others keep answering.
+    /// </param>
+    public ClusterDnsClient(IClusterDnsTransport transport, TimeSpan timeout, int streams = 1)
     {
         _transport = transport ?? throw new ArgumentNullException(nameof(transport));
+        ArgumentOutOfRangeException.ThrowIfLessThan(streams, 1);
         _timeout = timeout;
+        _slots = new Connection?[streams];
+        _connectLocks = Enumerable.Range(0, streams).Select(_ => new SemaphoreSlim(1, 1)).ToArray();
     }
 
     /// <summary>How many streams were opened (reconnects + 1); for tests and diagnostics.</summary>
-    public int ConnectionsOpened { get; private set; }
+    public int ConnectionsOpened => Volatile.Read(ref _opened);
 
     /// <summary>Sends one question and returns the parsed answer, or throws <see cref="DnsUpstreamException"/>.</summary>
     public async Task<DnsMessage> QueryAsync(DnsName name, DnsType type, DnsClass cls, CancellationToken cancellationToken)
@@ -68,32 +79,34 @@ public sealed class ClusterDnsClient : IAsyncDisposable
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _disposed.Token);
         deadline.CancelAfter(_timeout);
         Connection? connection = null;
+        var slot = (int)((uint)Interlocked.Increment(ref _next) % (uint)_slots.Length);
         try
         {
             // A server may close a stream at any time (RFC 7766 §6.2.3; dnsmasq does under load): questions it left
             // unanswered are asked again on a fresh stream, within the same deadline. A refused connect is final.
             for (var attempt = 1; ; attempt++)
             {
-                connection = await GetConnectionAsync(deadline.Token).ConfigureAwait(false);
+                connection = await GetConnectionAsync(slot, deadline.Token).ConfigureAwait(false);
                 try
                 {
                     return await connection.QueryAsync(name, type, cls, deadline.Token).ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException && attempt < 4)
                 {
-                    DropConnection(connection);
+                    DropConnection(slot, connection);
+                    slot = (slot + 1) % _slots.Length;
                 }
             }
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             // A stream that answers nothing within a whole deadline is presumed dead.
-            if (connection is not null && connection.SilentSince(_timeout)) DropConnection(connection);
+            if (connection is not null && connection.SilentSince(_timeout)) DropConnection(slot, connection);
             throw new DnsUpstreamException("DnsClusterTimeout", $"The cluster DNS did not answer {name} {type} within {_timeout.TotalSeconds:0.#}s.");
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or InvalidOperationException)
         {
-            if (connection is not null) DropConnection(connection);
+            if (connection is not null) DropConnection(slot, connection);
             throw new DnsUpstreamException("DnsClusterUnreachable", $"The cluster DNS is unreachable: {e.Message}", e);
         }
         catch (KtException e) when (e is not DnsUpstreamException and not DnsFormatException)
@@ -102,39 +115,42 @@ public sealed class ClusterDnsClient : IAsyncDisposable
         }
     }
 
-    private async Task<Connection> GetConnectionAsync(CancellationToken cancellationToken)
+    private async Task<Connection> GetConnectionAsync(int slot, CancellationToken cancellationToken)
     {
-        var c = _connection;
+        var c = Volatile.Read(ref _slots[slot]);
         if (c is { IsAlive: true }) return c;
-        await _connectLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _connectLocks[slot].WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            c = _connection;
+            c = Volatile.Read(ref _slots[slot]);
             if (c is { IsAlive: true }) return c;
             var stream = await _transport.OpenAsync(cancellationToken).ConfigureAwait(false);
-            ConnectionsOpened++;
+            Interlocked.Increment(ref _opened);
             c = new Connection(stream);
-            _connection = c;
+            Volatile.Write(ref _slots[slot], c);
             return c;
         }
         finally
         {
-            _connectLock.Release();
+            _connectLocks[slot].Release();
         }
     }
 
-    private void DropConnection(Connection c)
+    private void DropConnection(int slot, Connection c)
     {
-        Interlocked.CompareExchange(ref _connection, null, c);
+        Interlocked.CompareExchange(ref _slots[slot], null, c);
         c.Fail(new IOException("cluster DNS stream closed"));
     }
 
     public async ValueTask DisposeAsync()
     {
         await _disposed.CancelAsync().ConfigureAwait(false);
-        var c = Interlocked.Exchange(ref _connection, null);
-        if (c is not null) await c.DisposeAsync().ConfigureAwait(false);
-        _connectLock.Dispose();
+        for (var i = 0; i < _slots.Length; i++)
+        {
+            var c = Interlocked.Exchange(ref _slots[i], null);
+            if (c is not null) await c.DisposeAsync().ConfigureAwait(false);
+        }
+        foreach (var l in _connectLocks) l.Dispose();
         _disposed.Dispose();
     }
 

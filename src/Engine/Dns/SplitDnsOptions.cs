@@ -28,6 +28,9 @@ public sealed record SplitDnsOptions
 
     public TimeSpan ClusterTimeout { get; init; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>Streams to the cluster resolver used side by side (each an SSH channel in the product).</summary>
+    public int ClusterStreams { get; init; } = 2;
+
     public TimeSpan UpstreamAttemptTimeout { get; init; } = TimeSpan.FromSeconds(1.5);
 
     public TimeSpan UpstreamTimeout { get; init; } = TimeSpan.FromSeconds(3);

@@ -56,7 +56,7 @@ internal sealed class SplitDnsResolver : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         _router = new DnsRouter(options);
         _cache = new DnsCache(options.CacheCapacity, options.MaxCacheTtl, time);
-        _cluster = new ClusterDnsClient(cluster, options.ClusterTimeout);
+        _cluster = new ClusterDnsClient(cluster, options.ClusterTimeout, options.ClusterStreams);
         _upstream = new UpstreamDnsClient(options.Upstreams, options.UpstreamAttemptTimeout, options.UpstreamTimeout);
     }
 

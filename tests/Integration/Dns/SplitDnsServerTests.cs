@@ -137,8 +137,8 @@ public sealed class SplitDnsServerTests(DnsPeers peers) : IClassFixture<DnsPeers
             Assert.Equal(names[i], answers[i].Questions[0].Name.ToString());
             Assert.Equal(i % 2 == 0 ? (int)DnsRcode.NXDomain : (int)DnsRcode.NoError, answers[i].Rcode);
         }
-        // One stream carries them all; dnsmasq may close a busy stream now and then, which costs a reopen, not a stream per query.
-        Assert.True(_server.ClusterConnectionsOpened - opened <= 3, $"{_server.ClusterConnectionsOpened - opened} streams opened");
+        // Two streams carry them all; dnsmasq closes a stream after 100 queries, which costs a reopen, not a stream per query.
+        Assert.True(_server.ClusterConnectionsOpened - opened <= 4, $"{_server.ClusterConnectionsOpened - opened} streams opened");
     }
 
     [LinuxRootFact("dnsmasq", "dig")]
