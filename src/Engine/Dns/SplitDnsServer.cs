@@ -21,6 +21,7 @@ public sealed class SplitDnsServer : IAsyncDisposable
     private readonly SplitDnsOptions _options;
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Task> _loops = [];
+    private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _inFlight;
 
     private SplitDnsServer(SplitDnsOptions options, SplitDnsResolver resolver, Socket udp, Socket tcp, ILogger logger)
@@ -155,8 +156,14 @@ public sealed class SplitDnsServer : IAsyncDisposable
         {
             ArrayPool<byte>.Shared.Return(query);
             ArrayPool<byte>.Shared.Return(answer);
-            Interlocked.Decrement(ref _inFlight);
+            Done();
         }
+    }
+
+    /// <summary>One background answer or TCP client finished; the last one after stop releases <see cref="DisposeAsync"/>.</summary>
+    private void Done()
+    {
+        if (Interlocked.Decrement(ref _inFlight) == 0 && _stop.IsCancellationRequested) _drained.TrySetResult();
     }
 
     private async Task TcpAcceptLoopAsync()
@@ -226,7 +233,7 @@ public sealed class SplitDnsServer : IAsyncDisposable
             await stream.DisposeAsync().ConfigureAwait(false);
             writeLock.Dispose();
             window.Dispose();
-            Interlocked.Decrement(ref _inFlight);
+            Done();
         }
     }
 
@@ -268,9 +275,16 @@ public sealed class SplitDnsServer : IAsyncDisposable
         _udp.Dispose();
         _tcp.Dispose();
         await Task.WhenAll(_loops).ConfigureAwait(false);
-        // Background answers end promptly once the stop token fires; wait for them with a bound.
-        var deadline = Environment.TickCount64 + 5000;
-        while (Volatile.Read(ref _inFlight) > 0 && Environment.TickCount64 < deadline) await Task.Delay(10).ConfigureAwait(false);
+        // Background answers end promptly once the stop token fires; wait for them, with a bound.
+        if (Volatile.Read(ref _inFlight) == 0) _drained.TrySetResult();
+        try
+        {
+            await _drained.Task.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            _logger.LogWarning("DNS server stopped with answers still in flight");
+        }
         await _resolver.DisposeAsync().ConfigureAwait(false);
         _stop.Dispose();
     }
