@@ -56,6 +56,8 @@ public sealed class SplitDnsServer : IAsyncDisposable
         var (udp, tcp) = Bind(options.ListenEndPoint);
         var resolver = new SplitDnsResolver(options, cluster);
         var server = new SplitDnsServer(options, resolver, udp, tcp, logger ?? NullLogger.Instance);
+        // Two receivers on the one socket: a cached answer is computed inline, so a second loop uses a second core.
+        server._loops.Add(Task.Run(server.UdpLoopAsync));
         server._loops.Add(Task.Run(server.UdpLoopAsync));
         server._loops.Add(Task.Run(server.TcpAcceptLoopAsync));
         return server;
