@@ -1,0 +1,146 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using KtConnect.Engine.Dns;
+
+namespace KtConnect.Tests.Unit.Dns;
+
+/// <summary>The pipelined DNS-over-TCP client against an in-process resolver on loopback that misbehaves on purpose.</summary>
+public sealed class ClusterDnsClientTests : IAsyncDisposable
+{
+    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _server;
+    private int _accepted;
+
+    /// <summary>Answers are held until this many questions are waiting, then sent in reverse order.</summary>
+    public int Batch { get; set; } = 1;
+
+    /// <summary>The server closes a stream after this many answers (dnsmasq does after 100).</summary>
+    public int CloseAfter { get; set; } = int.MaxValue;
+
+    /// <summary>Names the server never answers.</summary>
+    public string Silent { get; set; } = "silent.dev.svc.cluster.local";
+
+    public ClusterDnsClientTests()
+    {
+        _listener.Start();
+        _server = Task.Run(AcceptAsync);
+    }
+
+    private IPEndPoint EndPoint => (IPEndPoint)_listener.LocalEndpoint;
+
+    private async Task AcceptAsync()
+    {
+        var connections = new List<Task>();
+        try
+        {
+            while (true)
+            {
+                var c = await _listener.AcceptTcpClientAsync(_stop.Token);
+                Interlocked.Increment(ref _accepted);
+                connections.Add(ServeAsync(c));
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        catch (Exception e) when (e is SocketException or InvalidOperationException or ObjectDisposedException)
+        {
+        }
+        await Task.WhenAll(connections);
+    }
+
+    private async Task ServeAsync(TcpClient client)
+    {
+        using var _ = client;
+        var stream = client.GetStream();
+        var held = new List<DnsMessage>();
+        var answered = 0;
+        var header = new byte[2];
+        try
+        {
+            while (answered < CloseAfter)
+            {
+                await stream.ReadExactlyAsync(header, _stop.Token);
+                var body = new byte[BinaryPrimitives.ReadUInt16BigEndian(header)];
+                await stream.ReadExactlyAsync(body, _stop.Token);
+                var q = DnsMessage.Parse(body);
+                if (q.Questions[0].Name == DnsName.Parse(Silent)) continue;
+                var r = DnsMessage.CreateResponse(q, DnsRcode.NoError);
+                r.Answers.Add(DnsRecord.Address(q.Questions[0].Name, IPAddress.Parse("10.96.0." + (q.Questions[0].Name.WireLength % 200)), 30));
+                held.Add(r);
+                if (held.Count < Batch) continue;
+                held.Reverse();
+                foreach (var m in held)
+                {
+                    if (answered++ >= CloseAfter) break;
+                    var bytes = m.ToArray();
+                    var frame = new byte[bytes.Length + 2];
+                    BinaryPrimitives.WriteUInt16BigEndian(frame, (ushort)bytes.Length);
+                    bytes.CopyTo(frame, 2);
+                    await stream.WriteAsync(frame, _stop.Token);
+                }
+                held.Clear();
+            }
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or EndOfStreamException)
+        {
+        }
+    }
+
+    private bool _disposed;
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        await _stop.CancelAsync();
+        _listener.Stop();
+        await _server;
+        _stop.Dispose();
+    }
+
+    private static string Name(int i) => $"svc{i}.dev.svc.cluster.local";
+
+    [Fact]
+    public async Task Answers_out_of_order_are_matched_to_their_questions()
+    {
+        Batch = 8;
+        await using var client = new ClusterDnsClient(new TcpClusterDnsTransport(EndPoint), TimeSpan.FromSeconds(10));
+        var answers = await Task.WhenAll(Enumerable.Range(0, 8).Select(i => client.QueryAsync(DnsName.Parse(Name(i)), DnsType.A, DnsClass.IN, default)));
+        for (var i = 0; i < 8; i++) Assert.Equal(Name(i), answers[i].Answers.Single().Name.ToString());
+        Assert.Equal(1, client.ConnectionsOpened);
+    }
+
+    [Fact]
+    public async Task Questions_left_unanswered_by_a_closed_stream_are_asked_again_on_a_new_one()
+    {
+        CloseAfter = 5;
+        await using var client = new ClusterDnsClient(new TcpClusterDnsTransport(EndPoint), TimeSpan.FromSeconds(10));
+        var answers = await Task.WhenAll(Enumerable.Range(0, 12).Select(i => client.QueryAsync(DnsName.Parse(Name(i)), DnsType.A, DnsClass.IN, default)));
+        Assert.All(answers, a => Assert.Single(a.Answers));
+        Assert.True(client.ConnectionsOpened >= 3, $"{client.ConnectionsOpened} streams");
+    }
+
+    [Fact]
+    public async Task A_question_without_an_answer_fails_at_its_deadline_with_a_typed_error()
+    {
+        await using var client = new ClusterDnsClient(new TcpClusterDnsTransport(EndPoint), TimeSpan.FromMilliseconds(300));
+        var e = await Assert.ThrowsAsync<DnsUpstreamException>(() => client.QueryAsync(DnsName.Parse(Silent), DnsType.A, DnsClass.IN, default));
+        Assert.Equal("DnsClusterTimeout", e.ErrorId);
+        // Others on the same client still work.
+        var ok = await client.QueryAsync(DnsName.Parse(Name(1)), DnsType.A, DnsClass.IN, default);
+        Assert.Single(ok.Answers);
+    }
+
+    [Fact]
+    public async Task An_unreachable_resolver_is_a_typed_error()
+    {
+        var port = EndPoint.Port;
+        await DisposeAsync();
+        await using var client = new ClusterDnsClient(new TcpClusterDnsTransport(new IPEndPoint(IPAddress.Loopback, port)), TimeSpan.FromSeconds(5));
+        var e = await Assert.ThrowsAsync<DnsUpstreamException>(() => client.QueryAsync(DnsName.Parse(Name(1)), DnsType.A, DnsClass.IN, default));
+        Assert.Equal("DnsClusterUnreachable", e.ErrorId);
+    }
+}
