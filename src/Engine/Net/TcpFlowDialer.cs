@@ -7,11 +7,20 @@ namespace KtConnect.Engine.Net;
 /// Dials flows with plain TCP sockets of this process. destinations can be rewritten
 /// (tests map a fake cluster range onto a real server) through the optional map function.
 /// </summary>
-public sealed class TcpFlowDialer : IFlowDialer
+public sealed class TcpFlowDialer : IFlowDialer, IHostDialer
 {
     private readonly Func<IPEndPoint, IPEndPoint>? _map;
 
     public TcpFlowDialer(Func<IPEndPoint, IPEndPoint>? map = null) => _map = map;
+
+    /// <summary>Dials a name or address; names are resolved here, by the local resolver.</summary>
+    public async Task<Stream> DialAsync(string host, int port, CancellationToken cancellationToken)
+    {
+        if (IPAddress.TryParse(host, out var address)) return await DialAsync(new IPEndPoint(address, port), cancellationToken).ConfigureAwait(false);
+        var addresses = await Dns.GetHostAddressesAsync(host, cancellationToken).ConfigureAwait(false);
+        if (addresses.Length == 0) throw new SocketException((int)SocketError.HostNotFound);
+        return await DialAsync(new IPEndPoint(addresses[0], port), cancellationToken).ConfigureAwait(false);
+    }
 
     public async Task<Stream> DialAsync(IPEndPoint destination, CancellationToken cancellationToken)
     {

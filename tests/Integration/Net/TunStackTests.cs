@@ -110,9 +110,9 @@ public class TunStackTests
         await using var lab = await TunLab.CreateAsync(wrap: d => impaired = new ImpairedDevice(d, 0.05, 0.10, 7));
         var hash = lab.Serve(TunLab.Hash);
         var source = lab.Serve(TunLab.Source);
-        var up = await lab.ClientAsync(Long, "upload", TunLab.ClusterV4, hash.ToString(), (4 << 20).ToString());
+        var up = await lab.ClientAsync(Long, "upload", TunLab.ClusterV4, hash.ToString(), (1 << 20).ToString());
         Assert.Equal("OK", up.StandardOutput.Trim() + up.StandardError.Trim());
-        var down = await lab.ClientAsync(Long, "download", TunLab.ClusterV4, source.ToString(), (8 << 20).ToString());
+        var down = await lab.ClientAsync(Long, "download", TunLab.ClusterV4, source.ToString(), (2 << 20).ToString());
         Assert.Equal("OK", down.StandardOutput.Trim() + down.StandardError.Trim());
         Assert.True(lab.Stack.Counters.TcpRetransmits > 0);
         Assert.True(impaired!.Dropped > 0);
