@@ -375,21 +375,29 @@ public sealed class Socks5Server : IAsyncDisposable
 
     private static async Task CopyAsync(Stream from, Stream to, CancellationTokenSource cts)
     {
-        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(65536);
         try
         {
-            int n;
-            while ((n = await from.ReadAsync(buffer, cts.Token).ConfigureAwait(false)) > 0)
-                await to.WriteAsync(buffer.AsMemory(0, n), cts.Token).ConfigureAwait(false);
+            while (true)
+            {
+                // Wait for data without a buffer, so idle connections pin no memory.
+                await from.ReadAsync(Memory<byte>.Empty, cts.Token).ConfigureAwait(false);
+                var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(65536);
+                try
+                {
+                    var n = await from.ReadAsync(buffer, cts.Token).ConfigureAwait(false);
+                    if (n == 0) break;
+                    await to.WriteAsync(buffer.AsMemory(0, n), cts.Token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+                }
+            }
             if (to is IHalfCloseStream half) await half.ShutdownWriteAsync(cts.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException or SocketException)
         {
             await cts.CancelAsync().ConfigureAwait(false);
-        }
-        finally
-        {
-            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 

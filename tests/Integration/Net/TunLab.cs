@@ -45,7 +45,7 @@ public sealed class TunLab : IAsyncDisposable
     public string Script { get; }
 
     public static async Task<TunLab> CreateAsync(IUdpDatagramHandler? udp = null, int mtu = 1500, StackOptions? options = null,
-        Func<IPacketDevice, IPacketDevice>? wrap = null)
+        Func<IPacketDevice, IPacketDevice>? wrap = null, IPAddress? target = null)
     {
         RaiseFileLimit();
         var laptop = await NetNs.CreateAsync("ktnet-");
@@ -53,7 +53,7 @@ public sealed class TunLab : IAsyncDisposable
         {
             var tun = "ktn" + Guid.NewGuid().ToString("N")[..8];
             var device = await LinuxTunDevice.CreateAsync(tun, mtu, ["198.18.0.1/32", "fd00:198::1/128"], laptop.Name);
-            var dialer = new TcpFlowDialer(ep => new IPEndPoint(IPAddress.Loopback, ep.Port));
+            var dialer = new TcpFlowDialer(ep => new IPEndPoint(target ?? IPAddress.Loopback, ep.Port));
             var stack = new UserSpaceStack(wrap?.Invoke(device) ?? device, dialer, (options ?? new StackOptions()) with { Mtu = mtu }, udp);
             stack.Start();
             await laptop.ExecAsync(default, "ip", "route", "add", "10.96.0.0/16", "dev", tun);

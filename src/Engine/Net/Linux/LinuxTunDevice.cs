@@ -102,44 +102,9 @@ public sealed class LinuxTunDevice : ITunDevice
         }
     }
 
-    /// <summary>
-    /// Opens the device inside another network namespace: a dedicated thread enters it with setns(2), opens
-    /// /dev/net/tun (the device belongs to the namespace current at open time) and the thread then ends, so
-    /// no thread of ours stays in the wrong namespace.
-    /// </summary>
-    public static LinuxTunDevice OpenInNamespace(string name, int mtu, string netnsPath)
-    {
-        LinuxTunDevice? device = null;
-        Exception? error = null;
-        var thread = new Thread(() =>
-        {
-            try
-            {
-                var nsFd = LinuxNative.Open(netnsPath, LinuxNative.O_CLOEXEC);
-                if (nsFd < 0)
-                    throw new TunDeviceException("TunNamespaceNotFound", $"Cannot open {netnsPath}: {LinuxNative.Error(Marshal.GetLastPInvokeError())}.");
-                try
-                {
-                    if (LinuxNative.SetNs(nsFd, LinuxNative.CLONE_NEWNET) < 0)
-                        throw new TunDeviceException("TunNamespaceNotFound", $"setns {netnsPath} failed: {LinuxNative.Error(Marshal.GetLastPInvokeError())}.");
-                }
-                finally
-                {
-                    LinuxNative.Close(nsFd);
-                }
-                device = Open(name, mtu);
-            }
-            catch (Exception e)
-            {
-                error = e;
-            }
-        })
-        { IsBackground = true, Name = "kt-tun-setns" };
-        thread.Start();
-        thread.Join();
-        if (error is not null) throw error is KtException ? error : new TunDeviceException("TunOpenFailed", error.Message, error);
-        return device!;
-    }
+    /// <summary>Opens the device inside another network namespace (the device belongs to the namespace current at open time).</summary>
+    public static LinuxTunDevice OpenInNamespace(string name, int mtu, string netnsPath) =>
+        NetworkNamespace.Run(netnsPath, () => Open(name, mtu));
 
     public unsafe int ReadPacket(Span<byte> buffer)
     {
