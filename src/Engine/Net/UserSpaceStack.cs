@@ -81,6 +81,9 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
 
     public NetCounters Counters { get; } = new();
 
+    /// <summary>The device's MTU when there is a device (it decides), else the options'.</summary>
+    public int Mtu => _device?.Mtu ?? _options.Mtu;
+
     public int FlowCount => _flows.Count;
 
     public MemoryBudget Budget => _budget;
@@ -116,7 +119,7 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
 
     private void ReadLoop()
     {
-        var buffer = new byte[Math.Max(_options.Mtu, 1500) + 64];
+        var buffer = new byte[Math.Max(Mtu, 1500) + 64];
         try
         {
             while (!_cts.IsCancellationRequested)
@@ -225,7 +228,7 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
             SendResetFor(key, tcp);
             return;
         }
-        var ourMss = _options.Mtu - IpPacket.HeaderLength(ip.IsV6) - TcpSegment.HeaderLength;
+        var ourMss = Mtu - IpPacket.HeaderLength(ip.IsV6) - TcpSegment.HeaderLength;
         var iss = (uint)Random.Shared.NextInt64();
         conn = new TcpConnection(key, tcp, iss, ourMss, _sink, _clock, _options.Tcp, Counters, _budget);
         if (!_flows.TryAdd(key, conn)) return;
