@@ -12,10 +12,12 @@ public class TunStackTests
 {
     private static readonly TimeSpan Long = TimeSpan.FromMinutes(3);
 
-    [LinuxRootFact("python3")]
-    public async Task BulkUploadAndDownload_HashesMatch_V4AndV6()
+    [LinuxRootTheory("python3")]
+    [InlineData(1500)]
+    [InlineData(StackOptions.RecommendedMtu)]
+    public async Task BulkUploadAndDownload_HashesMatch_V4AndV6(int mtu)
     {
-        await using var lab = await TunLab.CreateAsync();
+        await using var lab = await TunLab.CreateAsync(mtu: mtu);
         var hash = lab.Serve(TunLab.Hash);
         var source = lab.Serve(TunLab.Source);
         foreach (var host in new[] { TunLab.ClusterV4, TunLab.ClusterV6 })
