@@ -73,6 +73,8 @@ public sealed class TcpConnection
     private readonly uint _irs;
     private uint _rcvNxt;
     private int _rcvScale;
+    // RFC 7323: scaling is on only when both SYNs carry the option; we answer it whenever the client sent it.
+    private readonly bool _windowScaling;
     private uint _rcvAdvertisedEdge;
     private bool _finReceived;
     private int _oooBytes;
@@ -125,7 +127,8 @@ public sealed class TcpConnection
         _sndMax = iss;
         _irs = syn.Sequence;
         _rcvNxt = syn.Sequence + 1;
-        if (syn.WindowScale >= 0)
+        _windowScaling = syn.WindowScale >= 0;
+        if (_windowScaling)
         {
             _sndScale = syn.WindowScale;
             _rcvScale = options.WindowScale;
@@ -870,7 +873,7 @@ public sealed class TcpConnection
             if (length > 0) _send.Peek(queueOffset, buffer.AsSpan(space, length));
             var window = (flags & TcpFlags.Rst) != 0 ? (ushort)0 : WindowField(syn);
             var total = TcpSegment.Write(buffer, k.IsV6, k.Destination, k.Source, k.DestinationPort, k.SourcePort, seq, ack, flags,
-                window, length, syn ? (ushort)_ourMss : (ushort)0, syn && _rcvScale > 0 ? _rcvScale : -1);
+                window, length, syn ? (ushort)_ourMss : (ushort)0, syn && _windowScaling ? _rcvScale : -1);
             if ((flags & TcpFlags.Ack) != 0)
             {
                 _ackDeadline = 0;

@@ -50,6 +50,7 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
     private Thread? _reader;
     private Task? _timer;
     private int _disposed;
+    private readonly TaskCompletionSource _readerDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>A stack reading from and writing to <paramref name="device"/>; call <see cref="Start"/>.</summary>
     public UserSpaceStack(IPacketDevice device, IFlowDialer dialer, StackOptions? options = null, IUdpDatagramHandler? udp = null,
@@ -101,8 +102,11 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
         _timer = TimerLoopAsync(_cts.Token);
     }
 
-    /// <summary>Completes when a loop fails; lets an owner observe the stack dying.</summary>
-    public Task Completion => _timer ?? Task.CompletedTask;
+    /// <summary>
+    /// Completes when the device stops delivering packets: normally after dispose, faulted with the
+    /// device's error when it failed. Lets the owning session notice a dead tun.
+    /// </summary>
+    public Task Completion => _readerDone.Task;
 
     void IPacketSink.Send(ReadOnlySpan<byte> packet)
     {
@@ -131,8 +135,13 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or TunDeviceException)
         {
-            if (!_cts.IsCancellationRequested) _logger.LogError(e, "tun read failed; the stack stops");
+            if (!_cts.IsCancellationRequested)
+            {
+                _logger.LogError(e, "tun read failed; the stack stops");
+                _readerDone.TrySetException(e);
+            }
         }
+        _readerDone.TrySetResult();
     }
 
     private async Task TimerLoopAsync(CancellationToken cancellationToken)
@@ -376,6 +385,7 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
             _logger.LogWarning("{Count} flow tasks did not stop within 10 s", _tasks.Count);
         }
         _reader?.Join(TimeSpan.FromSeconds(5));
+        _readerDone.TrySetResult();
         _flows.Clear();
         _cts.Dispose();
         _udpSlots.Dispose();

@@ -33,6 +33,14 @@ public class TcpConnectionTests
     }
 
     [Fact]
+    public void WindowScaleZero_IsStillAnswered_SoTheClientKnowsScalingIsOn()
+    {
+        var h = new TcpHarness(new TcpOptions { WindowScale = 0 });
+        h.Conn.Accept();
+        Assert.Equal(0, Assert.Single(h.Take()).Segment.WindowScale);
+    }
+
+    [Fact]
     public void Refuse_SendsRstAckingTheSyn()
     {
         var h = new TcpHarness();

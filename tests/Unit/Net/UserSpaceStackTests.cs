@@ -130,4 +130,28 @@ public class UserSpaceStackTests
         Assert.Equal((Cluster, Client, (ushort)53, (ushort)5000), (ip.Source, ip.Destination, udp.SourcePort, udp.DestinationPort));
         Assert.Equal("cba"u8.ToArray(), reply.AsSpan(udp.DataOffset, udp.DataLength).ToArray());
     }
+
+    private sealed class FailingDevice : IPacketDevice
+    {
+        public int Mtu => 1500;
+
+        public int ReadPacket(Span<byte> buffer) => throw new IOException("device gone");
+
+        public void WritePacket(ReadOnlySpan<byte> packet)
+        {
+        }
+
+        public void Dispose()
+        {
+        }
+    }
+
+    [Fact]
+    public async Task DeviceFailure_FaultsCompletion()
+    {
+        await using var stack = new UserSpaceStack(new FailingDevice(), new Refusing());
+        stack.Start();
+        var e = await Assert.ThrowsAsync<IOException>(() => stack.Completion.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal("device gone", e.Message);
+    }
 }
