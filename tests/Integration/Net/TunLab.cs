@@ -167,7 +167,13 @@ public sealed class TunLab : IAsyncDisposable
         // 10,000 flows mean 10,000 dialed sockets in this process (the idle test's echo server is another
         // process). Raising the soft limit to the hard one; containers may refuse more.
         var limit = new RLimit { Current = 65536, Max = 65536 };
-        _ = SetRLimit(7 /* RLIMIT_NOFILE */, ref limit);
+        if (SetRLimit(7 /* RLIMIT_NOFILE */, ref limit) == 0) return;
+        // Without CAP_SYS_RESOURCE only the soft limit can move, up to the hard one.
+        if (GetRLimit(7, out var now) == 0)
+        {
+            now.Current = now.Max;
+            _ = SetRLimit(7, ref now);
+        }
     }
 
     [StructLayout(LayoutKind.Sequential)]
