@@ -50,6 +50,23 @@ public class PacketCodecTests
     }
 
     [Fact]
+    public void FastChecksum_EqualsReference_ForEveryLengthAndAlignment()
+    {
+        var rng = new Random(5);
+        var data = new byte[2100];
+        for (var round = 0; round < 200; round++)
+        {
+            rng.NextBytes(data);
+            if (round % 3 == 0) data.AsSpan().Fill(0xFF); // worst case for carries
+            var offset = rng.Next(0, 8);
+            var length = round < 100 ? round : rng.Next(0, data.Length - offset);
+            var span = data.AsSpan(offset, length);
+            var start = (ulong)rng.Next(0, 1 << 20);
+            Assert.Equal(Checksum.Finish(Checksum.AddReference(start, span)), Checksum.Finish(Checksum.Add(start, span)));
+        }
+    }
+
+    [Fact]
     public void CorruptedTcpChecksum_IsMalformed()
     {
         var buf = new byte[100];
