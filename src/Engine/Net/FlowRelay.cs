@@ -1,0 +1,101 @@
+using System.Buffers;
+using Microsoft.Extensions.Logging;
+
+namespace KtConnect.Engine.Net;
+
+/// <summary>
+/// Copies bytes between an accepted TCP flow and the dialed stream, both ways, with half-close: the
+/// client's FIN becomes the stream's EOF and the stream's EOF becomes our FIN. A failure on either side
+/// resets the other. Backpressure is natural: a slow stream leaves data in the flow's receive buffer,
+/// whose window then closes; a slow client leaves the send buffer full, so we stop reading the stream.
+/// </summary>
+public static class FlowRelay
+{
+    public static async Task RunAsync(TcpConnection connection, Stream stream, int bufferSize, ILogger logger,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(logger);
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var up = UpAsync(connection, stream, bufferSize, cts);
+        var down = DownAsync(connection, stream, bufferSize, cts);
+        await Task.WhenAll(up, down).ConfigureAwait(false);
+        if (!await up.ConfigureAwait(false) || !await down.ConfigureAwait(false))
+        {
+            connection.Abort();
+            logger.LogDebug("flow {Flow} ended with a reset", connection.Key);
+            return;
+        }
+        // Both sides closed cleanly; let the last bytes reach the client before the stream goes away.
+        try
+        {
+            await connection.WaitSendDrainedAsync(cts.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    /// <summary>Client to stream. Returns false when the flow must be reset.</summary>
+    private static async Task<bool> UpAsync(TcpConnection connection, Stream stream, int bufferSize, CancellationTokenSource cts)
+    {
+        try
+        {
+            while (true)
+            {
+                // Buffers are rented only while bytes move: 10,000 idle flows must not pin 10,000 buffers.
+                await connection.WaitReadableAsync(cts.Token).ConfigureAwait(false);
+                var buffer = ArrayPool<byte>.Shared.Rent(bufferSize);
+                try
+                {
+                    var n = await connection.ReadAsync(buffer, cts.Token).ConfigureAwait(false);
+                    if (n == 0) break;
+                    await stream.WriteAsync(buffer.AsMemory(0, n), cts.Token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                }
+            }
+            if (stream is IHalfCloseStream half) await half.ShutdownWriteAsync(cts.Token).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
+        {
+            await cts.CancelAsync().ConfigureAwait(false);
+            return false;
+        }
+    }
+
+    /// <summary>Stream to client. Returns false when the flow must be reset.</summary>
+    private static async Task<bool> DownAsync(TcpConnection connection, Stream stream, int bufferSize, CancellationTokenSource cts)
+    {
+        try
+        {
+            while (true)
+            {
+                // A zero-byte read waits for data without a buffer (sockets and SSH channels support it).
+                await stream.ReadAsync(Memory<byte>.Empty, cts.Token).ConfigureAwait(false);
+                var buffer = ArrayPool<byte>.Shared.Rent(bufferSize);
+                try
+                {
+                    var n = await stream.ReadAsync(buffer, cts.Token).ConfigureAwait(false);
+                    if (n == 0) break;
+                    await connection.WriteAsync(buffer.AsMemory(0, n), cts.Token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                }
+            }
+            connection.ShutdownWrite();
+            return true;
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
+        {
+            await cts.CancelAsync().ConfigureAwait(false);
+            return false;
+        }
+    }
+}

@@ -1,0 +1,210 @@
+using System.Buffers;
+using System.Net;
+
+namespace KtConnect.Engine.Net;
+
+/// <summary>Milliseconds on a monotonic clock. Injected so that TCP timers can be driven by tests.</summary>
+public interface IClock
+{
+    long NowMilliseconds { get; }
+}
+
+public sealed class SystemClock : IClock
+{
+    public static readonly SystemClock Instance = new();
+
+    public long NowMilliseconds => Environment.TickCount64;
+}
+
+/// <summary>Where the stack's outgoing packets go (the tun device, or a test's list).</summary>
+public interface IPacketSink
+{
+    void Send(ReadOnlySpan<byte> packet);
+}
+
+/// <summary>
+/// Opens the far end of an accepted flow. Here a plain TCP dialer; later an SSH direct-tcpip channel.
+/// Throwing (any exception) refuses the flow: the client gets a RST.
+/// </summary>
+public interface IFlowDialer
+{
+    Task<Stream> DialAsync(IPEndPoint destination, CancellationToken cancellationToken);
+}
+
+/// <summary>A stream that can send EOF while still reading (TCP FIN, SSH channel EOF).</summary>
+public interface IHalfCloseStream
+{
+    Task ShutdownWriteAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// Auto-reset signal for one waiter: Set before Wait makes the next Wait return at once, so a
+/// check-then-wait loop never misses a wake-up.
+/// </summary>
+internal sealed class AsyncSignal
+{
+    private readonly object _gate = new();
+    private bool _signaled;
+    private TaskCompletionSource? _waiter;
+
+    public void Set()
+    {
+        TaskCompletionSource? t;
+        lock (_gate)
+        {
+            t = _waiter;
+            _waiter = null;
+            if (t is null) _signaled = true;
+        }
+        t?.TrySetResult();
+    }
+
+    public Task WaitAsync(CancellationToken cancellationToken)
+    {
+        lock (_gate)
+        {
+            if (_signaled)
+            {
+                _signaled = false;
+                return Task.CompletedTask;
+            }
+            _waiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            return _waiter.Task.WaitAsync(cancellationToken);
+        }
+    }
+}
+
+/// <summary>A byte budget shared by all flows: buffers grow only while the total stays under the limit.</summary>
+public sealed class MemoryBudget
+{
+    private long _used;
+
+    public MemoryBudget(long limit) => Limit = limit;
+
+    public long Limit { get; }
+
+    public long Used => Interlocked.Read(ref _used);
+
+    public bool TryReserve(long bytes)
+    {
+        if (Interlocked.Add(ref _used, bytes) <= Limit) return true;
+        Interlocked.Add(ref _used, -bytes);
+        return false;
+    }
+
+    public void Release(long bytes) => Interlocked.Add(ref _used, -bytes);
+}
+
+/// <summary>
+/// A ring buffer of bytes that grows on demand (pooled arrays, charged to a <see cref="MemoryBudget"/>) up to
+/// a maximum, and gives its array back when emptied, so an idle flow holds no buffer at all.
+/// </summary>
+internal sealed class ByteRing
+{
+    private const int MinCapacity = 4096;
+    private readonly int _max;
+    private readonly MemoryBudget _budget;
+    private byte[]? _buffer;
+    private int _head;
+
+    public ByteRing(int max, MemoryBudget budget)
+    {
+        _max = max;
+        _budget = budget;
+    }
+
+    public int Count { get; private set; }
+
+    public int Max => _max;
+
+    public int Free => _max - Count;
+
+    /// <summary>Bytes that could be appended right now without asking the budget for more.</summary>
+    public int Capacity => _buffer?.Length ?? 0;
+
+    /// <summary>Appends as much of <paramref name="data"/> as fits; returns how much.</summary>
+    public int Append(ReadOnlySpan<byte> data)
+    {
+        var want = Math.Min(data.Length, _max - Count);
+        if (want <= 0) return 0;
+        EnsureCapacity(Count + want);
+        var n = Math.Min(want, Capacity - Count);
+        if (n <= 0) return 0;
+        var buf = _buffer!;
+        var tail = (_head + Count) & (buf.Length - 1);
+        var first = Math.Min(n, buf.Length - tail);
+        data[..first].CopyTo(buf.AsSpan(tail));
+        if (n > first) data[first..n].CopyTo(buf);
+        Count += n;
+        return n;
+    }
+
+    /// <summary>Copies bytes starting <paramref name="offset"/> from the head into <paramref name="destination"/>.</summary>
+    public void Peek(int offset, Span<byte> destination)
+    {
+        if (offset < 0 || offset + destination.Length > Count) throw new ArgumentOutOfRangeException(nameof(offset));
+        if (destination.Length == 0) return;
+        var buf = _buffer!;
+        var start = (_head + offset) & (buf.Length - 1);
+        var first = Math.Min(destination.Length, buf.Length - start);
+        buf.AsSpan(start, first).CopyTo(destination);
+        if (destination.Length > first) buf.AsSpan(0, destination.Length - first).CopyTo(destination[first..]);
+    }
+
+    public void Discard(int n)
+    {
+        if (n < 0 || n > Count) throw new ArgumentOutOfRangeException(nameof(n));
+        if (n == 0) return;
+        _head = (_head + n) & (_buffer!.Length - 1);
+        Count -= n;
+        if (Count == 0) _head = 0;
+    }
+
+    /// <summary>Gives the array back when empty (called from the timer, not per packet, to avoid churn).</summary>
+    public void TrimIfEmpty()
+    {
+        if (Count != 0 || _buffer is null) return;
+        Release();
+    }
+
+    public void Release()
+    {
+        if (_buffer is null) return;
+        if (_buffer.Length > MinCapacity) _budget.Release(_buffer.Length - MinCapacity);
+        ArrayPool<byte>.Shared.Return(_buffer);
+        _buffer = null;
+        _head = 0;
+        Count = 0;
+    }
+
+    private void EnsureCapacity(int needed)
+    {
+        var cap = Capacity;
+        if (needed <= cap) return;
+        var target = Math.Max(MinCapacity, cap);
+        while (target < needed && target < _max) target *= 2;
+        target = Math.Min(target, (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)_max));
+        if (target <= cap) return;
+        // The first 4 KiB are free of the budget so every flow can always make progress.
+        if (target > MinCapacity && !_budget.TryReserve(target - MinCapacity))
+        {
+            if (cap != 0) return;
+            target = MinCapacity;
+        }
+        var next = ArrayPool<byte>.Shared.Rent(target);
+        if (next.Length != target)
+        {
+            // Pools may hand out larger arrays; the ring needs an exact power of two to mask indexes.
+            ArrayPool<byte>.Shared.Return(next);
+            next = new byte[target];
+        }
+        if (_buffer is not null)
+        {
+            Peek(0, next.AsSpan(0, Count));
+            if (_buffer.Length > MinCapacity) _budget.Release(_buffer.Length - MinCapacity);
+            ArrayPool<byte>.Shared.Return(_buffer);
+        }
+        _buffer = next;
+        _head = 0;
+    }
+}

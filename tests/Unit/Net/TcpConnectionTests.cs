@@ -1,0 +1,361 @@
+using KtConnect.Engine.Net;
+
+namespace KtConnect.Tests.Unit.Net;
+
+public class TcpConnectionTests
+{
+    private const uint C = TcpHarness.ClientIsn + 1; // client's first data sequence number
+    private const uint S = TcpHarness.Iss + 1; // ours
+
+    [Fact]
+    public void SynAck_CarriesMssWindowScaleAndAcksTheSyn()
+    {
+        var h = new TcpHarness();
+        Assert.Equal(TcpState.Dialing, h.Conn.State);
+        Assert.Empty(h.Take());
+        h.Conn.Accept();
+        var s = Assert.Single(h.Take());
+        Assert.Equal(TcpFlags.Syn | TcpFlags.Ack, s.Flags);
+        Assert.Equal(TcpHarness.Iss, s.Seq);
+        Assert.Equal(C, s.Ack);
+        Assert.Equal(1460, s.Segment.Mss);
+        Assert.Equal(7, s.Segment.WindowScale);
+        Assert.Equal(TcpState.SynReceived, h.Conn.State);
+        Assert.Equal(1000, h.Conn.SendMss); // min(client MSS, ours)
+    }
+
+    [Fact]
+    public void NoWindowScale_WhenClientDidNotOfferIt()
+    {
+        var h = new TcpHarness(clientWindowScale: -1);
+        h.Conn.Accept();
+        Assert.Equal(-1, Assert.Single(h.Take()).Segment.WindowScale);
+    }
+
+    [Fact]
+    public void WindowScaleZero_IsStillAnswered_SoTheClientKnowsScalingIsOn()
+    {
+        var h = new TcpHarness(new TcpOptions { WindowScale = 0 });
+        h.Conn.Accept();
+        Assert.Equal(0, Assert.Single(h.Take()).Segment.WindowScale);
+    }
+
+    [Fact]
+    public void Refuse_SendsRstAckingTheSyn()
+    {
+        var h = new TcpHarness();
+        h.Conn.Refuse();
+        var s = Assert.Single(h.Take());
+        Assert.Equal(TcpFlags.Rst | TcpFlags.Ack, s.Flags);
+        Assert.Equal(C, s.Ack);
+        Assert.True(h.Conn.IsClosed);
+    }
+
+    [Fact]
+    public void SynAck_IsRetransmittedWithBackoff_AndGivesUp()
+    {
+        var h = new TcpHarness(new TcpOptions { InitialRtoMs = 1000, SynAckRetries = 2 });
+        h.Conn.Accept();
+        h.Take();
+        h.Advance(999);
+        Assert.Empty(h.Take());
+        h.Advance(1);
+        Assert.Equal(TcpFlags.Syn | TcpFlags.Ack, Assert.Single(h.Take()).Flags);
+        h.Advance(1999);
+        Assert.Empty(h.Take());
+        h.Advance(1);
+        Assert.Single(h.Take());
+        h.Advance(4000);
+        Assert.True(h.Conn.IsClosed);
+    }
+
+    [Fact]
+    public void DuplicateSyn_InSynReceived_ResendsSynAck()
+    {
+        var h = new TcpHarness();
+        h.Conn.Accept();
+        h.Take();
+        h.Feed(TcpFlags.Syn, TcpHarness.ClientIsn, 0);
+        Assert.Equal(TcpFlags.Syn | TcpFlags.Ack, Assert.Single(h.Take()).Flags);
+    }
+
+    [Fact]
+    public async Task InOrderData_IsReadable_AndAckedEverySecondSegmentOrByTimer()
+    {
+        var h = new TcpHarness();
+        h.Establish();
+        h.Feed(TcpFlags.Ack | TcpFlags.Psh, C, S, "abc"u8);
+        Assert.Empty(h.Take()); // delayed
+        h.Advance(h.Options.DelayedAckMs);
+        var ack = Assert.Single(h.Take());
+        Assert.Equal(C + 3, ack.Ack);
+        h.Feed(TcpFlags.Ack, C + 3, S, "de"u8);
+        h.Feed(TcpFlags.Ack, C + 5, S, "f"u8);
+        Assert.Equal(C + 6, Assert.Single(h.Take()).Ack);
+        var buf = new byte[10];
+        var n = await h.Conn.ReadAsync(buf, CancellationToken.None);
+        Assert.Equal("abcdef", System.Text.Encoding.ASCII.GetString(buf, 0, n));
+    }
+
+    [Fact]
+    public async Task OutOfOrder_IsBufferedWithDupAcks_ThenDeliveredWhenTheHoleFills()
+    {
+        var h = new TcpHarness();
+        h.Establish();
+        h.Feed(TcpFlags.Ack, C + 3, S, "def"u8);
+        h.Feed(TcpFlags.Ack, C + 6, S, "ghi"u8);
+        var dup = h.Take();
+        Assert.Equal(2, dup.Count);
+        Assert.All(dup, d => Assert.Equal(C, d.Ack));
+        h.Feed(TcpFlags.Ack, C, S, "abc"u8);
+        Assert.Equal(C + 9, Assert.Single(h.Take()).Ack);
+        var buf = new byte[20];
+        var n = await h.Conn.ReadAsync(buf, CancellationToken.None);
+        Assert.Equal("abcdefghi", System.Text.Encoding.ASCII.GetString(buf, 0, n));
+    }
+
+    [Fact]
+    public async Task OverlappingRetransmission_IsTrimmed()
+    {
+        var h = new TcpHarness();
+        h.Establish();
+        h.Feed(TcpFlags.Ack, C, S, "abcd"u8);
+        h.Feed(TcpFlags.Ack, C + 2, S, "cdef"u8);
+        var buf = new byte[20];
+        var n = await h.Conn.ReadAsync(buf, CancellationToken.None);
+        Assert.Equal("abcdef", System.Text.Encoding.ASCII.GetString(buf, 0, n));
+    }
+
+    [Fact]
+    public async Task Data_IsSegmentedByMss_AndRetransmittedOnTimeout_WithBackoff()
+    {
+        // MinRto = 1 s so the zero-RTT sample of the first ACK keeps the RTO at 1 s.
+        var h = new TcpHarness(new TcpOptions { InitialRtoMs = 1000, MinRtoMs = 1000 });
+        h.Establish();
+        await h.Conn.WriteAsync(new byte[2500], CancellationToken.None);
+        var segs = h.Take();
+        Assert.Equal([1000, 1000, 500], segs.Select(s => s.Data.Length));
+        Assert.Equal([S, S + 1000, S + 2000], segs.Select(s => s.Seq));
+        h.Feed(TcpFlags.Ack, C, S + 1000);
+        h.Advance(999);
+        Assert.Empty(h.Take());
+        h.Advance(1);
+        var re = Assert.Single(h.Take());
+        Assert.Equal(S + 1000, re.Seq);
+        Assert.Equal(1000, re.Data.Length);
+        Assert.Equal(2000, h.Conn.RetransmissionTimeoutMs);
+        Assert.Equal(1000, h.Conn.CongestionWindow);
+        h.Feed(TcpFlags.Ack, C, S + 2000);
+        var rest = Assert.Single(h.Take());
+        Assert.Equal(S + 2000, rest.Seq);
+        h.Feed(TcpFlags.Ack, C, S + 2500);
+        Assert.Equal(0, h.Conn.BufferedSend);
+        Assert.Equal(1, h.Counters.TcpRetransmits);
+    }
+
+    [Fact]
+    public async Task ThreeDuplicateAcks_TriggerFastRetransmit()
+    {
+        var h = new TcpHarness();
+        h.Establish();
+        await h.Conn.WriteAsync(new byte[5000], CancellationToken.None);
+        Assert.Equal(5, h.Take().Count);
+        h.Feed(TcpFlags.Ack, C, S + 1000);
+        h.Feed(TcpFlags.Ack, C, S + 1000);
+        h.Feed(TcpFlags.Ack, C, S + 1000);
+        Assert.Empty(h.Take());
+        h.Feed(TcpFlags.Ack, C, S + 1000);
+        var re = Assert.Single(h.Take());
+        Assert.Equal(S + 1000, re.Seq);
+        Assert.Equal(1, h.Counters.TcpFastRetransmits);
+        // Partial ACK (NewReno): the next hole goes out at once.
+        h.Feed(TcpFlags.Ack, C, S + 3000);
+        Assert.Equal(S + 3000, Assert.Single(h.Take()).Seq);
+        h.Feed(TcpFlags.Ack, C, S + 5000);
+        Assert.Equal(0, h.Conn.BufferedSend);
+    }
+
+    [Fact]
+    public async Task RttSample_SetsRto_PerRfc6298()
+    {
+        var h = new TcpHarness(new TcpOptions { MinRtoMs = 10 });
+        h.Establish();
+        await h.Conn.WriteAsync(new byte[100], CancellationToken.None);
+        h.Take();
+        h.Clock.NowMilliseconds += 100;
+        h.Feed(TcpFlags.Ack, C, S + 100);
+        // First sample R: SRTT=R, RTTVAR=R/2, RTO = SRTT + 4*RTTVAR = 3R.
+        Assert.Equal(300, h.Conn.RetransmissionTimeoutMs);
+    }
+
+    [Fact]
+    public async Task ZeroWindow_StopsSending_ProbesWithBackoff_AndResumesOnUpdate()
+    {
+        var h = new TcpHarness(new TcpOptions { InitialRtoMs = 1000 });
+        h.Establish();
+        h.Feed(TcpFlags.Ack, C, S, default, window: 0);
+        await h.Conn.WriteAsync(new byte[100], CancellationToken.None);
+        Assert.Empty(h.Take());
+        h.Advance(1000);
+        var probe = Assert.Single(h.Take());
+        Assert.Equal(S - 1, probe.Seq);
+        Assert.Empty(probe.Data);
+        h.Advance(1000);
+        Assert.Empty(h.Take()); // backed off to 2 s
+        h.Advance(1000);
+        Assert.Single(h.Take());
+        h.Feed(TcpFlags.Ack, C, S, default, window: 100);
+        var data = Assert.Single(h.Take());
+        Assert.Equal(100, data.Data.Length);
+    }
+
+    [Fact]
+    public void ReceiveWindow_ClosesWhenTheApplicationDoesNotRead_AndReopensAfterRead()
+    {
+        var h = new TcpHarness(new TcpOptions { ReceiveBuffer = 8192, WindowScale = 0 });
+        h.Establish();
+        for (uint i = 0; i < 8; i++) h.Feed(TcpFlags.Ack, C + i * 1024, S, new byte[1024]);
+        var last = h.Take().Last();
+        Assert.Equal(C + 8192, last.Ack);
+        Assert.Equal(0, last.Segment.Window);
+        // A segment beyond the closed window is not accepted: the answer is an ACK for what we have.
+        h.Feed(TcpFlags.Ack, C + 8192, S, new byte[10]);
+        var resp = Assert.Single(h.Take());
+        Assert.Equal(C + 8192, resp.Ack);
+        Assert.Equal(8192, h.Conn.BufferedReceive);
+        var buf = new byte[8192];
+        var read = h.Conn.ReadAsync(buf, CancellationToken.None);
+        Assert.True(read.IsCompletedSuccessfully);
+        var update = Assert.Single(h.Take());
+        Assert.Equal(8192, update.Segment.Window);
+    }
+
+    [Fact]
+    public async Task ClientFin_EndsReads_WeCanStillWrite_ThenOurFinClosesAfterAck()
+    {
+        var h = new TcpHarness();
+        h.Establish();
+        h.Feed(TcpFlags.Ack | TcpFlags.Fin, C, S, "bye"u8);
+        Assert.Equal(TcpState.CloseWait, h.Conn.State);
+        Assert.Equal(C + 4, Assert.Single(h.Take()).Ack);
+        var buf = new byte[10];
+        Assert.Equal(3, await h.Conn.ReadAsync(buf, CancellationToken.None));
+        Assert.Equal(0, await h.Conn.ReadAsync(buf, CancellationToken.None));
+        await h.Conn.WriteAsync("reply"u8.ToArray(), CancellationToken.None);
+        h.Conn.ShutdownWrite();
+        var segs = h.Take();
+        Assert.Equal(2, segs.Count);
+        Assert.Equal(TcpFlags.Fin | TcpFlags.Ack, segs[1].Flags);
+        Assert.Equal(S + 5, segs[1].Seq);
+        Assert.Equal(TcpState.LastAck, h.Conn.State);
+        h.Feed(TcpFlags.Ack, C + 4, S + 6);
+        Assert.True(h.Conn.IsClosed);
+    }
+
+    [Fact]
+    public async Task OurFinFirst_FinWait_ThenTimeWaitIsBounded_AndReAcksRetransmittedFin()
+    {
+        var h = new TcpHarness(new TcpOptions { TimeWaitMs = 500 });
+        h.Establish();
+        h.Conn.ShutdownWrite();
+        Assert.Equal(TcpFlags.Fin | TcpFlags.Ack, Assert.Single(h.Take()).Flags);
+        Assert.Equal(TcpState.FinWait1, h.Conn.State);
+        h.Feed(TcpFlags.Ack, C, S + 1);
+        Assert.Equal(TcpState.FinWait2, h.Conn.State);
+        // Half-close: the client can still send data.
+        h.Feed(TcpFlags.Ack, C, S + 1, "late"u8);
+        h.Feed(TcpFlags.Ack | TcpFlags.Fin, C + 4, S + 1);
+        Assert.Equal(TcpState.TimeWait, h.Conn.State);
+        Assert.Equal(C + 5, h.Take().Last().Ack);
+        var buf = new byte[10];
+        Assert.Equal(4, await h.Conn.ReadAsync(buf, CancellationToken.None));
+        h.Feed(TcpFlags.Ack | TcpFlags.Fin, C + 4, S + 1);
+        Assert.Equal(C + 5, Assert.Single(h.Take()).Ack);
+        h.Advance(499);
+        Assert.Equal(TcpState.TimeWait, h.Conn.State);
+        h.Advance(1);
+        Assert.True(h.Conn.IsClosed);
+    }
+
+    [Fact]
+    public async Task SimultaneousClose_GoesThroughClosing()
+    {
+        var h = new TcpHarness(new TcpOptions { TimeWaitMs = 100 });
+        h.Establish();
+        h.Conn.ShutdownWrite();
+        h.Take();
+        h.Feed(TcpFlags.Ack | TcpFlags.Fin, C, S);
+        Assert.Equal(TcpState.Closing, h.Conn.State);
+        h.Feed(TcpFlags.Ack, C + 1, S + 1);
+        Assert.Equal(TcpState.TimeWait, h.Conn.State);
+        Assert.Equal(0, await h.Conn.ReadAsync(new byte[1], CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task ExactRst_ResetsReadsAndWrites_InWindowRstGetsChallengeAck_OutOfWindowIgnored()
+    {
+        var h = new TcpHarness();
+        h.Establish();
+        h.Feed(TcpFlags.Rst, C + 100_000_000, 0);
+        Assert.Empty(h.Take());
+        h.Feed(TcpFlags.Rst, C + 10, 0);
+        Assert.Equal(TcpFlags.Ack, Assert.Single(h.Take()).Flags);
+        Assert.Equal(TcpState.Established, h.Conn.State);
+        h.Feed(TcpFlags.Rst, C, 0);
+        Assert.True(h.Conn.IsClosed);
+        await Assert.ThrowsAsync<IOException>(async () => await h.Conn.ReadAsync(new byte[1], CancellationToken.None));
+        await Assert.ThrowsAsync<IOException>(async () => await h.Conn.WriteAsync(new byte[1], CancellationToken.None));
+    }
+
+    [Fact]
+    public void Abort_SendsRst()
+    {
+        var h = new TcpHarness();
+        h.Establish();
+        h.Conn.Abort();
+        var rst = Assert.Single(h.Take());
+        Assert.Equal(TcpFlags.Rst | TcpFlags.Ack, rst.Flags);
+        Assert.Equal(S, rst.Seq);
+        Assert.True(h.Conn.IsClosed);
+    }
+
+    [Fact]
+    public async Task TooManyTimeouts_ResetTheFlow()
+    {
+        var h = new TcpHarness(new TcpOptions { InitialRtoMs = 200, MaxRetransmits = 3 });
+        h.Establish();
+        await h.Conn.WriteAsync(new byte[10], CancellationToken.None);
+        for (var i = 0; i < 10 && !h.Conn.IsClosed; i++) h.Advance(60_000);
+        Assert.True(h.Conn.IsClosed);
+        Assert.Equal(TcpFlags.Rst | TcpFlags.Ack, h.Take().Last().Flags);
+    }
+
+    [Fact]
+    public void AckForUnsentData_IsAnsweredWithAck_AndIgnored()
+    {
+        var h = new TcpHarness();
+        h.Establish();
+        h.Feed(TcpFlags.Ack, C, S + 500);
+        Assert.Equal(S, Assert.Single(h.Take()).Seq);
+    }
+
+    [Fact]
+    public void SynOnEstablishedFlow_GetsChallengeAck()
+    {
+        var h = new TcpHarness();
+        h.Establish();
+        h.Feed(TcpFlags.Syn, C + 5, 0);
+        Assert.Equal(TcpFlags.Ack, Assert.Single(h.Take()).Flags);
+        Assert.Equal(TcpState.Established, h.Conn.State);
+    }
+
+    [Fact]
+    public void OutOfOrderQueue_IsBoundedBySegmentCountAndBudget()
+    {
+        var h = new TcpHarness(new TcpOptions { MaxOutOfOrderSegments = 4 });
+        h.Establish();
+        for (uint i = 1; i <= 10; i++) h.Feed(TcpFlags.Ack, C + i * 100, S, new byte[50]);
+        Assert.Equal(6, h.Counters.TcpOutOfOrderDropped);
+        Assert.True(h.Budget.Used <= 4 * 50);
+    }
+}

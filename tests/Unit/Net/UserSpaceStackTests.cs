@@ -1,0 +1,157 @@
+using System.Net;
+using KtConnect.Engine.Net;
+
+namespace KtConnect.Tests.Unit.Net;
+
+public class UserSpaceStackTests
+{
+    private static readonly UInt128 Client = IpPacket.FromAddress(IPAddress.Parse("10.0.0.2"));
+    private static readonly UInt128 Cluster = IpPacket.FromAddress(IPAddress.Parse("10.96.0.10"));
+
+    private sealed class Refusing : IFlowDialer
+    {
+        public List<IPEndPoint> Calls { get; } = [];
+
+        public Task<Stream> DialAsync(IPEndPoint destination, CancellationToken cancellationToken)
+        {
+            lock (Calls) Calls.Add(destination);
+            return Task.FromException<Stream>(new IOException("refused"));
+        }
+    }
+
+    private static byte[] Tcp(TcpFlags flags, uint seq, uint ack, ushort mss = 0)
+    {
+        var buf = new byte[100];
+        var n = TcpSegment.Write(buf, false, Client, Cluster, 40000, 80, seq, ack, flags, 1000, 0, mss, mss != 0 ? 7 : -1);
+        return buf[..n];
+    }
+
+    private static async Task<List<byte[]>> WaitForAsync(ListSink sink, int count)
+    {
+        var got = new List<byte[]>();
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (got.Count < count && DateTime.UtcNow < deadline)
+        {
+            got.AddRange(sink.Take());
+            if (got.Count < count) await Task.Delay(10);
+        }
+        return got;
+    }
+
+    [Fact]
+    public async Task Syn_ToRefusedDestination_IsDialedThenReset()
+    {
+        var sink = new ListSink();
+        var dialer = new Refusing();
+        await using var stack = new UserSpaceStack(sink, dialer);
+        stack.HandlePacket(Tcp(TcpFlags.Syn, 100, 0, 1460));
+        var rst = Sent.Parse(Assert.Single(await WaitForAsync(sink, 1)));
+        Assert.Equal(TcpFlags.Rst | TcpFlags.Ack, rst.Flags);
+        Assert.Equal(101u, rst.Ack);
+        Assert.Equal(new IPEndPoint(IPAddress.Parse("10.96.0.10"), 80), Assert.Single(dialer.Calls));
+        stack.Tick();
+        Assert.Equal(0, stack.FlowCount);
+        Assert.Equal(1, stack.Counters.TcpFlowsRefused);
+    }
+
+    [Fact]
+    public async Task SegmentForUnknownFlow_GetsRst_AndRstGetsNothing()
+    {
+        var sink = new ListSink();
+        await using var stack = new UserSpaceStack(sink, new Refusing());
+        stack.HandlePacket(Tcp(TcpFlags.Ack, 100, 777));
+        var rst = Sent.Parse(Assert.Single(sink.Take()));
+        Assert.Equal(TcpFlags.Rst, rst.Flags);
+        Assert.Equal(777u, rst.Seq);
+        stack.HandlePacket(Tcp(TcpFlags.Rst, 100, 0));
+        Assert.Empty(sink.Take());
+    }
+
+    [Fact]
+    public async Task FlowLimit_ResetsNewSyns()
+    {
+        var sink = new ListSink();
+        await using var stack = new UserSpaceStack(sink, new Refusing(), new StackOptions { MaxFlows = 0 });
+        stack.HandlePacket(Tcp(TcpFlags.Syn, 100, 0, 1460));
+        Assert.Equal(TcpFlags.Rst | TcpFlags.Ack, Sent.Parse(Assert.Single(sink.Take())).Flags);
+        Assert.Equal(1, stack.Counters.TcpFlowsRejectedByLimit);
+    }
+
+    [Fact]
+    public async Task Udp_NotServed_GetsPortUnreachable_IcmpAndFragmentsAreDroppedWithCounters()
+    {
+        var sink = new ListSink();
+        await using var stack = new UserSpaceStack(sink, new Refusing());
+        var buf = new byte[200];
+        var n = UdpDatagram.Write(buf, false, Client, Cluster, 5000, 9999, "x"u8);
+        stack.HandlePacket(buf.AsSpan(0, n));
+        var reply = Assert.Single(sink.Take());
+        IpPacket.TryParse(reply, out var ip);
+        Assert.Equal(IpProtocol.Icmp, ip.Protocol);
+        Assert.Equal(3, reply[ip.PayloadOffset]);
+
+        // An ICMP echo request: no reply.
+        var echo = new byte[28];
+        IpPacket.WriteHeader(echo, false, Client, Cluster, IpProtocol.Icmp, 8);
+        echo[20] = 8;
+        stack.HandlePacket(echo);
+        Assert.Empty(sink.Take());
+        Assert.Equal(1, stack.Counters.IcmpIgnored);
+
+        // A fragment: counted, dropped.
+        buf[6] = 0x20;
+        buf[10] = 0;
+        buf[11] = 0;
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(buf.AsSpan(10), Checksum.Finish(Checksum.Add(0, buf.AsSpan(0, 20))));
+        stack.HandlePacket(buf.AsSpan(0, n));
+        Assert.Empty(sink.Take());
+        Assert.Equal(1, stack.Counters.Fragments);
+    }
+
+    private sealed class Reverse : IUdpDatagramHandler
+    {
+        public bool Serves(IPEndPoint destination) => destination.Port == 53;
+
+        public ValueTask<ReadOnlyMemory<byte>> HandleAsync(ReadOnlyMemory<byte> datagram, IPEndPoint client, IPEndPoint destination,
+            CancellationToken cancellationToken) => ValueTask.FromResult<ReadOnlyMemory<byte>>(datagram.ToArray().Reverse().ToArray());
+    }
+
+    [Fact]
+    public async Task Udp_ToHandler_IsAnsweredFromTheDestinationAddress()
+    {
+        var sink = new ListSink();
+        await using var stack = new UserSpaceStack(sink, new Refusing(), udp: new Reverse());
+        var buf = new byte[200];
+        var n = UdpDatagram.Write(buf, false, Client, Cluster, 5000, 53, "abc"u8);
+        stack.HandlePacket(buf.AsSpan(0, n));
+        var reply = Assert.Single(await WaitForAsync(sink, 1));
+        IpPacket.TryParse(reply, out var ip);
+        UdpDatagram.TryParse(reply, ip, out var udp);
+        Assert.Equal((Cluster, Client, (ushort)53, (ushort)5000), (ip.Source, ip.Destination, udp.SourcePort, udp.DestinationPort));
+        Assert.Equal("cba"u8.ToArray(), reply.AsSpan(udp.DataOffset, udp.DataLength).ToArray());
+    }
+
+    private sealed class FailingDevice : IPacketDevice
+    {
+        public int Mtu => 1500;
+
+        public int ReadPacket(Span<byte> buffer) => throw new IOException("device gone");
+
+        public void WritePacket(ReadOnlySpan<byte> packet)
+        {
+        }
+
+        public void Dispose()
+        {
+        }
+    }
+
+    [Fact]
+    public async Task DeviceFailure_FaultsCompletion()
+    {
+        await using var stack = new UserSpaceStack(new FailingDevice(), new Refusing());
+        stack.Start();
+        var e = await Assert.ThrowsAsync<IOException>(() => stack.Completion.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal("device gone", e.Message);
+    }
+}
