@@ -17,7 +17,7 @@ public sealed class TcpFlowDialer : IFlowDialer, IHostDialer
     public async Task<Stream> DialAsync(string host, int port, CancellationToken cancellationToken)
     {
         if (IPAddress.TryParse(host, out var address)) return await DialAsync(new IPEndPoint(address, port), cancellationToken).ConfigureAwait(false);
-        var addresses = await Dns.GetHostAddressesAsync(host, cancellationToken).ConfigureAwait(false);
+        var addresses = await System.Net.Dns.GetHostAddressesAsync(host, cancellationToken).ConfigureAwait(false);
         if (addresses.Length == 0) throw new SocketException((int)SocketError.HostNotFound);
         return await DialAsync(new IPEndPoint(addresses[0], port), cancellationToken).ConfigureAwait(false);
     }
