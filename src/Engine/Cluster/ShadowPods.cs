@@ -237,18 +237,39 @@ public sealed class ShadowPods
         }
         try
         {
-            var updated = await client.UpdateWithRetryAsync(spec.Name, o =>
-            {
-                if (o.Metadata.DeletionTimestamp is not null) throw new KubeConflictExceptionRetry();
-                var n = KtConventions.ParseRefCount(o.Metadata.GetAnnotation(KtConventions.RefCountAnnotation));
-                o.Metadata.SetAnnotation(KtConventions.RefCountAnnotation, (n + 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
-                return true;
-            }, spec.Namespace, ct).ConfigureAwait(false);
+            var updated = await ChangeRefCountAsync(client, spec.Name, spec.Namespace, +1, ct).ConfigureAwait(false);
             return (false, target(updated), KtConventions.ParseRefCount(updated.Metadata.GetAnnotation(KtConventions.RefCountAnnotation)));
         }
         catch (KubeNotFoundException)
         {
             throw new KubeConflictExceptionRetry();
+        }
+    }
+
+    /// <summary>
+    /// kt-ref-count += delta (never below 0) by GET/PUT with the resourceVersion precondition. Many users joining at
+    /// once can exhaust the client's conflict retries, so conflicts are retried here too, with jitter.
+    /// </summary>
+    private static async Task<T> ChangeRefCountAsync<T>(ResourceClient<T> client, string name, string ns, int delta, CancellationToken ct)
+        where T : KubeObject
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                return await client.UpdateWithRetryAsync(name, o =>
+                {
+                    if (delta > 0 && o.Metadata.DeletionTimestamp is not null) throw new KubeConflictExceptionRetry();
+                    var n = KtConventions.ParseRefCount(o.Metadata.GetAnnotation(KtConventions.RefCountAnnotation));
+                    o.Metadata.SetAnnotation(KtConventions.RefCountAnnotation,
+                        Math.Max(0, n + delta).ToString(System.Globalization.CultureInfo.InvariantCulture));
+                    return true;
+                }, ns, ct).ConfigureAwait(false);
+            }
+            catch (KubeConflictException) when (attempt < 20)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(5, 50)), ct).ConfigureAwait(false);
+            }
         }
     }
 
@@ -266,12 +287,7 @@ public sealed class ShadowPods
         T updated;
         try
         {
-            updated = await client.UpdateWithRetryAsync(name, o =>
-            {
-                var n = KtConventions.ParseRefCount(o.Metadata.GetAnnotation(KtConventions.RefCountAnnotation));
-                o.Metadata.SetAnnotation(KtConventions.RefCountAnnotation, Math.Max(0, n - 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
-                return true;
-            }, ns, ct).ConfigureAwait(false);
+            updated = await ChangeRefCountAsync(client, name, ns, -1, ct).ConfigureAwait(false);
         }
         catch (KubeNotFoundException)
         {
