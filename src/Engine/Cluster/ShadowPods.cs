@@ -53,11 +53,29 @@ public sealed class ShadowPods
                 owner = new OwnerReference { ApiVersion = "v1", Kind = "Pod", Name = spec.Name, Uid = p.Metadata.Uid };
             }
             handle.WorkloadCreated = true;
-            await _client.ConfigMaps.UpdateWithRetryAsync(spec.Name, cm =>
+            try
             {
-                cm.Metadata.OwnerReferences = [owner];
-                return true;
-            }, spec.Namespace, cancellationToken).ConfigureAwait(false);
+                // Merge patch (the 'patch' verb kt-connect's minimal RBAC grants): the garbage collector then removes the
+                // ConfigMap with its shadow even if this process dies before its undo runs.
+                var ownerPatch = new System.Text.Json.Nodes.JsonObject
+                {
+                    ["metadata"] = new System.Text.Json.Nodes.JsonObject
+                    {
+                        ["ownerReferences"] = new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject
+                        {
+                            ["apiVersion"] = owner.ApiVersion,
+                            ["kind"] = owner.Kind,
+                            ["name"] = owner.Name,
+                            ["uid"] = owner.Uid,
+                        }),
+                    },
+                };
+                await _client.ConfigMaps.PatchAsync(spec.Name, KubePatch.Merge(ownerPatch), spec.Namespace, cancellationToken).ConfigureAwait(false);
+            }
+            catch (KubeForbiddenException)
+            {
+                // Without patch on configmaps the undo (and clean) still delete it.
+            }
             return handle;
         }
         catch
@@ -247,28 +265,29 @@ public sealed class ShadowPods
     }
 
     /// <summary>
-    /// kt-ref-count += delta (never below 0) by GET/PUT with the resourceVersion precondition. Many users joining at
-    /// once can exhaust the client's conflict retries, so conflicts are retried here too, with jitter.
+    /// kt-ref-count += delta (never below 0) as a compare-and-swap that needs only get and patch (the verbs kt-connect's
+    /// minimal RBAC grants): a JSON patch that tests the resourceVersion read, then sets the annotation. A failed test
+    /// (someone else changed the object) re-reads and tries again, with jitter.
     /// </summary>
     private static async Task<T> ChangeRefCountAsync<T>(ResourceClient<T> client, string name, string ns, int delta, CancellationToken ct)
         where T : KubeObject
     {
         for (var attempt = 0; ; attempt++)
         {
+            var current = await client.GetAsync(name, ns, ct).ConfigureAwait(false);
+            if (delta > 0 && current.Metadata.DeletionTimestamp is not null) throw new KubeConflictExceptionRetry();
+            var n = KtConventions.ParseRefCount(current.Metadata.GetAnnotation(KtConventions.RefCountAnnotation));
+            var value = Math.Max(0, n + delta).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            var ops = new JsonPatchBuilder().Test("/metadata/resourceVersion", current.Metadata.ResourceVersion);
+            if (current.Metadata.Annotations is null) ops.Add("/metadata/annotations", new System.Text.Json.Nodes.JsonObject());
+            ops.Add("/metadata/annotations/" + JsonPatchBuilder.Escape(KtConventions.RefCountAnnotation), value);
             try
             {
-                return await client.UpdateWithRetryAsync(name, o =>
-                {
-                    if (delta > 0 && o.Metadata.DeletionTimestamp is not null) throw new KubeConflictExceptionRetry();
-                    var n = KtConventions.ParseRefCount(o.Metadata.GetAnnotation(KtConventions.RefCountAnnotation));
-                    o.Metadata.SetAnnotation(KtConventions.RefCountAnnotation,
-                        Math.Max(0, n + delta).ToString(System.Globalization.CultureInfo.InvariantCulture));
-                    return true;
-                }, ns, ct).ConfigureAwait(false);
+                return await client.PatchAsync(name, KubePatch.Json(ops), ns, ct).ConfigureAwait(false);
             }
-            catch (KubeConflictException) when (attempt < 20)
+            catch (KubeApiException e) when (e is KubeInvalidException or KubeConflictException && attempt < 50)
             {
-                await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(5, 50)), ct).ConfigureAwait(false);
+                await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(2, 30)), ct).ConfigureAwait(false);
             }
         }
     }
