@@ -111,36 +111,67 @@ public sealed class ShadowPods
         var stage = ShadowPodStage.Scheduling;
         string? lastStatus = null;
         output.Progress(ProgressActivity, "Scheduling " + name, 10);
-        await using var watcher = _client.Pods.CreateWatcher(ns, options).Start();
+
+        // One observation of the pod: the ready pod, or null to keep waiting; failures throw.
+        Pod? Observe(Pod pod, bool deleted)
+        {
+            var podName = pod.Metadata.Name ?? name;
+            if (deleted)
+            {
+                if (options.FieldSelector is null) return null; // a Deployment's old pod going away
+                throw new ShadowPodException(ShadowPodErrors.Deleted, KtErrorCategory.OperationStopped,
+                    $"The shadow pod '{podName}' was deleted while KtConnect waited for it. Run the command again.", podName, "Deleted");
+            }
+            var progress = ShadowPodStatus.Evaluate(pod);
+            if (progress.Failure is not null)
+            {
+                output.Progress(ProgressActivity, progress.Status, 100, completed: true);
+                throw progress.Failure;
+            }
+            stage = progress.Stage;
+            if (progress.Status != lastStatus)
+            {
+                lastStatus = progress.Status;
+                output.Progress(ProgressActivity, progress.Status + " " + podName, progress.Percent, completed: progress.IsReady);
+                output.Verbose($"Shadow pod {ns}/{podName}: {progress.Status}");
+            }
+            return progress.IsReady ? pod : null;
+        }
+
         try
         {
-            await foreach (var e in watcher.ReadAllAsync(cts.Token).ConfigureAwait(false))
+            try
             {
-                if (e.Object is null) continue;
-                var podName = e.Object.Metadata.Name ?? name;
-                if (e.Type == WatchEventType.Deleted)
+                await using var watcher = _client.Pods.CreateWatcher(ns, options).Start();
+                await foreach (var e in watcher.ReadAllAsync(cts.Token).ConfigureAwait(false))
                 {
-                    if (options.FieldSelector is null) continue; // a Deployment's old pod going away
-                    throw new ShadowPodException(ShadowPodErrors.Deleted, KtErrorCategory.OperationStopped,
-                        $"The shadow pod '{podName}' was deleted while KtConnect waited for it. Run the command again.", podName, "Deleted");
+                    if (e.Object is not null && Observe(e.Object, e.Type == WatchEventType.Deleted) is { } ready) return ready;
                 }
-                var progress = ShadowPodStatus.Evaluate(e.Object);
-                if (progress.Failure is not null)
-                {
-                    output.Progress(ProgressActivity, progress.Status, 100, completed: true);
-                    throw progress.Failure;
-                }
-                stage = progress.Stage;
-                if (progress.Status != lastStatus)
-                {
-                    lastStatus = progress.Status;
-                    output.Progress(ProgressActivity, progress.Status + " " + podName, progress.Percent, completed: progress.IsReady);
-                    output.Verbose($"Shadow pod {ns}/{podName}: {progress.Status}");
-                }
-                if (progress.IsReady) return e.Object;
+                await watcher.Completion.ConfigureAwait(false);
+                throw new OperationCanceledException(cts.Token);
             }
-            await watcher.Completion.ConfigureAwait(false);
-            throw new OperationCanceledException(cts.Token);
+            catch (KubeForbiddenException e) when (e.Verb is "watch" or "list")
+            {
+                // kt-connect's sample RBAC grants no watch on pods (§1.9.10): poll with get/list instead.
+                output.Debug($"No permission to {e.Verb} pods ({e.ServerMessage}); polling the shadow pod instead.");
+            }
+            while (true)
+            {
+                if (options.FieldSelector is not null)
+                {
+                    var pod = await _client.Pods.TryGetAsync(name, ns, cts.Token).ConfigureAwait(false);
+                    if (Observe(pod ?? new Pod { Metadata = new ObjectMeta { Name = name } }, pod is null) is { } ready) return ready;
+                }
+                else
+                {
+                    var pods = await _client.Pods.ListAsync(ns, options, cts.Token).ConfigureAwait(false);
+                    foreach (var pod in pods.Items)
+                    {
+                        if (Observe(pod, false) is { } ready) return ready;
+                    }
+                }
+                await Task.Delay(PollInterval, cts.Token).ConfigureAwait(false);
+            }
         }
         catch (OperationCanceledException) when (cts.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
@@ -151,6 +182,9 @@ public sealed class ShadowPods
                 ". Look at its events (kubectl describe pod), or allow more time with --podCreationTimeout (-Timeout).", name, stage.ToString());
         }
     }
+
+    /// <summary>How often the pod is polled when watching is not allowed.</summary>
+    public TimeSpan PollInterval { get; init; } = TimeSpan.FromSeconds(1);
 
     /// <summary>
     /// Reads the shadow sshd's host public keys through exec in container <c>standalone</c> (no stdin: on exec v4 it

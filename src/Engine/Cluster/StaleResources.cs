@@ -40,8 +40,14 @@ public sealed record CleanupAction(CleanupActionKind Kind, string Namespace, str
     public override string ToString() => Description;
 }
 
-/// <summary>A cleanup plan: restorations first, then deletions, in the order <see cref="StaleResources.ExecuteAsync"/> applies them.</summary>
-public sealed record CleanupPlan(string Namespace, DateTimeOffset ClusterTime, TimeSpan Threshold, IReadOnlyList<CleanupAction> Actions);
+/// <summary>
+/// A cleanup plan: restorations first, then deletions, in the order <see cref="StaleResources.ExecuteAsync"/> applies them.
+/// <see cref="Warnings"/> name what needs a person (for example a <c>kt-selector</c> that is not valid JSON).
+/// </summary>
+public sealed record CleanupPlan(string Namespace, DateTimeOffset ClusterTime, TimeSpan Threshold, IReadOnlyList<CleanupAction> Actions)
+{
+    public IReadOnlyList<string> Warnings { get; init; } = [];
+}
 
 /// <summary>The outcome of one action.</summary>
 public sealed record CleanupOutcome(CleanupAction Action, bool Done, string? Error);
@@ -78,6 +84,7 @@ public sealed class StaleResources
                 : "no heartbeat";
 
         var restores = new List<CleanupAction>();
+        var warnings = new List<string>();
         var deletes = new List<CleanupAction>();
         var restoredServices = new HashSet<string>(StringComparer.Ordinal);
         var scaled = new HashSet<string>(StringComparer.Ordinal);
@@ -111,10 +118,17 @@ public sealed class StaleResources
         {
             var annotation = svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation);
             if (annotation is null || !restoredServices.Add(svc.Metadata.Name ?? "")) return;
-            restores.Add(new CleanupAction(CleanupActionKind.RestoreServiceSelector, ns, svc.Metadata.Name ?? "", reason)
+            try
             {
-                Selector = KtConventions.ParseSelector(annotation, svc.Key),
-            });
+                restores.Add(new CleanupAction(CleanupActionKind.RestoreServiceSelector, ns, svc.Metadata.Name ?? "", reason)
+                {
+                    Selector = KtConventions.ParseSelector(annotation, svc.Key),
+                });
+            }
+            catch (KtAnnotationInvalidException e)
+            {
+                warnings.Add(e.Message);
+            }
         }
 
         var stalePods = new HashSet<string>(StringComparer.Ordinal);
@@ -161,7 +175,7 @@ public sealed class StaleResources
         {
             deletes.Add(new CleanupAction(CleanupActionKind.DeleteConfigMap, ns, cm.Metadata.Name ?? "", Age(cm)));
         }
-        return new CleanupPlan(ns, now, limit, [.. restores, .. deletes]);
+        return new CleanupPlan(ns, now, limit, [.. restores, .. deletes]) { Warnings = warnings };
     }
 
     private static bool Matches(IReadOnlyDictionary<string, string> selector, IReadOnlyDictionary<string, string>? labels) =>
