@@ -70,11 +70,28 @@ public sealed class StaleResources
         ArgumentException.ThrowIfNullOrEmpty(ns);
         var limit = threshold ?? KtConventions.DefaultStaleThreshold;
         var kt = new ListOptions { LabelSelector = KtConventions.ControlBySelector };
-        var pods = (await _client.Pods.ListAllAsync(ns, null, cancellationToken: cancellationToken).ConfigureAwait(false)).Items;
-        var deployments = (await _client.Deployments.ListAllAsync(ns, kt, cancellationToken: cancellationToken).ConfigureAwait(false)).Items;
-        var configMaps = (await _client.ConfigMaps.ListAllAsync(ns, kt, cancellationToken: cancellationToken).ConfigureAwait(false)).Items;
-        var services = (await _client.Services.ListAllAsync(ns, null, cancellationToken: cancellationToken).ConfigureAwait(false)).Items;
-        var now = _client.Clock.UtcNow; // the lists above observed the server's Date header
+        var warnings = new List<string>();
+        // What we may not list we cannot clean; say so instead of failing the whole plan (kt-connect's minimal RBAC
+        // grants no list on configmaps or deployments, §1.9.10).
+        async Task<List<T>> List<T>(ResourceClient<T> client, ListOptions? options) where T : KubeObject
+        {
+            try
+            {
+                return (await client.ListAllAsync(ns, options, cancellationToken: cancellationToken).ConfigureAwait(false)).Items;
+            }
+            catch (KubeForbiddenException e)
+            {
+                warnings.Add($"Cannot list {client.Resource.Plural} in '{ns}' ({e.ServerMessage}); they were not checked.");
+                return [];
+            }
+        }
+        var pods = await List(_client.Pods, null).ConfigureAwait(false);
+        var allDeployments = await List(_client.Deployments, null).ConfigureAwait(false);
+        var deployments = allDeployments.Where(d => d.Metadata.GetLabel(KtConventions.ControlByLabel) == KtConventions.ControlByValue).ToList();
+        var configMaps = await List(_client.ConfigMaps, kt).ConfigureAwait(false);
+        var services = await List(_client.Services, null).ConfigureAwait(false);
+        if (!_client.Clock.IsKnown) await _client.GetServerVersionAsync(cancellationToken).ConfigureAwait(false);
+        var now = _client.Clock.UtcNow; // cluster time: the server's Date header, never the local clock
 
         bool Stale(KubeObject o) =>
             KtConventions.TryParseUnixSeconds(o.Metadata.GetAnnotation(KtConventions.HeartbeatAnnotation), out var beat) && now - beat > limit;
@@ -84,16 +101,12 @@ public sealed class StaleResources
                 : "no heartbeat";
 
         var restores = new List<CleanupAction>();
-        var warnings = new List<string>();
         var deletes = new List<CleanupAction>();
         var restoredServices = new HashSet<string>(StringComparer.Ordinal);
         var scaled = new HashSet<string>(StringComparer.Ordinal);
         var servicesByName = services.ToDictionary(s => s.Metadata.Name ?? "", StringComparer.Ordinal);
         var deploymentsByName = new Dictionary<string, Deployment>(StringComparer.Ordinal);
-        foreach (var d in (await _client.Deployments.ListAllAsync(ns, null, cancellationToken: cancellationToken).ConfigureAwait(false)).Items)
-        {
-            deploymentsByName[d.Metadata.Name ?? ""] = d;
-        }
+        foreach (var d in allDeployments) deploymentsByName[d.Metadata.Name ?? ""] = d;
 
         void Recover(KubeObject owner)
         {

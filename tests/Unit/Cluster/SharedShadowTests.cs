@@ -37,6 +37,18 @@ public sealed class SharedShadowTests
 
         await undo.Single()(CancellationToken.None);
         Assert.False(first.DeletedOnRelease);
+        // The joiner keeps the shared shadow alive on its own after the creator left (ktctl's defect §1.9.6).
+        sim.Server.Store.Mutate(ResourceTypes.Pods, Ns, KtConventions.SharedShadowName, pod =>
+        {
+            pod["metadata"]!["annotations"]![KtConventions.HeartbeatAnnotation] = "1";
+            return pod;
+        });
+        await using (var beat = new Heartbeat(sim.Client))
+        {
+            beat.Track(second.Objects);
+            Assert.Equal(2, await beat.BeatOnceAsync());
+        }
+        Assert.NotEqual("1", sim.Server.Store.Get(ResourceTypes.Pods, Ns, KtConventions.SharedShadowName)!["metadata"]!["annotations"]![KtConventions.HeartbeatAnnotation]!.GetValue<string>());
         Assert.Equal("1", RefCount(sim.Server, ResourceTypes.Pods));
         await first.DisposeAsync(); // already released: no second decrement
         Assert.Equal("1", RefCount(sim.Server, ResourceTypes.Pods));
@@ -44,6 +56,9 @@ public sealed class SharedShadowTests
         Assert.True(second.DeletedOnRelease);
         Assert.Equal(0, ShadowPodTests.KtObjects(sim.Server));
     }
+
+    /// <summary>Compile-time check: a session's Defer is what creation and acquisition take.</summary>
+    internal static DeferUndo Adapt(KtConnect.Engine.Sessions.SessionContext context) => context.Defer;
 
     [Theory]
     [InlineData(false)]

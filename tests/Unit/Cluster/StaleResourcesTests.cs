@@ -173,4 +173,20 @@ public sealed class StaleResourcesTests
         Assert.Null(svc.Metadata.GetAnnotation("kt-lock"));
         Assert.False(await stale.RestoreServiceAsync(Ns, "orders")); // nothing recorded any more
     }
+
+    [Fact]
+    public async Task Unreadable_annotations_and_missing_permissions_become_warnings()
+    {
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false });
+        var old = KtConventions.FormatUnixSeconds(sim.Client.Clock.UtcNow.AddMinutes(-30));
+        Service(sim.Server, "broken", new() { ["kt-role"] = "shadow-exchange" }, new() { ["kt-selector"] = "app=broken" });
+        ConfigMap(sim.Server, "kt-connect-shadow-fffff", old);
+        Pod(sim.Server, "kt-connect-shadow-fffff", new() { ["control-by"] = "kt", ["kt-role"] = "shadow-connect" }, new() { ["kt-last-heart-beat"] = old });
+        sim.Server.Hooks.Authorize = i => !(i.Verb == "list" && i.Resource == "configmaps");
+        var plan = await new StaleResources(sim.Client).PlanAsync(Ns);
+        Assert.Equal(["DeletePod kt-connect-shadow-fffff"], plan.Actions.Select(a => $"{a.Kind} {a.Name}"));
+        Assert.Equal(2, plan.Warnings.Count);
+        Assert.Contains(plan.Warnings, w => w.Contains("kt-selector", StringComparison.Ordinal) && w.Contains("app=broken", StringComparison.Ordinal));
+        Assert.Contains(plan.Warnings, w => w.Contains("Cannot list configmaps", StringComparison.Ordinal));
+    }
 }
