@@ -34,25 +34,28 @@ public sealed class ShadowPods
         if (spec.UseDeployment && spec.Target is null) spec = spec with { Target = KtConventions.NewTarget() };
         var now = await ClusterNowAsync(_client, cancellationToken).ConfigureAwait(false);
         var handle = new ShadowPodHandle(_client, spec);
+        defer?.Invoke($"Delete shadow {(spec.UseDeployment ? "deployment" : "pod")} {spec.Namespace}/{spec.Name} and its ConfigMap", handle.DeleteAsync);
         try
         {
-            await Guard(spec, "configmaps", () => _client.ConfigMaps.CreateAsync(spec.BuildConfigMap(now), spec.Namespace, cancellationToken))
-                .ConfigureAwait(false);
+            // Each flag is set before its request: a create whose answer was lost (timeout, dropped connection) may have
+            // happened, so the undo deletes it; a definite answer from the server (any Status) clears it again.
             handle.ConfigMapCreated = true;
-            defer?.Invoke($"Delete shadow {(spec.UseDeployment ? "deployment" : "pod")} {spec.Namespace}/{spec.Name} and its ConfigMap", handle.DeleteAsync);
+            await Tracked(() => Guard(spec, "configmaps", () => _client.ConfigMaps.CreateAsync(spec.BuildConfigMap(now), spec.Namespace, cancellationToken)),
+                () => handle.ConfigMapCreated = false).ConfigureAwait(false);
             OwnerReference owner;
+            handle.WorkloadCreated = true;
             if (spec.UseDeployment)
             {
-                var d = await Guard(spec, "deployments", () => _client.Deployments.CreateAsync(spec.BuildDeployment(now), spec.Namespace, cancellationToken))
-                    .ConfigureAwait(false);
+                var d = await Tracked(() => Guard(spec, "deployments", () => _client.Deployments.CreateAsync(spec.BuildDeployment(now), spec.Namespace, cancellationToken)),
+                    () => handle.WorkloadCreated = false).ConfigureAwait(false);
                 owner = new OwnerReference { ApiVersion = "apps/v1", Kind = "Deployment", Name = spec.Name, Uid = d.Metadata.Uid };
             }
             else
             {
-                var p = await Guard(spec, "pods", () => _client.Pods.CreateAsync(spec.BuildPod(now), spec.Namespace, cancellationToken)).ConfigureAwait(false);
+                var p = await Tracked(() => Guard(spec, "pods", () => _client.Pods.CreateAsync(spec.BuildPod(now), spec.Namespace, cancellationToken)),
+                    () => handle.WorkloadCreated = false).ConfigureAwait(false);
                 owner = new OwnerReference { ApiVersion = "v1", Kind = "Pod", Name = spec.Name, Uid = p.Metadata.Uid };
             }
-            handle.WorkloadCreated = true;
             try
             {
                 // Merge patch (the 'patch' verb kt-connect's minimal RBAC grants): the garbage collector then removes the
@@ -80,7 +83,27 @@ public sealed class ShadowPods
         }
         catch
         {
-            await handle.DeleteAsync(CancellationToken.None).ConfigureAwait(false);
+            try
+            {
+                await handle.DeleteAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (KtException)
+            {
+                // Best effort here; the original error is what the user needs. The deferred undo tries again.
+            }
+            throw;
+        }
+    }
+
+    private static async Task<T> Tracked<T>(Func<Task<T>> create, Action notCreated)
+    {
+        try
+        {
+            return await create().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is KubeApiException || e.InnerException is KubeApiException)
+        {
+            notCreated();
             throw;
         }
     }
@@ -455,13 +478,26 @@ public sealed class ShadowPodHandle : IAsyncDisposable
     public async Task DeleteAsync(CancellationToken cancellationToken)
     {
         if (Interlocked.Exchange(ref _deleted, 1) != 0) return;
-        var foreground = new DeleteOptions { PropagationPolicy = PropagationPolicy.Background };
-        if (WorkloadCreated)
+        try
         {
-            if (IsDeployment) await _client.Deployments.DeleteIfExistsAsync(Name, Namespace, foreground, cancellationToken).ConfigureAwait(false);
-            else await _client.Pods.DeleteIfExistsAsync(Name, Namespace, foreground, cancellationToken).ConfigureAwait(false);
+            var background = new DeleteOptions { PropagationPolicy = PropagationPolicy.Background };
+            if (WorkloadCreated)
+            {
+                if (IsDeployment) await _client.Deployments.DeleteIfExistsAsync(Name, Namespace, background, cancellationToken).ConfigureAwait(false);
+                else await _client.Pods.DeleteIfExistsAsync(Name, Namespace, background, cancellationToken).ConfigureAwait(false);
+                WorkloadCreated = false;
+            }
+            if (ConfigMapCreated)
+            {
+                await _client.ConfigMaps.DeleteIfExistsAsync(Name, Namespace, null, cancellationToken).ConfigureAwait(false);
+                ConfigMapCreated = false;
+            }
         }
-        if (ConfigMapCreated) await _client.ConfigMaps.DeleteIfExistsAsync(Name, Namespace, null, cancellationToken).ConfigureAwait(false);
+        catch
+        {
+            Volatile.Write(ref _deleted, 0); // let a later undo try again
+            throw;
+        }
     }
 
     public async ValueTask DisposeAsync() => await DeleteAsync(CancellationToken.None).ConfigureAwait(false);
