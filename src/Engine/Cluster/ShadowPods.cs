@@ -119,6 +119,30 @@ public sealed class ShadowPods
         return WaitRunningAsync(handle.Namespace, handle.Name, options, output, timeout, cancellationToken);
     }
 
+    /// <summary>Waits for the shared shadow's pod (by name, or by <c>kt-target</c> for a Deployment).</summary>
+    public Task<Pod> WaitRunningAsync(SharedShadowLease lease, IKtOutput? output = null, TimeSpan? timeout = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(lease);
+        var options = lease.IsDeployment
+            ? new ListOptions { LabelSelector = KtConventions.TargetLabel + "=" + lease.Target }
+            : new ListOptions { FieldSelector = "metadata.name=" + lease.Name };
+        return WaitRunningAsync(lease.Namespace, lease.Name, options, output, timeout, cancellationToken);
+    }
+
+    /// <summary>
+    /// The whole start of a private shadow: <see cref="CreateAsync"/>, <see cref="WaitRunningAsync(ShadowPodHandle, IKtOutput?, TimeSpan?, CancellationToken)"/>,
+    /// <see cref="ReadHostKeysAsync"/>. The undo is registered through <paramref name="defer"/> before anything can fail.
+    /// </summary>
+    public async Task<RunningShadow> CreateRunningAsync(ShadowPodSpec spec, DeferUndo? defer, IKtOutput? output = null, TimeSpan? timeout = null,
+        CancellationToken cancellationToken = default)
+    {
+        var handle = await CreateAsync(spec, defer, cancellationToken).ConfigureAwait(false);
+        var pod = await WaitRunningAsync(handle, output, timeout, cancellationToken).ConfigureAwait(false);
+        var keys = await ReadHostKeysAsync(handle.Namespace, pod.Metadata.Name ?? handle.Name, cancellationToken).ConfigureAwait(false);
+        return new RunningShadow(handle, pod, keys);
+    }
+
     /// <summary>Waits for pod <paramref name="podName"/> to be Running and Ready.</summary>
     public Task<Pod> WaitRunningAsync(string ns, string podName, IKtOutput? output = null, TimeSpan? timeout = null,
         CancellationToken cancellationToken = default) =>
@@ -440,6 +464,9 @@ public sealed class ShadowPods
     /// <summary>Internal signal: the shared shadow changed under us; start the acquisition over.</summary>
     private sealed class KubeConflictExceptionRetry : Exception;
 }
+
+/// <summary>A ready private shadow: what was created, the running pod (its name is the port-forward target) and the host keys to pin.</summary>
+public sealed record RunningShadow(ShadowPodHandle Handle, Pod Pod, IReadOnlyList<ShadowHostKey> HostKeys);
 
 /// <summary>What <see cref="ShadowPods.CreateAsync"/> created. <see cref="DeleteAsync"/> (also DisposeAsync) removes exactly that, once.</summary>
 public sealed class ShadowPodHandle : IAsyncDisposable

@@ -61,10 +61,13 @@ public sealed class HostKeyAndHeartbeatTests
             var exec = new RedirectingExec(dir.FullName);
             await using var sim = await SimCluster.StartAsync(new KubeSimOptions { PodExec = exec });
             var shadows = new ShadowPods(sim.Client);
-            await using var handle = await shadows.CreateAsync(ShadowPodTests.Spec("kt-connect-shadow-keys"), null);
-            await shadows.WaitRunningAsync(handle, null, TimeSpan.FromSeconds(30));
+            var undo = new List<Func<CancellationToken, Task>>();
+            var running = await shadows.CreateRunningAsync(ShadowPodTests.Spec("kt-connect-shadow-keys"), (_, u) => undo.Add(u), null, TimeSpan.FromSeconds(30));
+            await using var handle = running.Handle;
+            Assert.Equal("Running", running.Pod.Status!.Phase);
+            Assert.Single(undo);
 
-            var keys = await shadows.ReadHostKeysAsync(Ns, handle.Name);
+            var keys = running.HostKeys;
             var key = Assert.Single(keys); // the RSA file is missing: cat exits 1, the ECDSA key still counts
             Assert.Equal(new ShadowHostKey("ecdsa-sha2-nistp256", ecdsa.Split(' ')[1]), key);
             var request = Assert.Single(exec.Requests);

@@ -87,4 +87,18 @@ public sealed class SharedShadowTests
         Assert.Single(leases.Skip(4).Concat(joined), l => l.DeletedOnRelease);
         Assert.Equal(0, ShadowPodTests.KtObjects(sim.Server));
     }
+
+    [Fact]
+    public async Task The_shared_pod_is_waited_for_like_a_private_one()
+    {
+        await using var sim = await SimCluster.StartAsync();
+        var shadows = new ShadowPods(sim.Client);
+        await using var lease = await shadows.AcquireSharedAsync(Spec(1), null);
+        var pod = await shadows.WaitRunningAsync(lease, null, TimeSpan.FromSeconds(30));
+        Assert.Equal(KtConventions.SharedShadowName, pod.Metadata.Name);
+        Assert.Equal("Running", pod.Status!.Phase);
+        await lease.ReleaseAsync(CancellationToken.None);
+        Assert.True(lease.DeletedOnRelease);
+        Assert.Equal(0, ShadowPodTests.KtObjects(sim.Server));
+    }
 }
