@@ -289,7 +289,7 @@ public sealed class ShadowPods
                 catch (KubeAlreadyExistsException)
                 {
                     cm = await _client.ConfigMaps.TryGetAsync(spec.Name, spec.Namespace, cancellationToken).ConfigureAwait(false)
-                        ?? throw new KubeConflictExceptionRetry();
+                        ?? throw new SharedShadowChangedException();
                 }
                 var authorized = cm.Data?.GetValueOrDefault(KtConventions.ConfigMapAuthorizedKey) ?? spec.AuthorizedKey;
                 var privateKey = cm.Data?.GetValueOrDefault(KtConventions.ConfigMapPrivateKey);
@@ -314,7 +314,7 @@ public sealed class ShadowPods
                 defer?.Invoke($"Release shared shadow {spec.Namespace}/{spec.Name}", lease.ReleaseAsync);
                 return lease;
             }
-            catch (KubeConflictExceptionRetry) when (attempt < 10)
+            catch (SharedShadowChangedException) when (attempt < 10)
             {
                 // The shared shadow disappeared or was terminating between our steps: start over.
                 await Task.Delay(TimeSpan.FromMilliseconds(200 * (attempt + 1)), cancellationToken).ConfigureAwait(false);
@@ -341,7 +341,7 @@ public sealed class ShadowPods
         }
         catch (KubeNotFoundException)
         {
-            throw new KubeConflictExceptionRetry();
+            throw new SharedShadowChangedException();
         }
     }
 
@@ -356,7 +356,7 @@ public sealed class ShadowPods
         for (var attempt = 0; ; attempt++)
         {
             var current = await client.GetAsync(name, ns, ct).ConfigureAwait(false);
-            if (delta > 0 && current.Metadata.DeletionTimestamp is not null) throw new KubeConflictExceptionRetry();
+            if (delta > 0 && current.Metadata.DeletionTimestamp is not null) throw new SharedShadowChangedException();
             var n = KtConventions.ParseRefCount(current.Metadata.GetAnnotation(KtConventions.RefCountAnnotation));
             var value = Math.Max(0, n + delta).ToString(System.Globalization.CultureInfo.InvariantCulture);
             var ops = new JsonPatchBuilder().Test("/metadata/resourceVersion", current.Metadata.ResourceVersion);
@@ -462,7 +462,7 @@ public sealed class ShadowPods
     }
 
     /// <summary>Internal signal: the shared shadow changed under us; start the acquisition over.</summary>
-    private sealed class KubeConflictExceptionRetry : Exception;
+    private sealed class SharedShadowChangedException : Exception;
 }
 
 /// <summary>A ready private shadow: what was created, the running pod (its name is the port-forward target) and the host keys to pin.</summary>
