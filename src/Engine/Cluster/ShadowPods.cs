@@ -1,0 +1,456 @@
+using KtConnect.Engine.Kube;
+using KtConnect.Engine.Kube.Models;
+using KtConnect.Engine.Sessions;
+
+namespace KtConnect.Engine.Cluster;
+
+/// <summary>Registers an undo step (SessionContext.Defer has this shape): description, then the undo.</summary>
+public delegate void DeferUndo(string description, Func<CancellationToken, Task> undo);
+
+/// <summary>
+/// Creates shadow pods (or Deployments) with their SSH ConfigMap, waits for them, reads their host keys, and shares
+/// <c>kt-connect-shadow-daemon</c> by reference count. Every creation registers its undo before it returns.
+/// </summary>
+public sealed class ShadowPods
+{
+    public const string ProgressActivity = "Shadow pod";
+
+    private readonly KubeClient _client;
+
+    public ShadowPods(KubeClient client) => _client = client ?? throw new ArgumentNullException(nameof(client));
+
+    /// <summary>Default wait (ktctl's podCreationTimeout).</summary>
+    public static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// Creates the ConfigMap, then the pod or Deployment (a Deployment always gets a <c>kt-target</c>), then makes the
+    /// ConfigMap owned by it so the garbage collector removes it with the shadow. <paramref name="defer"/> receives the
+    /// handle's delete as soon as the first object exists; when creation fails half-way what was created is deleted
+    /// before the typed error is thrown.
+    /// </summary>
+    public async Task<ShadowPodHandle> CreateAsync(ShadowPodSpec spec, DeferUndo? defer, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        if (spec.UseDeployment && spec.Target is null) spec = spec with { Target = KtConventions.NewTarget() };
+        var now = await ClusterNowAsync(_client, cancellationToken).ConfigureAwait(false);
+        var handle = new ShadowPodHandle(_client, spec);
+        try
+        {
+            await Guard(spec, "configmaps", () => _client.ConfigMaps.CreateAsync(spec.BuildConfigMap(now), spec.Namespace, cancellationToken))
+                .ConfigureAwait(false);
+            handle.ConfigMapCreated = true;
+            defer?.Invoke($"Delete shadow {(spec.UseDeployment ? "deployment" : "pod")} {spec.Namespace}/{spec.Name} and its ConfigMap", handle.DeleteAsync);
+            OwnerReference owner;
+            if (spec.UseDeployment)
+            {
+                var d = await Guard(spec, "deployments", () => _client.Deployments.CreateAsync(spec.BuildDeployment(now), spec.Namespace, cancellationToken))
+                    .ConfigureAwait(false);
+                owner = new OwnerReference { ApiVersion = "apps/v1", Kind = "Deployment", Name = spec.Name, Uid = d.Metadata.Uid };
+            }
+            else
+            {
+                var p = await Guard(spec, "pods", () => _client.Pods.CreateAsync(spec.BuildPod(now), spec.Namespace, cancellationToken)).ConfigureAwait(false);
+                owner = new OwnerReference { ApiVersion = "v1", Kind = "Pod", Name = spec.Name, Uid = p.Metadata.Uid };
+            }
+            handle.WorkloadCreated = true;
+            await _client.ConfigMaps.UpdateWithRetryAsync(spec.Name, cm =>
+            {
+                cm.Metadata.OwnerReferences = [owner];
+                return true;
+            }, spec.Namespace, cancellationToken).ConfigureAwait(false);
+            return handle;
+        }
+        catch
+        {
+            await handle.DeleteAsync(CancellationToken.None).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Waits for the handle's pod (the Deployment's pod by <c>kt-target</c>) to be Running and Ready.</summary>
+    public Task<Pod> WaitRunningAsync(ShadowPodHandle handle, IKtOutput? output = null, TimeSpan? timeout = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(handle);
+        var options = handle.IsDeployment
+            ? new ListOptions { LabelSelector = KtConventions.TargetLabel + "=" + handle.Target }
+            : new ListOptions { FieldSelector = "metadata.name=" + handle.Name };
+        return WaitRunningAsync(handle.Namespace, handle.Name, options, output, timeout, cancellationToken);
+    }
+
+    /// <summary>Waits for pod <paramref name="podName"/> to be Running and Ready.</summary>
+    public Task<Pod> WaitRunningAsync(string ns, string podName, IKtOutput? output = null, TimeSpan? timeout = null,
+        CancellationToken cancellationToken = default) =>
+        WaitRunningAsync(ns, podName, new ListOptions { FieldSelector = "metadata.name=" + podName }, output, timeout, cancellationToken);
+
+    private async Task<Pod> WaitRunningAsync(string ns, string name, ListOptions options, IKtOutput? output, TimeSpan? timeout,
+        CancellationToken cancellationToken)
+    {
+        output ??= NullOutput.Instance;
+        var limit = timeout ?? DefaultTimeout;
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        cts.CancelAfter(limit);
+        var stage = ShadowPodStage.Scheduling;
+        string? lastStatus = null;
+        output.Progress(ProgressActivity, "Scheduling " + name, 10);
+        await using var watcher = _client.Pods.CreateWatcher(ns, options).Start();
+        try
+        {
+            await foreach (var e in watcher.ReadAllAsync(cts.Token).ConfigureAwait(false))
+            {
+                if (e.Object is null) continue;
+                var podName = e.Object.Metadata.Name ?? name;
+                if (e.Type == WatchEventType.Deleted)
+                {
+                    if (options.FieldSelector is null) continue; // a Deployment's old pod going away
+                    throw new ShadowPodException(ShadowPodErrors.Deleted, KtErrorCategory.OperationStopped,
+                        $"The shadow pod '{podName}' was deleted while KtConnect waited for it. Run the command again.", podName, "Deleted");
+                }
+                var progress = ShadowPodStatus.Evaluate(e.Object);
+                if (progress.Failure is not null)
+                {
+                    output.Progress(ProgressActivity, progress.Status, 100, completed: true);
+                    throw progress.Failure;
+                }
+                stage = progress.Stage;
+                if (progress.Status != lastStatus)
+                {
+                    lastStatus = progress.Status;
+                    output.Progress(ProgressActivity, progress.Status + " " + podName, progress.Percent, completed: progress.IsReady);
+                    output.Verbose($"Shadow pod {ns}/{podName}: {progress.Status}");
+                }
+                if (progress.IsReady) return e.Object;
+            }
+            await watcher.Completion.ConfigureAwait(false);
+            throw new OperationCanceledException(cts.Token);
+        }
+        catch (OperationCanceledException) when (cts.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            output.Progress(ProgressActivity, "Timed out", 100, completed: true);
+            throw new ShadowPodException(ShadowPodErrors.Timeout, KtErrorCategory.OperationTimeout,
+                $"The shadow pod '{name}' was not ready after {limit.TotalSeconds:0} s; it was stuck {ShadowPodStatus.StageText(stage)}" +
+                (lastStatus is null ? "" : $" (last status: {lastStatus})") +
+                ". Look at its events (kubectl describe pod), or allow more time with --podCreationTimeout (-Timeout).", name, stage.ToString());
+        }
+    }
+
+    /// <summary>
+    /// Reads the shadow sshd's host public keys through exec in container <c>standalone</c> (no stdin: on exec v4 it
+    /// could not be closed). A missing file is tolerated as long as one key is read.
+    /// </summary>
+    public async Task<IReadOnlyList<ShadowHostKey>> ReadHostKeysAsync(string ns, string podName, CancellationToken cancellationToken = default)
+    {
+        ExecOutput result;
+        try
+        {
+            result = await _client.RunAsync(podName, ["cat", .. HostKeyParser.ShadowHostKeyFiles], ns, KtConventions.ContainerName, null,
+                cancellationToken).ConfigureAwait(false);
+        }
+        catch (KubeForbiddenException e)
+        {
+            throw Forbidden(podName, ns, e);
+        }
+        catch (KubeExecException e)
+        {
+            throw new ShadowPodException(ShadowPodErrors.HostKeyUnavailable, KtErrorCategory.ResourceUnavailable,
+                $"Cannot read the host key of shadow pod '{podName}': {e.Message}. Is --image a kt-connect shadow image?", podName, null, e);
+        }
+        var keys = HostKeyParser.Parse(result.Stdout, podName);
+        if (keys.Count == 0)
+        {
+            throw new ShadowPodException(ShadowPodErrors.HostKeyUnavailable, KtErrorCategory.ResourceUnavailable,
+                $"The shadow pod '{podName}' has no readable sshd host key ({string.Join(", ", HostKeyParser.ShadowHostKeyFiles)}; exit code " +
+                $"{result.ExitCode}{(string.IsNullOrWhiteSpace(result.Stderr) ? "" : ": " + result.Stderr.Trim())}). Is --image a kt-connect shadow image?",
+                podName);
+        }
+        return keys;
+    }
+
+    /// <summary>
+    /// Joins or creates the shared shadow <c>kt-connect-shadow-daemon</c>: the ConfigMap (keeping the key pair for the
+    /// next user) is got or created, then the pod/Deployment is created with <c>kt-ref-count=1</c> or its count is
+    /// incremented (resourceVersion-checked, retried on conflict). The lease says which keys to use: those already in the
+    /// ConfigMap when someone else created it. <paramref name="defer"/> receives the release.
+    /// </summary>
+    public async Task<SharedShadowLease> AcquireSharedAsync(ShadowPodSpec spec, DeferUndo? defer, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        spec = spec with { Name = KtConventions.SharedShadowName, Target = spec.Target ?? (spec.UseDeployment ? KtConventions.NewTarget() : null) };
+        for (var attempt = 0; ; attempt++)
+        {
+            var now = await ClusterNowAsync(_client, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                ConfigMap cm;
+                try
+                {
+                    cm = await Guard(spec, "configmaps", () => _client.ConfigMaps.CreateAsync(spec.BuildConfigMap(now), spec.Namespace, cancellationToken))
+                        .ConfigureAwait(false);
+                }
+                catch (KubeAlreadyExistsException)
+                {
+                    cm = await _client.ConfigMaps.TryGetAsync(spec.Name, spec.Namespace, cancellationToken).ConfigureAwait(false)
+                        ?? throw new KubeConflictExceptionRetry();
+                }
+                var authorized = cm.Data?.GetValueOrDefault(KtConventions.ConfigMapAuthorizedKey) ?? spec.AuthorizedKey;
+                var privateKey = cm.Data?.GetValueOrDefault(KtConventions.ConfigMapPrivateKey);
+                var (created, target, count) = spec.UseDeployment
+                    ? await JoinAsync(_client.Deployments, spec, () => spec.BuildDeployment(now), d => d.Spec?.Selector?.MatchLabels?.GetValueOrDefault(KtConventions.TargetLabel), cancellationToken).ConfigureAwait(false)
+                    : await JoinAsync(_client.Pods, spec, () => spec.BuildPod(now), p => p.Metadata.GetLabel(KtConventions.TargetLabel), cancellationToken).ConfigureAwait(false);
+                if (created)
+                {
+                    // A releaser may have deleted the ConfigMap after we read it: put it back with the keys we hand out.
+                    var copy = spec.BuildConfigMap(now);
+                    copy.Data = cm.Data;
+                    try
+                    {
+                        await _client.ConfigMaps.CreateAsync(copy, spec.Namespace, cancellationToken).ConfigureAwait(false);
+                    }
+                    catch (KubeAlreadyExistsException)
+                    {
+                        // Still there.
+                    }
+                }
+                var lease = new SharedShadowLease(this, spec.Namespace, spec.Name, spec.UseDeployment, created, count, target, authorized, privateKey);
+                defer?.Invoke($"Release shared shadow {spec.Namespace}/{spec.Name}", lease.ReleaseAsync);
+                return lease;
+            }
+            catch (KubeConflictExceptionRetry) when (attempt < 10)
+            {
+                // The shared shadow disappeared or was terminating between our steps: start over.
+                await Task.Delay(TimeSpan.FromMilliseconds(200 * (attempt + 1)), cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static async Task<(bool Created, string? Target, int Count)> JoinAsync<T>(ResourceClient<T> client, ShadowPodSpec spec, Func<T> build,
+        Func<T, string?> target, CancellationToken ct) where T : KubeObject
+    {
+        try
+        {
+            var made = await Guard(spec, client.Resource.Plural, () => client.CreateAsync(build(), spec.Namespace, ct)).ConfigureAwait(false);
+            return (true, target(made), 1);
+        }
+        catch (KubeAlreadyExistsException)
+        {
+            // Fall through to increment.
+        }
+        try
+        {
+            var updated = await client.UpdateWithRetryAsync(spec.Name, o =>
+            {
+                if (o.Metadata.DeletionTimestamp is not null) throw new KubeConflictExceptionRetry();
+                var n = KtConventions.ParseRefCount(o.Metadata.GetAnnotation(KtConventions.RefCountAnnotation));
+                o.Metadata.SetAnnotation(KtConventions.RefCountAnnotation, (n + 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
+                return true;
+            }, spec.Namespace, ct).ConfigureAwait(false);
+            return (false, target(updated), KtConventions.ParseRefCount(updated.Metadata.GetAnnotation(KtConventions.RefCountAnnotation)));
+        }
+        catch (KubeNotFoundException)
+        {
+            throw new KubeConflictExceptionRetry();
+        }
+    }
+
+    /// <summary>
+    /// Decrements <c>kt-ref-count</c> of the shared shadow; at 0 deletes it (only if nobody incremented meanwhile:
+    /// resourceVersion precondition) and then its ConfigMap. Returns true when this call deleted the shadow.
+    /// </summary>
+    public async Task<bool> ReleaseSharedAsync(string ns, string name, bool isDeployment, CancellationToken cancellationToken = default) =>
+        isDeployment
+            ? await ReleaseAsync(_client.Deployments, ns, name, cancellationToken).ConfigureAwait(false)
+            : await ReleaseAsync(_client.Pods, ns, name, cancellationToken).ConfigureAwait(false);
+
+    private async Task<bool> ReleaseAsync<T>(ResourceClient<T> client, string ns, string name, CancellationToken ct) where T : KubeObject
+    {
+        T updated;
+        try
+        {
+            updated = await client.UpdateWithRetryAsync(name, o =>
+            {
+                var n = KtConventions.ParseRefCount(o.Metadata.GetAnnotation(KtConventions.RefCountAnnotation));
+                o.Metadata.SetAnnotation(KtConventions.RefCountAnnotation, Math.Max(0, n - 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
+                return true;
+            }, ns, ct).ConfigureAwait(false);
+        }
+        catch (KubeNotFoundException)
+        {
+            await DeleteConfigMapIfOrphanAsync(client, ns, name, ct).ConfigureAwait(false);
+            return false;
+        }
+        if (KtConventions.ParseRefCount(updated.Metadata.GetAnnotation(KtConventions.RefCountAnnotation)) > 0) return false;
+        try
+        {
+            await client.DeleteAsync(name, ns, new DeleteOptions
+            {
+                PreconditionResourceVersion = updated.Metadata.ResourceVersion,
+                PropagationPolicy = PropagationPolicy.Background,
+            }, ct).ConfigureAwait(false);
+        }
+        catch (KubeConflictException)
+        {
+            // Someone joined between our decrement and the delete: they hold it now.
+            return false;
+        }
+        catch (KubeNotFoundException)
+        {
+            return false;
+        }
+        await DeleteConfigMapIfOrphanAsync(client, ns, name, ct).ConfigureAwait(false);
+        return true;
+    }
+
+    private async Task DeleteConfigMapIfOrphanAsync<T>(ResourceClient<T> client, string ns, string name, CancellationToken ct) where T : KubeObject
+    {
+        // A new user may have re-created the shadow meanwhile; its ConfigMap must stay.
+        if (await client.TryGetAsync(name, ns, ct).ConfigureAwait(false) is null)
+        {
+            await _client.ConfigMaps.DeleteIfExistsAsync(name, ns, null, ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Cluster time now; makes one cheap request when no response has been seen yet.</summary>
+    internal static async Task<DateTimeOffset> ClusterNowAsync(KubeClient client, CancellationToken ct)
+    {
+        if (!client.Clock.IsKnown) await client.GetServerVersionAsync(ct).ConfigureAwait(false);
+        return client.Clock.UtcNow;
+    }
+
+    private static async Task<TResult> Guard<TResult>(ShadowPodSpec spec, string resource, Func<Task<TResult>> create)
+    {
+        try
+        {
+            return await create().ConfigureAwait(false);
+        }
+        catch (KubeForbiddenException e)
+        {
+            throw Forbidden(spec.Name, spec.Namespace, e, resource);
+        }
+    }
+
+    internal static ShadowPodException Forbidden(string name, string ns, KubeForbiddenException e, string? resource = null)
+    {
+        var verb = string.IsNullOrEmpty(e.Verb) ? "create" : e.Verb;
+        var what = string.IsNullOrEmpty(e.Resource) ? resource ?? "pods" : e.Resource;
+        if (e.ServerMessage.Contains("PodSecurity", StringComparison.Ordinal) || e.ServerMessage.Contains("pod security", StringComparison.OrdinalIgnoreCase))
+        {
+            return new ShadowPodException(ShadowPodErrors.PodSecurityRejected, KtErrorCategory.SecurityError,
+                $"Pod Security admission rejected the shadow pod '{name}' in namespace '{ns}': {e.ServerMessage}. The shadow runs sshd as root " +
+                "with capability AUDIT_WRITE, which the 'baseline' level allows: use a namespace labelled " +
+                "pod-security.kubernetes.io/enforce=baseline (or privileged), or ask an administrator for one.", name, "PodSecurity", e);
+        }
+        return new ShadowPodException(ShadowPodErrors.Forbidden, KtErrorCategory.PermissionDenied,
+            $"Not allowed to {verb} {what} in namespace '{ns}' ({e.ServerMessage}). Ask for an RBAC Role in '{ns}' granting " +
+            $"'{verb}' on '{what}' (KtConnect needs create/get/list/watch/patch/delete on pods and configmaps, create on pods/exec and " +
+            "pods/portforward), or use a namespace where you have them.", name, "Forbidden", e);
+    }
+
+    /// <summary>Internal signal: the shared shadow changed under us; start the acquisition over.</summary>
+    private sealed class KubeConflictExceptionRetry : Exception;
+}
+
+/// <summary>What <see cref="ShadowPods.CreateAsync"/> created. <see cref="DeleteAsync"/> (also DisposeAsync) removes exactly that, once.</summary>
+public sealed class ShadowPodHandle : IAsyncDisposable
+{
+    private readonly KubeClient _client;
+    private int _deleted;
+
+    internal ShadowPodHandle(KubeClient client, ShadowPodSpec spec)
+    {
+        _client = client;
+        Spec = spec;
+    }
+
+    public ShadowPodSpec Spec { get; }
+
+    public string Namespace => Spec.Namespace;
+
+    public string Name => Spec.Name;
+
+    public bool IsDeployment => Spec.UseDeployment;
+
+    /// <summary>kt-target (always set for a Deployment).</summary>
+    public string? Target => Spec.Target;
+
+    public bool ConfigMapCreated { get; internal set; }
+
+    public bool WorkloadCreated { get; internal set; }
+
+    /// <summary>The objects for the heartbeat: the pod or Deployment and the ConfigMap.</summary>
+    public IReadOnlyList<KtObjectRef> Objects =>
+    [
+        new(IsDeployment ? KtObjectKind.Deployment : KtObjectKind.Pod, Namespace, Name),
+        new(KtObjectKind.ConfigMap, Namespace, Name),
+    ];
+
+    public async Task DeleteAsync(CancellationToken cancellationToken)
+    {
+        if (Interlocked.Exchange(ref _deleted, 1) != 0) return;
+        var foreground = new DeleteOptions { PropagationPolicy = PropagationPolicy.Background };
+        if (WorkloadCreated)
+        {
+            if (IsDeployment) await _client.Deployments.DeleteIfExistsAsync(Name, Namespace, foreground, cancellationToken).ConfigureAwait(false);
+            else await _client.Pods.DeleteIfExistsAsync(Name, Namespace, foreground, cancellationToken).ConfigureAwait(false);
+        }
+        if (ConfigMapCreated) await _client.ConfigMaps.DeleteIfExistsAsync(Name, Namespace, null, cancellationToken).ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync() => await DeleteAsync(CancellationToken.None).ConfigureAwait(false);
+}
+
+/// <summary>One user's hold on the shared shadow. <see cref="ReleaseAsync"/> (also DisposeAsync) decrements once.</summary>
+public sealed class SharedShadowLease : IAsyncDisposable
+{
+    private readonly ShadowPods _owner;
+    private int _released;
+
+    internal SharedShadowLease(ShadowPods owner, string ns, string name, bool isDeployment, bool created, int refCount, string? target,
+        string authorizedKey, string? privateKey)
+    {
+        _owner = owner;
+        Namespace = ns;
+        Name = name;
+        IsDeployment = isDeployment;
+        Created = created;
+        RefCountAfterAcquire = refCount;
+        Target = target;
+        AuthorizedKey = authorizedKey;
+        PrivateKey = privateKey;
+    }
+
+    public string Namespace { get; }
+
+    public string Name { get; }
+
+    public bool IsDeployment { get; }
+
+    /// <summary>True when this call created the shadow (the caller's keys are in use); false when it joined.</summary>
+    public bool Created { get; }
+
+    public int RefCountAfterAcquire { get; }
+
+    public string? Target { get; }
+
+    /// <summary>The authorized key line in the ConfigMap.</summary>
+    public string AuthorizedKey { get; }
+
+    /// <summary>The private key stored for sharing (opaque text), null when the creator stored none.</summary>
+    public string? PrivateKey { get; }
+
+    /// <summary>True when the last release deleted the shadow.</summary>
+    public bool DeletedOnRelease { get; private set; }
+
+    public IReadOnlyList<KtObjectRef> Objects =>
+    [
+        new(IsDeployment ? KtObjectKind.Deployment : KtObjectKind.Pod, Namespace, Name),
+        new(KtObjectKind.ConfigMap, Namespace, Name),
+    ];
+
+    public async Task ReleaseAsync(CancellationToken cancellationToken)
+    {
+        if (Interlocked.Exchange(ref _released, 1) != 0) return;
+        DeletedOnRelease = await _owner.ReleaseSharedAsync(Namespace, Name, IsDeployment, cancellationToken).ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync() => await ReleaseAsync(CancellationToken.None).ConfigureAwait(false);
+}

@@ -1,0 +1,253 @@
+using System.Globalization;
+using KtConnect.Engine.Kube;
+using KtConnect.Engine.Kube.Models;
+
+namespace KtConnect.Engine.Cluster;
+
+public enum CleanupActionKind
+{
+    /// <summary>Put back the Service's selector from <c>kt-selector</c> and drop the kt annotations.</summary>
+    RestoreServiceSelector,
+
+    /// <summary>Scale a Deployment back to the replicas a scale-exchange recorded in <c>kt-config</c>.</summary>
+    ScaleDeployment,
+
+    /// <summary>Remove a stale <c>kt-lock</c>.</summary>
+    UnlockService,
+    DeletePod,
+    DeleteDeployment,
+    DeleteService,
+    DeleteConfigMap,
+}
+
+/// <summary>One change <see cref="StaleResources"/> proposes; <see cref="Description"/> is what -WhatIf prints.</summary>
+public sealed record CleanupAction(CleanupActionKind Kind, string Namespace, string Name, string Reason)
+{
+    /// <summary>RestoreServiceSelector: the selector to put back.</summary>
+    public IReadOnlyDictionary<string, string>? Selector { get; init; }
+
+    /// <summary>ScaleDeployment: the replicas to restore.</summary>
+    public int? Replicas { get; init; }
+
+    public string Description => Kind switch
+    {
+        CleanupActionKind.RestoreServiceSelector => $"Restore selector of Service {Namespace}/{Name} to {KtConventions.FormatSelector(Selector!)} ({Reason})",
+        CleanupActionKind.ScaleDeployment => $"Scale Deployment {Namespace}/{Name} back to {Replicas} replicas ({Reason})",
+        CleanupActionKind.UnlockService => $"Remove kt-lock from Service {Namespace}/{Name} ({Reason})",
+        _ => $"Delete {Kind.ToString()[6..]} {Namespace}/{Name} ({Reason})",
+    };
+
+    public override string ToString() => Description;
+}
+
+/// <summary>A cleanup plan: restorations first, then deletions, in the order <see cref="StaleResources.ExecuteAsync"/> applies them.</summary>
+public sealed record CleanupPlan(string Namespace, DateTimeOffset ClusterTime, TimeSpan Threshold, IReadOnlyList<CleanupAction> Actions);
+
+/// <summary>The outcome of one action.</summary>
+public sealed record CleanupOutcome(CleanupAction Action, bool Done, string? Error);
+
+/// <summary>
+/// Finds what crashed KtConnect or ktctl sessions left in a namespace (objects labelled <c>control-by=kt</c> whose
+/// <c>kt-last-heart-beat</c> is older than the threshold in cluster time; objects without the annotation are never
+/// stale, as in ktctl) and plans their cleanup: Service selectors restored from <c>kt-selector</c>, scale-exchanged
+/// Deployments scaled back from <c>kt-config</c>, stale locks removed, orphans deleted. Live objects are never touched.
+/// Planning changes nothing; <see cref="ExecuteAsync"/> applies a plan.
+/// </summary>
+public sealed class StaleResources
+{
+    private readonly KubeClient _client;
+
+    public StaleResources(KubeClient client) => _client = client ?? throw new ArgumentNullException(nameof(client));
+
+    public async Task<CleanupPlan> PlanAsync(string ns, TimeSpan? threshold = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(ns);
+        var limit = threshold ?? KtConventions.DefaultStaleThreshold;
+        var kt = new ListOptions { LabelSelector = KtConventions.ControlBySelector };
+        var pods = (await _client.Pods.ListAllAsync(ns, null, cancellationToken: cancellationToken).ConfigureAwait(false)).Items;
+        var deployments = (await _client.Deployments.ListAllAsync(ns, kt, cancellationToken: cancellationToken).ConfigureAwait(false)).Items;
+        var configMaps = (await _client.ConfigMaps.ListAllAsync(ns, kt, cancellationToken: cancellationToken).ConfigureAwait(false)).Items;
+        var services = (await _client.Services.ListAllAsync(ns, null, cancellationToken: cancellationToken).ConfigureAwait(false)).Items;
+        var now = _client.Clock.UtcNow; // the lists above observed the server's Date header
+
+        bool Stale(KubeObject o) =>
+            KtConventions.TryParseUnixSeconds(o.Metadata.GetAnnotation(KtConventions.HeartbeatAnnotation), out var beat) && now - beat > limit;
+        string Age(KubeObject o) =>
+            KtConventions.TryParseUnixSeconds(o.Metadata.GetAnnotation(KtConventions.HeartbeatAnnotation), out var beat)
+                ? $"last heartbeat {(now - beat).TotalMinutes.ToString("0.#", CultureInfo.InvariantCulture)} min ago"
+                : "no heartbeat";
+
+        var restores = new List<CleanupAction>();
+        var deletes = new List<CleanupAction>();
+        var restoredServices = new HashSet<string>(StringComparer.Ordinal);
+        var scaled = new HashSet<string>(StringComparer.Ordinal);
+        var servicesByName = services.ToDictionary(s => s.Metadata.Name ?? "", StringComparer.Ordinal);
+        var deploymentsByName = new Dictionary<string, Deployment>(StringComparer.Ordinal);
+        foreach (var d in (await _client.Deployments.ListAllAsync(ns, null, cancellationToken: cancellationToken).ConfigureAwait(false)).Items)
+        {
+            deploymentsByName[d.Metadata.Name ?? ""] = d;
+        }
+
+        void Recover(KubeObject owner)
+        {
+            var config = KtConventions.ParseConfig(owner.Metadata.GetAnnotation(KtConventions.ConfigAnnotation));
+            var role = owner.Metadata.GetLabel(KtConventions.RoleLabel);
+            if (config.TryGetValue(KtConventions.ConfigApp, out var app) && config.TryGetValue(KtConventions.ConfigReplicas, out var r)
+                && int.TryParse(r, NumberStyles.None, CultureInfo.InvariantCulture, out var replicas)
+                && deploymentsByName.TryGetValue(app, out var target) && scaled.Add(app)
+                && (target.Spec?.Replicas ?? 1) != replicas)
+            {
+                restores.Add(new CleanupAction(CleanupActionKind.ScaleDeployment, ns, app, $"scale exchange {owner.Metadata.Name} is stale") { Replicas = replicas });
+            }
+            if (role is KtConventions.Roles.Router or KtConventions.Roles.ShadowExchange
+                && config.TryGetValue(KtConventions.ConfigService, out var svcName)
+                && servicesByName.TryGetValue(svcName, out var svc))
+            {
+                RestoreService(svc, $"{owner.Metadata.Name} is stale");
+            }
+        }
+
+        void RestoreService(Service svc, string reason)
+        {
+            var annotation = svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation);
+            if (annotation is null || !restoredServices.Add(svc.Metadata.Name ?? "")) return;
+            restores.Add(new CleanupAction(CleanupActionKind.RestoreServiceSelector, ns, svc.Metadata.Name ?? "", reason)
+            {
+                Selector = KtConventions.ParseSelector(annotation, svc.Key),
+            });
+        }
+
+        var stalePods = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var p in pods.Where(p => p.Metadata.GetLabel(KtConventions.ControlByLabel) == KtConventions.ControlByValue && Stale(p)))
+        {
+            stalePods.Add(p.Metadata.Name ?? "");
+            Recover(p);
+            deletes.Add(new CleanupAction(CleanupActionKind.DeletePod, ns, p.Metadata.Name ?? "", Age(p)));
+        }
+        var staleTargets = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var d in deployments.Where(Stale))
+        {
+            Recover(d);
+            if (d.Spec?.Selector?.MatchLabels?.GetValueOrDefault(KtConventions.TargetLabel) is { } t) staleTargets.Add(t);
+            deletes.Add(new CleanupAction(CleanupActionKind.DeleteDeployment, ns, d.Metadata.Name ?? "", Age(d)));
+        }
+
+        // A pod still serving a kt-selected Service: any pod with a kt-role that is not going away.
+        bool LivePod(Pod p) =>
+            p.Metadata.GetLabel(KtConventions.RoleLabel) is not null && p.Metadata.DeletionTimestamp is null
+            && !stalePods.Contains(p.Metadata.Name ?? "")
+            && !(p.Metadata.GetLabel(KtConventions.TargetLabel) is { } t && staleTargets.Contains(t));
+
+        foreach (var svc in services)
+        {
+            var name = svc.Metadata.Name ?? "";
+            if (svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation) is not null && !restoredServices.Contains(name))
+            {
+                var selector = svc.Spec?.Selector;
+                var served = selector is { Count: > 0 } && pods.Any(p => LivePod(p) && Matches(selector, p.Metadata.Labels));
+                if (!served) RestoreService(svc, "no live kt pod is selected by it");
+            }
+            if (!restoredServices.Contains(name) && KtConventions.TryParseUnixSeconds(svc.Metadata.GetAnnotation(KtConventions.LockAnnotation), out var locked)
+                && now - locked > KtConventions.LockTimeout)
+            {
+                restores.Add(new CleanupAction(CleanupActionKind.UnlockService, ns, name, "kt-lock older than 180 s"));
+            }
+            if (svc.Metadata.GetLabel(KtConventions.ControlByLabel) == KtConventions.ControlByValue && Stale(svc))
+            {
+                deletes.Add(new CleanupAction(CleanupActionKind.DeleteService, ns, name, Age(svc)));
+            }
+        }
+        foreach (var cm in configMaps.Where(Stale))
+        {
+            deletes.Add(new CleanupAction(CleanupActionKind.DeleteConfigMap, ns, cm.Metadata.Name ?? "", Age(cm)));
+        }
+        return new CleanupPlan(ns, now, limit, [.. restores, .. deletes]);
+    }
+
+    private static bool Matches(IReadOnlyDictionary<string, string> selector, IReadOnlyDictionary<string, string>? labels) =>
+        labels is not null && selector.All(kv => labels.TryGetValue(kv.Key, out var v) && v == kv.Value);
+
+    /// <summary>
+    /// Applies <paramref name="plan"/> in order. An object already gone counts as done; other failures are recorded per
+    /// action and the rest still runs. <paramref name="shouldProcess"/> (ShouldProcess) may skip actions.
+    /// </summary>
+    public async Task<IReadOnlyList<CleanupOutcome>> ExecuteAsync(CleanupPlan plan, Func<CleanupAction, bool>? shouldProcess = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        var outcomes = new List<CleanupOutcome>();
+        foreach (var action in plan.Actions)
+        {
+            if (shouldProcess is not null && !shouldProcess(action)) continue;
+            try
+            {
+                await ApplyAsync(action, cancellationToken).ConfigureAwait(false);
+                outcomes.Add(new CleanupOutcome(action, true, null));
+            }
+            catch (KubeNotFoundException)
+            {
+                outcomes.Add(new CleanupOutcome(action, true, null));
+            }
+            catch (KtException e)
+            {
+                outcomes.Add(new CleanupOutcome(action, false, e.Message));
+            }
+        }
+        return outcomes;
+    }
+
+    private async Task ApplyAsync(CleanupAction a, CancellationToken ct)
+    {
+        var background = new DeleteOptions { PropagationPolicy = PropagationPolicy.Background };
+        switch (a.Kind)
+        {
+            case CleanupActionKind.RestoreServiceSelector:
+                await RestoreServiceAsync(a.Namespace, a.Name, a.Selector, ct).ConfigureAwait(false);
+                break;
+            case CleanupActionKind.ScaleDeployment:
+                await _client.Deployments.SetReplicasAsync(a.Name, a.Replicas ?? 1, a.Namespace, ct).ConfigureAwait(false);
+                break;
+            case CleanupActionKind.UnlockService:
+                await _client.Services.UpdateWithRetryAsync(a.Name, s => s.Metadata.Annotations?.Remove(KtConventions.LockAnnotation) == true, a.Namespace, ct)
+                    .ConfigureAwait(false);
+                break;
+            case CleanupActionKind.DeletePod:
+                await _client.Pods.DeleteIfExistsAsync(a.Name, a.Namespace, background, ct).ConfigureAwait(false);
+                break;
+            case CleanupActionKind.DeleteDeployment:
+                await _client.Deployments.DeleteIfExistsAsync(a.Name, a.Namespace, background, ct).ConfigureAwait(false);
+                break;
+            case CleanupActionKind.DeleteService:
+                await _client.Services.DeleteIfExistsAsync(a.Name, a.Namespace, background, ct).ConfigureAwait(false);
+                break;
+            case CleanupActionKind.DeleteConfigMap:
+                await _client.ConfigMaps.DeleteIfExistsAsync(a.Name, a.Namespace, background, ct).ConfigureAwait(false);
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(a));
+        }
+    }
+
+    /// <summary>
+    /// Restore-KtService / ktctl recover's selector part: spec.selector from <c>kt-selector</c> (or <paramref name="selector"/>),
+    /// then <c>kt-selector</c> and <c>kt-lock</c> removed, in one resourceVersion-checked update. Returns false when the
+    /// Service carries no <c>kt-selector</c> and no selector was given.
+    /// </summary>
+    public async Task<bool> RestoreServiceAsync(string ns, string name, IReadOnlyDictionary<string, string>? selector = null,
+        CancellationToken cancellationToken = default)
+    {
+        var changed = false;
+        await _client.Services.UpdateWithRetryAsync(name, svc =>
+        {
+            var annotation = svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation);
+            var original = annotation is not null ? KtConventions.ParseSelector(annotation, svc.Key) : selector;
+            if (original is null) return changed = false;
+            svc.Spec ??= new ServiceSpec();
+            svc.Spec.Selector = new Dictionary<string, string>(original, StringComparer.Ordinal);
+            svc.Metadata.Annotations?.Remove(KtConventions.SelectorAnnotation);
+            svc.Metadata.Annotations?.Remove(KtConventions.LockAnnotation);
+            return changed = true;
+        }, ns, cancellationToken).ConfigureAwait(false);
+        return changed;
+    }
+}
