@@ -113,8 +113,8 @@ public static class ClusterRanges
     {
         var services = await ListAnywhereAsync(client.Services, ns, cancellationToken).ConfigureAwait(false);
         return services
-            .SelectMany(s => s.Spec?.ClusterIPs is { Count: > 0 } ips ? ips : [s.Spec?.ClusterIP])
-            .Where(ip => ip is not null && ip != "None")
+            .SelectMany(s => s.Spec?.ClusterIPs is { Count: > 0 } ips ? ips : s.Spec?.ClusterIP is { } one ? [one] : [])
+            .Where(ip => ip != "None")
             .Select(ip => IPAddress.TryParse(ip, out var a) ? a : null)
             .OfType<IPAddress>()
             .ToList();
