@@ -34,35 +34,76 @@ public sealed class ShadowPods
         if (spec.UseDeployment && spec.Target is null) spec = spec with { Target = KtConventions.NewTarget() };
         var now = await ClusterNowAsync(_client, cancellationToken).ConfigureAwait(false);
         var handle = new ShadowPodHandle(_client, spec);
+        defer?.Invoke($"Delete shadow {(spec.UseDeployment ? "deployment" : "pod")} {spec.Namespace}/{spec.Name} and its ConfigMap", handle.DeleteAsync);
         try
         {
-            await Guard(spec, "configmaps", () => _client.ConfigMaps.CreateAsync(spec.BuildConfigMap(now), spec.Namespace, cancellationToken))
-                .ConfigureAwait(false);
+            // Each flag is set before its request: a create whose answer was lost (timeout, dropped connection) may have
+            // happened, so the undo deletes it; a definite answer from the server (any Status) clears it again.
             handle.ConfigMapCreated = true;
-            defer?.Invoke($"Delete shadow {(spec.UseDeployment ? "deployment" : "pod")} {spec.Namespace}/{spec.Name} and its ConfigMap", handle.DeleteAsync);
+            await Tracked(() => Guard(spec, "configmaps", () => _client.ConfigMaps.CreateAsync(spec.BuildConfigMap(now), spec.Namespace, cancellationToken)),
+                () => handle.ConfigMapCreated = false).ConfigureAwait(false);
             OwnerReference owner;
+            handle.WorkloadCreated = true;
             if (spec.UseDeployment)
             {
-                var d = await Guard(spec, "deployments", () => _client.Deployments.CreateAsync(spec.BuildDeployment(now), spec.Namespace, cancellationToken))
-                    .ConfigureAwait(false);
+                var d = await Tracked(() => Guard(spec, "deployments", () => _client.Deployments.CreateAsync(spec.BuildDeployment(now), spec.Namespace, cancellationToken)),
+                    () => handle.WorkloadCreated = false).ConfigureAwait(false);
                 owner = new OwnerReference { ApiVersion = "apps/v1", Kind = "Deployment", Name = spec.Name, Uid = d.Metadata.Uid };
             }
             else
             {
-                var p = await Guard(spec, "pods", () => _client.Pods.CreateAsync(spec.BuildPod(now), spec.Namespace, cancellationToken)).ConfigureAwait(false);
+                var p = await Tracked(() => Guard(spec, "pods", () => _client.Pods.CreateAsync(spec.BuildPod(now), spec.Namespace, cancellationToken)),
+                    () => handle.WorkloadCreated = false).ConfigureAwait(false);
                 owner = new OwnerReference { ApiVersion = "v1", Kind = "Pod", Name = spec.Name, Uid = p.Metadata.Uid };
             }
-            handle.WorkloadCreated = true;
-            await _client.ConfigMaps.UpdateWithRetryAsync(spec.Name, cm =>
+            try
             {
-                cm.Metadata.OwnerReferences = [owner];
-                return true;
-            }, spec.Namespace, cancellationToken).ConfigureAwait(false);
+                // Merge patch (the 'patch' verb kt-connect's minimal RBAC grants): the garbage collector then removes the
+                // ConfigMap with its shadow even if this process dies before its undo runs.
+                var ownerPatch = new System.Text.Json.Nodes.JsonObject
+                {
+                    ["metadata"] = new System.Text.Json.Nodes.JsonObject
+                    {
+                        ["ownerReferences"] = new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject
+                        {
+                            ["apiVersion"] = owner.ApiVersion,
+                            ["kind"] = owner.Kind,
+                            ["name"] = owner.Name,
+                            ["uid"] = owner.Uid,
+                        }),
+                    },
+                };
+                await _client.ConfigMaps.PatchAsync(spec.Name, KubePatch.Merge(ownerPatch), spec.Namespace, cancellationToken).ConfigureAwait(false);
+            }
+            catch (KubeForbiddenException)
+            {
+                // Without patch on configmaps the undo (and clean) still delete it.
+            }
             return handle;
         }
         catch
         {
-            await handle.DeleteAsync(CancellationToken.None).ConfigureAwait(false);
+            try
+            {
+                await handle.DeleteAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (KtException)
+            {
+                // Best effort here; the original error is what the user needs. The deferred undo tries again.
+            }
+            throw;
+        }
+    }
+
+    private static async Task<T> Tracked<T>(Func<Task<T>> create, Action notCreated)
+    {
+        try
+        {
+            return await create().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is KubeApiException || e.InnerException is KubeApiException)
+        {
+            notCreated();
             throw;
         }
     }
@@ -76,6 +117,30 @@ public sealed class ShadowPods
             ? new ListOptions { LabelSelector = KtConventions.TargetLabel + "=" + handle.Target }
             : new ListOptions { FieldSelector = "metadata.name=" + handle.Name };
         return WaitRunningAsync(handle.Namespace, handle.Name, options, output, timeout, cancellationToken);
+    }
+
+    /// <summary>Waits for the shared shadow's pod (by name, or by <c>kt-target</c> for a Deployment).</summary>
+    public Task<Pod> WaitRunningAsync(SharedShadowLease lease, IKtOutput? output = null, TimeSpan? timeout = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(lease);
+        var options = lease.IsDeployment
+            ? new ListOptions { LabelSelector = KtConventions.TargetLabel + "=" + lease.Target }
+            : new ListOptions { FieldSelector = "metadata.name=" + lease.Name };
+        return WaitRunningAsync(lease.Namespace, lease.Name, options, output, timeout, cancellationToken);
+    }
+
+    /// <summary>
+    /// The whole start of a private shadow: <see cref="CreateAsync"/>, <see cref="WaitRunningAsync(ShadowPodHandle, IKtOutput?, TimeSpan?, CancellationToken)"/>,
+    /// <see cref="ReadHostKeysAsync"/>. The undo is registered through <paramref name="defer"/> before anything can fail.
+    /// </summary>
+    public async Task<RunningShadow> CreateRunningAsync(ShadowPodSpec spec, DeferUndo? defer, IKtOutput? output = null, TimeSpan? timeout = null,
+        CancellationToken cancellationToken = default)
+    {
+        var handle = await CreateAsync(spec, defer, cancellationToken).ConfigureAwait(false);
+        var pod = await WaitRunningAsync(handle, output, timeout, cancellationToken).ConfigureAwait(false);
+        var keys = await ReadHostKeysAsync(handle.Namespace, pod.Metadata.Name ?? handle.Name, cancellationToken).ConfigureAwait(false);
+        return new RunningShadow(handle, pod, keys);
     }
 
     /// <summary>Waits for pod <paramref name="podName"/> to be Running and Ready.</summary>
@@ -93,36 +158,67 @@ public sealed class ShadowPods
         var stage = ShadowPodStage.Scheduling;
         string? lastStatus = null;
         output.Progress(ProgressActivity, "Scheduling " + name, 10);
-        await using var watcher = _client.Pods.CreateWatcher(ns, options).Start();
+
+        // One observation of the pod: the ready pod, or null to keep waiting; failures throw.
+        Pod? Observe(Pod pod, bool deleted)
+        {
+            var podName = pod.Metadata.Name ?? name;
+            if (deleted)
+            {
+                if (options.FieldSelector is null) return null; // a Deployment's old pod going away
+                throw new ShadowPodException(ShadowPodErrors.Deleted, KtErrorCategory.OperationStopped,
+                    $"The shadow pod '{podName}' was deleted while KtConnect waited for it. Run the command again.", podName, "Deleted");
+            }
+            var progress = ShadowPodStatus.Evaluate(pod);
+            if (progress.Failure is not null)
+            {
+                output.Progress(ProgressActivity, progress.Status, 100, completed: true);
+                throw progress.Failure;
+            }
+            stage = progress.Stage;
+            if (progress.Status != lastStatus)
+            {
+                lastStatus = progress.Status;
+                output.Progress(ProgressActivity, progress.Status + " " + podName, progress.Percent, completed: progress.IsReady);
+                output.Verbose($"Shadow pod {ns}/{podName}: {progress.Status}");
+            }
+            return progress.IsReady ? pod : null;
+        }
+
         try
         {
-            await foreach (var e in watcher.ReadAllAsync(cts.Token).ConfigureAwait(false))
+            try
             {
-                if (e.Object is null) continue;
-                var podName = e.Object.Metadata.Name ?? name;
-                if (e.Type == WatchEventType.Deleted)
+                await using var watcher = _client.Pods.CreateWatcher(ns, options).Start();
+                await foreach (var e in watcher.ReadAllAsync(cts.Token).ConfigureAwait(false))
                 {
-                    if (options.FieldSelector is null) continue; // a Deployment's old pod going away
-                    throw new ShadowPodException(ShadowPodErrors.Deleted, KtErrorCategory.OperationStopped,
-                        $"The shadow pod '{podName}' was deleted while KtConnect waited for it. Run the command again.", podName, "Deleted");
+                    if (e.Object is not null && Observe(e.Object, e.Type == WatchEventType.Deleted) is { } ready) return ready;
                 }
-                var progress = ShadowPodStatus.Evaluate(e.Object);
-                if (progress.Failure is not null)
-                {
-                    output.Progress(ProgressActivity, progress.Status, 100, completed: true);
-                    throw progress.Failure;
-                }
-                stage = progress.Stage;
-                if (progress.Status != lastStatus)
-                {
-                    lastStatus = progress.Status;
-                    output.Progress(ProgressActivity, progress.Status + " " + podName, progress.Percent, completed: progress.IsReady);
-                    output.Verbose($"Shadow pod {ns}/{podName}: {progress.Status}");
-                }
-                if (progress.IsReady) return e.Object;
+                await watcher.Completion.ConfigureAwait(false);
+                throw new OperationCanceledException(cts.Token);
             }
-            await watcher.Completion.ConfigureAwait(false);
-            throw new OperationCanceledException(cts.Token);
+            catch (KubeForbiddenException e) when (e.Verb is "watch" or "list")
+            {
+                // kt-connect's sample RBAC grants no watch on pods (§1.9.10): poll with get/list instead.
+                output.Debug($"No permission to {e.Verb} pods ({e.ServerMessage}); polling the shadow pod instead.");
+            }
+            while (true)
+            {
+                if (options.FieldSelector is not null)
+                {
+                    var pod = await _client.Pods.TryGetAsync(name, ns, cts.Token).ConfigureAwait(false);
+                    if (Observe(pod ?? new Pod { Metadata = new ObjectMeta { Name = name } }, pod is null) is { } ready) return ready;
+                }
+                else
+                {
+                    var pods = await _client.Pods.ListAsync(ns, options, cts.Token).ConfigureAwait(false);
+                    foreach (var pod in pods.Items)
+                    {
+                        if (Observe(pod, false) is { } ready) return ready;
+                    }
+                }
+                await Task.Delay(PollInterval, cts.Token).ConfigureAwait(false);
+            }
         }
         catch (OperationCanceledException) when (cts.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
@@ -133,6 +229,9 @@ public sealed class ShadowPods
                 ". Look at its events (kubectl describe pod), or allow more time with --podCreationTimeout (-Timeout).", name, stage.ToString());
         }
     }
+
+    /// <summary>How often the pod is polled when watching is not allowed.</summary>
+    public TimeSpan PollInterval { get; init; } = TimeSpan.FromSeconds(1);
 
     /// <summary>
     /// Reads the shadow sshd's host public keys through exec in container <c>standalone</c> (no stdin: on exec v4 it
@@ -190,7 +289,7 @@ public sealed class ShadowPods
                 catch (KubeAlreadyExistsException)
                 {
                     cm = await _client.ConfigMaps.TryGetAsync(spec.Name, spec.Namespace, cancellationToken).ConfigureAwait(false)
-                        ?? throw new KubeConflictExceptionRetry();
+                        ?? throw new SharedShadowChangedException();
                 }
                 var authorized = cm.Data?.GetValueOrDefault(KtConventions.ConfigMapAuthorizedKey) ?? spec.AuthorizedKey;
                 var privateKey = cm.Data?.GetValueOrDefault(KtConventions.ConfigMapPrivateKey);
@@ -215,7 +314,7 @@ public sealed class ShadowPods
                 defer?.Invoke($"Release shared shadow {spec.Namespace}/{spec.Name}", lease.ReleaseAsync);
                 return lease;
             }
-            catch (KubeConflictExceptionRetry) when (attempt < 10)
+            catch (SharedShadowChangedException) when (attempt < 10)
             {
                 // The shared shadow disappeared or was terminating between our steps: start over.
                 await Task.Delay(TimeSpan.FromMilliseconds(200 * (attempt + 1)), cancellationToken).ConfigureAwait(false);
@@ -237,18 +336,40 @@ public sealed class ShadowPods
         }
         try
         {
-            var updated = await client.UpdateWithRetryAsync(spec.Name, o =>
-            {
-                if (o.Metadata.DeletionTimestamp is not null) throw new KubeConflictExceptionRetry();
-                var n = KtConventions.ParseRefCount(o.Metadata.GetAnnotation(KtConventions.RefCountAnnotation));
-                o.Metadata.SetAnnotation(KtConventions.RefCountAnnotation, (n + 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
-                return true;
-            }, spec.Namespace, ct).ConfigureAwait(false);
+            var updated = await ChangeRefCountAsync(client, spec.Name, spec.Namespace, +1, ct).ConfigureAwait(false);
             return (false, target(updated), KtConventions.ParseRefCount(updated.Metadata.GetAnnotation(KtConventions.RefCountAnnotation)));
         }
         catch (KubeNotFoundException)
         {
-            throw new KubeConflictExceptionRetry();
+            throw new SharedShadowChangedException();
+        }
+    }
+
+    /// <summary>
+    /// kt-ref-count += delta (never below 0) as a compare-and-swap that needs only get and patch (the verbs kt-connect's
+    /// minimal RBAC grants): a JSON patch that tests the resourceVersion read, then sets the annotation. A failed test
+    /// (someone else changed the object) re-reads and tries again, with jitter.
+    /// </summary>
+    private static async Task<T> ChangeRefCountAsync<T>(ResourceClient<T> client, string name, string ns, int delta, CancellationToken ct)
+        where T : KubeObject
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            var current = await client.GetAsync(name, ns, ct).ConfigureAwait(false);
+            if (delta > 0 && current.Metadata.DeletionTimestamp is not null) throw new SharedShadowChangedException();
+            var n = KtConventions.ParseRefCount(current.Metadata.GetAnnotation(KtConventions.RefCountAnnotation));
+            var value = Math.Max(0, n + delta).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            var ops = new JsonPatchBuilder().Test("/metadata/resourceVersion", current.Metadata.ResourceVersion);
+            if (current.Metadata.Annotations is null) ops.Add("/metadata/annotations", new System.Text.Json.Nodes.JsonObject());
+            ops.Add("/metadata/annotations/" + JsonPatchBuilder.Escape(KtConventions.RefCountAnnotation), value);
+            try
+            {
+                return await client.PatchAsync(name, KubePatch.Json(ops), ns, ct).ConfigureAwait(false);
+            }
+            catch (KubeApiException e) when (e is KubeInvalidException or KubeConflictException && attempt < 50)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(2, 30)), ct).ConfigureAwait(false);
+            }
         }
     }
 
@@ -266,12 +387,7 @@ public sealed class ShadowPods
         T updated;
         try
         {
-            updated = await client.UpdateWithRetryAsync(name, o =>
-            {
-                var n = KtConventions.ParseRefCount(o.Metadata.GetAnnotation(KtConventions.RefCountAnnotation));
-                o.Metadata.SetAnnotation(KtConventions.RefCountAnnotation, Math.Max(0, n - 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
-                return true;
-            }, ns, ct).ConfigureAwait(false);
+            updated = await ChangeRefCountAsync(client, name, ns, -1, ct).ConfigureAwait(false);
         }
         catch (KubeNotFoundException)
         {
@@ -346,8 +462,11 @@ public sealed class ShadowPods
     }
 
     /// <summary>Internal signal: the shared shadow changed under us; start the acquisition over.</summary>
-    private sealed class KubeConflictExceptionRetry : Exception;
+    private sealed class SharedShadowChangedException : Exception;
 }
+
+/// <summary>A ready private shadow: what was created, the running pod (its name is the port-forward target) and the host keys to pin.</summary>
+public sealed record RunningShadow(ShadowPodHandle Handle, Pod Pod, IReadOnlyList<ShadowHostKey> HostKeys);
 
 /// <summary>What <see cref="ShadowPods.CreateAsync"/> created. <see cref="DeleteAsync"/> (also DisposeAsync) removes exactly that, once.</summary>
 public sealed class ShadowPodHandle : IAsyncDisposable
@@ -386,13 +505,26 @@ public sealed class ShadowPodHandle : IAsyncDisposable
     public async Task DeleteAsync(CancellationToken cancellationToken)
     {
         if (Interlocked.Exchange(ref _deleted, 1) != 0) return;
-        var foreground = new DeleteOptions { PropagationPolicy = PropagationPolicy.Background };
-        if (WorkloadCreated)
+        try
         {
-            if (IsDeployment) await _client.Deployments.DeleteIfExistsAsync(Name, Namespace, foreground, cancellationToken).ConfigureAwait(false);
-            else await _client.Pods.DeleteIfExistsAsync(Name, Namespace, foreground, cancellationToken).ConfigureAwait(false);
+            var background = new DeleteOptions { PropagationPolicy = PropagationPolicy.Background };
+            if (WorkloadCreated)
+            {
+                if (IsDeployment) await _client.Deployments.DeleteIfExistsAsync(Name, Namespace, background, cancellationToken).ConfigureAwait(false);
+                else await _client.Pods.DeleteIfExistsAsync(Name, Namespace, background, cancellationToken).ConfigureAwait(false);
+                WorkloadCreated = false;
+            }
+            if (ConfigMapCreated)
+            {
+                await _client.ConfigMaps.DeleteIfExistsAsync(Name, Namespace, null, cancellationToken).ConfigureAwait(false);
+                ConfigMapCreated = false;
+            }
         }
-        if (ConfigMapCreated) await _client.ConfigMaps.DeleteIfExistsAsync(Name, Namespace, null, cancellationToken).ConfigureAwait(false);
+        catch
+        {
+            Volatile.Write(ref _deleted, 0); // let a later undo try again
+            throw;
+        }
     }
 
     public async ValueTask DisposeAsync() => await DeleteAsync(CancellationToken.None).ConfigureAwait(false);

@@ -40,8 +40,14 @@ public sealed record CleanupAction(CleanupActionKind Kind, string Namespace, str
     public override string ToString() => Description;
 }
 
-/// <summary>A cleanup plan: restorations first, then deletions, in the order <see cref="StaleResources.ExecuteAsync"/> applies them.</summary>
-public sealed record CleanupPlan(string Namespace, DateTimeOffset ClusterTime, TimeSpan Threshold, IReadOnlyList<CleanupAction> Actions);
+/// <summary>
+/// A cleanup plan: restorations first, then deletions, in the order <see cref="StaleResources.ExecuteAsync"/> applies them.
+/// <see cref="Warnings"/> name what needs a person (for example a <c>kt-selector</c> that is not valid JSON).
+/// </summary>
+public sealed record CleanupPlan(string Namespace, DateTimeOffset ClusterTime, TimeSpan Threshold, IReadOnlyList<CleanupAction> Actions)
+{
+    public IReadOnlyList<string> Warnings { get; init; } = [];
+}
 
 /// <summary>The outcome of one action.</summary>
 public sealed record CleanupOutcome(CleanupAction Action, bool Done, string? Error);
@@ -64,11 +70,28 @@ public sealed class StaleResources
         ArgumentException.ThrowIfNullOrEmpty(ns);
         var limit = threshold ?? KtConventions.DefaultStaleThreshold;
         var kt = new ListOptions { LabelSelector = KtConventions.ControlBySelector };
-        var pods = (await _client.Pods.ListAllAsync(ns, null, cancellationToken: cancellationToken).ConfigureAwait(false)).Items;
-        var deployments = (await _client.Deployments.ListAllAsync(ns, kt, cancellationToken: cancellationToken).ConfigureAwait(false)).Items;
-        var configMaps = (await _client.ConfigMaps.ListAllAsync(ns, kt, cancellationToken: cancellationToken).ConfigureAwait(false)).Items;
-        var services = (await _client.Services.ListAllAsync(ns, null, cancellationToken: cancellationToken).ConfigureAwait(false)).Items;
-        var now = _client.Clock.UtcNow; // the lists above observed the server's Date header
+        var warnings = new List<string>();
+        // What we may not list we cannot clean; say so instead of failing the whole plan (kt-connect's minimal RBAC
+        // grants no list on configmaps or deployments, §1.9.10).
+        async Task<List<T>> List<T>(ResourceClient<T> client, ListOptions? options) where T : KubeObject
+        {
+            try
+            {
+                return (await client.ListAllAsync(ns, options, cancellationToken: cancellationToken).ConfigureAwait(false)).Items;
+            }
+            catch (KubeForbiddenException e)
+            {
+                warnings.Add($"Cannot list {client.Resource.Plural} in '{ns}' ({e.ServerMessage}); they were not checked.");
+                return [];
+            }
+        }
+        var pods = await List(_client.Pods, null).ConfigureAwait(false);
+        var allDeployments = await List(_client.Deployments, null).ConfigureAwait(false);
+        var deployments = allDeployments.Where(d => d.Metadata.GetLabel(KtConventions.ControlByLabel) == KtConventions.ControlByValue).ToList();
+        var configMaps = await List(_client.ConfigMaps, kt).ConfigureAwait(false);
+        var services = await List(_client.Services, null).ConfigureAwait(false);
+        if (!_client.Clock.IsKnown) await _client.GetServerVersionAsync(cancellationToken).ConfigureAwait(false);
+        var now = _client.Clock.UtcNow; // cluster time: the server's Date header, never the local clock
 
         bool Stale(KubeObject o) =>
             KtConventions.TryParseUnixSeconds(o.Metadata.GetAnnotation(KtConventions.HeartbeatAnnotation), out var beat) && now - beat > limit;
@@ -83,10 +106,7 @@ public sealed class StaleResources
         var scaled = new HashSet<string>(StringComparer.Ordinal);
         var servicesByName = services.ToDictionary(s => s.Metadata.Name ?? "", StringComparer.Ordinal);
         var deploymentsByName = new Dictionary<string, Deployment>(StringComparer.Ordinal);
-        foreach (var d in (await _client.Deployments.ListAllAsync(ns, null, cancellationToken: cancellationToken).ConfigureAwait(false)).Items)
-        {
-            deploymentsByName[d.Metadata.Name ?? ""] = d;
-        }
+        foreach (var d in allDeployments) deploymentsByName[d.Metadata.Name ?? ""] = d;
 
         void Recover(KubeObject owner)
         {
@@ -111,10 +131,17 @@ public sealed class StaleResources
         {
             var annotation = svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation);
             if (annotation is null || !restoredServices.Add(svc.Metadata.Name ?? "")) return;
-            restores.Add(new CleanupAction(CleanupActionKind.RestoreServiceSelector, ns, svc.Metadata.Name ?? "", reason)
+            try
             {
-                Selector = KtConventions.ParseSelector(annotation, svc.Key),
-            });
+                restores.Add(new CleanupAction(CleanupActionKind.RestoreServiceSelector, ns, svc.Metadata.Name ?? "", reason)
+                {
+                    Selector = KtConventions.ParseSelector(annotation, svc.Key),
+                });
+            }
+            catch (KtAnnotationInvalidException e)
+            {
+                warnings.Add(e.Message);
+            }
         }
 
         var stalePods = new HashSet<string>(StringComparer.Ordinal);
@@ -161,7 +188,7 @@ public sealed class StaleResources
         {
             deletes.Add(new CleanupAction(CleanupActionKind.DeleteConfigMap, ns, cm.Metadata.Name ?? "", Age(cm)));
         }
-        return new CleanupPlan(ns, now, limit, [.. restores, .. deletes]);
+        return new CleanupPlan(ns, now, limit, [.. restores, .. deletes]) { Warnings = warnings };
     }
 
     private static bool Matches(IReadOnlyDictionary<string, string> selector, IReadOnlyDictionary<string, string>? labels) =>

@@ -1,0 +1,76 @@
+using KtConnect.Engine;
+using KtConnect.Engine.Cluster;
+using KtConnect.KubeSim.Api;
+using KtConnect.KubeSim.Store;
+using KtConnect.Tests.Unit.Kube;
+
+namespace KtConnect.Tests.Unit.Cluster;
+
+public sealed class ServiceLockTests
+{
+    private const string Ns = "kt-test";
+
+    private static string? Lock(KubeSimServer s) =>
+        s.Store.Get(ResourceTypes.Services, Ns, "orders")?["metadata"]?["annotations"]?[KtConventions.LockAnnotation]?.GetValue<string>();
+
+    private static async Task<SimCluster> StartAsync()
+    {
+        var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false });
+        sim.Server.Apply("""{"apiVersion":"v1","kind":"Service","metadata":{"name":"orders","namespace":"kt-test"},"spec":{"selector":{"app":"orders"},"ports":[{"port":80}]}}""");
+        return sim;
+    }
+
+    [Fact]
+    public async Task One_holder_at_a_time_and_release_removes_only_our_lock()
+    {
+        await using var sim = await StartAsync();
+        var held = await ServiceLock.AcquireAsync(sim.Client, Ns, "orders");
+        Assert.Equal(held.Value, Lock(sim.Server));
+        var e = await Assert.ThrowsAsync<KtException>(() => ServiceLock.AcquireAsync(sim.Client, Ns, "orders", 2, TimeSpan.FromMilliseconds(10)));
+        Assert.Equal("ServiceLocked", e.ErrorId);
+        Assert.Contains("orders", e.Message, StringComparison.Ordinal);
+        await held.DisposeAsync();
+        Assert.Null(Lock(sim.Server));
+
+        // A stale lock (older than 180 s, left by a crashed ktctl) is taken over.
+        sim.Server.Store.Mutate(ResourceTypes.Services, Ns, "orders", o =>
+        {
+            o["metadata"]!["annotations"] = new System.Text.Json.Nodes.JsonObject
+            {
+                [KtConventions.LockAnnotation] = KtConventions.FormatUnixSeconds(sim.Client.Clock.UtcNow.AddMinutes(-4)),
+            };
+            return o;
+        });
+        var taker = await ServiceLock.AcquireAsync(sim.Client, Ns, "orders", 1);
+        Assert.Equal(taker.Value, Lock(sim.Server));
+        // Once someone else holds it (our lock went stale and was taken over), our release leaves theirs alone.
+        sim.Server.Store.Mutate(ResourceTypes.Services, Ns, "orders", o =>
+        {
+            o["metadata"]!["annotations"]![KtConventions.LockAnnotation] = "12345";
+            return o;
+        });
+        await taker.ReleaseAsync(CancellationToken.None);
+        Assert.Equal("12345", Lock(sim.Server));
+    }
+
+    [Fact]
+    public async Task Concurrent_lockers_never_both_win()
+    {
+        await using var sim = await StartAsync();
+        var attempts = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => Task.Run(async () =>
+        {
+            try
+            {
+                return await ServiceLock.AcquireAsync(sim.Client, Ns, "orders", 3, TimeSpan.FromMilliseconds(10));
+            }
+            catch (KtException e) when (e.ErrorId == "ServiceLocked")
+            {
+                return null;
+            }
+        })));
+        var winner = Assert.Single(attempts, a => a is not null);
+        Assert.Equal(winner!.Value, Lock(sim.Server));
+        await winner.DisposeAsync();
+        Assert.Null(Lock(sim.Server));
+    }
+}
