@@ -3,7 +3,6 @@ using System.Net.Sockets;
 using KtConnect.Engine.Cluster.Tunnel;
 using KtConnect.Engine.Dns;
 using KtConnect.Engine.Kube;
-using KtConnect.Engine.Kube.Models;
 using KtConnect.Engine.Net;
 using KtConnect.Engine.Net.Linux;
 using KtConnect.Engine.Net.Redirect;
@@ -101,14 +100,17 @@ public sealed class ConnectWorker : ISessionWorker
 
         // The link: port-forward to the shadow's sshd, then SSH with its host key pinned.
         output.Progress("Connecting", "SSH to the shadow pod");
-        var link = await ShadowLink.StartAsync(_client, _namespace, podName, new ShadowLinkOptions
+        var link = await ShadowLink.StartAsync(_client, new ShadowLinkOptions
         {
+            Namespace = _namespace,
+            PodName = podName,
             Identity = identity,
             ExpectedHostKeys = hostKeys.Select(k => SshPublicKey.ParseAuthorizedKey(k.Algorithm + " " + k.Base64Key)).ToList(),
-        }, cancellationToken).ConfigureAwait(false);
+        }, cancellationToken: cancellationToken).ConfigureAwait(false);
         context.Defer("close the SSH link", _ => link.DisposeAsync().AsTask());
-        link.Reconnecting += (_, e) => context.ReportReconnecting(e);
+        link.Reconnecting += (_, e) => context.ReportReconnecting(e.Cause);
         link.Recovered += (_, _) => context.ReportRecovered();
+        link.Failed += (_, e) => context.Fail(e.Cause);
         var dialer = new SshFlowDialer(link);
 
         switch (_options.Mode)
@@ -116,12 +118,15 @@ public sealed class ConnectWorker : ISessionWorker
             case ConnectMode.Socks:
                 await StartSocksAsync(context, dialer).ConfigureAwait(false);
                 break;
-            case ConnectMode.Tun:
+            case ConnectMode.Tun when OperatingSystem.IsLinux():
                 await StartTunAsync(context, journal, dialer, ranges, apiServer, sessionId, cancellationToken).ConfigureAwait(false);
                 break;
-            case ConnectMode.Redirect:
+            case ConnectMode.Redirect when OperatingSystem.IsLinux():
                 await StartRedirectAsync(context, journal, dialer, ranges, sessionId, cancellationToken).ConfigureAwait(false);
                 break;
+            default:
+                throw new KtException("ConnectModeNotAvailable", KtErrorCategory.NotImplemented,
+                    $"{_options.Mode} mode is not available on this operating system in this build; use --mode socks (-Mode Socks).");
         }
 
         if (_options.Mode != ConnectMode.Socks && _options.DnsMode == DnsMode.Split)
@@ -183,12 +188,10 @@ public sealed class ConnectWorker : ISessionWorker
         context.Output.Verbose($"SOCKS5 and HTTP CONNECT proxy on {server.LocalEndPoint}: e.g. curl --socks5-hostname {server.LocalEndPoint} http://<service>");
     }
 
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     private async Task StartTunAsync(SessionContext context, ChangeJournal journal, SshFlowDialer dialer, IReadOnlyList<Cidr> ranges,
         IReadOnlyList<IPAddress> apiServer, string sessionId, CancellationToken cancellationToken)
     {
-        if (!OperatingSystem.IsLinux())
-            throw new KtException("TunModeNotAvailable", KtErrorCategory.NotImplemented,
-                "Tun mode is wired up on Linux in this build; use --mode socks here.");
         var tun = await LinuxTunDevice.CreateAsync(_options.TunName, StackOptions.RecommendedMtu, [TunAddress], cancellationToken: cancellationToken)
             .ConfigureAwait(false);
         context.Defer($"remove tun device {_options.TunName}", _ => { tun.Dispose(); return Task.CompletedTask; });
@@ -201,12 +204,10 @@ public sealed class ConnectWorker : ISessionWorker
         foreach (var r in routes.Routes) context.AddRoute($"{r} dev {tun.Name}");
     }
 
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     private async Task StartRedirectAsync(SessionContext context, ChangeJournal journal, SshFlowDialer dialer, IReadOnlyList<Cidr> ranges,
         string sessionId, CancellationToken cancellationToken)
     {
-        if (!OperatingSystem.IsLinux())
-            throw new KtException("RedirectModeNotAvailable", KtErrorCategory.NotImplemented,
-                "Redirect mode uses nftables or iptables and is available on Linux only; use tun or socks mode here.");
         var socket = new Socket(AddressFamily.InterNetworkV6, SocketType.Stream, ProtocolType.Tcp) { DualMode = true };
         socket.Bind(new IPEndPoint(IPAddress.IPv6Any, 0));
         socket.Listen(1024);
