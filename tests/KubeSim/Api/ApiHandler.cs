@@ -1,0 +1,723 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using KtConnect.KubeSim.Store;
+using KtConnect.KubeSim.Streaming;
+using Microsoft.AspNetCore.Http;
+
+namespace KtConnect.KubeSim.Api;
+
+/// <summary>
+/// The request pipeline of the simulated kube-apiserver: authentication, authorization, routing, and the REST
+/// verbs over the <see cref="ObjectStore"/>. Watch, port-forward and exec are delegated to their own handlers.
+/// </summary>
+internal sealed class ApiHandler
+{
+    private const int MaxBodyBytes = 3 * 1024 * 1024;
+
+    private readonly ObjectStore _store;
+    private readonly KubeSimOptions _options;
+    private readonly KubeSimHooks _hooks;
+    private readonly WatchHandler _watch;
+    private readonly PortForwardHandler _portForward;
+    private readonly ExecHandler _exec;
+    private readonly Func<string> _serverAddress;
+    private readonly string _flowSchemaUid = Guid.NewGuid().ToString();
+    private readonly string _priorityLevelUid = Guid.NewGuid().ToString();
+    private readonly Func<System.Security.Cryptography.X509Certificates.X509Certificate2, bool> _verifyClientCertificate;
+
+    public ApiHandler(ObjectStore store, KubeSimOptions options, KubeSimHooks hooks, IPodNetwork network, IPodExec exec, Func<string> serverAddress,
+        Func<System.Security.Cryptography.X509Certificates.X509Certificate2, bool> verifyClientCertificate)
+    {
+        _verifyClientCertificate = verifyClientCertificate;
+        _store = store;
+        _options = options;
+        _hooks = hooks;
+        _serverAddress = serverAddress;
+        _watch = new WatchHandler(store, options);
+        _portForward = new PortForwardHandler(network);
+        _exec = new ExecHandler(exec, options.EnableExecV5);
+    }
+
+    public async Task HandleAsync(HttpContext context)
+    {
+        var ct = context.RequestAborted;
+        var request = context.Request;
+        _hooks.Requests.Enqueue(new RecordedRequest(request.Method, request.Path + request.QueryString, request.ContentType,
+            request.Headers.UserAgent.ToString(), _options.TimeProvider.GetUtcNow()));
+        try
+        {
+            if (_hooks.BeforeRequest is { } before && await before(context).ConfigureAwait(false)) return;
+            await DispatchAsync(context, ct).ConfigureAwait(false);
+        }
+        catch (KubeApiException e) when (!context.Response.HasStarted)
+        {
+            await HttpBodies.WriteStatusAsync(context, e, ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // The client went away.
+        }
+        catch (Exception e) when (!context.Response.HasStarted && e is not OperationCanceledException)
+        {
+            // A KubeSim bug: answer like the real server's panic handler rather than an empty 500.
+            await HttpBodies.WriteJsonAsync(context, 500,
+                Statuses.Failure(500, "InternalError", "Internal error occurred: " + e.GetType().Name + ": " + e.Message, null, omitDetails: true), ct)
+                .ConfigureAwait(false);
+        }
+    }
+
+    private async Task DispatchAsync(HttpContext context, CancellationToken ct)
+    {
+        var request = context.Request;
+        var path = request.Path.Value ?? "/";
+        if (_options.PathPrefix.Length > 0)
+        {
+            // A server URL with a path (e.g. behind a proxy): everything lives under the prefix.
+            if (!path.StartsWith(_options.PathPrefix + "/", StringComparison.Ordinal))
+            {
+                await HttpBodies.WriteTextAsync(context, 404, "404 page not found\n", ct).ConfigureAwait(false);
+                return;
+            }
+            path = path[_options.PathPrefix.Length..];
+        }
+        var who = Authenticate(context);
+        if (who is null)
+        {
+            // A token we do not know: 401 without details, before anything else (4e).
+            await HttpBodies.WriteJsonAsync(context, 401, new KubeApiException(401, "Unauthorized", "Unauthorized", null, omitDetails: true).Status, ct)
+                .ConfigureAwait(false);
+            return;
+        }
+        var (user, groups) = who.Value;
+        // Priority and fairness stamps every request it classifies; long-running ones (watch, exec, port-forward) are exempt.
+        var longRunning = IsTrue(request.Query["watch"]) || path.EndsWith("/exec", StringComparison.Ordinal)
+            || path.EndsWith("/portforward", StringComparison.Ordinal) || path.EndsWith("/attach", StringComparison.Ordinal);
+        if (!longRunning)
+        {
+            context.Response.Headers["X-Kubernetes-Pf-Flowschema-Uid"] = _flowSchemaUid;
+            context.Response.Headers["X-Kubernetes-Pf-Prioritylevel-Uid"] = _priorityLevelUid;
+        }
+
+        // Non-resource paths.
+        switch (path)
+        {
+            case "/version" or "/version/":
+                await HttpBodies.WriteAsync(context, 200, "application/json", Encoding.UTF8.GetBytes(Discovery.Version(_options.TimeProvider)), ct).ConfigureAwait(false);
+                return;
+            case "/healthz" or "/livez":
+                await HttpBodies.WriteTextAsync(context, 200, "ok", ct).ConfigureAwait(false);
+                return;
+            case "/readyz":
+                await HttpBodies.WriteTextAsync(context, 200, request.Query.ContainsKey("verbose") ? Discovery.Readyz : "ok", ct).ConfigureAwait(false);
+                return;
+            default:
+                break;
+        }
+        if (path is "/api" or "/api/" or "/apis" or "/apis/")
+        {
+            Authorize(new RequestInfo(user, "get", "", "", null, null, null, path) { Groups = groups });
+            JsonNode doc = path.StartsWith("/apis", StringComparison.Ordinal) ? Discovery.ApiGroupList() : Discovery.ApiVersions(_serverAddress());
+            await HttpBodies.WriteJsonAsync(context, 200, doc, ct).ConfigureAwait(false);
+            return;
+        }
+
+        var api = ApiPath.Parse(path);
+        switch (api.Kind)
+        {
+            case ApiPathKind.NotFoundText:
+                await HttpBodies.WriteTextAsync(context, 404, "404 page not found\n", ct).ConfigureAwait(false);
+                return;
+            case ApiPathKind.GroupVersionDiscovery:
+                Authorize(new RequestInfo(user, "get", "", "", null, null, null, path) { Groups = groups });
+                await HttpBodies.WriteJsonAsync(context, 200, Discovery.ResourceList(api.Group, api.Version), ct).ConfigureAwait(false);
+                return;
+            case ApiPathKind.UnknownResource:
+                throw KubeApiException.UnknownResource();
+            default:
+                break;
+        }
+
+        var type = api.Type!;
+        var method = request.Method.ToUpperInvariant();
+        var isWatch = api.Kind == ApiPathKind.Collection && IsTrue(request.Query["watch"]);
+        var verb = (method, api.Kind) switch
+        {
+            ("GET", ApiPathKind.Collection) => isWatch ? "watch" : "list",
+            ("GET", ApiPathKind.Object) => "get",
+            ("POST", _) => "create",
+            ("PUT", _) => "update",
+            ("PATCH", _) => "patch",
+            ("DELETE", ApiPathKind.Collection) => "deletecollection",
+            ("DELETE", ApiPathKind.Object) => "delete",
+            _ => "unknown",
+        };
+        if (verb == "unknown") throw KubeApiException.MethodNotAllowed();
+        Authorize(new RequestInfo(user, verb, type.Group, type.Plural, api.Subresource, api.Namespace, api.Name, null) { Groups = groups });
+
+        if (api.Kind == ApiPathKind.Collection)
+        {
+            if (!type.Supports(verb == "watch" ? "watch" : verb)) throw KubeApiException.MethodNotAllowed();
+            switch (verb)
+            {
+                case "list":
+                    await ListAsync(context, type, api.Namespace, ct).ConfigureAwait(false);
+                    return;
+                case "watch":
+                    await _watch.HandleAsync(context, type, api.Namespace, ct).ConfigureAwait(false);
+                    return;
+                case "create":
+                    await CreateAsync(context, type, api.Namespace, user, groups, ct).ConfigureAwait(false);
+                    return;
+                case "deletecollection":
+                    await DeleteCollectionAsync(context, type, api.Namespace, ct).ConfigureAwait(false);
+                    return;
+                default:
+                    throw KubeApiException.MethodNotAllowed();
+            }
+        }
+
+        var name = api.Name!;
+        switch (api.Subresource)
+        {
+            case null:
+                break;
+            case "status" when type.HasStatus:
+                await StatusSubresourceAsync(context, type, api.Namespace, name, verb, ct).ConfigureAwait(false);
+                return;
+            case "scale" when type.HasScale:
+                await ScaleAsync(context, type, api.Namespace, name, verb, ct).ConfigureAwait(false);
+                return;
+            case "portforward" when type == ResourceTypes.Pods && verb is "get" or "create":
+                await _portForward.HandleAsync(context, PodOrThrow(api.Namespace, name), api.Namespace!, name, ct).ConfigureAwait(false);
+                return;
+            case "exec" when type == ResourceTypes.Pods && verb is "get" or "create":
+                {
+                    var pod = PodOrThrow(api.Namespace, name);
+                    CheckContainer(pod, name, context.Request.Query["container"]);
+                    await _exec.HandleAsync(context, pod, api.Namespace!, name, ct).ConfigureAwait(false);
+                    return;
+                }
+            case "log" when type == ResourceTypes.Pods && verb == "get":
+                PodOrThrow(api.Namespace, name);
+                _hooks.PodLogs.TryGetValue((api.Namespace!, name), out var log);
+                await HttpBodies.WriteTextAsync(context, 200, log ?? "", ct, noSniff: false).ConfigureAwait(false);
+                return;
+            default:
+                throw KubeApiException.UnknownResource();
+        }
+
+        switch (verb)
+        {
+            case "get":
+                {
+                    var obj = _store.Get(type, api.Namespace, name) ?? throw KubeApiException.NotFound(type, name);
+                    await HttpBodies.WriteJsonAsync(context, 200, obj, ct).ConfigureAwait(false);
+                    return;
+                }
+            case "update":
+                {
+                    var body = await ReadObjectAsync(context, type, ct).ConfigureAwait(false);
+                    var existed = _store.Get(type, api.Namespace, name) is not null;
+                    var updated = _store.Update(type, api.Namespace, name, body);
+                    await HttpBodies.WriteJsonAsync(context, existed ? 200 : 201, updated, ct).ConfigureAwait(false);
+                    return;
+                }
+            case "patch":
+                {
+                    var (patchType, patch) = await ReadPatchAsync(context, ct).ConfigureAwait(false);
+                    JsonObject result;
+                    if (patchType == PatchType.Apply && _store.Get(type, api.Namespace, name) is null)
+                    {
+                        if (patch is not JsonObject created) throw KubeApiException.BadRequest("apply patch must be an object");
+                        result = _store.Create(type, api.Namespace, created);
+                        await HttpBodies.WriteJsonAsync(context, 201, result, ct).ConfigureAwait(false);
+                        return;
+                    }
+                    result = _store.Mutate(type, api.Namespace, name, current => ApplyPatch(current, patchType, patch));
+                    await HttpBodies.WriteJsonAsync(context, 200, result, ct).ConfigureAwait(false);
+                    return;
+                }
+            case "delete":
+                {
+                    var options = await ReadDeleteOptionsAsync(context, ct).ConfigureAwait(false);
+                    var result = _store.Delete(type, api.Namespace, name, options);
+                    JsonNode answer = type.Kind is "Pod" or "Namespace" || !result.Removed
+                        ? result.Object
+                        : Statuses.DeleteSuccess(type, name, result.Object["metadata"]?["uid"]?.GetValue<string>());
+                    await HttpBodies.WriteJsonAsync(context, 200, answer, ct).ConfigureAwait(false);
+                    return;
+                }
+            default:
+                throw KubeApiException.MethodNotAllowed();
+        }
+    }
+
+    // ------------------------------------------------------------------ auth
+
+    internal const string AdminUser = "kubesim-admin";
+    internal static readonly string[] AdminGroups = ["system:masters", "system:authenticated"];
+    internal static readonly string[] UserGroups = ["system:authenticated"];
+
+    /// <summary>
+    /// Who sent the request, as the apiserver's authenticators decide: a client certificate signed by our CA (CN
+    /// user, O groups), a bearer token, basic auth; "system:anonymous" without credentials; null for credentials we
+    /// do not accept (401). Impersonation headers then switch the user when the caller may impersonate.
+    /// </summary>
+    private (string User, IReadOnlyList<string> Groups)? Authenticate(HttpContext context)
+    {
+        var request = context.Request;
+        (string, IReadOnlyList<string>)? who = null;
+        var auth = request.Headers.Authorization.ToString();
+        if (auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+        {
+            var token = auth[7..].Trim();
+            if (!_hooks.Tokens.TryGetValue(token, out var known)) return null;
+            who = known;
+        }
+        else if (auth.StartsWith("Basic ", StringComparison.OrdinalIgnoreCase))
+        {
+            string decoded;
+            try
+            {
+                decoded = Encoding.UTF8.GetString(Convert.FromBase64String(auth[6..].Trim()));
+            }
+            catch (FormatException)
+            {
+                return null;
+            }
+            var colon = decoded.IndexOf(':', StringComparison.Ordinal);
+            if (colon < 0 || !_options.BasicAuthUsers.TryGetValue(decoded[..colon], out var password) || password != decoded[(colon + 1)..]) return null;
+            who = (decoded[..colon], AdminGroups);
+        }
+        else if (auth.Length > 0)
+        {
+            return null;
+        }
+        else if (context.Connection.ClientCertificate is { } cert)
+        {
+            if (!_verifyClientCertificate(cert)) return null;
+            var cn = cert.GetNameInfo(System.Security.Cryptography.X509Certificates.X509NameType.SimpleName, false);
+            var groups = cert.SubjectName.EnumerateRelativeDistinguishedNames()
+                .Where(r => r.GetSingleElementType().Value == "2.5.4.10")
+                .Select(r => r.GetSingleElementValue() ?? "")
+                .Append("system:authenticated").ToList();
+            who = (cn, groups);
+        }
+        if (who is null) return ("system:anonymous", ["system:unauthenticated"]);
+
+        var impersonate = request.Headers["Impersonate-User"].ToString();
+        if (impersonate.Length == 0) return who;
+        var (caller, callerGroups) = who.Value;
+        if (!IsAllowed(new RequestInfo(caller, "impersonate", "", "users", null, null, impersonate, null) { Groups = callerGroups }))
+        {
+            throw new KubeApiException(403, "Forbidden",
+                $"users \"{impersonate}\" is forbidden: User \"{caller}\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope",
+                new JsonObject { ["name"] = impersonate, ["kind"] = "users" });
+        }
+        IReadOnlyList<string> impersonatedGroups = [.. request.Headers["Impersonate-Group"].Select(g => g ?? ""), "system:authenticated"];
+        return (impersonate, impersonatedGroups);
+    }
+
+    private bool IsAllowed(RequestInfo info) => _hooks.Authorize is { } hook ? hook(info) : info.IsAdmin;
+
+    private void Authorize(RequestInfo info)
+    {
+        if (IsAllowed(info)) return;
+        if (!info.IsResourceRequest)
+        {
+            throw new KubeApiException(403, "Forbidden", $"forbidden: User \"{info.User}\" cannot {info.Verb} path \"{info.Path}\"", []);
+        }
+        var scope = info.Namespace is null ? "at the cluster scope" : $"in the namespace \"{info.Namespace}\"";
+        var qualified = info.Group.Length == 0 ? info.ResourceWithSubresource : info.Resource + "." + info.Group + (info.Subresource is null ? "" : "/" + info.Subresource);
+        var subject = info.Name is null ? qualified : $"{qualified} \"{info.Name}\"";
+        var details = new JsonObject();
+        if (info.Name is not null) details["name"] = info.Name;
+        if (info.Group.Length > 0) details["group"] = info.Group;
+        details["kind"] = info.Resource;
+        throw new KubeApiException(403, "Forbidden",
+            $"{subject} is forbidden: User \"{info.User}\" cannot {info.Verb} resource \"{info.ResourceWithSubresource}\" in API group \"{info.Group}\" {scope}",
+            details);
+    }
+
+    // ------------------------------------------------------------------ verbs
+
+    private async Task ListAsync(HttpContext context, ResourceType type, string? ns, CancellationToken ct)
+    {
+        var q = context.Request.Query;
+        var labels = LabelSelector.Parse(q["labelSelector"]);
+        var fields = FieldSelector.Parse(q["fieldSelector"]);
+        long limit = 0;
+        if (q.TryGetValue("limit", out var l) && !long.TryParse(l, NumberStyles.Integer, CultureInfo.InvariantCulture, out limit))
+        {
+            throw KubeApiException.BadRequest($"limit: Invalid value: \"{l}\"");
+        }
+        var page = _store.List(type, ns, labels, fields, limit, q["continue"]);
+        var meta = new JsonObject { ["resourceVersion"] = page.ResourceVersion.ToString(CultureInfo.InvariantCulture) };
+        if (page.Continue is not null) meta["continue"] = page.Continue;
+        if (page.RemainingItemCount is not null) meta["remainingItemCount"] = page.RemainingItemCount;
+        var items = new JsonArray();
+        foreach (var item in page.Items)
+        {
+            item.Remove("kind");
+            item.Remove("apiVersion");
+            items.Add(item);
+        }
+        var list = new JsonObject
+        {
+            ["kind"] = type.Kind + "List",
+            ["apiVersion"] = type.ApiVersion,
+            ["metadata"] = meta,
+            ["items"] = items,
+        };
+        await HttpBodies.WriteJsonAsync(context, 200, list, ct).ConfigureAwait(false);
+    }
+
+    private async Task CreateAsync(HttpContext context, ResourceType type, string? ns, string user, IReadOnlyList<string> groups, CancellationToken ct)
+    {
+        var body = await ReadObjectAsync(context, type, ct).ConfigureAwait(false);
+        if (type == ResourceTypes.SelfSubjectAccessReviews)
+        {
+            await HttpBodies.WriteJsonAsync(context, 201, AccessReview(body, user, groups), ct).ConfigureAwait(false);
+            return;
+        }
+        var bodyNs = body["metadata"]?["namespace"]?.GetValue<string>();
+        if (type.Namespaced && !string.IsNullOrEmpty(bodyNs) && bodyNs != ns)
+        {
+            throw KubeApiException.BadRequest("the namespace of the provided object does not match the namespace sent on the request");
+        }
+        var created = _store.Create(type, ns, body);
+        await HttpBodies.WriteJsonAsync(context, 201, created, ct).ConfigureAwait(false);
+    }
+
+    private JsonObject AccessReview(JsonObject body, string user, IReadOnlyList<string> groups)
+    {
+        var spec = body["spec"] as JsonObject ?? [];
+        var ra = spec["resourceAttributes"] as JsonObject;
+        var nra = spec["nonResourceAttributes"] as JsonObject;
+        var info = ra is not null
+            ? new RequestInfo(user, Str(ra, "verb"), Str(ra, "group"), Str(ra, "resource"), NullIfEmpty(Str(ra, "subresource")),
+                NullIfEmpty(Str(ra, "namespace")), NullIfEmpty(Str(ra, "name")), null) { Groups = groups }
+            : new RequestInfo(user, Str(nra, "verb"), "", "", null, null, null, Str(nra, "path")) { Groups = groups };
+        var allowed = IsAllowed(info);
+        var status = new JsonObject { ["allowed"] = allowed };
+        if (allowed && _hooks.Authorize is null) status["reason"] = "kubesim: the admin token may do everything";
+        return new JsonObject
+        {
+            ["kind"] = "SelfSubjectAccessReview",
+            ["apiVersion"] = "authorization.k8s.io/v1",
+            ["metadata"] = new JsonObject { ["creationTimestamp"] = null },
+            ["spec"] = spec.DeepClone(),
+            ["status"] = status,
+        };
+
+        static string Str(JsonObject? o, string key) => o?[key]?.GetValue<string>() ?? "";
+        static string? NullIfEmpty(string s) => s.Length == 0 ? null : s;
+    }
+
+    private async Task DeleteCollectionAsync(HttpContext context, ResourceType type, string? ns, CancellationToken ct)
+    {
+        var q = context.Request.Query;
+        var options = await ReadDeleteOptionsAsync(context, ct).ConfigureAwait(false);
+        var page = _store.List(type, ns, LabelSelector.Parse(q["labelSelector"]), FieldSelector.Parse(q["fieldSelector"]));
+        var items = new JsonArray();
+        foreach (var item in page.Items)
+        {
+            try
+            {
+                var r = _store.Delete(type, item["metadata"]?["namespace"]?.GetValue<string>(), item["metadata"]!["name"]!.GetValue<string>(), options);
+                r.Object.Remove("kind");
+                r.Object.Remove("apiVersion");
+                items.Add(r.Object);
+            }
+            catch (KubeApiException e) when (e.Code == 404)
+            {
+                // Deleted concurrently (or by garbage collection of an earlier item).
+            }
+        }
+        var list = new JsonObject
+        {
+            ["kind"] = type.Kind + "List",
+            ["apiVersion"] = type.ApiVersion,
+            ["metadata"] = new JsonObject { ["resourceVersion"] = _store.ResourceVersion.ToString(CultureInfo.InvariantCulture) },
+            ["items"] = items,
+        };
+        await HttpBodies.WriteJsonAsync(context, 200, list, ct).ConfigureAwait(false);
+    }
+
+    private async Task StatusSubresourceAsync(HttpContext context, ResourceType type, string? ns, string name, string verb, CancellationToken ct)
+    {
+        JsonObject result;
+        switch (verb)
+        {
+            case "get":
+                result = _store.Get(type, ns, name) ?? throw KubeApiException.NotFound(type, name);
+                break;
+            case "update":
+                var body = await ReadObjectAsync(context, type, ct).ConfigureAwait(false);
+                result = _store.Update(type, ns, name, body, subresource: "status");
+                break;
+            case "patch":
+                var (patchType, patch) = await ReadPatchAsync(context, ct).ConfigureAwait(false);
+                result = _store.Mutate(type, ns, name, current => ApplyPatch(current, patchType, patch), subresource: "status");
+                break;
+            default:
+                throw KubeApiException.MethodNotAllowed();
+        }
+        await HttpBodies.WriteJsonAsync(context, 200, result, ct).ConfigureAwait(false);
+    }
+
+    private async Task ScaleAsync(HttpContext context, ResourceType type, string? ns, string name, string verb, CancellationToken ct)
+    {
+        JsonObject owner;
+        switch (verb)
+        {
+            case "get":
+                owner = _store.Get(type, ns, name) ?? throw KubeApiException.NotFound(type, name);
+                break;
+            case "update":
+                {
+                    var body = await ReadJsonAsync(context, "Scale", ct).ConfigureAwait(false) as JsonObject
+                        ?? throw KubeApiException.BadRequest("the body of the request was in an unknown format");
+                    var kind = body["kind"]?.GetValue<string>();
+                    if (kind is not null && kind != "Scale")
+                    {
+                        throw KubeApiException.BadRequest($"{kind} in version \"{body["apiVersion"]}\" cannot be handled as a Scale");
+                    }
+                    owner = _store.Mutate(type, ns, name, current => SetReplicas(type, name, current, body));
+                    break;
+                }
+            case "patch":
+                {
+                    var (patchType, patch) = await ReadPatchAsync(context, ct).ConfigureAwait(false);
+                    owner = _store.Mutate(type, ns, name, current =>
+                    {
+                        var scale = ApplyPatch(ToScale(current), patchType, patch);
+                        return SetReplicas(type, name, current, scale);
+                    });
+                    break;
+                }
+            default:
+                throw KubeApiException.MethodNotAllowed();
+        }
+        await HttpBodies.WriteJsonAsync(context, 200, ToScale(owner), ct).ConfigureAwait(false);
+    }
+
+    private static JsonObject SetReplicas(ResourceType type, string name, JsonObject current, JsonObject scale)
+    {
+        var rv = scale["metadata"]?["resourceVersion"]?.GetValue<string>();
+        if (!string.IsNullOrEmpty(rv) && rv != current["metadata"]?["resourceVersion"]?.GetValue<string>()) throw KubeApiException.Conflict(type, name);
+        var replicas = scale["spec"]?["replicas"];
+        if (replicas is JsonValue v && v.TryGetValue<long>(out var n) && n < 0)
+        {
+            throw KubeApiException.Invalid("Scale", name, [FieldError.InvalidValue("spec.replicas", n.ToString(CultureInfo.InvariantCulture), "must be greater than or equal to 0")]);
+        }
+        ObjectDefaults.Obj(current, "spec")["replicas"] = replicas?.DeepClone() ?? 0;
+        return current;
+    }
+
+    /// <summary>The autoscaling/v1 Scale view of a Deployment or ReplicaSet (2k).</summary>
+    private static JsonObject ToScale(JsonObject owner)
+    {
+        var meta = (JsonObject)owner["metadata"]!;
+        var scaleMeta = new JsonObject();
+        foreach (var key in new[] { "name", "namespace", "uid", "resourceVersion", "creationTimestamp" })
+        {
+            if (meta[key] is JsonNode v) scaleMeta[key] = v.DeepClone();
+        }
+        var spec = new JsonObject();
+        if (owner["spec"]?["replicas"] is JsonNode r && r.GetValue<long>() != 0) spec["replicas"] = r.DeepClone();
+        return new JsonObject
+        {
+            ["kind"] = "Scale",
+            ["apiVersion"] = "autoscaling/v1",
+            ["metadata"] = scaleMeta,
+            ["spec"] = spec,
+            ["status"] = new JsonObject
+            {
+                ["replicas"] = owner["status"]?["replicas"]?.GetValue<long>() ?? 0,
+                ["selector"] = LabelSelector.Format(owner["spec"]?["selector"] as JsonObject),
+            },
+        };
+    }
+
+    /// <summary>The apiserver's container check for exec: a named container must exist; with several, one must be named.</summary>
+    private static void CheckContainer(JsonObject pod, string podName, string? container)
+    {
+        var names = (pod["spec"]?["containers"] as JsonArray ?? []).Select(c => c?["name"]?.GetValue<string>() ?? "").ToList();
+        if (string.IsNullOrEmpty(container))
+        {
+            if (names.Count > 1)
+            {
+                throw KubeApiException.BadRequest($"a container name must be specified for pod {podName}, choose one of: [{string.Join(' ', names)}]");
+            }
+            return;
+        }
+        if (!names.Contains(container)) throw KubeApiException.BadRequest($"container {container} is not valid for pod {podName}");
+    }
+
+    private JsonObject PodOrThrow(string? ns, string name) =>
+        _store.Get(ResourceTypes.Pods, ns, name) ?? throw KubeApiException.NotFound(ResourceTypes.Pods, name);
+
+    // ------------------------------------------------------------------ bodies
+
+    private enum PatchType { Merge, Json, Strategic, Apply }
+
+    private async Task<(PatchType, JsonNode?)> ReadPatchAsync(HttpContext context, CancellationToken ct)
+    {
+        var contentType = (context.Request.ContentType ?? "").Split(';')[0].Trim().ToLowerInvariant();
+        var type = contentType switch
+        {
+            "application/merge-patch+json" => PatchType.Merge,
+            "application/json-patch+json" => PatchType.Json,
+            "application/strategic-merge-patch+json" => PatchType.Strategic,
+            "application/apply-patch+yaml" => PatchType.Apply,
+            _ => throw KubeApiException.UnsupportedMediaType(),
+        };
+        if (type == PatchType.Apply && string.IsNullOrEmpty(context.Request.Query["fieldManager"]))
+        {
+            throw new KubeApiException(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                new JsonObject
+                {
+                    ["group"] = "meta.k8s.io",
+                    ["kind"] = "PatchOptions",
+                    ["causes"] = new JsonArray(new JsonObject { ["reason"] = "FieldValueRequired", ["message"] = "Required value: is required for apply patch", ["field"] = "fieldManager" }),
+                });
+        }
+        var body = await ReadBodyAsync(context, ct).ConfigureAwait(false);
+        JsonNode? patch;
+        try
+        {
+            patch = KubeJson.Parse(body);
+        }
+        catch (JsonException e)
+        {
+            throw KubeApiException.BadRequest(type == PatchType.Apply
+                ? "error decoding YAML: KubeSim accepts apply patches written as JSON only: " + e.Message
+                : "error decoding patch: " + GoJsonError(body, e));
+        }
+        if (type == PatchType.Json && patch is not JsonArray)
+        {
+            throw KubeApiException.BadRequest("json: cannot unmarshal object into Go value of type jsonpatch.Patch");
+        }
+        if (type != PatchType.Json && patch is not JsonObject)
+        {
+            throw KubeApiException.BadRequest("json: cannot unmarshal array into Go value of type map[string]interface {}");
+        }
+        return (type, patch);
+    }
+
+    private static JsonObject ApplyPatch(JsonObject current, PatchType type, JsonNode? patch)
+    {
+        var result = type switch
+        {
+            PatchType.Merge or PatchType.Apply => Patches.MergePatch(current, patch),
+            PatchType.Json => Patches.JsonPatch(current, (JsonArray)patch!),
+            PatchType.Strategic => Patches.StrategicMergePatch(current, patch),
+            _ => throw KubeApiException.UnsupportedMediaType(),
+        };
+        return result as JsonObject ?? throw KubeApiException.InvalidGeneric();
+    }
+
+    private async Task<DeleteOptions> ReadDeleteOptionsAsync(HttpContext context, CancellationToken ct)
+    {
+        var q = context.Request.Query;
+        var body = await ReadBodyAsync(context, ct).ConfigureAwait(false);
+        JsonObject? o = null;
+        if (body.Length > 0)
+        {
+            try
+            {
+                o = KubeJson.Parse(body) as JsonObject;
+            }
+            catch (JsonException e)
+            {
+                throw KubeApiException.BadRequest("the body of the request was in an unknown format: " + GoJsonError(body, e));
+            }
+        }
+        var policyText = o?["propagationPolicy"]?.GetValue<string>() ?? q["propagationPolicy"].ToString();
+        if (o?["orphanDependents"] is JsonValue od && od.GetValue<bool>()) policyText = "Orphan";
+        var policy = policyText switch
+        {
+            "" or "Background" => PropagationPolicy.Background,
+            "Foreground" => PropagationPolicy.Foreground,
+            "Orphan" => PropagationPolicy.Orphan,
+            _ => throw KubeApiException.BadRequest($"DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{policyText}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""),
+        };
+        long? grace = o?["gracePeriodSeconds"]?.GetValue<long>();
+        if (grace is null && long.TryParse(q["gracePeriodSeconds"], NumberStyles.Integer, CultureInfo.InvariantCulture, out var g)) grace = g;
+        return new DeleteOptions(policy, grace, o?["preconditions"]?["uid"]?.GetValue<string>(), o?["preconditions"]?["resourceVersion"]?.GetValue<string>());
+    }
+
+    /// <summary>Reads a create/update body: JSON object whose kind and apiVersion must be the resource's (4k, 4q).</summary>
+    private async Task<JsonObject> ReadObjectAsync(HttpContext context, ResourceType type, CancellationToken ct)
+    {
+        var node = await ReadJsonAsync(context, type.Kind, ct).ConfigureAwait(false);
+        if (node is not JsonObject obj)
+        {
+            throw KubeApiException.BadRequest($"the object provided is unrecognized (must be of type {type.Kind}): couldn't get version/kind; json parse error: json: cannot unmarshal array into Go value of type struct {{ APIVersion string \"json:\\\"apiVersion,omitempty\\\"\"; Kind string \"json:\\\"kind,omitempty\\\"\" }}");
+        }
+        var kind = obj["kind"]?.GetValue<string>();
+        var apiVersion = obj["apiVersion"]?.GetValue<string>();
+        if (string.IsNullOrEmpty(kind))
+        {
+            throw KubeApiException.BadRequest($"Object 'Kind' is missing in '{Encoding.UTF8.GetString(KubeJson.ToBytesWithNewline(obj)).TrimEnd('\n')}'");
+        }
+        if (kind != type.Kind || (apiVersion is not null && apiVersion != type.ApiVersion))
+        {
+            throw ObjectStore.KindMismatch(kind, apiVersion ?? "", type);
+        }
+        return obj;
+    }
+
+    private static async Task<JsonNode?> ReadJsonAsync(HttpContext context, string expectedKind, CancellationToken ct)
+    {
+        var body = await ReadBodyAsync(context, ct).ConfigureAwait(false);
+        try
+        {
+            return KubeJson.Parse(body);
+        }
+        catch (JsonException e)
+        {
+            var text = Encoding.UTF8.GetString(body);
+            var snippet = text.Length > 30 ? text[..30] + " ..." : text;
+            throw KubeApiException.BadRequest(
+                $"the object provided is unrecognized (must be of type {expectedKind}): couldn't get version/kind; json parse error: {GoJsonError(body, e)} ({snippet})");
+        }
+    }
+
+    /// <summary>Go's encoding/json wording for the two errors clients meet: truncated input and a stray character.</summary>
+    private static string GoJsonError(byte[] body, JsonException e)
+    {
+        var reader = new Utf8JsonReader(body, isFinalBlock: false, state: default);
+        try
+        {
+            while (reader.Read())
+            {
+            }
+            return "unexpected end of JSON input";
+        }
+        catch (JsonException)
+        {
+            var at = (int)reader.BytesConsumed;
+            while (at < body.Length && body[at] is (byte)' ' or (byte)'\n' or (byte)'\r' or (byte)'\t') at++;
+            return at < body.Length ? $"invalid character '{(char)body[at]}' looking for beginning of value" : e.Message;
+        }
+    }
+
+    private static async Task<byte[]> ReadBodyAsync(HttpContext context, CancellationToken ct)
+    {
+        using var ms = new MemoryStream();
+        var buffer = new byte[16 * 1024];
+        int n;
+        while ((n = await context.Request.Body.ReadAsync(buffer, ct).ConfigureAwait(false)) > 0)
+        {
+            ms.Write(buffer, 0, n);
+            if (ms.Length > MaxBodyBytes) throw new KubeApiException(413, "RequestEntityTooLarge", "the request is too large", null, omitDetails: true);
+        }
+        return ms.ToArray();
+    }
+
+    internal static bool IsTrue(string? value) => value is "1" or "true" or "True";
+}
