@@ -15,6 +15,8 @@ public static class Program
 {
     public static async Task<int> Main(string[] args)
     {
+        // `echo ...`: the process behind application images on the simulated node (Images/EchoServer.cs).
+        if (args is ["echo", ..]) return Images.EchoServer.RunMain(args[1..]);
         if (args.Length == 0) return Usage();
         var state = Option(args, "--state");
         if (state is null) return Usage();
