@@ -187,6 +187,23 @@ public sealed class SimCluster : IAsyncDisposable
     /// <summary>Writes a kubeconfig for the admin (server = <see cref="ServerUrl"/>) and returns its path.</summary>
     public string WriteKubeconfig(string? path = null, string @namespace = "default") => Server.WriteKubeconfig(path, @namespace);
 
+    /// <summary>An HttpClient for the API (BaseAddress = <see cref="ServerUrl"/>, admin bearer token, trusts only the cluster CA).</summary>
+    public HttpClient CreateHttpClient()
+    {
+        var handler = new SocketsHttpHandler();
+        handler.SslOptions.RemoteCertificateValidationCallback = RawPortForward.TrustOnly(Server.CaCertificate);
+        var client = new HttpClient(handler) { BaseAddress = new Uri(ServerUrl.TrimEnd('/') + "/") };
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", AdminToken);
+        return client;
+    }
+
+    /// <summary>Opens a port-forward to <paramref name="port"/> of a pod through the API server (v4.channel.k8s.io).</summary>
+    public Task<RawPortForward> PortForwardAsync(string @namespace, string pod, int port, CancellationToken cancellationToken = default) =>
+        RawPortForward.OpenAsync(ServerUrl, AdminToken, Server.CaCertificate, @namespace, pod, port, cancellationToken);
+
+    /// <summary>A snapshot of the namespaced objects (see <see cref="ClusterSnapshot"/>).</summary>
+    public ClusterSnapshot Snapshot(string? @namespace = null, bool includeEvents = false) => ClusterSnapshot.Take(Store, @namespace, includeEvents);
+
     /// <summary>Creates or replaces an object given as JSON (status kept as given).</summary>
     public JsonObject Apply(string json) => Server.Apply(json);
 
