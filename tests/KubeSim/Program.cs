@@ -17,11 +17,15 @@ public static class Program
     {
         // `echo ...`: the process behind application images on the simulated node (Images/EchoServer.cs).
         if (args is ["echo", ..]) return Images.EchoServer.RunMain(args[1..]);
+        // `node ...`: a node without a control plane, for manual use and crash tests (Node/NodeHost.cs).
+        if (args is ["node", ..]) return Node.NodeHost.RunMain(args[1..]);
         if (args.Length == 0) return Usage();
         var state = Option(args, "--state");
         if (state is null) return Usage();
         Directory.CreateDirectory(state);
         var pidFile = Path.Combine(state, "kubesim.pid");
+        // The whole simulated cluster (node + control plane): Cluster/ClusterCommand.cs.
+        if (Cluster.ClusterCommand.Handles(args, state)) return await Cluster.ClusterCommand.RunAsync(args, state).ConfigureAwait(false);
         switch (args[0])
         {
             case "start":

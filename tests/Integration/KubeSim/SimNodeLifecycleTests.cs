@@ -212,6 +212,49 @@ public sealed class SimNodeLifecycleTests
         }
     }
 
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task After_kill_9_of_the_process_holding_a_node_stop_from_its_state_directory_leaves_nothing()
+    {
+        var state = Path.Combine(Path.GetTempPath(), "ktsim-state-" + Guid.NewGuid().ToString("N")[..8]);
+        var psi = new System.Diagnostics.ProcessStartInfo(Environment.ProcessPath is { } p && Path.GetFileName(p) == "dotnet" ? p : "dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in new[] { "exec", typeof(SimNode).Assembly.Location, "node", "--state", state, "--echo", "default/a", "--shadow", "default/s", "--laptop" })
+            psi.ArgumentList.Add(a);
+        using var host = System.Diagnostics.Process.Start(psi)!;
+        var stderr = host.StandardError.ReadToEndAsync();
+        var lines = new List<string>();
+        try
+        {
+            while (await host.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(90)) is { } line && line != "ready") lines.Add(line);
+            Assert.True(lines.Count == 3, string.Join('\n', lines)); // stderr is read only after exit: it ends with the process
+            var podPids = lines.Where(l => l.StartsWith("pod ", StringComparison.Ordinal)).Select(l => int.Parse(l.Split(' ')[4], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+            var namespaces = SimNodeState.Load(state)!.NetworkNamespaces.ToArray();
+            Assert.Equal(4, namespaces.Length); // node, two pods, laptop
+
+            host.Kill(); // SIGKILL: nothing of the node's own cleanup runs
+            await host.WaitForExitAsync();
+            _ = await stderr;
+            Assert.All(podPids, pid => Assert.True(IsAlive(pid))); // the orphans are still there ...
+
+            await SimNode.StopAsync(state);
+
+            var list = await NetNsListAsync();
+            Assert.All(namespaces, ns => Assert.DoesNotContain(ns, list)); // ... and now they are gone
+            Assert.All(podPids, pid => Assert.False(IsAlive(pid)));
+            Assert.All(namespaces, ns => Assert.False(Directory.Exists("/etc/netns/" + ns)));
+        }
+        finally
+        {
+            if (!host.HasExited) host.Kill(entireProcessTree: true);
+            await SimNode.StopAsync(state);
+            if (Directory.Exists(state)) Directory.Delete(state, recursive: true);
+        }
+    }
+
     private static async Task<string[]> NetNsListAsync() =>
         [.. (await ProcessRunner.RunAsync("ip", ["netns", "list"])).StandardOutput
             .Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(' ')[0])];

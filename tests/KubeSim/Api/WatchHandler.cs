@@ -57,8 +57,9 @@ internal sealed class WatchHandler(ObjectStore store, KubeSimOptions options)
                     subscription.RequestBookmark();
                 }
                 var wait = (bookmarkAt ?? deadline) - now;
-                using var waitCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-                waitCts.CancelAfter(wait < TimeSpan.Zero ? TimeSpan.Zero : wait);
+                // The timer runs on the configured clock, so a fake TimeProvider drives timeouts and bookmarks too.
+                using var timer = new CancellationTokenSource(wait < TimeSpan.Zero ? TimeSpan.Zero : wait, time);
+                using var waitCts = CancellationTokenSource.CreateLinkedTokenSource(ct, timer.Token);
                 try
                 {
                     if (!await reader.WaitToReadAsync(waitCts.Token).ConfigureAwait(false)) return;

@@ -174,9 +174,9 @@ public static class Patches
     }
 
     /// <summary>Strategic merge patch over a whole object.</summary>
-    public static JsonNode? StrategicMergePatch(JsonNode? target, JsonNode? patch) => StrategicMerge(target, patch, null);
+    public static JsonNode? StrategicMergePatch(JsonNode? target, JsonNode? patch) => StrategicMerge(target, patch);
 
-    private static JsonNode? StrategicMerge(JsonNode? target, JsonNode? patch, string? field)
+    private static JsonNode? StrategicMerge(JsonNode? target, JsonNode? patch)
     {
         if (patch is not JsonObject po) return patch?.DeepClone();
         if (po["$patch"]?.GetValue<string>() == "replace")
@@ -215,11 +215,10 @@ public static class Patches
                 result[key] = pa.DeepClone();
                 continue;
             }
-            var merged = StrategicMerge(result[key], value, key);
+            var merged = StrategicMerge(result[key], value);
             if (merged is null) result.Remove(key);
             else result[key] = merged;
         }
-        _ = field;
         return result;
     }
 
@@ -255,7 +254,7 @@ public static class Patches
             var existing = result.OfType<JsonObject>().FirstOrDefault(r => !used.Contains(r) && JsonNode.DeepEquals(r[mergeKey], keyValue));
             if (existing is not null) used.Add(existing);
             if (po["$patch"]?.GetValue<string>() == "delete") continue;
-            merged.Add(StrategicMerge(existing, po, null));
+            merged.Add(StrategicMerge(existing, po));
         }
         foreach (var r in result)
         {

@@ -74,7 +74,6 @@ public sealed class LocalProcessExec : IPodExec
             if (!request.Stdin) process.StandardInput.Close();
             Stdout = process.StandardOutput.BaseStream;
             Stderr = process.StandardError.BaseStream;
-            _ = request;
         }
 
         public Stream? Stdin { get; }
