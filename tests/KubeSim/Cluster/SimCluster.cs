@@ -201,6 +201,10 @@ public sealed class SimCluster : IAsyncDisposable
     public Task<RawPortForward> PortForwardAsync(string @namespace, string pod, int port, CancellationToken cancellationToken = default) =>
         RawPortForward.OpenAsync(ServerUrl, AdminToken, Server.CaCertificate, @namespace, pod, port, cancellationToken);
 
+    /// <summary>Runs a command in a pod through the API server's exec (v4.channel.k8s.io), as kubectl exec does.</summary>
+    public Task<RawExecResult> ExecThroughApiAsync(string @namespace, string pod, IReadOnlyList<string> command, CancellationToken cancellationToken = default) =>
+        RawExec.RunAsync(ServerUrl, AdminToken, Server.CaCertificate, @namespace, pod, command, cancellationToken);
+
     /// <summary>A snapshot of the namespaced objects (see <see cref="ClusterSnapshot"/>).</summary>
     public ClusterSnapshot Snapshot(string? @namespace = null, bool includeEvents = false) => ClusterSnapshot.Take(Store, @namespace, includeEvents);
 

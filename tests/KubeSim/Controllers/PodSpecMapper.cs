@@ -30,6 +30,25 @@ public static class PodSpecMapper
                 ports.Add(new ContainerPortLite(port, p["protocol"]?.GetValue<string>() ?? "TCP", p["name"]?.GetValue<string>()));
         }
 
+        // Volumes first: the kubelet mounts them (FailedMount) before it builds the container's environment.
+        var volumes = new Dictionary<string, IReadOnlyDictionary<string, byte[]>>(StringComparer.Ordinal);
+        var declared = (spec["volumes"] as JsonArray ?? []).OfType<JsonObject>()
+            .Where(v => v["name"] is not null).ToDictionary(v => v["name"]!.GetValue<string>(), StringComparer.Ordinal);
+        foreach (var m in (container["volumeMounts"] as JsonArray ?? []).OfType<JsonObject>())
+        {
+            var mountPath = m["mountPath"]?.GetValue<string>();
+            var volName = m["name"]?.GetValue<string>();
+            if (mountPath is null || volName is null || !declared.TryGetValue(volName, out var volume)) continue;
+            IReadOnlyDictionary<string, byte[]>? files = null;
+            if (volume["configMap"] is JsonObject cm)
+                files = ConfigMapFiles(store, ns, cm["name"]?.GetValue<string>(), cm["items"] as JsonArray, Optional(cm), "volume");
+            else if (volume["secret"] is JsonObject sec)
+                files = SecretFiles(store, ns, sec["secretName"]?.GetValue<string>(), sec["items"] as JsonArray, Optional(sec));
+            else if (volume["emptyDir"] is not null)
+                files = new Dictionary<string, byte[]>();
+            if (files is not null) volumes[mountPath] = files;
+        }
+
         var env = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var from in (container["envFrom"] as JsonArray ?? []).OfType<JsonObject>())
         {
@@ -50,24 +69,6 @@ public static class PodSpecMapper
             if (e["value"] is JsonNode value) env[key] = value.GetValue<string>();
             else if (e["valueFrom"] is JsonObject vf && Resolve(vf, pod, store, ns) is { } resolved) env[key] = resolved;
             else if (e["valueFrom"] is null) env[key] = "";
-        }
-
-        var volumes = new Dictionary<string, IReadOnlyDictionary<string, byte[]>>(StringComparer.Ordinal);
-        var declared = (spec["volumes"] as JsonArray ?? []).OfType<JsonObject>()
-            .Where(v => v["name"] is not null).ToDictionary(v => v["name"]!.GetValue<string>(), StringComparer.Ordinal);
-        foreach (var m in (container["volumeMounts"] as JsonArray ?? []).OfType<JsonObject>())
-        {
-            var mountPath = m["mountPath"]?.GetValue<string>();
-            var volName = m["name"]?.GetValue<string>();
-            if (mountPath is null || volName is null || !declared.TryGetValue(volName, out var volume)) continue;
-            IReadOnlyDictionary<string, byte[]>? files = null;
-            if (volume["configMap"] is JsonObject cm)
-                files = ConfigMapFiles(store, ns, cm["name"]?.GetValue<string>(), cm["items"] as JsonArray, Optional(cm), "volume");
-            else if (volume["secret"] is JsonObject sec)
-                files = SecretFiles(store, ns, sec["secretName"]?.GetValue<string>(), sec["items"] as JsonArray, Optional(sec));
-            else if (volume["emptyDir"] is not null)
-                files = new Dictionary<string, byte[]>();
-            if (files is not null) volumes[mountPath] = files;
         }
 
         var args = (container["args"] as JsonArray)?.Select(a => a?.GetValue<string>() ?? "").ToList();
