@@ -211,6 +211,9 @@ public sealed class SimCluster : IAsyncDisposable
     /// <summary>Creates or replaces an object given as JSON (status kept as given).</summary>
     public JsonObject Apply(string json) => Server.Apply(json);
 
+    /// <summary>Creates or replaces every object of a manifest (JSON, a List, or YAML documents; see <see cref="Manifests"/>).</summary>
+    public IReadOnlyList<JsonObject> ApplyManifest(string text) => [.. Manifests.Parse(text).Select(Server.Apply)];
+
     /// <summary>Polls <paramref name="condition"/> on the object until it holds or <paramref name="timeout"/> passes (then throws with the last state).</summary>
     public async Task<JsonObject?> WaitForAsync(ResourceType type, string? ns, string name, Func<JsonObject?, bool> condition, TimeSpan? timeout = null,
         CancellationToken cancellationToken = default)

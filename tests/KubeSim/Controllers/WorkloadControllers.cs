@@ -85,7 +85,8 @@ public sealed class WorkloadControllers : IAsyncDisposable
                 }
                 catch (KubeApiException e) when (e.Code is 404 or 409 or 403)
                 {
-                    // Raced a client or a namespace deletion: the change that caused it triggers another pass.
+                    // Raced a client or a namespace deletion: try again shortly (a short pause so a lasting refusal cannot spin).
+                    await Task.Delay(50, ct).ConfigureAwait(false);
                     _kick.Writer.TryWrite(true);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)

@@ -219,4 +219,45 @@ public sealed class WorkloadControllerTests : IAsyncLifetime
         Assert.Equal(["ConfigMap default/old"], diff.Removed);
         Assert.Equal(["ConfigMap default/edit"], diff.Changed);
     }
+
+    [Fact]
+    public async Task A_yaml_manifest_applies_and_deleting_the_deployment_collects_its_replicaset_and_pods()
+    {
+        var objects = Manifests.Parse("""
+            apiVersion: apps/v1
+            kind: Deployment
+            metadata:
+              name: yml
+              namespace: default
+            spec:
+              replicas: 2
+              selector:
+                matchLabels: {app: yml}
+              template:
+                metadata:
+                  labels: {app: yml, version: "1"}
+                spec:
+                  containers:
+                  - name: c
+                    image: ktconnect/echo:1.0
+                    ports: [{containerPort: 8080}]
+            ---
+            apiVersion: v1
+            kind: ConfigMap
+            metadata: {name: yml, namespace: default}
+            data: {enabled: "true", count: "3"}
+            """);
+        Assert.Equal(2, objects.Count);
+        Assert.Equal(2, objects[0]["spec"]!["replicas"]!.GetValue<long>());
+        Assert.Equal("1", objects[0]["spec"]!["template"]!["metadata"]!["labels"]!["version"]!.GetValue<string>());
+        Assert.Equal("true", objects[1]["data"]!["enabled"]!.GetValue<string>());
+        foreach (var o in objects) _server.Apply(o);
+        await WaitAsync(() => Pods("app=yml").Count == 2, "2 pods");
+
+        Store.Delete(ResourceTypes.Deployments, "default", "yml");
+
+        await WaitAsync(() => Pods("app=yml").Count == 0, "the pods to be collected");
+        Assert.Empty(Store.List(ResourceTypes.ReplicaSets, "default").Items);
+        Assert.Single(Manifests.Parse("""{"kind":"List","apiVersion":"v1","items":[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}]}"""));
+    }
 }
