@@ -146,11 +146,32 @@ public sealed class SimClusterSmokeTests(SimClusterFixture fx)
         Cluster.Apply("""{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"snap"}}""");
         var before = Cluster.Snapshot();
 
-        Cluster.Apply(SimClusterFixture.Deployment("snap", "api", 2, "ktconnect/echo:1.0", 8080));
-        Cluster.Apply(SimClusterFixture.Service("snap", "api", "app=api", 80, 8080));
+        Cluster.ApplyManifest("""
+            apiVersion: apps/v1
+            kind: Deployment
+            metadata: {name: api, namespace: snap}
+            spec:
+              replicas: 2
+              selector: {matchLabels: {app: api}}
+              template:
+                metadata: {labels: {app: api}}
+                spec:
+                  containers:
+                  - {name: api, image: "ktconnect/echo:1.0", ports: [{name: http, containerPort: 8080}]}
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: {name: api, namespace: snap}
+            spec:
+              selector: {app: api}
+              ports: [{name: http, port: 80, targetPort: http}]
+            """);
         await fx.WaitDeploymentReadyAsync("snap", "api", 2);
         await fx.WaitEndpointsAsync("snap", "api", 2);
         var after = Cluster.Snapshot();
+        var (code, body) = await fx.CurlFromClientAsync("http://api.snap/"); // named targetPort, another namespace
+        Assert.True(code == 0, body);
+        Assert.Contains("namespace: snap\n", body, StringComparison.Ordinal);
 
         var diff = before.Diff(after);
         var rs = Assert.Single(Cluster.Store.List(ResourceTypes.ReplicaSets, "snap").Items)["metadata"]!["name"]!.GetValue<string>();
