@@ -150,7 +150,8 @@ public sealed class SimClusterFixture : IAsyncLifetime
     }
 }
 
-[CollectionDefinition(Name)]
+// Not in parallel with other collections: other tests compare global lists (`ip netns list`, root links) before and after.
+[CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class SimClusterCollection : ICollectionFixture<SimClusterFixture>
 {
     public const string Name = "KubeSim cluster";
