@@ -279,6 +279,30 @@ public sealed class SimClusterSmokeTests(SimClusterFixture fx)
         Cluster.ThrowIfFailed();
     }
 
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl", "dig")]
+    public async Task A_headless_service_resolves_to_the_ready_pod_ips_and_kube_dns_to_its_cluster_ip()
+    {
+        Cluster.Apply("""{"apiVersion":"v1","kind":"Service","metadata":{"name":"echo-headless","namespace":"default"},"spec":{"clusterIP":"None","selector":{"app":"echo"},"ports":[{"name":"http","port":8080}]}}""");
+        try
+        {
+            await fx.WaitEndpointsAsync("default", "echo-headless", 2);
+            var ips = Cluster.Pods("default", "app=echo").Select(p => p["status"]!["podIP"]!.GetValue<string>()).Order(StringComparer.Ordinal).ToArray();
+
+            var headless = await Cluster.RunInPodAsync("default", fx.ClientPod, ["dig", "+short", "+time=2", "+tries=2", "echo-headless.default.svc.cluster.local"]);
+            var dns = await Cluster.RunInPodAsync("default", fx.ClientPod, ["dig", "+short", "+time=2", "+tries=2", "kube-dns.kube-system.svc.cluster.local"]);
+
+            Assert.Equal(ips, headless.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries).Order(StringComparer.Ordinal));
+            Assert.Equal(Cluster.Node.ClusterDnsIp, dns.StandardOutput.Trim());
+        }
+        finally
+        {
+            Cluster.Store.Delete(ResourceTypes.Services, "default", "echo-headless");
+        }
+        await Cluster.WaitUntilAsync(() => Cluster.Store.Get(ResourceTypes.Endpoints, "default", "echo-headless") is null
+            && Cluster.Node.Services.All(s => s.Name != "echo-headless"), "the headless service to go from the node");
+        Cluster.ThrowIfFailed();
+    }
+
     private async Task<string> WriteCaAsync()
     {
         var path = Path.Combine(fx.KeyDirectory, "ca.crt");
