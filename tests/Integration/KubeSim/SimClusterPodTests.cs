@@ -26,6 +26,17 @@ public sealed class SimClusterPodTests(SimClusterFixture fx)
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task Pod_logs_through_the_api_server_are_the_container_output_on_the_node()
+    {
+        var pod = Cluster.Pods("default", "app=echo")[0]["metadata"]!["name"]!.GetValue<string>();
+        using var http = Cluster.CreateHttpClient();
+
+        var log = await http.GetStringAsync($"api/v1/namespaces/default/pods/{pod}/log");
+
+        Assert.Contains($"echo default/{pod} listening on", log, StringComparison.Ordinal);
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
     public async Task Env_and_volumes_come_from_configmaps_and_secrets_and_a_missing_configmap_holds_the_pod_until_it_exists()
     {
         Cluster.Apply("""{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"cfg"}}""");

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Http;
 using KtConnect.Engine;
 using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Controllers;
@@ -106,6 +107,7 @@ public sealed class SimCluster : IAsyncDisposable
             };
             cluster.Server = await KubeSimServer.StartAsync(serverOptions, cancellationToken).ConfigureAwait(false);
             cluster.SeedClusterDns();
+            cluster.Server.Hooks.BeforeRequest = cluster.RefreshPodLogAsync;
             var events = new EventRecorder(cluster.Store, serverOptions.NodeName);
             cluster._kubelet = new NodeKubeletController(cluster.Store, node, serverOptions.NodeName, NodeHostIp, events, cluster._failures)
             {
@@ -121,6 +123,28 @@ public sealed class SimCluster : IAsyncDisposable
             else await node.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    // pods/log answers from Hooks.PodLogs: refresh that entry from the node's container log just before the request
+    // is handled (authentication and the 404 for a missing pod stay the API server's). A test that sets its own
+    // BeforeRequest replaces this.
+    private Task<bool> RefreshPodLogAsync(Microsoft.AspNetCore.Http.HttpContext context)
+    {
+        var path = context.Request.Path.Value ?? "";
+        if (HttpMethods.IsGet(context.Request.Method) && path.EndsWith("/log", StringComparison.Ordinal)
+            && path.Split('/', StringSplitOptions.RemoveEmptyEntries) is ["api", "v1", "namespaces", var ns, "pods", var pod, "log"]
+            && Node.GetPod(ns + "/" + pod) is not null)
+        {
+            try
+            {
+                Server.Hooks.PodLogs[(ns, pod)] = File.ReadAllText(Node.LogPath(ns + "/" + pod));
+            }
+            catch (Exception e) when (e is IOException or KtException)
+            {
+                // The pod went away meanwhile: the handler answers from what it has.
+            }
+        }
+        return Task.FromResult(false);
     }
 
     /// <summary>The node's InternalIP as the seeded Node object reports it (pods' status.hostIP).</summary>
