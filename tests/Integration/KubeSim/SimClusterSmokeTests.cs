@@ -242,6 +242,9 @@ public sealed class SimClusterSmokeTests(SimClusterFixture fx)
         Assert.Equal(ips, slice["endpoints"]!.AsArray().Select(e => e!["addresses"]![0]!.GetValue<string>()).Order(StringComparer.Ordinal));
         Assert.All(slice["endpoints"]!.AsArray(), e => Assert.True(e!["conditions"]!["ready"]!.GetValue<bool>()));
 
+        var node = Assert.Single(Cluster.Store.List(ResourceTypes.Nodes, null).Items);
+        Assert.Equal(Cluster.Node.Options.NodePodCidr, node["spec"]!["podCIDR"]!.GetValue<string>());
+        Assert.All(pods, p => Assert.StartsWith("10.244.0.", p["status"]!["podIP"]!.GetValue<string>(), StringComparison.Ordinal));
         var dns = Cluster.Store.Get(ResourceTypes.Services, "kube-system", "kube-dns")!;
         Assert.Equal(Cluster.Node.ClusterDnsIp, dns["spec"]!["clusterIP"]!.GetValue<string>());
         Assert.Contains(Cluster.Node.Services, s => s.Name == "kube-dns" && s.ClusterIp == Cluster.Node.ClusterDnsIp);

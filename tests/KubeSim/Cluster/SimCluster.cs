@@ -107,6 +107,14 @@ public sealed class SimCluster : IAsyncDisposable
             };
             cluster.Server = await KubeSimServer.StartAsync(serverOptions, cancellationToken).ConfigureAwait(false);
             cluster.SeedClusterDns();
+            // What kt-connect reads to learn the pod range: the node's spec.podCIDR, as the node allocates pod IPs.
+            cluster.Store.Mutate(ResourceTypes.Nodes, null, serverOptions.NodeName, n =>
+            {
+                var spec = ObjectDefaults.Obj(n, "spec");
+                spec["podCIDR"] = node.Options.NodePodCidr;
+                spec["podCIDRs"] = new JsonArray(node.Options.NodePodCidr);
+                return n;
+            }, keepStatus: true);
             cluster.Server.Hooks.BeforeRequest = cluster.RefreshPodLogAsync;
             var events = new EventRecorder(cluster.Store, serverOptions.NodeName);
             cluster._kubelet = new NodeKubeletController(cluster.Store, node, serverOptions.NodeName, NodeHostIp, events, cluster._failures)
