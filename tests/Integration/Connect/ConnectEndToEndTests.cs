@@ -78,6 +78,32 @@ public sealed class ConnectEndToEndTests(ConnectClusterFixture f)
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task After_SIGKILL_kt_clean_restores_the_resolver_and_removes_the_shadow()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var laptopBefore = await f.LaptopStateAsync();
+        var kt = await f.StartKtAsync("connect", "-n", "dev");
+        await KtConnect.KubeSim.Cluster.KtRunner.KillAsync(kt.Process);
+
+        // A crash leaves the resolver pointed at a server that is gone, and the shadow pod in the cluster.
+        Assert.NotEqual(laptopBefore, await f.LaptopStateAsync());
+        Assert.False(before.Diff(f.Cluster.Snapshot("dev")).IsEmpty);
+
+        // Heartbeats are unix seconds: make sure the last one is in the past before asking for threshold 0.
+        await Task.Delay(TimeSpan.FromSeconds(1.1));
+        var dry = await f.Kt.RunAsync(["clean", "-n", "dev", "--thresholdInMinus", "0", "--dryRun"]);
+        Assert.True(dry.ExitCode == 0, dry.StandardError);
+        Assert.Contains("local: would undo", dry.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("cluster: would delete pod dev/kt-connect-shadow-", dry.StandardOutput, StringComparison.OrdinalIgnoreCase);
+        Assert.NotEqual(laptopBefore, await f.LaptopStateAsync());
+
+        var clean = await f.Kt.RunAsync(["clean", "-n", "dev", "--thresholdInMinus", "0"]);
+        Assert.True(clean.ExitCode == 0, clean.StandardOutput + clean.StandardError);
+        Assert.Equal(laptopBefore, await f.LaptopStateAsync());
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before");
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
     public async Task An_unknown_namespace_is_one_clear_error_and_changes_nothing()
     {
         var before = f.Cluster.Snapshot();
