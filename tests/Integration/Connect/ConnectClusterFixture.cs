@@ -23,6 +23,13 @@ public sealed class ConnectClusterFixture : IAsyncLifetime
         try
         {
             Kt = new KtRunner(Cluster);
+            // Like a real machine, the laptop has a default route, so the kernel has a route for cluster addresses (the
+            // redirect mode's nat/output hook runs after routing). It points at lo: nothing leaves the namespace.
+            (await Cluster.RunInLaptopAsync(["ip", "route", "add", "default", "dev", "lo"])).EnsureSuccess();
+            // The laptop's own resolver: a dnsmasq that knows a name the cluster does not.
+            Cluster.Laptop.Start(["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+                "--listen-address=127.0.0.2", "--bind-interfaces", "--port=53", "--address=/intranet.example/192.0.2.7"]);
+            await File.WriteAllTextAsync(Path.Combine(Cluster.Laptop.EtcDirectory, "resolv.conf"), "nameserver 127.0.0.2\nsearch corp.example\n");
             Cluster.Apply("""{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"dev"}}""");
             Cluster.Apply(SimClusterFixture.Deployment("dev", "orders", 2, "ktconnect/echo:1.0", 8080));
             Cluster.Apply(SimClusterFixture.Service("dev", "orders", "app=orders", 80, 8080));

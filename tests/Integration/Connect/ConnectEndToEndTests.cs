@@ -49,16 +49,23 @@ public sealed class ConnectEndToEndTests(ConnectClusterFixture f)
         Assert.Equal(laptopBefore, await f.LaptopStateAsync());
     }
 
-    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
-    public async Task Tun_mode_reaches_names_cluster_ips_and_pod_ips_and_ctrl_c_restores_routes_and_resolver()
+    [LinuxRootTheory("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    [InlineData("tun")]
+    [InlineData("redirect")]
+    public async Task Names_cluster_ips_and_pod_ips_work_other_names_resolve_as_before_and_ctrl_c_restores_everything(string mode)
     {
         var before = f.Cluster.Snapshot("dev");
         var laptopBefore = await f.LaptopStateAsync();
+        Assert.Contains("192.0.2.7", (await f.Cluster.RunInLaptopAsync(["getent", "hosts", "intranet.example"])).StandardOutput, StringComparison.Ordinal);
 
-        var kt = await f.StartKtAsync("connect", "-n", "dev");
+        var kt = await f.StartKtAsync("connect", "-n", "dev", "--mode", mode);
         try
         {
             Assert.Contains("route", kt.Stdout, StringComparison.Ordinal);
+            var local = await f.Cluster.RunInLaptopAsync(["getent", "hosts", "intranet.example"]);
+            Assert.True(local.StandardOutput.Contains("192.0.2.7", StringComparison.Ordinal), "a name only the laptop's resolver knows: " + local.StandardOutput + local.StandardError);
+            var cluster = await f.Cluster.RunInLaptopAsync(["getent", "hosts", "orders.dev.svc.cluster.local"]);
+            Assert.Contains(f.OrdersClusterIp, cluster.StandardOutput, StringComparison.Ordinal);
             foreach (var url in new[] { "http://orders/", "http://orders.dev/", "http://orders.dev.svc/", "http://orders.dev.svc.cluster.local/",
                          $"http://{f.OrdersClusterIp}/", $"http://{f.OrdersPodIps[1]}:8080/" })
             {
