@@ -43,6 +43,14 @@ internal static class Foreground
                 return 130;
             }
 
+            // A dropped link and its recovery are worth a line each: the session keeps running meanwhile.
+            session.StateChanged += (_, e) =>
+            {
+                if (e.Session.State == SessionState.Reconnecting)
+                    output.Warning($"the connection to the cluster dropped ({e.Session.LastError}); reconnecting");
+                else if (e.Session.State == SessionState.Running && e.PreviousState == SessionState.Reconnecting)
+                    output.Verbose("Reconnected.");
+            };
             await PrintAsync(session.Snapshot(), stdout).ConfigureAwait(false);
             await stdout.FlushAsync(CancellationToken.None).ConfigureAwait(false);
             try

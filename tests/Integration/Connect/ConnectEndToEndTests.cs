@@ -85,6 +85,60 @@ public sealed class ConnectEndToEndTests(ConnectClusterFixture f)
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task When_the_shadows_ssh_sessions_are_killed_the_session_reconnects_and_new_connections_work()
+    {
+        var kt = await f.StartKtAsync("connect", "-n", "dev", "--mode", "socks", "--proxyPort", "2224");
+        try
+        {
+            Assert.Equal(0, (await CurlInLaptop("--socks5-hostname", "127.0.0.1:2224", "http://orders/")).Code);
+            var shadow = f.Cluster.Pods("dev", "kt-role=shadow-connect").Single()["metadata"]!["name"]!.GetValue<string>();
+            var killed = await KillSshSessionsAsync(f.Cluster.Node.GetPod("dev/" + shadow)!.NetNsName);
+            Assert.True(killed > 0, "no sshd session process found in the shadow pod");
+
+            await f.Cluster.WaitUntilAsync(() => kt.Stderr.Contains("reconnecting", StringComparison.Ordinal), "kt to notice the dropped link",
+                TimeSpan.FromSeconds(60));
+            (int Code, string Output) last = (-1, "");
+            await f.Cluster.WaitUntilAsync(() =>
+            {
+                last = CurlInLaptop("--socks5-hostname", "127.0.0.1:2224", "http://orders/").GetAwaiter().GetResult();
+                return last.Code == 0;
+            }, "a new connection to succeed after the reconnect", TimeSpan.FromSeconds(60));
+            Assert.Contains("orders-", last.Output, StringComparison.Ordinal);
+            Assert.Contains("Reconnected", kt.Stderr, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+        }
+    }
+
+    /// <summary>
+    /// Kills the per-connection sshd processes ("sshd: root@notty", "sshd: root [priv]") of one network namespace; the
+    /// listener stays. The pid namespace is the host's, so processes are chosen by namespace, never by name alone.
+    /// </summary>
+    private static async Task<int> KillSshSessionsAsync(string netns)
+    {
+        var pids = await KtConnect.Engine.ProcessRunner.RunAsync("ip", ["netns", "pids", netns]);
+        var n = 0;
+        foreach (var pid in pids.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            string cmdline;
+            try
+            {
+                cmdline = File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' ');
+            }
+            catch (IOException)
+            {
+                continue;
+            }
+            if (!cmdline.StartsWith("sshd: root", StringComparison.Ordinal)) continue;
+            (await KtConnect.Engine.ProcessRunner.RunAsync("kill", ["-KILL", pid])).EnsureSuccess();
+            n++;
+        }
+        return n;
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
     public async Task After_SIGKILL_kt_clean_restores_the_resolver_and_removes_the_shadow()
     {
         var before = f.Cluster.Snapshot("dev");
@@ -119,6 +173,49 @@ public sealed class ConnectEndToEndTests(ConnectClusterFixture f)
         Assert.Contains("NamespaceNotFound", r.StandardError, StringComparison.Ordinal);
         Assert.Single(r.StandardError.Trim().Split('\n'), l => l.StartsWith("kt:", StringComparison.Ordinal));
         Assert.True(before.Diff(f.Cluster.Snapshot()).IsEmpty);
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task A_route_conflict_is_reported_before_anything_is_changed()
+    {
+        var before = f.Cluster.Snapshot();
+        (await f.Cluster.RunInLaptopAsync(["ip", "route", "add", "10.96.7.0/24", "dev", "lo"])).EnsureSuccess();
+        try
+        {
+            var laptopBefore = await f.LaptopStateAsync();
+            var r = await f.Kt.RunAsync(["connect", "-n", "dev"]);
+            Assert.Equal(1, r.ExitCode);
+            Assert.Contains("RouteConflict", r.StandardError, StringComparison.Ordinal);
+            Assert.Contains("10.96.7.0/24", r.StandardError, StringComparison.Ordinal);
+            Assert.True(before.Diff(f.Cluster.Snapshot()).IsEmpty, before.Diff(f.Cluster.Snapshot()).ToString());
+            Assert.Equal(laptopBefore, await f.LaptopStateAsync());
+        }
+        finally
+        {
+            await f.Cluster.RunInLaptopAsync(["ip", "route", "del", "10.96.7.0/24", "dev", "lo"]);
+        }
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl", "runuser")]
+    public async Task Without_root_tun_mode_is_refused_with_the_way_out_and_changes_nothing()
+    {
+        var before = f.Cluster.Snapshot();
+        var kubeconfig = Path.Combine(Path.GetTempPath(), "ktcon-kubeconfig-" + Guid.NewGuid().ToString("N")[..8]);
+        File.Copy(f.Kt.Kubeconfig, kubeconfig);
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(kubeconfig, UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        try
+        {
+            var r = await f.Cluster.RunInLaptopAsync(["runuser", "-u", "nobody", "--", "env", "HOME=/tmp", "KUBECONFIG=" + kubeconfig,
+                "dotnet", KtConnect.KubeSim.Cluster.KtRunner.FindKtDll()!, "connect", "-n", "dev"]);
+            Assert.Equal(1, r.ExitCode);
+            Assert.Contains("ConnectNeedsPrivileges", r.StandardError, StringComparison.Ordinal);
+            Assert.Contains("--mode socks", r.StandardError, StringComparison.Ordinal);
+            Assert.True(before.Diff(f.Cluster.Snapshot()).IsEmpty);
+        }
+        finally
+        {
+            File.Delete(kubeconfig);
+        }
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]

@@ -151,7 +151,8 @@ public sealed class ConnectWorker : ISessionWorker
         }
     }
 
-    private static void EnsurePrivileges(ConnectMode mode)
+    /// <summary>Tun and redirect modes change routes, firewall and DNS: refuse early, with the way out, when not elevated.</summary>
+    internal static void EnsurePrivileges(ConnectMode mode)
     {
         if (OperatingSystem.IsLinux() || OperatingSystem.IsMacOS())
         {

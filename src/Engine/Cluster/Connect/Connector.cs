@@ -15,6 +15,7 @@ public static class Connector
         KubeConfigLoader? loader = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
+        if (options.Mode != ConnectMode.Socks) ConnectWorker.EnsurePrivileges(options.Mode);
         var config = (loader ?? new KubeConfigLoader()).CreateClientConfiguration(options.Kubeconfig, options.Context);
         var ns = string.IsNullOrEmpty(options.Namespace) ? config.Namespace : options.Namespace;
         var client = new KubeClient(config);
