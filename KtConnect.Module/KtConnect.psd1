@@ -14,6 +14,7 @@
     PowerShellVersion    = '7.4'
     FormatsToProcess     = @('KtConnect.Format.ps1xml')
     CmdletsToExport      = @(
+        'Connect-KtCluster'
         'Get-KtSession'
         'Stop-KtSession'
         'Wait-KtSession'

@@ -24,6 +24,8 @@ public static class Program
         if (state is null) return Usage();
         Directory.CreateDirectory(state);
         var pidFile = Path.Combine(state, "kubesim.pid");
+        // The whole simulated cluster (node + control plane): Cluster/ClusterCommand.cs.
+        if (Cluster.ClusterCommand.Handles(args, state)) return await Cluster.ClusterCommand.RunAsync(args, state).ConfigureAwait(false);
         switch (args[0])
         {
             case "start":

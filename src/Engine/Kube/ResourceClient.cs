@@ -117,13 +117,20 @@ public class ResourceClient<T> where T : KubeObject
         return all;
     }
 
-    public async Task<T> CreateAsync(T obj, string? ns = null, CancellationToken cancellationToken = default)
+    public Task<T> CreateAsync(T obj, string? ns = null, CancellationToken cancellationToken = default) =>
+        CreateAsync(obj, ns, dryRun: false, cancellationToken);
+
+    /// <summary>
+    /// POST. With <paramref name="dryRun"/> (<c>?dryRun=All</c>) the server validates, defaults and admits the object
+    /// and answers as if it had stored it, but stores nothing: a way to ask what it would say.
+    /// </summary>
+    public async Task<T> CreateAsync(T obj, string? ns, bool dryRun, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(obj);
         var n = Ns(ns ?? NullIfEmpty(obj.Metadata.Namespace));
         obj.ApiVersion ??= Resource.ApiVersion;
         obj.Kind ??= Resource.Kind;
-        var body = await Transport.SendAsync(new KubeHttpRequest(HttpMethod.Post, Resource.Path(n),
+        var body = await Transport.SendAsync(new KubeHttpRequest(HttpMethod.Post, Resource.Path(n) + (dryRun ? "?dryRun=All" : ""),
             Transport.Info("create", Resource.QualifiedName, n, obj.Metadata.Name ?? obj.Metadata.GenerateName))
         {
             Body = Encode(obj),

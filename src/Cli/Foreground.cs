@@ -1,0 +1,90 @@
+using System.Runtime.InteropServices;
+using KtConnect.Engine;
+using KtConnect.Engine.Sessions;
+
+namespace KtConnect.Cli;
+
+/// <summary>
+/// How every `kt` verb runs: start a session, print what it holds, stay in the foreground until Ctrl+C or
+/// SIGTERM (or the session dies), then stop it, which restores everything it changed.
+/// </summary>
+internal static class Foreground
+{
+    public static async Task<int> RunAsync(Func<IKtOutput, CancellationToken, Task<Session>> start, TextWriter stdout, TextWriter stderr, bool debug)
+    {
+        using var stop = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            e.Cancel = true;
+            stop.Cancel();
+        };
+        Console.CancelKeyPress += onCancel;
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c =>
+        {
+            c.Cancel = true;
+            stop.Cancel();
+        });
+        var output = new ConsoleOutput(stderr, debug);
+        try
+        {
+            Session session;
+            try
+            {
+                session = await start(output, stop.Token).ConfigureAwait(false);
+            }
+            catch (KtException e)
+            {
+                await stderr.WriteLineAsync($"kt: {e.Message} ({e.ErrorId})").ConfigureAwait(false);
+                return 1;
+            }
+            catch (OperationCanceledException)
+            {
+                await stderr.WriteLineAsync("kt: interrupted; everything created so far was removed").ConfigureAwait(false);
+                return 130;
+            }
+
+            // A dropped link and its recovery are worth a line each: the session keeps running meanwhile.
+            session.StateChanged += (_, e) =>
+            {
+                if (e.Session.State == SessionState.Reconnecting)
+                    output.Warning($"the connection to the cluster dropped ({e.Session.LastError}); reconnecting");
+                else if (e.Session.State == SessionState.Running && e.PreviousState == SessionState.Reconnecting)
+                    output.Verbose("Reconnected.");
+            };
+            await PrintAsync(session.Snapshot(), stdout).ConfigureAwait(false);
+            await stdout.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+            try
+            {
+                await session.Completion.WaitAsync(stop.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // Ctrl+C or SIGTERM: stop below.
+            }
+            await stderr.WriteLineAsync("Stopping and restoring ...").ConfigureAwait(false);
+            await session.StopAsync(output, CancellationToken.None).ConfigureAwait(false);
+            var end = session.Snapshot();
+            if (end.LastError is not null && (end.State == SessionState.Failed || end.LastErrorId == "SessionRestoreFailed"))
+            {
+                await stderr.WriteLineAsync($"kt: {end.LastError}" + (end.LastErrorId is null ? "" : $" ({end.LastErrorId})")).ConfigureAwait(false);
+                return 1;
+            }
+            await stderr.WriteLineAsync("Stopped; everything was restored.").ConfigureAwait(false);
+            return 0;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
+
+    internal static async Task PrintAsync(SessionSnapshot s, TextWriter w)
+    {
+        await w.WriteLineAsync($"{s.Kind} session {s.Id} is {s.State}: {s.Namespace}/{s.Target}" + (s.Mode is null ? "" : $" ({s.Mode})")).ConfigureAwait(false);
+        foreach (var r in s.Resources) await w.WriteLineAsync($"  {r.Action,-8} {r.Kind} {r.Name}").ConfigureAwait(false);
+        foreach (var p in s.LocalPorts) await w.WriteLineAsync($"  listening {p}").ConfigureAwait(false);
+        foreach (var r in s.Routes) await w.WriteLineAsync($"  route     {r}").ConfigureAwait(false);
+        if (s.DnsSuffixes.Count > 0) await w.WriteLineAsync($"  dns       {string.Join(", ", s.DnsSuffixes)}").ConfigureAwait(false);
+        await w.WriteLineAsync("Press Ctrl+C to stop and restore everything.").ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,101 @@
+using System.Management.Automation;
+using KtConnect.Engine;
+using KtConnect.Engine.Cluster.Connect;
+using KtConnect.Engine.Sessions;
+
+namespace KtConnect.Cmdlets;
+
+/// <summary>How the machine reaches cluster addresses (mirrors the engine's ConnectMode).</summary>
+public enum KtConnectMode
+{
+    Tun,
+    Redirect,
+    Socks,
+}
+
+/// <summary>How cluster names resolve (mirrors the engine's DnsMode).</summary>
+public enum KtDnsMode
+{
+    Split,
+    None,
+}
+
+/// <summary>Makes a namespace's Services, pods and cluster DNS names reachable from this machine.</summary>
+[Cmdlet(VerbsCommunications.Connect, "KtCluster", SupportsShouldProcess = true)]
+[OutputType(typeof(KtSession))]
+public sealed class ConnectKtClusterCommand : KtClusterCmdlet
+{
+    [Parameter]
+    public KtConnectMode Mode { get; set; } = KtConnectMode.Tun;
+
+    [Parameter]
+    public KtDnsMode DnsMode { get; set; } = KtDnsMode.Split;
+
+    [Parameter]
+    [ValidateNotNull]
+    public string[] IncludeIp { get; set; } = [];
+
+    [Parameter]
+    [ValidateNotNull]
+    public string[] ExcludeIp { get; set; } = [];
+
+    [Parameter]
+    [ValidateRange(0, 65535)]
+    public int ProxyPort { get; set; } = 2223;
+
+    [Parameter]
+    public SwitchParameter DisablePodIp { get; set; }
+
+    [Parameter]
+    public SwitchParameter IgnoreRouteConflict { get; set; }
+
+    [Parameter]
+    public SwitchParameter ShadowDeployment { get; set; }
+
+    [Parameter]
+    [ValidatePattern(@"^(\d+(\.\d+)?c)?(,?\d+[kKmMgG])?$")]
+    public string? PodQuota { get; set; }
+
+    protected override void EndProcessing()
+    {
+        ConnectOptions options;
+        try
+        {
+            foreach (var cidr in IncludeIp.Concat(ExcludeIp)) KtConnect.Engine.Cluster.Cidr.Parse(cidr);
+            options = CommonOptions() with
+            {
+                Mode = Enum.Parse<ConnectMode>(Mode.ToString()),
+                DnsMode = Enum.Parse<KtConnect.Engine.Cluster.Connect.DnsMode>(DnsMode.ToString()),
+                IncludeIps = IncludeIp,
+                ExcludeIps = ExcludeIp,
+                ProxyPort = ProxyPort,
+                DisablePodIp = DisablePodIp,
+                IgnoreRouteConflicts = IgnoreRouteConflict,
+                UseShadowDeployment = ShadowDeployment,
+                PodQuota = PodQuota,
+            };
+        }
+        catch (KtException e)
+        {
+            ThrowKtError(e);
+            return;
+        }
+
+        var target = $"namespace '{Namespace ?? "(context default)"}'" + (Context is null ? "" : $" in context '{Context}'");
+        if (!ShouldProcess(target, $"Connect in {Mode} mode (create a shadow pod{(Mode == KtConnectMode.Socks ? "" : ", routes and DNS")})"))
+            return;
+        Session session;
+        try
+        {
+            session = Run((output, ct) => Connector.StartAsync(options, output, SessionRegistry.Default, cancellationToken: ct));
+        }
+        catch (KtException e)
+        {
+            ThrowKtError(e);
+            return;
+        }
+        session.DetachOutput();
+        WriteObject(new KtSession(session.Snapshot()));
+        base.EndProcessing();
+    }
+}

@@ -1,0 +1,78 @@
+using System.Collections;
+using System.Globalization;
+using System.Management.Automation;
+using KtConnect.Engine.Cluster.Connect;
+
+namespace KtConnect.Cmdlets;
+
+/// <summary>The parameters every cmdlet that works in a cluster shares (DESIGN.md §4).</summary>
+public abstract class KtClusterCmdlet : KtCmdlet
+{
+    /// <summary>The namespace; by default the kubeconfig context's namespace.</summary>
+    [Parameter]
+    [ArgumentCompleter(typeof(NamespaceCompleter))]
+    [ValidatePattern("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+    public string? Namespace { get; set; }
+
+    [Parameter]
+    [ArgumentCompleter(typeof(ContextCompleter))]
+    [ValidateNotNullOrEmpty]
+    public string? Context { get; set; }
+
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? Kubeconfig { get; set; }
+
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? Image { get; set; }
+
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? ImagePullSecret { get; set; }
+
+    [Parameter]
+    public Hashtable? NodeSelector { get; set; }
+
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? ServiceAccount { get; set; }
+
+    [Parameter]
+    public Hashtable? Label { get; set; }
+
+    [Parameter]
+    public Hashtable? Annotation { get; set; }
+
+    /// <summary>Seconds to wait for the shadow pod to run.</summary>
+    [Parameter]
+    [ValidateRange(1, 3600)]
+    public int Timeout { get; set; } = 60;
+
+    /// <summary>The options the common parameters set; cmdlets add their own with <c>with</c>.</summary>
+    protected ConnectOptions CommonOptions()
+    {
+        var options = new ConnectOptions
+        {
+            Kubeconfig = Kubeconfig is null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(Kubeconfig),
+            Context = Context,
+            Namespace = Namespace,
+            ImagePullSecret = ImagePullSecret,
+            NodeSelector = ToMap(NodeSelector),
+            ServiceAccount = ServiceAccount ?? "default",
+            Labels = ToMap(Label),
+            Annotations = ToMap(Annotation),
+            PodCreationTimeout = TimeSpan.FromSeconds(Timeout),
+        };
+        return Image is null ? options : options with { Image = Image };
+    }
+
+    private static Dictionary<string, string> ToMap(Hashtable? table)
+    {
+        var map = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (table is null) return map;
+        foreach (DictionaryEntry e in table)
+            map[Convert.ToString(e.Key, CultureInfo.InvariantCulture) ?? ""] = Convert.ToString(e.Value, CultureInfo.InvariantCulture) ?? "";
+        return map;
+    }
+}

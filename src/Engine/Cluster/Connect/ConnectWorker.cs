@@ -1,0 +1,278 @@
+using System.Net;
+using System.Net.Sockets;
+using KtConnect.Engine.Cluster.Tunnel;
+using KtConnect.Engine.Dns;
+using KtConnect.Engine.Kube;
+using KtConnect.Engine.Net;
+using KtConnect.Engine.Net.Linux;
+using KtConnect.Engine.Net.Redirect;
+using KtConnect.Engine.Net.Routes;
+using KtConnect.Engine.Sessions;
+using KtConnect.Engine.Ssh;
+
+namespace KtConnect.Engine.Cluster.Connect;
+
+/// <summary>
+/// Connect: the local machine joins a namespace's network (DESIGN.md §2). Everything that can be refused is
+/// checked before anything is changed (namespace, privileges, route conflicts); every change is registered with
+/// the session's undo stack right as it is made, so a failure halfway, a stop or process exit leaves the cluster
+/// and the machine as they were.
+/// </summary>
+public sealed class ConnectWorker : ISessionWorker
+{
+    /// <summary>The address the tun device carries; cluster traffic is routed to the device, not to this address.</summary>
+    private const string TunAddress = "198.18.0.1/32";
+
+    private readonly KubeClient _client;
+    private readonly ConnectOptions _options;
+    private readonly string _namespace;
+    private readonly bool _ownsClient;
+
+    public ConnectWorker(KubeClient client, string ns, ConnectOptions options, bool ownsClient = false)
+    {
+        _ownsClient = ownsClient;
+        _client = client ?? throw new ArgumentNullException(nameof(client));
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        ArgumentException.ThrowIfNullOrEmpty(ns);
+        _namespace = ns;
+    }
+
+    public async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        if (_ownsClient) context.Defer("close the API client", _ => { _client.Dispose(); return Task.CompletedTask; });
+        var output = context.Output;
+        var journal = _options.Journal ?? new ChangeJournal();
+        var sessionId = context.InstanceId.ToString("N");
+        context.SetMode(_options.Mode.ToString().ToLowerInvariant());
+
+        // Checks that change nothing.
+        await EnsureNamespaceAsync(cancellationToken).ConfigureAwait(false);
+        if (_options.Mode != ConnectMode.Socks) EnsurePrivileges(_options.Mode);
+        await LocalRecovery.UndoAsync(journal, output: output, cancellationToken: cancellationToken).ConfigureAwait(false);
+        IReadOnlyList<Cidr> ranges = [];
+        IReadOnlyList<IPAddress> apiServer = await ClusterRanges.ApiServerAddressesAsync(_client.Configuration.Server, cancellationToken).ConfigureAwait(false);
+        if (_options.Mode != ConnectMode.Socks)
+        {
+            ranges = await ClusterRanges.DiscoverAsync(_client, _namespace, _options, output, cancellationToken).ConfigureAwait(false);
+            if (ranges.Count == 0)
+                throw new KtException("ClusterRangesNotFound", KtErrorCategory.ObjectNotFound,
+                    "The cluster revealed no address ranges to route; give them with --includeIps (-IncludeIp).", target: _namespace);
+            if (_options.Mode == ConnectMode.Tun && !_options.IgnoreRouteConflicts)
+            {
+                var table = await RouteTables.ForCurrentOs().ReadAsync(cancellationToken).ConfigureAwait(false);
+                var conflicts = RouteConflicts.Find(ranges.Select(ToNetwork), table, apiServer, _options.TunName);
+                if (conflicts.Count > 0) throw new RouteConflictException(conflicts);
+            }
+        }
+
+        // The shadow pod, with a key pair that lives only in this process.
+        var identity = SshKeyPair.GenerateEcdsa("ktconnect-" + sessionId[..8]);
+        context.Defer("forget the session key", _ => { identity.Dispose(); return Task.CompletedTask; });
+        var spec = new ShadowPodSpec
+        {
+            Name = KtConventions.ConnectShadowName(),
+            Namespace = _namespace,
+            Role = KtConventions.Roles.ShadowConnect,
+            AuthorizedKey = identity.ToAuthorizedKeysLine(),
+            Image = _options.Image,
+            AlwaysPullImage = _options.AlwaysPullImage,
+            ImagePullSecret = _options.ImagePullSecret,
+            NodeSelector = _options.NodeSelector,
+            ServiceAccount = _options.ServiceAccount,
+            Quota = _options.PodQuota is null ? null : PodQuota.Parse(_options.PodQuota),
+            ExtraLabels = _options.Labels,
+            ExtraAnnotations = _options.Annotations,
+            UseDeployment = _options.UseShadowDeployment,
+        };
+        output.Verbose($"Creating shadow {(spec.UseDeployment ? "deployment" : "pod")} {_namespace}/{spec.Name}");
+        var shadow = await new ShadowPods(_client).CreateRunningAsync(spec, context.Defer, output, _options.PodCreationTimeout, cancellationToken)
+            .ConfigureAwait(false);
+        var handle = shadow.Handle;
+        foreach (var o in handle.Objects) context.AddResource(o.Kind.ToString(), $"{o.Namespace}/{o.Name}", "Created");
+        var podName = shadow.Pod.Metadata.Name!;
+        var hostKeys = shadow.HostKeys;
+
+        var heartbeat = new Heartbeat(_client, _options.HeartbeatInterval, output);
+        heartbeat.Track(handle.Objects);
+        heartbeat.Start();
+        context.Defer("stop heartbeats", _ => heartbeat.DisposeAsync().AsTask());
+
+        // The link: port-forward to the shadow's sshd, then SSH with its host key pinned.
+        output.Progress("Connecting", "SSH to the shadow pod");
+        var link = await ShadowLink.StartAsync(_client, new ShadowLinkOptions
+        {
+            Namespace = _namespace,
+            PodName = podName,
+            Identity = identity,
+            ExpectedHostKeys = hostKeys.Select(k => SshPublicKey.ParseAuthorizedKey(k.Algorithm + " " + k.Base64Key)).ToList(),
+        }, cancellationToken: cancellationToken).ConfigureAwait(false);
+        context.Defer("close the SSH link", _ => link.DisposeAsync().AsTask());
+        link.Reconnecting += (_, e) => context.ReportReconnecting(e.Cause);
+        link.Recovered += (_, _) => context.ReportRecovered();
+        link.Failed += (_, e) => context.Fail(e.Cause);
+        var dialer = new SshFlowDialer(link);
+
+        switch (_options.Mode)
+        {
+            case ConnectMode.Socks:
+                await StartSocksAsync(context, dialer).ConfigureAwait(false);
+                break;
+            case ConnectMode.Tun when OperatingSystem.IsLinux():
+                await StartTunAsync(context, journal, dialer, ranges, apiServer, sessionId, cancellationToken).ConfigureAwait(false);
+                break;
+            case ConnectMode.Redirect when OperatingSystem.IsLinux():
+                await StartRedirectAsync(context, journal, dialer, ranges, sessionId, cancellationToken).ConfigureAwait(false);
+                break;
+            default:
+                throw new KtException("ConnectModeNotAvailable", KtErrorCategory.NotImplemented,
+                    $"{_options.Mode} mode is not available on this operating system in this build; use --mode socks (-Mode Socks).");
+        }
+
+        if (_options.Mode != ConnectMode.Socks && _options.DnsMode == DnsMode.Split)
+            await StartDnsAsync(context, journal, link, podName, sessionId, cancellationToken).ConfigureAwait(false);
+        output.Progress("Connecting", "Connected", 100, completed: true);
+    }
+
+    private async Task EnsureNamespaceAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _client.Namespaces.GetAsync(_namespace, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        catch (KubeApiException e) when (e.Code == 404)
+        {
+            throw new KtException("NamespaceNotFound", KtErrorCategory.ObjectNotFound,
+                $"Namespace '{_namespace}' does not exist in context '{_client.Configuration.ContextName}'.", e, _namespace);
+        }
+        catch (KubeApiException e) when (e.Code == 403)
+        {
+            // Reading namespaces may be forbidden while working in one is allowed: go on.
+        }
+    }
+
+    /// <summary>Tun and redirect modes change routes, firewall and DNS: refuse early, with the way out, when not elevated.</summary>
+    internal static void EnsurePrivileges(ConnectMode mode)
+    {
+        if (OperatingSystem.IsLinux() || OperatingSystem.IsMacOS())
+        {
+            if (Environment.UserName == "root" || geteuid() == 0) return;
+        }
+        else if (OperatingSystem.IsWindows())
+        {
+            using var identity = System.Security.Principal.WindowsIdentity.GetCurrent();
+            if (new System.Security.Principal.WindowsPrincipal(identity).IsInRole(System.Security.Principal.WindowsBuiltInRole.Administrator)) return;
+        }
+        throw new KtException("ConnectNeedsPrivileges", KtErrorCategory.PermissionDenied,
+            $"Connect in {mode.ToString().ToLowerInvariant()} mode changes routes and DNS and needs root (Administrator on Windows). " +
+            "Run it elevated, or use --mode socks (-Mode Socks), which needs no privileges.");
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = false)]
+    private static extern uint geteuid();
+
+    private async Task StartSocksAsync(SessionContext context, SshFlowDialer dialer)
+    {
+        var server = new Socks5Server(dialer, new ProxyOptions { Listen = new IPEndPoint(IPAddress.Loopback, _options.ProxyPort) });
+        try
+        {
+            server.Start();
+        }
+        catch (SocketException e)
+        {
+            await server.DisposeAsync().ConfigureAwait(false);
+            throw new KtException("ProxyPortInUse", KtErrorCategory.ResourceBusy,
+                $"Cannot listen on 127.0.0.1:{_options.ProxyPort}: {e.Message}. Choose another with --proxyPort (-ProxyPort).", e, _options.ProxyPort);
+        }
+        context.Defer("stop the SOCKS5 proxy", _ => server.DisposeAsync().AsTask());
+        context.AddLocalPort($"{server.LocalEndPoint} (SOCKS5, HTTP CONNECT)");
+        context.Output.Verbose($"SOCKS5 and HTTP CONNECT proxy on {server.LocalEndPoint}: e.g. curl --socks5-hostname {server.LocalEndPoint} http://<service>");
+    }
+
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    private async Task StartTunAsync(SessionContext context, ChangeJournal journal, SshFlowDialer dialer, IReadOnlyList<Cidr> ranges,
+        IReadOnlyList<IPAddress> apiServer, string sessionId, CancellationToken cancellationToken)
+    {
+        var tun = await LinuxTunDevice.CreateAsync(_options.TunName, StackOptions.RecommendedMtu, [TunAddress], cancellationToken: cancellationToken)
+            .ConfigureAwait(false);
+        context.Defer($"remove tun device {_options.TunName}", _ => { tun.Dispose(); return Task.CompletedTask; });
+        var stack = new UserSpaceStack(tun, dialer, new StackOptions { Mtu = StackOptions.RecommendedMtu });
+        stack.Start();
+        context.Defer("stop the user-space TCP/IP stack", _ => stack.DisposeAsync().AsTask());
+        var routes = await RouteSet.AddAsync(RouteTables.ForCurrentOs(), journal, tun.Name, ranges.Select(ToNetwork), apiServer,
+            _options.IgnoreRouteConflicts, sessionId, cancellationToken: cancellationToken).ConfigureAwait(false);
+        context.Defer("remove routes", _ => routes.DisposeAsync().AsTask());
+        foreach (var r in routes.Routes) context.AddRoute($"{r} dev {tun.Name}");
+    }
+
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    private async Task StartRedirectAsync(SessionContext context, ChangeJournal journal, SshFlowDialer dialer, IReadOnlyList<Cidr> ranges,
+        string sessionId, CancellationToken cancellationToken)
+    {
+        var socket = new Socket(AddressFamily.InterNetworkV6, SocketType.Stream, ProtocolType.Tcp) { DualMode = true };
+        socket.Bind(new IPEndPoint(IPAddress.IPv6Any, 0));
+        socket.Listen(1024);
+        var listener = new TransparentListener(socket, dialer);
+        listener.Start();
+        context.Defer("stop the transparent listener", _ => listener.DisposeAsync().AsTask());
+        var backend = ProcessRunner.IsOnPath("nft") ? FirewallBackend.Nftables : FirewallBackend.Iptables;
+        var excludes = _options.ExcludeIps.Select(Cidr.Parse).Select(ToNetwork).ToList();
+        var redirect = await FirewallRedirect.ApplyAsync(backend, FirewallRedirect.DefaultTable,
+            new RedirectRule(ranges.Select(ToNetwork).ToList(), excludes, listener.LocalEndPoint.Port), journal,
+            sessionId: sessionId, cancellationToken: cancellationToken).ConfigureAwait(false);
+        context.Defer($"remove the {backend.ToString().ToLowerInvariant()} redirect", _ => redirect.DisposeAsync().AsTask());
+        foreach (var r in ranges) context.AddRoute($"{r} redirect :{listener.LocalEndPoint.Port}");
+    }
+
+    private async Task StartDnsAsync(SessionContext context, ChangeJournal journal, ShadowLink link, string podName, string sessionId,
+        CancellationToken cancellationToken)
+    {
+        var resolv = await _client.RunAsync(podName, ["cat", "/etc/resolv.conf"], _namespace, KtConventions.ContainerName,
+            cancellationToken: cancellationToken).ConfigureAwait(false);
+        var (nameserver, clusterDomain) = ParsePodResolvConf(resolv.Stdout, _namespace);
+        var paths = _options.SystemRoot is null ? null : new DnsSystemPaths(_options.SystemRoot);
+        var configurator = DnsConfigurators.ForThisMachine(journal, paths);
+        var dnsOptions = new SplitDnsOptions
+        {
+            ListenEndPoint = _options.DnsListen,
+            ClusterDomain = clusterDomain,
+            Namespace = _namespace,
+            Upstreams = configurator.OriginalUpstreams(),
+        };
+        var server = SplitDnsServer.Start(dnsOptions, new SshClusterDnsTransport(link, new IPEndPoint(nameserver, 53)));
+        context.Defer("stop the split-DNS server", _ => server.DisposeAsync().AsTask());
+        var request = DnsConfigurationRequest.From(dnsOptions, server.EndPoint,
+            _options.Mode == ConnectMode.Tun ? _options.TunName : null, sessionId);
+        configurator.CheckPrerequisites(request);
+        var applied = await configurator.ApplyAsync(request, cancellationToken).ConfigureAwait(false);
+        context.Defer($"restore DNS ({configurator.Name})", ct => configurator.RevertAsync(applied, ct));
+        foreach (var suffix in request.RoutedSuffixes) context.AddDnsSuffix(suffix);
+        context.Output.Verbose($"Cluster names resolve through {server.EndPoint} ({configurator.Name}); other names as before.");
+    }
+
+    /// <summary>The cluster DNS address and cluster domain from the shadow pod's resolv.conf.</summary>
+    internal static (IPAddress Nameserver, string ClusterDomain) ParsePodResolvConf(string text, string ns)
+    {
+        IPAddress? nameserver = null;
+        var domain = "cluster.local";
+        foreach (var raw in text.Split('\n'))
+        {
+            var line = raw.Trim();
+            var fields = line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries);
+            if (fields.Length < 2) continue;
+            if (fields[0] == "nameserver" && nameserver is null && IPAddress.TryParse(fields[1], out var ip)) nameserver = ip;
+            if (fields[0] == "search")
+            {
+                // "<ns>.svc.<domain> svc.<domain> <domain>": the domain follows "svc.".
+                var svc = fields.Skip(1).FirstOrDefault(f => f.StartsWith("svc.", StringComparison.Ordinal));
+                if (svc is not null) domain = svc["svc.".Length..].TrimEnd('.');
+            }
+        }
+        return nameserver is null
+            ? throw new KtException("ClusterDnsNotFound", KtErrorCategory.ObjectNotFound,
+                $"The shadow pod's /etc/resolv.conf names no nameserver, so cluster names cannot be resolved. Use --dnsMode none to connect without DNS.", target: ns)
+            : (nameserver, domain);
+    }
+
+    private static IPNetwork ToNetwork(Cidr c) => new(c.Address, c.Prefix);
+}

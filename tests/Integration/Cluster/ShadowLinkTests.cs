@@ -1,0 +1,155 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using KtConnect.Engine.Cluster.Tunnel;
+using KtConnect.Engine.Ssh;
+using KtConnect.Tests.Integration.Ssh;
+
+namespace KtConnect.Tests.Integration.Cluster;
+
+/// <summary>
+/// The data-path core end to end, no root needed for the path itself: KubeSim's port-forward to a pod whose port 22 is a
+/// real sshd on loopback, our SSH client over it, direct-tcpip channels to local servers.
+/// </summary>
+public sealed class ShadowLinkTests
+{
+    [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task Direct_tcpip_through_port_forward_and_ssh_carries_megabytes_intact_over_20_concurrent_channels()
+    {
+        await using var lab = await ShadowLab.StartAsync();
+        await using var echo = new EchoServer();
+        await using var link = await ShadowLink.StartAsync(lab.Kube, lab.Options(connections: 2));
+        Assert.Equal(ShadowLinkState.Connected, link.State);
+        await ShadowLab.WaitUntilAsync(() => link.HealthyConnections == 2, "both SSH connections up");
+
+        // One big flow, then 20 side by side (spread over both connections).
+        await RoundTripAsync(link, echo.Port, 4 * 1024 * 1024, seed: 1);
+        await Task.WhenAll(Enumerable.Range(0, 20).Select(i => RoundTripAsync(link, echo.Port, 256 * 1024 + i * 1000, seed: 100 + i)));
+        Assert.Equal(0, link.Reconnects);
+        Assert.Equal(ShadowLinkState.Connected, link.State);
+    }
+
+    [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task Wrong_host_key_surfaces_the_typed_ssh_error_from_start_without_retrying()
+    {
+        await using var lab = await ShadowLab.StartAsync();
+        using var other = SshKeyPair.GenerateEcdsa();
+        var e = await Assert.ThrowsAsync<SshHostKeyMismatchException>(() =>
+            ShadowLink.StartAsync(lab.CountingTransport, lab.Options(hostKeys: [other.PublicKey])));
+        Assert.Equal(SshErrorIds.HostKeyMismatch, e.ErrorId);
+        Assert.Equal(lab.Sshd.HostKeys[0].Fingerprint, e.ActualFingerprint);
+        Assert.Equal(1, lab.PortForwards);
+    }
+
+    [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task Unauthorized_key_surfaces_authentication_failure_from_start()
+    {
+        await using var lab = await ShadowLab.StartAsync();
+        using var stranger = SshKeyPair.GenerateEcdsa();
+        var options = lab.Options();
+        var e = await Assert.ThrowsAsync<SshException>(() => ShadowLink.StartAsync(lab.CountingTransport, new ShadowLinkOptions
+        {
+            Namespace = options.Namespace,
+            PodName = options.PodName,
+            Identity = stranger,
+            ExpectedHostKeys = options.ExpectedHostKeys,
+        }));
+        Assert.Equal(SshErrorIds.AuthenticationFailed, e.ErrorId);
+        Assert.Equal(1, lab.PortForwards);
+    }
+
+    [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task Killing_sshd_mid_session_reports_reconnecting_then_recovered_and_new_connections_work_again()
+    {
+        await using var lab = await ShadowLab.StartAsync();
+        await using var echo = new EchoServer();
+        await using var link = await ShadowLink.StartAsync(lab.Kube, lab.Options(connections: 2, openWait: TimeSpan.FromSeconds(1)));
+        var events = new ConcurrentQueue<string>();
+        var reconnecting = new TaskCompletionSource<Exception>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var recovered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        link.Reconnecting += (_, e) =>
+        {
+            events.Enqueue("reconnecting");
+            reconnecting.TrySetResult(e.Cause);
+        };
+        link.Recovered += (_, _) =>
+        {
+            events.Enqueue("recovered");
+            recovered.TrySetResult();
+        };
+        await ShadowLab.WaitUntilAsync(() => link.HealthyConnections == 2, "both SSH connections up");
+
+        // A flow that is open when sshd dies breaks with an IOException (what the relays handle).
+        var dialer = new SshFlowDialer(link);
+        await using var open = await dialer.DialAsync("127.0.0.1", echo.Port, CancellationToken.None);
+        await lab.Sshd.KillAsync();
+        var cause = await reconnecting.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.NotNull(cause);
+        Assert.Equal(ShadowLinkState.Reconnecting, link.State);
+        await Assert.ThrowsAsync<IOException>(async () =>
+        {
+            var buffer = new byte[16];
+            await open.WriteAsync(buffer);
+            while (await open.ReadAsync(buffer) > 0)
+            {
+            }
+            throw new InvalidOperationException("The broken flow ended cleanly.");
+        });
+
+        // While sshd is down, opens wait (bounded) and then fail with the typed error.
+        var down = await Assert.ThrowsAsync<ShadowLinkException>(() => link.OpenAsync("127.0.0.1", echo.Port));
+        Assert.Equal(TunnelErrorIds.LinkUnavailable, down.ErrorId);
+
+        await lab.Sshd.RestartAsync();
+        await recovered.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(ShadowLinkState.Connected, link.State);
+        Assert.Equal(["reconnecting", "recovered"], events.ToArray());
+        await RoundTripAsync(link, echo.Port, 64 * 1024, seed: 7);
+        await ShadowLab.WaitUntilAsync(() => link.HealthyConnections == 2, "both SSH connections back");
+        Assert.True(link.Reconnects >= 2);
+    }
+
+    [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task Refused_destination_is_a_typed_dial_error_carrying_connection_refused()
+    {
+        await using var lab = await ShadowLab.StartAsync();
+        await using var link = await ShadowLink.StartAsync(lab.Kube, lab.Options(connections: 1));
+        var dialer = new SshFlowDialer(link);
+        var closed = ShadowLab.FreeTcpPort();
+        var e = await Assert.ThrowsAsync<TunnelDialException>(() => dialer.DialAsync(new IPEndPoint(IPAddress.Loopback, closed), CancellationToken.None));
+        Assert.Equal(TunnelErrorIds.DestinationRefused, e.ErrorId);
+        Assert.Equal(SocketError.ConnectionRefused, Assert.IsType<SocketException>(e.InnerException).SocketErrorCode);
+        Assert.Equal(0x05, KtConnect.Engine.Net.Socks5Server.ReplyCode(e));
+        // The connection survives a refused channel.
+        Assert.Equal(ShadowLinkState.Connected, link.State);
+        Assert.Equal(1, link.HealthyConnections);
+    }
+
+    /// <summary>Writes <paramref name="size"/> random bytes, half-closes, reads the echo to EOF; compares SHA-256.</summary>
+    internal static async Task RoundTripAsync(ShadowLink link, int port, int size, int seed)
+    {
+        var dialer = new SshFlowDialer(link);
+        await using var stream = await dialer.DialAsync("127.0.0.1", port, CancellationToken.None);
+        var data = new byte[size];
+        new Random(seed).NextBytes(data);
+        var writer = Task.Run(async () =>
+        {
+            for (var off = 0; off < data.Length; off += 40_000)
+                await stream.WriteAsync(data.AsMemory(off, Math.Min(40_000, data.Length - off)));
+            await ((KtConnect.Engine.Net.IHalfCloseStream)stream).ShutdownWriteAsync(CancellationToken.None);
+        });
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = new byte[64 * 1024];
+        long total = 0;
+        int n;
+        while ((n = await stream.ReadAsync(buffer)) > 0)
+        {
+            hash.AppendData(buffer, 0, n);
+            total += n;
+        }
+        await writer;
+        Assert.Equal(size, total);
+        Assert.Equal(Convert.ToHexString(SHA256.HashData(data)), Convert.ToHexString(hash.GetHashAndReset()));
+    }
+}

@@ -1,0 +1,156 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using KtConnect.Engine;
+using KtConnect.Engine.Ssh;
+
+namespace KtConnect.Tests.Integration.Cluster;
+
+/// <summary>
+/// A real OpenSSH sshd on 127.0.0.1 standing in for the shadow pod's, that can be killed (with every per-connection
+/// child, as when the pod's sshd dies) and started again on the same port with the same host keys.
+/// </summary>
+internal sealed class ShadowSshd : IAsyncDisposable
+{
+    private readonly string _config;
+    private readonly StringBuilder _log = new();
+    private Process? _process;
+
+    private ShadowSshd(string dir, int port, string config, IReadOnlyList<SshPublicKey> hostKeys)
+    {
+        Directory = dir;
+        Port = port;
+        _config = config;
+        HostKeys = hostKeys;
+    }
+
+    public string Directory { get; }
+
+    public int Port { get; }
+
+    public IPEndPoint EndPoint => new(IPAddress.Loopback, Port);
+
+    public IReadOnlyList<SshPublicKey> HostKeys { get; }
+
+    public string Log
+    {
+        get
+        {
+            lock (_log) return _log.ToString();
+        }
+    }
+
+    public static async Task<ShadowSshd> StartAsync(SshKeyPair authorized)
+    {
+        System.IO.Directory.CreateDirectory("/run/sshd");
+        var dir = Path.Combine(Path.GetTempPath(), "ktlink-" + Guid.NewGuid().ToString("N")[..10]);
+        System.IO.Directory.CreateDirectory(dir);
+        ShadowSshd? sshd = null;
+        try
+        {
+            var key = Path.Combine(dir, "host_ecdsa");
+            (await ProcessRunner.RunAsync("ssh-keygen", ["-q", "-t", "ecdsa", "-b", "256", "-N", "", "-f", key])).EnsureSuccess();
+            var hostKey = SshPublicKey.ParseAuthorizedKey(await File.ReadAllTextAsync(key + ".pub"));
+            await File.WriteAllTextAsync(Path.Combine(dir, "authorized_keys"), authorized.ToAuthorizedKeysLine() + "\n");
+            var port = FreePort();
+            var config = Path.Combine(dir, "sshd_config");
+            await File.WriteAllTextAsync(config, string.Join('\n',
+            [
+                $"HostKey {key}",
+                $"Port {port}",
+                "ListenAddress 127.0.0.1",
+                $"PidFile {dir}/sshd.pid",
+                $"AuthorizedKeysFile {dir}/authorized_keys",
+                "UsePAM no",
+                "StrictModes no",
+                "PermitRootLogin prohibit-password",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "PubkeyAuthentication yes",
+                "AllowTcpForwarding yes",
+                "GatewayPorts yes",
+                "MaxSessions 1000",
+                "MaxStartups 200",
+                "LogLevel DEBUG1",
+                "",
+            ]));
+            sshd = new ShadowSshd(dir, port, config, [hostKey]);
+            await sshd.RestartAsync();
+            return sshd;
+        }
+        catch
+        {
+            if (sshd is not null) await sshd.DisposeAsync();
+            else System.IO.Directory.Delete(dir, recursive: true);
+            throw;
+        }
+    }
+
+    /// <summary>Starts sshd (again) and waits until it accepts connections.</summary>
+    public async Task RestartAsync()
+    {
+        if (_process is { HasExited: false }) throw new InvalidOperationException("sshd is running");
+        _process?.Dispose();
+        var psi = new ProcessStartInfo("/usr/sbin/sshd") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var a in new[] { "-D", "-e", "-f", _config }) psi.ArgumentList.Add(a);
+        var p = Process.Start(psi) ?? throw new InvalidOperationException("sshd did not start");
+        _process = p;
+        p.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            lock (_log) _log.AppendLine(e.Data);
+        };
+        p.BeginErrorReadLine();
+        p.BeginOutputReadLine();
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (true)
+        {
+            if (p.HasExited) throw new InvalidOperationException("sshd exited: " + Log);
+            try
+            {
+                using var c = new TcpClient();
+                await c.ConnectAsync(IPAddress.Loopback, Port);
+                return;
+            }
+            catch (SocketException) when (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(50);
+            }
+        }
+    }
+
+    /// <summary>Kills the listener and every per-connection sshd (what a crashed or restarted pod sshd looks like).</summary>
+    public async Task KillAsync()
+    {
+        if (_process is null) return;
+        try
+        {
+            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+        catch (InvalidOperationException)
+        {
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        return ((IPEndPoint)l.LocalEndpoint).Port;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await KillAsync();
+        _process?.Dispose();
+        try
+        {
+            System.IO.Directory.Delete(Directory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}

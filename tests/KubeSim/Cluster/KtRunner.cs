@@ -1,0 +1,65 @@
+using System.Diagnostics;
+using KtConnect.Engine;
+
+namespace KtConnect.KubeSim.Cluster;
+
+/// <summary>
+/// Runs `kt` (src/Cli's kt.dll under `dotnet`) inside the cluster's laptop namespace with a kubeconfig whose server
+/// is the laptop-reachable API address (KUBECONFIG set, HOME a private directory). kt.dll is found through
+/// KTCONNECT_KT_DLL or by walking up from this assembly to the repository's src/Cli/bin/&lt;config&gt;/net8.0/kt.dll
+/// (build src/Cli first).
+/// </summary>
+public sealed class KtRunner(SimCluster cluster)
+{
+    private readonly string _home = Directory.CreateTempSubdirectory("ktsim-kthome-").FullName;
+    private string? _kubeconfig;
+
+    /// <summary>The admin kubeconfig kt gets (written on first use into its HOME).</summary>
+    public string Kubeconfig => _kubeconfig ??= cluster.WriteKubeconfig(Path.Combine(_home, ".kube", "config"));
+
+    public string Home => _home;
+
+    public static string? FindKtDll()
+    {
+        if (Environment.GetEnvironmentVariable("KTCONNECT_KT_DLL") is { Length: > 0 } env && File.Exists(env)) return env;
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var bin = Path.Combine(dir.FullName, "src", "Cli", "bin");
+            if (!Directory.Exists(bin)) continue;
+            return Directory.GetFiles(bin, "kt.dll", SearchOption.AllDirectories)
+                .OrderByDescending(File.GetLastWriteTimeUtc).FirstOrDefault();
+        }
+        return null;
+    }
+
+    private string KtDll => FindKtDll() ?? throw new FileNotFoundException("kt.dll not found: build src/Cli or set KTCONNECT_KT_DLL");
+
+    private Dictionary<string, string> KtEnvironment() => new()
+    {
+        ["KUBECONFIG"] = Kubeconfig,
+        ["HOME"] = _home,
+        ["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1",
+    };
+
+    /// <summary>Runs kt to completion in the laptop.</summary>
+    public Task<ProcessResult> RunAsync(IReadOnlyList<string> args, TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+        cluster.Laptop.RunAsync(["dotnet", KtDll, .. args], null, timeout ?? TimeSpan.FromMinutes(2),
+            KtEnvironment().ToDictionary(kv => kv.Key, kv => (string?)kv.Value), cancellationToken);
+
+    /// <summary>Starts kt in the laptop (e.g. `connect`), output redirected; the laptop kills it on dispose.</summary>
+    public Process Start(IReadOnlyList<string> args) => cluster.Laptop.Start(["dotnet", KtDll, .. args], KtEnvironment());
+
+    /// <summary>SIGKILL, as a crash would end it (`ip netns exec` execs the command, so the pid is kt's), and waits.</summary>
+    public static async Task KillAsync(Process process)
+    {
+        try
+        {
+            process.Kill(entireProcessTree: false);
+        }
+        catch (InvalidOperationException)
+        {
+            // Already exited.
+        }
+        await process.WaitForExitAsync().ConfigureAwait(false);
+    }
+}
