@@ -143,12 +143,21 @@ public sealed class ShadowLinkTests
         var buffer = new byte[64 * 1024];
         long total = 0;
         int n;
-        while ((n = await stream.ReadAsync(buffer)) > 0)
+        // A stuck transfer fails the test (with how far it got) instead of hanging the run.
+        using var stuck = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        try
         {
-            hash.AppendData(buffer, 0, n);
-            total += n;
+            while ((n = await stream.ReadAsync(buffer, stuck.Token)) > 0)
+            {
+                hash.AppendData(buffer, 0, n);
+                total += n;
+            }
+            await writer.WaitAsync(stuck.Token);
         }
-        await writer;
+        catch (OperationCanceledException)
+        {
+            Assert.Fail($"Transfer of {size} bytes stuck after {total} bytes back; writer {writer.Status}.");
+        }
         Assert.Equal(size, total);
         Assert.Equal(Convert.ToHexString(SHA256.HashData(data)), Convert.ToHexString(hash.GetHashAndReset()));
     }

@@ -126,12 +126,63 @@ internal sealed class ShadowSshd : IAsyncDisposable
         if (_process is null) return;
         try
         {
-            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
-            await _process.WaitForExitAsync();
+            if (!_process.HasExited)
+            {
+                // Process.Kill(entireProcessTree) misses sshd's per-connection children here; find them by ppid first.
+                var tree = Descendants(_process.Id);
+                _process.Kill();
+                foreach (var pid in tree)
+                {
+                    try
+                    {
+                        using var child = Process.GetProcessById(pid);
+                        child.Kill();
+                    }
+                    catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
+                    {
+                        // Already gone.
+                    }
+                }
+            }
+            // Also waits for stderr EOF, i.e. for every process that inherited the pipe.
+            using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await _process.WaitForExitAsync(bound.Token);
         }
         catch (InvalidOperationException)
         {
         }
+    }
+
+    private static List<int> Descendants(int root)
+    {
+        var parents = new Dictionary<int, int>();
+        foreach (var dir in System.IO.Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid)) continue;
+            try
+            {
+                var stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                // pid (comm) state ppid ...: comm may hold spaces, so parse after the last ')'.
+                var rest = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                parents[pid] = int.Parse(rest[1], System.Globalization.CultureInfo.InvariantCulture);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or ArgumentOutOfRangeException)
+            {
+            }
+        }
+        var result = new List<int>();
+        var queue = new Queue<int>([root]);
+        while (queue.Count > 0)
+        {
+            var p = queue.Dequeue();
+            foreach (var (child, parent) in parents)
+            {
+                if (parent != p) continue;
+                result.Add(child);
+                queue.Enqueue(child);
+            }
+        }
+        return result;
     }
 
     private static int FreePort()

@@ -295,6 +295,7 @@ public sealed class ShadowLink : IAsyncDisposable
                 lock (_lock)
                 {
                     _slots[0].Client = client;
+                    _slots[0].HasBeenUp = true;
                     _healthy.TrySetResult();
                 }
                 return client;
