@@ -111,6 +111,23 @@ public sealed class ShadowLinkTests
     }
 
     [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task Losing_one_of_two_connections_is_not_an_outage_and_the_slot_reconnects()
+    {
+        await using var lab = await ShadowLab.StartAsync();
+        await using var echo = new EchoServer();
+        await using var link = await ShadowLink.StartAsync(lab.Kube, lab.Options(connections: 2));
+        var outages = 0;
+        link.Reconnecting += (_, _) => Interlocked.Increment(ref outages);
+        await ShadowLab.WaitUntilAsync(() => link.HealthyConnections == 2, "both SSH connections up");
+
+        lab.Sshd.KillOneConnection();
+        await ShadowLab.WaitUntilAsync(() => link.Reconnects >= 1 && link.HealthyConnections == 2, "the dropped connection replaced");
+        Assert.Equal(ShadowLinkState.Connected, link.State);
+        Assert.Equal(0, Volatile.Read(ref outages));
+        await RoundTripAsync(link, echo.Port, 256 * 1024, seed: 3);
+    }
+
+    [LinuxRootFact("sshd", "ssh-keygen")]
     public async Task Refused_destination_is_a_typed_dial_error_carrying_connection_refused()
     {
         await using var lab = await ShadowLab.StartAsync();
