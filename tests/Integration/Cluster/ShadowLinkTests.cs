@@ -128,6 +128,33 @@ public sealed class ShadowLinkTests
     }
 
     [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task Remote_forward_is_requested_again_on_the_same_port_after_sshd_comes_back()
+    {
+        await using var lab = await ShadowLab.StartAsync();
+        await using var link = await ShadowLink.StartAsync(lab.Kube, lab.Options(connections: 2));
+        await using var forward = await link.ForwardRemoteAsync("127.0.0.1", 0, async (conn, ct) =>
+        {
+            await conn.WriteAsync("hello from the laptop\n"u8.ToArray(), ct);
+            await conn.CompleteWritesAsync(ct);
+        });
+        Assert.Equal("hello from the laptop\n", await ReadAllFromAsync(forward.BoundPort));
+
+        await lab.Sshd.KillAsync();
+        await ShadowLab.WaitUntilAsync(() => link.State == ShadowLinkState.Reconnecting, "the link reconnecting");
+        await lab.Sshd.RestartAsync();
+        await ShadowLab.WaitUntilAsync(() => forward.Reestablished >= 1, "the forward requested again");
+        Assert.Equal("hello from the laptop\n", await ReadAllFromAsync(forward.BoundPort));
+    }
+
+    private static async Task<string> ReadAllFromAsync(int port)
+    {
+        using var c = new TcpClient();
+        await c.ConnectAsync(IPAddress.Loopback, port);
+        using var reader = new StreamReader(c.GetStream());
+        return await reader.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    [LinuxRootFact("sshd", "ssh-keygen")]
     public async Task Refused_destination_is_a_typed_dial_error_carrying_connection_refused()
     {
         await using var lab = await ShadowLab.StartAsync();
