@@ -111,6 +111,50 @@ public sealed class ShadowLinkTests
     }
 
     [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task Losing_one_of_two_connections_is_not_an_outage_and_the_slot_reconnects()
+    {
+        await using var lab = await ShadowLab.StartAsync();
+        await using var echo = new EchoServer();
+        await using var link = await ShadowLink.StartAsync(lab.Kube, lab.Options(connections: 2));
+        var outages = 0;
+        link.Reconnecting += (_, _) => Interlocked.Increment(ref outages);
+        await ShadowLab.WaitUntilAsync(() => link.HealthyConnections == 2, "both SSH connections up");
+
+        lab.Sshd.KillOneConnection();
+        await ShadowLab.WaitUntilAsync(() => link.Reconnects >= 1 && link.HealthyConnections == 2, "the dropped connection replaced");
+        Assert.Equal(ShadowLinkState.Connected, link.State);
+        Assert.Equal(0, Volatile.Read(ref outages));
+        await RoundTripAsync(link, echo.Port, 256 * 1024, seed: 3);
+    }
+
+    [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task Remote_forward_is_requested_again_on_the_same_port_after_sshd_comes_back()
+    {
+        await using var lab = await ShadowLab.StartAsync();
+        await using var link = await ShadowLink.StartAsync(lab.Kube, lab.Options(connections: 2));
+        await using var forward = await link.ForwardRemoteAsync("127.0.0.1", 0, async (conn, ct) =>
+        {
+            await conn.WriteAsync("hello from the laptop\n"u8.ToArray(), ct);
+            await conn.CompleteWritesAsync(ct);
+        });
+        Assert.Equal("hello from the laptop\n", await ReadAllFromAsync(forward.BoundPort));
+
+        await lab.Sshd.KillAsync();
+        await ShadowLab.WaitUntilAsync(() => link.State == ShadowLinkState.Reconnecting, "the link reconnecting");
+        await lab.Sshd.RestartAsync();
+        await ShadowLab.WaitUntilAsync(() => forward.Reestablished >= 1, "the forward requested again");
+        Assert.Equal("hello from the laptop\n", await ReadAllFromAsync(forward.BoundPort));
+    }
+
+    private static async Task<string> ReadAllFromAsync(int port)
+    {
+        using var c = new TcpClient();
+        await c.ConnectAsync(IPAddress.Loopback, port);
+        using var reader = new StreamReader(c.GetStream());
+        return await reader.ReadToEndAsync().WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    [LinuxRootFact("sshd", "ssh-keygen")]
     public async Task Refused_destination_is_a_typed_dial_error_carrying_connection_refused()
     {
         await using var lab = await ShadowLab.StartAsync();
@@ -143,12 +187,21 @@ public sealed class ShadowLinkTests
         var buffer = new byte[64 * 1024];
         long total = 0;
         int n;
-        while ((n = await stream.ReadAsync(buffer)) > 0)
+        // A stuck transfer fails the test (with how far it got) instead of hanging the run.
+        using var stuck = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        try
         {
-            hash.AppendData(buffer, 0, n);
-            total += n;
+            while ((n = await stream.ReadAsync(buffer, stuck.Token)) > 0)
+            {
+                hash.AppendData(buffer, 0, n);
+                total += n;
+            }
+            await writer.WaitAsync(stuck.Token);
         }
-        await writer;
+        catch (OperationCanceledException)
+        {
+            Assert.Fail($"Transfer of {size} bytes stuck after {total} bytes back; writer {writer.Status}.");
+        }
         Assert.Equal(size, total);
         Assert.Equal(Convert.ToHexString(SHA256.HashData(data)), Convert.ToHexString(hash.GetHashAndReset()));
     }

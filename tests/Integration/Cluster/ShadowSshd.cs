@@ -126,12 +126,106 @@ internal sealed class ShadowSshd : IAsyncDisposable
         if (_process is null) return;
         try
         {
-            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
-            await _process.WaitForExitAsync();
+            if (!_process.HasExited)
+            {
+                // Process.Kill(entireProcessTree) misses sshd's per-connection children here; find them by ppid first.
+                var tree = Descendants(_process.Id);
+                _process.Kill();
+                foreach (var pid in tree)
+                {
+                    try
+                    {
+                        using var child = Process.GetProcessById(pid);
+                        child.Kill();
+                    }
+                    catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
+                    {
+                        // Already gone.
+                    }
+                }
+            }
+            // Also waits for stderr EOF, i.e. for every process that inherited the pipe.
+            using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await _process.WaitForExitAsync(bound.Token);
         }
         catch (InvalidOperationException)
         {
         }
+    }
+
+    /// <summary>Kills one per-connection sshd (with its own children): one SSH connection drops, the listener stays.</summary>
+    public int KillOneConnection()
+    {
+        var listener = _process ?? throw new InvalidOperationException("sshd is not running");
+        var children = Children(listener.Id);
+        if (children.Count == 0) throw new InvalidOperationException("sshd has no connection");
+        var victim = children[0];
+        foreach (var pid in Descendants(victim).Prepend(victim))
+        {
+            try
+            {
+                using var p = Process.GetProcessById(pid);
+                p.Kill();
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
+            {
+            }
+        }
+        return victim;
+    }
+
+    /// <summary>Live (not zombie) direct children of <paramref name="parent"/>.</summary>
+    public static List<int> Children(int parent) => ParentMap().Where(kv => kv.Value.Parent == parent && kv.Value.State != 'Z').Select(kv => kv.Key).ToList();
+
+    private static Dictionary<int, (int Parent, char State)> ParentMap()
+    {
+        var map = new Dictionary<int, (int, char)>();
+        foreach (var dir in System.IO.Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid)) continue;
+            try
+            {
+                var stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                var rest = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                map[pid] = (int.Parse(rest[1], System.Globalization.CultureInfo.InvariantCulture), rest[0][0]);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or ArgumentOutOfRangeException)
+            {
+            }
+        }
+        return map;
+    }
+
+    private static List<int> Descendants(int root)
+    {
+        var parents = new Dictionary<int, int>();
+        foreach (var dir in System.IO.Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid)) continue;
+            try
+            {
+                var stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                // pid (comm) state ppid ...: comm may hold spaces, so parse after the last ')'.
+                var rest = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                parents[pid] = int.Parse(rest[1], System.Globalization.CultureInfo.InvariantCulture);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or ArgumentOutOfRangeException)
+            {
+            }
+        }
+        var result = new List<int>();
+        var queue = new Queue<int>([root]);
+        while (queue.Count > 0)
+        {
+            var p = queue.Dequeue();
+            foreach (var (child, parent) in parents)
+            {
+                if (parent != p) continue;
+                result.Add(child);
+                queue.Enqueue(child);
+            }
+        }
+        return result;
     }
 
     private static int FreePort()

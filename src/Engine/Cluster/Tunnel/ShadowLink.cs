@@ -194,16 +194,25 @@ public sealed class ShadowLink : IAsyncDisposable
     }
 
     /// <summary>
-    /// <c>tcpip-forward</c> on one healthy connection (for Exchange/Mesh). Not re-established after a reconnect: the
-    /// returned forward ends with its connection; watch <see cref="Recovered"/> and request it again.
+    /// <c>tcpip-forward</c> on one healthy connection (for Exchange/Mesh), requested again on the same address and port
+    /// whenever its connection is lost (see <see cref="ShadowRemoteForward"/>). Each incoming connection goes to
+    /// <paramref name="handler"/>, which owns the stream until it returns.
     /// </summary>
-    public async Task<SshRemoteForward> ForwardRemoteAsync(string bindAddress, int port, Func<SshChannelStream, CancellationToken, Task> handler,
+    public Task<ShadowRemoteForward> ForwardRemoteAsync(string bindAddress, int port, Func<SshChannelStream, CancellationToken, Task> handler,
         CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(bindAddress);
+        ArgumentNullException.ThrowIfNull(handler);
+        return ShadowRemoteForward.StartAsync(this, bindAddress, port, handler, _logger, cancellationToken);
+    }
+
+    internal async Task<(SshClient Client, SshRemoteForward Forward)> RequestForwardAsync(string bindAddress, int port,
+        Func<SshChannelStream, CancellationToken, Task> handler, CancellationToken cancellationToken)
     {
         using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _cts.Token);
         wait.CancelAfter(_options.OpenWaitTimeout);
         var (_, client) = await WaitForConnectionAsync(null, cancellationToken, wait.Token).ConfigureAwait(false);
-        return await client.ForwardRemoteAsync(bindAddress, port, handler, cancellationToken).ConfigureAwait(false);
+        return (client, await client.ForwardRemoteAsync(bindAddress, port, handler, cancellationToken).ConfigureAwait(false));
     }
 
     // ------------------------------------------------------------------ connections
@@ -295,6 +304,7 @@ public sealed class ShadowLink : IAsyncDisposable
                 lock (_lock)
                 {
                     _slots[0].Client = client;
+                    _slots[0].HasBeenUp = true;
                     _healthy.TrySetResult();
                 }
                 return client;

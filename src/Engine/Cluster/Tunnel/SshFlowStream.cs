@@ -93,15 +93,34 @@ public sealed class SshFlowStream : Stream, IHalfCloseStream
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing) _channel.Dispose();
+        // Same as DisposeAsync but without waiting: the close is sent in the background (bounded).
+        if (disposing && !_channel.Closed.IsCompleted) _ = CloseAsync();
         base.Dispose(disposing);
     }
 
     public override async ValueTask DisposeAsync()
     {
-        await _channel.DisposeAsync().ConfigureAwait(false);
+        if (!_channel.Closed.IsCompleted) await CloseAsync().ConfigureAwait(false);
         await base.DisposeAsync().ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// Sends CLOSE unless the channel is already closed or its connection already died (then there is nothing to say,
+    /// and sending on a disposed connection was seen to never return); bounded in any case.
+    /// </summary>
+    private async Task CloseAsync()
+    {
+        try
+        {
+            await _channel.DisposeAsync().AsTask().WaitAsync(CloseTimeout).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // The connection is stuck; its keepalive (or the link's reconnect) ends it and every channel with it.
+        }
+    }
+
+    private static readonly TimeSpan CloseTimeout = TimeSpan.FromSeconds(5);
 
     private static IOException Broken(SshException e) => new("The SSH channel broke: " + e.Message, e);
 }
