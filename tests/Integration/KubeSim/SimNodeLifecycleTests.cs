@@ -26,8 +26,9 @@ public sealed class SimNodeLifecycleTests
         Assert.False(IsAlive(info.ProcessId));
         Assert.Null(node.GetPod(info.Key));
         Assert.False(await node.DeletePodAsync(info.Key));
-        var links = await ProcessRunner.RunAsync("ip", ["-n", node.NodeNetNs, "-o", "link", "show"]);
-        Assert.DoesNotContain("ktsp", links.StandardOutput, StringComparison.Ordinal);
+        // The kernel removes a veth's peer a moment after the namespace holding the other end is deleted.
+        await EventuallyAsync(async () => !(await ProcessRunner.RunAsync("ip", ["-n", node.NodeNetNs, "-o", "link", "show"]))
+            .StandardOutput.Contains("ktsp", StringComparison.Ordinal), "the pod's veth peer to be gone from the node");
 
         // The name can be used again at once, with a fresh namespace.
         var again = await node.StartPodAsync(PodSpecLite.Create("default", "doomed", "ktconnect/echo:1", 8080));
@@ -147,8 +148,8 @@ public sealed class SimNodeLifecycleTests
         Assert.Empty(Directory.GetDirectories("/etc/netns", prefix + "*"));
         Assert.False(IsAlive(pod.ProcessId));
         Assert.False(IsAlive(shadow.ProcessId));
-        var links = await ProcessRunner.RunAsync("ip", ["-o", "link", "show"]);
-        Assert.DoesNotContain(laptop.RootInterface, links.StandardOutput, StringComparison.Ordinal);
+        await EventuallyAsync(async () => !(await ProcessRunner.RunAsync("ip", ["-o", "link", "show"]))
+            .StandardOutput.Contains(laptop.RootInterface, StringComparison.Ordinal), "the laptop's root link to be gone");
         var tables = await ProcessRunner.RunAsync("nft", ["list", "tables"]);
         Assert.DoesNotContain(SimNode.NftTablePrefix, tables.StandardOutput, StringComparison.Ordinal);
         Assert.False(Directory.Exists(node.StateDirectory));
@@ -252,6 +253,17 @@ public sealed class SimNodeLifecycleTests
             if (!host.HasExited) host.Kill(entireProcessTree: true);
             await SimNode.StopAsync(state);
             if (Directory.Exists(state)) Directory.Delete(state, recursive: true);
+        }
+    }
+
+    /// <summary>Polls a condition the kernel makes true asynchronously; fails with <paramref name="what"/> after 10 s.</summary>
+    private static async Task EventuallyAsync(Func<Task<bool>> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (!await condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "timed out waiting for " + what);
+            await Task.Delay(50);
         }
     }
 

@@ -211,14 +211,19 @@ public sealed class SimNodeTests(SimNodeFixture fx)
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
     public async Task An_unknown_image_fails_with_ErrImagePull_and_creates_nothing()
     {
-        var before = (await ProcessRunner.RunAsync("ip", ["netns", "list"])).StandardOutput;
+        // Only this node's namespaces: other tests may create and remove their own at the same time.
+        async Task<string[]> Mine() => (await ProcessRunner.RunAsync("ip", ["netns", "list"])).StandardOutput
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(' ')[0])
+            .Where(n => n.StartsWith("ktsim-" + fx.Node.Id + "-", StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToArray();
+        var before = await Mine();
 
         var e = await Assert.ThrowsAsync<SimImagePullException>(() =>
             fx.Node.StartPodAsync(PodSpecLite.Create("default", "bad", "unknown/app:1", 80)));
 
         Assert.Equal("ErrImagePull", e.ErrorId);
         Assert.Null(fx.Node.GetPod("default/bad"));
-        Assert.Equal(before, (await ProcessRunner.RunAsync("ip", ["netns", "list"])).StandardOutput);
+        Assert.NotEmpty(before);
+        Assert.Equal(before, await Mine());
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
