@@ -704,10 +704,13 @@ public sealed class TcpConnection
     {
         Interlocked.Increment(ref _counters.TcpRetransmits);
         _rttTiming = false; // Karn: never time a retransmitted segment
-        var queued = _send.Count;
-        if (queued > 0)
+        // Only bytes already sent (up to SND.MAX) are retransmitted. The queue may also hold bytes never sent
+        // (window- or cwnd-limited); sending those here without advancing SND.MAX let the client acknowledge
+        // past SND.MAX, and every later client segment was then dropped as acking "unsent" data: the flow stalled.
+        var sentData = (int)Math.Min((uint)_send.Count, _sndMax - _sndUna);
+        if (sentData > 0)
         {
-            var n = Math.Min(queued, _sndMss);
+            var n = Math.Min(sentData, _sndMss);
             Emit(TcpFlags.Ack, _sndUna, _rcvNxt, 0, n, false);
         }
         else if (_finSent)

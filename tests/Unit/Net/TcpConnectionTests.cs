@@ -176,6 +176,29 @@ public class TcpConnectionTests
     }
 
     [Fact]
+    public async Task FastRetransmit_ResendsOnlyBytesAlreadySent_NotQueuedOnes()
+    {
+        // The client's window (125 << 2 = 500 bytes) lets only part of the queue out. A retransmission must not
+        // carry queued bytes past SND.MAX: the client would acknowledge them, and an ACK above SND.MAX is
+        // dropped with the segment carrying it, so the flow stalled (the loss simulation's truncated transfers).
+        var h = new TcpHarness();
+        h.Establish();
+        h.Feed(TcpFlags.Ack, C, S, default, window: 125);
+        await h.Conn.WriteAsync(new byte[5000], CancellationToken.None);
+        var first = Assert.Single(h.Take());
+        Assert.Equal(500, first.Data.Length);
+        for (var i = 0; i < 3; i++) h.Feed(TcpFlags.Ack, C, S, default, window: 125);
+        var re = Assert.Single(h.Take());
+        Assert.Equal(1, h.Counters.TcpFastRetransmits);
+        Assert.Equal(S, re.Seq);
+        Assert.Equal(500, re.Data.Length);
+        // The client acknowledges everything it got: accepted, and the next bytes go out.
+        h.Feed(TcpFlags.Ack, C, S + (uint)re.Data.Length, default, window: 125);
+        Assert.Equal(4500, h.Conn.BufferedSend);
+        Assert.Equal(S + 500, Assert.Single(h.Take()).Seq);
+    }
+
+    [Fact]
     public async Task RttSample_SetsRto_PerRfc6298()
     {
         var h = new TcpHarness(new TcpOptions { MinRtoMs = 10 });

@@ -5,7 +5,7 @@ namespace KtConnect.Tests.Unit.Net;
 
 internal sealed class FakeClock : IClock
 {
-    public long NowMilliseconds { get; set; } = 1_000_000;
+    public long NowMilliseconds { get; set; } = TcpHarness.StartMilliseconds;
 }
 
 internal sealed class ListSink : IPacketSink
@@ -50,6 +50,7 @@ internal sealed class TcpHarness
 {
     public const uint Iss = 5000;
     public const uint ClientIsn = 1000;
+    public const long StartMilliseconds = 1_000_000;
     public static readonly UInt128 Client = IpPacket.FromAddress(IPAddress.Parse("10.0.0.2"));
     public static readonly UInt128 Server = IpPacket.FromAddress(IPAddress.Parse("10.96.0.10"));
 

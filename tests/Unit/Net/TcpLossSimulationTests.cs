@@ -147,11 +147,23 @@ public class TcpLossSimulationTests
 
         Assert.True(writer.IsCompleted, "the writer did not finish");
         Assert.True(reader.IsCompleted, "the reader did not finish");
-        Assert.Equal(SHA256.HashData(up), SHA256.HashData(await reader));
-        Assert.Equal(SHA256.HashData(down), SHA256.HashData(received.ToArray()));
+        // On a mismatch, say where: a bare hash difference (as this test used to report) cannot tell a
+        // short transfer from a corrupted or duplicated range, nor which side produced it.
+        var context = $"seed {seed}, simulated {h.Clock.NowMilliseconds - TcpHarness.StartMilliseconds} ms, server {h.Conn.State}, "
+            + $"client FIN acked {cFinAcked}, server FIN seen {peerFin}, retransmits {h.Counters.TcpRetransmits}";
+        AssertSameBytes("client -> server (read by the application)", up, await reader, context);
+        AssertSameBytes("server -> client (received by the client model)", down, received.ToArray(), context);
         Assert.True(cFinAcked && peerFin);
         Assert.True(h.Conn.State is TcpState.Closed or TcpState.TimeWait, h.Conn.State.ToString());
         if (loss > 0) Assert.True(h.Counters.TcpRetransmits > 0);
+    }
+
+    private static void AssertSameBytes(string direction, byte[] expected, byte[] actual, string context)
+    {
+        if (expected.AsSpan().SequenceEqual(actual)) return;
+        var common = Math.Min(expected.Length, actual.Length);
+        var first = expected.AsSpan(0, common).CommonPrefixLength(actual.AsSpan(0, common));
+        Assert.Fail($"{direction}: sent {expected.Length} bytes, got {actual.Length}; first difference at offset {first}; {context}");
     }
 
     private static List<(long, byte[])> Due(List<(long At, byte[] P)> q, long now)
