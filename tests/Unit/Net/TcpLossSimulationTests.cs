@@ -61,7 +61,9 @@ public class TcpLossSimulationTests
             h.Conn.ShutdownWrite();
         });
 
-        for (var step = 0; step < 400_000; step++)
+        // Simulated milliseconds. Generous on purpose: after several losses the retransmission timer backs off to its
+        // 60 s maximum, and the test asserts that every byte arrives, not how fast.
+        for (var step = 0; step < 3_000_000; step++)
         {
             h.Clock.NowMilliseconds += 1;
             h.Conn.Tick();
