@@ -89,9 +89,11 @@ public sealed class ShadowLinkTests
         Assert.Equal(ShadowLinkState.Reconnecting, link.State);
         await Assert.ThrowsAsync<IOException>(async () =>
         {
+            // Bounded: a flow that never learns of the dead connection fails the test instead of hanging it.
+            using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(60));
             var buffer = new byte[16];
-            await open.WriteAsync(buffer);
-            while (await open.ReadAsync(buffer) > 0)
+            await open.WriteAsync(buffer, bound.Token);
+            while (await open.ReadAsync(buffer, bound.Token) > 0)
             {
             }
             throw new InvalidOperationException("The broken flow ended cleanly.");
