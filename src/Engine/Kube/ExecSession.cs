@@ -74,7 +74,7 @@ internal sealed class ExecSession
                 }
                 if (result.MessageType == WebSocketMessageType.Close)
                 {
-                    await CloseAsync().ConfigureAwait(false);
+                    await KubeWebSockets.AnswerCloseAsync(_ws, _sendLock).ConfigureAwait(false);
                     return status;
                 }
                 var offset = 0;
@@ -146,28 +146,6 @@ internal sealed class ExecSession
         finally
         {
             _sendLock.Release();
-        }
-    }
-
-    private async Task CloseAsync()
-    {
-        if (_ws.State != WebSocketState.CloseReceived) return;
-        try
-        {
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-            await _sendLock.WaitAsync(timeout.Token).ConfigureAwait(false);
-            try
-            {
-                await _ws.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, timeout.Token).ConfigureAwait(false);
-            }
-            finally
-            {
-                _sendLock.Release();
-            }
-        }
-        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException)
-        {
-            // The server is gone; its close was already received.
         }
     }
 }

@@ -11,6 +11,31 @@ namespace KtConnect.Engine.Kube;
 /// </summary>
 internal sealed partial class KubeWebSockets : IDisposable
 {
+    /// <summary>
+    /// Answers a close the server sent (close 1000 back, under the stream's send lock, at most 5 s). A server that is
+    /// already gone is not an error: its close was received.
+    /// </summary>
+    internal static async Task AnswerCloseAsync(WebSocket ws, SemaphoreSlim sendLock)
+    {
+        if (ws.State != WebSocketState.CloseReceived) return;
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            await sendLock.WaitAsync(timeout.Token).ConfigureAwait(false);
+            try
+            {
+                await ws.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, timeout.Token).ConfigureAwait(false);
+            }
+            finally
+            {
+                sendLock.Release();
+            }
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException)
+        {
+        }
+    }
+
     private static readonly AsyncLocal<UpgradeCapture?> CurrentCapture = new();
 
     private readonly KubeTransport _transport;

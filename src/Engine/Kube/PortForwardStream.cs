@@ -85,7 +85,7 @@ public sealed class PortForwardStream : Stream
             if (result.MessageType == WebSocketMessageType.Close)
             {
                 _eof = true;
-                await AnswerCloseAsync().ConfigureAwait(false);
+                await KubeWebSockets.AnswerCloseAsync(_ws, _sendLock).ConfigureAwait(false);
                 continue;
             }
             if (result.MessageType == WebSocketMessageType.Text)
@@ -148,28 +148,6 @@ public sealed class PortForwardStream : Stream
     public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
 
     public override void SetLength(long value) => throw new NotSupportedException();
-
-    private async Task AnswerCloseAsync()
-    {
-        if (_ws.State != WebSocketState.CloseReceived) return;
-        try
-        {
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-            await _sendLock.WaitAsync(timeout.Token).ConfigureAwait(false);
-            try
-            {
-                await _ws.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, timeout.Token).ConfigureAwait(false);
-            }
-            finally
-            {
-                _sendLock.Release();
-            }
-        }
-        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException)
-        {
-            // The peer is gone already; nothing more to say.
-        }
-    }
 
     /// <summary>Closes cleanly: sends close 1000 and waits (briefly) for the server's close.</summary>
     public override async ValueTask DisposeAsync()
