@@ -53,7 +53,7 @@ internal static class ConnectVerb
         };
         foreach (var cidr in a.List("includeIps").Concat(a.List("excludeIps")))
             KtConnect.Engine.Cluster.Cidr.Parse(cidr);
-        return Common(a) with
+        return GlobalOptions.Apply(a, new ConnectOptions()) with
         {
             Mode = mode,
             DnsMode = dns,
@@ -63,28 +63,5 @@ internal static class ConnectVerb
             ProxyPort = a.Int("proxyPort", 2223),
             IgnoreRouteConflicts = a.Flag("ignoreRouteConflicts"),
         };
-    }
-
-    /// <summary>The global flags every cluster verb shares.</summary>
-    internal static ConnectOptions Common(ParsedArgs a)
-    {
-        var options = new ConnectOptions
-        {
-            Kubeconfig = a.Get("kubeconfig"),
-            Context = a.Get("context"),
-            Namespace = a.Get("namespace"),
-            ImagePullSecret = a.Get("imagePullSecret"),
-            ServiceAccount = a.Get("serviceAccount", "default"),
-            NodeSelector = a.Map("nodeSelector"),
-            Labels = a.Map("withLabel"),
-            Annotations = a.Map("withAnnotation"),
-            PodQuota = a.Get("podQuota"),
-            UseShadowDeployment = a.Flag("useShadowDeployment"),
-            AlwaysPullImage = a.Flag("forceUpdate"),
-            PodCreationTimeout = TimeSpan.FromSeconds(a.Int("podCreationTimeout", 60)),
-        };
-        if (a.Get("image") is { } image) options = options with { Image = image };
-        if (options.PodQuota is not null) KtConnect.Engine.Cluster.PodQuota.Parse(options.PodQuota);
-        return options;
     }
 }

@@ -62,7 +62,7 @@ public sealed class ConnectKtClusterCommand : KtClusterCmdlet
         try
         {
             foreach (var cidr in IncludeIp.Concat(ExcludeIp)) KtConnect.Engine.Cluster.Cidr.Parse(cidr);
-            options = CommonOptions() with
+            options = CommonOptions(new ConnectOptions()) with
             {
                 Mode = Enum.Parse<ConnectMode>(Mode.ToString()),
                 DnsMode = Enum.Parse<KtConnect.Engine.Cluster.Connect.DnsMode>(DnsMode.ToString()),

@@ -1,7 +1,7 @@
 using System.Collections;
 using System.Globalization;
 using System.Management.Automation;
-using KtConnect.Engine.Cluster.Connect;
+using KtConnect.Engine.Cluster;
 
 namespace KtConnect.Cmdlets;
 
@@ -49,10 +49,10 @@ public abstract class KtClusterCmdlet : KtCmdlet
     [ValidateRange(1, 3600)]
     public int Timeout { get; set; } = 60;
 
-    /// <summary>The options the common parameters set; cmdlets add their own with <c>with</c>.</summary>
-    protected ConnectOptions CommonOptions()
+    /// <summary>The common parameters onto a cmdlet's options; cmdlets add their own with <c>with</c>.</summary>
+    protected T CommonOptions<T>(T seed) where T : ShadowOptions
     {
-        var options = new ConnectOptions
+        var options = seed with
         {
             Kubeconfig = Kubeconfig is null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(Kubeconfig),
             Context = Context,
@@ -64,7 +64,7 @@ public abstract class KtClusterCmdlet : KtCmdlet
             Annotations = ToMap(Annotation),
             PodCreationTimeout = TimeSpan.FromSeconds(Timeout),
         };
-        return Image is null ? options : options with { Image = Image };
+        return (T)(Image is null ? options : options with { Image = Image });
     }
 
     private static Dictionary<string, string> ToMap(Hashtable? table)

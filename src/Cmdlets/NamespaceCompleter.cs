@@ -12,9 +12,6 @@ namespace KtConnect.Cmdlets;
 /// </summary>
 public sealed class NamespaceCompleter : IArgumentCompleter
 {
-    private static readonly object Gate = new();
-    private static (DateTime At, string Key, string[] Names) s_cache = (DateTime.MinValue, "", []);
-
     public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
         CommandAst commandAst, IDictionary fakeBoundParameters)
     {
@@ -30,26 +27,61 @@ public sealed class NamespaceCompleter : IArgumentCompleter
         }
     }
 
-    private static string[] ClusterNamespaces(string? kubeconfig, string? context)
+    private static string[] ClusterNamespaces(string? kubeconfig, string? context) =>
+        ClusterNames.Get("namespaces", kubeconfig, context, null,
+            (client, _, ct) => client.Namespaces.ListAsync(cancellationToken: ct).ContinueWith(t => t.Result.Items.Select(n => n.Metadata.Name), ct,
+                TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default));
+}
+
+/// <summary>Completes Service names in the namespace being typed (or the context's), from the cluster.</summary>
+public sealed class ServiceCompleter : IArgumentCompleter
+{
+    public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
+        CommandAst commandAst, IDictionary fakeBoundParameters)
     {
-        var key = kubeconfig + "|" + context;
+        var names = ClusterNames.Get("services", fakeBoundParameters?["Kubeconfig"] as string, fakeBoundParameters?["Context"] as string,
+            fakeBoundParameters?["Namespace"] as string,
+            (client, ns, ct) => client.Services.ListAsync(ns, cancellationToken: ct).ContinueWith(t => t.Result.Items.Select(s => s.Metadata.Name), ct,
+                TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default));
+        foreach (var n in names.Order(StringComparer.Ordinal))
+        {
+            if (n.StartsWith(wordToComplete ?? "", StringComparison.OrdinalIgnoreCase))
+                yield return new CompletionResult(n, n, CompletionResultType.ParameterValue, n);
+        }
+    }
+}
+
+/// <summary>
+/// Names read from the cluster for completion: asked with a two-second limit and remembered for a minute per
+/// kubeconfig, context, namespace and kind, so a slow or unreachable cluster never blocks typing for long.
+/// </summary>
+internal static class ClusterNames
+{
+    private static readonly object Gate = new();
+    private static readonly Dictionary<string, (DateTime At, string[] Names)> Cache = new(StringComparer.Ordinal);
+
+    internal static string[] Get(string kind, string? kubeconfig, string? context, string? ns,
+        Func<KubeClient, string, CancellationToken, Task<IEnumerable<string?>>> list)
+    {
+        var key = string.Join("|", kind, kubeconfig, context, ns);
         lock (Gate)
         {
-            if (s_cache.Key == key && DateTime.UtcNow - s_cache.At < TimeSpan.FromMinutes(1)) return s_cache.Names;
+            if (Cache.TryGetValue(key, out var hit) && DateTime.UtcNow - hit.At < TimeSpan.FromMinutes(1)) return hit.Names;
         }
         string[] names;
         try
         {
-            using var client = new KubeClient(new KubeConfigLoader().CreateClientConfiguration(kubeconfig, context));
+            var config = new KubeConfigLoader().CreateClientConfiguration(kubeconfig, context);
+            using var client = new KubeClient(config);
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
-            var list = Task.Run(() => client.Namespaces.ListAsync(cancellationToken: cts.Token), cts.Token);
-            names = list.Wait(TimeSpan.FromSeconds(2)) ? list.Result.Items.Select(n => n.Metadata.Name ?? "").Where(n => n.Length > 0).ToArray() : [];
+            var task = Task.Run(() => list(client, string.IsNullOrEmpty(ns) ? config.Namespace : ns, cts.Token), cts.Token);
+            names = task.Wait(TimeSpan.FromSeconds(2)) ? task.Result.OfType<string>().Where(n => n.Length > 0).ToArray() : [];
         }
         catch (Exception e) when (e is KtConnect.Engine.KtException or AggregateException or OperationCanceledException)
         {
             names = [];
         }
-        lock (Gate) s_cache = (DateTime.UtcNow, key, names);
+        lock (Gate) Cache[key] = (DateTime.UtcNow, names);
         return names;
     }
 }

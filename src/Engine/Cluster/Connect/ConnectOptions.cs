@@ -24,39 +24,11 @@ public enum DnsMode
 }
 
 /// <summary>Everything `kt connect` and Connect-KtCluster can ask for (kt-connect's flags where they exist).</summary>
-public sealed record ConnectOptions
+public sealed record ConnectOptions : ShadowOptions
 {
-    public string? Kubeconfig { get; init; }
-
-    public string? Context { get; init; }
-
-    /// <summary>The namespace to join; null means the context's namespace.</summary>
-    public string? Namespace { get; init; }
-
     public ConnectMode Mode { get; init; } = ConnectMode.Tun;
 
     public DnsMode DnsMode { get; init; } = DnsMode.Split;
-
-    public string Image { get; init; } = KtConventions.DefaultShadowImage;
-
-    public string? ImagePullSecret { get; init; }
-
-    public IReadOnlyDictionary<string, string> NodeSelector { get; init; } = new Dictionary<string, string>();
-
-    public string ServiceAccount { get; init; } = "default";
-
-    public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
-
-    public IReadOnlyDictionary<string, string> Annotations { get; init; } = new Dictionary<string, string>();
-
-    /// <summary>kt-connect's --podQuota, e.g. <c>0.5c,512m</c>.</summary>
-    public string? PodQuota { get; init; }
-
-    public bool UseShadowDeployment { get; init; }
-
-    public bool AlwaysPullImage { get; init; }
-
-    public TimeSpan PodCreationTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>Extra ranges to route (CIDRs).</summary>
     public IReadOnlyList<string> IncludeIps { get; init; } = [];
@@ -78,12 +50,6 @@ public sealed record ConnectOptions
 
     /// <summary>Where the split-DNS server listens; resolv.conf and NRPT need port 53.</summary>
     public System.Net.IPEndPoint DnsListen { get; init; } = new(System.Net.IPAddress.Parse("127.0.0.153"), 53);
-
-    /// <summary>Seconds between heartbeats on the objects this session created.</summary>
-    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(60);
-
-    /// <summary>The journal of local changes (tests give their own).</summary>
-    public ChangeJournal? Journal { get; init; }
 
     /// <summary>Root under which resolver files live (tests give a temporary root).</summary>
     public string? SystemRoot { get; init; }

@@ -8,7 +8,6 @@ using KtConnect.Engine.Net.Linux;
 using KtConnect.Engine.Net.Redirect;
 using KtConnect.Engine.Net.Routes;
 using KtConnect.Engine.Sessions;
-using KtConnect.Engine.Ssh;
 
 namespace KtConnect.Engine.Cluster.Connect;
 
@@ -47,7 +46,7 @@ public sealed class ConnectWorker : ISessionWorker
         context.SetMode(_options.Mode.ToString().ToLowerInvariant());
 
         // Checks that change nothing.
-        await EnsureNamespaceAsync(cancellationToken).ConfigureAwait(false);
+        await ClusterSessions.EnsureNamespaceAsync(_client, _namespace, cancellationToken).ConfigureAwait(false);
         if (_options.Mode != ConnectMode.Socks) EnsurePrivileges(_options.Mode);
         await LocalRecovery.UndoAsync(journal, output: output, cancellationToken: cancellationToken).ConfigureAwait(false);
         IReadOnlyList<Cidr> ranges = [];
@@ -66,51 +65,11 @@ public sealed class ConnectWorker : ISessionWorker
             }
         }
 
-        // The shadow pod, with a key pair that lives only in this process.
-        var identity = SshKeyPair.GenerateEcdsa("ktconnect-" + sessionId[..8]);
-        context.Defer("forget the session key", _ => { identity.Dispose(); return Task.CompletedTask; });
-        var spec = new ShadowPodSpec
-        {
-            Name = KtConventions.ConnectShadowName(),
-            Namespace = _namespace,
-            Role = KtConventions.Roles.ShadowConnect,
-            AuthorizedKey = identity.ToAuthorizedKeysLine(),
-            Image = _options.Image,
-            AlwaysPullImage = _options.AlwaysPullImage,
-            ImagePullSecret = _options.ImagePullSecret,
-            NodeSelector = _options.NodeSelector,
-            ServiceAccount = _options.ServiceAccount,
-            Quota = _options.PodQuota is null ? null : PodQuota.Parse(_options.PodQuota),
-            ExtraLabels = _options.Labels,
-            ExtraAnnotations = _options.Annotations,
-            UseDeployment = _options.UseShadowDeployment,
-        };
-        output.Verbose($"Creating shadow {(spec.UseDeployment ? "deployment" : "pod")} {_namespace}/{spec.Name}");
-        var shadow = await new ShadowPods(_client).CreateRunningAsync(spec, context.Defer, output, _options.PodCreationTimeout, cancellationToken)
-            .ConfigureAwait(false);
-        var handle = shadow.Handle;
-        foreach (var o in handle.Objects) context.AddResource(o.Kind.ToString(), $"{o.Namespace}/{o.Name}", "Created");
-        var podName = shadow.Pod.Metadata.Name!;
-        var hostKeys = shadow.HostKeys;
-
-        var heartbeat = new Heartbeat(_client, _options.HeartbeatInterval, output);
-        heartbeat.Track(handle.Objects);
-        heartbeat.Start();
-        context.Defer("stop heartbeats", _ => heartbeat.DisposeAsync().AsTask());
-
-        // The link: port-forward to the shadow's sshd, then SSH with its host key pinned.
-        output.Progress("Connecting", "SSH to the shadow pod");
-        var link = await ShadowLink.StartAsync(_client, new ShadowLinkOptions
-        {
-            Namespace = _namespace,
-            PodName = podName,
-            Identity = identity,
-            ExpectedHostKeys = hostKeys.Select(k => SshPublicKey.ParseAuthorizedKey(k.Algorithm + " " + k.Base64Key)).ToList(),
-        }, cancellationToken: cancellationToken).ConfigureAwait(false);
-        context.Defer("close the SSH link", _ => link.DisposeAsync().AsTask());
-        link.Reconnecting += (_, e) => context.ReportReconnecting(e.Cause);
-        link.Recovered += (_, _) => context.ReportRecovered();
-        link.Failed += (_, e) => context.Fail(e.Cause);
+        var connection = await ShadowSetup.StartAsync(context, _client, _options,
+            key => _options.ToShadowSpec(KtConventions.ConnectShadowName(), _namespace, KtConventions.Roles.ShadowConnect, key),
+            cancellationToken).ConfigureAwait(false);
+        var link = connection.Link;
+        var podName = connection.PodName;
         var dialer = new SshFlowDialer(link);
 
         switch (_options.Mode)
@@ -132,23 +91,6 @@ public sealed class ConnectWorker : ISessionWorker
         if (_options.Mode != ConnectMode.Socks && _options.DnsMode == DnsMode.Split)
             await StartDnsAsync(context, journal, link, podName, sessionId, cancellationToken).ConfigureAwait(false);
         output.Progress("Connecting", "Connected", 100, completed: true);
-    }
-
-    private async Task EnsureNamespaceAsync(CancellationToken cancellationToken)
-    {
-        try
-        {
-            await _client.Namespaces.GetAsync(_namespace, cancellationToken: cancellationToken).ConfigureAwait(false);
-        }
-        catch (KubeApiException e) when (e.Code == 404)
-        {
-            throw new KtException("NamespaceNotFound", KtErrorCategory.ObjectNotFound,
-                $"Namespace '{_namespace}' does not exist in context '{_client.Configuration.ContextName}'.", e, _namespace);
-        }
-        catch (KubeApiException e) when (e.Code == 403)
-        {
-            // Reading namespaces may be forbidden while working in one is allowed: go on.
-        }
     }
 
     /// <summary>Tun and redirect modes change routes, firewall and DNS: refuse early, with the way out, when not elevated.</summary>

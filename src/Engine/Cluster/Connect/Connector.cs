@@ -1,4 +1,3 @@
-using KtConnect.Engine.Kube;
 using KtConnect.Engine.Kube.Config;
 using KtConnect.Engine.Sessions;
 
@@ -11,24 +10,13 @@ public static class Connector
     /// Resolves the kubeconfig context and namespace, then starts the session and returns it once Running.
     /// A bad kubeconfig, context or namespace fails here with one typed error before anything is changed.
     /// </summary>
-    public static async Task<Session> StartAsync(ConnectOptions options, IKtOutput? output = null, SessionRegistry? registry = null,
+    public static Task<Session> StartAsync(ConnectOptions options, IKtOutput? output = null, SessionRegistry? registry = null,
         KubeConfigLoader? loader = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
         if (options.Mode != ConnectMode.Socks) ConnectWorker.EnsurePrivileges(options.Mode);
-        var config = (loader ?? new KubeConfigLoader()).CreateClientConfiguration(options.Kubeconfig, options.Context);
-        var ns = string.IsNullOrEmpty(options.Namespace) ? config.Namespace : options.Namespace;
-        var client = new KubeClient(config);
-        var request = new SessionRequest
-        {
-            Kind = SessionKind.Connect,
-            Namespace = ns,
-            Context = config.ContextName,
-            Target = string.IsNullOrEmpty(config.ClusterName) ? config.Server.Host : config.ClusterName,
-            Mode = options.Mode.ToString().ToLowerInvariant(),
-        };
-        return await (registry ?? SessionRegistry.Default)
-            .StartAsync(request, new ConnectWorker(client, ns, options, ownsClient: true), output, cancellationToken)
-            .ConfigureAwait(false);
+        return ClusterSessions.StartAsync(options, SessionKind.Connect, options.Mode.ToString().ToLowerInvariant(),
+            (client, ns) => new ConnectWorker(client, ns, options, ownsClient: true), output, registry, loader,
+            cancellationToken: cancellationToken);
     }
 }

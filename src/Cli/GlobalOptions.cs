@@ -1,0 +1,29 @@
+using KtConnect.Engine.Cluster;
+
+namespace KtConnect.Cli;
+
+/// <summary>The global flags every cluster verb shares (reference/kt-connect.md §1.2), onto any verb's options.</summary>
+internal static class GlobalOptions
+{
+    internal static T Apply<T>(ParsedArgs a, T seed) where T : ShadowOptions
+    {
+        var options = seed with
+        {
+            Kubeconfig = a.Get("kubeconfig"),
+            Context = a.Get("context"),
+            Namespace = a.Get("namespace"),
+            ImagePullSecret = a.Get("imagePullSecret"),
+            ServiceAccount = a.Get("serviceAccount", "default"),
+            NodeSelector = a.Map("nodeSelector"),
+            Labels = a.Map("withLabel"),
+            Annotations = a.Map("withAnnotation"),
+            PodQuota = a.Get("podQuota"),
+            UseShadowDeployment = a.Flag("useShadowDeployment"),
+            AlwaysPullImage = a.Flag("forceUpdate"),
+            PodCreationTimeout = TimeSpan.FromSeconds(a.Int("podCreationTimeout", 60)),
+        };
+        if (a.Get("image") is { } image) options = options with { Image = image };
+        if (options.PodQuota is not null) PodQuota.Parse(options.PodQuota);
+        return (T)options;
+    }
+}
