@@ -7,6 +7,7 @@ using KtConnect.Engine.Kube.Models;
 using KtConnect.Engine.Ssh;
 using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Streaming;
+using KtConnect.Tests.Integration.Ssh;
 
 namespace KtConnect.Tests.Integration.Cluster;
 
@@ -19,7 +20,7 @@ internal sealed class ShadowLab : IAsyncDisposable
     public const string Namespace = "default";
     public const string PodName = "kt-connect-shadow-link";
 
-    private ShadowLab(KubeSimServer sim, KubeClient kube, ShadowSshd sshd, SshKeyPair identity)
+    private ShadowLab(KubeSimServer sim, KubeClient kube, SshdProcess sshd, SshKeyPair identity)
     {
         Sim = sim;
         Kube = kube;
@@ -31,7 +32,7 @@ internal sealed class ShadowLab : IAsyncDisposable
 
     public KubeClient Kube { get; }
 
-    public ShadowSshd Sshd { get; }
+    public SshdProcess Sshd { get; }
 
     public SshKeyPair Identity { get; }
 
@@ -43,11 +44,11 @@ internal sealed class ShadowLab : IAsyncDisposable
     public static async Task<ShadowLab> StartAsync()
     {
         var identity = SshKeyPair.GenerateEcdsa();
-        ShadowSshd? sshd = null;
+        SshdProcess? sshd = null;
         KubeSimServer? sim = null;
         try
         {
-            sshd = await ShadowSshd.StartAsync(identity);
+            sshd = await SshdProcess.StartAsync(identity, ["GatewayPorts yes", "LogLevel DEBUG1"], ["ecdsa:256"]);
             sim = await KubeSimServer.StartAsync();
             var kube = new KubeClient(new KubeClientConfiguration
             {

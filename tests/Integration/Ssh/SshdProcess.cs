@@ -9,24 +9,29 @@ namespace KtConnect.Tests.Integration.Ssh;
 
 /// <summary>
 /// A real OpenSSH sshd on 127.0.0.1 and a free port, with host keys, config and authorized_keys in a
-/// temp directory; runs as `sshd -D -e -f cfg` and is killed (by its pid) and cleaned up on dispose.
+/// temp directory; runs as `sshd -D -e -f cfg`. It can be killed with every per-connection child (what a crashed
+/// pod sshd looks like), lose one connection, and start again on the same port with the same host keys.
+/// Dispose kills it all and removes the directory.
 /// </summary>
 internal sealed class SshdProcess : IAsyncDisposable
 {
-    private readonly Process _process;
+    private readonly string _config;
     private readonly StringBuilder _log = new();
+    private Process? _process;
 
-    private SshdProcess(string dir, int port, Process process, IReadOnlyList<SshPublicKey> hostKeys)
+    private SshdProcess(string dir, int port, string config, IReadOnlyList<SshPublicKey> hostKeys)
     {
         Directory = dir;
         Port = port;
-        _process = process;
+        _config = config;
         HostKeys = hostKeys;
     }
 
     public string Directory { get; }
 
     public int Port { get; }
+
+    public IPEndPoint EndPoint => new(IPAddress.Loopback, Port);
 
     public IReadOnlyList<SshPublicKey> HostKeys { get; }
 
@@ -93,18 +98,16 @@ internal sealed class SshdProcess : IAsyncDisposable
             ]));
             var cfgPath = Path.Combine(dir, "sshd_config");
             await File.WriteAllTextAsync(cfgPath, cfg.ToString()).ConfigureAwait(false);
-            var psi = new ProcessStartInfo("/usr/sbin/sshd") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-            foreach (var a in new[] { "-D", "-e", "-f", cfgPath }) psi.ArgumentList.Add(a);
-            var p = Process.Start(psi) ?? throw new InvalidOperationException("sshd did not start");
-            var s = new SshdProcess(dir, port, p, keys);
-            p.ErrorDataReceived += (_, e) =>
+            var s = new SshdProcess(dir, port, cfgPath, keys);
+            try
             {
-                if (e.Data is null) return;
-                lock (s._log) s._log.AppendLine(e.Data);
-            };
-            p.BeginErrorReadLine();
-            p.BeginOutputReadLine();
-            await s.WaitListeningAsync().ConfigureAwait(false);
+                await s.RestartAsync().ConfigureAwait(false);
+            }
+            catch
+            {
+                await s.KillAsync().ConfigureAwait(false);
+                throw;
+            }
             return s;
         }
         catch
@@ -121,12 +124,26 @@ internal sealed class SshdProcess : IAsyncDisposable
         return ((IPEndPoint)l.LocalEndpoint).Port;
     }
 
-    private async Task WaitListeningAsync()
+    /// <summary>Starts sshd (again) and waits until it accepts connections.</summary>
+    public async Task RestartAsync()
     {
+        if (_process is { HasExited: false }) throw new InvalidOperationException("sshd is running");
+        _process?.Dispose();
+        var psi = new ProcessStartInfo("/usr/sbin/sshd") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var a in new[] { "-D", "-e", "-f", _config }) psi.ArgumentList.Add(a);
+        var p = Process.Start(psi) ?? throw new InvalidOperationException("sshd did not start");
+        _process = p;
+        p.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            lock (_log) _log.AppendLine(e.Data);
+        };
+        p.BeginErrorReadLine();
+        p.BeginOutputReadLine();
         var deadline = DateTime.UtcNow.AddSeconds(20);
         while (true)
         {
-            if (_process.HasExited) throw new InvalidOperationException("sshd exited: " + Log);
+            if (p.HasExited) throw new InvalidOperationException("sshd exited: " + Log);
             try
             {
                 using var c = new TcpClient();
@@ -138,6 +155,39 @@ internal sealed class SshdProcess : IAsyncDisposable
                 await Task.Delay(50).ConfigureAwait(false);
             }
         }
+    }
+
+    /// <summary>Kills the listener and every per-connection sshd (what a crashed or restarted pod sshd looks like).</summary>
+    public async Task KillAsync()
+    {
+        if (_process is null) return;
+        try
+        {
+            if (!_process.HasExited)
+            {
+                // Process.Kill(entireProcessTree) misses sshd's per-connection children here; find them by ppid first.
+                var tree = ProcessTree.Descendants(_process.Id);
+                _process.Kill();
+                foreach (var pid in tree) ProcessTree.TryKill(pid);
+            }
+            // Also waits for stderr EOF, i.e. for every process that inherited the pipe.
+            using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await _process.WaitForExitAsync(bound.Token).ConfigureAwait(false);
+        }
+        catch (InvalidOperationException)
+        {
+        }
+    }
+
+    /// <summary>Kills one per-connection sshd (with its own children): one SSH connection drops, the listener stays.</summary>
+    public int KillOneConnection()
+    {
+        var listener = _process ?? throw new InvalidOperationException("sshd is not running");
+        var children = ProcessTree.Children(listener.Id);
+        if (children.Count == 0) throw new InvalidOperationException("sshd has no connection");
+        var victim = children[0];
+        foreach (var pid in ProcessTree.Descendants(victim).Prepend(victim)) ProcessTree.TryKill(pid);
+        return victim;
     }
 
     public async Task<Stream> ConnectTcpAsync()
@@ -156,15 +206,8 @@ internal sealed class SshdProcess : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        try
-        {
-            if (!_process.HasExited) _process.Kill();
-            await _process.WaitForExitAsync().ConfigureAwait(false);
-        }
-        catch (InvalidOperationException)
-        {
-        }
-        _process.Dispose();
+        await KillAsync().ConfigureAwait(false);
+        _process?.Dispose();
         try
         {
             System.IO.Directory.Delete(Directory, recursive: true);
@@ -172,5 +215,64 @@ internal sealed class SshdProcess : IAsyncDisposable
         catch (IOException)
         {
         }
+    }
+}
+
+/// <summary>Process parentage read from /proc (comm may hold spaces and parentheses, so fields are read after the last ')').</summary>
+internal static class ProcessTree
+{
+    /// <summary>Live (not zombie) direct children of <paramref name="parent"/>.</summary>
+    public static List<int> Children(int parent) =>
+        Read().Where(kv => kv.Value.Parent == parent && kv.Value.State != 'Z').Select(kv => kv.Key).ToList();
+
+    /// <summary>Every descendant of <paramref name="root"/>, breadth first.</summary>
+    public static List<int> Descendants(int root)
+    {
+        var map = Read();
+        var result = new List<int>();
+        var queue = new Queue<int>([root]);
+        while (queue.Count > 0)
+        {
+            var p = queue.Dequeue();
+            foreach (var (child, info) in map)
+            {
+                if (info.Parent != p) continue;
+                result.Add(child);
+                queue.Enqueue(child);
+            }
+        }
+        return result;
+    }
+
+    public static void TryKill(int pid)
+    {
+        try
+        {
+            using var p = Process.GetProcessById(pid);
+            p.Kill();
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
+        {
+            // Already gone.
+        }
+    }
+
+    private static Dictionary<int, (int Parent, char State)> Read()
+    {
+        var map = new Dictionary<int, (int, char)>();
+        foreach (var dir in System.IO.Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid)) continue;
+            try
+            {
+                var stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                var rest = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                map[pid] = (int.Parse(rest[1], System.Globalization.CultureInfo.InvariantCulture), rest[0][0]);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or ArgumentOutOfRangeException)
+            {
+            }
+        }
+        return map;
     }
 }

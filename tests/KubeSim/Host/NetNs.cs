@@ -10,9 +10,13 @@ namespace KtConnect.KubeSim.Host;
 /// </summary>
 public sealed class NetNs : IAsyncDisposable
 {
-    private readonly List<Process> _processes = [];
+    private readonly NamespaceProcesses _processes;
 
-    private NetNs(string name) => Name = name;
+    private NetNs(string name)
+    {
+        Name = name;
+        _processes = new NamespaceProcesses(name);
+    }
 
     public string Name { get; }
 
@@ -43,20 +47,7 @@ public sealed class NetNs : IAsyncDisposable
         ProcessRunner.RunAsync("ip", ["netns", "exec", Name, .. command], stdin, timeout, cancellationToken: cancellationToken);
 
     /// <summary>Starts a long-running process in the namespace; it is killed on dispose.</summary>
-    public Process Start(params string[] command)
-    {
-        var psi = new ProcessStartInfo("ip")
-        {
-            UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-        };
-        foreach (var a in new[] { "netns", "exec", Name }.Concat(command)) psi.ArgumentList.Add(a);
-        var p = Process.Start(psi) ?? throw new InvalidOperationException("cannot start " + string.Join(' ', command));
-        lock (_processes) _processes.Add(p);
-        return p;
-    }
+    public Process Start(params string[] command) => _processes.Start(command);
 
     /// <summary>
     /// Connects this namespace to <paramref name="other"/> (or to the root namespace when null) with a veth
@@ -87,19 +78,7 @@ public sealed class NetNs : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        Process[] procs;
-        lock (_processes) procs = [.. _processes];
-        foreach (var p in procs)
-        {
-            try
-            {
-                if (!p.HasExited) p.Kill(entireProcessTree: true);
-                await p.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
-            }
-            catch (InvalidOperationException) { }
-            catch (TimeoutException) { }
-            p.Dispose();
-        }
+        await _processes.KillAllAsync().ConfigureAwait(false);
         await KillRemainingAsync(Name).ConfigureAwait(false);
         await ProcessRunner.RunAsync("ip", ["netns", "del", Name]).ConfigureAwait(false);
     }

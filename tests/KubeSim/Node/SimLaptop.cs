@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using KtConnect.Engine;
+using KtConnect.KubeSim.Host;
 
 namespace KtConnect.KubeSim.Node;
 
@@ -12,7 +13,7 @@ namespace KtConnect.KubeSim.Node;
 /// </summary>
 public sealed class SimLaptop : IAsyncDisposable
 {
-    private readonly List<Process> _started = [];
+    private readonly NamespaceProcesses _processes;
     private readonly Func<SimLaptop, Task> _onDisposed;
     private int _disposed;
 
@@ -23,6 +24,7 @@ public sealed class SimLaptop : IAsyncDisposable
         Address = address;
         ApiServerAddress = apiServerAddress;
         _onDisposed = onDisposed;
+        _processes = new NamespaceProcesses(netNsName);
     }
 
     public string NetNsName { get; }
@@ -44,41 +46,13 @@ public sealed class SimLaptop : IAsyncDisposable
         ProcessRunner.RunAsync("ip", ["netns", "exec", NetNsName, .. argv], stdin, timeout, environment, cancellationToken);
 
     /// <summary>Starts a long-running command in the laptop (stdin/stdout/stderr redirected); killed on dispose.</summary>
-    public Process Start(IReadOnlyList<string> argv, IReadOnlyDictionary<string, string>? environment = null)
-    {
-        var psi = new ProcessStartInfo("ip")
-        {
-            UseShellExecute = false,
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        foreach (var a in new[] { "netns", "exec", NetNsName }.Concat(argv)) psi.ArgumentList.Add(a);
-        if (environment is not null)
-        {
-            foreach (var (k, v) in environment) psi.Environment[k] = v;
-        }
-        var p = Process.Start(psi) ?? throw new InvalidOperationException("cannot start " + string.Join(' ', argv));
-        lock (_started) _started.Add(p);
-        return p;
-    }
+    public Process Start(IReadOnlyList<string> argv, IReadOnlyDictionary<string, string>? environment = null) =>
+        _processes.Start(argv, environment);
 
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        Process[] started;
-        lock (_started) started = [.. _started];
-        foreach (var p in started)
-        {
-            try
-            {
-                if (!p.HasExited) p.Kill(entireProcessTree: true);
-                await p.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
-            }
-            catch (InvalidOperationException) { }
-            catch (TimeoutException) { }
-            p.Dispose();
-        }
+        await _processes.KillAllAsync().ConfigureAwait(false);
         await _onDisposed(this).ConfigureAwait(false);
     }
 }
