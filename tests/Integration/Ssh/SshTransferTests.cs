@@ -237,12 +237,19 @@ public sealed class SshAllocationTests
             await reader;
         }
         await Pump(16L << 20);
-        const long Bytes = 128L << 20;
-        var before = GC.GetTotalAllocatedBytes(precise: true);
-        await Pump(Bytes);
-        var allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
-        // 8192 packets each way (32 KiB): the whole process, echo server and test included, may allocate
-        // a little (timers, thread pool growth), but nothing proportional to the packets.
+        const long Bytes = 64L << 20;
+        // The figure is process-wide, so one-off work elsewhere in the test host (the runner compiling an
+        // expression, reflecting over a type) lands in whichever round it overlaps. A per-packet cost shows
+        // in every round; the quietest of three is the data path's own.
+        var allocated = long.MaxValue;
+        for (var round = 0; round < 3; round++)
+        {
+            var before = GC.GetTotalAllocatedBytes(precise: true);
+            await Pump(Bytes);
+            allocated = Math.Min(allocated, GC.GetTotalAllocatedBytes(precise: true) - before);
+        }
+        // 4096 packets each way (32 KiB): timers and thread pool growth may allocate a little, but
+        // nothing proportional to the packets.
         var packets = 2 * Bytes / buf.Length;
 #if DEBUG
         // Debug builds compile async state machines as classes, one allocation per suspended call.
