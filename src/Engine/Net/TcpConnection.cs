@@ -381,6 +381,13 @@ public sealed class TcpConnection
         State = TcpState.Established;
         _sndUna = _iss + 1;
         _rtoDeadline = 0;
+        if (_retransmits > 0)
+        {
+            // RFC 6298 5.7: the SYN-ACK timed out, so the initial RTO was too short for this path; data starts with
+            // an RTO of at least 3 s (not the handshake's backed-off value) until a valid sample says otherwise.
+            _rtoBase = Math.Min(Math.Max(_rtoBase, 3000), _options.MaxRtoMs);
+            _rto = _rtoBase;
+        }
         _retransmits = 0;
         _sndWnd = (long)seg.Window << _sndScale;
         _sndWl1 = seg.Sequence;

@@ -97,4 +97,23 @@ public class TcpRtoTests
         h.Feed(TcpFlags.Ack, C, S + 3000);
         Assert.Equal(450, h.Conn.RetransmissionTimeoutMs);
     }
+
+    [Theory]
+    [InlineData(0, 1000)]
+    [InlineData(1, 3000)]
+    [InlineData(3, 3000)]
+    public void AHandshakeThatTimedOut_StartsDataWithAnRtoOfThreeSeconds(int synAckTimeouts, int expectedRto)
+    {
+        var h = new TcpHarness(new TcpOptions { InitialRtoMs = 1000, MinRtoMs = 200, SynAckRetries = 5 });
+        h.Conn.Accept();
+        Assert.Single(h.Take());
+        for (var i = 0; i < synAckTimeouts; i++)
+        {
+            h.Advance(h.Conn.RetransmissionTimeoutMs);
+            Assert.Single(h.Take());
+        }
+        h.Feed(TcpFlags.Ack, C, S);
+        Assert.Equal(TcpState.Established, h.Conn.State);
+        Assert.Equal(expectedRto, h.Conn.RetransmissionTimeoutMs); // 5.7, not the handshake's 2000/8000
+    }
 }
