@@ -249,6 +249,21 @@ public class FragmentReassemblerTests
         Assert.Equal((3L, 1L), (stack.Counters.Fragments, stack.Counters.FragmentsReassembled));
     }
 
+    [Fact]
+    public async Task AFragmentInsideAFragment_IsDroppedAsMalformed_NotRecursedInto()
+    {
+        // The outer datagram, once reassembled, is itself an IPv6 fragment (its next header is 44).
+        var inner = Fragment(Udp(true, 64), 1, 32)[0];
+        var frags = Fragment(inner, 2, 16);
+        var sink = new ListSink();
+        await using var stack = new UserSpaceStack(sink, new NoDial(), udp: new Echo());
+        foreach (var f in frags) stack.HandlePacket(f);
+        Assert.Equal(1, stack.Counters.FragmentsReassembled);
+        Assert.Equal(1, stack.Counters.Malformed);
+        Assert.Equal(2, stack.Counters.Fragments);
+        Assert.Empty(sink.Take());
+    }
+
     private sealed class NoDial : IFlowDialer
     {
         public Task<Stream> DialAsync(IPEndPoint destination, CancellationToken cancellationToken) => throw new InvalidOperationException();
