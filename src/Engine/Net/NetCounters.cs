@@ -6,7 +6,16 @@ public sealed class NetCounters
     public long PacketsIn;
     public long PacketsOut;
     public long Malformed;
+    /// <summary>Fragments received (IPv4 fragments and IPv6 packets with a fragment header).</summary>
     public long Fragments;
+    public long FragmentsReassembled;
+    /// <summary>Malformed fragments, or fragments over the reassembler's memory bounds.</summary>
+    public long FragmentsDropped;
+    /// <summary>Fragments that overlapped another one (their whole datagram was discarded).</summary>
+    public long FragmentsOverlapping;
+    public long FragmentsDuplicate;
+    /// <summary>Incomplete datagrams discarded at their timeout.</summary>
+    public long FragmentsTimedOut;
     public long UnsupportedProtocol;
     public long NotForUs;
     public long TcpResetsSent;
@@ -21,7 +30,7 @@ public sealed class NetCounters
     public long IcmpIgnored;
 
     public override string ToString() =>
-        $"in={PacketsIn} out={PacketsOut} malformed={Malformed} fragments={Fragments} rst={TcpResetsSent} " +
+        $"in={PacketsIn} out={PacketsOut} malformed={Malformed} fragments={Fragments} reassembled={FragmentsReassembled} rst={TcpResetsSent} " +
         $"accepted={TcpFlowsAccepted} refused={TcpFlowsRefused} limited={TcpFlowsRejectedByLimit} rexmit={TcpRetransmits} " +
         $"fastrexmit={TcpFastRetransmits} udp={UdpToHandler} icmpUnreach={IcmpUnreachableSent}";
 }

@@ -82,7 +82,10 @@ public sealed class TcpConnection
     // Retransmission (RFC 6298) and congestion control (RFC 5681 with NewReno recovery, RFC 6582).
     private double _srtt;
     private double _rttvar;
-    private int _rto;
+    private int _rto;          // the timer's current value: _rtoBase doubled once per timeout (RFC 6298 5.5)
+    private int _rtoBase;      // what the estimator says (2.2/2.3), or the initial RTO before any sample
+    private int _backoffs;     // consecutive timeouts since the backoff was last cleared
+    private uint _backoffRecover; // SND.MAX at the last timeout: an ACK at or past it ends the loss episode
     private long _rtoDeadline;
     private int _retransmits;
     private bool _rttTiming;
@@ -137,6 +140,7 @@ public sealed class TcpConnection
         _sndWnd = syn.Window; // a SYN's window is never scaled
         _sndWl1 = syn.Sequence;
         _rto = options.InitialRtoMs;
+        _rtoBase = options.InitialRtoMs;
         _cwnd = 10L * _sndMss;
         State = TcpState.Dialing;
     }
@@ -377,6 +381,13 @@ public sealed class TcpConnection
         State = TcpState.Established;
         _sndUna = _iss + 1;
         _rtoDeadline = 0;
+        if (_retransmits > 0)
+        {
+            // RFC 6298 5.7: the SYN-ACK timed out, so the initial RTO was too short for this path; data starts with
+            // an RTO of at least 3 s (not the handshake's backed-off value) until a valid sample says otherwise.
+            _rtoBase = Math.Min(Math.Max(_rtoBase, 3000), _options.MaxRtoMs);
+            _rto = _rtoBase;
+        }
         _retransmits = 0;
         _sndWnd = (long)seg.Window << _sndScale;
         _sndWl1 = seg.Sequence;
@@ -467,6 +478,15 @@ public sealed class TcpConnection
                 SampleRtt(now - _rttStart);
             }
             _retransmits = 0;
+            // Karn keeps the backed-off RTO until a sample from a segment sent once; that sample may never come when
+            // the sender has nothing new to send (request/response), and every later single loss would then wait
+            // the backed-off timer. Everything outstanding at the last timeout being acknowledged proves the path
+            // delivers again, so the multiplier goes and the estimator's RTO applies. No ambiguous sample is taken.
+            if (_backoffs > 0 && Ge(ack, _backoffRecover))
+            {
+                _backoffs = 0;
+                _rto = _rtoBase;
+            }
             _rtoDeadline = _sndUna == _sndMax ? 0 : now + _rto;
             if (_inRecovery)
             {
@@ -753,6 +773,14 @@ public sealed class TcpConnection
         _dupAcks = 0;
         _rttTiming = false;
         _rto = Math.Min(_rto * 2, _options.MaxRtoMs);
+        _backoffRecover = _sndMax;
+        // RFC 6298 section 5 allows clearing SRTT/RTTVAR after repeated backoffs: they are likely bogus, and the
+        // next valid sample then initialises them afresh (2.2) instead of being averaged into stale values.
+        if (++_backoffs >= 3)
+        {
+            _srtt = 0;
+            _rttvar = 0;
+        }
         // Go back N: everything after the first unacknowledged byte is sent again as the window allows.
         _sndNxt = _sndUna;
         _rtoDeadline = 0;
@@ -793,7 +821,10 @@ public sealed class TcpConnection
             _rttvar = 0.75 * _rttvar + 0.25 * Math.Abs(_srtt - r);
             _srtt = 0.875 * _srtt + 0.125 * r;
         }
-        _rto = (int)Math.Clamp(_srtt + Math.Max(4 * _rttvar, 1), _options.MinRtoMs, _options.MaxRtoMs);
+        _rtoBase = (int)Math.Clamp(_srtt + Math.Max(4 * _rttvar, 1), _options.MinRtoMs, _options.MaxRtoMs);
+        // A valid sample (Karn: from a segment sent once) replaces any backed-off value.
+        _rto = _rtoBase;
+        _backoffs = 0;
     }
 
     private void EnterTimeWait(long now)

@@ -24,6 +24,7 @@ public sealed record StackOptions
     public TimeSpan TickInterval { get; init; } = TimeSpan.FromMilliseconds(10);
     public int MaxUdpInFlight { get; init; } = 256;
     public int RelayBufferSize { get; init; } = 64 * 1024;
+    public ReassemblyOptions Reassembly { get; init; } = new();
 }
 
 /// <summary>
@@ -47,6 +48,7 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
     private readonly CancellationTokenSource _cts = new();
     private readonly SemaphoreSlim _udpSlots;
     private readonly MemoryBudget _budget;
+    private readonly FragmentReassembler _fragments;
     private Thread? _reader;
     private Task? _timer;
     private int _disposed;
@@ -78,6 +80,7 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
         _sink = sink ?? this;
         _udpSlots = new SemaphoreSlim(_options.MaxUdpInFlight);
         _budget = new MemoryBudget(_options.MemoryLimit);
+        _fragments = new FragmentReassembler(_options.Reassembly, Counters);
     }
 
     public NetCounters Counters { get; } = new();
@@ -159,6 +162,7 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
     /// <summary>Runs every flow's timers and forgets closed flows. The timer loop calls it; tests call it directly.</summary>
     public void Tick()
     {
+        _fragments.Tick(_clock.NowMilliseconds);
         foreach (var (key, conn) in _flows)
         {
             if (conn.Tick()) _flows.TryRemove(new KeyValuePair<FlowKey, TcpConnection>(key, conn));
@@ -172,7 +176,19 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
         var status = IpPacket.TryParse(packet, out var ip);
         if (status == ParseStatus.Fragment)
         {
-            Interlocked.Increment(ref Counters.Fragments);
+            var whole = _fragments.Add(packet, ip, _clock.NowMilliseconds, out var length);
+            if (whole is null) return;
+            try
+            {
+                // The reassembled packet parses as an ordinary one (no fragment header, offset 0, MF clear). One whose
+                // first fragment named another fragment header as the next one is nonsense: dropped, never recursed into.
+                if (IpPacket.TryParse(whole.AsSpan(0, length), out _) == ParseStatus.Fragment) Interlocked.Increment(ref Counters.Malformed);
+                else HandlePacket(whole.AsSpan(0, length));
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(whole);
+            }
             return;
         }
         if (status != ParseStatus.Ok)
@@ -389,5 +405,6 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
         _flows.Clear();
         _cts.Dispose();
         _udpSlots.Dispose();
+        _fragments.Dispose();
     }
 }

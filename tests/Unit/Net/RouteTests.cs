@@ -1,4 +1,5 @@
 using System.Net;
+using System.Runtime.InteropServices;
 using KtConnect.Engine;
 using KtConnect.Engine.Net.Routes;
 
@@ -91,23 +92,57 @@ fe80::%lo0/64                           fe80::1%lo0                             
     }
 
     [Fact]
-    public void WindowsNetsh_IsParsed_AndCommandsAreNonPersistent()
+    public unsafe void WindowsIpHelperStructs_HaveTheNetioapiLayout()
     {
-        const string output = """
+        Assert.Equal(28, sizeof(SockaddrInet));
+        Assert.Equal(32, sizeof(IpAddressPrefix));
+        Assert.Equal(28, Marshal.OffsetOf<IpAddressPrefix>(nameof(IpAddressPrefix.PrefixLength)).ToInt32());
+        Assert.Equal(104, sizeof(MibIpForwardRow2));
+        Assert.Equal(104, Marshal.SizeOf<MibIpForwardRow2>());
+        var expected = new (string Field, int Offset)[]
+        {
+            ("InterfaceLuid", 0), ("InterfaceIndex", 8), ("DestinationPrefix", 12), ("NextHop", 44), ("SitePrefixLength", 72),
+            ("ValidLifetime", 76), ("PreferredLifetime", 80), ("Metric", 84), ("Protocol", 88), ("Loopback", 92),
+            ("AutoconfigureAddress", 93), ("Publish", 94), ("Immortal", 95), ("Age", 96), ("Origin", 100),
+        };
+        foreach (var (field, offset) in expected) Assert.Equal((field, offset), (field, Marshal.OffsetOf<MibIpForwardRow2>(field).ToInt32()));
+    }
 
-Publish  Type      Met  Prefix                    Idx  Gateway/Interface Name
--------  --------  ---  ------------------------  ---  ------------------------
-No       Manual    0    0.0.0.0/0                  12  192.168.1.1
-No       System    256  192.168.1.0/24             12  Wi-Fi
-No       Manual    1    10.96.0.0/12               40  KtConnect Tunnel
-""";
-        var routes = WindowsRouteTable.Parse(output);
-        Assert.Equal(3, routes.Count);
-        Assert.Equal(IPAddress.Parse("192.168.1.1"), routes[0].Gateway);
-        Assert.Equal("KtConnect Tunnel", routes[2].Device);
-        var (file, args) = WindowsRouteTable.Command("add", N("10.96.0.0/12"), "KtConnect");
-        Assert.Equal("netsh", file);
-        Assert.Equal(["interface", "ipv4", "add", "route", "prefix=10.96.0.0/12", "interface=KtConnect", "store=active"], args);
+    [Fact]
+    public unsafe void WindowsRouteRow_IsWrittenByteForByte_AndReadBack()
+    {
+        var row = default(MibIpForwardRow2);
+        row.ValidLifetime = row.PreferredLifetime = uint.MaxValue; // as InitializeIpForwardEntry leaves them
+        row.SetRoute(N("10.96.0.0/12"), 0x0006_0000_0123_4567UL);
+        var b = new ReadOnlySpan<byte>(&row, sizeof(MibIpForwardRow2));
+        Assert.Equal(new byte[] { 0x67, 0x45, 0x23, 0x01, 0, 0, 0x06, 0 }, b[..8].ToArray());
+        Assert.Equal(new byte[] { 2, 0, 0, 0, 10, 96, 0, 0 }, b[12..20].ToArray()); // AF_INET, port 0, 10.96.0.0
+        Assert.Equal(12, b[12 + 28]);
+        Assert.Equal(new byte[] { 2, 0, 0, 0, 0, 0, 0, 0 }, b[44..52].ToArray()); // on-link: 0.0.0.0 of the same family
+        Assert.Equal(new byte[] { 0, 0, 0, 0, 3, 0, 0, 0 }, b[84..92].ToArray()); // metric 0, MIB_IPPROTO_NETMGMT
+        Assert.Equal(new byte[] { 0xFF, 0xFF, 0xFF, 0xFF }, b[76..80].ToArray());
+        Assert.Equal(new RouteEntry(N("10.96.0.0/12"), "KtConnect", null), row.ToEntry(l => l == 0x0006_0000_0123_4567UL ? "KtConnect" : null));
+
+        // Bytes as GetIpForwardTable2 would hand them over: an IPv6 route via a gateway.
+        var raw = new byte[104];
+        raw[0] = 9;
+        raw[12] = 23; // AF_INET6
+        IPAddress.Parse("fd00:96::").GetAddressBytes().CopyTo(raw, 12 + 8);
+        raw[12 + 28] = 64;
+        raw[44] = 23;
+        IPAddress.Parse("fe80::1").GetAddressBytes().CopyTo(raw, 44 + 8);
+        raw[44 + 24] = 7; // scope id
+        var back = MemoryMarshal.Read<MibIpForwardRow2>(raw);
+        var entry = back.ToEntry(l => l == 9 ? "Ethernet" : null);
+        Assert.Equal(N("fd00:96::/64"), entry.Destination);
+        Assert.Equal("Ethernet", entry.Device);
+        Assert.Equal(IPAddress.Parse("fe80::1%7"), entry.Gateway);
+        var six = default(MibIpForwardRow2);
+        six.SetRoute(N("fd00:96::/64"), 9);
+        var sb = new ReadOnlySpan<byte>(&six, sizeof(MibIpForwardRow2));
+        Assert.Equal(raw.AsSpan(12, 29).ToArray(), sb[12..41].ToArray());
+        raw[12] = 99;
+        Assert.Throws<KtException>(() => MemoryMarshal.Read<MibIpForwardRow2>(raw).ToEntry(_ => null));
     }
 
     private sealed class FakeTable : IRouteTable

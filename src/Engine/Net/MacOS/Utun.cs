@@ -208,8 +208,7 @@ public sealed partial class MacUtunDevice : ITunDevice
     [LibraryImport("libc", EntryPoint = "socket", SetLastError = true)]
     private static partial int Socket(int domain, int type, int protocol);
 
-    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
-    private static unsafe partial int Ioctl(int fd, nuint request, void* arg);
+    private static unsafe int Ioctl(int fd, nuint request, void* arg) => DarwinIoctl.Call(fd, request, arg);
 
     [LibraryImport("libc", EntryPoint = "connect", SetLastError = true)]
     private static unsafe partial int Connect(int fd, void* address, uint length);

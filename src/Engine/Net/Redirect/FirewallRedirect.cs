@@ -188,11 +188,21 @@ public sealed class FirewallRedirect : IAsyncDisposable
 /// <summary>Undoes a journaled redirect (kind "firewall") after a crash.</summary>
 public sealed class FirewallUndoHandler : IJournalUndoHandler
 {
+    private readonly CommandRunner? _runner;
+
+    public FirewallUndoHandler(CommandRunner? runner = null)
+    {
+        _runner = runner;
+    }
+
     public string Kind => FirewallRedirect.JournalKind;
 
     public Task UndoAsync(JournalEntry entry, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(entry);
+        // macOS pf entries share the kind so that one registered handler undoes every redirect.
+        if (entry.Data["backend"] is MacOS.PfRedirect.AnchorBackend or MacOS.PfRedirect.TokenBackend)
+            return MacOS.PfRedirect.UndoAsync(entry.Data, _runner, cancellationToken);
         var backend = Enum.Parse<FirewallBackend>(entry.Data["backend"]);
         entry.Data.TryGetValue("netns", out var netns);
         return FirewallRedirect.RemoveAsync(backend, entry.Data["table"], netns, cancellationToken);

@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
 using KtConnect.Engine.Net.Linux;
+using KtConnect.Engine.Net.MacOS;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -13,8 +14,10 @@ namespace KtConnect.Engine.Net.Redirect;
 /// Accepts connections the firewall redirected to it, reads where each was going (SO_ORIGINAL_DST /
 /// IP6T_SO_ORIGINAL_DST), dials that destination and relays. A connection made to the listener directly
 /// (original destination = the listener itself) is closed: it was not redirected.
+/// On macOS the original destination comes from pf (<see cref="PfNatLookup"/>, DIOCNATLOOK on /dev/pf).
 /// </summary>
 [SupportedOSPlatform("linux")]
+[SupportedOSPlatform("macos")]
 public sealed class TransparentListener : IAsyncDisposable
 {
     private const int SolIp = 0;
@@ -24,16 +27,40 @@ public sealed class TransparentListener : IAsyncDisposable
     private readonly Socket _listener;
     private readonly IFlowDialer _dialer;
     private readonly ILogger _logger;
+    private readonly Func<Socket, IPEndPoint> _originalDestination;
+    private readonly IDisposable? _pf;
     private readonly CancellationTokenSource _cts = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, bool> _connections = new();
     private Task? _loop;
 
-    /// <summary>Serves <paramref name="listener"/>: a bound, listening socket created in the namespace the redirect lives in.</summary>
-    public TransparentListener(Socket listener, IFlowDialer dialer, ILogger? logger = null)
+    /// <summary>
+    /// Serves <paramref name="listener"/>: a bound, listening socket created in the namespace the redirect lives in.
+    /// <paramref name="originalDestination"/> replaces the platform's lookup (SO_ORIGINAL_DST on Linux, pf's
+    /// DIOCNATLOOK on macOS); it must throw a <see cref="KtException"/> for a connection it knows nothing of.
+    /// </summary>
+    public TransparentListener(Socket listener, IFlowDialer dialer, ILogger? logger = null, Func<Socket, IPEndPoint>? originalDestination = null)
     {
         _listener = listener ?? throw new ArgumentNullException(nameof(listener));
         _dialer = dialer ?? throw new ArgumentNullException(nameof(dialer));
         _logger = logger ?? NullLogger.Instance;
+        if (originalDestination is not null)
+        {
+            _originalDestination = originalDestination;
+        }
+        else if (OperatingSystem.IsMacOS())
+        {
+            var pf = PfNatLookup.Open();
+            _pf = pf;
+            _originalDestination = pf.Lookup;
+        }
+        else if (OperatingSystem.IsLinux())
+        {
+            _originalDestination = GetOriginalDestination;
+        }
+        else
+        {
+            throw new PlatformNotSupportedException("Redirect mode needs Linux (netfilter) or macOS (pf).");
+        }
     }
 
     public IPEndPoint LocalEndPoint => (IPEndPoint)_listener.LocalEndPoint!;
@@ -73,14 +100,14 @@ public sealed class TransparentListener : IAsyncDisposable
         IPEndPoint original;
         try
         {
-            original = GetOriginalDestination(client);
+            original = _originalDestination(client);
         }
         catch (KtException e)
         {
             _logger.LogDebug(e, "no original destination");
             return;
         }
-        if (original.Equals(LocalEndPoint)) return;
+        if (IsListener(original)) return;
         Stream b;
         try
         {
@@ -100,7 +127,19 @@ public sealed class TransparentListener : IAsyncDisposable
         }
     }
 
+    /// <summary>True when the "original" destination is this listener: the connection was made to it directly.</summary>
+    private bool IsListener(IPEndPoint original)
+    {
+        var local = LocalEndPoint;
+        if (original.Port != local.Port) return false;
+        var a = original.Address.IsIPv4MappedToIPv6 ? original.Address.MapToIPv4() : original.Address;
+        var b = local.Address.IsIPv4MappedToIPv6 ? local.Address.MapToIPv4() : local.Address;
+        if (a.Equals(b)) return true;
+        return (b.Equals(IPAddress.Any) || b.Equals(IPAddress.IPv6Any)) && IPAddress.IsLoopback(a);
+    }
+
     /// <summary>The destination the client connected to before the kernel redirected it (Linux netfilter).</summary>
+    [SupportedOSPlatform("linux")]
     public static unsafe IPEndPoint GetOriginalDestination(Socket socket)
     {
         ArgumentNullException.ThrowIfNull(socket);
@@ -145,5 +184,6 @@ public sealed class TransparentListener : IAsyncDisposable
         {
         }
         _cts.Dispose();
+        _pf?.Dispose();
     }
 }

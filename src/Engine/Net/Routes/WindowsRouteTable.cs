@@ -1,60 +1,93 @@
+using System.ComponentModel;
 using System.Net;
-using System.Net.Sockets;
+using System.Runtime.Versioning;
 
 namespace KtConnect.Engine.Net.Routes;
 
 /// <summary>
-/// Windows routes with `netsh interface ipv4|ipv6` and store=active, so nothing survives a reboot even if
-/// our cleanup never runs. Reading parses `netsh interface ipvX show route`.
+/// Windows routes through IP Helper (GetIpForwardTable2, CreateIpForwardEntry2, DeleteIpForwardEntry2): no
+/// process per route and no localised text to parse. A route is bound to the interface's LUID, so it goes away
+/// with the Wintun adapter even if our cleanup never runs; the journal undoes it otherwise. The row layout and
+/// its conversions are in <see cref="MibIpForwardRow2"/> and unit-tested; what is here is only the system calls.
 /// </summary>
+[SupportedOSPlatform("windows")]
 public sealed class WindowsRouteTable : IRouteTable
 {
     public string Platform => "windows";
 
-    public async Task<IReadOnlyList<RouteEntry>> ReadAsync(CancellationToken cancellationToken)
+    public unsafe Task<IReadOnlyList<RouteEntry>> ReadAsync(CancellationToken cancellationToken)
     {
-        var list = new List<RouteEntry>();
-        foreach (var family in new[] { "ipv4", "ipv6" })
+        nint table;
+        var rc = IpHelperNative.GetIpForwardTable2(IpHelperNative.AfUnspec, &table);
+        if (rc != IpHelperNative.ErrorSuccess) throw Failure("RouteReadFailed", "GetIpForwardTable2", rc, null);
+        try
         {
-            var r = await ProcessRunner.RunAsync("netsh", ["interface", family, "show", "route"], cancellationToken: cancellationToken).ConfigureAwait(false);
-            list.AddRange(Parse(r.EnsureSuccess("RouteReadFailed").StandardOutput));
+            var count = *(uint*)table;
+            var rows = (MibIpForwardRow2*)(table + IpHelperNative.TableRowsOffset);
+            var aliases = new Dictionary<ulong, string?>();
+            var list = new List<RouteEntry>((int)count);
+            for (var i = 0; i < count; i++)
+            {
+                list.Add(rows[i].ToEntry(luid =>
+                {
+                    if (!aliases.TryGetValue(luid, out var name)) aliases[luid] = name = AliasOf(luid);
+                    return name;
+                }));
+            }
+            return Task.FromResult<IReadOnlyList<RouteEntry>>(list);
         }
-        return list;
-    }
-
-    public async Task AddAsync(IPNetwork destination, string device, CancellationToken cancellationToken)
-    {
-        var (file, args) = Command("add", destination, device);
-        (await ProcessRunner.RunAsync(file, args, cancellationToken: cancellationToken).ConfigureAwait(false)).EnsureSuccess("RouteAddFailed");
-    }
-
-    public async Task RemoveAsync(IPNetwork destination, string device, CancellationToken cancellationToken)
-    {
-        var (file, args) = Command("delete", destination, device);
-        var r = await ProcessRunner.RunAsync(file, args, cancellationToken: cancellationToken).ConfigureAwait(false);
-        if (!r.Succeeded && (r.StandardOutput + r.StandardError).Contains("Element not found", StringComparison.OrdinalIgnoreCase)) return;
-        r.EnsureSuccess("RouteRemoveFailed");
-    }
-
-    public static (string File, string[] Args) Command(string verb, IPNetwork destination, string device)
-    {
-        var family = destination.BaseAddress.AddressFamily == AddressFamily.InterNetworkV6 ? "ipv6" : "ipv4";
-        return ("netsh", ["interface", family, verb, "route", $"prefix={destination}", $"interface={device}", "store=active"]);
-    }
-
-    /// <summary>Parses the table of `netsh interface ipvX show route` (Publish, Type, Met, Prefix, Idx, Gateway/Interface).</summary>
-    public static IReadOnlyList<RouteEntry> Parse(string output)
-    {
-        ArgumentNullException.ThrowIfNull(output);
-        var list = new List<RouteEntry>();
-        foreach (var raw in output.Split('\n'))
+        finally
         {
-            var f = raw.Trim().Split(' ', 6, StringSplitOptions.RemoveEmptyEntries);
-            if (f.Length < 6 || !int.TryParse(f[2], out _) || !IPNetwork.TryParse(f[3], out var net)) continue;
-            var last = f[5].Trim();
-            var isGateway = IPAddress.TryParse(last, out var gw);
-            list.Add(new RouteEntry(net, isGateway ? null : last, isGateway ? gw : null));
+            IpHelperNative.FreeMibTable(table);
         }
-        return list;
     }
+
+    public unsafe Task AddAsync(IPNetwork destination, string device, CancellationToken cancellationToken)
+    {
+        var row = Row(destination, LuidOf(device, "RouteAddFailed"));
+        var rc = IpHelperNative.CreateIpForwardEntry2(&row);
+        // The same route through the same interface already there is the state we want.
+        if (rc != IpHelperNative.ErrorSuccess && rc != IpHelperNative.ErrorObjectAlreadyExists)
+            throw Failure("RouteAddFailed", "CreateIpForwardEntry2", rc, destination);
+        return Task.CompletedTask;
+    }
+
+    public unsafe Task RemoveAsync(IPNetwork destination, string device, CancellationToken cancellationToken)
+    {
+        ulong luid;
+        var rc = IpHelperNative.ConvertInterfaceAliasToLuid(device, &luid);
+        if (rc != IpHelperNative.ErrorSuccess) return Task.CompletedTask; // the interface is gone, and its routes with it
+        var row = Row(destination, luid);
+        rc = IpHelperNative.DeleteIpForwardEntry2(&row);
+        if (rc is not (IpHelperNative.ErrorSuccess or IpHelperNative.ErrorNotFound or IpHelperNative.ErrorFileNotFound))
+            throw Failure("RouteRemoveFailed", "DeleteIpForwardEntry2", rc, destination);
+        return Task.CompletedTask;
+    }
+
+    private static unsafe MibIpForwardRow2 Row(IPNetwork destination, ulong luid)
+    {
+        var row = default(MibIpForwardRow2);
+        IpHelperNative.InitializeIpForwardEntry(&row);
+        row.SetRoute(destination, luid);
+        return row;
+    }
+
+    private static unsafe ulong LuidOf(string device, string errorId)
+    {
+        ulong luid;
+        var rc = IpHelperNative.ConvertInterfaceAliasToLuid(device, &luid);
+        if (rc != IpHelperNative.ErrorSuccess) throw Failure(errorId, $"ConvertInterfaceAliasToLuid({device})", rc, device);
+        return luid;
+    }
+
+    private static unsafe string? AliasOf(ulong luid)
+    {
+        var buf = stackalloc char[IpHelperNative.AliasChars];
+        return IpHelperNative.ConvertInterfaceLuidToAlias(&luid, buf, IpHelperNative.AliasChars) == IpHelperNative.ErrorSuccess
+            ? new string(buf)
+            : null;
+    }
+
+    private static KtException Failure(string errorId, string call, uint code, object? target) =>
+        new(errorId, KtErrorCategory.InvalidOperation, $"{call} failed: {new Win32Exception((int)code).Message} ({code}).", target: target);
 }
