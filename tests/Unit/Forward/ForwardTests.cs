@@ -186,6 +186,49 @@ public sealed class ForwardTests
     }
 
     [Fact]
+    public async Task A_finished_request_to_a_keep_alive_server_ends_once_the_pod_goes_quiet()
+    {
+        var network = new LocalPodNetwork();
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { PodNetwork = network }, Ns);
+        // A keep-alive server: answers and keeps the connection open.
+        using var server = new TcpListener(IPAddress.Loopback, 0);
+        server.Start();
+        var serverTask = Task.Run(async () =>
+        {
+            using var c = await server.AcceptTcpClientAsync();
+            var s = c.GetStream();
+            var line = await new StreamReader(s).ReadLineAsync();
+            await s.WriteAsync(Encoding.ASCII.GetBytes($"kept:{line}\n"));
+            var buffer = new byte[16];
+            return await s.ReadAsync(buffer); // 0 once the forward gives up the connection
+        });
+        network.Map(Ns, "orders-a", 8080, (IPEndPoint)server.LocalEndpoint);
+        ApplyPod(sim.Server, "orders-a");
+        sim.Server.Apply("""
+            {"apiVersion":"v1","kind":"Service","metadata":{"name":"orders","namespace":"kt-test"},
+             "spec":{"selector":{"app":"orders"},"ports":[{"port":80,"targetPort":8080}]}}
+            """);
+        await WaitAsync(async () => (await sim.Client.Pods.ListAsync(Ns)).Items.Count(ServiceBackends.IsReady) == 1, "a ready pod");
+        var worker = new ForwardWorker(sim.Client, Ns, new ForwardOptions { Service = "orders", Ports = [new PortMapping(0, 80)] });
+        var session = await new SessionRegistry().StartAsync(Request, worker);
+        try
+        {
+            using var c = new TcpClient();
+            await c.ConnectAsync(IPAddress.Loopback, worker.Listeners[0].LocalEndPoint.Port);
+            var s = c.GetStream();
+            await s.WriteAsync(Encoding.ASCII.GetBytes("hello\n"));
+            c.Client.Shutdown(SocketShutdown.Send); // a client that half-closes still gets its answer
+            using var reader = new StreamReader(s);
+            Assert.Equal("kept:hello", (await reader.ReadToEndAsync()).Trim());
+            Assert.Equal(0, await serverTask.WaitAsync(TimeSpan.FromSeconds(30)));
+        }
+        finally
+        {
+            await session.StopAsync();
+        }
+    }
+
+    [Fact]
     public async Task A_port_in_use_fails_the_start_with_its_error_id_and_leaves_no_listener()
     {
         await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false }, Ns);
