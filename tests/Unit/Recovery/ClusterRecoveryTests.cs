@@ -235,5 +235,36 @@ public sealed class ClusterRecoveryTests : IDisposable
         Assert.Empty(journal.ReadAll());
     }
 
+    [Fact]
+    public async Task Clean_asks_for_each_step_by_its_description_and_does_only_the_accepted_ones()
+    {
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false }, Ns);
+        var journal = new ChangeJournal(JournalDir);
+        await new SessionRegistry().StartAsync(Request, new CreateShadowWorker(sim.Client, journal, Spec("kt-connect-shadow-askme")));
+        await JournalFiles.SimulateCrashAsync(JournalDir);
+        sim.Server.Apply($$$"""
+            {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"kt-connect-shadow-stale","namespace":"{{{Ns}}}","labels":{"control-by":"kt"},
+             "annotations":{"kt-last-heart-beat":"{{{KtConventions.FormatUnixSeconds(sim.Client.Clock.UtcNow.AddMinutes(-10))}}}"} },"data":{"a":"b"} }
+            """);
+        var options = new CleanOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir), Journal = journal, IncludeLocal = false };
+
+        var plan = await Cleaner.PlanAsync(options);
+        var descriptions = plan.Descriptions.ToList();
+        Assert.Equal("delete ConfigMap kt-test/kt-connect-shadow-askme", descriptions[0]);
+        Assert.Equal("delete Pod kt-test/kt-connect-shadow-askme", descriptions[1]);
+        Assert.StartsWith("Delete ConfigMap kt-test/kt-connect-shadow-stale (last heartbeat 10", descriptions[2], StringComparison.Ordinal);
+        Assert.Equal(3, descriptions.Count);
+
+        var asked = new List<string>();
+        var report = await Cleaner.RunAsync(options, shouldProcess: d => { asked.Add(d); return !d.StartsWith("delete Pod", StringComparison.Ordinal); });
+        Assert.Equal(descriptions, asked);
+        Assert.Equal(["delete ConfigMap kt-test/kt-connect-shadow-askme"], report.Cluster.Select(e => e.Description));
+        Assert.True(Assert.Single(report.Outcomes).Done);
+        Assert.NotNull(await sim.Client.Pods.TryGetAsync("kt-connect-shadow-askme", Ns)); // declined: left, and still journalled
+        Assert.Null(await sim.Client.ConfigMaps.TryGetAsync("kt-connect-shadow-askme", Ns));
+        Assert.Null(await sim.Client.ConfigMaps.TryGetAsync("kt-connect-shadow-stale", Ns));
+        Assert.Equal(["delete Pod kt-test/kt-connect-shadow-askme"], journal.ReadAll().Select(e => e.Description));
+    }
+
     private sealed record RecoveryTestOptions : ShadowOptions;
 }
