@@ -18,6 +18,9 @@
         'Get-KtSession'
         'Stop-KtSession'
         'Wait-KtSession'
+        'Start-KtForward'
+        'Clear-KtResource'
+        'Restore-KtService'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

@@ -41,6 +41,7 @@ internal static class CleanVerb
             var report = await Cleaner.RunAsync(options, new ConsoleOutput(stderr, a.Flag("debug"))).ConfigureAwait(false);
             var verb = options.DryRun ? "would undo" : "undone";
             foreach (var e in report.Local) await stdout.WriteLineAsync($"local: {verb} {e.Description}").ConfigureAwait(false);
+            foreach (var e in report.Cluster) await stdout.WriteLineAsync($"journal: {verb} {e.Description}").ConfigureAwait(false);
             if (report.Plan is { } plan)
             {
                 foreach (var action in plan.Actions)

@@ -1,3 +1,4 @@
+using KtConnect.Engine.Cluster.Recovery;
 using KtConnect.Engine.Kube;
 using KtConnect.Engine.Kube.Config;
 using KtConnect.Engine.Sessions;
@@ -17,6 +18,9 @@ public sealed record CleanOptions
     /// <summary>How long without a heartbeat (in cluster time) makes a kt object stale (ktctl's --thresholdInMinus).</summary>
     public TimeSpan Threshold { get; init; } = KtConventions.DefaultStaleThreshold;
 
+    /// <summary>Also undo this machine's journal of local changes (routes, DNS, firewall) whose owner is gone.</summary>
+    public bool IncludeLocal { get; init; } = true;
+
     /// <summary>Only undo this machine's journal of local changes; do not contact the cluster.</summary>
     public bool LocalOnly { get; init; }
 
@@ -24,18 +28,42 @@ public sealed record CleanOptions
     public bool DryRun { get; init; }
 
     public ChangeJournal? Journal { get; init; }
+
+    /// <summary>Where the kubeconfig is read from (tests give their own).</summary>
+    public KubeConfigLoader? Loader { get; init; }
 }
 
-/// <summary>What a clean found and did.</summary>
-public sealed record CleanReport(IReadOnlyList<JournalEntry> Local, CleanupPlan? Plan, IReadOnlyList<CleanupOutcome> Outcomes)
+/// <summary>
+/// What a clean would do, in the order it does it: this machine's orphaned local changes, this machine's orphaned
+/// cluster changes in the namespace (journal), then the namespace's stale kt objects (heartbeat).
+/// </summary>
+public sealed record CleanPlan(IReadOnlyList<JournalEntry> Local, IReadOnlyList<JournalEntry> Cluster, CleanupPlan? Stale)
+{
+    /// <summary>Every step's description (what -WhatIf and --dryRun print).</summary>
+    public IEnumerable<string> Descriptions =>
+        Local.Select(e => e.Description).Concat(Cluster.Select(e => e.Description)).Concat(Stale?.Actions.Select(a => a.Description) ?? []);
+
+    /// <summary>The same plan with only the steps <paramref name="keep"/> accepts (ShouldProcess on the pipeline thread).</summary>
+    public CleanPlan Where(Func<string, bool> keep)
+    {
+        ArgumentNullException.ThrowIfNull(keep);
+        return new CleanPlan(Local.Where(e => keep(e.Description)).ToList(), Cluster.Where(e => keep(e.Description)).ToList(),
+            Stale is null ? null : Stale with { Actions = Stale.Actions.Where(a => keep(a.Description)).ToList() });
+    }
+}
+
+/// <summary>What a clean found and did. With a dry run, <see cref="Local"/> and <see cref="Cluster"/> are what it would undo.</summary>
+public sealed record CleanReport(IReadOnlyList<JournalEntry> Local, IReadOnlyList<JournalEntry> Cluster, CleanupPlan? Plan,
+    IReadOnlyList<CleanupOutcome> Outcomes)
 {
     public bool HasFailures => Outcomes.Any(o => !o.Done && o.Error is not null);
 }
 
 /// <summary>
-/// Undoes what crashed sessions left: this machine's journaled changes whose owner process is gone, then the
-/// namespace's kt objects whose heartbeat is older than the threshold (selectors and replicas restored before
-/// anything is deleted; live sessions' objects, with fresh heartbeats, are never touched).
+/// Undoes what crashed sessions left: this machine's journaled changes whose owner process is gone (local ones, then
+/// the cluster ones of this server and namespace), then the namespace's kt objects whose heartbeat is older than the
+/// threshold (selectors and replicas restored before anything is deleted; live sessions' objects, with fresh
+/// heartbeats and live journal owners, are never touched).
 /// </summary>
 public static class Cleaner
 {
@@ -43,28 +71,58 @@ public static class Cleaner
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
+        var plan = await PlanAsync(options, output, cancellationToken).ConfigureAwait(false);
+        if (options.DryRun) return new CleanReport(plan.Local, plan.Cluster, plan.Stale, []);
+        if (shouldProcess is not null) plan = plan.Where(shouldProcess);
+        return await ExecuteAsync(options, plan, output, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Finds what would be undone; changes nothing.</summary>
+    public static async Task<CleanPlan> PlanAsync(CleanOptions options, IKtOutput? output = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
         output ??= NullOutput.Instance;
         var journal = options.Journal ?? new ChangeJournal();
-        IReadOnlyList<JournalEntry> local;
-        if (options.DryRun)
-        {
-            local = LocalRecovery.Pending(journal);
-        }
-        else
-        {
-            local = await LocalRecovery.UndoAsync(journal, shouldProcess: e => shouldProcess?.Invoke(e.Description) ?? true, output: output,
-                cancellationToken: cancellationToken).ConfigureAwait(false);
-        }
-        if (options.LocalOnly) return new CleanReport(local, null, []);
+        IReadOnlyList<JournalEntry> local = options.IncludeLocal || options.LocalOnly ? LocalRecovery.Pending(journal) : [];
+        if (options.LocalOnly) return new CleanPlan(local, [], null);
+        using var client = Connect(options, out var ns);
+        var cluster = ClusterRecovery.Pending(journal, client.Configuration.Server, ns);
+        var stale = await new StaleResources(client).PlanAsync(ns, options.Threshold, cancellationToken).ConfigureAwait(false);
+        foreach (var w in stale.Warnings) output.Warning(w);
+        return new CleanPlan(local, cluster, stale);
+    }
 
-        var config = new KubeConfigLoader().CreateClientConfiguration(options.Kubeconfig, options.Context);
-        var ns = string.IsNullOrEmpty(options.Namespace) ? config.Namespace : options.Namespace;
-        using var client = new KubeClient(config);
-        var stale = new StaleResources(client);
-        var plan = await stale.PlanAsync(ns, options.Threshold, cancellationToken).ConfigureAwait(false);
-        foreach (var w in plan.Warnings) output.Warning(w);
-        if (options.DryRun) return new CleanReport(local, plan, []);
-        var outcomes = await stale.ExecuteAsync(plan, a => shouldProcess?.Invoke(a.Description) ?? true, cancellationToken).ConfigureAwait(false);
-        return new CleanReport(local, plan, outcomes);
+    /// <summary>Does exactly the steps of <paramref name="plan"/> (steps that vanished meanwhile are skipped).</summary>
+    public static async Task<CleanReport> ExecuteAsync(CleanOptions options, CleanPlan plan, IKtOutput? output = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(plan);
+        output ??= NullOutput.Instance;
+        var journal = options.Journal ?? new ChangeJournal();
+        var localIds = plan.Local.Select(e => e.Id).ToHashSet(StringComparer.Ordinal);
+        var local = localIds.Count == 0
+            ? []
+            : await LocalRecovery.UndoAsync(journal, shouldProcess: e => localIds.Contains(e.Id), output: output, cancellationToken: cancellationToken)
+                .ConfigureAwait(false);
+        if (options.LocalOnly || (plan.Cluster.Count == 0 && (plan.Stale?.Actions.Count ?? 0) == 0))
+            return new CleanReport(local, [], plan.Stale, []);
+
+        using var client = Connect(options, out var ns);
+        var clusterIds = plan.Cluster.Select(e => e.Id).ToHashSet(StringComparer.Ordinal);
+        var cluster = clusterIds.Count == 0
+            ? []
+            : await ClusterRecovery.UndoOrphanedAsync(journal, client, ns, output, e => clusterIds.Contains(e.Id), cancellationToken).ConfigureAwait(false);
+        IReadOnlyList<CleanupOutcome> outcomes = plan.Stale is { Actions.Count: > 0 } stale
+            ? await new StaleResources(client).ExecuteAsync(stale, null, cancellationToken).ConfigureAwait(false)
+            : [];
+        return new CleanReport(local, cluster, plan.Stale, outcomes);
+    }
+
+    private static KubeClient Connect(CleanOptions options, out string ns)
+    {
+        var config = (options.Loader ?? new KubeConfigLoader()).CreateClientConfiguration(options.Kubeconfig, options.Context);
+        ns = string.IsNullOrEmpty(options.Namespace) ? config.Namespace : options.Namespace;
+        return new KubeClient(config);
     }
 }

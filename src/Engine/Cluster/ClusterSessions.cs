@@ -10,7 +10,8 @@ public static class ClusterSessions
     /// <summary>
     /// Resolves the kubeconfig context and namespace, builds the worker and starts the session, returning it once
     /// Running. A bad kubeconfig or context fails here with one typed error before anything is changed. The worker
-    /// receives a client it owns (it should close it on undo).
+    /// receives a client it owns (it should close it on undo). Orphaned journalled changes of this server and namespace
+    /// (a crashed process's shadow, selectors, replicas, locks) are undone before the worker is built.
     /// </summary>
     public static async Task<Session> StartAsync(ShadowOptions options, SessionKind kind, string? mode,
         Func<KubeClient, string, ISessionWorker> createWorker, IKtOutput? output = null, SessionRegistry? registry = null,
@@ -24,6 +25,9 @@ public static class ClusterSessions
         ISessionWorker worker;
         try
         {
+            // What a crashed KtConnect process on this machine left in this namespace is undone first, at once.
+            await Recovery.ClusterRecovery.UndoOrphanedAsync(options.Journal ?? new ChangeJournal(), client, ns, output, null, cancellationToken)
+                .ConfigureAwait(false);
             worker = createWorker(client, ns);
         }
         catch

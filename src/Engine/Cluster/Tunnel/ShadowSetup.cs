@@ -33,7 +33,8 @@ public static class ShadowSetup
         context.Defer("forget the session key", _ => { identity.Dispose(); return Task.CompletedTask; });
         var spec = specForKey(identity.ToAuthorizedKeysLine());
         output.Verbose($"Creating shadow {(spec.UseDeployment ? "deployment" : "pod")} {spec.Namespace}/{spec.Name}");
-        var shadow = await new ShadowPods(client).CreateRunningAsync(spec, context.Defer, output, options.PodCreationTimeout, cancellationToken)
+        var defer = await Recovery.ClusterRecovery.JournalShadowAsync(context, client, options.Journal, spec, cancellationToken).ConfigureAwait(false);
+        var shadow = await new ShadowPods(client).CreateRunningAsync(spec, defer, output, options.PodCreationTimeout, cancellationToken)
             .ConfigureAwait(false);
         foreach (var o in shadow.Handle.Objects) context.AddResource(o.Kind.ToString(), $"{o.Namespace}/{o.Name}", "Created");
 

@@ -1,0 +1,79 @@
+using System.Management.Automation;
+using KtConnect.Engine;
+using KtConnect.Engine.Cluster;
+using KtConnect.Engine.Cluster.Recovery;
+
+namespace KtConnect.Cmdlets;
+
+/// <summary>
+/// Restores a Service that an exchange changed, now (ktctl recover): selector from kt-selector, kt-lock removed, the
+/// exchange shadows it selects deleted, a scale exchange's Deployment scaled back.
+/// </summary>
+[Cmdlet(VerbsData.Restore, "KtService", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(KtCleanupResult))]
+public sealed class RestoreKtServiceCommand : KtCmdlet
+{
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(ServiceCompleter))]
+    [ValidateNotNullOrEmpty]
+    public string Name { get; set; } = "";
+
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(NamespaceCompleter))]
+    [ValidatePattern("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+    public string? Namespace { get; set; }
+
+    [Parameter]
+    [ArgumentCompleter(typeof(ContextCompleter))]
+    [ValidateNotNullOrEmpty]
+    public string? Context { get; set; }
+
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? Kubeconfig { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        var options = new RecoverOptions
+        {
+            Kubeconfig = Kubeconfig is null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(Kubeconfig),
+            Context = Context,
+            Namespace = Namespace,
+        };
+        CleanupPlan plan;
+        try
+        {
+            plan = Run((_, ct) => ServiceRecovery.PlanAsync(options, Name, ct));
+        }
+        catch (KtException e)
+        {
+            WriteKtError(e, Name);
+            return;
+        }
+        foreach (var w in plan.Warnings) WriteWarning(w);
+        if (plan.Actions.Count == 0)
+        {
+            WriteVerbose($"Service {plan.Namespace}/{Name} carries no change of kt; nothing to restore.");
+            return;
+        }
+        var chosen = plan with { Actions = plan.Actions.Where(a => ShouldProcess(a.Description, $"Restore-KtService: {a.Description}?", "Restore-KtService")).ToList() };
+        if (chosen.Actions.Count == 0) return;
+        IReadOnlyList<CleanupOutcome> outcomes;
+        try
+        {
+            outcomes = Run((_, ct) => ServiceRecovery.ExecuteAsync(options, chosen, ct));
+        }
+        catch (KtException e)
+        {
+            WriteKtError(e, Name);
+            return;
+        }
+        foreach (var o in outcomes)
+        {
+            WriteObject(new KtCleanupResult(KtCleanupScope.Cluster, o.Action.Description, o.Done, o.Error));
+            if (!o.Done && o.Error is not null)
+                WriteKtError(new KtException("RestoreKtServiceFailed", KtErrorCategory.InvalidOperation, $"Could not {o.Action.Description}: {o.Error}",
+                    target: o.Action.Name));
+        }
+    }
+}

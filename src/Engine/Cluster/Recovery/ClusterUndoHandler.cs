@@ -1,0 +1,113 @@
+using KtConnect.Engine.Kube;
+
+namespace KtConnect.Engine.Cluster.Recovery;
+
+/// <summary>
+/// Undoes journalled cluster changes (<see cref="ClusterChange"/>) through a client for the same API server. Every
+/// undo is idempotent: an object already gone, a selector already restored, a lock already released count as done.
+/// An entry for another server is refused with <see cref="ClusterRecovery.ServerMismatchErrorId"/>, so the journal
+/// keeps it for a client that can reach its cluster.
+/// </summary>
+public sealed class ClusterUndoHandler : IJournalUndoHandler
+{
+    private readonly KubeClient _client;
+
+    public ClusterUndoHandler(KubeClient client) => _client = client ?? throw new ArgumentNullException(nameof(client));
+
+    public string Kind => ClusterChange.JournalKind;
+
+    public Task UndoAsync(JournalEntry entry, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        var change = ClusterChange.FromEntry(entry)
+            ?? throw new KtException("ClusterJournalEntryInvalid", KtErrorCategory.InvalidData,
+                $"Journal entry {entry.Id} is not a readable cluster change; it is left for a person to look at.", target: entry.Id);
+        if (!ClusterRecovery.SameServer(change.Server, _client.Configuration.Server))
+            throw new KtException(ClusterRecovery.ServerMismatchErrorId, KtErrorCategory.InvalidOperation,
+                $"Journal entry {entry.Id} belongs to API server {change.Server}, not {_client.Configuration.Server}; it is left.", target: entry.Id);
+        return UndoAsync(change, cancellationToken);
+    }
+
+    /// <summary>Undoes one change (see the class summary).</summary>
+    public async Task UndoAsync(ClusterChange change, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(change);
+        try
+        {
+            switch (change.Change)
+            {
+                case ClusterChangeKind.Created:
+                    await DeleteAsync(change, cancellationToken).ConfigureAwait(false);
+                    break;
+                case ClusterChangeKind.SelectorChanged:
+                    await RestoreSelectorAsync(change, cancellationToken).ConfigureAwait(false);
+                    break;
+                case ClusterChangeKind.Scaled:
+                    await ScaleBackAsync(change, cancellationToken).ConfigureAwait(false);
+                    break;
+                case ClusterChangeKind.Locked:
+                    await UnlockAsync(change, cancellationToken).ConfigureAwait(false);
+                    break;
+                default:
+                    throw new KtException("ClusterJournalEntryInvalid", KtErrorCategory.InvalidData,
+                        $"Unknown cluster change {change.Change} on {change.ObjectKind} {change.Namespace}/{change.Name}.", target: change.Name);
+            }
+        }
+        catch (KubeNotFoundException)
+        {
+            // The object is gone: nothing of ours is left on it.
+        }
+    }
+
+    private Task<bool> DeleteAsync(ClusterChange c, CancellationToken ct)
+    {
+        var background = new DeleteOptions { PropagationPolicy = PropagationPolicy.Background };
+        return c.ObjectKind switch
+        {
+            KtObjectKind.Pod => _client.Pods.DeleteIfExistsAsync(c.Name, c.Namespace, background, ct),
+            KtObjectKind.ConfigMap => _client.ConfigMaps.DeleteIfExistsAsync(c.Name, c.Namespace, background, ct),
+            KtObjectKind.Deployment => _client.Deployments.DeleteIfExistsAsync(c.Name, c.Namespace, background, ct),
+            KtObjectKind.Service => _client.Services.DeleteIfExistsAsync(c.Name, c.Namespace, background, ct),
+            _ => throw new ArgumentOutOfRangeException(nameof(c)),
+        };
+    }
+
+    private Task RestoreSelectorAsync(ClusterChange c, CancellationToken ct) =>
+        _client.Services.UpdateWithRetryAsync(c.Name, svc =>
+        {
+            // Without kt-selector the Service was never changed, or was restored already: leave it as it is, it may
+            // belong to someone else by now.
+            var annotation = svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation);
+            if (annotation is null) return false;
+            IReadOnlyDictionary<string, string>? original;
+            try
+            {
+                original = KtConventions.ParseSelector(annotation, svc.Key);
+            }
+            catch (KtAnnotationInvalidException)
+            {
+                original = c.OriginalSelector;
+            }
+            if (original is null) return false;
+            svc.Spec ??= new Kube.Models.ServiceSpec();
+            svc.Spec.Selector = new Dictionary<string, string>(original, StringComparer.Ordinal);
+            svc.Metadata.Annotations?.Remove(KtConventions.SelectorAnnotation);
+            svc.Metadata.Annotations?.Remove(KtConventions.LockAnnotation);
+            return true;
+        }, c.Namespace, ct);
+
+    private async Task ScaleBackAsync(ClusterChange c, CancellationToken ct)
+    {
+        if (c.OriginalReplicas is not { } replicas) return;
+        var scale = await _client.Deployments.GetScaleAsync(c.Name, c.Namespace, ct).ConfigureAwait(false);
+        if (scale.Spec?.Replicas == replicas) return;
+        await _client.Deployments.SetReplicasAsync(c.Name, replicas, c.Namespace, ct).ConfigureAwait(false);
+    }
+
+    private Task UnlockAsync(ClusterChange c, CancellationToken ct) =>
+        // Only our own lock: a different value is someone else's, taken after ours expired.
+        _client.Services.UpdateWithRetryAsync(c.Name, svc =>
+            svc.Metadata.GetAnnotation(KtConventions.LockAnnotation) is { } held
+            && (c.LockValue is null || held == c.LockValue)
+            && svc.Metadata.Annotations!.Remove(KtConventions.LockAnnotation), c.Namespace, ct);
+}
