@@ -1,0 +1,198 @@
+using KtConnect.KubeSim.Cluster;
+using KtConnect.KubeSim.Store;
+
+namespace KtConnect.Tests.Integration.Exchange;
+
+/// <summary>
+/// `kt exchange` and `kt preview` as a user runs them: a separate process in a laptop namespace, against a simulated
+/// cluster whose pods are real processes. Requests come from inside the cluster (curl in a client pod) and must land on
+/// the laptop's server; afterwards the cluster must be as it was.
+/// </summary>
+[Collection(ExchangeClusterCollection.Name)]
+public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
+{
+    private const int SigInt = 2;
+    private const int SigTerm = 15;
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task Selector_mode_sends_two_ports_by_name_and_cluster_ip_to_the_laptop_refuses_a_second_exchange_and_stop_restores()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var ip = f.ClusterIp("orders");
+        Assert.Contains("orders-", (await f.WaitAnswerAsync("http://orders.dev/", "orders-")), StringComparison.Ordinal);
+
+        // One port given as the Service port (80), the other as the targetPort (8081).
+        var kt = await f.StartKtAsync("exchange", "orders", "-n", "dev", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80,{ExchangeClusterFixture.LocalAdmin}:8081");
+        try
+        {
+            Assert.Contains("Exchange session", kt.Stdout, StringComparison.Ordinal);
+            Assert.Contains("remote 80 is the Service port; its targetPort is 8080", kt.Stdout, StringComparison.Ordinal);
+            Assert.Contains("remote 8081 is the targetPort", kt.Stdout, StringComparison.Ordinal);
+            var svc = f.Service("orders")!;
+            Assert.Equal("shadow-exchange", svc["spec"]!["selector"]!["kt-role"]!.GetValue<string>());
+            Assert.Equal("""{"app":"orders"}""", svc["metadata"]!["annotations"]!["kt-selector"]!.GetValue<string>());
+            Assert.Null(svc["metadata"]!["annotations"]!["kt-lock"]);
+
+            foreach (var url in new[] { "http://orders.dev/", "http://orders/", $"http://{ip}/" })
+                Assert.Contains("port: 18080", await f.WaitAnswerAsync(url, "laptop"), StringComparison.Ordinal);
+            foreach (var url in new[] { "http://orders.dev:81/", $"http://{ip}:81/" })
+                Assert.Contains("port: 18081", await f.WaitAnswerAsync(url, "laptop"), StringComparison.Ordinal);
+
+            // A second exchange of the same Service is refused, naming who holds it, and changes nothing.
+            var held = f.Cluster.Snapshot("dev");
+            var second = await f.Kt.RunAsync(["exchange", "orders", "-n", "dev", "--expose", "18080:80"]);
+            Assert.Equal(1, second.ExitCode);
+            Assert.Contains("ServiceAlreadyExchanged", second.StandardError, StringComparison.Ordinal);
+            Assert.Contains("user 'root'", second.StandardError, StringComparison.Ordinal);
+            Assert.Contains("orders-kt-exchange-", second.StandardError, StringComparison.Ordinal);
+            Assert.Contains("session ", second.StandardError, StringComparison.Ordinal);
+            Assert.True(held.Diff(f.Cluster.Snapshot("dev")).IsEmpty, held.Diff(f.Cluster.Snapshot("dev")).ToString());
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+        }
+
+        Assert.Contains("everything was restored", kt.Stderr, StringComparison.Ordinal);
+        await f.WaitServedAsync("orders", 2);
+        Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-"), StringComparison.Ordinal);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task Scale_mode_scales_the_deployment_to_zero_sends_traffic_to_the_laptop_and_ctrl_c_scales_it_back()
+    {
+        var before = f.Workloads();
+        var kt = await f.StartKtAsync("exchange", "pay", "-n", "dev", "--mode", "scale", "--expose", $"{ExchangeClusterFixture.LocalHttp}:8080",
+            "--recoverWaitTime", "60");
+        try
+        {
+            Assert.Contains("(scale)", kt.Stdout, StringComparison.Ordinal);
+            var shadow = f.Cluster.Pods("dev", "kt-role=shadow-exchange").Single();
+            Assert.Equal("pay", shadow["metadata"]!["labels"]!["app"]!.GetValue<string>());
+            Assert.Equal("app=pay,replicas=1,service=pay", shadow["metadata"]!["annotations"]!["kt-config"]!.GetValue<string>());
+            Assert.Equal(0, f.Cluster.Store.Get(ResourceTypes.Deployments, "dev", "pay")!["spec"]!["replicas"]!.GetValue<int>());
+            await f.WaitServedAsync("pay", 1);
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://pay.dev/", "laptop"), StringComparison.Ordinal);
+            Assert.Contains("laptop", await f.WaitAnswerAsync($"http://{f.ClusterIp("pay")}/", "laptop"), StringComparison.Ordinal);
+            // The Service itself is untouched in scale mode.
+            Assert.Null(f.Service("pay")!["metadata"]!["annotations"]?["kt-selector"]);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigInt));
+        }
+
+        // Stop waited for the original pods: they answer at once.
+        var d = f.Cluster.Store.Get(ResourceTypes.Deployments, "dev", "pay")!;
+        Assert.Equal(1, d["status"]?["readyReplicas"]?.GetValue<int>());
+        Assert.Empty(f.Cluster.Pods("dev", "kt-role=shadow-exchange"));
+        Assert.Contains("pay-", await f.WaitAnswerAsync("http://pay.dev/", "pay-"), StringComparison.Ordinal);
+        Assert.Equal(before, f.Workloads());
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task After_SIGKILL_kt_clean_restores_the_selector_and_the_replicas()
+    {
+        var before = f.Workloads();
+        var selector = await f.StartKtAsync("exchange", "orders", "-n", "dev", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        var scale = await f.StartKtAsync("exchange", "pay", "-n", "dev", "--mode", "scale", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        await KtRunner.KillAsync(selector.Process);
+        await KtRunner.KillAsync(scale.Process);
+        Assert.NotEqual(before, f.Workloads());
+        // The crashed sessions' changes stay: traffic still goes to the (now dead) tunnel, not to the pods.
+        Assert.Equal("shadow-exchange", f.Service("orders")!["spec"]!["selector"]!["kt-role"]!.GetValue<string>());
+
+        // Heartbeats are unix seconds: make sure the last one is in the past before asking for threshold 0.
+        await Task.Delay(TimeSpan.FromSeconds(1.1));
+        var clean = await f.Kt.RunAsync(["clean", "-n", "dev", "--thresholdInMinus", "0"]);
+        Assert.True(clean.ExitCode == 0, clean.StandardOutput + clean.StandardError);
+        await f.Cluster.WaitUntilAsync(() => f.Cluster.Pods("dev", "control-by=kt").Count == 0, "the shadows to be gone");
+        await f.Cluster.WaitForAsync(ResourceTypes.Deployments, "dev", "pay", x => (x?["status"]?["readyReplicas"]?.GetValue<int>() ?? 0) == 1);
+        Assert.Equal(before, f.Workloads());
+        Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-"), StringComparison.Ordinal);
+        Assert.Contains("pay-", await f.WaitAnswerAsync("http://pay.dev/", "pay-"), StringComparison.Ordinal);
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task A_local_port_nobody_listens_on_is_a_warning_and_a_refusal_per_connection_not_a_broken_tunnel()
+    {
+        const int port = 18090;
+        var kt = await f.StartKtAsync("exchange", "orders", "-n", "dev", "--expose", $"{port}:80");
+        System.Diagnostics.Process? server = null;
+        try
+        {
+            Assert.Contains($"Nothing listens on 127.0.0.1:{port}", kt.Stderr, StringComparison.Ordinal);
+            // Each request is closed (curl: empty reply / reset), the session keeps running.
+            for (var i = 0; i < 3; i++)
+            {
+                var (code, body) = await f.CurlFromClusterAsync("http://orders.dev/");
+                Assert.NotEqual(0, code);
+                Assert.DoesNotContain("orders-", body, StringComparison.Ordinal);
+            }
+            Assert.False(kt.Process.HasExited);
+            Assert.DoesNotContain("reconnecting", kt.Stderr, StringComparison.Ordinal);
+
+            // Once a server listens, new connections go through on the same tunnel.
+            server = f.StartLaptopServer(port);
+            await f.WaitLocalAsync(port);
+            Assert.Contains($"port: {port}", await f.WaitAnswerAsync("http://orders.dev/", "laptop"), StringComparison.Ordinal);
+        }
+        finally
+        {
+            if (server is not null) await KtRunner.KillAsync(server);
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+        }
+        await f.WaitServedAsync("orders", 2);
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task Preview_publishes_the_laptop_server_as_a_new_service_and_stop_deletes_it()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var kt = await f.StartKtAsync("preview", "orders-next", "-n", "dev", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        try
+        {
+            var svc = f.Service("orders-next")!;
+            Assert.Equal("kt", svc["metadata"]!["labels"]!["control-by"]!.GetValue<string>());
+            Assert.NotNull(svc["metadata"]!["annotations"]!["kt-last-heart-beat"]);
+            Assert.Equal("shadow-preview", svc["spec"]!["selector"]!["kt-role"]!.GetValue<string>());
+            Assert.Equal("ClusterIP", svc["spec"]!["type"]!.GetValue<string>());
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://orders-next.dev/", "laptop"), StringComparison.Ordinal);
+            Assert.Contains("laptop", await f.WaitAnswerAsync($"http://{f.ClusterIp("orders-next")}/", "laptop"), StringComparison.Ordinal);
+
+            // A preview may not take an existing Service's name.
+            var taken = await f.Kt.RunAsync(["preview", "orders", "-n", "dev", "--expose", "18080"]);
+            Assert.Equal(1, taken.ExitCode);
+            Assert.Contains("PreviewServiceExists", taken.StandardError, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+        }
+        Assert.Null(f.Service("orders-next"));
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task Bad_input_is_one_line_and_changes_nothing()
+    {
+        var before = f.Cluster.Snapshot();
+        foreach (var (args, code, id) in new (string[], int, string)[]
+                 {
+                     (["exchange", "orders", "-n", "dev", "--expose", "abc"], 2, "InvalidExposePort"),
+                     (["exchange", "orders", "-n", "dev"], 2, "InvalidCommandLine"),
+                     (["exchange", "orders", "-n", "dev", "--expose", "18080", "--mode", "ephemeral"], 2, "InvalidCommandLine"),
+                     (["exchange", "nope", "-n", "dev", "--expose", "18080:80"], 1, "ServiceNotFound"),
+                     (["exchange", "orders", "-n", "dev", "--expose", "18080:9999"], 1, "PortNotInService"),
+                     (["preview", "Bad_Name", "-n", "dev", "--expose", "18080"], 2, "InvalidPreviewName"),
+                 })
+        {
+            var r = await f.Kt.RunAsync(args);
+            Assert.True(r.ExitCode == code, $"{string.Join(' ', args)}: {r.ExitCode} {r.StandardError}");
+            Assert.Contains(id, r.StandardError, StringComparison.Ordinal);
+            Assert.Single(r.StandardError.Trim().Split('\n'), l => l.StartsWith("kt:", StringComparison.Ordinal));
+        }
+        Assert.True(before.Diff(f.Cluster.Snapshot()).IsEmpty, before.Diff(f.Cluster.Snapshot()).ToString());
+    }
+}
