@@ -1,3 +1,5 @@
+using KtConnect.Engine;
+using KtConnect.Engine.Cluster;
 using KtConnect.KubeSim.Cluster;
 using KtConnect.KubeSim.Store;
 
@@ -14,10 +16,18 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
     private const int SigInt = 2;
     private const int SigTerm = 15;
 
+    /// <summary>The cluster changes kt journalled on the laptop and has not completed (undone) yet.</summary>
+    /// <remarks>A SIGKILLed session's entries stay until an undo handler for cluster changes replays them, so tests compare counts.</remarks>
+    private IReadOnlyList<ClusterChange> PendingClusterChanges(IReadOnlyCollection<string>? exceptIds = null) =>
+        [.. PendingIds().Where(e => exceptIds?.Contains(e.Id) != true).Select(ClusterChange.FromEntry).OfType<ClusterChange>()];
+
+    private IReadOnlyList<JournalEntry> PendingIds() => new ChangeJournal(Path.Combine(f.Kt.Home, ".kt", "journal")).ReadAll();
+
     [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
     public async Task Selector_mode_sends_two_ports_by_name_and_cluster_ip_to_the_laptop_refuses_a_second_exchange_and_stop_restores()
     {
         var before = f.Cluster.Snapshot("dev");
+        var journalled = PendingClusterChanges().Count;
         var ip = f.ClusterIp("orders");
         Assert.Contains("orders-", (await f.WaitAnswerAsync("http://orders.dev/", "orders-")), StringComparison.Ordinal);
 
@@ -54,6 +64,7 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
         }
 
         Assert.Contains("everything was restored", kt.Stderr, StringComparison.Ordinal);
+        Assert.Equal(journalled, PendingClusterChanges().Count);
         await f.WaitServedAsync("orders", 2);
         Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-"), StringComparison.Ordinal);
         await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
@@ -95,6 +106,7 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
     public async Task After_SIGKILL_kt_clean_restores_the_selector_and_the_replicas()
     {
         var before = f.Workloads();
+        var earlier = PendingIds().Select(e => e.Id).ToHashSet();
         var selector = await f.StartKtAsync("exchange", "orders", "-n", "dev", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
         var scale = await f.StartKtAsync("exchange", "pay", "-n", "dev", "--mode", "scale", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
         await KtRunner.KillAsync(selector.Process);
@@ -102,6 +114,14 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
         Assert.NotEqual(before, f.Workloads());
         // The crashed sessions' changes stay: traffic still goes to the (now dead) tunnel, not to the pods.
         Assert.Equal("shadow-exchange", f.Service("orders")!["spec"]!["selector"]!["kt-role"]!.GetValue<string>());
+        // What the laptop journalled before making each change, still pending: the original selector and replicas.
+        var pending = PendingClusterChanges(earlier);
+        var selectorChange = Assert.Single(pending, c => c.Change == ClusterChangeKind.SelectorChanged);
+        Assert.Equal(("dev", "orders", KtObjectKind.Service), (selectorChange.Namespace, selectorChange.Name, selectorChange.ObjectKind));
+        Assert.Equal(new Dictionary<string, string> { ["app"] = "orders" }, selectorChange.OriginalSelector);
+        var scaled = Assert.Single(pending, c => c.Change == ClusterChangeKind.Scaled);
+        Assert.Equal(("pay", KtObjectKind.Deployment, 1), (scaled.Name, scaled.ObjectKind, scaled.OriginalReplicas));
+        Assert.DoesNotContain(pending, c => c.Change == ClusterChangeKind.Locked); // released once set up
 
         // Heartbeats are unix seconds: make sure the last one is in the past before asking for threshold 0.
         await Task.Delay(TimeSpan.FromSeconds(1.1));
@@ -144,6 +164,45 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
             Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
         }
         await f.WaitServedAsync("orders", 2);
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task A_redeploy_that_puts_the_selector_back_is_undone_with_a_warning_and_stop_still_restores()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var kt = await f.StartKtAsync("exchange", "orders", "-n", "dev", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        try
+        {
+            await f.WaitAnswerAsync("http://orders.dev/", "laptop");
+            // A redeploy: the Service's manifest applied again, selecting the original pods.
+            var svc = f.Service("orders")!;
+            svc["spec"]!["selector"] = new System.Text.Json.Nodes.JsonObject { ["app"] = "orders" };
+            f.Cluster.Apply(svc.ToJsonString());
+            await f.Cluster.WaitUntilAsync(() => kt.Stderr.Contains("was changed by someone else", StringComparison.Ordinal), "kt to notice the redeploy");
+            await f.Cluster.WaitUntilAsync(() => f.Service("orders")!["spec"]!["selector"]!["kt-role"] is not null, "kt to re-apply its selector");
+            Assert.Contains("laptop", await f.WaitAnswerAsync("http://orders.dev/", "laptop"), StringComparison.Ordinal);
+            Assert.False(kt.Process.HasExited);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+        }
+        await f.WaitServedAsync("orders", 2);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task Deleting_the_exchanged_service_fails_the_session_with_a_clear_error_and_removes_the_shadow()
+    {
+        f.Cluster.Apply(ExchangeClusterFixture.Service("doomed", [("http", 80, 8080)]).Replace("\"app\":\"doomed\"", "\"app\":\"orders\"", StringComparison.Ordinal));
+        var kt = await f.StartKtAsync("exchange", "doomed", "-n", "dev", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        f.Cluster.Store.Delete(ResourceTypes.Services, "dev", "doomed");
+        await kt.Process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(2));
+        Assert.Equal(1, kt.Process.ExitCode);
+        Assert.Contains("ExchangedServiceDeleted", kt.Stderr, StringComparison.Ordinal);
+        Assert.Contains("'dev/doomed' was deleted", kt.Stderr, StringComparison.Ordinal);
+        await f.Cluster.WaitUntilAsync(() => f.Cluster.Pods("dev", "control-by=kt").Count == 0, "the shadow to be gone");
+        Assert.DoesNotContain(PendingClusterChanges(), c => c.Name == "doomed");
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
