@@ -88,6 +88,18 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
             Assert.Contains("laptop", await f.WaitAnswerAsync($"http://{f.ClusterIp("pay")}/", "laptop"), StringComparison.Ordinal);
             // The Service itself is untouched in scale mode.
             Assert.Null(f.Service("pay")!["metadata"]!["annotations"]?["kt-selector"]);
+
+            // Someone scales the Deployment back up: kt scales it to 0 again and says so.
+            f.Cluster.Store.Mutate(ResourceTypes.Deployments, "dev", "pay", o =>
+            {
+                o["spec"]!["replicas"] = 2;
+                return o;
+            });
+            await f.Cluster.WaitUntilAsync(() => kt.Stderr.Contains("was scaled to 2 by someone else", StringComparison.Ordinal), "kt to notice the scale");
+            await f.Cluster.WaitForAsync(ResourceTypes.Deployments, "dev", "pay", x => x?["spec"]?["replicas"]?.GetValue<int>() == 0
+                && (x?["status"]?["replicas"]?.GetValue<int>() ?? 0) == 0);
+            await f.WaitServedAsync("pay", 1);
+            Assert.Contains("laptop", await f.WaitAnswerAsync("http://pay.dev/", "laptop"), StringComparison.Ordinal);
         }
         finally
         {

@@ -121,6 +121,7 @@ public sealed class ExchangeWorker : ISessionWorker
         var watcher = _client.Services.CreateWatcher(_namespace, new ListOptions { FieldSelector = "metadata.name=" + _options.Service },
             onEvent: (ev, ct) => OnServiceEventAsync(context, journal, sessionId, watchState, selectorEntries, ev, ct));
         watcher.Start();
+        ReportWatchFailure(context, watcher.Completion, $"Service {ServiceKey}");
         context.Defer($"stop watching Service {ServiceKey}", _ => watcher.DisposeAsync().AsTask());
 
         await serviceLock.ReleaseAsync(cancellationToken).ConfigureAwait(false);
@@ -150,8 +151,10 @@ public sealed class ExchangeWorker : ISessionWorker
         {
             OriginalReplicas = replicas,
         }, sessionId, cancellationToken).ConfigureAwait(false);
+        var watchState = new ScaleWatchState();
         context.Defer($"scale Deployment {_namespace}/{name} back to {replicas}", async ct =>
         {
+            watchState.Stopped = true;
             try
             {
                 await _client.Deployments.SetReplicasAsync(name, replicas, _namespace, ct).ConfigureAwait(false);
@@ -167,6 +170,50 @@ public sealed class ExchangeWorker : ISessionWorker
         await _client.Deployments.SetReplicasAsync(name, 0, _namespace, cancellationToken).ConfigureAwait(false);
         context.AddResource("Deployment", $"{_namespace}/{name}", $"Scaled {replicas}->0");
         output.Verbose($"Deployment {_namespace}/{name} scaled from {replicas} to 0; the shadow {connection.PodName} carries its pod labels.");
+
+        // A redeploy or someone's `kubectl scale` would put the original pods back next to the shadow: scale to 0 again.
+        var watcher = _client.Deployments.CreateWatcher(_namespace, new ListOptions { FieldSelector = "metadata.name=" + name },
+            onEvent: (ev, _) => OnDeploymentEventAsync(context, watchState, name, ev));
+        watcher.Start();
+        ReportWatchFailure(context, watcher.Completion, $"Deployment {_namespace}/{name}");
+        context.Defer($"stop watching Deployment {_namespace}/{name}", _ => watcher.DisposeAsync().AsTask());
+    }
+
+    /// <summary>A watch that ends for good (forbidden, a failing handler) is said, not lost: the exchange still works without it.</summary>
+    private static void ReportWatchFailure(SessionContext context, Task completion, string what) =>
+        completion.ContinueWith(t =>
+        {
+            if (t.Exception?.GetBaseException() is { } e && !context.Stopping.IsCancellationRequested)
+                context.Output.Warning($"Stopped watching {what} ({e.Message}); outside changes to it are no longer re-applied.");
+        }, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+
+    private async ValueTask OnDeploymentEventAsync(SessionContext context, ScaleWatchState state, string name, WatchEvent<Deployment> ev)
+    {
+        if (state.Stopped || context.Stopping.IsCancellationRequested) return;
+        if (ev.Type == WatchEventType.Deleted)
+        {
+            context.Output.Warning($"Deployment {_namespace}/{name} was deleted while its Service was exchanged; there is nothing to scale back when the session stops.");
+            return;
+        }
+        if (ev.Type is not (WatchEventType.Added or WatchEventType.Modified) || ev.Object?.Spec?.Replicas is not { } current || current == 0) return;
+        context.Output.Warning($"Deployment {_namespace}/{name} was scaled to {current} by someone else (e.g. a redeploy); scaling it to 0 again.");
+        try
+        {
+            await Task.Delay(_options.ReapplyDelay, context.Stopping).ConfigureAwait(false);
+            if (state.Stopped) return;
+            await _client.Deployments.SetReplicasAsync(name, 0, _namespace, context.Stopping).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (context.Stopping.IsCancellationRequested)
+        {
+        }
+        catch (KubeNotFoundException)
+        {
+            // The Deleted event follows.
+        }
+        catch (KtException e)
+        {
+            context.Output.Warning($"Could not scale Deployment {_namespace}/{name} to 0 again: {e.Message}");
+        }
     }
 
     /// <summary>Scale mode's stop waits for the original pods (bounded by RecoverWaitTime) so the Service is never left empty unnoticed.</summary>
@@ -344,6 +391,11 @@ public sealed class ExchangeWorker : ISessionWorker
 
     internal static bool SameSelector(IReadOnlyDictionary<string, string>? a, IReadOnlyDictionary<string, string> b) =>
         a is not null && a.Count == b.Count && b.All(kv => a.TryGetValue(kv.Key, out var v) && v == kv.Value);
+
+    private sealed class ScaleWatchState
+    {
+        public volatile bool Stopped;
+    }
 
     private sealed class SelectorWatchState(IReadOnlyDictionary<string, string> ours)
     {
