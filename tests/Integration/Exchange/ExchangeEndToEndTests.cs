@@ -147,6 +147,20 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task Ctrl_c_while_the_exchange_is_being_set_up_leaves_the_cluster_as_it_was()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var kt = new Connect.KtProcess(f.Kt.Start(["exchange", "orders", "-n", "dev", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80"]));
+        // Interrupt once the shadow exists, wherever the start is by then (creating, waiting, connecting or done).
+        await f.Cluster.WaitUntilAsync(() => f.Cluster.Pods("dev", "kt-role=shadow-exchange").Count > 0 || kt.Process.HasExited, "the shadow to be created");
+        var code = await kt.SignalAndWaitAsync(SigInt);
+        Assert.True(code is 0 or 130, $"exit {code}: {kt.Stderr}");
+        Assert.DoesNotContain("kt: ", kt.Stderr.Replace("kt: interrupted", "", StringComparison.Ordinal), StringComparison.Ordinal);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+        await f.WaitServedAsync("orders", 2);
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
     public async Task A_local_port_nobody_listens_on_is_a_warning_and_a_refusal_per_connection_not_a_broken_tunnel()
     {
         const int port = 18090;
