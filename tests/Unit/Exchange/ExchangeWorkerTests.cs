@@ -157,4 +157,27 @@ public sealed class ExchangeWorkerTests : IDisposable
         Assert.Equal("PreviewServiceExists", e.ErrorId);
         Assert.Equal(before, Objects(sim));
     }
+
+    [Fact]
+    public async Task The_preview_service_is_kt_connects_labelled_heart_beaten_and_selects_the_shadow()
+    {
+        await using var sim = await StartAsync();
+        var worker = new PreviewWorker(sim.Client, Ns, new PreviewOptions
+        {
+            Name = "orders-next",
+            Ports = [new ExposedPort(18080, 80)],
+            ServiceType = PreviewServiceType.LoadBalancer,
+            Labels = new Dictionary<string, string> { ["team"] = "a" },
+        });
+        var selector = new Dictionary<string, string> { ["kt-role"] = "shadow-preview", ["kt-target"] = "abc" };
+        var now = DateTimeOffset.FromUnixTimeSeconds(1_700_000_000);
+        var svc = worker.BuildService(selector, PortMapper.MapPreview([new ExposedPort(18080, 80)]), now);
+        Assert.Equal(("orders-next", Ns, "LoadBalancer"), (svc.Metadata.Name, svc.Metadata.Namespace, svc.Spec!.Type));
+        Assert.Equal("kt", svc.Metadata.Labels!["control-by"]);
+        Assert.Equal("a", svc.Metadata.Labels["team"]);
+        Assert.Equal("1700000000", svc.Metadata.Annotations!["kt-last-heart-beat"]);
+        Assert.Equal(selector, svc.Spec.Selector);
+        var port = Assert.Single(svc.Spec.Ports!);
+        Assert.Equal(("kt-80", 80, 80, "TCP"), (port.Name, port.Port, port.TargetPort!.Value.IntValue!.Value, port.Protocol));
+    }
 }
