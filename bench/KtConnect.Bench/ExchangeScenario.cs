@@ -32,6 +32,8 @@ public sealed class ExchangeScenario : IScenario
     private const long LargeBytes = 128L << 20;
     private const int OursPort = 9101;
     private const int PeerPort = 9100;
+    private const int OursHttpPort = 9103;
+    private const int PeerHttpPort = 9102;
 
     public string Name => "exchange";
 
@@ -60,7 +62,7 @@ public sealed class ExchangeScenario : IScenario
         try
         {
             await HttpAsync(context, cluster, clientNs, kubeconfig, localPort, cancellationToken).ConfigureAwait(false);
-            await LargeResponseAsync(context, cluster, clientNs, kubeconfig, cancellationToken).ConfigureAwait(false);
+            await LargeResponseAsync(context, cluster, clientNs, kubeconfig, localPort, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -147,7 +149,7 @@ public sealed class ExchangeScenario : IScenario
         }
     }
 
-    private async Task LargeResponseAsync(BenchContext context, SimCluster cluster, string clientNs, string kubeconfig, CancellationToken ct)
+    private async Task LargeResponseAsync(BenchContext context, SimCluster cluster, string clientNs, string kubeconfig, int echoPort, CancellationToken ct)
     {
         using var kube = new KubeClient(new KubeConfigLoader().CreateClientConfiguration(kubeconfig, null));
         var keyDir = Path.Combine(Path.GetTempPath(), "ktexc-bench-key-" + Guid.NewGuid().ToString("N")[..8]);
@@ -179,6 +181,8 @@ public sealed class ExchangeScenario : IScenario
             }, cancellationToken: ct).ConfigureAwait(false);
             var relay = new LocalRelay(targets.SourcePort, NullOutput.Instance);
             await using var forward = await link.ForwardRemoteAsync("0.0.0.0", OursPort, relay.HandleAsync, ct).ConfigureAwait(false);
+            var httpRelay = new LocalRelay(echoPort, NullOutput.Instance);
+            await using var httpForward = await link.ForwardRemoteAsync("0.0.0.0", OursHttpPort, httpRelay.HandleAsync, ct).ConfigureAwait(false);
 
             // Peer: ssh -R over a pod port-forward to the same sshd (a local listener whose connections are port-forwards).
             using var pfListener = new TcpListener(IPAddress.Loopback, 0);
@@ -193,7 +197,7 @@ public sealed class ExchangeScenario : IScenario
                     {
                         "-N", "-i", keyPath, "-p", ((IPEndPoint)pfListener.LocalEndpoint).Port.ToString(CultureInfo.InvariantCulture),
                         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=ERROR",
-                        "-R", $"0.0.0.0:{PeerPort}:127.0.0.1:{targets.SourcePort}", "root@127.0.0.1",
+                        "-R", $"0.0.0.0:{PeerPort}:127.0.0.1:{targets.SourcePort}", "-R", $"0.0.0.0:{PeerHttpPort}:127.0.0.1:{echoPort}", "root@127.0.0.1",
                     },
                     RedirectStandardError = true,
                 })!;
@@ -204,6 +208,20 @@ public sealed class ExchangeScenario : IScenario
                         throw new InvalidOperationException("ssh -R did not come up: " + (ssh.HasExited ? await ssh.StandardError.ReadToEndAsync(ct).ConfigureAwait(false) : "timeout"));
                     await Task.Delay(200, ct).ConfigureAwait(false);
                 }
+                // The same small requests as above, through the remote forward alone (no Service): where the exchange's cost is.
+                var ours = new List<(double Rps, double P99)>();
+                var peer = new List<(double Rps, double P99)>();
+                var oursHttp = new IPEndPoint(podIp, OursHttpPort);
+                var peerHttp = new IPEndPoint(podIp, PeerHttpPort);
+                await RequestsAsync(clientNs, oursHttp, "laptop", ct).ConfigureAwait(false);
+                await RequestsAsync(clientNs, peerHttp, "laptop", ct).ConfigureAwait(false);
+                for (var i = 0; i < context.Runs; i++)
+                {
+                    ours.Add(await RequestsAsync(clientNs, oursHttp, "laptop", ct).ConfigureAwait(false));
+                    peer.Add(await RequestsAsync(clientNs, peerHttp, "laptop", ct).ConfigureAwait(false));
+                }
+                context.Report(Name, "remote-forward-http-requests", "req/s", true, [.. ours.Select(x => x.Rps)], "openssh ssh -R over the same port-forward", [.. peer.Select(x => x.Rps)]);
+                context.Report(Name, "remote-forward-http-p99", "ms", false, [.. ours.Select(x => x.P99)], "openssh ssh -R over the same port-forward", [.. peer.Select(x => x.P99)]);
                 await context.CompareAsync(Name, "large-response", "MiB/s", true,
                     c => DownloadAsync(clientNs, new IPEndPoint(podIp, OursPort), LargeBytes, c), "openssh ssh -R over the same port-forward",
                     c => DownloadAsync(clientNs, new IPEndPoint(podIp, PeerPort), LargeBytes, c), ct).ConfigureAwait(false);
