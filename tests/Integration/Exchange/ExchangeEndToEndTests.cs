@@ -146,6 +146,28 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
         Assert.Contains("pay-", await f.WaitAnswerAsync("http://pay.dev/", "pay-"), StringComparison.Ordinal);
     }
 
+    [LinuxRootTheory("sshd", "dnsmasq", "nft", "curl")]
+    [InlineData("selector")]
+    [InlineData("scale")]
+    public async Task A_shadow_deployment_works_in_both_modes_and_stop_restores(string mode)
+    {
+        var before = f.Workloads();
+        var service = mode == "selector" ? "orders" : "pay";
+        var kt = await f.StartKtAsync("exchange", service, "-n", "dev", "--mode", mode, "--useShadowDeployment", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        try
+        {
+            Assert.Single(f.Cluster.Store.List(ResourceTypes.Deployments, "dev").Items, d => d["metadata"]!["name"]!.GetValue<string>().StartsWith(service + "-kt-exchange-", StringComparison.Ordinal));
+            Assert.Contains("laptop", await f.WaitAnswerAsync($"http://{service}.dev/", "laptop"), StringComparison.Ordinal);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+        }
+        await f.Cluster.WaitUntilAsync(() => f.Cluster.Pods("dev", "control-by=kt").Count == 0 && f.Cluster.Pods("dev", "kt-role").Count == 0, "the shadow to be gone");
+        Assert.Equal(before, f.Workloads());
+        Assert.Contains(service + "-", await f.WaitAnswerAsync($"http://{service}.dev/", service + "-"), StringComparison.Ordinal);
+    }
+
     [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
     public async Task Ctrl_c_while_the_exchange_is_being_set_up_leaves_the_cluster_as_it_was()
     {
