@@ -193,7 +193,8 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
         System.Diagnostics.Process? server = null;
         try
         {
-            Assert.Contains($"Nothing listens on 127.0.0.1:{port}", kt.Stderr, StringComparison.Ordinal);
+            // stderr is its own pipe: the warning may arrive after stdout's "Press Ctrl+C".
+            await f.Cluster.WaitUntilAsync(() => kt.Stderr.Contains($"Nothing listens on 127.0.0.1:{port}", StringComparison.Ordinal), "the start-up warning");
             // Each request is closed (curl: empty reply / reset), the session keeps running.
             for (var i = 0; i < 3; i++)
             {
