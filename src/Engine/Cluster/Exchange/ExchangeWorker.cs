@@ -119,7 +119,7 @@ public sealed class ExchangeWorker : ISessionWorker
 
         // A redeploy that puts the selector back is undone; a deleted Service ends the session.
         var watcher = _client.Services.CreateWatcher(_namespace, new ListOptions { FieldSelector = "metadata.name=" + _options.Service },
-            onEvent: (ev, ct) => OnServiceEventAsync(context, journal, sessionId, watchState, selectorEntries, ev, ct));
+            onEvent: (ev, _) => OnServiceEventAsync(context, journal, sessionId, watchState, selectorEntries, ev));
         watcher.Start();
         ReportWatchFailure(context, watcher.Completion, $"Service {ServiceKey}");
         context.Defer($"stop watching Service {ServiceKey}", _ => watcher.DisposeAsync().AsTask());
@@ -273,7 +273,7 @@ public sealed class ExchangeWorker : ISessionWorker
     }
 
     private async ValueTask OnServiceEventAsync(SessionContext context, ChangeJournal journal, string sessionId, SelectorWatchState state,
-        List<JournalEntry> entries, WatchEvent<Service> ev, CancellationToken cancellationToken)
+        List<JournalEntry> entries, WatchEvent<Service> ev)
     {
         if (state.Stopped || context.Stopping.IsCancellationRequested) return;
         if (ev.Type == WatchEventType.Deleted)
@@ -321,7 +321,6 @@ public sealed class ExchangeWorker : ISessionWorker
         {
             context.Output.Warning($"Could not re-apply the exchange on Service {ServiceKey}: {e.Message}");
         }
-        _ = cancellationToken;
     }
 
     private async Task<Service> GetServiceAsync(CancellationToken cancellationToken)
