@@ -15,6 +15,8 @@
     FormatsToProcess     = @('KtConnect.Format.ps1xml')
     CmdletsToExport      = @(
         'Connect-KtCluster'
+        'Start-KtExchange'
+        'New-KtPreview'
         'Get-KtSession'
         'Stop-KtSession'
         'Wait-KtSession'

@@ -69,6 +69,9 @@ public static class EchoServer
         while (!cancellationToken.IsCancellationRequested)
         {
             var client = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
+            // Head and body go out in two writes: without NODELAY, Nagle holds the body until the client's delayed ACK
+            // (40 ms), which would make every keep-alive request look slow.
+            client.NoDelay = true;
             connections.RemoveAll(t => t.IsCompleted);
             connections.Add(ServeAsync(client, pod, ns, port, cancellationToken));
         }

@@ -696,11 +696,13 @@ public sealed class ObjectStore
             var m = new JsonObject();
             foreach (var key in MetadataOrder)
             {
-                if (meta.TryGetPropertyValue(key, out var v)) m[key] = v?.DeepClone();
+                // ObjectMeta's maps and slices are omitempty: a real server never stores "annotations": {} (or labels,
+                // ownerReferences, finalizers), so an object whose last annotation was removed reads as before it had one.
+                if (meta.TryGetPropertyValue(key, out var v) && v is not (JsonObject { Count: 0 } or JsonArray { Count: 0 })) m[key] = v?.DeepClone();
             }
             foreach (var (key, v) in meta)
             {
-                if (!m.ContainsKey(key)) m[key] = v?.DeepClone();
+                if (!m.ContainsKey(key) && !MetadataOrder.Contains(key)) m[key] = v?.DeepClone();
             }
             result["metadata"] = m;
         }

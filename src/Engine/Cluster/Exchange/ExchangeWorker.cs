@@ -1,0 +1,405 @@
+using System.Globalization;
+using KtConnect.Engine.Cluster.Tunnel;
+using KtConnect.Engine.Kube;
+using KtConnect.Engine.Kube.Models;
+using KtConnect.Engine.Sessions;
+
+namespace KtConnect.Engine.Cluster.Exchange;
+
+/// <summary>
+/// Exchange: everything that reaches a Service goes to local ports (reference/kt-connect.md §2.3, DESIGN.md §2–3).
+/// What can be refused is checked before anything changes (Service, ports, another exchange); every cluster change is
+/// journalled before it is made and registered with the session's undo stack right as it is made, so a stop, Ctrl+C,
+/// SIGTERM or a failure half-way restores the Service, the Deployment and deletes the shadow.
+/// </summary>
+public sealed class ExchangeWorker : ISessionWorker
+{
+    private readonly KubeClient _client;
+    private readonly ExchangeOptions _options;
+    private readonly string _namespace;
+    private readonly bool _ownsClient;
+
+    public ExchangeWorker(KubeClient client, string ns, ExchangeOptions options, bool ownsClient = false)
+    {
+        _client = client ?? throw new ArgumentNullException(nameof(client));
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        ArgumentException.ThrowIfNullOrEmpty(ns);
+        _namespace = ns;
+        _ownsClient = ownsClient;
+    }
+
+    private string ServiceKey => _namespace + "/" + _options.Service;
+
+    public async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        if (_ownsClient) context.Defer("close the API client", _ => { _client.Dispose(); return Task.CompletedTask; });
+        _options.Validate();
+        var output = context.Output;
+        var journal = _options.Journal ?? new ChangeJournal();
+        var sessionId = context.InstanceId.ToString("N");
+        context.SetMode(_options.Mode.ToString().ToLowerInvariant());
+
+        // Checks that change nothing.
+        await ClusterSessions.EnsureNamespaceAsync(_client, _namespace, cancellationToken).ConfigureAwait(false);
+        var service = await GetServiceAsync(cancellationToken).ConfigureAwait(false);
+        if (service.Spec?.Selector is not { Count: > 0 })
+            throw new KtException("ServiceHasNoSelector", KtErrorCategory.InvalidOperation,
+                $"Service '{ServiceKey}' has no selector (its endpoints are managed by hand), so its traffic cannot be exchanged.", null, _options.Service);
+        await ExchangeHolders.ThrowIfHeldAsync(_client, service, cancellationToken).ConfigureAwait(false);
+        var pods = await _client.Pods.ListAsync(_namespace, new ListOptions { LabelSelector = FormatSelector(service.Spec.Selector) }, cancellationToken)
+            .ConfigureAwait(false);
+        var mappings = PortMapper.Map(service, _options.Ports, NamedContainerPorts(pods.Items.Select(p => p.Spec)));
+        Deployment? deployment = null;
+        if (_options.Mode == ExchangeMode.Scale) deployment = await FindDeploymentAsync(service, cancellationToken).ConfigureAwait(false);
+        await RemoteForwards.CheckLocalPortsAsync(mappings, _options.SkipPortChecking, output, cancellationToken).ConfigureAwait(false);
+
+        if (_options.Mode == ExchangeMode.Selector)
+            await StartSelectorAsync(context, journal, sessionId, service, mappings, cancellationToken).ConfigureAwait(false);
+        else
+            await StartScaleAsync(context, journal, sessionId, service, deployment!, mappings, cancellationToken).ConfigureAwait(false);
+        output.Progress("Exchanging", "Exchanged", 100, completed: true);
+    }
+
+    private async Task StartSelectorAsync(SessionContext context, ChangeJournal journal, string sessionId, Service service,
+        IReadOnlyList<PortMapping> mappings, CancellationToken cancellationToken)
+    {
+        var output = context.Output;
+        output.Progress("Exchanging", $"Locking Service {ServiceKey}");
+        var serviceLock = await ServiceLock.AcquireAsync(_client, _namespace, _options.Service, cancellationToken: cancellationToken).ConfigureAwait(false);
+        // The lock's value (cluster time) is chosen inside the compare-and-swap that takes it, so it is journalled right
+        // after; a crash in between leaves a kt-lock that expires by itself after 180 s (and `kt clean` removes).
+        var lockEntry = await ClusterJournal.RecordAsync(journal, Change(KtObjectKind.Service, _options.Service, ClusterChangeKind.Locked) with
+        {
+            LockValue = serviceLock.Value,
+        }, sessionId, cancellationToken).ConfigureAwait(false);
+        context.Defer($"unlock Service {ServiceKey}", async ct =>
+        {
+            await serviceLock.ReleaseAsync(ct).ConfigureAwait(false);
+            await journal.CompleteAsync(lockEntry, ct).ConfigureAwait(false);
+        });
+
+        // Under the lock: nobody else may have exchanged it since the first look.
+        service = await GetServiceAsync(cancellationToken).ConfigureAwait(false);
+        await ExchangeHolders.ThrowIfHeldAsync(_client, service, cancellationToken).ConfigureAwait(false);
+        var original = new Dictionary<string, string>(service.Spec!.Selector!, StringComparer.Ordinal);
+
+        var target = KtConventions.NewTarget();
+        ShadowPodSpec? spec = null;
+        var connection = await ShadowSetup.StartAsync(context, _client, _options, key => spec = ShadowSpec(key, _options.Service, target,
+            [new(KtConventions.ConfigService, _options.Service)], null, ShadowPorts(service, mappings), sessionId), cancellationToken).ConfigureAwait(false);
+        await RemoteForwards.StartAsync(context, connection.Link, mappings, _options.Service, cancellationToken).ConfigureAwait(false);
+
+        // Point the Service at the shadow only. The original selector goes into kt-selector in the same
+        // resourceVersion-checked update, so the Service is never changed without its record.
+        var ours = spec!.SelectorLabels();
+        var selectorEntries = new List<JournalEntry>();
+        selectorEntries.Add(await ClusterJournal.RecordAsync(journal, Change(KtObjectKind.Service, _options.Service, ClusterChangeKind.SelectorChanged) with
+        {
+            OriginalSelector = original,
+        }, sessionId, cancellationToken).ConfigureAwait(false));
+        var watchState = new SelectorWatchState(ours);
+        context.Defer($"restore the selector of Service {ServiceKey}", async ct =>
+        {
+            watchState.Stopped = true;
+            try
+            {
+                await new StaleResources(_client).RestoreServiceAsync(_namespace, _options.Service, cancellationToken: ct).ConfigureAwait(false);
+            }
+            catch (KubeNotFoundException)
+            {
+                context.Output.Warning($"Service {ServiceKey} no longer exists: there is no selector to restore.");
+            }
+            foreach (var e in selectorEntries) await journal.CompleteAsync(e, ct).ConfigureAwait(false);
+        });
+        await _client.Services.UpdateWithRetryAsync(_options.Service, svc => ApplySelector(svc, ours, original), _namespace, cancellationToken)
+            .ConfigureAwait(false);
+        context.AddResource("Service", ServiceKey, "Selector changed");
+        output.Verbose($"Service {ServiceKey} now selects only the shadow {connection.PodName} (original selector {KtConventions.FormatSelector(original)} kept in kt-selector).");
+
+        // A redeploy that puts the selector back is undone; a deleted Service ends the session.
+        var watcher = _client.Services.CreateWatcher(_namespace, new ListOptions { FieldSelector = "metadata.name=" + _options.Service },
+            onEvent: (ev, _) => OnServiceEventAsync(context, journal, sessionId, watchState, selectorEntries, ev));
+        watcher.Start();
+        ReportWatchFailure(context, watcher.Completion, $"Service {ServiceKey}");
+        context.Defer($"stop watching Service {ServiceKey}", _ => watcher.DisposeAsync().AsTask());
+
+        await serviceLock.ReleaseAsync(cancellationToken).ConfigureAwait(false);
+        await journal.CompleteAsync(lockEntry, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task StartScaleAsync(SessionContext context, ChangeJournal journal, string sessionId, Service service, Deployment deployment,
+        IReadOnlyList<PortMapping> mappings, CancellationToken cancellationToken)
+    {
+        var output = context.Output;
+        var name = deployment.Metadata.Name!;
+        var replicas = deployment.Spec?.Replicas ?? 1;
+        // The shadow carries the pods' labels (the Deployment's matchLabels, and whatever the Service selects), so the
+        // Service selects it as it selected them; never pod-template-hash, or the ReplicaSet would adopt it.
+        var labels = new Dictionary<string, string>(deployment.Spec?.Selector?.MatchLabels ?? [], StringComparer.Ordinal);
+        foreach (var (k, v) in service.Spec!.Selector!) labels[k] = v;
+        labels.Remove("pod-template-hash");
+        var connection = await ShadowSetup.StartAsync(context, _client, _options, key => ShadowSpec(key, name, null,
+            [
+                new(KtConventions.ConfigApp, name),
+                new(KtConventions.ConfigReplicas, replicas.ToString(CultureInfo.InvariantCulture)),
+                new(KtConventions.ConfigService, _options.Service),
+            ], labels, ShadowPorts(service, mappings), sessionId), cancellationToken).ConfigureAwait(false);
+        await RemoteForwards.StartAsync(context, connection.Link, mappings, _options.Service, cancellationToken).ConfigureAwait(false);
+
+        var entry = await ClusterJournal.RecordAsync(journal, Change(KtObjectKind.Deployment, name, ClusterChangeKind.Scaled) with
+        {
+            OriginalReplicas = replicas,
+        }, sessionId, cancellationToken).ConfigureAwait(false);
+        var watchState = new ScaleWatchState();
+        context.Defer($"scale Deployment {_namespace}/{name} back to {replicas}", async ct =>
+        {
+            watchState.Stopped = true;
+            try
+            {
+                await _client.Deployments.SetReplicasAsync(name, replicas, _namespace, ct).ConfigureAwait(false);
+                await WaitReadyAsync(context.Output, name, replicas, ct).ConfigureAwait(false);
+            }
+            catch (KubeNotFoundException)
+            {
+                context.Output.Warning($"Deployment {_namespace}/{name} no longer exists: there is nothing to scale back.");
+            }
+            await journal.CompleteAsync(entry, ct).ConfigureAwait(false);
+        });
+        output.Progress("Exchanging", $"Scaling Deployment {_namespace}/{name} to 0");
+        await _client.Deployments.SetReplicasAsync(name, 0, _namespace, cancellationToken).ConfigureAwait(false);
+        context.AddResource("Deployment", $"{_namespace}/{name}", $"Scaled {replicas}->0");
+        output.Verbose($"Deployment {_namespace}/{name} scaled from {replicas} to 0; the shadow {connection.PodName} carries its pod labels.");
+
+        // A redeploy or someone's `kubectl scale` would put the original pods back next to the shadow: scale to 0 again.
+        var watcher = _client.Deployments.CreateWatcher(_namespace, new ListOptions { FieldSelector = "metadata.name=" + name },
+            onEvent: (ev, _) => OnDeploymentEventAsync(context, watchState, name, ev));
+        watcher.Start();
+        ReportWatchFailure(context, watcher.Completion, $"Deployment {_namespace}/{name}");
+        context.Defer($"stop watching Deployment {_namespace}/{name}", _ => watcher.DisposeAsync().AsTask());
+    }
+
+    /// <summary>A watch that ends for good (forbidden, a failing handler) is said, not lost: the exchange still works without it.</summary>
+    private static void ReportWatchFailure(SessionContext context, Task completion, string what) =>
+        completion.ContinueWith(t =>
+        {
+            if (t.Exception?.GetBaseException() is { } e && !context.Stopping.IsCancellationRequested)
+                context.Output.Warning($"Stopped watching {what} ({e.Message}); outside changes to it are no longer re-applied.");
+        }, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+
+    private async ValueTask OnDeploymentEventAsync(SessionContext context, ScaleWatchState state, string name, WatchEvent<Deployment> ev)
+    {
+        if (state.Stopped || context.Stopping.IsCancellationRequested) return;
+        if (ev.Type == WatchEventType.Deleted)
+        {
+            context.Output.Warning($"Deployment {_namespace}/{name} was deleted while its Service was exchanged; there is nothing to scale back when the session stops.");
+            return;
+        }
+        if (ev.Type is not (WatchEventType.Added or WatchEventType.Modified) || ev.Object?.Spec?.Replicas is not { } current || current == 0) return;
+        context.Output.Warning($"Deployment {_namespace}/{name} was scaled to {current} by someone else (e.g. a redeploy); scaling it to 0 again.");
+        try
+        {
+            await Task.Delay(_options.ReapplyDelay, context.Stopping).ConfigureAwait(false);
+            if (state.Stopped) return;
+            await _client.Deployments.SetReplicasAsync(name, 0, _namespace, context.Stopping).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (context.Stopping.IsCancellationRequested)
+        {
+        }
+        catch (KubeNotFoundException)
+        {
+            // The Deleted event follows.
+        }
+        catch (KtException e)
+        {
+            context.Output.Warning($"Could not scale Deployment {_namespace}/{name} to 0 again: {e.Message}");
+        }
+    }
+
+    /// <summary>Scale mode's stop waits for the original pods (bounded by RecoverWaitTime) so the Service is never left empty unnoticed.</summary>
+    private async Task WaitReadyAsync(IKtOutput output, string name, int replicas, CancellationToken cancellationToken)
+    {
+        if (replicas == 0) return;
+        var deadline = DateTime.UtcNow + _options.RecoverWaitTime;
+        output.Progress("Restoring", $"Waiting for Deployment {_namespace}/{name} to have {replicas} ready replicas");
+        while (true)
+        {
+            var d = await _client.Deployments.GetAsync(name, _namespace, cancellationToken).ConfigureAwait(false);
+            if ((d.Status?.ReadyReplicas ?? 0) >= replicas) return;
+            if (DateTime.UtcNow >= deadline)
+            {
+                output.Warning($"Deployment {_namespace}/{name} was scaled back to {replicas} but has {d.Status?.ReadyReplicas ?? 0} ready replicas after " +
+                    $"{_options.RecoverWaitTime.TotalSeconds:0} s; the shadow is removed anyway.");
+                return;
+            }
+            await Task.Delay(TimeSpan.FromMilliseconds(500), cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private ShadowPodSpec ShadowSpec(string key, string baseName, string? target, IReadOnlyList<KeyValuePair<string, string>> config,
+        IReadOnlyDictionary<string, string>? roleLabels, IReadOnlyList<ShadowPort> ports, string sessionId)
+    {
+        var annotations = new Dictionary<string, string>(_options.Annotations, StringComparer.Ordinal)
+        {
+            [ExchangeHolders.HostAnnotation] = Environment.MachineName,
+            [ExchangeHolders.SessionAnnotation] = sessionId,
+        };
+        return _options.ToShadowSpec(KtConventions.ExchangeShadowName(baseName), _namespace, KtConventions.Roles.ShadowExchange, key) with
+        {
+            Target = target,
+            Config = config,
+            RoleLabels = roleLabels,
+            Ports = ports,
+            ExtraAnnotations = annotations,
+        };
+    }
+
+    private static bool ApplySelector(Service svc, IReadOnlyDictionary<string, string> ours, IReadOnlyDictionary<string, string> original)
+    {
+        svc.Spec ??= new ServiceSpec();
+        svc.Metadata.Annotations ??= new Dictionary<string, string>(StringComparer.Ordinal);
+        var changed = false;
+        if (svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation) is null)
+        {
+            svc.Metadata.Annotations[KtConventions.SelectorAnnotation] = KtConventions.FormatSelector(original);
+            changed = true;
+        }
+        if (!SameSelector(svc.Spec.Selector, ours))
+        {
+            svc.Spec.Selector = new Dictionary<string, string>(ours, StringComparer.Ordinal);
+            changed = true;
+        }
+        return changed;
+    }
+
+    private async ValueTask OnServiceEventAsync(SessionContext context, ChangeJournal journal, string sessionId, SelectorWatchState state,
+        List<JournalEntry> entries, WatchEvent<Service> ev)
+    {
+        if (state.Stopped || context.Stopping.IsCancellationRequested) return;
+        if (ev.Type == WatchEventType.Deleted)
+        {
+            state.Stopped = true;
+            context.Fail(new KtException("ExchangedServiceDeleted", KtErrorCategory.ObjectNotFound,
+                $"Service '{ServiceKey}' was deleted while it was exchanged; the exchange ended. Its shadow is removed.", null, _options.Service));
+            return;
+        }
+        if (ev.Type is not (WatchEventType.Added or WatchEventType.Modified) || ev.Object is not { } svc) return;
+        if (SameSelector(svc.Spec?.Selector, state.Ours) && svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation) is not null) return;
+        context.Output.Warning($"Service {ServiceKey} was changed by someone else (selector {KtConventions.FormatSelector(svc.Spec?.Selector ?? [])}, " +
+            "e.g. a redeploy); re-applying the exchange.");
+        try
+        {
+            await Task.Delay(_options.ReapplyDelay, context.Stopping).ConfigureAwait(false);
+            await _client.Services.UpdateWithRetryAsync(_options.Service, async (current, ct) =>
+            {
+                if (state.Stopped) return false;
+                var recorded = current.Metadata.GetAnnotation(KtConventions.SelectorAnnotation);
+                var selector = current.Spec?.Selector ?? [];
+                if (recorded is null && !SameSelector(selector, state.Ours) && selector.Count > 0)
+                {
+                    // The redeployed selector is what must come back at the end: journal it before it is replaced.
+                    var original = new Dictionary<string, string>(selector, StringComparer.Ordinal);
+                    entries.Add(await ClusterJournal.RecordAsync(journal, Change(KtObjectKind.Service, _options.Service, ClusterChangeKind.SelectorChanged) with
+                    {
+                        OriginalSelector = original,
+                    }, sessionId, ct).ConfigureAwait(false));
+                    return ApplySelector(current, state.Ours, original);
+                }
+                if (recorded is null) return false;
+                return ApplySelector(current, state.Ours, KtConventions.ParseSelector(recorded, current.Key));
+            }, _namespace, context.Stopping).ConfigureAwait(false);
+            context.Output.Verbose($"Re-applied the exchange selector on Service {ServiceKey}.");
+        }
+        catch (OperationCanceledException) when (context.Stopping.IsCancellationRequested)
+        {
+        }
+        catch (KubeNotFoundException)
+        {
+            // The Deleted event follows.
+        }
+        catch (KtException e)
+        {
+            context.Output.Warning($"Could not re-apply the exchange on Service {ServiceKey}: {e.Message}");
+        }
+    }
+
+    private async Task<Service> GetServiceAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await _client.Services.GetAsync(_options.Service, _namespace, cancellationToken).ConfigureAwait(false);
+        }
+        catch (KubeNotFoundException e)
+        {
+            throw new KtException("ServiceNotFound", KtErrorCategory.ObjectNotFound,
+                $"Service '{_options.Service}' does not exist in namespace '{_namespace}'.", e, _options.Service);
+        }
+    }
+
+    /// <summary>Scale mode: the one Deployment whose pods the Service selects (several would leave some serving: refused).</summary>
+    private async Task<Deployment> FindDeploymentAsync(Service service, CancellationToken cancellationToken)
+    {
+        var selector = service.Spec!.Selector!;
+        var all = await _client.Deployments.ListAllAsync(_namespace, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var matches = all.Items.Where(d => d.Metadata.GetLabel(KtConventions.ControlByLabel) != KtConventions.ControlByValue
+            && d.Spec?.Template?.Metadata?.Labels is { } l && selector.All(kv => l.TryGetValue(kv.Key, out var v) && v == kv.Value)).ToList();
+        return matches.Count switch
+        {
+            0 => throw new KtException("DeploymentNotFound", KtErrorCategory.ObjectNotFound,
+                $"No Deployment in '{_namespace}' runs the pods Service '{_options.Service}' selects ({KtConventions.FormatSelector(selector)}); " +
+                "scale mode needs one. Use --mode selector (-Mode Selector).", null, _options.Service),
+            1 => matches[0],
+            _ => throw new KtException("SeveralDeploymentsBehindService", KtErrorCategory.InvalidOperation,
+                $"Service '{ServiceKey}' selects the pods of several Deployments ({string.Join(", ", matches.Select(d => d.Metadata.Name))}); " +
+                "scale mode would leave the others serving. Use --mode selector (-Mode Selector).", null, _options.Service),
+        };
+    }
+
+    private ClusterChange Change(KtObjectKind kind, string name, ClusterChangeKind change) => new()
+    {
+        Server = _client.Configuration.Server.ToString(),
+        Namespace = _namespace,
+        ObjectKind = kind,
+        Name = name,
+        Change = change,
+    };
+
+    /// <summary>The shadow's container ports: the Service's target ports (named after them as kt-connect does).</summary>
+    private static List<ShadowPort> ShadowPorts(Service service, IReadOnlyList<PortMapping> mappings)
+    {
+        var ports = new List<ShadowPort>();
+        foreach (var m in mappings)
+        {
+            var sp = service.Spec?.Ports?.FirstOrDefault(p => p.Port == m.ServicePort);
+            ports.Add(sp?.TargetPort is { StringValue: { } named } ? new ShadowPort(m.TargetPort, named) : ShadowPort.ForIntTarget(m.TargetPort));
+        }
+        return ports;
+    }
+
+    internal static Dictionary<string, int> NamedContainerPorts(IEnumerable<PodSpec?> specs)
+    {
+        var named = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var c in specs.SelectMany(s => s?.Containers ?? []))
+            foreach (var p in c.Ports ?? [])
+                if (p.Name is { Length: > 0 } n) named.TryAdd(n, p.ContainerPort);
+        return named;
+    }
+
+    internal static string FormatSelector(IReadOnlyDictionary<string, string> selector) =>
+        string.Join(',', selector.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Key + "=" + p.Value));
+
+    internal static bool SameSelector(IReadOnlyDictionary<string, string>? a, IReadOnlyDictionary<string, string> b) =>
+        a is not null && a.Count == b.Count && b.All(kv => a.TryGetValue(kv.Key, out var v) && v == kv.Value);
+
+    private sealed class ScaleWatchState
+    {
+        public volatile bool Stopped;
+    }
+
+    private sealed class SelectorWatchState(IReadOnlyDictionary<string, string> ours)
+    {
+        public IReadOnlyDictionary<string, string> Ours { get; } = ours;
+
+        public volatile bool Stopped;
+    }
+}

@@ -1,0 +1,100 @@
+using System.Globalization;
+using KtConnect.Engine.Kube.Models;
+
+namespace KtConnect.Engine.Cluster.Exchange;
+
+/// <summary>
+/// How one exposed port reaches the cluster: the Service port clients call, the targetPort the shadow's sshd listens on
+/// (what the Service forwards to), and the local port connections are relayed to. <see cref="MatchedBy"/> says whether
+/// the given remote number was the Service port or the targetPort.
+/// </summary>
+public sealed record PortMapping(int LocalPort, int? ServicePort, int TargetPort, string? ServicePortName, PortMatch MatchedBy)
+{
+    /// <summary>What the session shows, e.g. <c>orders:80 -> targetPort 8080 -> 127.0.0.1:8080 (given as the Service port)</c>.</summary>
+    public string Describe(string service) => MatchedBy switch
+    {
+        PortMatch.ServicePort => string.Create(CultureInfo.InvariantCulture,
+            $"{service}:{ServicePort} -> shadow :{TargetPort} -> 127.0.0.1:{LocalPort} (remote {ServicePort} is the Service port; its targetPort is {TargetPort})"),
+        PortMatch.TargetPort => string.Create(CultureInfo.InvariantCulture,
+            $"{service}:{ServicePort} -> shadow :{TargetPort} -> 127.0.0.1:{LocalPort} (remote {TargetPort} is the targetPort)"),
+        _ => string.Create(CultureInfo.InvariantCulture, $"{service}:{TargetPort} -> shadow :{TargetPort} -> 127.0.0.1:{LocalPort}"),
+    };
+}
+
+/// <summary>Which number of the Service's port the remote part of <c>--expose</c> matched.</summary>
+public enum PortMatch
+{
+    /// <summary>The remote number is a targetPort (kt-connect's rule).</summary>
+    TargetPort,
+
+    /// <summary>The remote number is a Service port; its targetPort is used in the shadow.</summary>
+    ServicePort,
+
+    /// <summary>Preview: the new Service's port and targetPort are the remote number.</summary>
+    Preview,
+}
+
+/// <summary>Resolves <c>--expose</c> entries against a Service's ports (DESIGN.md §3: accept the Service port or its targetPort).</summary>
+public static class PortMapper
+{
+    /// <summary>
+    /// Maps each entry: a targetPort match wins (kt-connect's rule, and it is what the shadow must listen on); otherwise a
+    /// Service port match, whose targetPort is used. A named targetPort is resolved through <paramref name="namedPorts"/>
+    /// (container port names of the pods behind the Service). A number that is neither is refused, listing what exists.
+    /// </summary>
+    public static IReadOnlyList<PortMapping> Map(Service service, IReadOnlyList<ExposedPort> exposed,
+        IReadOnlyDictionary<string, int>? namedPorts = null)
+    {
+        ArgumentNullException.ThrowIfNull(service);
+        ArgumentNullException.ThrowIfNull(exposed);
+        var name = service.Metadata.Name ?? "?";
+        var ports = service.Spec?.Ports ?? [];
+        if (ports.Count == 0)
+            throw new KtException("ServiceHasNoPorts", KtErrorCategory.InvalidData, $"Service '{name}' has no ports to exchange.", null, name);
+        var resolved = ports.Select(p => (Port: p, Target: TargetOf(p, namedPorts))).ToList();
+        var result = new List<PortMapping>();
+        foreach (var e in exposed)
+        {
+            var byTarget = resolved.FirstOrDefault(r => r.Target == e.Remote);
+            if (byTarget.Port is not null)
+            {
+                result.Add(new PortMapping(e.Local, byTarget.Port.Port, e.Remote, byTarget.Port.Name, PortMatch.TargetPort));
+                continue;
+            }
+            var byPort = resolved.FirstOrDefault(r => r.Port.Port == e.Remote);
+            if (byPort.Port is not null)
+            {
+                if (byPort.Target is not { } t)
+                    throw new KtException("TargetPortUnresolved", KtErrorCategory.InvalidData,
+                        $"Service '{name}' port {e.Remote} has the named targetPort '{byPort.Port.TargetPort}', which no pod behind it declares; " +
+                        "give the container port number instead.", null, name);
+                result.Add(new PortMapping(e.Local, byPort.Port.Port, t, byPort.Port.Name, PortMatch.ServicePort));
+                continue;
+            }
+            var known = string.Join(", ", resolved.Select(r => string.Create(CultureInfo.InvariantCulture,
+                $"{r.Port.Port}->{(r.Target is { } x ? x.ToString(CultureInfo.InvariantCulture) : r.Port.TargetPort?.ToString())}")));
+            throw new KtException("PortNotInService", KtErrorCategory.InvalidArgument,
+                $"Port {e.Remote} is neither a port nor a targetPort of Service '{name}' (port->targetPort: {known}).", null, e.Remote);
+        }
+        var dup = result.GroupBy(m => m.TargetPort).FirstOrDefault(g => g.Count() > 1);
+        if (dup is not null)
+            throw new KtException("PortExposedTwice", KtErrorCategory.InvalidArgument,
+                $"targetPort {dup.Key} of Service '{name}' is exposed more than once.", null, dup.Key);
+        return result;
+    }
+
+    /// <summary>Preview: each remote port becomes a Service port with the same targetPort.</summary>
+    public static IReadOnlyList<PortMapping> MapPreview(IReadOnlyList<ExposedPort> exposed)
+    {
+        ArgumentNullException.ThrowIfNull(exposed);
+        ExposedPort.Validate(exposed);
+        return [.. exposed.Select(e => new PortMapping(e.Local, e.Remote, e.Remote, KtConventions.ServicePortName(e.Remote), PortMatch.Preview))];
+    }
+
+    private static int? TargetOf(ServicePort p, IReadOnlyDictionary<string, int>? named)
+    {
+        if (p.TargetPort is not { } t) return p.Port; // an unset targetPort defaults to the port
+        if (t.IntValue is { } i) return i;
+        return t.StringValue is { } s && named is not null && named.TryGetValue(s, out var n) ? n : null;
+    }
+}
