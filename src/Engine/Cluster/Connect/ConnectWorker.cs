@@ -65,11 +65,19 @@ public sealed class ConnectWorker : ISessionWorker
             }
         }
 
-        var connection = await ShadowSetup.StartAsync(context, _client, _options,
-            key => _options.ToShadowSpec(KtConventions.ConnectShadowName(), _namespace, KtConventions.Roles.ShadowConnect, key),
-            cancellationToken).ConfigureAwait(false);
-        var link = connection.Link;
-        var podName = connection.PodName;
+        ShadowPodSpec SpecForKey(string key) => _options.ToShadowSpec(KtConventions.ConnectShadowName(), _namespace, KtConventions.Roles.ShadowConnect, key);
+        ShadowLink link;
+        string podName;
+        if (_options.ShareShadow)
+        {
+            var shared = await SharedShadowSetup.StartAsync(context, _client, _options, SpecForKey, cancellationToken).ConfigureAwait(false);
+            (link, podName) = (shared.Link, shared.PodName);
+        }
+        else
+        {
+            var connection = await ShadowSetup.StartAsync(context, _client, _options, SpecForKey, cancellationToken).ConfigureAwait(false);
+            (link, podName) = (connection.Link, connection.PodName);
+        }
         var dialer = new SshFlowDialer(link);
 
         switch (_options.Mode)
