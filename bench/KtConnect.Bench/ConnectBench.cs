@@ -158,19 +158,24 @@ internal sealed class ConnectBench : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts `kt args` in the laptop and waits for its "Press Ctrl+C"; returns the process and when that line came.</summary>
-    public async Task<(Process Process, DateTime Ready)> StartKtAsync(IReadOnlyList<string> args, CancellationToken ct)
+    /// <summary>
+    /// Starts `kt args` in the laptop and waits for its "Press Ctrl+C"; returns the process, when that line came, and a
+    /// lookup of when the first line containing a text came (kt's progress lines, for breakdowns).
+    /// </summary>
+    public async Task<(Process Process, DateTime Ready, Func<string, DateTime?> LineTime, Func<DateTime, string> Timeline)> StartKtAsync(IReadOnlyList<string> args, CancellationToken ct)
     {
         var p = Kt.Start(args);
         var ready = new TaskCompletionSource<DateTime>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var log = new System.Text.StringBuilder();
-        p.OutputDataReceived += (_, e) =>
+        var log = new List<(DateTime At, string Line)>();
+        void Add(string? line)
         {
-            if (e.Data is null) return;
-            lock (log) log.AppendLine(e.Data);
-            if (e.Data.Contains("Press Ctrl+C", StringComparison.Ordinal)) ready.TrySetResult(DateTime.UtcNow);
-        };
-        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine(e.Data); };
+            if (line is null) return;
+            var now = DateTime.UtcNow;
+            lock (log) log.Add((now, line));
+            if (line.Contains("Press Ctrl+C", StringComparison.Ordinal)) ready.TrySetResult(now);
+        }
+        p.OutputDataReceived += (_, e) => Add(e.Data);
+        p.ErrorDataReceived += (_, e) => Add(e.Data);
         p.BeginOutputReadLine();
         p.BeginErrorReadLine();
         var exited = p.WaitForExitAsync(ct);
@@ -178,9 +183,17 @@ internal sealed class ConnectBench : IAsyncDisposable
         if (first != ready.Task)
         {
             Kill(p);
-            lock (log) throw new InvalidOperationException("kt connect did not start:\n" + log);
+            lock (log) throw new InvalidOperationException("kt connect did not start:\n" + string.Join('\n', log.Select(l => l.Line)));
         }
-        return (p, await ready.Task.ConfigureAwait(false));
+        DateTime? LineTime(string text)
+        {
+            lock (log) return log.Where(l => l.Line.Contains(text, StringComparison.Ordinal)).Select(l => (DateTime?)l.At).FirstOrDefault();
+        }
+        string Timeline(DateTime origin)
+        {
+            lock (log) return string.Join('\n', log.Select(l => $"{(l.At - origin).TotalMilliseconds,8:F1} ms  {l.Line}"));
+        }
+        return (p, await ready.Task.ConfigureAwait(false), LineTime, Timeline);
     }
 
     /// <summary>SIGTERM (kt restores everything) and wait.</summary>

@@ -29,13 +29,13 @@ public sealed class ConnectThroughputScenario : IScenario
         await using var b = await ConnectBench.StartAsync(defaultRoute: true, cancellationToken).ConfigureAwait(false);
         var ours = b.WebIps[0];
         var theirs = b.WebIps[1]; // sshuttle's capture; kept out of our tun so only sshuttle can carry it
-        var (tun, _) = await b.StartKtAsync(["connect", "-n", ConnectBench.Ns, "--mode", "tun", "--dnsMode", "none", "--shareShadow",
+        var (tun, _, _, _) = await b.StartKtAsync(["connect", "-n", ConnectBench.Ns, "--mode", "tun", "--dnsMode", "none", "--shareShadow",
             "--excludeIps", theirs + "/32"], cancellationToken).ConfigureAwait(false);
         Process? socks = null;
         Process? sshuttle = null;
         try
         {
-            (socks, _) = await b.StartKtAsync(["connect", "-n", ConnectBench.Ns, "--mode", "socks", "--proxyPort", "2300", "--shareShadow"], cancellationToken)
+            (socks, _, _, _) = await b.StartKtAsync(["connect", "-n", ConnectBench.Ns, "--mode", "socks", "--proxyPort", "2300", "--shareShadow"], cancellationToken)
                 .ConfigureAwait(false);
             var cm = await b.Client.ConfigMaps.GetAsync(KtConventions.SharedShadowName, ConnectBench.Ns, cancellationToken).ConfigureAwait(false);
             var key = Path.Combine(b.Directory, "shared.key");
