@@ -13,7 +13,7 @@ namespace KtConnect.Bench;
 /// <summary>
 /// What the connect scenarios share: a simulated cluster (pods are processes in namespaces on this machine) with
 /// namespace <c>bench</c> and two "web" pods, each also running nginx on <see cref="WebPort"/> serving
-/// <c>/big</c> and <c>/small</c>; `kt` run as a process in the laptop namespace; a python client run in the laptop
+/// <c>/big</c> (128 MiB), <c>/part</c> (16 MiB, for each of 8 flows) and <c>/small</c>; `kt` run as a process in the laptop namespace; a python client run in the laptop
 /// (download throughput, small-request latency, first-success probe, optionally through SOCKS5); a
 /// kubectl-like port-forward to a pod's port exposed to the laptop; OpenSSH peers started in the laptop.
 /// </summary>
@@ -95,6 +95,13 @@ internal sealed class ConnectBench : IAsyncDisposable
             for (var c = 0; c < BigBytes / chunk.Length; c++) await big.WriteAsync(chunk, ct).ConfigureAwait(false);
         }
         await File.WriteAllTextAsync(Path.Combine(www, "small"), "ok\n", ct).ConfigureAwait(false);
+        // Per flow when 8 run at once: the same total as one big download, so a slow peer does not take minutes a run.
+        await using (var part = File.Create(Path.Combine(www, "part")))
+        {
+            var chunk = new byte[1 << 20];
+            Random.Shared.NextBytes(chunk);
+            for (var c = 0; c < BigBytes / 8 / chunk.Length; c++) await part.WriteAsync(chunk, ct).ConfigureAwait(false);
+        }
 
         Cluster.Apply("""{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"bench"}}""");
         Cluster.Apply(new JsonObject
@@ -293,7 +300,7 @@ internal sealed class ConnectBench : IAsyncDisposable
 
     /// <summary>Download MiB/s with <paramref name="flows"/> parallel connections; <paramref name="socks"/> "host:port" or null.</summary>
     public async Task<double> DownloadAsync(string ip, int flows, string? socks, CancellationToken ct) =>
-        double.Parse(await ClientAsync(["get", ip, WebPort.ToString(CultureInfo.InvariantCulture), "/big", flows.ToString(CultureInfo.InvariantCulture), socks ?? "-"], ct)
+        double.Parse(await ClientAsync(["get", ip, WebPort.ToString(CultureInfo.InvariantCulture), flows == 1 ? "/big" : "/part", flows.ToString(CultureInfo.InvariantCulture), socks ?? "-"], ct)
             .ConfigureAwait(false), CultureInfo.InvariantCulture);
 
     /// <summary>p50 and p99 in ms of <paramref name="count"/> sequential small requests, each on a new connection.</summary>

@@ -24,7 +24,8 @@ public static class SharedShadowSetup
 
     /// <summary>
     /// Creates or joins the shared shadow and returns the key to log in with. The release is handed to
-    /// <paramref name="defer"/> as soon as the count is held; a joiner's unusable stored key releases before the error.
+    /// <paramref name="defer"/> as soon as the count is held (without one, an unusable stored key releases here before
+    /// the error).
     /// </summary>
     public static async Task<SharedShadowAccess> AcquireAsync(ShadowPods shadows, Func<string, ShadowPodSpec> specForKey, DeferUndo? defer,
         string comment, CancellationToken cancellationToken)
@@ -43,7 +44,8 @@ public static class SharedShadowSetup
             own.Dispose();
             throw;
         }
-        if (lease.Created) return new SharedShadowAccess(lease, own);
+        // Even a creator may find a ConfigMap left by a user leaving at that moment; the pod mounts whatever key it holds.
+        if (lease.Created && lease.AuthorizedKey == own.ToAuthorizedKeysLine()) return new SharedShadowAccess(lease, own);
         own.Dispose();
         try
         {
