@@ -84,4 +84,22 @@ public sealed class SharedShadowSetupTests
         await using var lease = await shadows.AcquireSharedAsync(SpecForKey(authorized.ToAuthorizedKeysLine()) with { PrivateKey = stored.ToPkcs1Pem() }, null);
         Assert.Equal("SharedShadowKeyUnusable", Assert.Throws<KtException>(() => SharedShadowSetup.JoinerIdentity(lease)).ErrorId);
     }
+
+    [Fact]
+    public async Task A_creator_that_finds_a_leftover_configmap_logs_in_with_the_key_the_pod_will_mount()
+    {
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false });
+        var shadows = new ShadowPods(sim.Client);
+        using var left = SshKeyPair.GenerateRsa(SharedShadowSetup.RsaBits, "left");
+        // The last user is leaving: its pod is gone, its ConfigMap not yet.
+        await sim.Client.ConfigMaps.CreateAsync(
+            (SpecForKey(left.ToAuthorizedKeysLine()) with { Name = KtConventions.SharedShadowName, PrivateKey = left.ToPkcs1Pem() })
+                .BuildConfigMap(DateTimeOffset.UtcNow), Ns);
+        var access = await SharedShadowSetup.AcquireAsync(shadows, SpecForKey, null, "new", CancellationToken.None);
+        using var identity = access.Identity;
+        Assert.True(access.Lease.Created);
+        Assert.Equal(left.PublicKey.Blob.ToArray(), identity.PublicKey.Blob.ToArray());
+        await access.Lease.ReleaseAsync(CancellationToken.None);
+        Assert.Equal(0, ShadowPodTests.KtObjects(sim.Server));
+    }
 }
