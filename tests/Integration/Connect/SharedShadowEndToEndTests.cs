@@ -41,6 +41,7 @@ public sealed class SharedShadowEndToEndTests(ConnectClusterFixture f)
             }
 
             Assert.Equal(0, await first.SignalAndWaitAsync(SigTerm));
+            Assert.Equal(1, SharedPods());
             Assert.Equal("1", RefCount());
             var (after, afterOutput) = await OrdersThrough(2232);
             Assert.True(after == 0, afterOutput + "\n" + second.Stderr);
