@@ -15,6 +15,7 @@ internal static class ConnectVerb
         new("disablePodIp", null, false, "Do not sample pod addresses to find the pod ranges"),
         new("proxyPort", null, true, "SOCKS5/HTTP CONNECT port on 127.0.0.1 (socks mode)", "2223"),
         new("ignoreRouteConflicts", null, false, "Route even when a cluster range overlaps a local network"),
+        new("shareShadow", null, false, "Share the ref-counted shadow pod kt-connect-shadow-daemon with other users (ktctl too)"),
     ];
 
     internal static readonly Verb Verb = new("connect", "Make the cluster's Services, pods and DNS names reachable from this machine", Flags, RunAsync);
@@ -62,6 +63,7 @@ internal static class ConnectVerb
             DisablePodIp = a.Flag("disablePodIp"),
             ProxyPort = a.Int("proxyPort", 2223),
             IgnoreRouteConflicts = a.Flag("ignoreRouteConflicts"),
+            ShareShadow = a.Flag("shareShadow"),
         };
     }
 }

@@ -53,6 +53,9 @@ public sealed class ConnectKtClusterCommand : KtClusterCmdlet
     public SwitchParameter ShadowDeployment { get; set; }
 
     [Parameter]
+    public SwitchParameter ShareShadow { get; set; }
+
+    [Parameter]
     [ValidatePattern(@"^(\d+(\.\d+)?c)?(,?\d+[kKmMgG])?$")]
     public string? PodQuota { get; set; }
 
@@ -72,6 +75,7 @@ public sealed class ConnectKtClusterCommand : KtClusterCmdlet
                 DisablePodIp = DisablePodIp,
                 IgnoreRouteConflicts = IgnoreRouteConflict,
                 UseShadowDeployment = ShadowDeployment,
+                ShareShadow = ShareShadow,
                 PodQuota = PodQuota,
             };
         }
@@ -82,7 +86,7 @@ public sealed class ConnectKtClusterCommand : KtClusterCmdlet
         }
 
         var target = $"namespace '{Namespace ?? "(context default)"}'" + (Context is null ? "" : $" in context '{Context}'");
-        if (!ShouldProcess(target, $"Connect in {Mode} mode (create a shadow pod{(Mode == KtConnectMode.Socks ? "" : ", routes and DNS")})"))
+        if (!ShouldProcess(target, $"Connect in {Mode} mode ({(ShareShadow ? "join or create the shared shadow pod" : "create a shadow pod")}{(Mode == KtConnectMode.Socks ? "" : ", routes and DNS")})"))
             return;
         Session session;
         try

@@ -51,6 +51,12 @@ public sealed record ConnectOptions : ShadowOptions
     /// <summary>Where the split-DNS server listens; resolv.conf and NRPT need port 53.</summary>
     public System.Net.IPEndPoint DnsListen { get; init; } = new(System.Net.IPAddress.Parse("127.0.0.153"), 53);
 
+    /// <summary>
+    /// kt-connect's --shareShadow: join (or create) the ref-counted shadow <c>kt-connect-shadow-daemon</c>, logging in with
+    /// the RSA key kept in its ConfigMap, so several users (ktctl too) share one pod.
+    /// </summary>
+    public bool ShareShadow { get; init; }
+
     /// <summary>Root under which resolver files live (tests give a temporary root).</summary>
     public string? SystemRoot { get; init; }
 }

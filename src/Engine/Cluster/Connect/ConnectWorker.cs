@@ -65,11 +65,20 @@ public sealed class ConnectWorker : ISessionWorker
             }
         }
 
-        var connection = await ShadowSetup.StartAsync(context, _client, _options,
-            key => _options.ToShadowSpec(KtConventions.ConnectShadowName(), _namespace, KtConventions.Roles.ShadowConnect, key),
-            cancellationToken).ConfigureAwait(false);
-        var link = connection.Link;
-        var podName = connection.PodName;
+        ShadowPodSpec SpecForKey(string key) => _options.ToShadowSpec(KtConventions.ConnectShadowName(), _namespace, KtConventions.Roles.ShadowConnect, key);
+        ShadowLink link;
+        string podName;
+        if (_options.ShareShadow)
+        {
+            var shared = await SharedShadowSetup.StartAsync(context, _client, _options, SpecForKey, cancellationToken).ConfigureAwait(false);
+            (link, podName) = (shared.Link, shared.PodName);
+        }
+        else
+        {
+            var connection = await ShadowSetup.StartAsync(context, _client, _options, SpecForKey, cancellationToken).ConfigureAwait(false);
+            (link, podName) = (connection.Link, connection.PodName);
+        }
+        output.Verbose($"SSH to {_namespace}/{podName} is up");
         var dialer = new SshFlowDialer(link);
 
         switch (_options.Mode)
@@ -145,6 +154,7 @@ public sealed class ConnectWorker : ISessionWorker
             _options.IgnoreRouteConflicts, sessionId, cancellationToken: cancellationToken).ConfigureAwait(false);
         context.Defer("remove routes", _ => routes.DisposeAsync().AsTask());
         foreach (var r in routes.Routes) context.AddRoute($"{r} dev {tun.Name}");
+        context.Output.Verbose($"Device {tun.Name} is up with {routes.Routes.Count} routes");
     }
 
     [System.Runtime.Versioning.SupportedOSPlatform("linux")]

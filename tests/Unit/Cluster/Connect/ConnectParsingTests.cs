@@ -38,6 +38,8 @@ public sealed class ConnectParsingTests
         Assert.True(o.UseShadowDeployment);
         Assert.Equal("my/shadow:1", o.Image);
         Assert.Equal(ConnectMode.Tun, ConnectVerb.Parse(Args("connect", "--mode", "tun2socks")).Mode);
+        Assert.False(o.ShareShadow);
+        Assert.True(ConnectVerb.Parse(Args("connect", "--shareShadow")).ShareShadow);
     }
 
     [Theory]
