@@ -5,6 +5,7 @@ using KtConnect.Engine.Dns;
 using KtConnect.Engine.Kube;
 using KtConnect.Engine.Net;
 using KtConnect.Engine.Net.Linux;
+using KtConnect.Engine.Net.MacOS;
 using KtConnect.Engine.Net.Redirect;
 using KtConnect.Engine.Net.Routes;
 using KtConnect.Engine.Sessions;
@@ -89,7 +90,7 @@ public sealed class ConnectWorker : ISessionWorker
             case ConnectMode.Tun when OperatingSystem.IsLinux():
                 await StartTunAsync(context, journal, dialer, ranges, apiServer, sessionId, cancellationToken).ConfigureAwait(false);
                 break;
-            case ConnectMode.Redirect when OperatingSystem.IsLinux():
+            case ConnectMode.Redirect when OperatingSystem.IsLinux() || OperatingSystem.IsMacOS():
                 await StartRedirectAsync(context, journal, dialer, ranges, sessionId, cancellationToken).ConfigureAwait(false);
                 break;
             default:
@@ -158,6 +159,7 @@ public sealed class ConnectWorker : ISessionWorker
     }
 
     [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    [System.Runtime.Versioning.SupportedOSPlatform("macos")]
     private async Task StartRedirectAsync(SessionContext context, ChangeJournal journal, SshFlowDialer dialer, IReadOnlyList<Cidr> ranges,
         string sessionId, CancellationToken cancellationToken)
     {
@@ -167,12 +169,20 @@ public sealed class ConnectWorker : ISessionWorker
         var listener = new TransparentListener(socket, dialer);
         listener.Start();
         context.Defer("stop the transparent listener", _ => listener.DisposeAsync().AsTask());
-        var backend = ProcessRunner.IsOnPath("nft") ? FirewallBackend.Nftables : FirewallBackend.Iptables;
         var excludes = _options.ExcludeIps.Select(Cidr.Parse).Select(ToNetwork).ToList();
-        var redirect = await FirewallRedirect.ApplyAsync(backend, FirewallRedirect.DefaultTable,
-            new RedirectRule(ranges.Select(ToNetwork).ToList(), excludes, listener.LocalEndPoint.Port), journal,
-            sessionId: sessionId, cancellationToken: cancellationToken).ConfigureAwait(false);
-        context.Defer($"remove the {backend.ToString().ToLowerInvariant()} redirect", _ => redirect.DisposeAsync().AsTask());
+        var rule = new RedirectRule(ranges.Select(ToNetwork).ToList(), excludes, listener.LocalEndPoint.Port);
+        if (OperatingSystem.IsMacOS())
+        {
+            var pf = await PfRedirect.ApplyAsync(rule, journal, sessionId: sessionId, cancellationToken: cancellationToken).ConfigureAwait(false);
+            context.Defer($"remove the pf redirect (anchor {PfRedirect.DefaultAnchor})", _ => pf.DisposeAsync().AsTask());
+        }
+        else
+        {
+            var backend = ProcessRunner.IsOnPath("nft") ? FirewallBackend.Nftables : FirewallBackend.Iptables;
+            var redirect = await FirewallRedirect.ApplyAsync(backend, FirewallRedirect.DefaultTable, rule, journal,
+                sessionId: sessionId, cancellationToken: cancellationToken).ConfigureAwait(false);
+            context.Defer($"remove the {backend.ToString().ToLowerInvariant()} redirect", _ => redirect.DisposeAsync().AsTask());
+        }
         foreach (var r in ranges) context.AddRoute($"{r} redirect :{listener.LocalEndPoint.Port}");
     }
 

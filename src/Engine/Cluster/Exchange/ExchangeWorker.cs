@@ -1,4 +1,5 @@
 using System.Globalization;
+using KtConnect.Engine.Cluster.Recovery;
 using KtConnect.Engine.Cluster.Tunnel;
 using KtConnect.Engine.Kube;
 using KtConnect.Engine.Kube.Models;
@@ -357,7 +358,7 @@ public sealed class ExchangeWorker : ISessionWorker
 
     private ClusterChange Change(KtObjectKind kind, string name, ClusterChangeKind change) => new()
     {
-        Server = _client.Configuration.Server.ToString(),
+        Server = ClusterRecovery.ServerKey(_client.Configuration.Server),
         Namespace = _namespace,
         ObjectKind = kind,
         Name = name,

@@ -1,3 +1,4 @@
+using KtConnect.Engine.Cluster.Recovery;
 using KtConnect.Engine.Cluster.Tunnel;
 using KtConnect.Engine.Kube;
 using KtConnect.Engine.Kube.Models;
@@ -60,16 +61,9 @@ public sealed class PreviewWorker : ISessionWorker
         await RemoteForwards.StartAsync(context, connection.Link, mappings, _options.Name, cancellationToken).ConfigureAwait(false);
 
         var service = BuildService(spec!.SelectorLabels(), mappings, _client.Clock.UtcNow);
-        var entry = await ClusterJournal.RecordAsync(journal, new ClusterChange
-        {
-            Server = _client.Configuration.Server.ToString(),
-            Namespace = _namespace,
-            ObjectKind = KtObjectKind.Service,
-            Name = _options.Name,
-            Change = ClusterChangeKind.Created,
-        }, sessionId, cancellationToken).ConfigureAwait(false);
-        var created = false;
         var serviceRef = new KtObjectRef(KtObjectKind.Service, _namespace, _options.Name);
+        var entry = (await ClusterRecovery.RecordCreatedAsync(journal, _client, [serviceRef], sessionId, cancellationToken).ConfigureAwait(false))[0];
+        var created = false;
         context.Defer($"delete Service {key}", async ct =>
         {
             connection.Heartbeat.Untrack(serviceRef);
