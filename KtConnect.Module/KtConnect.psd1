@@ -16,6 +16,7 @@
     CmdletsToExport      = @(
         'Connect-KtCluster'
         'Start-KtExchange'
+        'Start-KtMesh'
         'New-KtPreview'
         'Get-KtSession'
         'Stop-KtSession'

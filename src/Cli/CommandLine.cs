@@ -29,7 +29,7 @@ internal static class CommandLine
     ];
 
     /// <summary>The verbs this build implements; others are refused with a clear message.</summary>
-    internal static readonly IReadOnlyList<Verb> Verbs = [ConnectVerb.Verb, ExchangeVerb.Verb, PreviewVerb.Verb, ForwardVerb.Verb, CleanVerb.Verb, RecoverVerb.Verb];
+    internal static readonly IReadOnlyList<Verb> Verbs = [ConnectVerb.Verb, ExchangeVerb.Verb, MeshVerb.Verb, PreviewVerb.Verb, ForwardVerb.Verb, CleanVerb.Verb, RecoverVerb.Verb];
 
     public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr)
     {

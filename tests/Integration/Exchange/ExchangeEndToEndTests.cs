@@ -286,6 +286,39 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task Manual_mesh_adds_a_labelled_shadow_the_service_balances_to_and_stop_removes_it()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var kt = await f.StartKtAsync("mesh", "orders", "-n", "dev", "--mode", "manual", "--versionMark", "v2", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        try
+        {
+            Assert.Contains("Mesh session", kt.Stdout, StringComparison.Ordinal);
+            var pod = f.Cluster.Store.Get(ResourceTypes.Pods, "dev", "orders-kt-mesh-v2")!;
+            var labels = pod["metadata"]!["labels"]!;
+            Assert.Equal(("orders", "v2", "shadow-mesh"), (labels["app"]!.GetValue<string>(), labels["version"]!.GetValue<string>(), labels["kt-role"]!.GetValue<string>()));
+            // The Service is left alone: it balances across its pods and the shadow.
+            Assert.True(System.Text.Json.Nodes.JsonNode.DeepEquals(before.Objects["Service dev/orders"], f.Cluster.Snapshot("dev").Objects["Service dev/orders"]));
+            await f.WaitServedAsync("orders", 3);
+            var podIp = pod["status"]!["podIP"]!.GetValue<string>();
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync($"http://{podIp}:8080/", "laptop"), StringComparison.Ordinal);
+            Assert.Contains("laptop", await f.WaitAnswerAsync("http://orders.dev/", "laptop"), StringComparison.Ordinal);
+            Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-"), StringComparison.Ordinal);
+
+            // The same version twice is refused, naming the shadow in the way.
+            var again = await f.Kt.RunAsync(["mesh", "orders", "-n", "dev", "--mode", "manual", "--versionMark", "v2", "--expose", "18080:80"]);
+            Assert.Equal(1, again.ExitCode);
+            Assert.Contains("MeshVersionInUse", again.StandardError, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigInt));
+        }
+        Assert.Null(f.Cluster.Store.Get(ResourceTypes.Pods, "dev", "orders-kt-mesh-v2"));
+        await f.WaitServedAsync("orders", 2);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
     public async Task Bad_input_is_one_line_and_changes_nothing()
     {
         var before = f.Cluster.Snapshot();
@@ -297,6 +330,8 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
                      (["exchange", "nope", "-n", "dev", "--expose", "18080:80"], 1, "ServiceNotFound"),
                      (["exchange", "orders", "-n", "dev", "--expose", "18080:9999"], 1, "PortNotInService"),
                      (["preview", "Bad_Name", "-n", "dev", "--expose", "18080"], 2, "InvalidPreviewName"),
+                     (["mesh", "orders", "-n", "dev", "--expose", "18080"], 2, "MeshAutoModeNotAvailable"),
+                     (["mesh", "nope", "-n", "dev", "--mode", "manual", "--expose", "18080:80"], 1, "ServiceNotFound"),
                  })
         {
             var r = await f.Kt.RunAsync(args);

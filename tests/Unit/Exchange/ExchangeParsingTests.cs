@@ -12,6 +12,7 @@ public sealed class ExchangeParsingTests
         {
             "exchange" => ExchangeVerb.Flags,
             "preview" => PreviewVerb.Flags,
+            "mesh" => MeshVerb.Flags,
             _ => null,
         });
 
@@ -47,10 +48,28 @@ public sealed class ExchangeParsingTests
     [InlineData("InvalidCommandLine", "preview", "orders-next")]
     [InlineData("InvalidPreviewName", "preview", "Orders_Next", "--expose", "8080")]
     [InlineData("InvalidExposePort", "preview", "orders-next", "--expose", "0")]
+    [InlineData("InvalidCommandLine", "mesh", "orders")]
+    [InlineData("InvalidCommandLine", "mesh", "orders", "--expose", "8080", "--mode", "istio")]
+    [InlineData("MeshAutoModeNotAvailable", "mesh", "orders", "--expose", "8080")]
+    [InlineData("InvalidVersionMark", "mesh", "orders", "--expose", "8080", "--mode", "manual", "--versionMark", "Version:1")]
     public void Bad_flags_are_refused_before_anything_happens(string errorId, params string[] args)
     {
-        var e = Assert.ThrowsAny<KtException>(() => args[0] == "exchange" ? (object)ExchangeVerb.Parse(Args(args)) : PreviewVerb.Parse(Args(args)));
+        var e = Assert.ThrowsAny<KtException>(() => args[0] switch
+        {
+            "exchange" => (object)ExchangeVerb.Parse(Args(args)),
+            "mesh" => MeshVerb.Parse(Args(args)),
+            _ => PreviewVerb.Parse(Args(args)),
+        });
         Assert.Equal(errorId, e.ErrorId);
+    }
+
+    [Fact]
+    public void Kt_mesh_flags_map_onto_options()
+    {
+        var o = MeshVerb.Parse(Args("mesh", "svc/orders", "-n", "dev", "--expose", "8080:80", "--mode", "manual", "--versionMark", "track:canary"));
+        Assert.Equal(("orders", "dev", MeshMode.Manual, new VersionMark("track", "canary")), (o.Service, o.Namespace, o.Mode, o.Mark));
+        Assert.Equal([new ExposedPort(8080, 80)], o.Ports);
+        Assert.Equal("version", MeshVerb.Parse(Args("mesh", "orders", "--expose", "8080", "--mode", "manual")).Mark.Key);
     }
 
     [Fact]

@@ -77,12 +77,35 @@ public sealed class ServiceRecoveryTests : IDisposable
         Assert.Equal(
         [
             "Scale Deployment kt-test/orders back to 2 replicas (scale exchange orders-kt-exchange-fghij)",
-            "Delete Pod kt-test/orders-kt-exchange-fghij (an exchange shadow of orders)",
-            "Delete ConfigMap kt-test/orders-kt-exchange-fghij (an exchange shadow of orders)",
+            "Delete Pod kt-test/orders-kt-exchange-fghij (a kt shadow of orders)",
+            "Delete ConfigMap kt-test/orders-kt-exchange-fghij (a kt shadow of orders)",
         ], plan.Actions.Select(a => a.Description));
         await ServiceRecovery.ExecuteAsync(options, plan);
         Assert.Equal(2, (await sim.Client.Deployments.GetAsync("orders", Ns)).Spec!.Replicas);
         Assert.Null(await sim.Client.Pods.TryGetAsync("orders-kt-exchange-fghij", Ns));
+    }
+
+    [Fact]
+    public async Task A_manual_mesh_shadow_that_joined_the_service_is_deleted_and_the_service_left_alone()
+    {
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false }, Ns);
+        var s = sim.Server;
+        s.Apply("""{"apiVersion":"v1","kind":"Service","metadata":{"name":"orders","namespace":"kt-test"},"spec":{"selector":{"app":"orders"},"ports":[{"port":80}]}}""");
+        s.Apply("""
+            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"orders-kt-mesh-v2","namespace":"kt-test",
+             "labels":{"control-by":"kt","kt-role":"shadow-mesh","app":"orders","version":"v2"}},
+             "spec":{"containers":[{"name":"standalone","image":"shadow"}]}}
+            """);
+        s.Apply("""{"apiVersion":"v1","kind":"Pod","metadata":{"name":"orders-1","namespace":"kt-test","labels":{"app":"orders"}},"spec":{"containers":[{"name":"app","image":"app"}]}}""");
+        var options = new RecoverOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir), Namespace = Ns };
+
+        var plan = await ServiceRecovery.PlanAsync(options, "orders");
+        Assert.Equal([(CleanupActionKind.DeletePod, "orders-kt-mesh-v2"), (CleanupActionKind.DeleteConfigMap, "orders-kt-mesh-v2")],
+            plan.Actions.Select(a => (a.Kind, a.Name)));
+        await ServiceRecovery.ExecuteAsync(options, plan);
+        Assert.Null(await sim.Client.Pods.TryGetAsync("orders-kt-mesh-v2", Ns));
+        Assert.NotNull(await sim.Client.Pods.TryGetAsync("orders-1", Ns));
+        Assert.Equal(new Dictionary<string, string> { ["app"] = "orders" }, (await sim.Client.Services.GetAsync("orders", Ns)).Spec!.Selector);
     }
 
     [Fact]

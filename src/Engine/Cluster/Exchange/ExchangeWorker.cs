@@ -366,7 +366,7 @@ public sealed class ExchangeWorker : ISessionWorker
     };
 
     /// <summary>The shadow's container ports: the Service's target ports (named after them as kt-connect does).</summary>
-    private static List<ShadowPort> ShadowPorts(Service service, IReadOnlyList<PortMapping> mappings)
+    internal static List<ShadowPort> ShadowPorts(Service service, IReadOnlyList<PortMapping> mappings)
     {
         var ports = new List<ShadowPort>();
         foreach (var m in mappings)

@@ -22,7 +22,7 @@ public sealed record RecoverOptions
 /// <summary>
 /// ktctl recover: puts a Service that an exchange (or a crash during one) changed back to how it was, now, without a
 /// heartbeat check: selector from <c>kt-selector</c> (kt-selector and kt-lock removed), else a kt-lock removed; the
-/// exchange shadows the current selector picks deleted, and a scale exchange's Deployment scaled back from the
+/// exchange and manual-mesh shadows the current selector picks deleted, and a scale exchange's Deployment scaled back from the
 /// shadow's <c>kt-config</c>. Planning changes nothing; <see cref="StaleResources.ExecuteAsync"/> applies the plan.
 /// </summary>
 public static class ServiceRecovery
@@ -63,7 +63,9 @@ public static class ServiceRecovery
         if (selector is { Count: > 0 })
         {
             var kt = new ListOptions { LabelSelector = KtConventions.ControlBySelector };
-            bool Exchanged(ObjectMeta? m) => m?.GetLabel(KtConventions.RoleLabel) is KtConventions.Roles.ShadowExchange or KtConventions.Roles.Router
+            // Exchange shadows and routers the selector points at, and manual-mesh shadows that joined the Service.
+            bool Exchanged(ObjectMeta? m) => m?.GetLabel(KtConventions.RoleLabel)
+                    is KtConventions.Roles.ShadowExchange or KtConventions.Roles.Router or KtConventions.Roles.ShadowMesh
                 && Matches(selector, m.Labels);
             var pods = (await client.Pods.ListAllAsync(ns, kt, cancellationToken: cancellationToken).ConfigureAwait(false)).Items;
             var deployments = (await client.Deployments.ListAllAsync(ns, kt, cancellationToken: cancellationToken).ConfigureAwait(false)).Items;
@@ -79,14 +81,14 @@ public static class ServiceRecovery
             foreach (var d in deployments.Where(d => Exchanged(d.Spec?.Template?.Metadata)))
             {
                 ScaleBack(d);
-                deletes.Add(new CleanupAction(CleanupActionKind.DeleteDeployment, ns, d.Metadata.Name ?? "", $"an exchange shadow of {name}"));
-                deletes.Add(new CleanupAction(CleanupActionKind.DeleteConfigMap, ns, d.Metadata.Name ?? "", $"an exchange shadow of {name}"));
+                deletes.Add(new CleanupAction(CleanupActionKind.DeleteDeployment, ns, d.Metadata.Name ?? "", $"a kt shadow of {name}"));
+                deletes.Add(new CleanupAction(CleanupActionKind.DeleteConfigMap, ns, d.Metadata.Name ?? "", $"a kt shadow of {name}"));
             }
             foreach (var p in pods.Where(p => Exchanged(p.Metadata) && p.Metadata.OwnerReferences is not { Count: > 0 }))
             {
                 ScaleBack(p);
-                deletes.Add(new CleanupAction(CleanupActionKind.DeletePod, ns, p.Metadata.Name ?? "", $"an exchange shadow of {name}"));
-                deletes.Add(new CleanupAction(CleanupActionKind.DeleteConfigMap, ns, p.Metadata.Name ?? "", $"an exchange shadow of {name}"));
+                deletes.Add(new CleanupAction(CleanupActionKind.DeletePod, ns, p.Metadata.Name ?? "", $"a kt shadow of {name}"));
+                deletes.Add(new CleanupAction(CleanupActionKind.DeleteConfigMap, ns, p.Metadata.Name ?? "", $"a kt shadow of {name}"));
             }
         }
         if (!client.Clock.IsKnown) await client.GetServerVersionAsync(cancellationToken).ConfigureAwait(false);

@@ -1,0 +1,79 @@
+using System.Management.Automation;
+using KtConnect.Engine;
+using KtConnect.Engine.Cluster.Exchange;
+using KtConnect.Engine.Sessions;
+
+namespace KtConnect.Cmdlets;
+
+/// <summary>How a mesh session gets marked requests (mirrors the engine's MeshMode).</summary>
+public enum KtMeshMode
+{
+    Auto,
+    Manual,
+}
+
+/// <summary>Sends a Service's marked requests to local ports until the session stops.</summary>
+[Cmdlet(VerbsLifecycle.Start, "KtMesh", SupportsShouldProcess = true)]
+[OutputType(typeof(KtSession))]
+public sealed class StartKtMeshCommand : KtClusterCmdlet
+{
+    [Parameter(Mandatory = true, Position = 0)]
+    [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(ServiceCompleter))]
+    public string Service { get; set; } = "";
+
+    /// <summary>Local ports, each optionally followed by the Service port or targetPort it serves: <c>8080</c>, <c>8080:80</c>.</summary>
+    [Parameter(Mandatory = true, Position = 1)]
+    [ValidateNotNullOrEmpty]
+    public string[] Port { get; set; } = [];
+
+    [Parameter]
+    public KtMeshMode Mode { get; set; } = KtMeshMode.Auto;
+
+    /// <summary><c>val</c>, <c>key:</c> or <c>key:val</c>; the key defaults to <c>version</c>, the value to 5 random letters.</summary>
+    [Parameter]
+    public string? VersionMark { get; set; }
+
+    [Parameter]
+    public SwitchParameter SkipPortCheck { get; set; }
+
+    protected override void EndProcessing()
+    {
+        MeshOptions options;
+        try
+        {
+            options = CommonOptions(new MeshOptions()) with
+            {
+                Service = Service,
+                Ports = ExposedPort.Validate([.. Port.Select(ExposedPort.Parse)]),
+                Mode = Enum.Parse<MeshMode>(Mode.ToString()),
+                Mark = Engine.Cluster.Exchange.VersionMark.Parse(VersionMark),
+                SkipPortChecking = SkipPortCheck,
+            };
+            options.Validate();
+        }
+        catch (KtException e)
+        {
+            ThrowKtError(e, Service);
+            return;
+        }
+
+        var target = $"Service '{Service}' in namespace '{Namespace ?? "(context default)"}'";
+        var what = $"Add shadow pod {Engine.Cluster.KtConventions.MeshShadowName(Service, options.Mark.Version)} labelled {options.Mark.Key}={options.Mark.Version}, " +
+            "forwarding to local ports " + string.Join(", ", Port);
+        if (!ShouldProcess(target, what)) return;
+        Session session;
+        try
+        {
+            session = Run((output, ct) => Mesher.StartAsync(options, output, SessionRegistry.Default, cancellationToken: ct));
+        }
+        catch (KtException e)
+        {
+            ThrowKtError(e, Service);
+            return;
+        }
+        session.DetachOutput();
+        WriteObject(new KtSession(session.Snapshot()));
+        base.EndProcessing();
+    }
+}

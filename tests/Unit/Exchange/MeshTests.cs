@@ -1,0 +1,136 @@
+using System.Text.Json.Nodes;
+using KtConnect.Engine;
+using KtConnect.Engine.Cluster.Exchange;
+using KtConnect.Engine.Sessions;
+using KtConnect.KubeSim.Api;
+using KtConnect.KubeSim.Store;
+using KtConnect.Tests.Unit.Kube;
+
+namespace KtConnect.Tests.Unit.Exchange;
+
+/// <summary>Mesh (manual mode): the version mark, what is refused before anything changes, and the shadow's labels.</summary>
+public sealed class MeshTests : IDisposable
+{
+    private const string Ns = "kt-test";
+    private readonly string _journalDir = Path.Combine(Path.GetTempPath(), "ktmesh-journal-" + Guid.NewGuid().ToString("N")[..8]);
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_journalDir)) Directory.Delete(_journalDir, recursive: true);
+    }
+
+    [Theory]
+    [InlineData("v2", "version", "v2")]
+    [InlineData("track:canary", "track", "canary")]
+    [InlineData(" app-ver:7 ", "app-ver", "7")]
+    public void Version_marks_take_kt_connects_forms(string text, string key, string version) =>
+        Assert.Equal(new VersionMark(key, version), VersionMark.Parse(text));
+
+    [Theory]
+    [InlineData(null, "version")]
+    [InlineData("", "version")]
+    [InlineData("track:", "track")]
+    public void A_missing_version_is_five_random_lower_case_letters(string? text, string key)
+    {
+        var mark = VersionMark.Parse(text);
+        Assert.Equal(key, mark.Key);
+        Assert.Matches("^[a-z]{5}$", mark.Version);
+        Assert.NotEqual(mark.Version, VersionMark.Parse(text).Version); // 26^5 values: a repeat is one in 11.8 million
+    }
+
+    [Theory]
+    [InlineData("Track:v1")]
+    [InlineData("1track:v1")]
+    [InlineData("version:V1")]
+    [InlineData("version:v_1")]
+    [InlineData("version:-v1")]
+    [InlineData("a:b:c")]
+    public void Bad_version_marks_are_refused(string text) =>
+        Assert.Equal("InvalidVersionMark", Assert.Throws<KtException>(() => VersionMark.Parse(text)).ErrorId);
+
+    [Fact]
+    public void Auto_mode_and_over_long_names_are_refused_with_their_ids()
+    {
+        var o = new MeshOptions { Service = "orders", Ports = [new ExposedPort(8080, 80)], Mark = VersionMark.Parse("v2") };
+        Assert.Equal("MeshAutoModeNotAvailable", Assert.Throws<KtException>(o.Validate).ErrorId);
+        Assert.Equal("InvalidVersionMark", Assert.Throws<KtException>((o with { Mode = MeshMode.Manual, Service = new string('s', 53) }).Validate).ErrorId);
+        Assert.Equal("ServiceNameMissing", Assert.Throws<KtException>((o with { Mode = MeshMode.Manual, Service = " " }).Validate).ErrorId);
+        (o with { Mode = MeshMode.Manual }).Validate();
+    }
+
+    private MeshOptions Options(string service = "orders", string mark = "v2") => new()
+    {
+        Service = service,
+        Ports = [new ExposedPort(18080, 80)],
+        Mode = MeshMode.Manual,
+        Mark = VersionMark.Parse(mark),
+        SkipPortChecking = true,
+        PodCreationTimeout = TimeSpan.FromSeconds(2),
+        Journal = new ChangeJournal(_journalDir),
+    };
+
+    private static async Task<SimCluster> StartAsync()
+    {
+        var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false });
+        sim.Server.Apply("""{"apiVersion":"v1","kind":"Service","metadata":{"name":"orders","namespace":"kt-test"},"spec":{"selector":{"app":"orders"},"ports":[{"port":80,"targetPort":8080}]}}""");
+        return sim;
+    }
+
+    private static Task<Session> Start(SimCluster sim, MeshOptions o) =>
+        new SessionRegistry().StartAsync(new SessionRequest { Kind = SessionKind.Mesh, Namespace = Ns, Target = o.Service }, new MeshWorker(sim.Client, Ns, o));
+
+    private static string Objects(SimCluster sim) => string.Join('\n',
+        new[] { ResourceTypes.Services, ResourceTypes.Pods, ResourceTypes.ConfigMaps }
+            .SelectMany(t => sim.Server.Store.List(t, Ns).Items)
+            .Select(o => o["metadata"]!["name"]!.GetValue<string>() + " " + o["metadata"]!["labels"]?.ToJsonString() + " " + o["spec"]?.ToJsonString()));
+
+    [Fact]
+    public async Task What_cannot_work_is_refused_before_anything_changes()
+    {
+        await using var sim = await StartAsync();
+        sim.Server.Apply("""{"apiVersion":"v1","kind":"Service","metadata":{"name":"manual","namespace":"kt-test"},"spec":{"ports":[{"port":80}]}}""");
+        sim.Server.Apply("""{"apiVersion":"v1","kind":"Service","metadata":{"name":"versioned","namespace":"kt-test"},"spec":{"selector":{"app":"v","version":"v1"},"ports":[{"port":80}]}}""");
+        sim.Server.Apply("""{"apiVersion":"v1","kind":"Pod","metadata":{"name":"orders-kt-mesh-taken","namespace":"kt-test","labels":{"kt-role":"shadow-mesh"}},"spec":{"containers":[{"name":"standalone","image":"x"}]}}""");
+        var before = Objects(sim);
+        async Task<string> Refusal(MeshOptions o) => (await Assert.ThrowsAnyAsync<KtException>(() => Start(sim, o))).ErrorId;
+
+        Assert.Equal("ServiceNotFound", await Refusal(Options("nope")));
+        Assert.Equal("ServiceHasNoSelector", await Refusal(Options("manual")));
+        Assert.Equal("InvalidVersionMark", await Refusal(Options("versioned")));
+        Assert.Equal("MeshVersionInUse", await Refusal(Options(mark: "taken")));
+        Assert.Equal("PortNotInService", await Refusal(Options() with { Ports = [new ExposedPort(1, 9999)] }));
+        sim.Server.Store.Mutate(ResourceTypes.Services, Ns, "orders", o =>
+        {
+            o["metadata"]!["annotations"] = new JsonObject { ["kt-selector"] = """{"app":"orders"}""" };
+            return o;
+        });
+        Assert.Equal("ServiceAlreadyExchanged", await Refusal(Options()));
+        Assert.Equal(before, Objects(sim));
+        Assert.Empty(new ChangeJournal(_journalDir).ReadAll());
+    }
+
+    [Fact]
+    public async Task The_shadow_joins_the_service_with_the_version_label_and_a_failed_start_removes_it()
+    {
+        await using var sim = await StartAsync();
+        var before = Objects(sim);
+        var start = Start(sim, Options(mark: "track:canary"));
+        JsonNode? pod = null;
+        for (var deadline = DateTime.UtcNow.AddSeconds(10); pod is null && DateTime.UtcNow < deadline; await Task.Delay(20))
+            pod = sim.Server.Store.Get(ResourceTypes.Pods, Ns, "orders-kt-mesh-canary")?.DeepClone();
+        Assert.Equal("ShadowPodTimeout", (await Assert.ThrowsAnyAsync<KtException>(() => start)).ErrorId);
+
+        Assert.NotNull(pod);
+        var labels = pod!["metadata"]!["labels"]!.AsObject();
+        Assert.Equal("orders", labels["app"]!.GetValue<string>());
+        Assert.Equal("canary", labels["track"]!.GetValue<string>());
+        Assert.Equal("shadow-mesh", labels["kt-role"]!.GetValue<string>());
+        Assert.Equal("kt", labels["control-by"]!.GetValue<string>());
+        Assert.Equal(8080, pod["spec"]!["containers"]![0]!["ports"]![0]!["containerPort"]!.GetValue<int>());
+        Assert.NotNull(pod["metadata"]!["annotations"]!["ktconnect.io/session"]);
+        // The Service itself is never changed.
+        for (var deadline = DateTime.UtcNow.AddSeconds(30); Objects(sim) != before && DateTime.UtcNow < deadline;) await Task.Delay(100);
+        Assert.Equal(before, Objects(sim));
+        Assert.Empty(new ChangeJournal(_journalDir).ReadAll());
+    }
+}
