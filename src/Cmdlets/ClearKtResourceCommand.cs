@@ -47,21 +47,12 @@ public sealed class KtCleanupResult
 /// </summary>
 [Cmdlet(VerbsCommon.Clear, "KtResource", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
 [OutputType(typeof(KtCleanupResult))]
-public sealed class ClearKtResourceCommand : KtCmdlet
+public sealed class ClearKtResourceCommand : KtKubeCmdlet
 {
     [Parameter]
     [ArgumentCompleter(typeof(NamespaceCompleter))]
     [ValidatePattern("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
     public string? Namespace { get; set; }
-
-    [Parameter]
-    [ArgumentCompleter(typeof(ContextCompleter))]
-    [ValidateNotNullOrEmpty]
-    public string? Context { get; set; }
-
-    [Parameter]
-    [ValidateNotNullOrEmpty]
-    public string? Kubeconfig { get; set; }
 
     /// <summary>Minutes without a heartbeat before a kt object counts as left behind (ktctl's --thresholdInMinus).</summary>
     [Parameter]
@@ -80,7 +71,7 @@ public sealed class ClearKtResourceCommand : KtCmdlet
     {
         var options = new CleanOptions
         {
-            Kubeconfig = Kubeconfig is null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(Kubeconfig),
+            Kubeconfig = KubeconfigPath,
             Context = Context,
             Namespace = Namespace,
             Threshold = TimeSpan.FromMinutes(ThresholdMinutes),

@@ -5,15 +5,9 @@ using KtConnect.Engine.Cluster;
 
 namespace KtConnect.Cmdlets;
 
-/// <summary>The parameters every cmdlet that works in a cluster shares (DESIGN.md §4).</summary>
-public abstract class KtClusterCmdlet : KtCmdlet
+/// <summary>Which kubeconfig and context a cmdlet talks to the cluster with (each cmdlet declares -Namespace its own way).</summary>
+public abstract class KtKubeCmdlet : KtCmdlet
 {
-    /// <summary>The namespace; by default the kubeconfig context's namespace.</summary>
-    [Parameter]
-    [ArgumentCompleter(typeof(NamespaceCompleter))]
-    [ValidatePattern("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
-    public string? Namespace { get; set; }
-
     [Parameter]
     [ArgumentCompleter(typeof(ContextCompleter))]
     [ValidateNotNullOrEmpty]
@@ -22,6 +16,19 @@ public abstract class KtClusterCmdlet : KtCmdlet
     [Parameter]
     [ValidateNotNullOrEmpty]
     public string? Kubeconfig { get; set; }
+
+    /// <summary>-Kubeconfig as a file system path (relative to the current PowerShell location), or null.</summary>
+    protected string? KubeconfigPath => Kubeconfig is null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(Kubeconfig);
+}
+
+/// <summary>The parameters every cmdlet that starts a session in a cluster shares (DESIGN.md §4).</summary>
+public abstract class KtClusterCmdlet : KtKubeCmdlet
+{
+    /// <summary>The namespace; by default the kubeconfig context's namespace.</summary>
+    [Parameter]
+    [ArgumentCompleter(typeof(NamespaceCompleter))]
+    [ValidatePattern("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+    public string? Namespace { get; set; }
 
     [Parameter]
     [ValidateNotNullOrEmpty]
@@ -54,7 +61,7 @@ public abstract class KtClusterCmdlet : KtCmdlet
     {
         var options = seed with
         {
-            Kubeconfig = Kubeconfig is null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(Kubeconfig),
+            Kubeconfig = KubeconfigPath,
             Context = Context,
             Namespace = Namespace,
             ImagePullSecret = ImagePullSecret,

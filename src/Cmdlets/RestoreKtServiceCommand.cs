@@ -11,7 +11,7 @@ namespace KtConnect.Cmdlets;
 /// </summary>
 [Cmdlet(VerbsData.Restore, "KtService", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(KtCleanupResult))]
-public sealed class RestoreKtServiceCommand : KtCmdlet
+public sealed class RestoreKtServiceCommand : KtKubeCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ArgumentCompleter(typeof(ServiceCompleter))]
@@ -23,20 +23,11 @@ public sealed class RestoreKtServiceCommand : KtCmdlet
     [ValidatePattern("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
     public string? Namespace { get; set; }
 
-    [Parameter]
-    [ArgumentCompleter(typeof(ContextCompleter))]
-    [ValidateNotNullOrEmpty]
-    public string? Context { get; set; }
-
-    [Parameter]
-    [ValidateNotNullOrEmpty]
-    public string? Kubeconfig { get; set; }
-
     protected override void ProcessRecord()
     {
         var options = new RecoverOptions
         {
-            Kubeconfig = Kubeconfig is null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(Kubeconfig),
+            Kubeconfig = KubeconfigPath,
             Context = Context,
             Namespace = Namespace,
         };

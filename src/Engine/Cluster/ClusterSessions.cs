@@ -10,7 +10,7 @@ public static class ClusterSessions
     /// <summary>
     /// Resolves the kubeconfig context and namespace, builds the worker and starts the session, returning it once
     /// Running. A bad kubeconfig or context fails here with one typed error before anything is changed. The worker
-    /// receives a client it owns (it should close it on undo). Orphaned journalled changes of this server and namespace
+    /// receives a client the session closes when it ends. Orphaned journalled changes of this server and namespace
     /// (a crashed process's shadow, selectors, replicas, locks) are undone before the worker is built.
     /// </summary>
     public static async Task<Session> StartAsync(ShadowOptions options, SessionKind kind, string? mode,
@@ -28,7 +28,7 @@ public static class ClusterSessions
             // What a crashed KtConnect process on this machine left in this namespace is undone first, at once.
             await Recovery.ClusterRecovery.UndoOrphanedAsync(options.Journal ?? new ChangeJournal(), client, ns, output, null, cancellationToken)
                 .ConfigureAwait(false);
-            worker = createWorker(client, ns);
+            worker = new ClientOwner(client, createWorker(client, ns));
         }
         catch
         {
@@ -44,6 +44,16 @@ public static class ClusterSessions
             Mode = mode,
         };
         return await (registry ?? SessionRegistry.Default).StartAsync(request, worker, output, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Closes the session's API client after everything else is undone (the first deferred undo runs last).</summary>
+    private sealed class ClientOwner(KubeClient client, ISessionWorker inner) : ISessionWorker
+    {
+        public Task StartAsync(SessionContext context, CancellationToken cancellationToken)
+        {
+            context.Defer("close the API client", _ => { client.Dispose(); return Task.CompletedTask; });
+            return inner.StartAsync(context, cancellationToken);
+        }
     }
 
     /// <summary>Refuses an unknown namespace with one clear error before anything is changed.</summary>

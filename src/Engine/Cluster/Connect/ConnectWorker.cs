@@ -26,11 +26,9 @@ public sealed class ConnectWorker : ISessionWorker
     private readonly KubeClient _client;
     private readonly ConnectOptions _options;
     private readonly string _namespace;
-    private readonly bool _ownsClient;
 
-    public ConnectWorker(KubeClient client, string ns, ConnectOptions options, bool ownsClient = false)
+    public ConnectWorker(KubeClient client, string ns, ConnectOptions options)
     {
-        _ownsClient = ownsClient;
         _client = client ?? throw new ArgumentNullException(nameof(client));
         _options = options ?? throw new ArgumentNullException(nameof(options));
         ArgumentException.ThrowIfNullOrEmpty(ns);
@@ -40,7 +38,6 @@ public sealed class ConnectWorker : ISessionWorker
     public async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(context);
-        if (_ownsClient) context.Defer("close the API client", _ => { _client.Dispose(); return Task.CompletedTask; });
         var output = context.Output;
         var journal = _options.Journal ?? new ChangeJournal();
         var sessionId = context.InstanceId.ToString("N");

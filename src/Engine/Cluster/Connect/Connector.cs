@@ -16,7 +16,7 @@ public static class Connector
         ArgumentNullException.ThrowIfNull(options);
         if (options.Mode != ConnectMode.Socks) ConnectWorker.EnsurePrivileges(options.Mode);
         return ClusterSessions.StartAsync(options, SessionKind.Connect, options.Mode.ToString().ToLowerInvariant(),
-            (client, ns) => new ConnectWorker(client, ns, options, ownsClient: true), output, registry, loader,
+            (client, ns) => new ConnectWorker(client, ns, options), output, registry, loader,
             cancellationToken: cancellationToken);
     }
 }

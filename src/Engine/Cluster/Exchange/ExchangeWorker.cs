@@ -18,15 +18,13 @@ public sealed class ExchangeWorker : ISessionWorker
     private readonly KubeClient _client;
     private readonly ExchangeOptions _options;
     private readonly string _namespace;
-    private readonly bool _ownsClient;
 
-    public ExchangeWorker(KubeClient client, string ns, ExchangeOptions options, bool ownsClient = false)
+    public ExchangeWorker(KubeClient client, string ns, ExchangeOptions options)
     {
         _client = client ?? throw new ArgumentNullException(nameof(client));
         _options = options ?? throw new ArgumentNullException(nameof(options));
         ArgumentException.ThrowIfNullOrEmpty(ns);
         _namespace = ns;
-        _ownsClient = ownsClient;
     }
 
     private string ServiceKey => _namespace + "/" + _options.Service;
@@ -34,7 +32,6 @@ public sealed class ExchangeWorker : ISessionWorker
     public async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(context);
-        if (_ownsClient) context.Defer("close the API client", _ => { _client.Dispose(); return Task.CompletedTask; });
         _options.Validate();
         var output = context.Output;
         var journal = _options.Journal ?? new ChangeJournal();

@@ -17,21 +17,18 @@ public sealed class MeshWorker : ISessionWorker
     private readonly KubeClient _client;
     private readonly MeshOptions _options;
     private readonly string _namespace;
-    private readonly bool _ownsClient;
 
-    public MeshWorker(KubeClient client, string ns, MeshOptions options, bool ownsClient = false)
+    public MeshWorker(KubeClient client, string ns, MeshOptions options)
     {
         _client = client ?? throw new ArgumentNullException(nameof(client));
         _options = options ?? throw new ArgumentNullException(nameof(options));
         ArgumentException.ThrowIfNullOrEmpty(ns);
         _namespace = ns;
-        _ownsClient = ownsClient;
     }
 
     public async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(context);
-        if (_ownsClient) context.Defer("close the API client", _ => { _client.Dispose(); return Task.CompletedTask; });
         _options.Validate();
         var output = context.Output;
         var sessionId = context.InstanceId.ToString("N");

@@ -18,21 +18,18 @@ public sealed class PreviewWorker : ISessionWorker
     private readonly KubeClient _client;
     private readonly PreviewOptions _options;
     private readonly string _namespace;
-    private readonly bool _ownsClient;
 
-    public PreviewWorker(KubeClient client, string ns, PreviewOptions options, bool ownsClient = false)
+    public PreviewWorker(KubeClient client, string ns, PreviewOptions options)
     {
         _client = client ?? throw new ArgumentNullException(nameof(client));
         _options = options ?? throw new ArgumentNullException(nameof(options));
         ArgumentException.ThrowIfNullOrEmpty(ns);
         _namespace = ns;
-        _ownsClient = ownsClient;
     }
 
     public async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(context);
-        if (_ownsClient) context.Defer("close the API client", _ => { _client.Dispose(); return Task.CompletedTask; });
         _options.Validate();
         var output = context.Output;
         var journal = _options.Journal ?? new ChangeJournal();

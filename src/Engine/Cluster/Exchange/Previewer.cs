@@ -13,6 +13,6 @@ public static class Previewer
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         return ClusterSessions.StartAsync(options, SessionKind.Preview, options.ServiceType.ToString(),
-            (client, ns) => new PreviewWorker(client, ns, options, ownsClient: true), output, registry, loader, options.Name, cancellationToken);
+            (client, ns) => new PreviewWorker(client, ns, options), output, registry, loader, options.Name, cancellationToken);
     }
 }

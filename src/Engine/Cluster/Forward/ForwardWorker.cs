@@ -15,16 +15,14 @@ public sealed class ForwardWorker : ISessionWorker
     private readonly KubeClient _client;
     private readonly string _namespace;
     private readonly ForwardOptions _options;
-    private readonly bool _ownsClient;
     private readonly List<ForwardListener> _listeners = [];
 
-    public ForwardWorker(KubeClient client, string ns, ForwardOptions options, bool ownsClient = false)
+    public ForwardWorker(KubeClient client, string ns, ForwardOptions options)
     {
         _client = client ?? throw new ArgumentNullException(nameof(client));
         _options = options ?? throw new ArgumentNullException(nameof(options));
         ArgumentException.ThrowIfNullOrEmpty(ns);
         _namespace = ns;
-        _ownsClient = ownsClient;
     }
 
     /// <summary>The listeners once started (tests read the bound ports).</summary>
@@ -33,7 +31,6 @@ public sealed class ForwardWorker : ISessionWorker
     public async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(context);
-        if (_ownsClient) context.Defer("close the API client", _ => { _client.Dispose(); return Task.CompletedTask; });
         var output = context.Output;
         if (_options.Service.Contains('.', StringComparison.Ordinal))
             throw new KtException(ForwardErrors.AddressNotSupported, KtErrorCategory.NotImplemented,

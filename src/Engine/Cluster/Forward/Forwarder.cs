@@ -13,6 +13,6 @@ public static class Forwarder
         ArgumentNullException.ThrowIfNull(options);
         ArgumentException.ThrowIfNullOrEmpty(options.Service);
         return ClusterSessions.StartAsync(options, SessionKind.Forward, null,
-            (client, ns) => new ForwardWorker(client, ns, options, ownsClient: true), output, registry, loader, options.Service, cancellationToken);
+            (client, ns) => new ForwardWorker(client, ns, options), output, registry, loader, options.Service, cancellationToken);
     }
 }
