@@ -88,18 +88,7 @@ public sealed class ConnectKtClusterCommand : KtClusterCmdlet
         var target = $"namespace '{Namespace ?? "(context default)"}'" + (Context is null ? "" : $" in context '{Context}'");
         if (!ShouldProcess(target, $"Connect in {Mode} mode ({(ShareShadow ? "join or create the shared shadow pod" : "create a shadow pod")}{(Mode == KtConnectMode.Socks ? "" : ", routes and DNS")})"))
             return;
-        Session session;
-        try
-        {
-            session = Run((output, ct) => Connector.StartAsync(options, output, SessionRegistry.Default, cancellationToken: ct));
-        }
-        catch (KtException e)
-        {
-            ThrowKtError(e);
-            return;
-        }
-        session.DetachOutput();
-        WriteObject(new KtSession(session.Snapshot()));
+        StartSession((output, ct) => Connector.StartAsync(options, output, SessionRegistry.Default, cancellationToken: ct), null);
         base.EndProcessing();
     }
 }

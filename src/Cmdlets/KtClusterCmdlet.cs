@@ -1,7 +1,9 @@
 using System.Collections;
 using System.Globalization;
 using System.Management.Automation;
+using KtConnect.Engine;
 using KtConnect.Engine.Cluster;
+using KtConnect.Engine.Sessions;
 
 namespace KtConnect.Cmdlets;
 
@@ -55,6 +57,28 @@ public abstract class KtClusterCmdlet : KtKubeCmdlet
     [Parameter]
     [ValidateRange(1, 3600)]
     public int Timeout { get; set; } = 60;
+
+    /// <summary>
+    /// Starts a session through the engine (progress and messages written as they come) and writes it to the pipeline,
+    /// detached from this cmdlet's output. A refusal becomes an ErrorRecord with the engine's ErrorId: terminating,
+    /// unless <paramref name="terminating"/> is false (a cmdlet that starts one session per pipeline object goes on).
+    /// </summary>
+    protected void StartSession(Func<IKtOutput, CancellationToken, Task<Session>> start, object? target, bool terminating = true)
+    {
+        Session session;
+        try
+        {
+            session = Run(start);
+        }
+        catch (KtException e)
+        {
+            if (terminating) ThrowKtError(e, target);
+            else WriteKtError(e, target);
+            return;
+        }
+        session.DetachOutput();
+        WriteObject(new KtSession(session.Snapshot()));
+    }
 
     /// <summary>The common parameters onto a cmdlet's options; cmdlets add their own with <c>with</c>.</summary>
     protected T CommonOptions<T>(T seed) where T : ShadowOptions

@@ -49,18 +49,7 @@ public sealed class NewKtPreviewCommand : KtClusterCmdlet
         var target = $"Service '{Name}' in namespace '{Namespace ?? "(context default)"}'";
         if (!ShouldProcess(target, $"Create a {(External ? "LoadBalancer" : "ClusterIP")} Service and a shadow pod forwarding to local ports {string.Join(", ", Port)}"))
             return;
-        Session session;
-        try
-        {
-            session = Run((output, ct) => Previewer.StartAsync(options, output, SessionRegistry.Default, cancellationToken: ct));
-        }
-        catch (KtException e)
-        {
-            ThrowKtError(e, Name);
-            return;
-        }
-        session.DetachOutput();
-        WriteObject(new KtSession(session.Snapshot()));
+        StartSession((output, ct) => Previewer.StartAsync(options, output, SessionRegistry.Default, cancellationToken: ct), Name);
         base.EndProcessing();
     }
 }

@@ -66,18 +66,7 @@ public sealed class StartKtExchangeCommand : KtClusterCmdlet
             ? "Point its selector at a shadow pod forwarding to local ports " + string.Join(", ", Port)
             : "Scale its Deployment to 0 and start a shadow pod forwarding to local ports " + string.Join(", ", Port);
         if (!ShouldProcess(target, what)) return;
-        Session session;
-        try
-        {
-            session = Run((output, ct) => Exchanger.StartAsync(options, output, SessionRegistry.Default, cancellationToken: ct));
-        }
-        catch (KtException e)
-        {
-            ThrowKtError(e, Service);
-            return;
-        }
-        session.DetachOutput();
-        WriteObject(new KtSession(session.Snapshot()));
+        StartSession((output, ct) => Exchanger.StartAsync(options, output, SessionRegistry.Default, cancellationToken: ct), Service);
         base.EndProcessing();
     }
 }

@@ -47,17 +47,6 @@ public sealed class StartKtForwardCommand : KtClusterCmdlet
         var ports = Port.Length == 0 ? "its port" : "port(s) " + string.Join(", ", Port);
         if (!ShouldProcess($"Service '{Service}' in namespace '{Namespace ?? "(context default)"}'", $"Forward local {ports} on 127.0.0.1"))
             return;
-        Session session;
-        try
-        {
-            session = Run((output, ct) => Forwarder.StartAsync(options, output, SessionRegistry.Default, cancellationToken: ct));
-        }
-        catch (KtException e)
-        {
-            WriteKtError(e, Service);
-            return;
-        }
-        session.DetachOutput();
-        WriteObject(new KtSession(session.Snapshot()));
+        StartSession((output, ct) => Forwarder.StartAsync(options, output, SessionRegistry.Default, cancellationToken: ct), Service, terminating: false);
     }
 }

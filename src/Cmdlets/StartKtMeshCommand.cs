@@ -62,18 +62,7 @@ public sealed class StartKtMeshCommand : KtClusterCmdlet
         var what = $"Add shadow pod {Engine.Cluster.KtConventions.MeshShadowName(Service, options.Mark.Version)} labelled {options.Mark.Key}={options.Mark.Version}, " +
             "forwarding to local ports " + string.Join(", ", Port);
         if (!ShouldProcess(target, what)) return;
-        Session session;
-        try
-        {
-            session = Run((output, ct) => Mesher.StartAsync(options, output, SessionRegistry.Default, cancellationToken: ct));
-        }
-        catch (KtException e)
-        {
-            ThrowKtError(e, Service);
-            return;
-        }
-        session.DetachOutput();
-        WriteObject(new KtSession(session.Snapshot()));
+        StartSession((output, ct) => Mesher.StartAsync(options, output, SessionRegistry.Default, cancellationToken: ct), Service);
         base.EndProcessing();
     }
 }
