@@ -45,8 +45,11 @@ public sealed record ConnectOptions : ShadowOptions
     /// <summary>SOCKS5 port on 127.0.0.1 (socks mode); 0 picks a free one.</summary>
     public int ProxyPort { get; init; } = 2223;
 
-    /// <summary>Name of the tun device.</summary>
-    public string TunName { get; init; } = OperatingSystem.IsLinux() ? "kt0" : "utun";
+    /// <summary>
+    /// Name of the tun device: kt0 on Linux, the Wintun adapter's name on Windows (KtConnect). macOS names utun devices
+    /// itself: "utunN" asks for unit N, "utun" (the default) takes the next free one.
+    /// </summary>
+    public string TunName { get; init; } = OperatingSystem.IsLinux() ? "kt0" : OperatingSystem.IsWindows() ? "KtConnect" : "utun";
 
     /// <summary>Where the split-DNS server listens; resolv.conf and NRPT need port 53.</summary>
     public System.Net.IPEndPoint DnsListen { get; init; } = new(System.Net.IPAddress.Parse("127.0.0.153"), 53);

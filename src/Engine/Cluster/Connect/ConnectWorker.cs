@@ -4,7 +4,6 @@ using KtConnect.Engine.Cluster.Tunnel;
 using KtConnect.Engine.Dns;
 using KtConnect.Engine.Kube;
 using KtConnect.Engine.Net;
-using KtConnect.Engine.Net.Linux;
 using KtConnect.Engine.Net.MacOS;
 using KtConnect.Engine.Net.Redirect;
 using KtConnect.Engine.Net.Routes;
@@ -26,6 +25,9 @@ public sealed class ConnectWorker : ISessionWorker
     private readonly KubeClient _client;
     private readonly ConnectOptions _options;
     private readonly string _namespace;
+
+    /// <summary>The tun device's actual name once it exists (on macOS the kernel chooses it).</summary>
+    private string? _tunName;
 
     public ConnectWorker(KubeClient client, string ns, ConnectOptions options)
     {
@@ -84,7 +86,7 @@ public sealed class ConnectWorker : ISessionWorker
             case ConnectMode.Socks:
                 await StartSocksAsync(context, dialer).ConfigureAwait(false);
                 break;
-            case ConnectMode.Tun when OperatingSystem.IsLinux():
+            case ConnectMode.Tun when TunDevices.Current is not null:
                 await StartTunAsync(context, journal, dialer, ranges, apiServer, sessionId, cancellationToken).ConfigureAwait(false);
                 break;
             case ConnectMode.Redirect when OperatingSystem.IsLinux() || OperatingSystem.IsMacOS():
@@ -138,13 +140,15 @@ public sealed class ConnectWorker : ISessionWorker
         context.Output.Verbose($"SOCKS5 and HTTP CONNECT proxy on {server.LocalEndPoint}: e.g. curl --socks5-hostname {server.LocalEndPoint} http://<service>");
     }
 
-    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     private async Task StartTunAsync(SessionContext context, ChangeJournal journal, SshFlowDialer dialer, IReadOnlyList<Cidr> ranges,
         IReadOnlyList<IPAddress> apiServer, string sessionId, CancellationToken cancellationToken)
     {
-        var tun = await LinuxTunDevice.CreateAsync(_options.TunName, StackOptions.RecommendedMtu, [TunAddress], cancellationToken: cancellationToken)
+        var tun = await TunDevices.CreateAsync(_options.TunName, StackOptions.RecommendedMtu, [TunAddress], cancellationToken: cancellationToken)
             .ConfigureAwait(false);
-        context.Defer($"remove tun device {_options.TunName}", _ => { tun.Dispose(); return Task.CompletedTask; });
+        _tunName = tun.Name;
+        context.Defer($"remove tun device {tun.Name}", _ => { tun.Dispose(); return Task.CompletedTask; });
+        if (tun.Name != _options.TunName)
+            context.Output.Verbose($"The tun device is {tun.Name}, not {_options.TunName}: {(OperatingSystem.IsMacOS() ? "macOS names utun devices itself" : "the system named it")}.");
         var stack = new UserSpaceStack(tun, dialer, new StackOptions { Mtu = StackOptions.RecommendedMtu });
         stack.Start();
         context.Defer("stop the user-space TCP/IP stack", _ => stack.DisposeAsync().AsTask());
@@ -201,7 +205,7 @@ public sealed class ConnectWorker : ISessionWorker
         var server = SplitDnsServer.Start(dnsOptions, new SshClusterDnsTransport(link, new IPEndPoint(nameserver, 53)));
         context.Defer("stop the split-DNS server", _ => server.DisposeAsync().AsTask());
         var request = DnsConfigurationRequest.From(dnsOptions, server.EndPoint,
-            _options.Mode == ConnectMode.Tun ? _options.TunName : null, sessionId);
+            _options.Mode == ConnectMode.Tun ? _tunName ?? _options.TunName : null, sessionId);
         configurator.CheckPrerequisites(request);
         var applied = await configurator.ApplyAsync(request, cancellationToken).ConfigureAwait(false);
         context.Defer($"restore DNS ({configurator.Name})", ct => configurator.RevertAsync(applied, ct));

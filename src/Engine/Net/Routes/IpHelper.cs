@@ -151,7 +151,76 @@ public struct MibIpForwardRow2
     }
 }
 
-/// <summary>The IP Helper calls (iphlpapi.dll) the Windows route table uses.</summary>
+/// <summary>
+/// MIB_UNICASTIPADDRESS_ROW (netioapi.h), one unicast address of an interface, laid out for 64-bit Windows (x64 and
+/// arm64 alike: natural alignment, the NET_LUID and LARGE_INTEGER are 8-aligned): address 0 (28), LUID 32, index 40,
+/// prefix origin 44, suffix origin 48, valid and preferred lifetime 52 and 56, on-link prefix length 60,
+/// SkipAsSource 61, DAD state 64, scope id 68, creation time stamp 72. 80 bytes.
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = 80)]
+public struct MibUnicastIpAddressRow
+{
+    /// <summary>NL_DAD_STATE IpDadStatePreferred: usable at once (a tun has no neighbours to detect duplicates on).</summary>
+    public const int DadStatePreferred = 4;
+
+    /// <summary>NL_PREFIX_ORIGIN / NL_SUFFIX_ORIGIN IpPrefixOriginUnchanged, what InitializeUnicastIpAddressEntry leaves.</summary>
+    public const int OriginUnchanged = 16;
+
+    [FieldOffset(0)]
+    public SockaddrInet Address;
+
+    [FieldOffset(32)]
+    public ulong InterfaceLuid;
+
+    [FieldOffset(40)]
+    public uint InterfaceIndex;
+
+    [FieldOffset(44)]
+    public int PrefixOrigin;
+
+    [FieldOffset(48)]
+    public int SuffixOrigin;
+
+    [FieldOffset(52)]
+    public uint ValidLifetime;
+
+    [FieldOffset(56)]
+    public uint PreferredLifetime;
+
+    [FieldOffset(60)]
+    public byte OnLinkPrefixLength;
+
+    [FieldOffset(61)]
+    public byte SkipAsSource;
+
+    [FieldOffset(64)]
+    public int DadState;
+
+    [FieldOffset(68)]
+    public uint ScopeId;
+
+    [FieldOffset(72)]
+    public long CreationTimeStamp;
+
+    /// <summary>
+    /// Fills a row InitializeUnicastIpAddressEntry prepared (origins unchanged, lifetimes infinite): the address with
+    /// its on-link prefix length on the interface of <paramref name="interfaceLuid"/>, preferred at once.
+    /// </summary>
+    public void SetAddress(IPAddress address, int prefixLength, ulong interfaceLuid)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        var max = address.AddressFamily == AddressFamily.InterNetworkV6 ? 128 : 32;
+        ArgumentOutOfRangeException.ThrowIfNegative(prefixLength);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(prefixLength, max);
+        Address = SockaddrInet.From(address);
+        InterfaceLuid = interfaceLuid;
+        InterfaceIndex = 0; // the LUID identifies the interface
+        OnLinkPrefixLength = (byte)prefixLength;
+        DadState = DadStatePreferred;
+    }
+}
+
+/// <summary>The IP Helper calls (iphlpapi.dll) the Windows route table and the Wintun address setup use.</summary>
 [SupportedOSPlatform("windows")]
 internal static unsafe partial class IpHelperNative
 {
@@ -183,6 +252,12 @@ internal static unsafe partial class IpHelperNative
 
     [LibraryImport("iphlpapi.dll")]
     public static partial uint DeleteIpForwardEntry2(MibIpForwardRow2* row);
+
+    [LibraryImport("iphlpapi.dll")]
+    public static partial void InitializeUnicastIpAddressEntry(MibUnicastIpAddressRow* row);
+
+    [LibraryImport("iphlpapi.dll")]
+    public static partial uint CreateUnicastIpAddressEntry(MibUnicastIpAddressRow* row);
 
     [LibraryImport("iphlpapi.dll", StringMarshalling = StringMarshalling.Utf16)]
     public static partial uint ConvertInterfaceAliasToLuid(string alias, ulong* luid);

@@ -80,7 +80,8 @@ public sealed class WindowsRouteTable : IRouteTable
         return luid;
     }
 
-    private static unsafe string? AliasOf(ulong luid)
+    /// <summary>The interface alias of a LUID, or null when there is no such interface.</summary>
+    internal static unsafe string? AliasOf(ulong luid)
     {
         var buf = stackalloc char[IpHelperNative.AliasChars];
         return IpHelperNative.ConvertInterfaceLuidToAlias(&luid, buf, IpHelperNative.AliasChars) == IpHelperNative.ErrorSuccess

@@ -127,12 +127,13 @@ public sealed unsafe class WintunDevice : ITunDevice
     private readonly delegate* unmanaged<nint, void> _closeAdapter;
     private int _disposed;
 
-    private WintunDevice(nint library, nint adapter, nint session, string name, int mtu)
+    private WintunDevice(nint library, nint adapter, nint session, string name, ulong luid, int mtu)
     {
         _library = library;
         _adapter = adapter;
         _session = session;
         Name = name;
+        Luid = luid;
         Mtu = mtu;
         _receive = (delegate* unmanaged<nint, uint*, byte*>)NativeLibrary.GetExport(library, "WintunReceivePacket");
         _release = (delegate* unmanaged<nint, byte*, void>)NativeLibrary.GetExport(library, "WintunReleaseReceivePacket");
@@ -145,7 +146,11 @@ public sealed unsafe class WintunDevice : ITunDevice
         _quitEvent = CreateEventW(0, 1, 0, null);
     }
 
+    /// <summary>The interface alias Windows gave the adapter (what routes and IP Helper name it by).</summary>
     public string Name { get; }
+
+    /// <summary>The adapter's NET_LUID (WintunGetAdapterLUID): addresses and routes are bound to it.</summary>
+    public ulong Luid { get; }
 
     public int Mtu { get; }
 
@@ -163,14 +168,17 @@ public sealed unsafe class WintunDevice : ITunDevice
             adapter = create(n, t, null);
         }
         if (adapter == 0)
-            throw new TunDeviceException("TunOpenFailed", $"WintunCreateAdapter failed (error {Marshal.GetLastPInvokeError()}); run as Administrator.", target: name);
+            throw new TunDeviceException("TunOpenFailed", $"WintunCreateAdapter failed (error {Marshal.GetLastSystemError()}); run as Administrator.", target: name);
         var session = start(adapter, (uint)ringCapacity);
         if (session == 0)
         {
             ((delegate* unmanaged<nint, void>)NativeLibrary.GetExport(lib, "WintunCloseAdapter"))(adapter);
             throw new TunDeviceException("TunOpenFailed", "WintunStartSession failed.", target: name);
         }
-        return new WintunDevice(lib, adapter, session, name, mtu);
+        ulong luid;
+        ((delegate* unmanaged<nint, ulong*, void>)NativeLibrary.GetExport(lib, "WintunGetAdapterLUID"))(adapter, &luid);
+        // Windows may have given the adapter another alias than the one asked for (one already taken): use its own.
+        return new WintunDevice(lib, adapter, session, Routes.WindowsRouteTable.AliasOf(luid) ?? name, luid, mtu);
     }
 
     public int ReadPacket(Span<byte> buffer)
