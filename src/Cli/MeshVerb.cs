@@ -10,9 +10,10 @@ internal static class MeshVerb
     internal static readonly IReadOnlyList<FlagSpec> Flags =
     [
         new("expose", null, true, "Local ports and the Service port or targetPort each serves: port or local:remote, comma separated (required)"),
-        new("mode", null, true, "auto (router pod; not in this build) or manual (a labelled shadow for your service mesh to route)", "auto"),
+        new("mode", null, true, "auto (a router pod routes requests by header) or manual (a labelled shadow for your service mesh to route)", "auto"),
         new("versionMark", null, true, "The shadow's version label: val, key: or key:val (key defaults to version, val to 5 random letters)"),
         new("skipPortChecking", null, false, "Do not warn about local ports nothing listens on"),
+        new("routerImage", null, true, "Auto mode: the router pod's image", KtConnect.Engine.Cluster.KtConventions.DefaultRouterImage),
     ];
 
     internal static readonly Verb Verb = new("mesh", "Redirect marked requests of a Service to local ports", Flags, RunAsync);
@@ -50,6 +51,7 @@ internal static class MeshVerb
             Mode = mode,
             Mark = VersionMark.Parse(a.Get("versionMark", "")),
             SkipPortChecking = a.Flag("skipPortChecking"),
+            RouterImage = a.Get("routerImage", KtConnect.Engine.Cluster.KtConventions.DefaultRouterImage),
         };
         options.Validate();
         return options;

@@ -37,6 +37,11 @@ public sealed class StartKtMeshCommand : KtClusterCmdlet
     [Parameter]
     public SwitchParameter SkipPortCheck { get; set; }
 
+    /// <summary>Auto mode: the router pod's image.</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? RouterImage { get; set; }
+
     protected override void EndProcessing()
     {
         MeshOptions options;
@@ -49,6 +54,7 @@ public sealed class StartKtMeshCommand : KtClusterCmdlet
                 Mode = Enum.Parse<MeshMode>(Mode.ToString()),
                 Mark = Engine.Cluster.Exchange.VersionMark.Parse(VersionMark),
                 SkipPortChecking = SkipPortCheck,
+                RouterImage = RouterImage ?? Engine.Cluster.KtConventions.DefaultRouterImage,
             };
             options.Validate();
         }
@@ -59,8 +65,11 @@ public sealed class StartKtMeshCommand : KtClusterCmdlet
         }
 
         var target = $"Service '{Service}' in namespace '{Namespace ?? "(context default)"}'";
-        var what = $"Add shadow pod {Engine.Cluster.KtConventions.MeshShadowName(Service, options.Mark.Version)} labelled {options.Mark.Key}={options.Mark.Version}, " +
-            "forwarding to local ports " + string.Join(", ", Port);
+        var shadow = Engine.Cluster.KtConventions.MeshShadowName(Service, options.Mark.Version);
+        var what = Mode == KtMeshMode.Auto
+            ? $"Point its selector at router {Engine.Cluster.KtConventions.RouterName(Service)} sending requests with header '{options.Mark.Key}: {options.Mark.Version}' " +
+              $"to shadow {shadow} forwarding to local ports " + string.Join(", ", Port)
+            : $"Add shadow pod {shadow} labelled {options.Mark.Key}={options.Mark.Version}, forwarding to local ports " + string.Join(", ", Port);
         if (!ShouldProcess(target, what)) return;
         StartSession((output, ct) => Mesher.StartAsync(options, output, SessionRegistry.Default, cancellationToken: ct), Service);
         base.EndProcessing();

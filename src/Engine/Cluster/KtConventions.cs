@@ -33,6 +33,9 @@ public static class KtConventions
     // Pod layout.
     public const string ContainerName = "standalone";
     public const string DefaultShadowImage = "registry.cn-hangzhou.aliyuncs.com/rdc-incubator/kt-connect-shadow:v0.3.7";
+
+    /// <summary>kt-connect's router image (nginx + /usr/sbin/router) for mesh auto mode.</summary>
+    public const string DefaultRouterImage = "registry.cn-hangzhou.aliyuncs.com/rdc-incubator/kt-connect-router:v0.3.7";
     public const string SshVolumeName = "ssh-public-key";
     public const string SshMountPath = "/root/authorized";
     public const string AuthorizedKeysFile = "authorized_keys";

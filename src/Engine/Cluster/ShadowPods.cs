@@ -350,7 +350,7 @@ public sealed class ShadowPods
     /// minimal RBAC grants): a JSON patch that tests the resourceVersion read, then sets the annotation. A failed test
     /// (someone else changed the object) re-reads and tries again, with jitter.
     /// </summary>
-    private static async Task<T> ChangeRefCountAsync<T>(ResourceClient<T> client, string name, string ns, int delta, CancellationToken ct)
+    internal static async Task<T> ChangeRefCountAsync<T>(ResourceClient<T> client, string name, string ns, int delta, CancellationToken ct)
         where T : KubeObject
     {
         for (var attempt = 0; ; attempt++)
@@ -462,7 +462,8 @@ public sealed class ShadowPods
     }
 
     /// <summary>Internal signal: the shared shadow changed under us; start the acquisition over.</summary>
-    private sealed class SharedShadowChangedException : Exception;
+    /// <summary>The counted object is being deleted (or went away) while someone tried to join it: start over.</summary>
+    internal sealed class SharedShadowChangedException : Exception;
 }
 
 /// <summary>A ready private shadow: what was created, the running pod (its name is the port-forward target) and the host keys to pin.</summary>

@@ -330,7 +330,7 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
                      (["exchange", "nope", "-n", "dev", "--expose", "18080:80"], 1, "ServiceNotFound"),
                      (["exchange", "orders", "-n", "dev", "--expose", "18080:9999"], 1, "PortNotInService"),
                      (["preview", "Bad_Name", "-n", "dev", "--expose", "18080"], 2, "InvalidPreviewName"),
-                     (["mesh", "orders", "-n", "dev", "--expose", "18080"], 2, "MeshAutoModeNotAvailable"),
+                     (["mesh", "orders", "-n", "dev", "--expose", "18080", "--versionMark", "Bad:1"], 2, "InvalidVersionMark"),
                      (["mesh", "nope", "-n", "dev", "--mode", "manual", "--expose", "18080:80"], 1, "ServiceNotFound"),
                  })
         {

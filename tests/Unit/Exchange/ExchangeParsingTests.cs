@@ -50,7 +50,6 @@ public sealed class ExchangeParsingTests
     [InlineData("InvalidExposePort", "preview", "orders-next", "--expose", "0")]
     [InlineData("InvalidCommandLine", "mesh", "orders")]
     [InlineData("InvalidCommandLine", "mesh", "orders", "--expose", "8080", "--mode", "istio")]
-    [InlineData("MeshAutoModeNotAvailable", "mesh", "orders", "--expose", "8080")]
     [InlineData("InvalidVersionMark", "mesh", "orders", "--expose", "8080", "--mode", "manual", "--versionMark", "Version:1")]
     public void Bad_flags_are_refused_before_anything_happens(string errorId, params string[] args)
     {
@@ -69,7 +68,9 @@ public sealed class ExchangeParsingTests
         var o = MeshVerb.Parse(Args("mesh", "svc/orders", "-n", "dev", "--expose", "8080:80", "--mode", "manual", "--versionMark", "track:canary"));
         Assert.Equal(("orders", "dev", MeshMode.Manual, new VersionMark("track", "canary")), (o.Service, o.Namespace, o.Mode, o.Mark));
         Assert.Equal([new ExposedPort(8080, 80)], o.Ports);
-        Assert.Equal("version", MeshVerb.Parse(Args("mesh", "orders", "--expose", "8080", "--mode", "manual")).Mark.Key);
+        var d = MeshVerb.Parse(Args("mesh", "orders", "--expose", "8080"));
+        Assert.Equal(("version", MeshMode.Auto, KtConventions.DefaultRouterImage), (d.Mark.Key, d.Mode, d.RouterImage));
+        Assert.Equal("my/router:1", MeshVerb.Parse(Args("mesh", "orders", "--expose", "8080", "--routerImage", "my/router:1")).RouterImage);
     }
 
     [Fact]

@@ -49,20 +49,20 @@ public sealed class MeshTests : IDisposable
         Assert.Equal("InvalidVersionMark", Assert.Throws<KtException>(() => VersionMark.Parse(text)).ErrorId);
 
     [Fact]
-    public void Auto_mode_and_over_long_names_are_refused_with_their_ids()
+    public void Over_long_names_and_an_empty_router_image_are_refused_with_their_ids()
     {
         var o = new MeshOptions { Service = "orders", Ports = [new ExposedPort(8080, 80)], Mark = VersionMark.Parse("v2") };
-        Assert.Equal("MeshAutoModeNotAvailable", Assert.Throws<KtException>(o.Validate).ErrorId);
+        Assert.Equal("InvalidRouterImage", Assert.Throws<KtException>((o with { RouterImage = "" }).Validate).ErrorId);
         Assert.Equal("InvalidVersionMark", Assert.Throws<KtException>((o with { Mode = MeshMode.Manual, Service = new string('s', 53) }).Validate).ErrorId);
         Assert.Equal("ServiceNameMissing", Assert.Throws<KtException>((o with { Mode = MeshMode.Manual, Service = " " }).Validate).ErrorId);
         (o with { Mode = MeshMode.Manual }).Validate();
     }
 
-    private MeshOptions Options(string service = "orders", string mark = "v2") => new()
+    private MeshOptions Options(string service = "orders", string mark = "v2", MeshMode mode = MeshMode.Manual) => new()
     {
         Service = service,
         Ports = [new ExposedPort(18080, 80)],
-        Mode = MeshMode.Manual,
+        Mode = mode,
         Mark = VersionMark.Parse(mark),
         SkipPortChecking = true,
         PodCreationTimeout = TimeSpan.FromSeconds(2),
@@ -132,5 +132,37 @@ public sealed class MeshTests : IDisposable
         for (var deadline = DateTime.UtcNow.AddSeconds(30); Objects(sim) != before && DateTime.UtcNow < deadline;) await Task.Delay(100);
         Assert.Equal(before, Objects(sim));
         Assert.Empty(new ChangeJournal(_journalDir).ReadAll());
+    }
+
+    [Fact]
+    public async Task An_auto_mesh_that_fails_half_way_leaves_the_cluster_and_the_journal_as_they_were()
+    {
+        await using var sim = await StartAsync();
+        var before = Objects(sim);
+        var e = await Assert.ThrowsAnyAsync<KtException>(() => Start(sim, Options(mode: MeshMode.Auto)));
+        Assert.Equal("ShadowPodTimeout", e.ErrorId);
+        for (var deadline = DateTime.UtcNow.AddSeconds(30); Objects(sim) != before && DateTime.UtcNow < deadline;) await Task.Delay(100);
+        Assert.Equal(before, Objects(sim));
+        Assert.Null(sim.Server.Store.Get(ResourceTypes.Services, Ns, "orders")!["metadata"]!["annotations"]?["kt-lock"]);
+        Assert.Empty(new ChangeJournal(_journalDir).ReadAll());
+    }
+
+    [Fact]
+    public async Task The_router_pod_is_kt_connects_counted_labelled_and_listens_on_every_target_port()
+    {
+        await using var sim = await StartAsync();
+        var worker = new MeshWorker(sim.Client, Ns, Options(mode: MeshMode.Auto) with
+        {
+            RouterImage = "my/router:1",
+            Labels = new Dictionary<string, string> { ["team"] = "a" },
+        });
+        var pod = worker.BuildRouter("orders-kt-router", [(80, 8080), (81, 8081), (82, 8080)]);
+        var m = pod.Metadata;
+        Assert.Equal(("router", "kt", "a"), (m.Labels!["kt-role"], m.Labels["control-by"], m.Labels["team"]));
+        Assert.Matches("^[A-Za-z]{20}$", m.Labels["kt-target"]);
+        Assert.Equal(("1", "service=orders"), (m.Annotations!["kt-ref-count"], m.Annotations["kt-config"]));
+        var c = Assert.Single(pod.Spec!.Containers!);
+        Assert.Equal(("standalone", "my/router:1"), (c.Name, c.Image));
+        Assert.Equal([("router-8080", 8080), ("router-8081", 8081)], c.Ports!.Select(p => (p.Name!, p.ContainerPort)));
     }
 }

@@ -109,6 +109,41 @@ public sealed class ServiceRecoveryTests : IDisposable
     }
 
     [Fact]
+    public async Task An_auto_mesh_is_undone_selector_back_router_stuntman_and_mesh_shadows_deleted()
+    {
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false }, Ns);
+        var s = sim.Server;
+        s.Apply("""
+            {"apiVersion":"v1","kind":"Service","metadata":{"name":"orders","namespace":"kt-test","annotations":{"kt-selector":"{\"app\":\"orders\"}"}},
+             "spec":{"selector":{"kt-role":"router","kt-target":"rrr"},"ports":[{"port":80,"targetPort":8080}]}}
+            """);
+        s.Apply("""{"apiVersion":"v1","kind":"Pod","metadata":{"name":"orders-kt-router","namespace":"kt-test","labels":{"control-by":"kt","kt-role":"router","kt-target":"rrr"}},"spec":{"containers":[{"name":"standalone","image":"router"}]}}""");
+        s.Apply("""{"apiVersion":"v1","kind":"Service","metadata":{"name":"orders-kt-stuntman","namespace":"kt-test","labels":{"control-by":"kt"}},"spec":{"selector":{"app":"orders"},"ports":[{"port":80,"targetPort":8080}]}}""");
+        s.Apply("""{"apiVersion":"v1","kind":"Pod","metadata":{"name":"orders-kt-mesh-v2","namespace":"kt-test","labels":{"control-by":"kt","kt-role":"shadow-mesh","kt-target":"sss"}},"spec":{"containers":[{"name":"standalone","image":"shadow"}]}}""");
+        s.Apply("""{"apiVersion":"v1","kind":"Service","metadata":{"name":"orders-kt-mesh-v2","namespace":"kt-test","labels":{"control-by":"kt"}},"spec":{"selector":{"kt-role":"shadow-mesh","kt-target":"sss"},"ports":[{"port":80,"targetPort":8080}]}}""");
+        s.Apply("""{"apiVersion":"v1","kind":"Pod","metadata":{"name":"pay-kt-mesh-v2","namespace":"kt-test","labels":{"control-by":"kt","kt-role":"shadow-mesh","kt-target":"ppp"}},"spec":{"containers":[{"name":"standalone","image":"shadow"}]}}""");
+        var options = new RecoverOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir), Namespace = Ns };
+
+        var plan = await ServiceRecovery.PlanAsync(options, "orders");
+        Assert.Equal(
+        [
+            (CleanupActionKind.RestoreServiceSelector, "orders"),
+            (CleanupActionKind.DeletePod, "orders-kt-router"),
+            (CleanupActionKind.DeleteService, "orders-kt-stuntman"),
+            (CleanupActionKind.DeletePod, "orders-kt-mesh-v2"),
+            (CleanupActionKind.DeleteConfigMap, "orders-kt-mesh-v2"),
+            (CleanupActionKind.DeleteService, "orders-kt-mesh-v2"),
+        ], plan.Actions.Select(a => (a.Kind, a.Name)));
+        var outcomes = await ServiceRecovery.ExecuteAsync(options, plan);
+        Assert.All(outcomes, o => Assert.True(o.Done, o.Error));
+        Assert.Equal(new Dictionary<string, string> { ["app"] = "orders" }, (await sim.Client.Services.GetAsync("orders", Ns)).Spec!.Selector);
+        Assert.Null(await sim.Client.Pods.TryGetAsync("orders-kt-router", Ns));
+        Assert.Null(await sim.Client.Services.TryGetAsync("orders-kt-stuntman", Ns));
+        Assert.Null(await sim.Client.Services.TryGetAsync("orders-kt-mesh-v2", Ns));
+        Assert.NotNull(await sim.Client.Pods.TryGetAsync("pay-kt-mesh-v2", Ns)); // another Service's mesh
+    }
+
+    [Fact]
     public async Task An_unknown_service_is_refused_with_its_error_id()
     {
         await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false }, Ns);

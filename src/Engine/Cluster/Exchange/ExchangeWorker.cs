@@ -252,7 +252,7 @@ public sealed class ExchangeWorker : ISessionWorker
         };
     }
 
-    private static bool ApplySelector(Service svc, IReadOnlyDictionary<string, string> ours, IReadOnlyDictionary<string, string> original)
+    internal static bool ApplySelector(Service svc, IReadOnlyDictionary<string, string> ours, IReadOnlyDictionary<string, string> original)
     {
         svc.Spec ??= new ServiceSpec();
         svc.Metadata.Annotations ??= new Dictionary<string, string>(StringComparer.Ordinal);

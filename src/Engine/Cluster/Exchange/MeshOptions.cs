@@ -5,7 +5,7 @@ namespace KtConnect.Engine.Cluster.Exchange;
 /// <summary>How a mesh session gets marked requests (kt-connect's <c>--mode</c> of <c>mesh</c>).</summary>
 public enum MeshMode
 {
-    /// <summary>A router pod sends requests carrying the version header to the shadow, the rest to the original pods.</summary>
+    /// <summary>A router pod sends requests carrying the version header to the shadow, the rest to the original pods (HTTP only).</summary>
     Auto,
 
     /// <summary>Only a shadow with the Service's selector labels plus the version label: a service mesh (Istio …) routes by that label.</summary>
@@ -65,16 +65,17 @@ public sealed record MeshOptions : ShadowOptions
 
     public bool SkipPortChecking { get; init; }
 
+    /// <summary>Auto mode: the router pod's image (kt-connect's <c>--routerImage</c>).</summary>
+    public string RouterImage { get; init; } = KtConventions.DefaultRouterImage;
+
     /// <summary>Throws a typed error when the options cannot work, before anything is changed.</summary>
     public void Validate()
     {
         if (string.IsNullOrWhiteSpace(Service))
             throw new KtException("ServiceNameMissing", KtErrorCategory.InvalidArgument, "Name the Service to mesh.");
         ExposedPort.Validate(Ports);
-        if (Mode == MeshMode.Auto)
-            throw new KtException("MeshAutoModeNotAvailable", KtErrorCategory.NotImplemented,
-                "Mesh auto mode (a router pod that routes requests by header) is not in this build. Use --mode manual (-Mode Manual): " +
-                "a shadow labelled with the version mark joins the Service, and your service mesh routes marked requests to it.", null, Service);
+        if (string.IsNullOrWhiteSpace(RouterImage))
+            throw new KtException("InvalidRouterImage", KtErrorCategory.InvalidArgument, "The router image cannot be empty.");
         if (KtConventions.MeshShadowName(Service, Mark.Version).Length > 63)
             throw new KtException("InvalidVersionMark", KtErrorCategory.InvalidArgument,
                 $"The shadow's name '{KtConventions.MeshShadowName(Service, Mark.Version)}' would be longer than 63 characters; choose a shorter version.",

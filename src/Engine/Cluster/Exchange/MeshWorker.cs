@@ -1,19 +1,27 @@
 using KtConnect.Engine.Cluster.Tunnel;
 using KtConnect.Engine.Kube;
+using KtConnect.Engine.Kube.Models;
 using KtConnect.Engine.Sessions;
 
 namespace KtConnect.Engine.Cluster.Exchange;
 
 /// <summary>
-/// Mesh, manual mode (reference/kt-connect.md §2.3 "mesh manual"): a shadow pod <c>&lt;service&gt;-kt-mesh-&lt;version&gt;</c>
-/// carrying all of the Service's selector labels plus <c>kt-role=shadow-mesh</c> and the version mark, whose sshd
-/// forwards the Service's target ports to local ports. The Service itself is not changed: it balances across the
-/// original pods and the shadow, and a service mesh (an Istio subset on the version label, say) routes marked requests
-/// to the shadow alone. The shadow is deleted on every exit path; after a crash its heartbeat goes stale for
-/// `kt clean`, and `kt recover` deletes it at once.
+/// Mesh (reference/kt-connect.md §2.3 "mesh auto" and "mesh manual"): some of a Service's requests to local ports.
+/// <para>Auto: a router pod <c>&lt;service&gt;-kt-router</c> (nginx, kt-connect's router image) takes the Service's
+/// selector and sends requests whose version header matches to the Service <c>&lt;service&gt;-kt-mesh-&lt;version&gt;</c>
+/// (this session's shadow), the rest to the stuntman Service <c>&lt;service&gt;-kt-stuntman</c> (the original selector).
+/// The router and stuntman are shared and counted (<c>kt-ref-count</c>): each session adds its version to the router,
+/// the last one out restores the Service's selector and deletes them.</para>
+/// <para>Manual: a shadow <c>&lt;service&gt;-kt-mesh-&lt;version&gt;</c> carrying all of the Service's selector labels plus
+/// <c>kt-role=shadow-mesh</c> and the version mark; the Service is not changed and a service mesh routes to the shadow.</para>
+/// Everything is undone on every exit path; after a crash the heartbeats go stale for `kt clean`, and `kt recover`
+/// gives the Service back at once.
 /// </summary>
 public sealed class MeshWorker : ISessionWorker
 {
+    /// <summary>The router binary in kt-connect's router image.</summary>
+    public const string RouterCommand = "/usr/sbin/router";
+
     private readonly KubeClient _client;
     private readonly MeshOptions _options;
     private readonly string _namespace;
@@ -26,56 +34,308 @@ public sealed class MeshWorker : ISessionWorker
         _namespace = ns;
     }
 
+    private string ServiceKey => _namespace + "/" + _options.Service;
+
     public async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(context);
         _options.Validate();
         var output = context.Output;
-        var sessionId = context.InstanceId.ToString("N");
         var mark = _options.Mark;
-        var key = _namespace + "/" + _options.Service;
         context.SetMode(_options.Mode.ToString().ToLowerInvariant());
         context.SetMesh(mark.Key, mark.Version);
 
         // Checks that change nothing.
         await ClusterSessions.EnsureNamespaceAsync(_client, _namespace, cancellationToken).ConfigureAwait(false);
-        var service = await _client.Services.TryGetAsync(_options.Service, _namespace, cancellationToken).ConfigureAwait(false)
-            ?? throw new KtException("ServiceNotFound", KtErrorCategory.ObjectNotFound,
-                $"Service '{_options.Service}' does not exist in namespace '{_namespace}'.", null, _options.Service);
-        if (service.Spec?.Selector is not { Count: > 0 } selector)
-            throw new KtException("ServiceHasNoSelector", KtErrorCategory.InvalidOperation,
-                $"Service '{key}' has no selector (its endpoints are managed by hand), so a shadow cannot join it.", null, _options.Service);
-        if (selector.ContainsKey(mark.Key))
+        var service = await GetServiceAsync(cancellationToken).ConfigureAwait(false);
+        var original = OriginalSelector(service);
+        if (original.ContainsKey(mark.Key))
             throw new KtException("InvalidVersionMark", KtErrorCategory.InvalidArgument,
-                $"Service '{key}' already selects on label '{mark.Key}', so a shadow with another '{mark.Key}' would not join it; choose another key with --versionMark <key>:<version>.",
+                $"Service '{ServiceKey}' already selects on label '{mark.Key}', so the version mark cannot use that key; choose another with --versionMark <key>:<version>.",
                 null, mark.ToString());
-        // An exchanged Service selects only its exchange shadow: a mesh shadow would never be reached.
-        await ExchangeHolders.ThrowIfHeldAsync(_client, service, cancellationToken).ConfigureAwait(false);
+        if (!IsMeshedByRouter(service)) await ExchangeHolders.ThrowIfHeldAsync(_client, service, cancellationToken).ConfigureAwait(false);
+        else if (_options.Mode == MeshMode.Manual)
+            throw new KtException("ServiceAlreadyExchanged", KtErrorCategory.ResourceBusy,
+                $"Service '{ServiceKey}' is meshed in auto mode (its selector points at {KtConventions.RouterName(_options.Service)}), so a manual mesh shadow would not be reached; use --mode auto.",
+                null, _options.Service);
         var name = KtConventions.MeshShadowName(_options.Service, mark.Version);
         if (await _client.Pods.TryGetAsync(name, _namespace, cancellationToken).ConfigureAwait(false) is not null
             || await _client.Deployments.TryGetAsync(name, _namespace, cancellationToken).ConfigureAwait(false) is not null)
             throw new KtException("MeshVersionInUse", KtErrorCategory.ResourceExists,
-                $"'{_namespace}/{name}' already exists: another session meshes Service '{key}' with version '{mark.Version}'. Choose another version with --versionMark.",
+                $"'{_namespace}/{name}' already exists: another session meshes Service '{ServiceKey}' with version '{mark.Version}'. Choose another version with --versionMark.",
                 null, name);
-        var pods = await _client.Pods.ListAsync(_namespace, new ListOptions { LabelSelector = ExchangeWorker.FormatSelector(selector) }, cancellationToken)
+        var pods = await _client.Pods.ListAsync(_namespace, new ListOptions { LabelSelector = ExchangeWorker.FormatSelector(original) }, cancellationToken)
             .ConfigureAwait(false);
-        var mappings = PortMapper.Map(service, _options.Ports, ExchangeWorker.NamedContainerPorts(pods.Items.Select(p => p.Spec)));
+        var named = ExchangeWorker.NamedContainerPorts(pods.Items.Select(p => p.Spec));
+        var mappings = PortMapper.Map(service, _options.Ports, named);
         await RemoteForwards.CheckLocalPortsAsync(mappings, _options.SkipPortChecking, output, cancellationToken).ConfigureAwait(false);
 
-        var labels = new Dictionary<string, string>(selector, StringComparer.Ordinal) { [mark.Key] = mark.Version };
-        var connection = await ShadowSetup.StartAsync(context, _client, _options, k => _options.ToShadowSpec(name, _namespace, KtConventions.Roles.ShadowMesh, k) with
-        {
-            RoleLabels = labels,
-            Ports = ExchangeWorker.ShadowPorts(service, mappings),
-            ExtraAnnotations = new Dictionary<string, string>(_options.Annotations, StringComparer.Ordinal)
-            {
-                [ExchangeHolders.HostAnnotation] = Environment.MachineName,
-                [ExchangeHolders.SessionAnnotation] = sessionId,
-            },
-        }, cancellationToken).ConfigureAwait(false);
-        await RemoteForwards.StartAsync(context, connection.Link, mappings, _options.Service, cancellationToken).ConfigureAwait(false);
-        output.Verbose($"Shadow {_namespace}/{connection.PodName} carries {ExchangeWorker.FormatSelector(labels)}: Service {key} now balances across it and " +
-            $"the original pods. Route requests to it with your service mesh on label {mark.Key}={mark.Version} (e.g. an Istio subset).");
+        if (_options.Mode == MeshMode.Manual)
+            await StartManualAsync(context, service, original, mappings, cancellationToken).ConfigureAwait(false);
+        else
+            await StartAutoAsync(context, PortMapper.AllPorts(service, named), mappings, cancellationToken).ConfigureAwait(false);
         output.Progress("Meshing", "Meshed", 100, completed: true);
     }
+
+    private async Task StartManualAsync(SessionContext context, Service service, IReadOnlyDictionary<string, string> selector,
+        IReadOnlyList<PortMapping> mappings, CancellationToken cancellationToken)
+    {
+        var mark = _options.Mark;
+        var labels = new Dictionary<string, string>(selector, StringComparer.Ordinal) { [mark.Key] = mark.Version };
+        var connection = await StartShadowAsync(context, service, mappings, labels, null, cancellationToken).ConfigureAwait(false);
+        context.Output.Verbose($"Shadow {_namespace}/{connection.PodName} carries {ExchangeWorker.FormatSelector(labels)}: Service {ServiceKey} now balances across it and " +
+            $"the original pods. Route requests to it with your service mesh on label {mark.Key}={mark.Version} (e.g. an Istio subset).");
+    }
+
+    private async Task StartAutoAsync(SessionContext context, IReadOnlyList<(int Port, int Target)> ports, IReadOnlyList<PortMapping> mappings,
+        CancellationToken cancellationToken)
+    {
+        var output = context.Output;
+        var mark = _options.Mark;
+        var sessionId = context.InstanceId.ToString("N");
+        var journal = _options.Journal ?? new ChangeJournal();
+        output.Progress("Meshing", $"Locking Service {ServiceKey}");
+        var serviceLock = await ServiceLock.AcquireAsync(_client, _namespace, _options.Service, cancellationToken: cancellationToken).ConfigureAwait(false);
+        context.Defer($"unlock Service {ServiceKey}", ct => serviceLock.ReleaseAsync(ct));
+
+        // Under the lock: the Service as it is now (another session may have meshed or exchanged it since the first look).
+        var service = await GetServiceAsync(cancellationToken).ConfigureAwait(false);
+        var meshed = IsMeshedByRouter(service);
+        if (!meshed) await ExchangeHolders.ThrowIfHeldAsync(_client, service, cancellationToken).ConfigureAwait(false);
+        var original = OriginalSelector(service);
+
+        // This session's own: the shadow with its remote forwards, and the Service the router sends marked requests to.
+        ShadowPodSpec? spec = null;
+        var connection = await StartShadowAsync(context, service, mappings, null, s => spec = s, cancellationToken).ConfigureAwait(false);
+        var shadowServiceName = KtConventions.MeshShadowName(_options.Service, mark.Version);
+        var shadowService = KtServices.Build(shadowServiceName, _namespace, "ClusterIP", spec!.SelectorLabels(),
+            ports.Select(p => KtServices.Port(p.Port, p.Target)), _options.Labels, _client.Clock.UtcNow);
+        await KtServices.CreateOwnedAsync(context, _client, journal, connection.Heartbeat, shadowService, sessionId,
+            e => new KtException("MeshVersionInUse", KtErrorCategory.ResourceExists,
+                $"Service '{_namespace}/{shadowServiceName}' already exists: another session meshes '{ServiceKey}' with version '{mark.Version}'.", e, shadowServiceName),
+            cancellationToken).ConfigureAwait(false);
+
+        // Shared: the stuntman (the original pods, by the original selector) and the router, counted.
+        await EnsureStuntmanAsync(context, connection.Heartbeat, original, ports, cancellationToken).ConfigureAwait(false);
+        var router = await JoinRouterAsync(context, connection.Heartbeat, ports, cancellationToken).ConfigureAwait(false);
+        if (!meshed)
+        {
+            var routerSelector = new Dictionary<string, string>(StringComparer.Ordinal)
+            {
+                [KtConventions.RoleLabel] = KtConventions.Roles.Router,
+                [KtConventions.TargetLabel] = router.Metadata.GetLabel(KtConventions.TargetLabel) ?? "",
+            };
+            await _client.Services.UpdateWithRetryAsync(_options.Service, svc => ExchangeWorker.ApplySelector(svc, routerSelector, original), _namespace,
+                cancellationToken).ConfigureAwait(false);
+            context.AddResource("Service", ServiceKey, "Selector changed");
+            output.Verbose($"Service {ServiceKey} now selects the router {router.Metadata.Name} (original selector {KtConventions.FormatSelector(original)} kept in kt-selector).");
+        }
+        await serviceLock.ReleaseAsync(cancellationToken).ConfigureAwait(false);
+        output.Verbose($"Requests to Service {ServiceKey} with header '{mark.Key}: {mark.Version}' now reach this machine; the others go to its pods.");
+    }
+
+    /// <summary>The shadow pod and its remote forwards (ShadowSetup undoes both).</summary>
+    private async Task<ShadowConnection> StartShadowAsync(SessionContext context, Service service, IReadOnlyList<PortMapping> mappings,
+        IReadOnlyDictionary<string, string>? roleLabels, Action<ShadowPodSpec>? built, CancellationToken cancellationToken)
+    {
+        var mark = _options.Mark;
+        var name = KtConventions.MeshShadowName(_options.Service, mark.Version);
+        var connection = await ShadowSetup.StartAsync(context, _client, _options, key =>
+        {
+            var spec = _options.ToShadowSpec(name, _namespace, KtConventions.Roles.ShadowMesh, key) with
+            {
+                RoleLabels = roleLabels,
+                Target = roleLabels is null ? KtConventions.NewTarget() : null,
+                Config = roleLabels is null ? [new(KtConventions.ConfigService, name)] : [],
+                Ports = ExchangeWorker.ShadowPorts(service, mappings),
+                ExtraAnnotations = new Dictionary<string, string>(_options.Annotations, StringComparer.Ordinal)
+                {
+                    [ExchangeHolders.HostAnnotation] = Environment.MachineName,
+                    [ExchangeHolders.SessionAnnotation] = context.InstanceId.ToString("N"),
+                },
+            };
+            built?.Invoke(spec);
+            return spec;
+        }, cancellationToken).ConfigureAwait(false);
+        await RemoteForwards.StartAsync(context, connection.Link, mappings, _options.Service, cancellationToken).ConfigureAwait(false);
+        return connection;
+    }
+
+    /// <summary>The stuntman Service: reused when it is kt's, created otherwise (deleted by the last router user).</summary>
+    private async Task EnsureStuntmanAsync(SessionContext context, Heartbeat heartbeat, IReadOnlyDictionary<string, string> original,
+        IReadOnlyList<(int Port, int Target)> ports, CancellationToken cancellationToken)
+    {
+        var name = KtConventions.StuntmanName(_options.Service);
+        var existing = await _client.Services.TryGetAsync(name, _namespace, cancellationToken).ConfigureAwait(false);
+        if (existing is not null && existing.Metadata.GetLabel(KtConventions.ControlByLabel) != KtConventions.ControlByValue)
+            throw new KtException("StuntmanServiceExists", KtErrorCategory.ResourceExists,
+                $"Service '{_namespace}/{name}' exists and is not kt's; mesh auto mode needs that name for the original pods. Rename it, or use --mode manual.", null, name);
+        if (existing is null)
+        {
+            var stuntman = KtServices.Build(name, _namespace, "ClusterIP", original, ports.Select(p => KtServices.Port(p.Port, p.Target)), _options.Labels,
+                _client.Clock.UtcNow);
+            try
+            {
+                await _client.Services.CreateAsync(stuntman, _namespace, cancellationToken).ConfigureAwait(false);
+                context.AddResource("Service", _namespace + "/" + name, "Created (shared)");
+            }
+            catch (KubeAlreadyExistsException)
+            {
+                // Another session made it just now: shared from here on.
+            }
+        }
+        heartbeat.Track(new KtObjectRef(KtObjectKind.Service, _namespace, name));
+    }
+
+    /// <summary>
+    /// Creates the router (count 1, <c>router setup</c>) or joins it (count + 1, <c>router add</c>), and defers leaving it:
+    /// <c>router remove</c>, or as the last user the Service's selector back, then the stuntman and the router deleted.
+    /// </summary>
+    private async Task<Pod> JoinRouterAsync(SessionContext context, Heartbeat heartbeat, IReadOnlyList<(int Port, int Target)> ports, CancellationToken cancellationToken)
+    {
+        var output = context.Output;
+        var name = KtConventions.RouterName(_options.Service);
+        var mark = _options.Mark.ToString();
+        var shadowPods = new ShadowPods(_client);
+        for (var attempt = 0; ; attempt++)
+        {
+            var existing = await _client.Pods.TryGetAsync(name, _namespace, cancellationToken).ConfigureAwait(false);
+            if (existing?.Metadata.DeletionTimestamp is not null && attempt < 20)
+            {
+                output.Progress("Meshing", $"Waiting for the old router {name} to go away");
+                await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+            Pod router;
+            string[] command;
+            if (existing is null)
+            {
+                try
+                {
+                    router = await _client.Pods.CreateAsync(BuildRouter(name, ports), _namespace, cancellationToken).ConfigureAwait(false);
+                }
+                catch (KubeAlreadyExistsException)
+                {
+                    continue;
+                }
+                command = [RouterCommand, "setup", _options.Service, string.Join(',', ports.Select(p => $"{p.Port}:{p.Target}")), mark];
+            }
+            else
+            {
+                try
+                {
+                    router = await ShadowPods.ChangeRefCountAsync(_client.Pods, name, _namespace, +1, cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is KubeNotFoundException or ShadowPods.SharedShadowChangedException)
+                {
+                    continue;
+                }
+                command = [RouterCommand, "add", mark];
+            }
+            context.Defer($"leave the router {_namespace}/{name}", ct => LeaveRouterAsync(output, heartbeat, name, ct));
+            heartbeat.Track(new KtObjectRef(KtObjectKind.Pod, _namespace, name));
+            router = await shadowPods.WaitRunningAsync(_namespace, name, output, _options.PodCreationTimeout, cancellationToken).ConfigureAwait(false);
+            var result = await _client.RunAsync(name, command, _namespace, KtConventions.ContainerName, cancellationToken: cancellationToken).ConfigureAwait(false);
+            if (result.ExitCode != 0)
+                throw new KtException("RouterCommandFailed", KtErrorCategory.InvalidOperation,
+                    $"'{string.Join(' ', command)}' in the router {_namespace}/{name} exited with {result.ExitCode}: {result.Stderr.Trim()}", null, name);
+            context.AddResource("Pod", _namespace + "/" + name, existing is null ? "Created (shared)" : "Joined");
+            output.Verbose($"Router {_namespace}/{name}: {string.Join(' ', command.Skip(1))}");
+            return router;
+        }
+    }
+
+    private async Task LeaveRouterAsync(IKtOutput output, Heartbeat heartbeat, string name, CancellationToken ct)
+    {
+        heartbeat.Untrack(new KtObjectRef(KtObjectKind.Pod, _namespace, name));
+        heartbeat.Untrack(new KtObjectRef(KtObjectKind.Service, _namespace, KtConventions.StuntmanName(_options.Service)));
+        Pod? left;
+        try
+        {
+            left = await ShadowPods.ChangeRefCountAsync(_client.Pods, name, _namespace, -1, ct).ConfigureAwait(false);
+        }
+        catch (KubeNotFoundException)
+        {
+            left = null;
+        }
+        if (left is not null && KtConventions.ParseRefCount(left.Metadata.GetAnnotation(KtConventions.RefCountAnnotation)) > 0)
+        {
+            var result = await _client.RunAsync(name, [RouterCommand, "remove", _options.Mark.ToString()], _namespace, KtConventions.ContainerName, cancellationToken: ct)
+                .ConfigureAwait(false);
+            if (result.ExitCode != 0) output.Warning($"'router remove {_options.Mark}' in {_namespace}/{name} failed: {result.Stderr.Trim()}");
+            return;
+        }
+        // The last user (or the router is gone): the Service's selector back first, so traffic never meets a deleted router.
+        try
+        {
+            await new StaleResources(_client).RestoreServiceAsync(_namespace, _options.Service, cancellationToken: ct).ConfigureAwait(false);
+        }
+        catch (KubeNotFoundException)
+        {
+            output.Warning($"Service {ServiceKey} no longer exists: there is no selector to restore.");
+        }
+        await _client.Services.DeleteIfExistsAsync(KtConventions.StuntmanName(_options.Service), _namespace, cancellationToken: ct).ConfigureAwait(false);
+        if (left is not null) await _client.Pods.DeleteIfExistsAsync(name, _namespace, cancellationToken: ct).ConfigureAwait(false);
+    }
+
+    /// <summary>kt-connect's router pod: kt-role=router, a kt-target, count 1, kt-config=service=&lt;svc&gt;, one container port per target port.</summary>
+    internal Pod BuildRouter(string name, IReadOnlyList<(int Port, int Target)> ports)
+    {
+        var labels = new Dictionary<string, string>(_options.Labels, StringComparer.Ordinal)
+        {
+            [KtConventions.RoleLabel] = KtConventions.Roles.Router,
+            [KtConventions.TargetLabel] = KtConventions.NewTarget(),
+            [KtConventions.ControlByLabel] = KtConventions.ControlByValue,
+        };
+        var annotations = new Dictionary<string, string>(_options.Annotations, StringComparer.Ordinal)
+        {
+            [KtConventions.RefCountAnnotation] = "1",
+            [KtConventions.ConfigAnnotation] = KtConventions.FormatConfig([new(KtConventions.ConfigService, _options.Service)]),
+            [KtConventions.HeartbeatAnnotation] = KtConventions.FormatUnixSeconds(_client.Clock.UtcNow),
+            [KtConventions.UserAnnotation] = KtConventions.CurrentUser(),
+        };
+        return new Pod
+        {
+            ApiVersion = "v1",
+            Kind = "Pod",
+            Metadata = new ObjectMeta { Name = name, Namespace = _namespace, Labels = labels, Annotations = annotations },
+            Spec = new PodSpec
+            {
+                ServiceAccountName = _options.ServiceAccount,
+                Containers =
+                [
+                    new Container
+                    {
+                        Name = KtConventions.ContainerName,
+                        Image = _options.RouterImage,
+                        ImagePullPolicy = "IfNotPresent",
+                        Ports = [.. ports.Select(p => p.Target).Distinct().Select(t => new ContainerPortSpec { Name = "router-" + t, ContainerPort = t })],
+                    },
+                ],
+                NodeSelector = _options.NodeSelector.Count > 0 ? new Dictionary<string, string>(_options.NodeSelector, StringComparer.Ordinal) : null,
+                ImagePullSecrets = _options.ImagePullSecret is null ? null : [new LocalObjectReference { Name = _options.ImagePullSecret }],
+            },
+        };
+    }
+
+    private static bool IsMeshedByRouter(Service service) =>
+        service.Spec?.Selector?.GetValueOrDefault(KtConventions.RoleLabel) == KtConventions.Roles.Router
+        && service.Metadata.GetAnnotation(KtConventions.SelectorAnnotation) is not null;
+
+    /// <summary>The selector of the Service's own pods: kt-selector while a router holds it, else the selector.</summary>
+    private IReadOnlyDictionary<string, string> OriginalSelector(Service service)
+    {
+        var selector = IsMeshedByRouter(service)
+            ? KtConventions.ParseSelector(service.Metadata.GetAnnotation(KtConventions.SelectorAnnotation)!, service.Key)
+            : service.Spec?.Selector;
+        return selector is { Count: > 0 }
+            ? selector
+            : throw new KtException("ServiceHasNoSelector", KtErrorCategory.InvalidOperation,
+                $"Service '{ServiceKey}' has no selector (its endpoints are managed by hand), so it cannot be meshed.", null, _options.Service);
+    }
+
+    private async Task<Service> GetServiceAsync(CancellationToken cancellationToken) =>
+        await _client.Services.TryGetAsync(_options.Service, _namespace, cancellationToken).ConfigureAwait(false)
+        ?? throw new KtException("ServiceNotFound", KtErrorCategory.ObjectNotFound,
+            $"Service '{_options.Service}' does not exist in namespace '{_namespace}'.", null, _options.Service);
 }

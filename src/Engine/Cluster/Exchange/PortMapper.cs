@@ -91,6 +91,13 @@ public static class PortMapper
         return [.. exposed.Select(e => new PortMapping(e.Local, e.Remote, e.Remote, KtConventions.ServicePortName(e.Remote), PortMatch.Preview))];
     }
 
+    /// <summary>Every port of the Service as (port, numeric targetPort); named targetPorts resolve through <paramref name="named"/> or are left out.</summary>
+    public static IReadOnlyList<(int Port, int Target)> AllPorts(Service service, IReadOnlyDictionary<string, int>? named = null)
+    {
+        ArgumentNullException.ThrowIfNull(service);
+        return [.. (service.Spec?.Ports ?? []).Select(p => (p.Port, Target: TargetOf(p, named))).Where(p => p.Target is not null).Select(p => (p.Port, p.Target!.Value))];
+    }
+
     private static int? TargetOf(ServicePort p, IReadOnlyDictionary<string, int>? named)
     {
         if (p.TargetPort is not { } t) return p.Port; // an unset targetPort defaults to the port

@@ -1,4 +1,3 @@
-using KtConnect.Engine.Cluster.Recovery;
 using KtConnect.Engine.Cluster.Tunnel;
 using KtConnect.Engine.Kube;
 using KtConnect.Engine.Kube.Models;
@@ -58,70 +57,16 @@ public sealed class PreviewWorker : ISessionWorker
         await RemoteForwards.StartAsync(context, connection.Link, mappings, _options.Name, cancellationToken).ConfigureAwait(false);
 
         var service = BuildService(spec!.SelectorLabels(), mappings, _client.Clock.UtcNow);
-        var serviceRef = new KtObjectRef(KtObjectKind.Service, _namespace, _options.Name);
-        var entry = (await ClusterRecovery.RecordCreatedAsync(journal, _client, [serviceRef], sessionId, cancellationToken).ConfigureAwait(false))[0];
-        var created = false;
-        context.Defer($"delete Service {key}", async ct =>
-        {
-            connection.Heartbeat.Untrack(serviceRef);
-            // Only ours: a create that was refused (409) must not delete someone else's Service of that name.
-            if (created) await _client.Services.DeleteIfExistsAsync(_options.Name, _namespace, cancellationToken: ct).ConfigureAwait(false);
-            await journal.CompleteAsync(entry, ct).ConfigureAwait(false);
-        });
-        try
-        {
-            created = true;
-            await _client.Services.CreateAsync(service, _namespace, cancellationToken).ConfigureAwait(false);
-        }
-        catch (KubeApiException e) when (e.Code == 409)
-        {
-            created = false;
-            throw Exists(key, e);
-        }
-        catch (KubeApiException e) when (e.Code is >= 400 and < 500)
-        {
-            created = false;
-            throw;
-        }
-        connection.Heartbeat.Track(serviceRef);
-        context.AddResource("Service", key, "Created");
+        await KtServices.CreateOwnedAsync(context, _client, journal, connection.Heartbeat, service, sessionId, e => Exists(key, e), cancellationToken)
+            .ConfigureAwait(false);
         output.Verbose($"Service {key} ({_options.ServiceType}) selects the shadow {connection.PodName}.");
         output.Progress("Previewing", "Previewing", 100, completed: true);
     }
 
     /// <summary>kt-connect's preview Service: ports <c>kt-&lt;remote&gt;</c> remote→remote, selector = the shadow's labels, control-by=kt, heartbeat.</summary>
-    internal Service BuildService(IReadOnlyDictionary<string, string> selector, IReadOnlyList<PortMapping> mappings, DateTimeOffset clusterNow)
-    {
-        var labels = new Dictionary<string, string>(_options.Labels, StringComparer.Ordinal) { [KtConventions.ControlByLabel] = KtConventions.ControlByValue };
-        return new Service
-        {
-            ApiVersion = "v1",
-            Kind = "Service",
-            Metadata = new ObjectMeta
-            {
-                Name = _options.Name,
-                Namespace = _namespace,
-                Labels = labels,
-                Annotations = new Dictionary<string, string>(StringComparer.Ordinal)
-                {
-                    [KtConventions.HeartbeatAnnotation] = KtConventions.FormatUnixSeconds(clusterNow),
-                    [KtConventions.UserAnnotation] = KtConventions.CurrentUser(),
-                },
-            },
-            Spec = new ServiceSpec
-            {
-                Type = _options.ServiceType.ToString(),
-                Selector = new Dictionary<string, string>(selector, StringComparer.Ordinal),
-                Ports = [.. mappings.Select(m => new ServicePort
-                {
-                    Name = KtConventions.ServicePortName(m.TargetPort),
-                    Protocol = "TCP",
-                    Port = m.TargetPort,
-                    TargetPort = m.TargetPort,
-                })],
-            },
-        };
-    }
+    internal Service BuildService(IReadOnlyDictionary<string, string> selector, IReadOnlyList<PortMapping> mappings, DateTimeOffset clusterNow) =>
+        KtServices.Build(_options.Name, _namespace, _options.ServiceType.ToString(), selector, mappings.Select(m => KtServices.Port(m.TargetPort, m.TargetPort)),
+            _options.Labels, clusterNow);
 
     private async Task ThrowIfExistsAsync(string key, CancellationToken cancellationToken)
     {

@@ -88,7 +88,28 @@ public static class ServiceRecovery
             {
                 ScaleBack(p);
                 deletes.Add(new CleanupAction(CleanupActionKind.DeletePod, ns, p.Metadata.Name ?? "", $"a kt shadow of {name}"));
-                deletes.Add(new CleanupAction(CleanupActionKind.DeleteConfigMap, ns, p.Metadata.Name ?? "", $"a kt shadow of {name}"));
+                if (p.Metadata.GetLabel(KtConventions.RoleLabel) != KtConventions.Roles.Router)
+                    deletes.Add(new CleanupAction(CleanupActionKind.DeleteConfigMap, ns, p.Metadata.Name ?? "", $"a kt shadow of {name}"));
+            }
+            // Mesh auto mode (ktctl recover's router case): the stuntman, and every mesh shadow of this Service with its Service.
+            if (selector.GetValueOrDefault(KtConventions.RoleLabel) == KtConventions.Roles.Router)
+            {
+                var prefix = name + "-kt-mesh-";
+                deletes.Add(new CleanupAction(CleanupActionKind.DeleteService, ns, KtConventions.StuntmanName(name), $"the stuntman of {name}"));
+                foreach (var d in deployments.Where(d => IsMeshShadow(d.Metadata)))
+                {
+                    deletes.Add(new CleanupAction(CleanupActionKind.DeleteDeployment, ns, d.Metadata.Name!, $"a mesh shadow of {name}"));
+                    deletes.Add(new CleanupAction(CleanupActionKind.DeleteConfigMap, ns, d.Metadata.Name!, $"a mesh shadow of {name}"));
+                    deletes.Add(new CleanupAction(CleanupActionKind.DeleteService, ns, d.Metadata.Name!, $"a mesh shadow of {name}"));
+                }
+                foreach (var p in pods.Where(p => IsMeshShadow(p.Metadata) && p.Metadata.OwnerReferences is not { Count: > 0 }))
+                {
+                    deletes.Add(new CleanupAction(CleanupActionKind.DeletePod, ns, p.Metadata.Name!, $"a mesh shadow of {name}"));
+                    deletes.Add(new CleanupAction(CleanupActionKind.DeleteConfigMap, ns, p.Metadata.Name!, $"a mesh shadow of {name}"));
+                    deletes.Add(new CleanupAction(CleanupActionKind.DeleteService, ns, p.Metadata.Name!, $"a mesh shadow of {name}"));
+                }
+                bool IsMeshShadow(ObjectMeta m) => m.GetLabel(KtConventions.RoleLabel) == KtConventions.Roles.ShadowMesh
+                    && m.Name?.StartsWith(prefix, StringComparison.Ordinal) == true;
             }
         }
         if (!client.Clock.IsKnown) await client.GetServerVersionAsync(cancellationToken).ConfigureAwait(false);
