@@ -77,19 +77,20 @@ public sealed class ExchangeClusterFixture : IAsyncLifetime
     public string ClientPod => Cluster.Pods("dev", "app=client").Single(SimClusterFixture.IsReady)["metadata"]!["name"]!.GetValue<string>();
 
     /// <summary>A request from inside the cluster: curl in the client pod's network namespace (its resolv.conf is the cluster DNS).</summary>
-    public async Task<(int Code, string Body)> CurlFromClusterAsync(string url)
+    public async Task<(int Code, string Body)> CurlFromClusterAsync(string url, string? header = null)
     {
-        var r = await Cluster.RunInPodAsync("dev", ClientPod, ["curl", "-sS", "--connect-timeout", "5", "--max-time", "15", url]);
+        var r = await Cluster.RunInPodAsync("dev", ClientPod,
+            header is null ? ["curl", "-sS", "--connect-timeout", "5", "--max-time", "15", url] : ["curl", "-sS", "--connect-timeout", "5", "--max-time", "15", "-H", header, url]);
         return (r.ExitCode, r.StandardOutput + r.StandardError);
     }
 
     /// <summary>Polls until a request from the cluster to <paramref name="url"/> answers with <paramref name="expected"/> in the body.</summary>
-    public async Task<string> WaitAnswerAsync(string url, string expected, TimeSpan? timeout = null)
+    public async Task<string> WaitAnswerAsync(string url, string expected, TimeSpan? timeout = null, string? header = null)
     {
         var last = "";
         await Cluster.WaitUntilAsync(() =>
         {
-            var (code, body) = CurlFromClusterAsync(url).GetAwaiter().GetResult();
+            var (code, body) = CurlFromClusterAsync(url, header).GetAwaiter().GetResult();
             last = body;
             return code == 0 && body.Contains(expected, StringComparison.Ordinal);
         }, $"{url} to answer with '{expected}' (last answer: {last})", timeout ?? TimeSpan.FromSeconds(60));

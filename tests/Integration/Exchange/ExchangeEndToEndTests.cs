@@ -285,6 +285,70 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
         await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
     }
 
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl", "nginx")]
+    public async Task Auto_mesh_routes_each_version_header_to_its_laptop_port_shares_one_router_and_the_last_stop_restores()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        string Mesh(string version, string header, int? timeoutSeconds = null) =>
+            f.WaitAnswerAsync("http://orders.dev/", version, timeoutSeconds is null ? null : TimeSpan.FromSeconds(timeoutSeconds.Value), header).GetAwaiter().GetResult();
+
+        var first = await f.StartKtAsync("mesh", "orders", "-n", "dev", "--versionMark", "v2", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        Connect.KtProcess? second = null;
+        try
+        {
+            Assert.Contains("Mesh session", first.Stdout, StringComparison.Ordinal);
+            var svc = f.Service("orders")!;
+            Assert.Equal("router", svc["spec"]!["selector"]!["kt-role"]!.GetValue<string>());
+            Assert.Equal("""{"app":"orders"}""", svc["metadata"]!["annotations"]!["kt-selector"]!.GetValue<string>());
+            Assert.Null(svc["metadata"]!["annotations"]!["kt-lock"]);
+            Assert.Equal("1", f.Cluster.Store.Get(ResourceTypes.Pods, "dev", "orders-kt-router")!["metadata"]!["annotations"]!["kt-ref-count"]!.GetValue<string>());
+            Assert.NotNull(f.Service("orders-kt-stuntman"));
+            Assert.NotNull(f.Service("orders-kt-mesh-v2"));
+
+            Assert.Contains("port: 18080", Mesh("laptop", "version: v2"), StringComparison.Ordinal);
+            Assert.Contains("orders-", Mesh("orders-", "version: v1"), StringComparison.Ordinal);
+            Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-"), StringComparison.Ordinal);
+
+            // A second user with another version joins the same router.
+            second = await f.StartKtAsync("mesh", "orders", "-n", "dev", "--versionMark", "v3", "--expose", $"{ExchangeClusterFixture.LocalAdmin}:80");
+            Assert.Equal("2", f.Cluster.Store.Get(ResourceTypes.Pods, "dev", "orders-kt-router")!["metadata"]!["annotations"]!["kt-ref-count"]!.GetValue<string>());
+            Assert.Contains("port: 18081", Mesh("laptop", "version: v3"), StringComparison.Ordinal);
+            Assert.Contains("port: 18080", Mesh("laptop", "version: v2"), StringComparison.Ordinal);
+
+            // The first one out leaves the router to the other: its version goes back to the pods, v3 still comes here.
+            Assert.Equal(0, await first.SignalAndWaitAsync(SigTerm));
+            Assert.Equal("1", f.Cluster.Store.Get(ResourceTypes.Pods, "dev", "orders-kt-router")!["metadata"]!["annotations"]!["kt-ref-count"]!.GetValue<string>());
+            Assert.Null(f.Service("orders-kt-mesh-v2"));
+            Assert.Contains("orders-", Mesh("orders-", "version: v2"), StringComparison.Ordinal);
+            Assert.Contains("port: 18081", Mesh("laptop", "version: v3"), StringComparison.Ordinal);
+        }
+        finally
+        {
+            if (!first.Process.HasExited) await first.SignalAndWaitAsync(SigTerm);
+            if (second is not null) Assert.Equal(0, await second.SignalAndWaitAsync(SigInt));
+        }
+        Assert.Contains("everything was restored", second!.Stderr, StringComparison.Ordinal);
+        await f.WaitServedAsync("orders", 2);
+        Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-"), StringComparison.Ordinal);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl", "nginx")]
+    public async Task After_SIGKILL_of_an_auto_mesh_kt_recover_gives_the_service_back()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var kt = await f.StartKtAsync("mesh", "orders", "-n", "dev", "--versionMark", "v4", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://orders.dev/", "laptop", header: "version: v4"), StringComparison.Ordinal);
+        await KtRunner.KillAsync(kt.Process);
+        Assert.Equal("router", f.Service("orders")!["spec"]!["selector"]!["kt-role"]!.GetValue<string>());
+
+        var recover = await f.Kt.RunAsync(["recover", "orders", "-n", "dev"]);
+        Assert.True(recover.ExitCode == 0, recover.StandardError);
+        Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-"), StringComparison.Ordinal);
+        // What recover leaves is what a ktctl recover leaves too: the shadow's ConfigMap goes with the pod by its owner reference.
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
+
     [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
     public async Task Manual_mesh_adds_a_labelled_shadow_the_service_balances_to_and_stop_removes_it()
     {
