@@ -72,7 +72,7 @@ public static partial class RouterCommand
         (string Header, string Version) mark;
         switch (argv)
         {
-            case ["setup", var svc, var portSpec, var m] when TryParsePorts(portSpec, out var p) && TryParseMark(m, out mark) && svc.Length > 0:
+            case ["setup", var svc, var portSpec, var m] when TryParsePorts(portSpec, out var p) && TryParseMark(m, out mark) && IsServiceName(svc):
                 service = svc;
                 ports = p;
                 break;
@@ -188,6 +188,11 @@ public static partial class RouterCommand
         return mark.Header is { Length: > 0 } h && h.All(c => char.IsAsciiLetterOrDigit(c) || c == '_')
             && mark.Version.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_');
     }
+
+    // A Service name (DNS-1035 label); it ends up unquoted in route.conf.
+    private static bool IsServiceName(string name) =>
+        name.Length is > 0 and <= 63 && char.IsAsciiLetterLower(name[0]) && name[^1] != '-'
+        && name.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c == '-');
 
     private static bool TryParsePaths(string[] args, out RouterPaths paths)
     {
