@@ -17,6 +17,8 @@ public static class Program
     {
         // `echo ...`: the process behind application images on the simulated node (Images/EchoServer.cs).
         if (args is ["echo", ..]) return Images.EchoServer.RunMain(args[1..]);
+        // `router ...`: /usr/sbin/router of the router image, run by an exec in a router pod (Images/RouterCommand.cs).
+        if (args is ["router", ..]) return Images.RouterCommand.RunMain(args[1..]);
         // `node ...`: a node without a control plane, for manual use and crash tests (Node/NodeHost.cs).
         if (args is ["node", ..]) return Node.NodeHost.RunMain(args[1..]);
         if (args.Length == 0) return Usage();

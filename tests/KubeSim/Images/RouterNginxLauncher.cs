@@ -10,11 +10,17 @@ namespace KtConnect.KubeSim.Images;
 /// /etc/nginx is its own (an /etc overlay, see <see cref="PodPaths"/>): exec'd commands see it at the
 /// real path, the host reaches it at <c>HostPath("/etc/nginx/conf.d/route.conf")</c>; a reload is
 /// SIGHUP to the pod's process, as the router binary does to PID 1. Ready once nginx has
-/// written its pid file (the router pod has no readiness probe).
+/// written its pid file (the router pod has no readiness probe). The image's <see cref="RouterPath"/> is
+/// <see cref="RouterCommand"/>: an exec of it runs this assembly's <c>router</c> mode in the pod, with the
+/// container's /etc/kt.conf and /var/kt.lock (stored under the pod directory, see <see cref="PodPaths"/>)
+/// and this nginx's prefix, config, error log and pid file.
 /// </summary>
 public sealed class RouterNginxLauncher : IImageLauncher
 {
     public string Name => "nginx";
+
+    /// <summary>The router binary's path in the image.</summary>
+    public const string RouterPath = "/usr/sbin/router";
 
     public async Task<PodCommand> PrepareAsync(PodLaunchContext context, CancellationToken cancellationToken)
     {
@@ -27,9 +33,26 @@ public sealed class RouterNginxLauncher : IImageLauncher
         if (!File.Exists(config))
             await File.WriteAllTextAsync(config, DefaultConfig(prefix, context.SeenAs("/etc/nginx/conf.d")), cancellationToken).ConfigureAwait(false);
         var errorLog = Path.Combine(prefix, "logs", "error.log");
+        // The Dockerfile's `touch /var/kt.lock`.
+        var lockFile = context.HostPath("/var/kt.lock");
+        Directory.CreateDirectory(Path.GetDirectoryName(lockFile)!);
+        await File.WriteAllBytesAsync(lockFile, [], cancellationToken).ConfigureAwait(false);
+        IReadOnlyList<string> router =
+        [
+            .. EchoLauncher.KubeSimCommand(), "router",
+            "--state", context.SeenAs("/etc/kt.conf"),
+            "--lock", context.SeenAs("/var/kt.lock"),
+            "--route", context.SeenAs("/etc/nginx/conf.d/route.conf"),
+            "--nginx-prefix", prefix + "/",
+            "--nginx-conf", context.SeenAs("/etc/nginx/nginx.conf"),
+            "--nginx-error-log", errorLog,
+            "--nginx-pid", pidFile,
+            "--",
+        ];
         return new PodCommand(
             ["nginx", "-p", prefix + "/", "-e", errorLog, "-c", context.SeenAs("/etc/nginx/nginx.conf"), "-g", "daemon off; pid " + pidFile + ";"],
-            new Dictionary<string, string>(), [], pidFile);
+            new Dictionary<string, string>(), [], pidFile,
+            new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal) { [RouterPath] = router });
     }
 
     /// <summary>The image's nginx.conf; the pid file is given on the command line so a mounted config gets it too.</summary>

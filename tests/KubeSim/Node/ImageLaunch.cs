@@ -38,13 +38,16 @@ public sealed record PodLaunchContext(
 /// <summary>
 /// The command to run in the pod's namespace (argv[0] found on PATH) and when it counts as ready: every
 /// port in <see cref="ReadinessPorts"/> accepts a TCP connection and <see cref="ReadyFile"/> (a host path,
-/// when set) exists.
+/// when set) exists. <see cref="Programs"/> are executables the image has and the host does not: an exec
+/// of such a container path (or of its name found on the pod's PATH) runs the given argv prefix followed by
+/// the exec's arguments, in the pod as any exec (the router image's /usr/sbin/router).
 /// </summary>
 public sealed record PodCommand(
     IReadOnlyList<string> Argv,
     IReadOnlyDictionary<string, string> Environment,
     IReadOnlyList<int> ReadinessPorts,
-    string? ReadyFile = null);
+    string? ReadyFile = null,
+    IReadOnlyDictionary<string, IReadOnlyList<string>>? Programs = null);
 
 /// <summary>
 /// Where a pod's files live on the host. Pods share the host's filesystem, with one exception that

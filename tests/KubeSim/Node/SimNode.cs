@@ -306,7 +306,7 @@ public sealed class SimNode : IAsyncDisposable
     public SimExecProcess StartExec(string podKey, IReadOnlyList<string> argv)
     {
         var rt = Get(podKey);
-        return SimExecProcess.Start(rt.NetNs, argv, rt.ExecEnvironment);
+        return SimExecProcess.Start(rt.NetNs, ImageProgram(rt, argv), rt.ExecEnvironment);
     }
 
     /// <summary>
@@ -344,7 +344,7 @@ public sealed class SimNode : IAsyncDisposable
         CancellationToken cancellationToken = default)
     {
         var rt = Get(podKey);
-        return ProcessRunner.RunAsync("ip", ["netns", "exec", rt.NetNs, .. argv], stdin, timeout,
+        return ProcessRunner.RunAsync("ip", ["netns", "exec", rt.NetNs, .. ImageProgram(rt, argv)], stdin, timeout,
             rt.ExecEnvironment.ToDictionary(kv => kv.Key, kv => (string?)kv.Value), cancellationToken);
     }
 
@@ -566,6 +566,26 @@ public sealed class SimNode : IAsyncDisposable
             if (_pods.TryGetValue(podKey, out var rt) && rt.Process is not null) return rt;
         }
         throw new KtException("SimPodNotFound", KtErrorCategory.ObjectNotFound, $"Pod {podKey} is not running on the node.", target: podKey);
+    }
+
+    // An exec of one of the image's own programs (PodCommand.Programs), by path or by name on the pod's PATH,
+    // runs what stands for it; anything else runs as given.
+    private static IReadOnlyList<string> ImageProgram(PodRuntime rt, IReadOnlyList<string> argv)
+    {
+        var programs = rt.Command?.Programs;
+        if (programs is null || programs.Count == 0 || argv.Count == 0) return argv;
+        var program = argv[0];
+        if (!program.Contains('/', StringComparison.Ordinal))
+        {
+            var path = rt.ExecEnvironment.TryGetValue("PATH", out var p) ? p : BasePath;
+            foreach (var dir in path.Split(':', StringSplitOptions.RemoveEmptyEntries))
+            {
+                var candidate = dir.TrimEnd('/') + "/" + program;
+                if (programs.ContainsKey(candidate)) return [.. programs[candidate], .. argv.Skip(1)];
+                if (File.Exists(candidate)) return argv;
+            }
+        }
+        return programs.TryGetValue(program, out var prefix) ? [.. prefix, .. argv.Skip(1)] : argv;
     }
 
     private uint AllocateIp()
