@@ -235,13 +235,28 @@ public sealed class MeshWorker : ISessionWorker
             context.Defer($"leave the router {_namespace}/{name}", ct => LeaveRouterAsync(output, heartbeat, name, ct));
             heartbeat.Track(new KtObjectRef(KtObjectKind.Pod, _namespace, name));
             router = await shadowPods.WaitRunningAsync(_namespace, name, output, _options.PodCreationTimeout, cancellationToken).ConfigureAwait(false);
-            var result = await _client.RunAsync(name, command, _namespace, KtConventions.ContainerName, cancellationToken: cancellationToken).ConfigureAwait(false);
+            var result = await RunRouterAsync(name, command, cancellationToken).ConfigureAwait(false);
             if (result.ExitCode != 0)
                 throw new KtException("RouterCommandFailed", KtErrorCategory.InvalidOperation,
                     $"'{string.Join(' ', command)}' in the router {_namespace}/{name} exited with {result.ExitCode}: {result.Stderr.Trim()}", null, name);
             context.AddResource("Pod", _namespace + "/" + name, existing is null ? "Created (shared)" : "Joined");
             output.Verbose($"Router {_namespace}/{name}: {string.Join(' ', command.Skip(1))}");
             return router;
+        }
+    }
+
+    /// <summary>
+    /// Runs a router command. nginx resolves the upstream Services when it loads the config, and cluster DNS learns a
+    /// Service created a moment ago with a little delay: "host not found" is retried for a while before it counts.
+    /// </summary>
+    private async Task<ExecOutput> RunRouterAsync(string router, IReadOnlyList<string> command, CancellationToken cancellationToken)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            var result = await _client.RunAsync(router, command, _namespace, KtConventions.ContainerName, cancellationToken: cancellationToken).ConfigureAwait(false);
+            if (result.ExitCode == 0 || !result.Stderr.Contains("host not found", StringComparison.Ordinal) || DateTime.UtcNow > deadline) return result;
+            await Task.Delay(TimeSpan.FromMilliseconds(500), cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -260,8 +275,7 @@ public sealed class MeshWorker : ISessionWorker
         }
         if (left is not null && KtConventions.ParseRefCount(left.Metadata.GetAnnotation(KtConventions.RefCountAnnotation)) > 0)
         {
-            var result = await _client.RunAsync(name, [RouterCommand, "remove", _options.Mark.ToString()], _namespace, KtConventions.ContainerName, cancellationToken: ct)
-                .ConfigureAwait(false);
+            var result = await RunRouterAsync(name, [RouterCommand, "remove", _options.Mark.ToString()], ct).ConfigureAwait(false);
             if (result.ExitCode != 0) output.Warning($"'router remove {_options.Mark}' in {_namespace}/{name} failed: {result.Stderr.Trim()}");
             return;
         }
