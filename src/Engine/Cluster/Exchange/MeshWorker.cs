@@ -26,6 +26,9 @@ public sealed class MeshWorker : ISessionWorker
     private readonly MeshOptions _options;
     private readonly string _namespace;
 
+    /// <summary>True while the start holds the Service's lock (a failing start leaves the router under it).</summary>
+    private volatile bool _holdingLock;
+
     public MeshWorker(KubeClient client, string ns, MeshOptions options)
     {
         _client = client ?? throw new ArgumentNullException(nameof(client));
@@ -96,7 +99,12 @@ public sealed class MeshWorker : ISessionWorker
         var journal = _options.Journal ?? new ChangeJournal();
         output.Progress("Meshing", $"Locking Service {ServiceKey}");
         var serviceLock = await ServiceLock.AcquireAsync(_client, _namespace, _options.Service, cancellationToken: cancellationToken).ConfigureAwait(false);
-        context.Defer($"unlock Service {ServiceKey}", ct => serviceLock.ReleaseAsync(ct));
+        _holdingLock = true;
+        context.Defer($"unlock Service {ServiceKey}", async ct =>
+        {
+            await serviceLock.ReleaseAsync(ct).ConfigureAwait(false);
+            _holdingLock = false;
+        });
 
         // Under the lock: the Service as it is now (another session may have meshed or exchanged it since the first look).
         var service = await GetServiceAsync(cancellationToken).ConfigureAwait(false);
@@ -131,6 +139,7 @@ public sealed class MeshWorker : ISessionWorker
             output.Verbose($"Service {ServiceKey} now selects the router {router.Metadata.Name} (original selector {KtConventions.FormatSelector(original)} kept in kt-selector).");
         }
         await serviceLock.ReleaseAsync(cancellationToken).ConfigureAwait(false);
+        _holdingLock = false;
         output.Verbose($"Requests to Service {ServiceKey} with header '{mark.Key}: {mark.Version}' now reach this machine; the others go to its pods.");
     }
 
@@ -260,36 +269,70 @@ public sealed class MeshWorker : ISessionWorker
         }
     }
 
+    /// <summary>
+    /// Leaves the router under the Service's lock, so no other session joins half-way: count − 1 and <c>router remove</c>;
+    /// the last user deletes the router (only if nobody joined since: resourceVersion precondition), then the stuntman,
+    /// then puts the Service's selector back (which also drops the lock).
+    /// </summary>
     private async Task LeaveRouterAsync(IKtOutput output, Heartbeat heartbeat, string name, CancellationToken ct)
     {
         heartbeat.Untrack(new KtObjectRef(KtObjectKind.Pod, _namespace, name));
         heartbeat.Untrack(new KtObjectRef(KtObjectKind.Service, _namespace, KtConventions.StuntmanName(_options.Service)));
-        Pod? left;
+        ServiceLock? serviceLock = null;
         try
         {
-            left = await ShadowPods.ChangeRefCountAsync(_client.Pods, name, _namespace, -1, ct).ConfigureAwait(false);
+            if (!_holdingLock) serviceLock = await ServiceLock.AcquireAsync(_client, _namespace, _options.Service, cancellationToken: ct).ConfigureAwait(false);
         }
-        catch (KubeNotFoundException)
+        catch (KtException e) when (e is KubeNotFoundException || e.ErrorId == "ServiceLocked")
         {
-            left = null;
+            output.Warning($"Leaving the router without the lock of Service {ServiceKey}: {e.Message}");
         }
-        if (left is not null && KtConventions.ParseRefCount(left.Metadata.GetAnnotation(KtConventions.RefCountAnnotation)) > 0)
-        {
-            var result = await RunRouterAsync(name, [RouterCommand, "remove", _options.Mark.ToString()], ct).ConfigureAwait(false);
-            if (result.ExitCode != 0) output.Warning($"'router remove {_options.Mark}' in {_namespace}/{name} failed: {result.Stderr.Trim()}");
-            return;
-        }
-        // The last user (or the router is gone): the Service's selector back first, so traffic never meets a deleted router.
         try
         {
-            await new StaleResources(_client).RestoreServiceAsync(_namespace, _options.Service, cancellationToken: ct).ConfigureAwait(false);
+            Pod? left;
+            try
+            {
+                left = await ShadowPods.ChangeRefCountAsync(_client.Pods, name, _namespace, -1, ct).ConfigureAwait(false);
+            }
+            catch (KubeNotFoundException)
+            {
+                left = null;
+            }
+            if (left is not null && KtConventions.ParseRefCount(left.Metadata.GetAnnotation(KtConventions.RefCountAnnotation)) > 0)
+            {
+                var result = await RunRouterAsync(name, [RouterCommand, "remove", _options.Mark.ToString()], ct).ConfigureAwait(false);
+                if (result.ExitCode != 0) output.Warning($"'router remove {_options.Mark}' in {_namespace}/{name} failed: {result.Stderr.Trim()}");
+                return;
+            }
+            if (left is not null)
+            {
+                try
+                {
+                    await _client.Pods.DeleteAsync(name, _namespace, new DeleteOptions { PreconditionResourceVersion = left.Metadata.ResourceVersion }, ct)
+                        .ConfigureAwait(false);
+                }
+                catch (KubeConflictException)
+                {
+                    return; // someone joined after all: the router, stuntman and selector are theirs now
+                }
+                catch (KubeNotFoundException)
+                {
+                }
+            }
+            await _client.Services.DeleteIfExistsAsync(KtConventions.StuntmanName(_options.Service), _namespace, cancellationToken: ct).ConfigureAwait(false);
+            try
+            {
+                await new StaleResources(_client).RestoreServiceAsync(_namespace, _options.Service, cancellationToken: ct).ConfigureAwait(false);
+            }
+            catch (KubeNotFoundException)
+            {
+                output.Warning($"Service {ServiceKey} no longer exists: there is no selector to restore.");
+            }
         }
-        catch (KubeNotFoundException)
+        finally
         {
-            output.Warning($"Service {ServiceKey} no longer exists: there is no selector to restore.");
+            if (serviceLock is not null) await serviceLock.ReleaseAsync(ct).ConfigureAwait(false);
         }
-        await _client.Services.DeleteIfExistsAsync(KtConventions.StuntmanName(_options.Service), _namespace, cancellationToken: ct).ConfigureAwait(false);
-        if (left is not null) await _client.Pods.DeleteIfExistsAsync(name, _namespace, cancellationToken: ct).ConfigureAwait(false);
     }
 
     /// <summary>kt-connect's router pod: kt-role=router, a kt-target, count 1, kt-config=service=&lt;svc&gt;, one container port per target port.</summary>
