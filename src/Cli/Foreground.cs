@@ -85,6 +85,12 @@ internal static class Foreground
         foreach (var p in s.LocalPorts) await w.WriteLineAsync($"  listening {p}").ConfigureAwait(false);
         foreach (var r in s.Routes) await w.WriteLineAsync($"  route     {r}").ConfigureAwait(false);
         if (s.DnsSuffixes.Count > 0) await w.WriteLineAsync($"  dns       {string.Join(", ", s.DnsSuffixes)}").ConfigureAwait(false);
+        if (s.MeshHeader is not null)
+        {
+            await w.WriteLineAsync(s.Mode == "manual"
+                ? $"  mesh      label {s.MeshHeader}={s.MeshVersion} (route it with your service mesh)"
+                : $"  mesh      requests with header '{s.MeshHeader}: {s.MeshVersion}' come here").ConfigureAwait(false);
+        }
         await w.WriteLineAsync("Press Ctrl+C to stop and restore everything.").ConfigureAwait(false);
     }
 }

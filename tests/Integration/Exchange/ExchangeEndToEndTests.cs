@@ -297,6 +297,7 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
         try
         {
             Assert.Contains("Mesh session", first.Stdout, StringComparison.Ordinal);
+            Assert.Contains("requests with header 'version: v2' come here", first.Stdout, StringComparison.Ordinal);
             var svc = f.Service("orders")!;
             Assert.Equal("router", svc["spec"]!["selector"]!["kt-role"]!.GetValue<string>());
             Assert.Equal("""{"app":"orders"}""", svc["metadata"]!["annotations"]!["kt-selector"]!.GetValue<string>());
@@ -357,6 +358,7 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
         try
         {
             Assert.Contains("Mesh session", kt.Stdout, StringComparison.Ordinal);
+            Assert.Contains("label version=v2", kt.Stdout, StringComparison.Ordinal);
             var pod = f.Cluster.Store.Get(ResourceTypes.Pods, "dev", "orders-kt-mesh-v2")!;
             var labels = pod["metadata"]!["labels"]!;
             Assert.Equal(("orders", "v2", "shadow-mesh"), (labels["app"]!.GetValue<string>(), labels["version"]!.GetValue<string>(), labels["kt-role"]!.GetValue<string>()));
