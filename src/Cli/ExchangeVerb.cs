@@ -36,7 +36,7 @@ internal static class ExchangeVerb
 
     internal static ExchangeOptions Parse(ParsedArgs a)
     {
-        var service = ServiceArgument(a, "exchange");
+        var (service, deployment) = TargetArgument(a, "exchange");
         if (!a.Has("expose")) throw ParsedArgs.Usage("exchange needs --expose <localPort[:remotePort]>[,...]");
         var mode = a.Get("mode", "selector") switch
         {
@@ -47,6 +47,7 @@ internal static class ExchangeVerb
         var options = GlobalOptions.Apply(a, new ExchangeOptions()) with
         {
             Service = service,
+            Deployment = deployment,
             Ports = ExposedPort.ParseList(a.Get("expose")),
             Mode = mode,
             RecoverWaitTime = TimeSpan.FromSeconds(a.Int("recoverWaitTime", 120)),
@@ -56,21 +57,24 @@ internal static class ExchangeVerb
         return options;
     }
 
-    /// <summary>The one positional argument: <c>name</c>, <c>svc/name</c> or <c>service/name</c>.</summary>
-    internal static string ServiceArgument(ParsedArgs a, string verb)
+    /// <summary>
+    /// The one positional argument: <c>name</c>, <c>svc/name</c> or <c>service/name</c> (a Service), or <c>deploy/name</c> or
+    /// <c>deployment/name</c> (a Deployment, whose Service the engine finds).
+    /// </summary>
+    internal static (string Service, string? Deployment) TargetArgument(ParsedArgs a, string verb)
     {
         if (a.Positional.Count != 1)
             throw ParsedArgs.Usage(a.Positional.Count == 0 ? $"{verb} needs the name of a Service" : $"{verb} takes one Service name, not {a.Positional.Count.ToString(CultureInfo.InvariantCulture)} arguments");
         var arg = a.Positional[0];
         var slash = arg.IndexOf('/', StringComparison.Ordinal);
-        if (slash >= 0)
+        var kind = slash >= 0 ? arg[..slash] : "service";
+        var name = slash >= 0 ? arg[(slash + 1)..] : arg;
+        if (name.Length == 0) throw ParsedArgs.Usage($"{verb} needs the name of a Service");
+        return kind switch
         {
-            var kind = arg[..slash];
-            if (kind is not ("svc" or "service"))
-                throw ParsedArgs.Usage($"{verb} works on Services: give <name>, svc/<name> or service/<name>, not '{arg}'");
-            arg = arg[(slash + 1)..];
-        }
-        if (arg.Length == 0) throw ParsedArgs.Usage($"{verb} needs the name of a Service");
-        return arg;
+            "svc" or "service" => (name, null),
+            "deploy" or "deployment" => ("", name),
+            _ => throw ParsedArgs.Usage($"{verb} works on Services: give <name>, svc/<name>, service/<name>, deploy/<name> or deployment/<name>, not '{arg}'"),
+        };
     }
 }

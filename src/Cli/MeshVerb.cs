@@ -36,7 +36,7 @@ internal static class MeshVerb
 
     internal static MeshOptions Parse(ParsedArgs a)
     {
-        var service = ExchangeVerb.ServiceArgument(a, "mesh");
+        var (service, deployment) = ExchangeVerb.TargetArgument(a, "mesh");
         if (!a.Has("expose")) throw ParsedArgs.Usage("mesh needs --expose <localPort[:remotePort]>[,...]");
         var mode = a.Get("mode", "auto") switch
         {
@@ -47,6 +47,7 @@ internal static class MeshVerb
         var options = GlobalOptions.Apply(a, new MeshOptions()) with
         {
             Service = service,
+            Deployment = deployment,
             Ports = ExposedPort.ParseList(a.Get("expose")),
             Mode = mode,
             Mark = VersionMark.Parse(a.Get("versionMark", "")),

@@ -285,6 +285,25 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
         await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
     }
 
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task A_deployment_target_exchanges_the_service_in_front_of_it()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var kt = await f.StartKtAsync("exchange", "deploy/pay", "-n", "dev", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        try
+        {
+            Assert.Contains("Exchange session", kt.Stdout, StringComparison.Ordinal);
+            Assert.Equal("shadow-exchange", f.Service("pay")!["spec"]!["selector"]!["kt-role"]!.GetValue<string>());
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://pay.dev/", "laptop"), StringComparison.Ordinal);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+        }
+        Assert.Contains("pay-", await f.WaitAnswerAsync("http://pay.dev/", "pay-"), StringComparison.Ordinal);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
+
     [LinuxRootFact("sshd", "dnsmasq", "nft", "curl", "nginx")]
     public async Task Auto_mesh_routes_each_version_header_to_its_laptop_port_shares_one_router_and_the_last_stop_restores()
     {
@@ -398,6 +417,7 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
                      (["preview", "Bad_Name", "-n", "dev", "--expose", "18080"], 2, "InvalidPreviewName"),
                      (["mesh", "orders", "-n", "dev", "--expose", "18080", "--versionMark", "Bad:1"], 2, "InvalidVersionMark"),
                      (["mesh", "nope", "-n", "dev", "--mode", "manual", "--expose", "18080:80"], 1, "ServiceNotFound"),
+                     (["exchange", "deploy/client", "-n", "dev", "--expose", "18080"], 1, "NoServiceForDeployment"),
                  })
         {
             var r = await f.Kt.RunAsync(args);

@@ -33,6 +33,9 @@ public sealed class ExchangeParsingTests
         var d = ExchangeVerb.Parse(Args("exchange", "service/orders", "--expose", "8080"));
         Assert.Equal(("orders", ExchangeMode.Selector, TimeSpan.FromSeconds(120), false), (d.Service, d.Mode, d.RecoverWaitTime, d.SkipPortChecking));
         Assert.Equal("orders", ExchangeVerb.Parse(Args("exchange", "orders", "--expose", "8080")).Service);
+        var byDeployment = ExchangeVerb.Parse(Args("exchange", "deploy/orders-v1", "--expose", "8080", "--mode", "scale"));
+        Assert.Equal(("", "orders-v1"), (byDeployment.Service, byDeployment.Deployment));
+        Assert.Equal("orders-v1", MeshVerb.Parse(Args("mesh", "deployment/orders-v1", "--expose", "8080")).Deployment);
     }
 
     [Theory]
@@ -40,7 +43,8 @@ public sealed class ExchangeParsingTests
     [InlineData("InvalidCommandLine", "exchange", "a", "b", "--expose", "8080")]
     [InlineData("InvalidCommandLine", "exchange", "orders")]
     [InlineData("InvalidCommandLine", "exchange", "orders", "--expose", "8080", "--mode", "ephemeral")]
-    [InlineData("InvalidCommandLine", "exchange", "deploy/orders", "--expose", "8080")]
+    [InlineData("InvalidCommandLine", "exchange", "pod/orders-1", "--expose", "8080")]
+    [InlineData("InvalidCommandLine", "exchange", "deploy/", "--expose", "8080")]
     [InlineData("InvalidCommandLine", "exchange", "orders", "--expose", "8080", "--recoverWaitTime", "-1")]
     [InlineData("InvalidExposePort", "exchange", "orders", "--expose", "http")]
     [InlineData("InvalidExposePort", "exchange", "orders", "--expose", "8080:80,9090:80")]

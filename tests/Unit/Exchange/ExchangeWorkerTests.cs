@@ -180,4 +180,31 @@ public sealed class ExchangeWorkerTests : IDisposable
         var port = Assert.Single(svc.Spec.Ports!);
         Assert.Equal(("kt-80", 80, 80, "TCP"), (port.Name, port.Port, port.TargetPort!.Value.IntValue!.Value, port.Protocol));
     }
+
+    [Fact]
+    public async Task A_deployment_target_resolves_to_the_one_service_selecting_its_pods_even_while_it_is_exchanged()
+    {
+        await using var sim = await StartAsync();
+        var (service, deployment) = await ServiceTargets.FromDeploymentAsync(sim.Client, Ns, "orders", CancellationToken.None);
+        Assert.Equal(("orders", "orders"), (service.Metadata.Name, deployment.Metadata.Name));
+
+        // Exchanged: its selector points at a shadow, kt-selector still names the pods.
+        sim.Server.Store.Mutate(ResourceTypes.Services, Ns, "orders", o =>
+        {
+            o["metadata"]!["annotations"] = new JsonObject { ["kt-selector"] = """{"app":"orders"}""" };
+            o["spec"]!["selector"] = new JsonObject { ["kt-role"] = "shadow-exchange", ["kt-target"] = "abc" };
+            return o;
+        });
+        Assert.Equal("orders", (await ServiceTargets.FromDeploymentAsync(sim.Client, Ns, "orders", CancellationToken.None)).Service.Metadata.Name);
+
+        async Task<string> Refusal(string name) =>
+            (await Assert.ThrowsAnyAsync<KtException>(() => ServiceTargets.FromDeploymentAsync(sim.Client, Ns, name, CancellationToken.None))).ErrorId;
+        Assert.Equal("DeploymentNotFound", await Refusal("nope"));
+        sim.Server.Apply(Deployment("lonely", app: "lonely"));
+        Assert.Equal("NoServiceForDeployment", await Refusal("lonely"));
+        sim.Server.Apply("""{"apiVersion":"v1","kind":"Service","metadata":{"name":"orders-admin","namespace":"kt-test"},"spec":{"selector":{"app":"orders"},"ports":[{"port":81}]}}""");
+        var e = await Assert.ThrowsAnyAsync<KtException>(() => ServiceTargets.FromDeploymentAsync(sim.Client, Ns, "orders", CancellationToken.None));
+        Assert.Equal("SeveralServicesForDeployment", e.ErrorId);
+        Assert.Contains("orders, orders-admin", e.Message, StringComparison.Ordinal);
+    }
 }

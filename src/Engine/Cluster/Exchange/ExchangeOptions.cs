@@ -16,6 +16,9 @@ public sealed record ExchangeOptions : ShadowOptions
     /// <summary>The Service whose traffic comes to this machine.</summary>
     public string Service { get; init; } = "";
 
+    /// <summary>Instead of <see cref="Service"/>: a Deployment, whose Service is found (kt-connect's <c>deploy/&lt;name&gt;</c>).</summary>
+    public string? Deployment { get; init; }
+
     /// <summary><c>--expose</c>: local port and the Service port or targetPort it takes over.</summary>
     public IReadOnlyList<ExposedPort> Ports { get; init; } = [];
 
@@ -33,8 +36,7 @@ public sealed record ExchangeOptions : ShadowOptions
     /// <summary>Throws a typed error when the options cannot work, before anything is changed.</summary>
     public void Validate()
     {
-        if (string.IsNullOrWhiteSpace(Service))
-            throw new KtException("ServiceNameMissing", KtErrorCategory.InvalidArgument, "Name the Service to exchange.");
+        ServiceTargets.Validate(Service, Deployment, "exchange");
         ExposedPort.Validate(Ports);
         if (RecoverWaitTime < TimeSpan.Zero)
             throw new KtException("InvalidRecoverWaitTime", KtErrorCategory.InvalidArgument, "The recover wait time cannot be negative.");

@@ -16,7 +16,7 @@ namespace KtConnect.Engine.Cluster.Exchange;
 public sealed class ExchangeWorker : ISessionWorker
 {
     private readonly KubeClient _client;
-    private readonly ExchangeOptions _options;
+    private ExchangeOptions _options;
     private readonly string _namespace;
 
     public ExchangeWorker(KubeClient client, string ns, ExchangeOptions options)
@@ -40,6 +40,13 @@ public sealed class ExchangeWorker : ISessionWorker
 
         // Checks that change nothing.
         await ClusterSessions.EnsureNamespaceAsync(_client, _namespace, cancellationToken).ConfigureAwait(false);
+        Deployment? given = null;
+        if (_options.Deployment is { Length: > 0 } deploymentName)
+        {
+            (var found, given) = await ServiceTargets.FromDeploymentAsync(_client, _namespace, deploymentName, cancellationToken).ConfigureAwait(false);
+            _options = _options with { Service = found.Metadata.Name!, Deployment = null };
+            output.Verbose($"Deployment {_namespace}/{deploymentName} serves Service {ServiceKey}: exchanging that.");
+        }
         var service = await GetServiceAsync(cancellationToken).ConfigureAwait(false);
         if (service.Spec?.Selector is not { Count: > 0 })
             throw new KtException("ServiceHasNoSelector", KtErrorCategory.InvalidOperation,
@@ -49,7 +56,7 @@ public sealed class ExchangeWorker : ISessionWorker
             .ConfigureAwait(false);
         var mappings = PortMapper.Map(service, _options.Ports, NamedContainerPorts(pods.Items.Select(p => p.Spec)));
         Deployment? deployment = null;
-        if (_options.Mode == ExchangeMode.Scale) deployment = await FindDeploymentAsync(service, cancellationToken).ConfigureAwait(false);
+        if (_options.Mode == ExchangeMode.Scale) deployment = given ?? await FindDeploymentAsync(service, cancellationToken).ConfigureAwait(false);
         await RemoteForwards.CheckLocalPortsAsync(mappings, _options.SkipPortChecking, output, cancellationToken).ConfigureAwait(false);
 
         if (_options.Mode == ExchangeMode.Selector)

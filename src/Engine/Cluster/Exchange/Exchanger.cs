@@ -16,6 +16,7 @@ public static class Exchanger
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         return ClusterSessions.StartAsync(options, SessionKind.Exchange, options.Mode.ToString().ToLowerInvariant(),
-            (client, ns) => new ExchangeWorker(client, ns, options), output, registry, loader, options.Service, cancellationToken);
+            (client, ns) => new ExchangeWorker(client, ns, options), output, registry, loader,
+            ServiceTargets.Display(options.Service, options.Deployment), cancellationToken);
     }
 }

@@ -55,6 +55,9 @@ public sealed record MeshOptions : ShadowOptions
     /// <summary>The Service whose marked requests come to this machine.</summary>
     public string Service { get; init; } = "";
 
+    /// <summary>Instead of <see cref="Service"/>: a Deployment, whose Service is found (kt-connect's <c>deploy/&lt;name&gt;</c>).</summary>
+    public string? Deployment { get; init; }
+
     /// <summary><c>--expose</c>: local port and the Service port or targetPort it serves.</summary>
     public IReadOnlyList<ExposedPort> Ports { get; init; } = [];
 
@@ -71,12 +74,11 @@ public sealed record MeshOptions : ShadowOptions
     /// <summary>Throws a typed error when the options cannot work, before anything is changed.</summary>
     public void Validate()
     {
-        if (string.IsNullOrWhiteSpace(Service))
-            throw new KtException("ServiceNameMissing", KtErrorCategory.InvalidArgument, "Name the Service to mesh.");
+        ServiceTargets.Validate(Service, Deployment, "mesh");
         ExposedPort.Validate(Ports);
         if (string.IsNullOrWhiteSpace(RouterImage))
             throw new KtException("InvalidRouterImage", KtErrorCategory.InvalidArgument, "The router image cannot be empty.");
-        if (KtConventions.MeshShadowName(Service, Mark.Version).Length > 63)
+        if (KtConventions.MeshShadowName(Service.Length > 0 ? Service : Deployment!, Mark.Version).Length > 63)
             throw new KtException("InvalidVersionMark", KtErrorCategory.InvalidArgument,
                 $"The shadow's name '{KtConventions.MeshShadowName(Service, Mark.Version)}' would be longer than 63 characters; choose a shorter version.",
                 null, Mark.ToString());

@@ -23,7 +23,7 @@ public sealed class MeshWorker : ISessionWorker
     public const string RouterCommand = "/usr/sbin/router";
 
     private readonly KubeClient _client;
-    private readonly MeshOptions _options;
+    private MeshOptions _options;
     private readonly string _namespace;
 
     /// <summary>True while the start holds the Service's lock (a failing start leaves the router under it).</summary>
@@ -50,6 +50,13 @@ public sealed class MeshWorker : ISessionWorker
 
         // Checks that change nothing.
         await ClusterSessions.EnsureNamespaceAsync(_client, _namespace, cancellationToken).ConfigureAwait(false);
+        if (_options.Deployment is { Length: > 0 } deploymentName)
+        {
+            var (found, _) = await ServiceTargets.FromDeploymentAsync(_client, _namespace, deploymentName, cancellationToken).ConfigureAwait(false);
+            _options = _options with { Service = found.Metadata.Name!, Deployment = null };
+            _options.Validate();
+            output.Verbose($"Deployment {_namespace}/{deploymentName} serves Service {ServiceKey}: meshing that.");
+        }
         var service = await GetServiceAsync(cancellationToken).ConfigureAwait(false);
         var original = OriginalSelector(service);
         if (original.ContainsKey(mark.Key))

@@ -13,6 +13,7 @@ public static class Mesher
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         return ClusterSessions.StartAsync(options, SessionKind.Mesh, options.Mode.ToString().ToLowerInvariant(),
-            (client, ns) => new MeshWorker(client, ns, options), output, registry, loader, options.Service, cancellationToken);
+            (client, ns) => new MeshWorker(client, ns, options), output, registry, loader,
+            ServiceTargets.Display(options.Service, options.Deployment), cancellationToken);
     }
 }
