@@ -117,9 +117,17 @@ public sealed class ClusterRecoveryTests : IDisposable
         await handler.UndoAsync(Change(sim.Client, KtObjectKind.Pod, "gone", ClusterChangeKind.Created), default);
         await handler.UndoAsync(Change(sim.Client, KtObjectKind.Deployment, "gone", ClusterChangeKind.Scaled) with { OriginalReplicas = 1 }, default);
 
+        // A Service we created once, deleted meanwhile by someone who made their own of that name: theirs stays.
+        await handler.UndoAsync(Change(sim.Client, KtObjectKind.Service, "orders", ClusterChangeKind.Created), default);
+
         var svc = await sim.Client.Services.GetAsync("orders", Ns);
         Assert.Equal("1800000000", svc.Metadata.GetAnnotation(KtConventions.LockAnnotation));
         Assert.Equal(new Dictionary<string, string> { ["app"] = "orders-v2" }, svc.Spec!.Selector);
+
+        // Ours (control-by=kt) is deleted.
+        sim.Server.Apply($$$"""{"apiVersion":"v1","kind":"Service","metadata":{"name":"orders-next","namespace":"{{{Ns}}}","labels":{"control-by":"kt"}},"spec":{"ports":[{"port":80}]}}""");
+        await handler.UndoAsync(Change(sim.Client, KtObjectKind.Service, "orders-next", ClusterChangeKind.Created), default);
+        Assert.Null(await sim.Client.Services.TryGetAsync("orders-next", Ns));
     }
 
     [Fact]

@@ -1,4 +1,5 @@
 using KtConnect.Engine.Kube;
+using KtConnect.Engine.Kube.Models;
 
 namespace KtConnect.Engine.Cluster.Recovery;
 
@@ -59,17 +60,28 @@ public sealed class ClusterUndoHandler : IJournalUndoHandler
         }
     }
 
-    private Task<bool> DeleteAsync(ClusterChange c, CancellationToken ct)
+    private Task DeleteAsync(ClusterChange c, CancellationToken ct) => c.ObjectKind switch
     {
-        var background = new DeleteOptions { PropagationPolicy = PropagationPolicy.Background };
-        return c.ObjectKind switch
+        KtObjectKind.Pod => DeleteIfOursAsync(_client.Pods, c, ct),
+        KtObjectKind.ConfigMap => DeleteIfOursAsync(_client.ConfigMaps, c, ct),
+        KtObjectKind.Deployment => DeleteIfOursAsync(_client.Deployments, c, ct),
+        KtObjectKind.Service => DeleteIfOursAsync(_client.Services, c, ct),
+        _ => throw new ArgumentOutOfRangeException(nameof(c)),
+    };
+
+    /// <summary>
+    /// Deletes the object only while it is a kt object (<c>control-by=kt</c>): by the time a crashed session is undone
+    /// someone may have deleted ours and made their own of that name. The delete is bound to the uid that was checked.
+    /// </summary>
+    private static async Task DeleteIfOursAsync<T>(ResourceClient<T> client, ClusterChange c, CancellationToken ct) where T : KubeObject
+    {
+        var current = await client.TryGetAsync(c.Name, c.Namespace, ct).ConfigureAwait(false);
+        if (current is null || current.Metadata.GetLabel(KtConventions.ControlByLabel) != KtConventions.ControlByValue) return;
+        await client.DeleteIfExistsAsync(c.Name, c.Namespace, new DeleteOptions
         {
-            KtObjectKind.Pod => _client.Pods.DeleteIfExistsAsync(c.Name, c.Namespace, background, ct),
-            KtObjectKind.ConfigMap => _client.ConfigMaps.DeleteIfExistsAsync(c.Name, c.Namespace, background, ct),
-            KtObjectKind.Deployment => _client.Deployments.DeleteIfExistsAsync(c.Name, c.Namespace, background, ct),
-            KtObjectKind.Service => _client.Services.DeleteIfExistsAsync(c.Name, c.Namespace, background, ct),
-            _ => throw new ArgumentOutOfRangeException(nameof(c)),
-        };
+            PropagationPolicy = PropagationPolicy.Background,
+            PreconditionUid = current.Metadata.Uid,
+        }, ct).ConfigureAwait(false);
     }
 
     private Task RestoreSelectorAsync(ClusterChange c, CancellationToken ct) =>

@@ -99,6 +99,7 @@ public sealed partial class MacUtunDevice : ITunDevice
     private readonly int _fd;
     private readonly int[] _wake;
     private int _disposed;
+    private readonly DeviceGate _gate = new();
     private byte[]? _frame;
 
     private MacUtunDevice(int fd, int[] wake, string name, int mtu)
@@ -140,7 +141,20 @@ public sealed partial class MacUtunDevice : ITunDevice
         }
     }
 
-    public unsafe int ReadPacket(Span<byte> buffer)
+    public int ReadPacket(Span<byte> buffer)
+    {
+        if (!_gate.TryEnter()) return 0;
+        try
+        {
+            return ReadPacketCore(buffer);
+        }
+        finally
+        {
+            _gate.Exit();
+        }
+    }
+
+    private unsafe int ReadPacketCore(Span<byte> buffer)
     {
         // One frame buffer for the single reader thread: no allocation per packet.
         if (_frame is null || _frame.Length < buffer.Length + UtunFraming.HeaderLength) _frame = new byte[buffer.Length + UtunFraming.HeaderLength];
@@ -165,26 +179,40 @@ public sealed partial class MacUtunDevice : ITunDevice
 
     public unsafe void WritePacket(ReadOnlySpan<byte> packet)
     {
-        Span<byte> header = stackalloc byte[UtunFraming.HeaderLength];
-        UtunFraming.WriteHeader(header, packet);
-        fixed (byte* h = header)
-        fixed (byte* p = packet)
+        if (!_gate.TryEnter()) return;
+        try
         {
-            var iov = stackalloc IoVec[2];
-            iov[0] = new IoVec { Base = h, Length = UtunFraming.HeaderLength };
-            iov[1] = new IoVec { Base = p, Length = packet.Length };
-            WriteV(_fd, iov, 2);
+            Span<byte> header = stackalloc byte[UtunFraming.HeaderLength];
+            UtunFraming.WriteHeader(header, packet);
+            fixed (byte* h = header)
+            fixed (byte* p = packet)
+            {
+                var iov = stackalloc IoVec[2];
+                iov[0] = new IoVec { Base = h, Length = UtunFraming.HeaderLength };
+                iov[1] = new IoVec { Base = p, Length = packet.Length };
+                WriteV(_fd, iov, 2);
+            }
+        }
+        finally
+        {
+            _gate.Exit();
         }
     }
 
     public unsafe void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        byte one = 1;
-        Write(_wake[1], &one, 1);
+        // A descriptor closed under a running call could be reused by the next open: let the calls leave first.
+        if (!_gate.Close(WakeReader, TimeSpan.FromSeconds(5))) return;
         Close(_fd);
         Close(_wake[0]);
         Close(_wake[1]);
+    }
+
+    private unsafe void WakeReader()
+    {
+        byte one = 1;
+        Write(_wake[1], &one, 1);
     }
 
     private static TunDeviceException Error(string id, string what) =>

@@ -126,6 +126,7 @@ public sealed unsafe class WintunDevice : ITunDevice
     private readonly delegate* unmanaged<nint, void> _endSession;
     private readonly delegate* unmanaged<nint, void> _closeAdapter;
     private int _disposed;
+    private readonly DeviceGate _gate = new();
 
     private WintunDevice(nint library, nint adapter, nint session, string name, ulong luid, int mtu)
     {
@@ -183,6 +184,19 @@ public sealed unsafe class WintunDevice : ITunDevice
 
     public int ReadPacket(Span<byte> buffer)
     {
+        if (!_gate.TryEnter()) return 0;
+        try
+        {
+            return ReadPacketCore(buffer);
+        }
+        finally
+        {
+            _gate.Exit();
+        }
+    }
+
+    private int ReadPacketCore(Span<byte> buffer)
+    {
         var handles = stackalloc nint[2] { _readEvent, _quitEvent };
         while (Volatile.Read(ref _disposed) == 0)
         {
@@ -209,17 +223,26 @@ public sealed unsafe class WintunDevice : ITunDevice
 
     public void WritePacket(ReadOnlySpan<byte> packet)
     {
-        if (!WintunLimits.CanSend(packet) || Volatile.Read(ref _disposed) != 0) return;
-        var dst = _allocate(_session, (uint)packet.Length);
-        if (dst == null) return; // ring full: the packet is lost, TCP recovers
-        packet.CopyTo(new Span<byte>(dst, packet.Length));
-        _send(_session, dst);
+        if (!WintunLimits.CanSend(packet) || !_gate.TryEnter()) return;
+        try
+        {
+            var dst = _allocate(_session, (uint)packet.Length);
+            if (dst == null) return; // ring full: the packet is lost, TCP recovers
+            packet.CopyTo(new Span<byte>(dst, packet.Length));
+            _send(_session, dst);
+        }
+        finally
+        {
+            _gate.Exit();
+        }
     }
 
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        SetEvent(_quitEvent);
+        // Calls in flight still use the session and the library: wake the reader and let them leave first. One stuck
+        // past the timeout keeps them (a leak) rather than running into freed memory.
+        if (!_gate.Close(() => SetEvent(_quitEvent), TimeSpan.FromSeconds(5))) return;
         _endSession(_session);
         _closeAdapter(_adapter);
         CloseHandle(_quitEvent);
