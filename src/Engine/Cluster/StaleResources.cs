@@ -261,7 +261,11 @@ public sealed class StaleResources
     /// Service carries no <c>kt-selector</c> and no selector was given.
     /// </summary>
     public async Task<bool> RestoreServiceAsync(string ns, string name, IReadOnlyDictionary<string, string>? selector = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default) => await RestoreServiceAsync(ns, name, selector, removeLock: true, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>As above; with <paramref name="removeLock"/> false a kt-lock stays (its holder is still working under it).</summary>
+    public async Task<bool> RestoreServiceAsync(string ns, string name, IReadOnlyDictionary<string, string>? selector, bool removeLock,
+        CancellationToken cancellationToken)
     {
         var changed = false;
         await _client.Services.UpdateWithRetryAsync(name, svc =>
@@ -272,7 +276,7 @@ public sealed class StaleResources
             svc.Spec ??= new ServiceSpec();
             svc.Spec.Selector = new Dictionary<string, string>(original, StringComparer.Ordinal);
             svc.Metadata.Annotations?.Remove(KtConventions.SelectorAnnotation);
-            svc.Metadata.Annotations?.Remove(KtConventions.LockAnnotation);
+            if (removeLock) svc.Metadata.Annotations?.Remove(KtConventions.LockAnnotation);
             return changed = true;
         }, ns, cancellationToken).ConfigureAwait(false);
         return changed;

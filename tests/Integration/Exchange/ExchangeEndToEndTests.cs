@@ -244,6 +244,40 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task A_redeploy_with_a_new_selector_that_keeps_kt_selector_is_what_stop_restores()
+    {
+        var original = f.Service("orders")!.ToJsonString();
+        var kt = await f.StartKtAsync("exchange", "orders", "-n", "dev", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        try
+        {
+            await f.WaitAnswerAsync("http://orders.dev/", "laptop");
+            // helm upgrade / kubectl apply: a new selector; the kt-selector annotation, not in the chart, stays.
+            var svc = f.Service("orders")!;
+            svc["spec"]!["selector"] = new System.Text.Json.Nodes.JsonObject { ["app"] = "orders", ["track"] = "stable" };
+            f.Cluster.Apply(svc.ToJsonString());
+            await f.Cluster.WaitUntilAsync(() => f.Service("orders")!["metadata"]!["annotations"]!["kt-selector"]!.GetValue<string>() == """{"app":"orders","track":"stable"}""",
+                "kt to record the redeployed selector");
+            await f.Cluster.WaitUntilAsync(() => f.Service("orders")!["spec"]!["selector"]!["kt-role"] is not null, "kt to re-apply its selector");
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+        }
+        try
+        {
+            var restored = f.Service("orders")!;
+            Assert.Equal("""{"app":"orders","track":"stable"}""", restored["spec"]!["selector"]!.ToJsonString());
+            Assert.Null(restored["metadata"]?["annotations"]?["kt-selector"]);
+        }
+        finally
+        {
+            var back = System.Text.Json.Nodes.JsonNode.Parse(original)!;
+            back["metadata"]!.AsObject().Remove("resourceVersion");
+            f.Cluster.Apply(back.ToJsonString());
+        }
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
     public async Task Deleting_the_exchanged_service_fails_the_session_with_a_clear_error_and_removes_the_shadow()
     {
         f.Cluster.Apply(ExchangeClusterFixture.Service("doomed", [("http", 80, 8080)]).Replace("\"app\":\"doomed\"", "\"app\":\"orders\"", StringComparison.Ordinal));

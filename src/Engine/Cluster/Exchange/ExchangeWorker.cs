@@ -72,17 +72,18 @@ public sealed class ExchangeWorker : ISessionWorker
         var output = context.Output;
         output.Progress("Exchanging", $"Locking Service {ServiceKey}");
         var serviceLock = await ServiceLock.AcquireAsync(_client, _namespace, _options.Service, cancellationToken: cancellationToken).ConfigureAwait(false);
-        // The lock's value (cluster time) is chosen inside the compare-and-swap that takes it, so it is journalled right
-        // after; a crash in between leaves a kt-lock that expires by itself after 180 s (and `kt clean` removes).
-        var lockEntry = await ClusterJournal.RecordAsync(journal, Change(KtObjectKind.Service, _options.Service, ClusterChangeKind.Locked) with
-        {
-            LockValue = serviceLock.Value,
-        }, sessionId, cancellationToken).ConfigureAwait(false);
+        JournalEntry? lockEntry = null;
         context.Defer($"unlock Service {ServiceKey}", async ct =>
         {
             await serviceLock.ReleaseAsync(ct).ConfigureAwait(false);
-            await journal.CompleteAsync(lockEntry, ct).ConfigureAwait(false);
+            if (lockEntry is not null) await journal.CompleteAsync(lockEntry, ct).ConfigureAwait(false);
         });
+        // The lock's value (cluster time) is chosen inside the compare-and-swap that takes it, so it is journalled right
+        // after; a crash in between leaves a kt-lock that expires by itself after 180 s (and `kt clean` removes).
+        lockEntry = await ClusterJournal.RecordAsync(journal, Change(KtObjectKind.Service, _options.Service, ClusterChangeKind.Locked) with
+        {
+            LockValue = serviceLock.Value,
+        }, sessionId, cancellationToken).ConfigureAwait(false);
 
         // Under the lock: nobody else may have exchanged it since the first look.
         service = await GetServiceAsync(cancellationToken).ConfigureAwait(false);
@@ -163,13 +164,20 @@ public sealed class ExchangeWorker : ISessionWorker
             try
             {
                 await _client.Deployments.SetReplicasAsync(name, replicas, _namespace, ct).ConfigureAwait(false);
+                // Scaled back: the change is undone, whatever the wait below comes to.
+                await journal.CompleteAsync(entry, ct).ConfigureAwait(false);
                 await WaitReadyAsync(context.Output, name, replicas, ct).ConfigureAwait(false);
             }
             catch (KubeNotFoundException)
             {
                 context.Output.Warning($"Deployment {_namespace}/{name} no longer exists: there is nothing to scale back.");
+                await journal.CompleteAsync(entry, ct).ConfigureAwait(false);
             }
-            await journal.CompleteAsync(entry, ct).ConfigureAwait(false);
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                // The stop's time for this step ran out while the pods were still starting: they were scaled back all the same.
+                context.Output.Warning($"Deployment {_namespace}/{name} was scaled back to {replicas}; stopped waiting for its pods to be ready.");
+            }
         });
         output.Progress("Exchanging", $"Scaling Deployment {_namespace}/{name} to 0");
         await _client.Deployments.SetReplicasAsync(name, 0, _namespace, cancellationToken).ConfigureAwait(false);
@@ -300,14 +308,17 @@ public sealed class ExchangeWorker : ISessionWorker
                 if (state.Stopped) return false;
                 var recorded = current.Metadata.GetAnnotation(KtConventions.SelectorAnnotation);
                 var selector = current.Spec?.Selector ?? [];
-                if (recorded is null && !SameSelector(selector, state.Ours) && selector.Count > 0)
+                // A redeploy writes the workload's selector (helm and kubectl apply keep our kt-selector annotation, which
+                // they do not manage): that selector is what must come back at the end. Journal it, record it in
+                // kt-selector, then replace it.
+                if (selector.Count > 0 && !SameSelector(selector, state.Ours) && !selector.ContainsKey(KtConventions.RoleLabel))
                 {
-                    // The redeployed selector is what must come back at the end: journal it before it is replaced.
                     var original = new Dictionary<string, string>(selector, StringComparer.Ordinal);
                     entries.Add(await ClusterJournal.RecordAsync(journal, Change(KtObjectKind.Service, _options.Service, ClusterChangeKind.SelectorChanged) with
                     {
                         OriginalSelector = original,
                     }, sessionId, ct).ConfigureAwait(false));
+                    current.Metadata.Annotations?.Remove(KtConventions.SelectorAnnotation);
                     return ApplySelector(current, state.Ours, original);
                 }
                 if (recorded is null) return false;

@@ -130,20 +130,25 @@ public sealed class MeshWorker : ISessionWorker
                 $"Service '{_namespace}/{shadowServiceName}' already exists: another session meshes '{ServiceKey}' with version '{mark.Version}'.", e, shadowServiceName),
             cancellationToken).ConfigureAwait(false);
 
-        // Shared: the stuntman (the original pods, by the original selector) and the router, counted.
-        await EnsureStuntmanAsync(context, connection.Heartbeat, original, ports, cancellationToken).ConfigureAwait(false);
-        var router = await JoinRouterAsync(context, connection.Heartbeat, ports, cancellationToken).ConfigureAwait(false);
+        // Shared: the stuntman (the original pods, by the original selector) and the router, counted. Leaving is registered
+        // before either is made, so a start failing half-way undoes whatever of them it made.
+        var membership = new RouterMembership();
+        var routerName = KtConventions.RouterName(_options.Service);
+        context.Defer($"leave the router {_namespace}/{routerName}", ct => LeaveRouterAsync(output, connection.Heartbeat, routerName, membership, ct));
+        await EnsureStuntmanAsync(context, connection.Heartbeat, original, ports, membership, cancellationToken).ConfigureAwait(false);
+        var router = await JoinRouterAsync(context, connection.Heartbeat, routerName, ports, membership, cancellationToken).ConfigureAwait(false);
+        // Always (it is idempotent): whatever this session saw before the lock, the Service must select the router now.
+        var routerSelector = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            [KtConventions.RoleLabel] = KtConventions.Roles.Router,
+            [KtConventions.TargetLabel] = router.Metadata.GetLabel(KtConventions.TargetLabel) ?? "",
+        };
+        await _client.Services.UpdateWithRetryAsync(_options.Service, svc => ExchangeWorker.ApplySelector(svc, routerSelector, original), _namespace,
+            cancellationToken).ConfigureAwait(false);
         if (!meshed)
         {
-            var routerSelector = new Dictionary<string, string>(StringComparer.Ordinal)
-            {
-                [KtConventions.RoleLabel] = KtConventions.Roles.Router,
-                [KtConventions.TargetLabel] = router.Metadata.GetLabel(KtConventions.TargetLabel) ?? "",
-            };
-            await _client.Services.UpdateWithRetryAsync(_options.Service, svc => ExchangeWorker.ApplySelector(svc, routerSelector, original), _namespace,
-                cancellationToken).ConfigureAwait(false);
             context.AddResource("Service", ServiceKey, "Selector changed");
-            output.Verbose($"Service {ServiceKey} now selects the router {router.Metadata.Name} (original selector {KtConventions.FormatSelector(original)} kept in kt-selector).");
+            output.Verbose($"Service {ServiceKey} now selects the router {routerName} (original selector {KtConventions.FormatSelector(original)} kept in kt-selector).");
         }
         await serviceLock.ReleaseAsync(cancellationToken).ConfigureAwait(false);
         _holdingLock = false;
@@ -179,7 +184,7 @@ public sealed class MeshWorker : ISessionWorker
 
     /// <summary>The stuntman Service: reused when it is kt's, created otherwise (deleted by the last router user).</summary>
     private async Task EnsureStuntmanAsync(SessionContext context, Heartbeat heartbeat, IReadOnlyDictionary<string, string> original,
-        IReadOnlyList<(int Port, int Target)> ports, CancellationToken cancellationToken)
+        IReadOnlyList<(int Port, int Target)> ports, RouterMembership membership, CancellationToken cancellationToken)
     {
         var name = KtConventions.StuntmanName(_options.Service);
         var existing = await _client.Services.TryGetAsync(name, _namespace, cancellationToken).ConfigureAwait(false);
@@ -190,6 +195,7 @@ public sealed class MeshWorker : ISessionWorker
         {
             var stuntman = KtServices.Build(name, _namespace, "ClusterIP", original, ports.Select(p => KtServices.Port(p.Port, p.Target)), _options.Labels,
                 _client.Clock.UtcNow);
+            membership.CreatedStuntman = true; // before the create: one whose answer is lost is still undone
             try
             {
                 await _client.Services.CreateAsync(stuntman, _namespace, cancellationToken).ConfigureAwait(false);
@@ -197,7 +203,12 @@ public sealed class MeshWorker : ISessionWorker
             }
             catch (KubeAlreadyExistsException)
             {
-                // Another session made it just now: shared from here on.
+                membership.CreatedStuntman = false; // another session made it just now: shared from here on
+            }
+            catch (KubeApiException e) when (e.Code is >= 400 and < 500)
+            {
+                membership.CreatedStuntman = false;
+                throw;
             }
         }
         heartbeat.Track(new KtObjectRef(KtObjectKind.Service, _namespace, name));
@@ -207,10 +218,10 @@ public sealed class MeshWorker : ISessionWorker
     /// Creates the router (count 1, <c>router setup</c>) or joins it (count + 1, <c>router add</c>), and defers leaving it:
     /// <c>router remove</c>, or as the last user the Service's selector back, then the stuntman and the router deleted.
     /// </summary>
-    private async Task<Pod> JoinRouterAsync(SessionContext context, Heartbeat heartbeat, IReadOnlyList<(int Port, int Target)> ports, CancellationToken cancellationToken)
+    private async Task<Pod> JoinRouterAsync(SessionContext context, Heartbeat heartbeat, string name, IReadOnlyList<(int Port, int Target)> ports,
+        RouterMembership membership, CancellationToken cancellationToken)
     {
         var output = context.Output;
-        var name = KtConventions.RouterName(_options.Service);
         var mark = _options.Mark.ToString();
         var shadowPods = new ShadowPods(_client);
         for (var attempt = 0; ; attempt++)
@@ -226,13 +237,20 @@ public sealed class MeshWorker : ISessionWorker
             string[] command;
             if (existing is null)
             {
+                membership.Joined = true; // before the create: one whose answer is lost is still left again
                 try
                 {
                     router = await _client.Pods.CreateAsync(BuildRouter(name, ports), _namespace, cancellationToken).ConfigureAwait(false);
                 }
                 catch (KubeAlreadyExistsException)
                 {
+                    membership.Joined = false;
                     continue;
+                }
+                catch (KubeApiException e) when (e.Code is >= 400 and < 500)
+                {
+                    membership.Joined = false;
+                    throw;
                 }
                 command = [RouterCommand, "setup", _options.Service, string.Join(',', ports.Select(p => $"{p.Port}:{p.Target}")), mark];
             }
@@ -246,9 +264,9 @@ public sealed class MeshWorker : ISessionWorker
                 {
                     continue;
                 }
+                membership.Joined = true;
                 command = [RouterCommand, "add", mark];
             }
-            context.Defer($"leave the router {_namespace}/{name}", ct => LeaveRouterAsync(output, heartbeat, name, ct));
             heartbeat.Track(new KtObjectRef(KtObjectKind.Pod, _namespace, name));
             router = await shadowPods.WaitRunningAsync(_namespace, name, output, _options.PodCreationTimeout, cancellationToken).ConfigureAwait(false);
             var result = await RunRouterAsync(name, command, cancellationToken).ConfigureAwait(false);
@@ -277,14 +295,21 @@ public sealed class MeshWorker : ISessionWorker
     }
 
     /// <summary>
-    /// Leaves the router under the Service's lock, so no other session joins half-way: count − 1 and <c>router remove</c>;
-    /// the last user deletes the router (only if nobody joined since: resourceVersion precondition), then the stuntman,
-    /// then puts the Service's selector back (which also drops the lock).
+    /// Leaves the router under the Service's lock, so no other session joins half-way: count − 1 and <c>router remove</c>.
+    /// The last user puts the Service's selector back first (keeping the lock), then deletes the stuntman and the router.
+    /// A session that never joined only deletes a stuntman it made while no router uses it.
     /// </summary>
-    private async Task LeaveRouterAsync(IKtOutput output, Heartbeat heartbeat, string name, CancellationToken ct)
+    private async Task LeaveRouterAsync(IKtOutput output, Heartbeat heartbeat, string name, RouterMembership membership, CancellationToken ct)
     {
+        var stuntman = KtConventions.StuntmanName(_options.Service);
         heartbeat.Untrack(new KtObjectRef(KtObjectKind.Pod, _namespace, name));
-        heartbeat.Untrack(new KtObjectRef(KtObjectKind.Service, _namespace, KtConventions.StuntmanName(_options.Service)));
+        heartbeat.Untrack(new KtObjectRef(KtObjectKind.Service, _namespace, stuntman));
+        if (!membership.Joined)
+        {
+            if (membership.CreatedStuntman && await _client.Pods.TryGetAsync(name, _namespace, ct).ConfigureAwait(false) is null)
+                await _client.Services.DeleteIfExistsAsync(stuntman, _namespace, cancellationToken: ct).ConfigureAwait(false);
+            return;
+        }
         ServiceLock? serviceLock = null;
         try
         {
@@ -311,30 +336,17 @@ public sealed class MeshWorker : ISessionWorker
                 if (result.ExitCode != 0) output.Warning($"'router remove {_options.Mark}' in {_namespace}/{name} failed: {result.Stderr.Trim()}");
                 return;
             }
-            if (left is not null)
-            {
-                try
-                {
-                    await _client.Pods.DeleteAsync(name, _namespace, new DeleteOptions { PreconditionResourceVersion = left.Metadata.ResourceVersion }, ct)
-                        .ConfigureAwait(false);
-                }
-                catch (KubeConflictException)
-                {
-                    return; // someone joined after all: the router, stuntman and selector are theirs now
-                }
-                catch (KubeNotFoundException)
-                {
-                }
-            }
-            await _client.Services.DeleteIfExistsAsync(KtConventions.StuntmanName(_options.Service), _namespace, cancellationToken: ct).ConfigureAwait(false);
+            // The last user (or the router is gone): the selector back first, so requests never meet a deleted router.
             try
             {
-                await new StaleResources(_client).RestoreServiceAsync(_namespace, _options.Service, cancellationToken: ct).ConfigureAwait(false);
+                await new StaleResources(_client).RestoreServiceAsync(_namespace, _options.Service, null, removeLock: false, ct).ConfigureAwait(false);
             }
             catch (KubeNotFoundException)
             {
                 output.Warning($"Service {ServiceKey} no longer exists: there is no selector to restore.");
             }
+            await _client.Services.DeleteIfExistsAsync(stuntman, _namespace, cancellationToken: ct).ConfigureAwait(false);
+            await _client.Pods.DeleteIfExistsAsync(name, _namespace, cancellationToken: ct).ConfigureAwait(false);
         }
         finally
         {
@@ -402,4 +414,12 @@ public sealed class MeshWorker : ISessionWorker
         await _client.Services.TryGetAsync(_options.Service, _namespace, cancellationToken).ConfigureAwait(false)
         ?? throw new KtException("ServiceNotFound", KtErrorCategory.ObjectNotFound,
             $"Service '{_options.Service}' does not exist in namespace '{_namespace}'.", null, _options.Service);
+
+    /// <summary>What this session holds of the shared router and stuntman (set before each create, cleared on a definite refusal).</summary>
+    private sealed class RouterMembership
+    {
+        public volatile bool Joined;
+
+        public volatile bool CreatedStuntman;
+    }
 }
