@@ -42,6 +42,20 @@ public sealed class PfRedirectTests : IDisposable
     private static RedirectRule Rule => new([IPNetwork.Parse("10.96.0.0/12")], [], 15001);
 
     [Fact]
+    public async Task A_second_redirect_on_the_same_anchor_is_refused_while_the_first_is_live_and_changes_nothing()
+    {
+        var pf = new FakePfctl();
+        var journal = new ChangeJournal(_dir);
+        await using var first = await PfRedirect.ApplyAsync(Rule, journal, runner: pf.Run);
+        var calls = pf.Calls.Count;
+        var entries = journal.ReadAll().Count;
+        var e = await Assert.ThrowsAsync<KtException>(() => PfRedirect.ApplyAsync(Rule, journal, runner: pf.Run));
+        Assert.Equal("RedirectInUse", e.ErrorId);
+        Assert.DoesNotContain(pf.Calls.Skip(calls), c => c.Args.Contains("-F") || c.Args.Contains("-f") || c.Args.Contains("-E"));
+        Assert.Equal(entries, journal.ReadAll().Count);
+    }
+
+    [Fact]
     public async Task Apply_ChecksReferences_JournalsBeforeLoading_EnablesWithToken_AndDisposeUndoesInOrder()
     {
         var pf = new FakePfctl();

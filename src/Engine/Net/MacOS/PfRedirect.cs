@@ -75,6 +75,14 @@ public sealed class PfRedirect : IAsyncDisposable
                 "'sudo pfctl -f /etc/pf.conf', or add those lines for our anchor, or use tun mode.", target: anchor);
         }
 
+        // One redirect per anchor: a second session would replace the first one's rules (and its stop would flush them).
+        var holder = journal.ReadAll().FirstOrDefault(e => e.Kind == FirewallRedirect.JournalKind && e.Data.GetValueOrDefault("backend") == AnchorBackend
+            && e.Data.GetValueOrDefault("anchor") == anchor && !ChangeJournal.IsOrphaned(e));
+        if (holder is not null)
+        {
+            throw new KtException("RedirectInUse", KtErrorCategory.ResourceBusy,
+                $"Another redirect-mode session (process {holder.OwnerPid}) uses pf anchor '{anchor}'. Stop it first, or use tun or socks mode.", target: anchor);
+        }
         var entry = await journal.RecordAsync(FirewallRedirect.JournalKind,
             new Dictionary<string, string> { ["backend"] = AnchorBackend, ["anchor"] = anchor }, $"pf anchor {anchor}", sessionId,
             cancellationToken).ConfigureAwait(false);
@@ -249,10 +257,11 @@ public sealed class PfRedirect : IAsyncDisposable
         // Rules first: once the anchor is empty nothing is redirected, whatever happens to the token.
         await FlushAsync(_run, _anchor, CancellationToken.None).ConfigureAwait(false);
         await _journal.CompleteAsync(_anchorEntry, CancellationToken.None).ConfigureAwait(false);
-        if (_token is not null && _tokenEntry is not null)
+        if (_token is not null)
         {
+            // Released even when journalling it failed: pf would otherwise keep our enable reference until reboot.
             await ReleaseAsync(_run, _token, CancellationToken.None).ConfigureAwait(false);
-            await _journal.CompleteAsync(_tokenEntry, CancellationToken.None).ConfigureAwait(false);
+            if (_tokenEntry is not null) await _journal.CompleteAsync(_tokenEntry, CancellationToken.None).ConfigureAwait(false);
         }
     }
 

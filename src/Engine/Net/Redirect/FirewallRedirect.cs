@@ -62,6 +62,14 @@ public sealed class FirewallRedirect : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(rule);
         ArgumentNullException.ThrowIfNull(journal);
         ValidateTableName(table);
+        // One redirect per table: a second session would replace the first one's rules (and its stop would remove them).
+        var holder = journal.ReadAll().FirstOrDefault(e => e.Kind == JournalKind && e.Data.GetValueOrDefault("table") == table
+            && e.Data.GetValueOrDefault("netns") == netns && !ChangeJournal.IsOrphaned(e));
+        if (holder is not null)
+        {
+            throw new KtException("RedirectInUse", KtErrorCategory.ResourceBusy,
+                $"Another redirect-mode session (process {holder.OwnerPid}) uses firewall table '{table}'. Stop it first, or use tun or socks mode.", target: table);
+        }
         var data = new Dictionary<string, string> { ["backend"] = backend.ToString(), ["table"] = table };
         if (netns is not null) data["netns"] = netns;
         var entry = await journal.RecordAsync(JournalKind, data, $"{backend} redirect table {table}", sessionId, cancellationToken).ConfigureAwait(false);
