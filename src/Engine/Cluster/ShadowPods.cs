@@ -296,6 +296,9 @@ public sealed class ShadowPods
                 var (created, target, count) = spec.UseDeployment
                     ? await JoinAsync(_client.Deployments, spec, () => spec.BuildDeployment(now), d => d.Spec?.Selector?.MatchLabels?.GetValueOrDefault(KtConventions.TargetLabel), cancellationToken).ConfigureAwait(false)
                     : await JoinAsync(_client.Pods, spec, () => spec.BuildPod(now), p => p.Metadata.GetLabel(KtConventions.TargetLabel), cancellationToken).ConfigureAwait(false);
+                // Counted in: the release is registered before anything else can fail.
+                var lease = new SharedShadowLease(this, spec.Namespace, spec.Name, spec.UseDeployment, created, count, target, authorized, privateKey);
+                defer?.Invoke($"Release shared shadow {spec.Namespace}/{spec.Name}", lease.ReleaseAsync);
                 if (created)
                 {
                     // A releaser may have deleted the ConfigMap after we read it: put it back with the keys we hand out.
@@ -309,9 +312,12 @@ public sealed class ShadowPods
                     {
                         // Still there.
                     }
+                    catch when (defer is null)
+                    {
+                        await lease.ReleaseAsync(CancellationToken.None).ConfigureAwait(false);
+                        throw;
+                    }
                 }
-                var lease = new SharedShadowLease(this, spec.Namespace, spec.Name, spec.UseDeployment, created, count, target, authorized, privateKey);
-                defer?.Invoke($"Release shared shadow {spec.Namespace}/{spec.Name}", lease.ReleaseAsync);
                 return lease;
             }
             catch (SharedShadowChangedException) when (attempt < 10)

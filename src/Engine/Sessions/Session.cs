@@ -154,7 +154,12 @@ public sealed class Session
             error = new OperationCanceledException("The session was stopped while it was starting.");
         }
 
-        lock (_gate) _lastError = error is OperationCanceledException ? null : error;
+        lock (_gate)
+        {
+            // A background failure (Fail) during the start cancels the worker: the caller gets that cause, not the cancellation.
+            if (error is OperationCanceledException && _failRequested && _lastError is { } cause) error = cause;
+            _lastError = error is OperationCanceledException ? null : error;
+        }
         _stopping.Cancel();
         var undoError = await UndoAllAsync().ConfigureAwait(false);
         Finish(error is OperationCanceledException && undoError is null ? SessionState.Stopped : SessionState.Failed, undoError);

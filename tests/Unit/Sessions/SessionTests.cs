@@ -48,6 +48,25 @@ public sealed class SessionTests
     }
 
     [Fact]
+    public async Task A_background_failure_during_the_start_reaches_the_caller_as_its_typed_cause_and_the_session_fails()
+    {
+        var registry = new SessionRegistry();
+        var undone = new List<string>();
+        var e = await Assert.ThrowsAsync<KtException>(() => registry.StartAsync(Request, new Worker(async (ctx, ct) =>
+        {
+            ctx.Defer("delete shadow", _ => { undone.Add("shadow"); return Task.CompletedTask; });
+            // e.g. the shadow's port-forward link fails while the worker still waits on the cluster
+            ctx.Fail(new KtException("ShadowLinkLost", KtErrorCategory.ConnectionError, "the link to the shadow is gone"));
+            await Task.Delay(Timeout.Infinite, ct);
+        })));
+        Assert.Equal("ShadowLinkLost", e.ErrorId);
+        Assert.Equal(["shadow"], undone);
+        var session = Assert.Single(registry.List());
+        Assert.Equal(SessionState.Failed, session.State);
+        Assert.Equal("ShadowLinkLost", session.Snapshot().LastErrorId);
+    }
+
+    [Fact]
     public async Task A_start_that_fails_halfway_undoes_what_was_done_and_keeps_the_error()
     {
         var registry = new SessionRegistry();
