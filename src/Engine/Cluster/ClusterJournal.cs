@@ -44,6 +44,9 @@ public sealed record ClusterChange
 
     public string? LockValue { get; init; }
 
+    /// <summary>SelectorChanged: the <c>kt-target</c> our selector points at, so an undo never takes over someone else's exchange.</summary>
+    public string? Target { get; init; }
+
     /// <summary>The journal entry kind of every cluster change.</summary>
     public const string JournalKind = "kube-object";
 
@@ -69,6 +72,7 @@ public sealed record ClusterChange
         if (OriginalSelector is not null) data["selector"] = KtConventions.FormatSelector(OriginalSelector);
         if (OriginalReplicas is { } r) data["replicas"] = r.ToString(CultureInfo.InvariantCulture);
         if (LockValue is not null) data["lock"] = LockValue;
+        if (Target is not null) data["target"] = Target;
         return data;
     }
 
@@ -94,6 +98,7 @@ public sealed record ClusterChange
                 OriginalSelector = d.TryGetValue("selector", out var s) ? KtConventions.ParseSelector(s) : null,
                 OriginalReplicas = d.TryGetValue("replicas", out var r) ? int.Parse(r, NumberStyles.None, CultureInfo.InvariantCulture) : null,
                 LockValue = d.GetValueOrDefault("lock"),
+                Target = d.GetValueOrDefault("target"),
             };
         }
         catch (Exception e) when (e is FormatException or OverflowException or KtException)

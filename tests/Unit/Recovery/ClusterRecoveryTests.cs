@@ -117,6 +117,22 @@ public sealed class ClusterRecoveryTests : IDisposable
         await handler.UndoAsync(Change(sim.Client, KtObjectKind.Pod, "gone", ClusterChangeKind.Created), default);
         await handler.UndoAsync(Change(sim.Client, KtObjectKind.Deployment, "gone", ClusterChangeKind.Scaled) with { OriginalReplicas = 1 }, default);
 
+        // A selector exchange of ours, undone by recover and then exchanged by someone else: their shadow keeps the Service.
+        sim.Server.Apply($$$"""
+            {"apiVersion":"v1","kind":"Service","metadata":{"name":"pay","namespace":"{{{Ns}}}","annotations":{"kt-selector":"{\"app\":\"pay\"}"}},
+             "spec":{"selector":{"kt-role":"shadow-exchange","kt-target":"theirs"},"ports":[{"port":80}]}}
+            """);
+        await handler.UndoAsync(Change(sim.Client, KtObjectKind.Service, "pay", ClusterChangeKind.SelectorChanged)
+            with { OriginalSelector = new Dictionary<string, string> { ["app"] = "pay" }, Target = "ours" }, default);
+        Assert.Equal("theirs", (await sim.Client.Services.GetAsync("pay", Ns)).Spec!.Selector!["kt-target"]);
+        // A Deployment we scaled to 0, scaled back by hand since: left at what the person chose.
+        sim.Server.Apply($$$"""
+            {"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"pay","namespace":"{{{Ns}}}"},"spec":{"replicas":3,"selector":{"matchLabels":{"app":"pay"}},
+             "template":{"metadata":{"labels":{"app":"pay"}},"spec":{"containers":[{"name":"c","image":"x"}]} } } }
+            """);
+        await handler.UndoAsync(Change(sim.Client, KtObjectKind.Deployment, "pay", ClusterChangeKind.Scaled) with { OriginalReplicas = 1 }, default);
+        Assert.Equal(3, (await sim.Client.Deployments.GetAsync("pay", Ns)).Spec!.Replicas);
+
         // A Service we created once, deleted meanwhile by someone who made their own of that name: theirs stays.
         await handler.UndoAsync(Change(sim.Client, KtObjectKind.Service, "orders", ClusterChangeKind.Created), default);
 

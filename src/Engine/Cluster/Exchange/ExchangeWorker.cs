@@ -103,6 +103,7 @@ public sealed class ExchangeWorker : ISessionWorker
         selectorEntries.Add(await ClusterJournal.RecordAsync(journal, Change(KtObjectKind.Service, _options.Service, ClusterChangeKind.SelectorChanged) with
         {
             OriginalSelector = original,
+            Target = target,
         }, sessionId, cancellationToken).ConfigureAwait(false));
         var watchState = new SelectorWatchState(ours);
         context.Defer($"restore the selector of Service {ServiceKey}", async ct =>
@@ -317,6 +318,7 @@ public sealed class ExchangeWorker : ISessionWorker
                     entries.Add(await ClusterJournal.RecordAsync(journal, Change(KtObjectKind.Service, _options.Service, ClusterChangeKind.SelectorChanged) with
                     {
                         OriginalSelector = original,
+                        Target = state.Ours.GetValueOrDefault(KtConventions.TargetLabel),
                     }, sessionId, ct).ConfigureAwait(false));
                     current.Metadata.Annotations?.Remove(KtConventions.SelectorAnnotation);
                     return ApplySelector(current, state.Ours, original);

@@ -91,6 +91,10 @@ public sealed class ClusterUndoHandler : IJournalUndoHandler
             // belong to someone else by now.
             var annotation = svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation);
             if (annotation is null) return false;
+            // Pointing at another kt pod than ours (another user's exchange since): theirs to undo.
+            var selector = svc.Spec?.Selector;
+            if (c.Target is not null && selector?.ContainsKey(KtConventions.RoleLabel) == true
+                && selector.GetValueOrDefault(KtConventions.TargetLabel) != c.Target) return false;
             IReadOnlyDictionary<string, string>? original;
             try
             {
@@ -112,7 +116,8 @@ public sealed class ClusterUndoHandler : IJournalUndoHandler
     {
         if (c.OriginalReplicas is not { } replicas) return;
         var scale = await _client.Deployments.GetScaleAsync(c.Name, c.Namespace, ct).ConfigureAwait(false);
-        if (scale.Spec?.Replicas == replicas) return;
+        // We scaled it to 0: any other count is someone's since (scaled back by hand, or by their own tool).
+        if ((scale.Spec?.Replicas ?? 0) != 0) return; // replicas 0 is omitted on the wire
         await _client.Deployments.SetReplicasAsync(c.Name, replicas, c.Namespace, ct).ConfigureAwait(false);
     }
 
