@@ -17,6 +17,25 @@ internal static unsafe partial class DarwinIoctl
             ? IoctlStackArgument(fd, request, 0, 0, 0, 0, 0, 0, arg)
             : IoctlRegisterArgument(fd, request, arg);
 
+    /// <summary>
+    /// fcntl(fd, F_SETFD, FD_CLOEXEC): child processes (ifconfig, route, pfctl, credential plugins) must not inherit our
+    /// descriptors, or one left running would keep the utun device or /dev/pf open after we close ours. fcntl is
+    /// variadic like ioctl, with the same calling rule.
+    /// </summary>
+    public static int SetCloseOnExec(int fd) =>
+        RuntimeInformation.ProcessArchitecture == Architecture.Arm64
+            ? FcntlStackArgument(fd, FSetFd, 0, 0, 0, 0, 0, 0, FdCloExec)
+            : FcntlRegisterArgument(fd, FSetFd, FdCloExec);
+
+    private const int FSetFd = 2;
+    private const nint FdCloExec = 1;
+
+    [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    private static partial int FcntlRegisterArgument(int fd, int cmd, nint arg);
+
+    [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    private static partial int FcntlStackArgument(int fd, int cmd, nint x2, nint x3, nint x4, nint x5, nint x6, nint x7, nint arg);
+
     [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
     private static partial int IoctlRegisterArgument(int fd, nuint request, void* arg);
 

@@ -106,6 +106,7 @@ public unsafe struct PfiocNatlook
 public sealed unsafe partial class PfNatLookup : IDisposable
 {
     private const int ORdWr = 2;
+    private const int OCloExec = 0x01000000; // Darwin <sys/fcntl.h>
     private int _fd;
 
     private PfNatLookup(int fd)
@@ -115,7 +116,8 @@ public sealed unsafe partial class PfNatLookup : IDisposable
 
     public static PfNatLookup Open()
     {
-        var fd = OpenDevice("/dev/pf", ORdWr);
+        // O_CLOEXEC: a child process (pfctl, a credential plugin) must not keep /dev/pf open after us.
+        var fd = OpenDevice("/dev/pf", ORdWr | OCloExec);
         if (fd < 0)
         {
             var errno = Marshal.GetLastPInvokeError();

@@ -120,6 +120,7 @@ public sealed partial class MacUtunDevice : ITunDevice
         if (fd < 0) throw Error("TunOpenFailed", "socket(PF_SYSTEM)");
         try
         {
+            if (DarwinIoctl.SetCloseOnExec(fd) < 0) throw Error("TunOpenFailed", "fcntl(FD_CLOEXEC)");
             var info = UtunNative.MakeCtlInfo();
             if (Ioctl(fd, UtunNative.CtlIocGInfo, &info) < 0) throw Error("TunOpenFailed", "ioctl(CTLIOCGINFO)");
             var addr = UtunNative.MakeAddress(info.CtlId, utunNumber);
@@ -131,6 +132,12 @@ public sealed partial class MacUtunDevice : ITunDevice
             fixed (int* w = wake)
             {
                 if (Pipe(w) < 0) throw Error("TunOpenFailed", "pipe");
+            }
+            if (DarwinIoctl.SetCloseOnExec(wake[0]) < 0 || DarwinIoctl.SetCloseOnExec(wake[1]) < 0)
+            {
+                Close(wake[0]);
+                Close(wake[1]);
+                throw Error("TunOpenFailed", "fcntl(FD_CLOEXEC)");
             }
             return new MacUtunDevice(fd, wake, Encoding.ASCII.GetString(name, (int)len - 1), mtu);
         }
