@@ -84,7 +84,10 @@ public sealed class ForwardListener : IAsyncDisposable
                 var accepted = await _socket.AcceptAsync(_cts.Token).ConfigureAwait(false);
                 accepted.NoDelay = true;
                 var id = Interlocked.Increment(ref _nextConnection);
-                _connections[id] = HandleAsync(id, accepted);
+                var connection = HandleAsync(id, accepted);
+                _connections[id] = connection;
+                // One that ended before it was added here was not removed by its own finally.
+                if (connection.IsCompleted) _connections.TryRemove(id, out _);
             }
         }
         catch (OperationCanceledException) when (_cts.IsCancellationRequested)
