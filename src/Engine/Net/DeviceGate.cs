@@ -24,6 +24,24 @@ public sealed class DeviceGate
 
     public void Exit() => Interlocked.Decrement(ref _inFlight);
 
+    /// <summary>A device's blocking read (see <see cref="IPacketDevice.ReadPacket"/>).</summary>
+    public delegate int PacketReader(Span<byte> buffer);
+
+    /// <summary>Runs <paramref name="read"/> inside the gate; 0 (closed) once closing.</summary>
+    public int Read(Span<byte> buffer, PacketReader read)
+    {
+        ArgumentNullException.ThrowIfNull(read);
+        if (!TryEnter()) return 0;
+        try
+        {
+            return read(buffer);
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+
     /// <summary>
     /// Refuses new calls, then calls <paramref name="wake"/> (so a reader blocked in the device returns) until none is in
     /// flight. Returns false when some call was still inside after <paramref name="timeout"/>: the caller should then leak

@@ -39,4 +39,23 @@ public sealed class DeviceGateTests
         Assert.True(wakes >= 1);
         Assert.True(gate.Close(() => { }, TimeSpan.Zero)); // already closed
     }
+
+    [Fact]
+    public void Read_runs_the_device_read_while_open_and_returns_closed_without_calling_it_after()
+    {
+        var gate = new DeviceGate();
+        var calls = 0;
+        int Reader(Span<byte> b)
+        {
+            calls++;
+            b[0] = 7;
+            return 1;
+        }
+        var buffer = new byte[4];
+        Assert.Equal(1, gate.Read(buffer, Reader));
+        Assert.Equal(7, buffer[0]);
+        Assert.True(gate.Close(() => { }, TimeSpan.FromSeconds(1)));
+        Assert.Equal(0, gate.Read(buffer, Reader));
+        Assert.Equal(1, calls);
+    }
 }

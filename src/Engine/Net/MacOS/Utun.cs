@@ -100,10 +100,12 @@ public sealed partial class MacUtunDevice : ITunDevice
     private readonly int[] _wake;
     private int _disposed;
     private readonly DeviceGate _gate = new();
+    private readonly DeviceGate.PacketReader _readCore;
     private byte[]? _frame;
 
     private MacUtunDevice(int fd, int[] wake, string name, int mtu)
     {
+        _readCore = ReadPacketCore;
         _fd = fd;
         _wake = wake;
         Name = name;
@@ -148,18 +150,7 @@ public sealed partial class MacUtunDevice : ITunDevice
         }
     }
 
-    public int ReadPacket(Span<byte> buffer)
-    {
-        if (!_gate.TryEnter()) return 0;
-        try
-        {
-            return ReadPacketCore(buffer);
-        }
-        finally
-        {
-            _gate.Exit();
-        }
-    }
+    public int ReadPacket(Span<byte> buffer) => _gate.Read(buffer, _readCore);
 
     private unsafe int ReadPacketCore(Span<byte> buffer)
     {

@@ -127,9 +127,11 @@ public sealed unsafe class WintunDevice : ITunDevice
     private readonly delegate* unmanaged<nint, void> _closeAdapter;
     private int _disposed;
     private readonly DeviceGate _gate = new();
+    private readonly DeviceGate.PacketReader _readCore;
 
     private WintunDevice(nint library, nint adapter, nint session, string name, ulong luid, int mtu)
     {
+        _readCore = ReadPacketCore;
         _library = library;
         _adapter = adapter;
         _session = session;
@@ -182,18 +184,7 @@ public sealed unsafe class WintunDevice : ITunDevice
         return new WintunDevice(lib, adapter, session, Routes.WindowsRouteTable.AliasOf(luid) ?? name, luid, mtu);
     }
 
-    public int ReadPacket(Span<byte> buffer)
-    {
-        if (!_gate.TryEnter()) return 0;
-        try
-        {
-            return ReadPacketCore(buffer);
-        }
-        finally
-        {
-            _gate.Exit();
-        }
-    }
+    public int ReadPacket(Span<byte> buffer) => _gate.Read(buffer, _readCore);
 
     private int ReadPacketCore(Span<byte> buffer)
     {
