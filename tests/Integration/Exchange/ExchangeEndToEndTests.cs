@@ -388,6 +388,30 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nft", "curl", "nginx")]
+    public async Task A_redeploy_of_an_auto_meshed_service_is_routed_through_the_router_again()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var kt = await f.StartKtAsync("mesh", "orders", "-n", "dev", "--versionMark", "v6", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        try
+        {
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://orders.dev/", "laptop", header: "version: v6"), StringComparison.Ordinal);
+            var svc = f.Service("orders")!;
+            svc["spec"]!["selector"] = new System.Text.Json.Nodes.JsonObject { ["app"] = "orders" };
+            f.Cluster.Apply(svc.ToJsonString());
+            await f.Cluster.WaitUntilAsync(() => kt.Stderr.Contains("was changed by someone else", StringComparison.Ordinal), "kt to notice the redeploy");
+            await f.Cluster.WaitUntilAsync(() => f.Service("orders")!["spec"]!["selector"]!["kt-role"]?.GetValue<string>() == "router", "kt to route it again");
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://orders.dev/", "laptop", header: "version: v6"), StringComparison.Ordinal);
+            Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-"), StringComparison.Ordinal);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+        }
+        await f.WaitServedAsync("orders", 2);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl", "nginx")]
     public async Task After_SIGKILL_of_an_auto_mesh_kt_recover_gives_the_service_back()
     {
         var before = f.Cluster.Snapshot("dev");

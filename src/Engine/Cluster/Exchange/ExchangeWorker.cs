@@ -194,7 +194,7 @@ public sealed class ExchangeWorker : ISessionWorker
     }
 
     /// <summary>A watch that ends for good (forbidden, a failing handler) is said, not lost: the exchange still works without it.</summary>
-    private static void ReportWatchFailure(SessionContext context, Task completion, string what) =>
+    internal static void ReportWatchFailure(SessionContext context, Task completion, string what) =>
         completion.ContinueWith(t =>
         {
             if (t.Exception?.GetBaseException() is { } e && !context.Stopping.IsCancellationRequested)

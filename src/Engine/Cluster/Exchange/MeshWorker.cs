@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using KtConnect.Engine.Cluster.Tunnel;
 using KtConnect.Engine.Kube;
 using KtConnect.Engine.Kube.Models;
@@ -150,9 +151,59 @@ public sealed class MeshWorker : ISessionWorker
             context.AddResource("Service", ServiceKey, "Selector changed");
             output.Verbose($"Service {ServiceKey} now selects the router {routerName} (original selector {KtConventions.FormatSelector(original)} kept in kt-selector).");
         }
+
+        // A redeploy that writes the Service's selector again: record it as the original, give it to the stuntman, point
+        // the Service back at the router. Every user of the router watches; the updates are idempotent.
+        var watchStopped = new StrongBox<bool>();
+        var watcher = _client.Services.CreateWatcher(_namespace, new ListOptions { FieldSelector = "metadata.name=" + _options.Service },
+            onEvent: (ev, _) => OnServiceEventAsync(context, routerSelector, watchStopped, ev));
+        watcher.Start();
+        ExchangeWorker.ReportWatchFailure(context, watcher.Completion, $"Service {ServiceKey}");
+        context.Defer($"stop watching Service {ServiceKey}", _ =>
+        {
+            watchStopped.Value = true;
+            return watcher.DisposeAsync().AsTask();
+        });
         await serviceLock.ReleaseAsync(cancellationToken).ConfigureAwait(false);
         _holdingLock = false;
         output.Verbose($"Requests to Service {ServiceKey} with header '{mark.Key}: {mark.Version}' now reach this machine; the others go to its pods.");
+    }
+
+    private async ValueTask OnServiceEventAsync(SessionContext context, IReadOnlyDictionary<string, string> routerSelector, StrongBox<bool> stopped,
+        WatchEvent<Service> ev)
+    {
+        if (stopped.Value || context.Stopping.IsCancellationRequested) return;
+        if (ev.Type is not (WatchEventType.Added or WatchEventType.Modified) || ev.Object is not { } svc) return;
+        var selector = svc.Spec?.Selector ?? [];
+        if (selector.Count == 0 || selector.ContainsKey(KtConventions.RoleLabel)) return; // ours, or another kt tool's
+        context.Output.Warning($"Service {ServiceKey} was changed by someone else (selector {KtConventions.FormatSelector(selector)}, e.g. a redeploy); " +
+            "routing it through the router again.");
+        var redeployed = new Dictionary<string, string>(selector, StringComparer.Ordinal);
+        try
+        {
+            await _client.Services.UpdateWithRetryAsync(KtConventions.StuntmanName(_options.Service), stuntman =>
+            {
+                if (ExchangeWorker.SameSelector(stuntman.Spec?.Selector, redeployed)) return false;
+                stuntman.Spec ??= new ServiceSpec();
+                stuntman.Spec.Selector = new Dictionary<string, string>(redeployed, StringComparer.Ordinal);
+                return true;
+            }, _namespace, context.Stopping).ConfigureAwait(false);
+            await _client.Services.UpdateWithRetryAsync(_options.Service, current =>
+            {
+                if (stopped.Value) return false;
+                var now = current.Spec?.Selector ?? [];
+                if (now.Count == 0 || now.ContainsKey(KtConventions.RoleLabel)) return false;
+                current.Metadata.Annotations?.Remove(KtConventions.SelectorAnnotation);
+                return ExchangeWorker.ApplySelector(current, routerSelector, now);
+            }, _namespace, context.Stopping).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (context.Stopping.IsCancellationRequested)
+        {
+        }
+        catch (KtException e)
+        {
+            context.Output.Warning($"Could not route Service {ServiceKey} through the router again: {e.Message}");
+        }
     }
 
     /// <summary>The shadow pod and its remote forwards (ShadowSetup undoes both).</summary>
