@@ -11,7 +11,7 @@ internal static class MeshVerb
     [
         new("expose", null, true, "Local ports and the Service port or targetPort each serves: port or local:remote, comma separated (required)"),
         new("mode", null, true, "auto (a router pod routes requests by header) or manual (a labelled shadow for your service mesh to route)", "auto"),
-        new("versionMark", null, true, "The shadow's version label: val, key: or key:val (key defaults to version, val to 5 random letters)"),
+        new("versionMark", null, true, "The version mark, a header (auto) or label (manual): val, key: or key:val (key defaults to version, val to 5 random letters)"),
         new("skipPortChecking", null, false, "Do not warn about local ports nothing listens on"),
         new("routerImage", null, true, "Auto mode: the router pod's image", KtConnect.Engine.Cluster.KtConventions.DefaultRouterImage),
     ];
