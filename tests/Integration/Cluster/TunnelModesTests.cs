@@ -154,7 +154,7 @@ internal sealed class TinyHttpServer : IAsyncDisposable
                 conns.Add(ServeAsync(c));
             }
         }
-        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException or InvalidOperationException)
         {
         }
         await Task.WhenAll(conns);

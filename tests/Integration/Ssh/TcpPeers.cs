@@ -29,7 +29,7 @@ internal sealed class EchoServer : IAsyncDisposable
                 lock (_conns) _conns.Add(EchoAsync(c));
             }
         }
-        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException or InvalidOperationException)
         {
         }
     }

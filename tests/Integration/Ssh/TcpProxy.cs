@@ -77,7 +77,7 @@ internal sealed class TcpProxy : IAsyncDisposable
                 }
             }
         }
-        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException or InvalidOperationException)
         {
         }
     }

@@ -108,7 +108,7 @@ public sealed class ForwardTests
             {
                 await _loop;
             }
-            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException or InvalidOperationException)
             {
             }
             _cts.Dispose();

@@ -160,6 +160,10 @@ public sealed class ServerFeatureTests
             catch (OperationCanceledException)
             {
             }
+            catch (InvalidOperationException) when (stop.IsCancellationRequested)
+            {
+                // Stopped between two accepts ("Not listening").
+            }
             await Task.WhenAll(conns);
         });
 

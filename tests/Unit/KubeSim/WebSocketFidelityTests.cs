@@ -70,6 +70,10 @@ public sealed class WebSocketFidelityTests
             catch (SocketException)
             {
             }
+            catch (InvalidOperationException) when (ct.IsCancellationRequested)
+            {
+                // Stopped between two accepts ("Not listening").
+            }
         }
 
         public async ValueTask DisposeAsync()

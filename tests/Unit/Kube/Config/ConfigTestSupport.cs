@@ -231,6 +231,10 @@ internal sealed class TlsTestServer : IAsyncDisposable
         catch (OperationCanceledException)
         {
         }
+        catch (Exception e) when (_cts.IsCancellationRequested && e is InvalidOperationException or ObjectDisposedException or SocketException)
+        {
+            // Disposed between two accepts: the listener was stopped before the next accept began ("Not listening").
+        }
         await Task.WhenAll(connections);
     }
 

@@ -37,6 +37,10 @@ internal sealed class TestProxy : IAsyncDisposable
         catch (OperationCanceledException)
         {
         }
+        catch (InvalidOperationException) when (_cts.IsCancellationRequested)
+        {
+            // Stopped between two accepts ("Not listening").
+        }
         await Task.WhenAll(tunnels);
     }
 
