@@ -13,14 +13,22 @@ public enum KtExchangeMode
 }
 
 /// <summary>Sends everything that reaches a Service to local ports until the session stops.</summary>
-[Cmdlet(VerbsLifecycle.Start, "KtExchange", SupportsShouldProcess = true)]
+[Cmdlet(VerbsLifecycle.Start, "KtExchange", DefaultParameterSetName = ServiceSet, SupportsShouldProcess = true)]
 [OutputType(typeof(KtSession))]
 public sealed class StartKtExchangeCommand : KtClusterCmdlet
 {
-    [Parameter(Mandatory = true, Position = 0)]
+    private const string ServiceSet = "Service";
+    private const string DeploymentSet = "Deployment";
+
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = ServiceSet)]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(ServiceCompleter))]
     public string Service { get; set; } = "";
+
+    /// <summary>Instead of -Service: a Deployment, whose Service (the one selecting its pods) is exchanged (kt-connect's deploy/&lt;name&gt;).</summary>
+    [Parameter(Mandatory = true, ParameterSetName = DeploymentSet)]
+    [ValidateNotNullOrEmpty]
+    public string Deployment { get; set; } = "";
 
     /// <summary>
     /// Local ports, each optionally followed by the Service port or targetPort it takes over: <c>8080</c>, <c>8080:80</c>.
@@ -47,7 +55,8 @@ public sealed class StartKtExchangeCommand : KtClusterCmdlet
         {
             options = CommonOptions(new ExchangeOptions()) with
             {
-                Service = Service,
+                Service = ParameterSetName == DeploymentSet ? "" : Service,
+                Deployment = ParameterSetName == DeploymentSet ? Deployment : null,
                 Ports = ExposedPort.Validate([.. Port.Select(ExposedPort.Parse)]),
                 Mode = Enum.Parse<ExchangeMode>(Mode.ToString()),
                 RecoverWaitTime = TimeSpan.FromSeconds(RecoverWaitTime),
@@ -57,16 +66,19 @@ public sealed class StartKtExchangeCommand : KtClusterCmdlet
         }
         catch (KtException e)
         {
-            ThrowKtError(e, Service);
+            ThrowKtError(e, Target);
             return;
         }
 
-        var target = $"Service '{Service}' in namespace '{Namespace ?? "(context default)"}'";
+        var target = (ParameterSetName == DeploymentSet ? $"The Service of Deployment '{Deployment}'" : $"Service '{Service}'") +
+            $" in namespace '{Namespace ?? "(context default)"}'";
         var what = Mode == KtExchangeMode.Selector
             ? "Point its selector at a shadow pod forwarding to local ports " + string.Join(", ", Port)
             : "Scale its Deployment to 0 and start a shadow pod forwarding to local ports " + string.Join(", ", Port);
         if (!ShouldProcess(target, what)) return;
-        StartSession((output, ct) => Exchanger.StartAsync(options, output, SessionRegistry.Default, cancellationToken: ct), Service);
+        StartSession((output, ct) => Exchanger.StartAsync(options, output, SessionRegistry.Default, cancellationToken: ct), Target);
         base.EndProcessing();
     }
+
+    private string Target => ParameterSetName == DeploymentSet ? "deploy/" + Deployment : Service;
 }

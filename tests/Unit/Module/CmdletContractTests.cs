@@ -47,6 +47,21 @@ public sealed class CmdletContractTests(ModuleMetadata module) : IClassFixture<M
         Assert.Equal(["KtConnect.Cmdlets.KtSession"], types);
     }
 
+    [Theory]
+    [InlineData("Start-KtExchange")]
+    [InlineData("Start-KtMesh")]
+    public void Exchange_and_mesh_take_a_Service_by_default_or_a_Deployment_in_their_own_set(string name)
+    {
+        var (type, attribute) = Cmdlet(name);
+        Assert.Equal("Service", ModuleMetadata.Named(attribute, "DefaultParameterSetName"));
+        var service = ParameterAttributes(type.GetProperty("Service")!).Single();
+        Assert.Equal(("Service", true, 0), (ModuleMetadata.Named(service, "ParameterSetName"), ModuleMetadata.Named(service, "Mandatory"), ModuleMetadata.Named(service, "Position")));
+        var deployment = ParameterAttributes(type.GetProperty("Deployment")!).Single();
+        Assert.Equal(("Deployment", true), (ModuleMetadata.Named(deployment, "ParameterSetName"), ModuleMetadata.Named(deployment, "Mandatory")));
+        // -Port belongs to both sets.
+        Assert.Null(ModuleMetadata.Named(ParameterAttributes(type.GetProperty("Port")!).Single(), "ParameterSetName"));
+    }
+
     [Fact]
     public void Help_pages_give_each_parameter_its_type_and_pipeline_binding_and_document_WhatIf()
     {
