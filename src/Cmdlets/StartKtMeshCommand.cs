@@ -15,35 +15,14 @@ public enum KtMeshMode
 /// <summary>Sends a Service's marked requests to local ports until the session stops.</summary>
 [Cmdlet(VerbsLifecycle.Start, "KtMesh", DefaultParameterSetName = ServiceSet, SupportsShouldProcess = true)]
 [OutputType(typeof(KtSession))]
-public sealed class StartKtMeshCommand : KtClusterCmdlet
+public sealed class StartKtMeshCommand : KtServiceTakeoverCmdlet
 {
-    private const string ServiceSet = "Service";
-    private const string DeploymentSet = "Deployment";
-
-    [Parameter(Mandatory = true, Position = 0, ParameterSetName = ServiceSet)]
-    [ValidateNotNullOrEmpty]
-    [ArgumentCompleter(typeof(ServiceCompleter))]
-    public string Service { get; set; } = "";
-
-    /// <summary>Instead of -Service: a Deployment, whose Service (the one selecting its pods) is meshed (kt-connect's deploy/&lt;name&gt;).</summary>
-    [Parameter(Mandatory = true, ParameterSetName = DeploymentSet)]
-    [ValidateNotNullOrEmpty]
-    public string Deployment { get; set; } = "";
-
-    /// <summary>Local ports, each optionally followed by the Service port or targetPort it serves: <c>8080</c>, <c>8080:80</c>.</summary>
-    [Parameter(Mandatory = true, Position = 1)]
-    [ValidateNotNullOrEmpty]
-    public string[] Port { get; set; } = [];
-
     [Parameter]
     public KtMeshMode Mode { get; set; } = KtMeshMode.Auto;
 
     /// <summary><c>val</c>, <c>key:</c> or <c>key:val</c>; the key defaults to <c>version</c>, the value to 5 random letters.</summary>
     [Parameter]
     public string? VersionMark { get; set; }
-
-    [Parameter]
-    public SwitchParameter SkipPortCheck { get; set; }
 
     /// <summary>Auto mode: the router pod's image.</summary>
     [Parameter]
@@ -57,9 +36,9 @@ public sealed class StartKtMeshCommand : KtClusterCmdlet
         {
             options = CommonOptions(new MeshOptions()) with
             {
-                Service = ParameterSetName == DeploymentSet ? "" : Service,
-                Deployment = ParameterSetName == DeploymentSet ? Deployment : null,
-                Ports = ExposedPort.Validate([.. Port.Select(ExposedPort.Parse)]),
+                Service = ServiceName,
+                Deployment = DeploymentName,
+                Ports = ParsedPorts,
                 Mode = Enum.Parse<MeshMode>(Mode.ToString()),
                 Mark = Engine.Cluster.Exchange.VersionMark.Parse(VersionMark),
                 SkipPortChecking = SkipPortCheck,
@@ -73,18 +52,14 @@ public sealed class StartKtMeshCommand : KtClusterCmdlet
             return;
         }
 
-        var target = (ParameterSetName == DeploymentSet ? $"The Service of Deployment '{Deployment}'" : $"Service '{Service}'") +
-            $" in namespace '{Namespace ?? "(context default)"}'";
         var service = ParameterSetName == DeploymentSet ? "<service>" : Service;
         var shadow = Engine.Cluster.KtConventions.MeshShadowName(service, options.Mark.Version);
         var what = Mode == KtMeshMode.Auto
             ? $"Point its selector at router {Engine.Cluster.KtConventions.RouterName(service)} sending requests with header '{options.Mark.Key}: {options.Mark.Version}' " +
               $"to shadow {shadow} forwarding to local ports " + string.Join(", ", Port)
             : $"Add shadow pod {shadow} labelled {options.Mark.Key}={options.Mark.Version}, forwarding to local ports " + string.Join(", ", Port);
-        if (!ShouldProcess(target, what)) return;
+        if (!ShouldProcess(ShouldProcessTarget, what)) return;
         StartSession((output, ct) => Mesher.StartAsync(options, output, SessionRegistry.Default, cancellationToken: ct), Target);
         base.EndProcessing();
     }
-
-    private string Target => ParameterSetName == DeploymentSet ? "deploy/" + Deployment : Service;
 }

@@ -341,18 +341,8 @@ public sealed class ExchangeWorker : ISessionWorker
         }
     }
 
-    private async Task<Service> GetServiceAsync(CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await _client.Services.GetAsync(_options.Service, _namespace, cancellationToken).ConfigureAwait(false);
-        }
-        catch (KubeNotFoundException e)
-        {
-            throw new KtException("ServiceNotFound", KtErrorCategory.ObjectNotFound,
-                $"Service '{_options.Service}' does not exist in namespace '{_namespace}'.", e, _options.Service);
-        }
-    }
+    private Task<Service> GetServiceAsync(CancellationToken cancellationToken) =>
+        ServiceTargets.GetServiceAsync(_client, _namespace, _options.Service, cancellationToken);
 
     /// <summary>Scale mode: the one Deployment whose pods the Service selects (several would leave some serving: refused).</summary>
     private async Task<Deployment> FindDeploymentAsync(Service service, CancellationToken cancellationToken)

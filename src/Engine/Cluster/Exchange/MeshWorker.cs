@@ -461,10 +461,8 @@ public sealed class MeshWorker : ISessionWorker
                 $"Service '{ServiceKey}' has no selector (its endpoints are managed by hand), so it cannot be meshed.", null, _options.Service);
     }
 
-    private async Task<Service> GetServiceAsync(CancellationToken cancellationToken) =>
-        await _client.Services.TryGetAsync(_options.Service, _namespace, cancellationToken).ConfigureAwait(false)
-        ?? throw new KtException("ServiceNotFound", KtErrorCategory.ObjectNotFound,
-            $"Service '{_options.Service}' does not exist in namespace '{_namespace}'.", null, _options.Service);
+    private Task<Service> GetServiceAsync(CancellationToken cancellationToken) =>
+        ServiceTargets.GetServiceAsync(_client, _namespace, _options.Service, cancellationToken);
 
     /// <summary>What this session holds of the shared router and stuntman (set before each create, cleared on a definite refusal).</summary>
     private sealed class RouterMembership

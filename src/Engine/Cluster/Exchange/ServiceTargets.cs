@@ -32,6 +32,14 @@ public static class ServiceTargets
         };
     }
 
+    /// <summary>The Service, or <c>ServiceNotFound</c> naming it and the namespace.</summary>
+    public static async Task<Service> GetServiceAsync(KubeClient client, string ns, string name, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        return await client.Services.TryGetAsync(name, ns, cancellationToken).ConfigureAwait(false)
+            ?? throw new KtException("ServiceNotFound", KtErrorCategory.ObjectNotFound, $"Service '{name}' does not exist in namespace '{ns}'.", null, name);
+    }
+
     /// <summary>Exactly one of a Service name and a Deployment name.</summary>
     public static void Validate(string service, string? deployment, string verb)
     {
