@@ -200,13 +200,18 @@ public sealed class ConnectEndToEndTests(ConnectClusterFixture f)
     public async Task Without_root_tun_mode_is_refused_with_the_way_out_and_changes_nothing()
     {
         var before = f.Cluster.Snapshot();
-        var kubeconfig = Path.Combine(Path.GetTempPath(), "ktcon-kubeconfig-" + Guid.NewGuid().ToString("N")[..8]);
+        var id = Guid.NewGuid().ToString("N")[..8];
+        var kubeconfig = Path.Combine(Path.GetTempPath(), "ktcon-kubeconfig-" + id);
         File.Copy(f.Kt.Kubeconfig, kubeconfig);
         if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(kubeconfig, UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        // A copy of kt that nobody can read: the checkout may sit below a directory only root may enter (mktemp -d).
+        var ktDir = Path.Combine(Path.GetTempPath(), "ktcon-kt-" + id);
+        var builtKt = KtConnect.KubeSim.Cluster.KtRunner.FindKtDll()!;
+        CopyDirectory(Path.GetDirectoryName(builtKt)!, ktDir);
         try
         {
             var r = await f.Cluster.RunInLaptopAsync(["runuser", "-u", "nobody", "--", "env", "HOME=/tmp", "KUBECONFIG=" + kubeconfig,
-                "dotnet", KtConnect.KubeSim.Cluster.KtRunner.FindKtDll()!, "connect", "-n", "dev"]);
+                "dotnet", Path.Combine(ktDir, Path.GetFileName(builtKt)), "connect", "-n", "dev"]);
             Assert.Equal(1, r.ExitCode);
             Assert.Contains("ConnectNeedsPrivileges", r.StandardError, StringComparison.Ordinal);
             Assert.Contains("--mode socks", r.StandardError, StringComparison.Ordinal);
@@ -215,6 +220,18 @@ public sealed class ConnectEndToEndTests(ConnectClusterFixture f)
         finally
         {
             File.Delete(kubeconfig);
+            Directory.Delete(ktDir, recursive: true);
+        }
+    }
+
+    private static void CopyDirectory(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var file in Directory.EnumerateFiles(from, "*", SearchOption.AllDirectories))
+        {
+            var target = Path.Combine(to, Path.GetRelativePath(from, file));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(file, target);
         }
     }
 
