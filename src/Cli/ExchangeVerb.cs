@@ -42,6 +42,8 @@ internal static class ExchangeVerb
         {
             "selector" => ExchangeMode.Selector,
             "scale" => ExchangeMode.Scale,
+            // kt-connect marks it experimental and its navigator image carries no sshd to forward through.
+            "ephemeral" => throw ParsedArgs.Usage("--mode ephemeral is not supported (kt-connect's own is experimental and unfinished); use selector or scale"),
             var m => throw ParsedArgs.Usage($"--mode must be selector or scale, not '{m}'"),
         };
         var options = GlobalOptions.Apply(a, new ExchangeOptions()) with

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -132,11 +133,27 @@ public sealed class ChangeJournal : IChangeJournal
         return list.OrderBy(e => e.Time).ThenBy(e => e.Id, StringComparer.Ordinal).ToList();
     }
 
-    /// <summary>True when the process that wrote the entry is gone (or its pid now belongs to another process).</summary>
+    private static readonly ConcurrentDictionary<string, byte> EndedSessions = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// Says that the session <paramref name="sessionId"/> of this process has ended (its own undo has run): what it
+    /// could not undo is then orphaned like a dead process's entries, so a later command in this same process
+    /// (Clear-KtResource in the same PowerShell) retries it.
+    /// </summary>
+    public static void MarkSessionEnded(string sessionId)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(sessionId);
+        EndedSessions.TryAdd(sessionId, 0);
+    }
+
+    /// <summary>
+    /// True when the process that wrote the entry is gone (or its pid now belongs to another process), or when it
+    /// is this process and the entry's session has ended here.
+    /// </summary>
     public static bool IsOrphaned(JournalEntry entry)
     {
         ArgumentNullException.ThrowIfNull(entry);
-        if (entry.OwnerPid == Environment.ProcessId) return false;
+        if (entry.OwnerPid == Environment.ProcessId) return entry.SessionId is { } id && EndedSessions.ContainsKey(id);
         try
         {
             using var p = Process.GetProcessById(entry.OwnerPid);

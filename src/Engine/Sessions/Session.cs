@@ -37,6 +37,9 @@ public sealed class Session
 
     public Guid InstanceId { get; } = Guid.NewGuid();
 
+    /// <summary>The session id this session's journal entries carry.</summary>
+    public string JournalId => InstanceId.ToString("N");
+
     public SessionRequest Request { get; }
 
     public DateTimeOffset StartTime { get; }
@@ -280,6 +283,8 @@ public sealed class Session
             if (undoError is not null) _lastError = undoError;
             _endTime = DateTimeOffset.Now;
         }
+        // Whatever the undo left in the journal is now for Clear-KtResource (or the next command) to retry.
+        ChangeJournal.MarkSessionEnded(JournalId);
         SetState(state);
         _finished.TrySetResult();
     }

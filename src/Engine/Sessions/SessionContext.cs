@@ -11,6 +11,9 @@ public sealed class SessionContext
 
     public Guid InstanceId => _session.InstanceId;
 
+    /// <summary>The session id to give the journal for this session's changes.</summary>
+    public string JournalId => _session.JournalId;
+
     public SessionRequest Request => _session.Request;
 
     public IKtOutput Output => _session.Output;

@@ -47,6 +47,53 @@ public sealed class SessionTests
         Assert.Equal([SessionState.Running, SessionState.Stopping, SessionState.Stopped], states);
     }
 
+    private sealed class RecordingHandler : IJournalUndoHandler
+    {
+        public List<string> Undone { get; } = [];
+
+        public string Kind => "test-change";
+
+        public Task UndoAsync(JournalEntry entry, CancellationToken cancellationToken)
+        {
+            Undone.Add(entry.Data["what"]);
+            return Task.CompletedTask;
+        }
+    }
+
+    [Fact]
+    public async Task What_an_ended_session_could_not_undo_is_orphaned_so_this_same_process_retries_it()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "kt-journal-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var journal = new ChangeJournal(dir);
+            var registry = new SessionRegistry();
+            Task<JournalEntry> Record(string what, string? sessionId, CancellationToken ct) =>
+                journal.RecordAsync("test-change", new Dictionary<string, string> { ["what"] = what }, what, sessionId, ct);
+            var live = await registry.StartAsync(Request with { Target = "payments" }, new Worker((ctx, ct) => Record("live", ctx.JournalId, ct)));
+            var session = await registry.StartAsync(Request, new Worker(async (ctx, ct) =>
+            {
+                await Record("selector of orders", ctx.JournalId, ct);
+                ctx.Defer("restore selector", _ => throw new IOException("the API server is unreachable"));
+            }));
+            await Record("no session", null, CancellationToken.None);
+            Assert.DoesNotContain(journal.ReadAll(), ChangeJournal.IsOrphaned);
+
+            await session.StopAsync();
+
+            Assert.Equal("SessionRestoreFailed", session.Snapshot().LastErrorId);
+            var handler = new RecordingHandler();
+            await journal.UndoAsync([handler]);
+            Assert.Equal(["selector of orders"], handler.Undone);
+            Assert.Equal(["live", "no session"], journal.ReadAll().Select(e => e.Data["what"]));
+            await live.StopAsync();
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Fact]
     public async Task A_background_failure_during_the_start_reaches_the_caller_as_its_typed_cause_and_the_session_fails()
     {

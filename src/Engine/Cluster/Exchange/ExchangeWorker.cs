@@ -35,7 +35,7 @@ public sealed class ExchangeWorker : ISessionWorker
         _options.Validate();
         var output = context.Output;
         var journal = _options.Journal ?? new ChangeJournal();
-        var sessionId = context.InstanceId.ToString("N");
+        var sessionId = context.JournalId;
         context.SetMode(_options.Mode.ToString().ToLowerInvariant());
 
         // Checks that change nothing.

@@ -103,7 +103,7 @@ public sealed class MeshWorker : ISessionWorker
     {
         var output = context.Output;
         var mark = _options.Mark;
-        var sessionId = context.InstanceId.ToString("N");
+        var sessionId = context.JournalId;
         var journal = _options.Journal ?? new ChangeJournal();
         output.Progress("Meshing", $"Locking Service {ServiceKey}");
         var serviceLock = await ServiceLock.AcquireAsync(_client, _namespace, _options.Service, cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -223,7 +223,7 @@ public sealed class MeshWorker : ISessionWorker
                 ExtraAnnotations = new Dictionary<string, string>(_options.Annotations, StringComparer.Ordinal)
                 {
                     [ExchangeHolders.HostAnnotation] = Environment.MachineName,
-                    [ExchangeHolders.SessionAnnotation] = context.InstanceId.ToString("N"),
+                    [ExchangeHolders.SessionAnnotation] = context.JournalId,
                 },
             };
             built?.Invoke(spec);

@@ -32,7 +32,7 @@ public sealed class PreviewWorker : ISessionWorker
         _options.Validate();
         var output = context.Output;
         var journal = _options.Journal ?? new ChangeJournal();
-        var sessionId = context.InstanceId.ToString("N");
+        var sessionId = context.JournalId;
         var key = _namespace + "/" + _options.Name;
         context.SetMode(_options.ServiceType.ToString());
 

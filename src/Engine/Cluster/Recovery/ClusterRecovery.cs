@@ -114,7 +114,7 @@ public static class ClusterRecovery
             new(spec.UseDeployment ? KtObjectKind.Deployment : KtObjectKind.Pod, spec.Namespace, spec.Name),
             new(KtObjectKind.ConfigMap, spec.Namespace, spec.Name),
         ];
-        var entries = await RecordCreatedAsync(journal, client, objects, context.InstanceId.ToString("N"), cancellationToken).ConfigureAwait(false);
+        var entries = await RecordCreatedAsync(journal, client, objects, context.JournalId, cancellationToken).ConfigureAwait(false);
         var registered = 0;
         context.Defer("complete the journal of the shadow", ct => Volatile.Read(ref registered) == 0 ? CompleteAsync(journal, entries, ct) : Task.CompletedTask);
         return (description, undo) =>
