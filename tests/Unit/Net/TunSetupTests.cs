@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using KtConnect.Engine;
 using KtConnect.Engine.Net;
@@ -9,7 +10,7 @@ namespace KtConnect.Tests.Unit.Net;
 
 /// <summary>
 /// The OS-neutral tun factory and what the macOS and Windows setups do that is not a system call: the ifconfig
-/// command lines and the MIB_UNICASTIPADDRESS_ROW layout.
+/// command lines and the MIB_UNICASTIPADDRESS_ROW and MIB_IPINTERFACE_ROW layouts.
 /// </summary>
 public class TunSetupTests
 {
@@ -181,6 +182,47 @@ public class TunSetupTests
 
         Assert.Throws<ArgumentOutOfRangeException>(() => InitializedRow().SetAddress(IPAddress.Parse("198.18.0.1"), 33, 1));
         Assert.Throws<ArgumentOutOfRangeException>(() => InitializedRow().SetAddress(IPAddress.Parse("fd00::1"), 129, 1));
+    }
+
+    [Fact]
+    public unsafe void InterfaceRow_HasTheNetioapiLayoutFor64BitWindows()
+    {
+        Assert.Equal(168, sizeof(MibIpInterfaceRow));
+        var expected = new (string Field, int Offset)[]
+        {
+            ("Family", 0), ("InterfaceLuid", 8), ("InterfaceIndex", 16), ("SitePrefixLength", 144), ("Metric", 148),
+            ("NlMtu", 152), ("Connected", 156), ("DisableDefaultRoutes", 166),
+        };
+        foreach (var (field, offset) in expected)
+            Assert.Equal((field, offset), (field, Marshal.OffsetOf<MibIpInterfaceRow>(field).ToInt32()));
+    }
+
+    [Fact]
+    public unsafe void InterfaceRow_SetMtu_ClearsTheIPv4SitePrefixLengthOnly_AndKeepsEverythingElse()
+    {
+        var v4 = default(MibIpInterfaceRow);
+        var bytes = new Span<byte>(&v4, sizeof(MibIpInterfaceRow));
+        bytes.Fill(0xA5); // what GetIpInterfaceEntry filled
+        v4.Select(0x0006_0000_0123_4567UL, AddressFamily.InterNetwork);
+        v4.SetMtu(1400);
+        Assert.Equal(new byte[] { 2, 0 }, bytes[..2].ToArray());
+        Assert.Equal(new byte[] { 0x67, 0x45, 0x23, 0x01, 0, 0, 0x06, 0 }, bytes[8..16].ToArray());
+        Assert.Equal(new byte[4], bytes[16..20].ToArray());
+        Assert.Equal(new byte[] { 0x78, 0x05, 0, 0 }, bytes[152..156].ToArray()); // 1400
+        Assert.Equal(new byte[4], bytes[144..148].ToArray());
+        Assert.All(bytes[20..144].ToArray(), b => Assert.Equal(0xA5, b));
+        Assert.All(bytes[156..168].ToArray(), b => Assert.Equal(0xA5, b));
+
+        var v6 = default(MibIpInterfaceRow);
+        v6.Select(9, AddressFamily.InterNetworkV6);
+        v6.SitePrefixLength = 48;
+        v6.SetMtu(1280);
+        Assert.Equal(SockaddrInet.AfInet6, v6.Family);
+        Assert.Equal((48u, 1280u), (v6.SitePrefixLength, v6.NlMtu));
+        Assert.Throws<ArgumentOutOfRangeException>(() => v6.SetMtu(1279));
+        var small = default(MibIpInterfaceRow);
+        small.Select(9, AddressFamily.InterNetwork);
+        Assert.Throws<ArgumentOutOfRangeException>(() => small.SetMtu(575));
     }
 
     /// <summary>What InitializeUnicastIpAddressEntry leaves (its documented defaults).</summary>

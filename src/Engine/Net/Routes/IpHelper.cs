@@ -220,6 +220,60 @@ public struct MibUnicastIpAddressRow
     }
 }
 
+/// <summary>
+/// MIB_IPINTERFACE_ROW (netioapi.h), one address family's settings of an interface, laid out for 64-bit Windows (the
+/// NET_LUID and the ULONG64 interface identifier make it 8-aligned): family 0, LUID 8, index 16, nine BOOLEANs
+/// 40..48, RouterDiscoveryBehavior 52, ZoneIndices[16] 80..143, SitePrefixLength 144, metric 148, NlMtu 152,
+/// Connected 156, reachable time 160, offload flags 164/165, DisableDefaultRoutes 166. 168 bytes. Only the fields
+/// we read or write are named; GetIpInterfaceEntry fills the rest and SetIpInterfaceEntry gets them back unchanged.
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = 168)]
+public struct MibIpInterfaceRow
+{
+    [FieldOffset(0)]
+    public ushort Family;
+
+    [FieldOffset(8)]
+    public ulong InterfaceLuid;
+
+    [FieldOffset(16)]
+    public uint InterfaceIndex;
+
+    [FieldOffset(144)]
+    public uint SitePrefixLength;
+
+    [FieldOffset(148)]
+    public uint Metric;
+
+    [FieldOffset(152)]
+    public uint NlMtu;
+
+    [FieldOffset(156)]
+    public byte Connected;
+
+    [FieldOffset(166)]
+    public byte DisableDefaultRoutes;
+
+    /// <summary>Names the interface and family to read (InitializeIpInterfaceEntry first, GetIpInterfaceEntry after).</summary>
+    public void Select(ulong interfaceLuid, AddressFamily family)
+    {
+        Family = family == AddressFamily.InterNetworkV6 ? SockaddrInet.AfInet6 : SockaddrInet.AfInet;
+        InterfaceLuid = interfaceLuid;
+        InterfaceIndex = 0;
+    }
+
+    /// <summary>
+    /// Sets the IP MTU on a row GetIpInterfaceEntry filled. SetIpInterfaceEntry refuses an IPv4 row whose
+    /// SitePrefixLength is not 0 (the field only means something for IPv6), and Get can return one that is not.
+    /// </summary>
+    public void SetMtu(int mtu)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(mtu, Family == SockaddrInet.AfInet6 ? 1280 : 576);
+        NlMtu = (uint)mtu;
+        if (Family == SockaddrInet.AfInet) SitePrefixLength = 0;
+    }
+}
+
 /// <summary>The IP Helper calls (iphlpapi.dll) the Windows route table and the Wintun address setup use.</summary>
 [SupportedOSPlatform("windows")]
 internal static unsafe partial class IpHelperNative
@@ -258,6 +312,15 @@ internal static unsafe partial class IpHelperNative
 
     [LibraryImport("iphlpapi.dll")]
     public static partial uint CreateUnicastIpAddressEntry(MibUnicastIpAddressRow* row);
+
+    [LibraryImport("iphlpapi.dll")]
+    public static partial void InitializeIpInterfaceEntry(MibIpInterfaceRow* row);
+
+    [LibraryImport("iphlpapi.dll")]
+    public static partial uint GetIpInterfaceEntry(MibIpInterfaceRow* row);
+
+    [LibraryImport("iphlpapi.dll")]
+    public static partial uint SetIpInterfaceEntry(MibIpInterfaceRow* row);
 
     [LibraryImport("iphlpapi.dll", StringMarshalling = StringMarshalling.Utf16)]
     public static partial uint ConvertInterfaceAliasToLuid(string alias, ulong* luid);
