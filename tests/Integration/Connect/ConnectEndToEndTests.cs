@@ -104,7 +104,9 @@ public sealed class ConnectEndToEndTests(ConnectClusterFixture f)
                 return last.Code == 0;
             }, "a new connection to succeed after the reconnect", TimeSpan.FromSeconds(60));
             Assert.Contains("orders-", last.Output, StringComparison.Ordinal);
-            Assert.Contains("Reconnected", kt.Stderr, StringComparison.Ordinal);
+            // New connections work as soon as the link is back; the Recovered event (and its message) follows on its own task.
+            await f.Cluster.WaitUntilAsync(() => kt.Stderr.Contains("Reconnected", StringComparison.Ordinal), "kt to say it reconnected",
+                TimeSpan.FromSeconds(30));
         }
         finally
         {

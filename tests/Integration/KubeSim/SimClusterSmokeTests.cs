@@ -81,8 +81,14 @@ public sealed class SimClusterSmokeTests(SimClusterFixture fx)
             var status = Cluster.Store.Get(ResourceTypes.Pods, "default", "bad-image")!["status"]!;
             Assert.Equal("Pending", status["phase"]!.GetValue<string>());
             Assert.Equal("False", status["conditions"]!.AsArray().Single(c => c!["type"]!.GetValue<string>() == "Ready")!["status"]!.GetValue<string>());
-            var events = Cluster.Store.List(ResourceTypes.Events, "default").Items
-                .Where(e => e["involvedObject"]?["name"]?.GetValue<string>() == "bad-image").ToList();
+            // The kubelet records the BackOff event just after it writes the status.
+            List<JsonObject> events = [];
+            await Cluster.WaitUntilAsync(() =>
+            {
+                events = Cluster.Store.List(ResourceTypes.Events, "default").Items
+                    .Where(e => e["involvedObject"]?["name"]?.GetValue<string>() == "bad-image").ToList();
+                return events.Any(e => e["reason"]!.GetValue<string>() == "BackOff");
+            }, "the BackOff event");
             Assert.Contains(events, e => e["reason"]!.GetValue<string>() == "Failed" && e["type"]!.GetValue<string>() == "Warning"
                 && e["message"]!.GetValue<string>().Contains("Failed to pull image \"unknown/nothing:1\"", StringComparison.Ordinal));
             Assert.Contains(events, e => e["message"]!.GetValue<string>() == "Error: ErrImagePull");

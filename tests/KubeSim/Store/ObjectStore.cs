@@ -30,6 +30,7 @@ public sealed class ObjectStore
     private readonly Dictionary<ResourceType, SortedDictionary<string, JsonObject>> _objects = [];
     private readonly LinkedList<WatchEvent> _history = new();
     private readonly List<WatchSubscription> _watchers = [];
+    private readonly HashSet<string> _removedUids = new(StringComparer.Ordinal);
     private readonly TimeProvider _time;
     private readonly int _historyCapacity;
     private long _rv;
@@ -202,6 +203,14 @@ public sealed class ObjectStore
             var stored = Normalize(obj);
             _objects[type][key] = stored;
             Publish(new WatchEvent(WatchEvent.Added, _rv, type, ns, stored, null));
+            // The garbage collector collects a dependent all of whose owners were deleted (for example a slice a
+            // controller pass made for a Service deleted meanwhile): the API server accepts it, the collector takes it.
+            // Owners KubeSim never held (objects seeded from recordings) are left alone.
+            if (stored["metadata"]?["ownerReferences"] is JsonArray { Count: > 0 } owners
+                && owners.All(r => r?["uid"]?.GetValue<string>() is { } u && _removedUids.Contains(u)))
+            {
+                RemoveLocked(type, ns, name!, PropagationPolicy.Background);
+            }
             return Clone(stored);
         }
     }
@@ -395,6 +404,7 @@ public sealed class ObjectStore
         var uid = current["metadata"]?["uid"]?.GetValue<string>();
         if (propagation == PropagationPolicy.Foreground) CollectDependents(uid, propagation);
         _objects[type].Remove(key);
+        if (uid is not null) _removedUids.Add(uid);
         var gone = Clone(current);
         ((JsonObject)gone["metadata"]!)["resourceVersion"] = (++_rv).ToString(CultureInfo.InvariantCulture);
         if (type.Kind == "Service") ReleaseServiceIps(gone);

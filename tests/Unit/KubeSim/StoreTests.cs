@@ -75,6 +75,18 @@ public sealed class StoreTests
         var orphan = store.Get(ResourceTypes.ConfigMaps, "ns", "orphan");
         Assert.NotNull(orphan);
         Assert.Null(orphan["metadata"]!["ownerReferences"]);
+
+        // A dependent created after its owner went (a controller pass racing the delete) is accepted, then collected.
+        var late = store.Create(ResourceTypes.ConfigMaps, "ns", Owned("late"));
+        Assert.Equal("late", late["metadata"]!["name"]!.GetValue<string>());
+        Assert.Null(store.Get(ResourceTypes.ConfigMaps, "ns", "late"));
+        var owner3 = store.Create(ResourceTypes.Deployments, "ns", Deployment("owner"));
+        Assert.NotEqual(uid, owner3["metadata"]!["uid"]!.GetValue<string>());
+        store.Create(ResourceTypes.ConfigMaps, "ns", Owned("stale-uid")); // same name, the old uid: not its owner
+        Assert.Null(store.Get(ResourceTypes.ConfigMaps, "ns", "stale-uid"));
+        uid = owner3["metadata"]!["uid"]!.GetValue<string>();
+        store.Create(ResourceTypes.ConfigMaps, "ns", Owned("kept"));
+        Assert.NotNull(store.Get(ResourceTypes.ConfigMaps, "ns", "kept"));
     }
 
     [Fact]

@@ -150,7 +150,10 @@ public sealed class WorkloadControllerTests : IAsyncLifetime
         _server.Apply(Deployment("web", 2));
         _server.Apply("""{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"default","labels":{"team":"a"}},"spec":{"selector":{"app":"web"},"ports":[{"name":"http","port":80,"targetPort":"http"}]}}""");
 
-        await WaitAsync(() => (Store.Get(ResourceTypes.Endpoints, "default", "web")?["subsets"]?[0]?["addresses"] as JsonArray)?.Count == 2, "2 addresses");
+        // One controller pass writes the Endpoints, then the slice: wait for both.
+        await WaitAsync(() => (Store.Get(ResourceTypes.Endpoints, "default", "web")?["subsets"]?[0]?["addresses"] as JsonArray)?.Count == 2
+            && Store.List(ResourceTypes.EndpointSlices, "default").Items is [{ } slice0] && slice0["endpoints"] is JsonArray { Count: 2 },
+            "2 addresses in the endpoints and the slice");
         var endpoints = Store.Get(ResourceTypes.Endpoints, "default", "web")!;
         Assert.Equal(8080, Int(endpoints["subsets"]![0]!["ports"]![0]!["port"]));
         Assert.Equal("a", endpoints["metadata"]!["labels"]!["team"]!.GetValue<string>());
