@@ -186,7 +186,8 @@ internal sealed class SshTransport : IDisposable
             {
                 n = await _stream.ReadAsync(_rbuf.AsMemory(_rend), ct).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is IOException or ObjectDisposedException && !ct.IsCancellationRequested)
+            // The stream under SSH may report its own typed failure (a broken port-forward is a KubeConnectionException).
+            catch (Exception e) when (e is IOException or ObjectDisposedException or KtException && !ct.IsCancellationRequested)
             {
                 throw _failure ?? new SshException(SshErrorIds.ConnectionLost, KtErrorCategory.ConnectionError, "The SSH connection was lost: " + e.Message, e);
             }
@@ -632,7 +633,7 @@ internal sealed class SshTransport : IDisposable
         {
             await _stream.WriteAsync(_wbuf.AsMemory(0, n), _lifetime).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException)
+        catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException or KtException)
         {
             var f = _failure ?? new SshException(SshErrorIds.ConnectionLost, KtErrorCategory.ConnectionError, "The SSH connection was lost while sending: " + e.Message, e);
             Fail(f);

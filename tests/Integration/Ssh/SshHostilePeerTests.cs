@@ -240,6 +240,101 @@ public sealed class SshHostilePeerTests
         Assert.Equal(0, (await client.ExecAsync("true")).ExitStatus);
     }
 
+    [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task A_typed_failure_of_the_stream_under_ssh_is_a_lost_connection_on_both_sides()
+    {
+        // The stream under SSH is a Kubernetes port-forward in the product; it reports a broken WebSocket as its own
+        // typed error (KubeConnectionException), which must end the SSH connection like an IOException does.
+        using var key = SshKeyPair.GenerateEcdsa();
+        await using var sshd = await SshdProcess.StartAsync(key);
+        await using var echo = new EchoServer();
+
+        var (client, stream) = await ConnectBreakableAsync(sshd, key);
+        await using (client)
+        {
+            await using var channel = await client.OpenDirectTcpIpAsync("127.0.0.1", echo.Port);
+            stream.BreakWrites();
+            var write = await Assert.ThrowsAsync<SshException>(() => channel.WriteAsync(new byte[10]).AsTask().WaitAsync(Quick));
+            Assert.Equal(SshErrorIds.ConnectionLost, write.ErrorId);
+            Assert.IsType<KtConnect.Engine.Kube.KubeConnectionException>(write.InnerException);
+        }
+
+        (client, stream) = await ConnectBreakableAsync(sshd, key);
+        await using (client)
+        {
+            await using var channel = await client.OpenDirectTcpIpAsync("127.0.0.1", echo.Port);
+            var disconnected = new TaskCompletionSource();
+            client.Disconnected += (_, _) => disconnected.TrySetResult();
+            stream.BreakReads();
+            var read = await Assert.ThrowsAsync<SshException>(() => channel.ReadAsync(new byte[10]).AsTask().WaitAsync(Quick));
+            Assert.Equal(SshErrorIds.ConnectionLost, read.ErrorId);
+            await disconnected.Task.WaitAsync(Quick);
+            Assert.False(client.IsConnected);
+        }
+    }
+
+    private static async Task<(SshClient Client, BreakableStream Stream)> ConnectBreakableAsync(SshdProcess sshd, SshKeyPair key)
+    {
+        var tcp = new TcpClient { NoDelay = true };
+        await tcp.ConnectAsync(IPAddress.Loopback, sshd.Port);
+        var stream = new BreakableStream(tcp.GetStream());
+        var client = await SshClient.ConnectAsync(stream, new SshClientOptions { Identity = key, ExpectedHostKeys = sshd.HostKeys }, CancellationToken.None);
+        return (client, stream);
+    }
+
+    /// <summary>A stream that, once broken, fails as a port-forward does: with a typed KtException, not an IOException.</summary>
+    private sealed class BreakableStream(NetworkStream inner) : Stream
+    {
+        private readonly TaskCompletionSource _readsBroken = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private volatile bool _writesBroken;
+
+        public void BreakWrites() => _writesBroken = true;
+
+        public void BreakReads() => _readsBroken.TrySetResult();
+
+        private static KtConnect.Engine.Kube.KubeConnectionException Broken() => new("The port-forward WebSocket broke (test).");
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            var read = inner.ReadAsync(buffer, cancellationToken).AsTask();
+            if (await Task.WhenAny(read, _readsBroken.Task).ConfigureAwait(false) != read) throw Broken();
+            return await read.ConfigureAwait(false);
+        }
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) =>
+            _writesBroken ? ValueTask.FromException(Broken()) : inner.WriteAsync(buffer, cancellationToken);
+
+        public override Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override void Flush()
+        {
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) inner.Dispose();
+            base.Dispose(disposing);
+        }
+    }
+
     private static async Task<SshClient> ConnectViaAsync(TcpProxy proxy, SshdProcess sshd, SshKeyPair key, TimeSpan? keepalive = null)
     {
         var tcp = new TcpClient { NoDelay = true };
