@@ -23,6 +23,8 @@ internal static class CommandLine
         new("useShadowDeployment", null, false, "Create the shadow as a Deployment"),
         new("forceUpdate", "f", false, "Always pull the shadow image"),
         new("podQuota", null, true, "Shadow pod CPU and memory, e.g. 0.5c,512m"),
+        new("useLocalTime", null, false, "Accepted for ktctl scripts: kt takes cluster time from the API server and never needs a rectifier pod"),
+        new("ipVersion", null, true, "Accepted for ktctl scripts (4 or 6): kt serves IPv4 and IPv6 together"),
         new("debug", "d", false, "Print debug output"),
         new("help", "h", false, "Show help"),
         new("version", "v", false, "Show the version"),

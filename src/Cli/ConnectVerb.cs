@@ -8,12 +8,19 @@ internal static class ConnectVerb
 {
     internal static readonly IReadOnlyList<FlagSpec> Flags =
     [
-        new("mode", null, true, "tun (default, needs root), redirect (Linux nftables/iptables) or socks (no privileges)", "tun"),
+        new("mode", null, true, "tun (default, needs root; ktctl's tun2socks), redirect (nftables/iptables or pf; ktctl's sshuttle) or socks (no privileges)", "tun"),
         new("dnsMode", null, true, "split (cluster suffixes to the cluster, the rest as before) or none", "split"),
         new("includeIps", null, true, "Extra CIDRs to route, comma separated"),
         new("excludeIps", null, true, "CIDRs or addresses never routed, comma separated"),
         new("disablePodIp", null, false, "Do not sample pod addresses to find the pod ranges"),
-        new("proxyPort", null, true, "SOCKS5/HTTP CONNECT port on 127.0.0.1 (socks mode)", "2223"),
+        new("proxyPort", null, true, "SOCKS5/HTTP CONNECT port (socks mode)", "2223"),
+        new("proxyAddr", null, true, "SOCKS5/HTTP CONNECT address (socks mode), a loopback address", "127.0.0.1"),
+        new("disableTunDevice", null, false, "No tun device: the same as --mode socks"),
+        new("disableTunRoute", null, false, "Tun mode without routes: the device and DNS only"),
+        new("clusterDomain", null, true, "The cluster domain (default: what the shadow pod's resolv.conf says)"),
+        new("includeDomains", null, true, "More domain suffixes for the cluster's DNS to answer, comma separated"),
+        new("dnsCacheTtl", null, true, "Longest time in seconds a DNS answer is cached locally; 0 caches nothing", "60"),
+        new("skipCleanup", null, false, "Do not undo, at start, what a crashed kt left in the namespace"),
         new("ignoreRouteConflicts", null, false, "Route even when a cluster range overlaps a local network"),
         new("shareShadow", null, false, "Share the ref-counted shadow pod kt-connect-shadow-daemon with other users (ktctl too)"),
     ];
@@ -42,9 +49,22 @@ internal static class ConnectVerb
         var mode = a.Get("mode", "tun") switch
         {
             "tun" or "tun2socks" => ConnectMode.Tun,
-            "redirect" => ConnectMode.Redirect,
+            "redirect" or "sshuttle" => ConnectMode.Redirect,
             "socks" => ConnectMode.Socks,
             var m => throw ParsedArgs.Usage($"--mode must be tun, redirect or socks, not '{m}'"),
+        };
+        if (a.Flag("disableTunDevice"))
+        {
+            // ktctl's way to ask for a SOCKS proxy without a tun device.
+            if (mode != ConnectMode.Tun) throw ParsedArgs.Usage($"--disableTunDevice goes with tun mode, not --mode {a.Get("mode")}");
+            mode = ConnectMode.Socks;
+        }
+        if (a.Has("proxyAddr") && mode != ConnectMode.Socks) throw ParsedArgs.Usage("--proxyAddr goes with --mode socks (or --disableTunDevice)");
+        if (a.Flag("disableTunRoute") && mode != ConnectMode.Tun) throw ParsedArgs.Usage("--disableTunRoute goes with tun mode");
+        var proxyAddress = a.Get("proxyAddr", "127.0.0.1") switch
+        {
+            "localhost" => System.Net.IPAddress.Loopback,
+            var text => System.Net.IPAddress.TryParse(text, out var ip) ? ip : throw ParsedArgs.Usage($"--proxyAddr must be an IP address, not '{text}'"),
         };
         var dns = a.Get("dnsMode", "split") switch
         {
@@ -52,9 +72,7 @@ internal static class ConnectVerb
             "none" => DnsMode.None,
             var d => throw ParsedArgs.Usage($"--dnsMode must be split or none, not '{d}'"),
         };
-        foreach (var cidr in a.List("includeIps").Concat(a.List("excludeIps")))
-            KtConnect.Engine.Cluster.Cidr.Parse(cidr);
-        return GlobalOptions.Apply(a, new ConnectOptions()) with
+        var options = GlobalOptions.Apply(a, new ConnectOptions()) with
         {
             Mode = mode,
             DnsMode = dns,
@@ -64,6 +82,14 @@ internal static class ConnectVerb
             ProxyPort = a.Int("proxyPort", 2223),
             IgnoreRouteConflicts = a.Flag("ignoreRouteConflicts"),
             ShareShadow = a.Flag("shareShadow"),
+            ProxyAddress = proxyAddress,
+            SkipRoutes = a.Flag("disableTunRoute"),
+            ClusterDomain = a.Get("clusterDomain"),
+            IncludeDomains = a.List("includeDomains"),
+            DnsCacheTtl = TimeSpan.FromSeconds(a.Int("dnsCacheTtl", 60)),
+            SkipCleanup = a.Flag("skipCleanup"),
         };
+        options.Validate();
+        return options;
     }
 }

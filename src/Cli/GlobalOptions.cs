@@ -24,6 +24,7 @@ internal static class GlobalOptions
         };
         if (a.Get("image") is { } image) options = options with { Image = image };
         if (options.PodQuota is not null) PodQuota.Parse(options.PodQuota);
+        if (a.Get("ipVersion") is { } ipVersion && ipVersion is not ("4" or "6")) throw ParsedArgs.Usage($"--ipVersion must be 4 or 6, not '{ipVersion}'");
         return (T)options;
     }
 }

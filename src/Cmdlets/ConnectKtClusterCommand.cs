@@ -47,6 +47,17 @@ public sealed class ConnectKtClusterCommand : KtClusterCmdlet
     public SwitchParameter DisablePodIp { get; set; }
 
     [Parameter]
+    public SwitchParameter NoRoute { get; set; }
+
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? ClusterDomain { get; set; }
+
+    [Parameter]
+    [ValidateNotNull]
+    public string[] IncludeDomain { get; set; } = [];
+
+    [Parameter]
     public SwitchParameter IgnoreRouteConflict { get; set; }
 
     [Parameter]
@@ -64,7 +75,6 @@ public sealed class ConnectKtClusterCommand : KtClusterCmdlet
         ConnectOptions options;
         try
         {
-            foreach (var cidr in IncludeIp.Concat(ExcludeIp)) KtConnect.Engine.Cluster.Cidr.Parse(cidr);
             options = CommonOptions(new ConnectOptions()) with
             {
                 Mode = Enum.Parse<ConnectMode>(Mode.ToString()),
@@ -77,7 +87,11 @@ public sealed class ConnectKtClusterCommand : KtClusterCmdlet
                 UseShadowDeployment = ShadowDeployment,
                 ShareShadow = ShareShadow,
                 PodQuota = PodQuota,
+                SkipRoutes = NoRoute,
+                ClusterDomain = ClusterDomain,
+                IncludeDomains = IncludeDomain,
             };
+            options.Validate();
         }
         catch (KtException e)
         {

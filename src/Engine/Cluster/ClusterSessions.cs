@@ -26,8 +26,11 @@ public static class ClusterSessions
         try
         {
             // What a crashed KtConnect process on this machine left in this namespace is undone first, at once.
-            await Recovery.ClusterRecovery.UndoOrphanedAsync(options.Journal ?? new ChangeJournal(), client, ns, output, null, cancellationToken)
-                .ConfigureAwait(false);
+            if (!options.SkipCleanup)
+            {
+                await Recovery.ClusterRecovery.UndoOrphanedAsync(options.Journal ?? new ChangeJournal(), client, ns, output, null, cancellationToken)
+                    .ConfigureAwait(false);
+            }
             worker = new ClientOwner(client, createWorker(client, ns));
         }
         catch

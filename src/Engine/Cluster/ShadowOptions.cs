@@ -41,6 +41,13 @@ public abstract record ShadowOptions
     /// <summary>The journal of local changes (tests give their own).</summary>
     public ChangeJournal? Journal { get; init; }
 
+    /// <summary>
+    /// kt-connect's --skipCleanup: do not undo, at start, what a crashed KtConnect process on this machine left in the
+    /// namespace (`kt clean` still does). Local changes such a process left are undone all the same: they would
+    /// collide with this session's routes and DNS.
+    /// </summary>
+    public bool SkipCleanup { get; init; }
+
     /// <summary>A shadow spec carrying these options; the caller sets what is specific to its role.</summary>
     public ShadowPodSpec ToShadowSpec(string name, string ns, string role, string authorizedKey) => new()
     {

@@ -24,7 +24,7 @@ public enum DnsMode
 }
 
 /// <summary>Everything `kt connect` and Connect-KtCluster can ask for (kt-connect's flags where they exist).</summary>
-public sealed record ConnectOptions : ShadowOptions
+public sealed partial record ConnectOptions : ShadowOptions
 {
     public ConnectMode Mode { get; init; } = ConnectMode.Tun;
 
@@ -42,8 +42,23 @@ public sealed record ConnectOptions : ShadowOptions
     /// <summary>Route even when a cluster range overlaps a local network (for people who know better).</summary>
     public bool IgnoreRouteConflicts { get; init; }
 
-    /// <summary>SOCKS5 port on 127.0.0.1 (socks mode); 0 picks a free one.</summary>
+    /// <summary>SOCKS5 port (socks mode); 0 picks a free one.</summary>
     public int ProxyPort { get; init; } = 2223;
+
+    /// <summary>Where the SOCKS5 proxy listens (kt-connect's --proxyAddr): a loopback address, never a network one.</summary>
+    public System.Net.IPAddress ProxyAddress { get; init; } = System.Net.IPAddress.Loopback;
+
+    /// <summary>Tun mode without routes (kt-connect's --disableTunRoute): the device and DNS only, routes are the user's.</summary>
+    public bool SkipRoutes { get; init; }
+
+    /// <summary>The cluster domain; null takes it from the shadow pod's resolv.conf (kt-connect's --clusterDomain).</summary>
+    public string? ClusterDomain { get; init; }
+
+    /// <summary>More domain suffixes the cluster's DNS answers (kt-connect's --includeDomains), e.g. a stub domain of CoreDNS.</summary>
+    public IReadOnlyList<string> IncludeDomains { get; init; } = [];
+
+    /// <summary>The longest a DNS answer is cached locally (kt-connect's --dnsCacheTtl); zero caches nothing.</summary>
+    public TimeSpan DnsCacheTtl { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>
     /// Name of the tun device: kt0 on Linux, the Wintun adapter's name on Windows (KtConnect). macOS names utun devices
@@ -62,4 +77,24 @@ public sealed record ConnectOptions : ShadowOptions
 
     /// <summary>Root under which resolver files live (tests give a temporary root).</summary>
     public string? SystemRoot { get; init; }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$")]
+    private static partial System.Text.RegularExpressions.Regex DomainPattern();
+
+    /// <summary>Checks what can be checked without the cluster or the machine; throws InvalidConnectOption.</summary>
+    public void Validate()
+    {
+        static KtException Invalid(string message, object? target) => new("InvalidConnectOption", KtErrorCategory.InvalidArgument, message, target: target);
+        if (!System.Net.IPAddress.IsLoopback(ProxyAddress))
+            throw Invalid($"The SOCKS5 proxy listens on a loopback address only (it lets whoever reaches it into the cluster), not {ProxyAddress}.", ProxyAddress);
+        if (ProxyPort is < 0 or > 65535) throw Invalid($"The proxy port must be 0-65535, not {ProxyPort}.", ProxyPort);
+        if (SkipRoutes && Mode != ConnectMode.Tun) throw Invalid("Connecting without routes applies to tun mode only.", Mode);
+        if (DnsCacheTtl < TimeSpan.Zero) throw Invalid($"The DNS cache TTL cannot be negative ({DnsCacheTtl.TotalSeconds} s).", DnsCacheTtl);
+        foreach (var cidr in IncludeIps.Concat(ExcludeIps)) Cidr.Parse(cidr);
+        foreach (var domain in IncludeDomains.Append(ClusterDomain ?? "cluster.local"))
+        {
+            // They end up in resolver files, routing domains and NRPT rules: letters, digits, '-' and '_' labels only.
+            if (domain.Length > 253 || !DomainPattern().IsMatch(domain)) throw Invalid($"'{domain}' is not a domain name.", domain);
+        }
+    }
 }

@@ -51,7 +51,7 @@ public sealed class ConnectWorker : ISessionWorker
         await LocalRecovery.UndoAsync(journal, output: output, cancellationToken: cancellationToken).ConfigureAwait(false);
         IReadOnlyList<Cidr> ranges = [];
         IReadOnlyList<IPAddress> apiServer = await ClusterRanges.ApiServerAddressesAsync(_client.Configuration.Server, cancellationToken).ConfigureAwait(false);
-        if (_options.Mode != ConnectMode.Socks)
+        if (_options.Mode != ConnectMode.Socks && !_options.SkipRoutes)
         {
             ranges = await ClusterRanges.DiscoverAsync(_client, _namespace, _options, output, cancellationToken).ConfigureAwait(false);
             if (ranges.Count == 0)
@@ -124,7 +124,8 @@ public sealed class ConnectWorker : ISessionWorker
 
     private async Task StartSocksAsync(SessionContext context, SshFlowDialer dialer)
     {
-        var server = new Socks5Server(dialer, new ProxyOptions { Listen = new IPEndPoint(IPAddress.Loopback, _options.ProxyPort) });
+        var listen = new IPEndPoint(_options.ProxyAddress, _options.ProxyPort);
+        var server = new Socks5Server(dialer, new ProxyOptions { Listen = listen });
         try
         {
             server.Start();
@@ -133,7 +134,7 @@ public sealed class ConnectWorker : ISessionWorker
         {
             await server.DisposeAsync().ConfigureAwait(false);
             throw new KtException("ProxyPortInUse", KtErrorCategory.ResourceBusy,
-                $"Cannot listen on 127.0.0.1:{_options.ProxyPort}: {e.Message}. Choose another with --proxyPort (-ProxyPort).", e, _options.ProxyPort);
+                $"Cannot listen on {listen}: {e.Message}. Choose another with --proxyPort (-ProxyPort).", e, _options.ProxyPort);
         }
         context.Defer("stop the SOCKS5 proxy", _ => server.DisposeAsync().AsTask());
         context.AddLocalPort($"{server.LocalEndPoint} (SOCKS5, HTTP CONNECT)");
@@ -152,6 +153,11 @@ public sealed class ConnectWorker : ISessionWorker
         var stack = new UserSpaceStack(tun, dialer, new StackOptions { Mtu = StackOptions.RecommendedMtu });
         stack.Start();
         context.Defer("stop the user-space TCP/IP stack", _ => stack.DisposeAsync().AsTask());
+        if (_options.SkipRoutes)
+        {
+            context.Output.Verbose($"Device {tun.Name} is up without routes (--disableTunRoute): route the cluster's ranges to it yourself.");
+            return;
+        }
         var routes = await RouteSet.AddAsync(RouteTables.ForCurrentOs(), journal, tun.Name, ranges.Select(ToNetwork), apiServer,
             _options.IgnoreRouteConflicts, sessionId, cancellationToken: cancellationToken).ConfigureAwait(false);
         context.Defer("remove routes", _ => routes.DisposeAsync().AsTask());
@@ -192,7 +198,8 @@ public sealed class ConnectWorker : ISessionWorker
     {
         var resolv = await _client.RunAsync(podName, ["cat", "/etc/resolv.conf"], _namespace, KtConventions.ContainerName,
             cancellationToken: cancellationToken).ConfigureAwait(false);
-        var (nameserver, clusterDomain) = ParsePodResolvConf(resolv.Stdout, _namespace);
+        var (nameserver, podDomain) = ParsePodResolvConf(resolv.Stdout, _namespace);
+        var clusterDomain = _options.ClusterDomain?.TrimEnd('.') ?? podDomain;
         var paths = _options.SystemRoot is null ? null : new DnsSystemPaths(_options.SystemRoot);
         var configurator = DnsConfigurators.ForThisMachine(journal, paths);
         var dnsOptions = new SplitDnsOptions
@@ -200,7 +207,9 @@ public sealed class ConnectWorker : ISessionWorker
             ListenEndPoint = _options.DnsListen,
             ClusterDomain = clusterDomain,
             Namespace = _namespace,
+            ExtraClusterZones = _options.IncludeDomains,
             Upstreams = configurator.OriginalUpstreams(),
+            MaxCacheTtl = (uint)_options.DnsCacheTtl.TotalSeconds,
         };
         var server = SplitDnsServer.Start(dnsOptions, new SshClusterDnsTransport(link, new IPEndPoint(nameserver, 53)));
         context.Defer("stop the split-DNS server", _ => server.DisposeAsync().AsTask());

@@ -14,6 +14,7 @@ public static class Connector
         KubeConfigLoader? loader = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
         if (options.Mode != ConnectMode.Socks) ConnectWorker.EnsurePrivileges(options.Mode);
         return ClusterSessions.StartAsync(options, SessionKind.Connect, options.Mode.ToString().ToLowerInvariant(),
             (client, ns) => new ConnectWorker(client, ns, options), output, registry, loader,

@@ -42,6 +42,45 @@ public sealed class ConnectParsingTests
         Assert.True(ConnectVerb.Parse(Args("connect", "--shareShadow")).ShareShadow);
     }
 
+    [Fact]
+    public void Ktctl_connect_flags_of_its_other_modes_and_dns_map_onto_ours()
+    {
+        Assert.Equal(ConnectMode.Redirect, ConnectVerb.Parse(Args("connect", "--mode", "sshuttle")).Mode);
+        var socks = ConnectVerb.Parse(Args("connect", "--disableTunDevice", "--proxyAddr", "127.0.0.2", "--proxyPort", "1081"));
+        Assert.Equal(ConnectMode.Socks, socks.Mode);
+        Assert.Equal((IPAddress.Parse("127.0.0.2"), 1081), (socks.ProxyAddress, socks.ProxyPort));
+        Assert.Equal(IPAddress.Loopback, ConnectVerb.Parse(Args("connect", "--mode", "socks", "--proxyAddr", "localhost")).ProxyAddress);
+        Assert.Equal(IPAddress.IPv6Loopback, ConnectVerb.Parse(Args("connect", "--mode", "socks", "--proxyAddr", "::1")).ProxyAddress);
+
+        var tun = ConnectVerb.Parse(Args("connect", "--disableTunRoute", "--clusterDomain", "corp.example", "--includeDomains", "db.internal,_tcp.svc.example.",
+            "--dnsCacheTtl", "0", "--skipCleanup", "--useLocalTime", "--ipVersion", "6"));
+        Assert.Equal(ConnectMode.Tun, tun.Mode);
+        Assert.True(tun.SkipRoutes);
+        Assert.Equal("corp.example", tun.ClusterDomain);
+        Assert.Equal(["db.internal", "_tcp.svc.example."], tun.IncludeDomains);
+        Assert.Equal(TimeSpan.Zero, tun.DnsCacheTtl);
+        Assert.True(tun.SkipCleanup);
+
+        var defaults = ConnectVerb.Parse(Args("connect"));
+        Assert.Equal((IPAddress.Loopback, false, (string?)null, 60.0, false),
+            (defaults.ProxyAddress, defaults.SkipRoutes, defaults.ClusterDomain, defaults.DnsCacheTtl.TotalSeconds, defaults.SkipCleanup));
+    }
+
+    [Theory]
+    [InlineData("InvalidConnectOption", "connect", "--mode", "socks", "--proxyAddr", "0.0.0.0")]
+    [InlineData("InvalidConnectOption", "connect", "--disableTunDevice", "--proxyAddr", "192.168.1.10")]
+    [InlineData("InvalidCommandLine", "connect", "--mode", "socks", "--proxyAddr", "my-laptop")]
+    [InlineData("InvalidCommandLine", "connect", "--proxyAddr", "127.0.0.1")]
+    [InlineData("InvalidCommandLine", "connect", "--mode", "redirect", "--disableTunDevice")]
+    [InlineData("InvalidCommandLine", "connect", "--mode", "socks", "--disableTunRoute")]
+    [InlineData("InvalidConnectOption", "connect", "--includeDomains", "corp.example,bad domain")]
+    [InlineData("InvalidConnectOption", "connect", "--includeDomains", "a..b")]
+    [InlineData("InvalidConnectOption", "connect", "--clusterDomain", "x;rm")]
+    [InlineData("InvalidCommandLine", "connect", "--dnsCacheTtl=-1")]
+    [InlineData("InvalidCommandLine", "connect", "--ipVersion", "5")]
+    public void Bad_ktctl_flag_values_are_refused_before_anything_happens(string errorId, params string[] args) =>
+        Assert.Equal(errorId, Assert.Throws<KtException>(() => ConnectVerb.Parse(Args(args))).ErrorId);
+
     [Theory]
     [InlineData("InvalidCommandLine", "connect", "--mode", "vpn")]
     [InlineData("InvalidCommandLine", "connect", "extra")]
