@@ -19,7 +19,8 @@ public sealed class ConnectClusterFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         if (!SimNodeFixture.CanRun) return;
-        Cluster = await SimCluster.StartAsync();
+        // A name only the cluster's DNS knows, outside cluster.local (a CoreDNS stub domain in a real cluster).
+        Cluster = await SimCluster.StartAsync(new SimClusterOptions { ClusterDnsHostRecords = new Dictionary<string, string> { [StubName] = StubAddress } });
         try
         {
             Kt = new KtRunner(Cluster);
@@ -43,6 +44,10 @@ public sealed class ConnectClusterFixture : IAsyncLifetime
             throw;
         }
     }
+
+    public const string StubName = "db.corp.internal";
+
+    public const string StubAddress = "198.51.100.77";
 
     public string OrdersClusterIp => Cluster.Store.Get(ResourceTypes.Services, "dev", "orders")!["spec"]!["clusterIP"]!.GetValue<string>();
 

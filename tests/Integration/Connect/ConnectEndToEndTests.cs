@@ -85,6 +85,60 @@ public sealed class ConnectEndToEndTests(ConnectClusterFixture f)
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task Ktctls_disableTunRoute_and_includeDomains_give_the_device_and_dns_without_routes_and_a_stub_domain()
+    {
+        var laptopBefore = await f.LaptopStateAsync();
+        Assert.DoesNotContain(ConnectClusterFixture.StubAddress,
+            (await f.Cluster.RunInLaptopAsync(["getent", "hosts", ConnectClusterFixture.StubName])).StandardOutput, StringComparison.Ordinal);
+
+        var kt = await f.StartKtAsync("connect", "-n", "dev", "--disableTunRoute", "--includeDomains", "corp.internal", "--clusterDomain", "cluster.local",
+            "--dnsCacheTtl", "0", "--skipCleanup");
+        try
+        {
+            var routes = await f.Cluster.RunInLaptopAsync(["ip", "-o", "route", "show", "table", "all", "dev", "kt0"]);
+            Assert.True(routes.ExitCode == 0, routes.StandardError);
+            Assert.DoesNotContain("10.96.", routes.StandardOutput, StringComparison.Ordinal);
+            Assert.DoesNotContain("10.244.", routes.StandardOutput, StringComparison.Ordinal);
+            // Names still resolve (DNS goes through SSH, not through the routes), the stub domain too.
+            Assert.Contains(f.OrdersClusterIp, (await f.Cluster.RunInLaptopAsync(["getent", "hosts", "orders.dev.svc.cluster.local"])).StandardOutput,
+                StringComparison.Ordinal);
+            Assert.Contains(ConnectClusterFixture.StubAddress, (await f.Cluster.RunInLaptopAsync(["getent", "hosts", ConnectClusterFixture.StubName])).StandardOutput,
+                StringComparison.Ordinal);
+            Assert.Contains("192.0.2.7", (await f.Cluster.RunInLaptopAsync(["getent", "hosts", "intranet.example"])).StandardOutput, StringComparison.Ordinal);
+            // Without routes the cluster's addresses are not reached; with one added by hand, they are.
+            Assert.NotEqual(0, (await CurlInLaptop($"http://{f.OrdersClusterIp}/")).Code);
+            (await f.Cluster.RunInLaptopAsync(["ip", "route", "add", f.OrdersClusterIp + "/32", "dev", "kt0"])).EnsureSuccess();
+            var (code, output) = await CurlInLaptop($"http://{f.OrdersClusterIp}/");
+            Assert.True(code == 0, output + kt.Stderr);
+            Assert.Contains("orders-", output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigInt));
+        }
+
+        Assert.Equal(laptopBefore, await f.LaptopStateAsync());
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "curl")]
+    public async Task Ktctls_disableTunDevice_is_socks_mode_on_the_proxyAddr_given()
+    {
+        var kt = await f.StartKtAsync("connect", "-n", "dev", "--disableTunDevice", "--proxyAddr", "127.0.0.3", "--proxyPort", "2226");
+        try
+        {
+            Assert.Contains("127.0.0.3:2226", kt.Stdout, StringComparison.Ordinal);
+            var (code, output) = await CurlInLaptop("--socks5-hostname", "127.0.0.3:2226", "http://orders/");
+            Assert.True(code == 0, output + kt.Stderr);
+            Assert.Contains("orders-", output, StringComparison.Ordinal);
+            Assert.NotEqual(0, (await CurlInLaptop("--socks5-hostname", "127.0.0.1:2226", "http://orders/")).Code);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+        }
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
     public async Task When_the_shadows_ssh_sessions_are_killed_the_session_reconnects_and_new_connections_work()
     {
         var kt = await f.StartKtAsync("connect", "-n", "dev", "--mode", "socks", "--proxyPort", "2224");

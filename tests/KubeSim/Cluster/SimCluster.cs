@@ -28,6 +28,9 @@ public sealed class SimClusterOptions
     /// <summary>How long the node waits for a pod to become ready.</summary>
     public TimeSpan PodReadyTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>Names outside the cluster domain the cluster DNS answers (name → IPv4), as a CoreDNS stub domain would.</summary>
+    public IReadOnlyDictionary<string, string> ClusterDnsHostRecords { get; init; } = new Dictionary<string, string>();
+
     /// <summary>How long a pod shows ErrImagePull before ImagePullBackOff.</summary>
     public TimeSpan ImagePullBackOffDelay { get; init; } = TimeSpan.FromSeconds(1);
 }
@@ -87,6 +90,7 @@ public sealed class SimCluster : IAsyncDisposable
             StateDirectory = options.StateDirectory,
             Images = options.Images,
             ReadyTimeout = options.PodReadyTimeout,
+            ClusterDnsHostRecords = options.ClusterDnsHostRecords,
         }, cancellationToken).ConfigureAwait(false);
         SimCluster? cluster = null;
         try

@@ -28,7 +28,8 @@ public sealed class ClusterDns : IAsyncDisposable
 
     public int Pid => _process?.Pid ?? 0;
 
-    public static async Task<ClusterDns> StartAsync(string nodeNetNs, string dnsIp, string domain, string directory, CancellationToken cancellationToken)
+    public static async Task<ClusterDns> StartAsync(string nodeNetNs, string dnsIp, string domain, string directory,
+        IReadOnlyDictionary<string, string> hostRecords, CancellationToken cancellationToken)
     {
         Directory.CreateDirectory(directory);
         var dns = new ClusterDns(directory, domain);
@@ -39,6 +40,7 @@ public sealed class ClusterDns : IAsyncDisposable
             "--user=root", "--group=root", "--bind-interfaces", "--listen-address=" + dnsIp, "--port=53",
             "--addn-hosts=" + dns._hostsPath, "--local=/" + domain + "/", "--local=/in-addr.arpa/",
             "--pid-file=" + Path.Combine(directory, "dnsmasq.pid"), "--log-facility=" + dns._logPath,
+            .. hostRecords.Select(r => $"--host-record={r.Key},{r.Value}"),
         ];
         dns._process = NsProcess.Start(nodeNetNs, argv, new Dictionary<string, string> { ["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin" },
             dns._outPath);

@@ -129,8 +129,8 @@ public sealed class SimNode : IAsyncDisposable
         (await ProcessRunner.RunAsync("ip", ["netns", "exec", NodeNetNs, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
             "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"], cancellationToken: cancellationToken)
             .ConfigureAwait(false)).EnsureSuccess("SimNodeSetupFailed");
-        _dns = await ClusterDns.StartAsync(NodeNetNs, ClusterDnsIp, Options.ClusterDomain, Path.Combine(StateDirectory, "dns"), cancellationToken)
-            .ConfigureAwait(false);
+        _dns = await ClusterDns.StartAsync(NodeNetNs, ClusterDnsIp, Options.ClusterDomain, Path.Combine(StateDirectory, "dns"),
+            Options.ClusterDnsHostRecords, cancellationToken).ConfigureAwait(false);
         Record(s => s.ProcessIds.Add(_dns.Pid));
         await SetServicesAsync([], cancellationToken).ConfigureAwait(false);
     }

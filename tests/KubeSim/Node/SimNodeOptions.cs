@@ -21,6 +21,9 @@ public sealed class SimNodeOptions
 
     public string ClusterDomain { get; init; } = "cluster.local";
 
+    /// <summary>Names outside the cluster domain the cluster DNS answers (name → IPv4), as a CoreDNS stub domain would.</summary>
+    public IReadOnlyDictionary<string, string> ClusterDnsHostRecords { get; init; } = new Dictionary<string, string>();
+
     /// <summary>/30 links between laptop namespaces and the root namespace are carved from here, avoiding
     /// every prefix the root namespace already has an address or route in.</summary>
     public string LaptopLinkRange { get; init; } = "172.31.240.0/20";
