@@ -9,7 +9,7 @@ internal static class ConnectVerb
     internal static readonly IReadOnlyList<FlagSpec> Flags =
     [
         new("mode", null, true, "tun (default, needs root; ktctl's tun2socks), redirect (nftables/iptables or pf; ktctl's sshuttle) or socks (no privileges)", "tun"),
-        new("dnsMode", null, true, "split (cluster suffixes to the cluster, the rest as before) or none", "split"),
+        new("dnsMode", null, true, "split (cluster suffixes to the cluster, the rest as before), hosts[:ns1,ns2] (Service names in the hosts file) or none", "split"),
         new("includeIps", null, true, "Extra CIDRs to route, comma separated"),
         new("excludeIps", null, true, "CIDRs or addresses never routed, comma separated"),
         new("disablePodIp", null, false, "Do not sample pod addresses to find the pod ranges"),
@@ -66,11 +66,16 @@ internal static class ConnectVerb
             "localhost" => System.Net.IPAddress.Loopback,
             var text => System.Net.IPAddress.TryParse(text, out var ip) ? ip : throw ParsedArgs.Usage($"--proxyAddr must be an IP address, not '{text}'"),
         };
-        var dns = a.Get("dnsMode", "split") switch
+        var dnsText = a.Get("dnsMode", "split");
+        var (dnsName, hostsNamespaces) = dnsText.IndexOf(':', StringComparison.Ordinal) is var colon and >= 0
+            ? (dnsText[..colon], dnsText[(colon + 1)..].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            : (dnsText, []);
+        var dns = dnsName switch
         {
-            "split" or "localDNS" => DnsMode.Split,
-            "none" => DnsMode.None,
-            var d => throw ParsedArgs.Usage($"--dnsMode must be split or none, not '{d}'"),
+            "split" or "localDNS" when hostsNamespaces.Length == 0 => DnsMode.Split,
+            "none" when hostsNamespaces.Length == 0 => DnsMode.None,
+            "hosts" => DnsMode.Hosts,
+            _ => throw ParsedArgs.Usage($"--dnsMode must be split, hosts, hosts:<ns1>,<ns2> or none, not '{dnsText}'"),
         };
         var options = GlobalOptions.Apply(a, new ConnectOptions()) with
         {
@@ -86,6 +91,7 @@ internal static class ConnectVerb
             SkipRoutes = a.Flag("disableTunRoute"),
             ClusterDomain = a.Get("clusterDomain"),
             IncludeDomains = a.List("includeDomains"),
+            HostsNamespaces = hostsNamespaces,
             DnsCacheTtl = TimeSpan.FromSeconds(a.Int("dnsCacheTtl", 60)),
             SkipCleanup = a.Flag("skipCleanup"),
         };

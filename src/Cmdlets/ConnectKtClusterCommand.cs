@@ -18,6 +18,7 @@ public enum KtDnsMode
 {
     Split,
     None,
+    Hosts,
 }
 
 /// <summary>Makes a namespace's Services, pods and cluster DNS names reachable from this machine.</summary>
@@ -58,6 +59,10 @@ public sealed class ConnectKtClusterCommand : KtClusterCmdlet
     public string[] IncludeDomain { get; set; } = [];
 
     [Parameter]
+    [ValidateNotNull]
+    public string[] HostsNamespace { get; set; } = [];
+
+    [Parameter]
     public SwitchParameter IgnoreRouteConflict { get; set; }
 
     [Parameter]
@@ -90,6 +95,7 @@ public sealed class ConnectKtClusterCommand : KtClusterCmdlet
                 SkipRoutes = NoRoute,
                 ClusterDomain = ClusterDomain,
                 IncludeDomains = IncludeDomain,
+                HostsNamespaces = HostsNamespace,
             };
             options.Validate();
         }

@@ -9,7 +9,7 @@ namespace KtConnect.Engine.Cluster;
 /// kt-connect's cluster-side bookkeeping (reference/kt-connect.md §2): label and annotation keys, their values,
 /// object names and the formats of the annotation values, so ktctl and KtConnect understand each other's objects.
 /// </summary>
-public static class KtConventions
+public static partial class KtConventions
 {
     // Labels.
     public const string ControlByLabel = "control-by";
@@ -198,6 +198,12 @@ public static class KtConventions
     /// <summary>Reads <c>kt-ref-count</c>; absent or malformed counts as 0 (ktctl's strconv.Atoi failure path).</summary>
     public static int ParseRefCount(string? value) =>
         int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : 0;
+
+    /// <summary>An RFC 1123 label, what Kubernetes allows as a namespace name.</summary>
+    public static bool IsDnsLabel(string? name) => name is { Length: > 0 and <= 63 } && DnsLabelPattern().IsMatch(name);
+
+    [System.Text.RegularExpressions.GeneratedRegex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+    private static partial System.Text.RegularExpressions.Regex DnsLabelPattern();
 }
 
 /// <summary>A kt annotation whose value cannot be read (for example a <c>kt-selector</c> that is not JSON).</summary>

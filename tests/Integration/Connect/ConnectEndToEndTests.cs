@@ -1,3 +1,6 @@
+using KtConnect.KubeSim.Store;
+using KtConnect.Tests.Integration.KubeSim;
+
 namespace KtConnect.Tests.Integration.Connect;
 
 /// <summary>
@@ -111,6 +114,43 @@ public sealed class ConnectEndToEndTests(ConnectClusterFixture f)
             var (code, output) = await CurlInLaptop($"http://{f.OrdersClusterIp}/");
             Assert.True(code == 0, output + kt.Stderr);
             Assert.Contains("orders-", output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigInt));
+        }
+
+        Assert.Equal(laptopBefore, await f.LaptopStateAsync());
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task Dns_mode_hosts_writes_the_services_into_the_hosts_file_follows_them_and_leaves_the_resolver_alone()
+    {
+        var laptopBefore = await f.LaptopStateAsync();
+        var hostsFile = Path.Combine(f.Cluster.Laptop.EtcDirectory, "hosts");
+        var resolvFile = Path.Combine(f.Cluster.Laptop.EtcDirectory, "resolv.conf");
+        var resolvBefore = await File.ReadAllTextAsync(resolvFile);
+
+        var kt = await f.StartKtAsync("connect", "-n", "dev", "--dnsMode", "hosts:kube-system");
+        try
+        {
+            var hosts = await File.ReadAllTextAsync(hostsFile);
+            Assert.Contains($"{f.OrdersClusterIp} orders orders.dev orders.dev.svc orders.dev.svc.cluster.local", hosts, StringComparison.Ordinal);
+            Assert.Contains("kube-dns.kube-system.svc.cluster.local", hosts, StringComparison.Ordinal);
+            Assert.StartsWith("127.0.0.1\tlocalhost\n", hosts, StringComparison.Ordinal);
+            Assert.Equal(resolvBefore, await File.ReadAllTextAsync(resolvFile));
+            var (code, output) = await CurlInLaptop("http://orders/");
+            Assert.True(code == 0, output + kt.Stderr);
+            Assert.Contains("orders-", output, StringComparison.Ordinal);
+
+            // A Service made while connected is written within a refresh; one deleted goes.
+            f.Cluster.Apply(SimClusterFixture.Service("dev", "late", "app=orders", 80, 8080));
+            await f.Cluster.WaitUntilAsync(() => File.ReadAllText(hostsFile).Contains("late.dev.svc.cluster.local", StringComparison.Ordinal),
+                "the new Service in the hosts file", TimeSpan.FromSeconds(60));
+            Assert.Contains("orders-", (await CurlInLaptop("http://late/")).Output, StringComparison.Ordinal);
+            f.Cluster.Store.Delete(ResourceTypes.Services, "dev", "late");
+            await f.Cluster.WaitUntilAsync(() => !File.ReadAllText(hostsFile).Contains("late.dev", StringComparison.Ordinal),
+                "the deleted Service out of the hosts file", TimeSpan.FromSeconds(60));
         }
         finally
         {

@@ -21,6 +21,9 @@ public enum DnsMode
 
     /// <summary>No resolver change.</summary>
     None,
+
+    /// <summary>The Services' names written to the hosts file (kt-connect's <c>hosts</c> mode); the resolver is left alone.</summary>
+    Hosts,
 }
 
 /// <summary>Everything `kt connect` and Connect-KtCluster can ask for (kt-connect's flags where they exist).</summary>
@@ -57,6 +60,9 @@ public sealed partial record ConnectOptions : ShadowOptions
     /// <summary>More domain suffixes the cluster's DNS answers (kt-connect's --includeDomains), e.g. a stub domain of CoreDNS.</summary>
     public IReadOnlyList<string> IncludeDomains { get; init; } = [];
 
+    /// <summary>With <see cref="DnsMode.Hosts"/>: namespaces whose Services are written too, besides the connected one.</summary>
+    public IReadOnlyList<string> HostsNamespaces { get; init; } = [];
+
     /// <summary>The longest a DNS answer is cached locally (kt-connect's --dnsCacheTtl); zero caches nothing.</summary>
     public TimeSpan DnsCacheTtl { get; init; } = TimeSpan.FromSeconds(60);
 
@@ -89,6 +95,11 @@ public sealed partial record ConnectOptions : ShadowOptions
             throw Invalid($"The SOCKS5 proxy listens on a loopback address only (it lets whoever reaches it into the cluster), not {ProxyAddress}.", ProxyAddress);
         if (ProxyPort is < 0 or > 65535) throw Invalid($"The proxy port must be 0-65535, not {ProxyPort}.", ProxyPort);
         if (SkipRoutes && Mode != ConnectMode.Tun) throw Invalid("Connecting without routes applies to tun mode only.", Mode);
+        if (HostsNamespaces.Count > 0 && DnsMode != DnsMode.Hosts) throw Invalid("Extra namespaces for the hosts file go with the hosts DNS mode.", DnsMode);
+        foreach (var ns in HostsNamespaces)
+        {
+            if (!KtConventions.IsDnsLabel(ns)) throw Invalid($"'{ns}' is not a namespace name.", ns);
+        }
         if (DnsCacheTtl < TimeSpan.Zero) throw Invalid($"The DNS cache TTL cannot be negative ({DnsCacheTtl.TotalSeconds} s).", DnsCacheTtl);
         foreach (var cidr in IncludeIps.Concat(ExcludeIps)) Cidr.Parse(cidr);
         foreach (var domain in IncludeDomains.Append(ClusterDomain ?? "cluster.local"))

@@ -99,6 +99,8 @@ public sealed class ConnectWorker : ISessionWorker
 
         if (_options.Mode != ConnectMode.Socks && _options.DnsMode == DnsMode.Split)
             await StartDnsAsync(context, journal, link, podName, sessionId, cancellationToken).ConfigureAwait(false);
+        if (_options.Mode != ConnectMode.Socks && _options.DnsMode == DnsMode.Hosts)
+            await StartHostsAsync(context, journal, podName, sessionId, cancellationToken).ConfigureAwait(false);
         output.Progress("Connecting", "Connected", 100, completed: true);
     }
 
@@ -193,13 +195,29 @@ public sealed class ConnectWorker : ISessionWorker
         foreach (var r in ranges) context.AddRoute($"{r} redirect :{listener.LocalEndPoint.Port}");
     }
 
-    private async Task StartDnsAsync(SessionContext context, ChangeJournal journal, ShadowLink link, string podName, string sessionId,
-        CancellationToken cancellationToken)
+    /// <summary>The cluster DNS address and the cluster domain (--clusterDomain wins), from the shadow pod's resolv.conf.</summary>
+    private async Task<(IPAddress Nameserver, string ClusterDomain)> ClusterDnsAsync(string podName, CancellationToken cancellationToken)
     {
         var resolv = await _client.RunAsync(podName, ["cat", "/etc/resolv.conf"], _namespace, KtConventions.ContainerName,
             cancellationToken: cancellationToken).ConfigureAwait(false);
         var (nameserver, podDomain) = ParsePodResolvConf(resolv.Stdout, _namespace);
-        var clusterDomain = _options.ClusterDomain?.TrimEnd('.') ?? podDomain;
+        return (nameserver, _options.ClusterDomain?.TrimEnd('.') ?? podDomain);
+    }
+
+    private async Task StartHostsAsync(SessionContext context, ChangeJournal journal, string podName, string sessionId, CancellationToken cancellationToken)
+    {
+        var domain = _options.ClusterDomain?.TrimEnd('.') ?? (await ClusterDnsAsync(podName, cancellationToken).ConfigureAwait(false)).ClusterDomain;
+        var editor = new HostsFileEditor(_options.SystemRoot is null ? DnsSystemPaths.System : new DnsSystemPaths(_options.SystemRoot), journal);
+        var hosts = await HostsDns.StartAsync(_client, editor, journal, _namespace, _options.HostsNamespaces, domain, sessionId, context.Output,
+            cancellationToken).ConfigureAwait(false);
+        context.Defer($"remove the Services from {editor.Path}", _ => hosts.DisposeAsync().AsTask());
+        context.Output.Verbose($"Service names of {string.Join(", ", _options.HostsNamespaces.Prepend(_namespace).Distinct())} are in {editor.Path}; the resolver is unchanged.");
+    }
+
+    private async Task StartDnsAsync(SessionContext context, ChangeJournal journal, ShadowLink link, string podName, string sessionId,
+        CancellationToken cancellationToken)
+    {
+        var (nameserver, clusterDomain) = await ClusterDnsAsync(podName, cancellationToken).ConfigureAwait(false);
         var paths = _options.SystemRoot is null ? null : new DnsSystemPaths(_options.SystemRoot);
         var configurator = DnsConfigurators.ForThisMachine(journal, paths);
         var dnsOptions = new SplitDnsOptions

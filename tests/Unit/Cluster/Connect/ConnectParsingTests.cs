@@ -66,7 +66,37 @@ public sealed class ConnectParsingTests
             (defaults.ProxyAddress, defaults.SkipRoutes, defaults.ClusterDomain, defaults.DnsCacheTtl.TotalSeconds, defaults.SkipCleanup));
     }
 
+    [Fact]
+    public void Dns_mode_hosts_takes_ktctls_extra_namespaces()
+    {
+        var hosts = ConnectVerb.Parse(Args("connect", "-n", "dev", "--dnsMode", "hosts:payments, shared"));
+        Assert.Equal(DnsMode.Hosts, hosts.DnsMode);
+        Assert.Equal(["payments", "shared"], hosts.HostsNamespaces);
+        Assert.Empty(ConnectVerb.Parse(Args("connect", "--dnsMode", "hosts")).HostsNamespaces);
+        Assert.Equal(DnsMode.Split, ConnectVerb.Parse(Args("connect", "--dnsMode", "localDNS")).DnsMode);
+    }
+
+    [Fact]
+    public void The_hosts_block_names_every_service_with_a_cluster_ip_short_names_only_for_the_connected_namespace()
+    {
+        static KtConnect.Engine.Kube.Models.Service Svc(string ns, string name, string? ip) => new()
+        {
+            Metadata = new() { Name = name, Namespace = ns },
+            Spec = new() { ClusterIP = ip },
+        };
+        var entries = HostsDns.BuildEntries(
+            [Svc("shared", "cache", "10.96.0.30"), Svc("dev", "orders", "10.96.0.20"), Svc("dev", "headless", "None"), Svc("dev", "external", null)],
+            "dev", "cluster.local.");
+        Assert.Equal(2, entries.Count);
+        Assert.Equal(IPAddress.Parse("10.96.0.20"), entries[0].Address);
+        Assert.Equal(["orders", "orders.dev", "orders.dev.svc", "orders.dev.svc.cluster.local"], entries[0].Names);
+        Assert.Equal(["cache.shared", "cache.shared.svc", "cache.shared.svc.cluster.local"], entries[1].Names);
+    }
+
     [Theory]
+    [InlineData("InvalidCommandLine", "connect", "--dnsMode", "split:dev")]
+    [InlineData("InvalidConnectOption", "connect", "--dnsMode", "hosts:Payments")]
+    [InlineData("InvalidConnectOption", "connect", "--dnsMode", "hosts:a b")]
     [InlineData("InvalidConnectOption", "connect", "--mode", "socks", "--proxyAddr", "0.0.0.0")]
     [InlineData("InvalidConnectOption", "connect", "--disableTunDevice", "--proxyAddr", "192.168.1.10")]
     [InlineData("InvalidCommandLine", "connect", "--mode", "socks", "--proxyAddr", "my-laptop")]
