@@ -20,6 +20,7 @@ internal static class ConnectVerb
         new("clusterDomain", null, true, "The cluster domain (default: what the shadow pod's resolv.conf says)"),
         new("includeDomains", null, true, "More domain suffixes for the cluster's DNS to answer, comma separated"),
         new("dnsCacheTtl", null, true, "Longest time in seconds a DNS answer is cached locally; 0 caches nothing", "60"),
+        new("ingressIp", null, true, "Answer the hosts of the namespace's Ingresses with this address (split DNS)"),
         new("skipCleanup", null, false, "Do not undo, at start, what a crashed kt left in the namespace"),
         new("ignoreRouteConflicts", null, false, "Route even when a cluster range overlaps a local network"),
         new("shareShadow", null, false, "Share the ref-counted shadow pod kt-connect-shadow-daemon with other users (ktctl too)"),
@@ -94,6 +95,9 @@ internal static class ConnectVerb
             HostsNamespaces = hostsNamespaces,
             DnsCacheTtl = TimeSpan.FromSeconds(a.Int("dnsCacheTtl", 60)),
             SkipCleanup = a.Flag("skipCleanup"),
+            IngressIp = a.Get("ingressIp") is { } ingress
+                ? System.Net.IPAddress.TryParse(ingress, out var ingressIp) ? ingressIp : throw ParsedArgs.Usage($"--ingressIp must be an IP address, not '{ingress}'")
+                : null,
         };
         options.Validate();
         return options;

@@ -63,6 +63,9 @@ public sealed class ConnectKtClusterCommand : KtClusterCmdlet
     public string[] HostsNamespace { get; set; } = [];
 
     [Parameter]
+    public System.Net.IPAddress? IngressIp { get; set; }
+
+    [Parameter]
     public SwitchParameter IgnoreRouteConflict { get; set; }
 
     [Parameter]
@@ -96,6 +99,7 @@ public sealed class ConnectKtClusterCommand : KtClusterCmdlet
                 ClusterDomain = ClusterDomain,
                 IncludeDomains = IncludeDomain,
                 HostsNamespaces = HostsNamespace,
+                IngressIp = IngressIp,
             };
             options.Validate();
         }

@@ -1,3 +1,5 @@
+using System.Net;
+
 namespace KtConnect.Engine.Dns;
 
 /// <summary>Where a question goes.</summary>
@@ -34,6 +36,7 @@ internal sealed class DnsRouter
     private readonly DnsName[] _namespaces;
     private readonly DnsName[] _shortSearch;
     private readonly bool _shortNames;
+    private readonly (DnsName Name, bool Below, IPAddress Address)[] _local;
 
     public DnsRouter(SplitDnsOptions options)
     {
@@ -45,6 +48,27 @@ internal sealed class DnsRouter
         _namespaces = [DnsName.Parse(options.Namespace), .. options.OtherNamespaces.Select(DnsName.Parse)];
         _shortSearch = options.SearchList().Select(DnsName.Parse).ToArray();
         _shortNames = options.ResolveShortNames;
+        _local = options.LocalRecords
+            .Select(r => r.Key.StartsWith("*.", StringComparison.Ordinal) ? (DnsName.Parse(r.Key[2..]), true, r.Value) : (DnsName.Parse(r.Key), false, r.Value))
+            .ToArray();
+    }
+
+    public bool HasLocalRecords => _local.Length > 0;
+
+    /// <summary>The fixed address of <paramref name="name"/> (<see cref="SplitDnsOptions.LocalRecords"/>); exact names win over wildcards.</summary>
+    public bool TryLocal(DnsName name, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out IPAddress? address)
+    {
+        address = null;
+        foreach (var (n, below, a) in _local)
+        {
+            if (!below && name == n)
+            {
+                address = a;
+                return true;
+            }
+            if (below && address is null && name != n && name.IsSubdomainOf(n)) address = a;
+        }
+        return address is not null;
     }
 
     public DnsRoute Classify(DnsName name, List<DnsName> candidates)

@@ -20,6 +20,12 @@ public sealed record SplitDnsOptions
     /// <summary>Extra zones answered by the cluster (for example the reverse zone of the service range).</summary>
     public IReadOnlyList<string> ExtraClusterZones { get; init; } = [];
 
+    /// <summary>
+    /// Names answered here with a fixed address, never asked of anyone (kt-connect's --ingressIp for the namespace's
+    /// ingress hosts). A key <c>*.example.com</c> answers every name below <c>example.com</c>.
+    /// </summary>
+    public IReadOnlyDictionary<string, IPAddress> LocalRecords { get; init; } = new Dictionary<string, IPAddress>();
+
     /// <summary>The machine's original resolvers, in order.</summary>
     public IReadOnlyList<IPEndPoint> Upstreams { get; init; } = [];
 
@@ -48,6 +54,7 @@ public sealed record SplitDnsOptions
         var list = new List<string> { ClusterDomain.TrimEnd('.'), "svc", Namespace };
         list.AddRange(OtherNamespaces);
         list.AddRange(ExtraClusterZones.Select(z => z.TrimEnd('.')));
+        list.AddRange(LocalRecords.Keys.Select(k => (k.StartsWith("*.", StringComparison.Ordinal) ? k[2..] : k).TrimEnd('.')));
         return list.Distinct(StringComparer.OrdinalIgnoreCase).ToList();
     }
 

@@ -111,6 +111,12 @@ internal sealed class SplitDnsResolver : IAsyncDisposable
         var k = DnsCache.MakeKey(query.Span.Slice(DnsFlags.HeaderLength, q.NameLength), q.Type, q.Class, q.DnssecOk, q.CheckingDisabled, key);
         var cacheKey = key.AsMemory(0, k);
 
+        if (_router.HasLocalRecords)
+        {
+            var asked = DnsName.FromWire(query.Span.Slice(DnsFlags.HeaderLength, q.NameLength));
+            if (_router.TryLocal(asked, out var address))
+                return Store(BuildLocalBody(q, asked, address), cacheKey.Span, query.Span, q, limit, destination.Span, cacheable: false);
+        }
         if (_router.MightBeCluster(query.Span.Slice(DnsFlags.HeaderLength, q.NameLength)))
         {
             var name = DnsName.FromWire(query.Span.Slice(DnsFlags.HeaderLength, q.NameLength));
@@ -165,6 +171,21 @@ internal sealed class SplitDnsResolver : IAsyncDisposable
         }
         return (null, false);
     }
+
+    /// <summary>
+    /// The answer for a name with a fixed address: the address when the type asks for its family, otherwise no data.
+    /// Authoritative, with a short TTL so that a new session's records are seen quickly.
+    /// </summary>
+    private static byte[] BuildLocalBody(in DnsQueryInfo q, DnsName asked, System.Net.IPAddress address)
+    {
+        var reply = new DnsMessage { Id = q.Id, Flags = (ushort)(DnsFlags.QR | DnsFlags.AA | DnsFlags.RA | (q.Flags & (DnsFlags.RD | DnsFlags.CD))) };
+        reply.Questions.Add(new DnsQuestion(asked, q.Type, q.Class));
+        var wanted = address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? DnsType.AAAA : DnsType.A;
+        if (q.Class == DnsClass.IN && (q.Type == wanted || q.Type == DnsType.ANY)) reply.Answers.Add(DnsRecord.Address(asked, address, LocalTtl));
+        return reply.ToArray();
+    }
+
+    private const uint LocalTtl = 5;
 
     /// <summary>The cluster's answer to an expanded name, re-addressed to the name the client asked.</summary>
     private static byte[] BuildClusterBody(DnsMessage answer, in DnsQueryInfo q, DnsName asked, List<DnsName> candidates)

@@ -160,6 +160,42 @@ public sealed class ConnectEndToEndTests(ConnectClusterFixture f)
         Assert.Equal(laptopBefore, await f.LaptopStateAsync());
     }
 
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task IngressIp_answers_the_namespaces_ingress_hosts_with_the_address_given()
+    {
+        // The "ingress controller" here is the orders Service itself: its ClusterIP is routed by the session. The last
+        // host would be refused by a real API server; KubeSim stores it, and kt must not trust hosts into resolver files.
+        f.Cluster.Apply("""
+            {"apiVersion":"networking.k8s.io/v1","kind":"Ingress","metadata":{"name":"shop","namespace":"dev"},
+             "spec":{"rules":[{"host":"shop.example.test","http":{"paths":[{"path":"/","pathType":"Prefix",
+               "backend":{"service":{"name":"orders","port":{"number":80}}}}]}},{"host":"*.apps.example.test"},{"host":"bad_host$.example.test"}]}}
+            """);
+        try
+        {
+            var kt = await f.StartKtAsync("connect", "-n", "dev", "--ingressIp", f.OrdersClusterIp);
+            try
+            {
+                foreach (var url in new[] { "http://shop.example.test/", "http://web.apps.example.test/" })
+                {
+                    var (code, output) = await CurlInLaptop(url);
+                    Assert.True(code == 0, $"{url}: {output}\n{kt.Stderr}");
+                    Assert.Contains("orders-", output, StringComparison.Ordinal);
+                }
+                Assert.Contains("bad_host$.example.test", kt.Stderr, StringComparison.Ordinal);
+                Assert.Contains("192.0.2.7", (await f.Cluster.RunInLaptopAsync(["getent", "hosts", "intranet.example"])).StandardOutput, StringComparison.Ordinal);
+            }
+            finally
+            {
+                Assert.Equal(0, await kt.SignalAndWaitAsync(SigInt));
+            }
+            Assert.NotEqual(0, (await f.Cluster.RunInLaptopAsync(["getent", "hosts", "shop.example.test"])).ExitCode);
+        }
+        finally
+        {
+            f.Cluster.Store.Delete(ResourceTypes.Ingresses, "dev", "shop");
+        }
+    }
+
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "curl")]
     public async Task Ktctls_disableTunDevice_is_socks_mode_on_the_proxyAddr_given()
     {

@@ -175,6 +175,35 @@ public sealed class SplitDnsServerTests(DnsPeers peers) : IClassFixture<DnsPeers
     }
 
     [LinuxRootFact("dnsmasq", "dig")]
+    public async Task Local_records_are_answered_here_authoritatively_and_other_names_as_before()
+    {
+        var options = peers.Options() with
+        {
+            LocalRecords = new Dictionary<string, IPAddress>
+            {
+                ["shop.example.test"] = IPAddress.Parse("10.96.0.80"),
+                ["*.apps.example.test"] = IPAddress.Parse("10.96.0.81"),
+                ["v6.example.test"] = IPAddress.Parse("fd00::81"),
+            },
+        };
+        await using var server = SplitDnsServer.Start(options, new TcpClusterDnsTransport(peers.Cluster!));
+        Assert.Equal("10.96.0.80", (await DigAsync(server.EndPoint, "+short", "SHOP.example.test", "A")).Trim());
+        Assert.Equal("10.96.0.81", (await DigAsync(server.EndPoint, "+short", "a.b.apps.example.test", "A")).Trim());
+        Assert.Equal("fd00::81", (await DigAsync(server.EndPoint, "+short", "v6.example.test", "AAAA")).Trim());
+        var noData = await DigAsync(server.EndPoint, "shop.example.test", "AAAA");
+        Assert.Equal("NOERROR", Status(noData));
+        Assert.Contains(" aa", noData[noData.IndexOf("flags:", StringComparison.Ordinal)..], StringComparison.Ordinal);
+        Assert.Contains("ANSWER: 0", noData, StringComparison.Ordinal);
+        // The wildcard's own name is not below it: it goes where it would have gone.
+        Assert.Equal("NXDOMAIN", Status(await DigAsync(server.EndPoint, "apps.example.test")));
+        Assert.Equal("192.168.50.10", (await DigAsync(server.EndPoint, "+short", "intranet.corp.example")).Trim());
+        Assert.Equal("10.96.0.20", (await DigAsync(server.EndPoint, "+short", "orders.dev")).Trim());
+        // The OS sends those names here: each name (a wildcard's base) is routed.
+        Assert.Equal(["shop.example.test", "apps.example.test", "v6.example.test"],
+            options.RoutedSuffixes().Where(s => s.EndsWith("example.test", StringComparison.Ordinal)));
+    }
+
+    [LinuxRootFact("dnsmasq", "dig")]
     public async Task Cluster_resolver_down_gives_servfail_promptly_and_other_names_keep_working()
     {
         await using var server = SplitDnsServer.Start(peers.Options(), new TcpClusterDnsTransport(peers.DeadCluster));

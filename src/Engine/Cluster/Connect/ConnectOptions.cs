@@ -60,6 +60,12 @@ public sealed partial record ConnectOptions : ShadowOptions
     /// <summary>More domain suffixes the cluster's DNS answers (kt-connect's --includeDomains), e.g. a stub domain of CoreDNS.</summary>
     public IReadOnlyList<string> IncludeDomains { get; init; } = [];
 
+    /// <summary>
+    /// kt-connect's --ingressIp: the hosts of the namespace's Ingresses (networking.k8s.io/v1, as they are at connect)
+    /// resolve to this address, typically the ingress controller's. Split DNS only.
+    /// </summary>
+    public System.Net.IPAddress? IngressIp { get; init; }
+
     /// <summary>With <see cref="DnsMode.Hosts"/>: namespaces whose Services are written too, besides the connected one.</summary>
     public IReadOnlyList<string> HostsNamespaces { get; init; } = [];
 
@@ -87,6 +93,12 @@ public sealed partial record ConnectOptions : ShadowOptions
     [System.Text.RegularExpressions.GeneratedRegex(@"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$")]
     private static partial System.Text.RegularExpressions.Regex DomainPattern();
 
+    /// <summary>
+    /// A name that may go into resolver files, routing domains and NRPT rules: letters, digits, '-' and '_' labels only
+    /// (names read from the cluster, such as Ingress hosts, are checked with it too).
+    /// </summary>
+    public static bool IsSafeDomain(string domain) => domain.Length <= 253 && DomainPattern().IsMatch(domain);
+
     /// <summary>Checks what can be checked without the cluster or the machine; throws InvalidConnectOption.</summary>
     public void Validate()
     {
@@ -100,12 +112,13 @@ public sealed partial record ConnectOptions : ShadowOptions
         {
             if (!KtConventions.IsDnsLabel(ns)) throw Invalid($"'{ns}' is not a namespace name.", ns);
         }
+        if (IngressIp is not null && DnsMode != DnsMode.Split) throw Invalid("Ingress hosts are answered by the split DNS: --ingressIp goes with --dnsMode split.", DnsMode);
+        if (IngressIp is not null && Mode == ConnectMode.Socks) throw Invalid("Socks mode resolves names in the cluster: --ingressIp needs tun or redirect mode.", Mode);
         if (DnsCacheTtl < TimeSpan.Zero) throw Invalid($"The DNS cache TTL cannot be negative ({DnsCacheTtl.TotalSeconds} s).", DnsCacheTtl);
         foreach (var cidr in IncludeIps.Concat(ExcludeIps)) Cidr.Parse(cidr);
         foreach (var domain in IncludeDomains.Append(ClusterDomain ?? "cluster.local"))
         {
-            // They end up in resolver files, routing domains and NRPT rules: letters, digits, '-' and '_' labels only.
-            if (domain.Length > 253 || !DomainPattern().IsMatch(domain)) throw Invalid($"'{domain}' is not a domain name.", domain);
+            if (!IsSafeDomain(domain)) throw Invalid($"'{domain}' is not a domain name.", domain);
         }
     }
 }

@@ -195,6 +195,26 @@ public sealed class ConnectWorker : ISessionWorker
         foreach (var r in ranges) context.AddRoute($"{r} redirect :{listener.LocalEndPoint.Port}");
     }
 
+    /// <summary>
+    /// The hosts of the namespace's Ingresses (kt-connect's --ingressIp), as they are now. A host that could not go into
+    /// resolver configuration safely is left out with a warning.
+    /// </summary>
+    private async Task<IReadOnlyList<string>> IngressHostsAsync(IKtOutput output, CancellationToken cancellationToken)
+    {
+        var ingresses = (await _client.Ingresses.ListAllAsync(_namespace, cancellationToken: cancellationToken).ConfigureAwait(false)).Items;
+        var hosts = new List<string>();
+        foreach (var host in ingresses.SelectMany(i => i.Spec?.Rules ?? []).Select(r => r.Host).OfType<string>().Distinct(StringComparer.OrdinalIgnoreCase))
+        {
+            var name = host.StartsWith("*.", StringComparison.Ordinal) ? host[2..] : host;
+            if (ConnectOptions.IsSafeDomain(name)) hosts.Add(host);
+            else output.Warning($"Ingress host '{host}' is not a plain domain name; it is not answered.");
+        }
+        output.Verbose(hosts.Count == 0
+            ? $"No Ingress in {_namespace} names a host; --ingressIp answers nothing."
+            : $"Ingress hosts answered with {_options.IngressIp}: {string.Join(", ", hosts)}");
+        return hosts;
+    }
+
     /// <summary>The cluster DNS address and the cluster domain (--clusterDomain wins), from the shadow pod's resolv.conf.</summary>
     private async Task<(IPAddress Nameserver, string ClusterDomain)> ClusterDnsAsync(string podName, CancellationToken cancellationToken)
     {
@@ -226,6 +246,9 @@ public sealed class ConnectWorker : ISessionWorker
             ClusterDomain = clusterDomain,
             Namespace = _namespace,
             ExtraClusterZones = _options.IncludeDomains,
+            LocalRecords = _options.IngressIp is { } ingressIp
+                ? (await IngressHostsAsync(context.Output, cancellationToken).ConfigureAwait(false)).ToDictionary(h => h, _ => ingressIp, StringComparer.OrdinalIgnoreCase)
+                : new Dictionary<string, IPAddress>(),
             Upstreams = configurator.OriginalUpstreams(),
             MaxCacheTtl = (uint)_options.DnsCacheTtl.TotalSeconds,
         };

@@ -60,6 +60,7 @@ public sealed class ConnectParsingTests
         Assert.Equal(["db.internal", "_tcp.svc.example."], tun.IncludeDomains);
         Assert.Equal(TimeSpan.Zero, tun.DnsCacheTtl);
         Assert.True(tun.SkipCleanup);
+        Assert.Equal(IPAddress.Parse("10.0.0.80"), ConnectVerb.Parse(Args("connect", "--ingressIp", "10.0.0.80")).IngressIp);
 
         var defaults = ConnectVerb.Parse(Args("connect"));
         Assert.Equal((IPAddress.Loopback, false, (string?)null, 60.0, false),
@@ -108,6 +109,9 @@ public sealed class ConnectParsingTests
     [InlineData("InvalidConnectOption", "connect", "--clusterDomain", "x;rm")]
     [InlineData("InvalidCommandLine", "connect", "--dnsCacheTtl=-1")]
     [InlineData("InvalidCommandLine", "connect", "--ipVersion", "5")]
+    [InlineData("InvalidCommandLine", "connect", "--ingressIp", "ingress.local")]
+    [InlineData("InvalidConnectOption", "connect", "--ingressIp", "10.0.0.1", "--dnsMode", "hosts")]
+    [InlineData("InvalidConnectOption", "connect", "--ingressIp", "10.0.0.1", "--mode", "socks")]
     public void Bad_ktctl_flag_values_are_refused_before_anything_happens(string errorId, params string[] args) =>
         Assert.Equal(errorId, Assert.Throws<KtException>(() => ConnectVerb.Parse(Args(args))).ErrorId);
 
