@@ -93,7 +93,7 @@ internal static class ConnectVerb
             ClusterDomain = a.Get("clusterDomain"),
             IncludeDomains = a.List("includeDomains"),
             HostsNamespaces = hostsNamespaces,
-            DnsCacheTtl = TimeSpan.FromSeconds(a.Int("dnsCacheTtl", 60)),
+            DnsCacheTtl = a.Has("dnsCacheTtl") ? TimeSpan.FromSeconds(a.Int("dnsCacheTtl", 60)) : null,
             SkipCleanup = a.Flag("skipCleanup"),
             IngressIp = a.Get("ingressIp") is { } ingress
                 ? System.Net.IPAddress.TryParse(ingress, out var ingressIp) ? ingressIp : throw ParsedArgs.Usage($"--ingressIp must be an IP address, not '{ingress}'")

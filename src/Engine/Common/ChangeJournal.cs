@@ -80,14 +80,13 @@ public sealed class ChangeJournal : IChangeJournal
         string? sessionId = null, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(kind);
-        using var self = Process.GetCurrentProcess();
         var entry = new JournalEntry
         {
             Id = $"{DateTimeOffset.UtcNow:yyyyMMddHHmmssfff}-{Environment.ProcessId}-{Guid.NewGuid():N}"[..48],
             Kind = kind,
             SessionId = sessionId,
             OwnerPid = Environment.ProcessId,
-            OwnerStartTime = TryStartTime(self),
+            OwnerStartTime = ThisProcessStart,
             Time = DateTimeOffset.UtcNow,
             Data = new Dictionary<string, string>(data),
             Description = description,
@@ -135,6 +134,14 @@ public sealed class ChangeJournal : IChangeJournal
 
     private static readonly ConcurrentDictionary<string, byte> EndedSessions = new(StringComparer.Ordinal);
 
+    private static readonly DateTimeOffset? ThisProcessStart = CurrentStartTime();
+
+    private static DateTimeOffset? CurrentStartTime()
+    {
+        using var self = Process.GetCurrentProcess();
+        return TryStartTime(self);
+    }
+
     /// <summary>
     /// Says that the session <paramref name="sessionId"/> of this process has ended (its own undo has run): what it
     /// could not undo is then orphaned like a dead process's entries, so a later command in this same process
@@ -153,7 +160,12 @@ public sealed class ChangeJournal : IChangeJournal
     public static bool IsOrphaned(JournalEntry entry)
     {
         ArgumentNullException.ThrowIfNull(entry);
-        if (entry.OwnerPid == Environment.ProcessId) return entry.SessionId is { } id && EndedSessions.ContainsKey(id);
+        if (entry.OwnerPid == Environment.ProcessId)
+        {
+            // Our pid, written by an earlier process that had it (a container's pid 1, Windows reusing pids).
+            if (entry.OwnerStartTime is { } recorded && ThisProcessStart is { } mine && Math.Abs((recorded - mine).TotalSeconds) > 2) return true;
+            return entry.SessionId is { } id && EndedSessions.ContainsKey(id);
+        }
         try
         {
             using var p = Process.GetProcessById(entry.OwnerPid);

@@ -24,13 +24,20 @@ public sealed class HostsFileEditor(DnsSystemPaths paths, IChangeJournal journal
 
     public static string EndMarker(string id) => EndPrefix + id + " <<<";
 
-    /// <summary>Appends (or replaces) the block of <paramref name="blockId"/>; returns the journal entry (recorded before the change).</summary>
-    public async Task<JournalEntry> ApplyAsync(string blockId, IReadOnlyList<HostsEntry> entries, string? sessionId, CancellationToken cancellationToken)
+    /// <summary>
+    /// Appends the block of <paramref name="blockId"/>, or replaces the one <paramref name="replacing"/> (its journal
+    /// entry) wrote; returns the journal entry (recorded before the change). Other KtConnect processes editing the file
+    /// wait for this one: each reads and writes the whole file under <see cref="HostsFileLock"/>.
+    /// </summary>
+    public async Task<JournalEntry> ApplyAsync(string blockId, IReadOnlyList<HostsEntry> entries, string? sessionId, CancellationToken cancellationToken,
+        JournalEntry? replacing = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(blockId);
         ArgumentNullException.ThrowIfNull(entries);
         var path = paths.HostsFile;
-        var original = RemoveBlock(Read(path), blockId, separatorAdded: false);
+        using var fileLock = await HostsFileLock.AcquireAsync(path, cancellationToken).ConfigureAwait(false);
+        // A block written before may have added a line break in front of itself; it goes with the block.
+        var original = RemoveBlock(Read(path), blockId, separatorAdded: replacing?.Data.GetValueOrDefault("separator") == "1");
         var entry = await journal.RecordAsync(JournalKind, new Dictionary<string, string>
             {
                 ["path"] = path,
@@ -167,14 +174,46 @@ public sealed class HostsUndoHandler : IJournalUndoHandler
 {
     public string Kind => HostsFileEditor.JournalKind;
 
-    public Task UndoAsync(JournalEntry entry, CancellationToken cancellationToken)
+    public async Task UndoAsync(JournalEntry entry, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(entry);
         var path = entry.Data["path"];
-        if (!File.Exists(path)) return Task.CompletedTask;
+        if (!File.Exists(path)) return;
+        using var fileLock = await HostsFileLock.AcquireAsync(path, cancellationToken).ConfigureAwait(false);
         var content = File.ReadAllBytes(path);
         var without = HostsFileEditor.RemoveBlock(content, entry.Data["block"], entry.Data.GetValueOrDefault("separator") == "1");
         if (!ReferenceEquals(without, content)) HostsFileEditor.Write(path, without);
-        return Task.CompletedTask;
+    }
+}
+
+/// <summary>
+/// Serialises KtConnect processes' read-modify-write of one hosts file, so that one session's write never brings
+/// back a block another has just removed. An exclusive lock (flock on Unix, a share-none handle on Windows) on a
+/// lock file in the temporary directory, named after the hosts file's path; the lock goes with the handle, even when
+/// the process dies.
+/// </summary>
+internal static class HostsFileLock
+{
+    public static async Task<IDisposable> AcquireAsync(string hostsPath, CancellationToken cancellationToken)
+    {
+        var hash = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(Path.GetFullPath(hostsPath))))[..16];
+        var lockPath = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"ktconnect-hosts-{hash}.lock");
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            try
+            {
+                return new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException) when (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(20, cancellationToken).ConfigureAwait(false);
+            }
+            catch (IOException e)
+            {
+                throw new DnsConfigurationException(DnsErrorIds.HostsFileReadOnly, KtErrorCategory.ResourceBusy,
+                    $"Another KtConnect process has held the lock on {hostsPath} ({lockPath}) for 30 s.", e, hostsPath);
+            }
+        }
     }
 }

@@ -190,7 +190,7 @@ public sealed class SshClient : IAsyncDisposable
         {
             error = e;
         }
-        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or ArgumentException)
+        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or ArgumentException or KtException)
         {
             error = new SshException(SshErrorIds.ConnectionLost, KtErrorCategory.ConnectionError, "The SSH connection failed: " + e.Message, e);
         }

@@ -85,6 +85,17 @@ public sealed class ChangeJournalTests : IDisposable
         public Task UndoAsync(JournalEntry entry, CancellationToken cancellationToken) => throw new IOException("boom");
     }
 
+    [Fact]
+    public async Task An_entry_with_our_pid_but_another_start_time_was_left_by_an_earlier_process()
+    {
+        var journal = new ChangeJournal(_dir);
+        var mine = await journal.RecordAsync("route", new Dictionary<string, string> { ["what"] = "mine" }, "mine", "s1");
+        Assert.False(ChangeJournal.IsOrphaned(mine));
+        // A container's pid 1 restarted, or Windows reused the pid: same pid, another process.
+        Assert.True(ChangeJournal.IsOrphaned(mine with { OwnerStartTime = mine.OwnerStartTime!.Value.AddMinutes(-10) }));
+        Assert.False(ChangeJournal.IsOrphaned(mine with { OwnerStartTime = null }));
+    }
+
     private void WriteForeign(int pid, string what, int order)
     {
         Directory.CreateDirectory(_dir);

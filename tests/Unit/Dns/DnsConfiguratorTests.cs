@@ -283,8 +283,35 @@ public sealed class DnsConfiguratorTests : IDisposable
             else Assert.DoesNotContain('\r', added);
         }
         Assert.Contains("10.96.0.20 orders orders.dev orders.dev.svc.cluster.local", added, StringComparison.Ordinal);
-        await editor.RevertAsync(entry, default);
+
+        // The block replaced (the Services changed): one block, the line break added before it only once.
+        var next = await editor.ApplyAsync("s1", [new HostsEntry(IPAddress.Parse("10.96.0.21"), ["users"])], "s1", default, replacing: entry);
+        await _journal.CompleteAsync(entry);
+        var replaced = Encoding.Latin1.GetString(await File.ReadAllBytesAsync(path));
+        Assert.DoesNotContain("orders", replaced, StringComparison.Ordinal);
+        Assert.Equal(1, replaced.Split(HostsFileEditor.BeginMarker("s1")).Length - 1);
+        Assert.Equal(bytes, Encoding.Latin1.GetBytes(replaced)[..bytes.Length]);
+        await editor.RevertAsync(next, default);
         Assert.Equal(bytes, await File.ReadAllBytesAsync(path));
+        Assert.Empty(_journal.ReadAll());
+    }
+
+    [Fact]
+    public async Task Processes_editing_one_hosts_file_take_turns()
+    {
+        var path = Path.Combine(_root, "etc", "hosts");
+        await File.WriteAllTextAsync(path, "127.0.0.1 localhost\n");
+        var first = await HostsFileLock.AcquireAsync(path, default);
+        var second = HostsFileLock.AcquireAsync(path, default);
+        var apply = new HostsFileEditor(_paths, _journal).ApplyAsync("s9", [new HostsEntry(IPAddress.Parse("10.96.0.9"), ["x"])], "s9", default);
+        await Task.Delay(300);
+        Assert.False(second.IsCompleted, "a second holder while the first holds the lock");
+        Assert.False(apply.IsCompleted, "an edit while another holds the lock");
+        Assert.Equal("127.0.0.1 localhost\n", await File.ReadAllTextAsync(path));
+        first.Dispose();
+        (await second.WaitAsync(TimeSpan.FromSeconds(30))).Dispose();
+        await apply.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Contains("10.96.0.9 x", await File.ReadAllTextAsync(path), StringComparison.Ordinal);
     }
 
     [Fact]

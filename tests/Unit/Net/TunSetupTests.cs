@@ -184,17 +184,58 @@ public class TunSetupTests
         Assert.Throws<ArgumentOutOfRangeException>(() => InitializedRow().SetAddress(IPAddress.Parse("fd00::1"), 129, 1));
     }
 
+    /// <summary>MIB_IPINTERFACE_ROW field by field as netioapi.h declares it, laid out by the C rules (natural alignment).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private unsafe struct NetioapiIpInterfaceRow
+    {
+        public ushort Family;
+        public ulong InterfaceLuid;
+        public uint InterfaceIndex;
+        public uint MaxReassemblySize;
+        public ulong InterfaceIdentifier;
+        public uint MinRouterAdvertisementInterval;
+        public uint MaxRouterAdvertisementInterval;
+        public byte AdvertisingEnabled;
+        public byte ForwardingEnabled;
+        public byte WeakHostSend;
+        public byte WeakHostReceive;
+        public byte UseAutomaticMetric;
+        public byte UseNeighborUnreachabilityDetection;
+        public byte ManagedAddressConfigurationSupported;
+        public byte OtherStatefulConfigurationSupported;
+        public byte AdvertiseDefaultRoute;
+        public int RouterDiscoveryBehavior;
+        public uint DadTransmits;
+        public uint BaseReachableTime;
+        public uint RetransmitTime;
+        public uint PathMtuDiscoveryTimeout;
+        public int LinkLocalAddressBehavior;
+        public uint LinkLocalAddressTimeout;
+        public fixed uint ZoneIndices[16];
+        public uint SitePrefixLength;
+        public uint Metric;
+        public uint NlMtu;
+        public byte Connected;
+        public byte SupportsWakeUpPatterns;
+        public byte SupportsNeighborDiscovery;
+        public byte SupportsRouterDiscovery;
+        public uint ReachableTime;
+        public byte TransmitOffload;
+        public byte ReceiveOffload;
+        public byte DisableDefaultRoutes;
+    }
+
     [Fact]
     public unsafe void InterfaceRow_HasTheNetioapiLayoutFor64BitWindows()
     {
+        // Our explicit offsets against the header's declaration laid out independently.
+        Assert.Equal(sizeof(NetioapiIpInterfaceRow), sizeof(MibIpInterfaceRow));
         Assert.Equal(168, sizeof(MibIpInterfaceRow));
-        var expected = new (string Field, int Offset)[]
+        foreach (var field in typeof(MibIpInterfaceRow).GetFields().Where(f => !f.IsStatic).Select(f => f.Name))
         {
-            ("Family", 0), ("InterfaceLuid", 8), ("InterfaceIndex", 16), ("SitePrefixLength", 144), ("Metric", 148),
-            ("NlMtu", 152), ("Connected", 156), ("DisableDefaultRoutes", 166),
-        };
-        foreach (var (field, offset) in expected)
-            Assert.Equal((field, offset), (field, Marshal.OffsetOf<MibIpInterfaceRow>(field).ToInt32()));
+            Assert.Equal((field, Marshal.OffsetOf<NetioapiIpInterfaceRow>(field).ToInt32()),
+                (field, Marshal.OffsetOf<MibIpInterfaceRow>(field).ToInt32()));
+        }
     }
 
     [Fact]

@@ -69,8 +69,8 @@ public sealed partial record ConnectOptions : ShadowOptions
     /// <summary>With <see cref="DnsMode.Hosts"/>: namespaces whose Services are written too, besides the connected one.</summary>
     public IReadOnlyList<string> HostsNamespaces { get; init; } = [];
 
-    /// <summary>The longest a DNS answer is cached locally (kt-connect's --dnsCacheTtl); zero caches nothing.</summary>
-    public TimeSpan DnsCacheTtl { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>The longest a DNS answer is cached locally (kt-connect's --dnsCacheTtl; 60 s when null); zero caches nothing.</summary>
+    public TimeSpan? DnsCacheTtl { get; init; }
 
     /// <summary>
     /// Name of the tun device: kt0 on Linux, the Wintun adapter's name on Windows (KtConnect). macOS names utun devices
@@ -114,7 +114,12 @@ public sealed partial record ConnectOptions : ShadowOptions
         }
         if (IngressIp is not null && DnsMode != DnsMode.Split) throw Invalid("Ingress hosts are answered by the split DNS: --ingressIp goes with --dnsMode split.", DnsMode);
         if (IngressIp is not null && Mode == ConnectMode.Socks) throw Invalid("Socks mode resolves names in the cluster: --ingressIp needs tun or redirect mode.", Mode);
-        if (DnsCacheTtl < TimeSpan.Zero) throw Invalid($"The DNS cache TTL cannot be negative ({DnsCacheTtl.TotalSeconds} s).", DnsCacheTtl);
+        var splitDns = DnsMode == DnsMode.Split && Mode != ConnectMode.Socks;
+        if (!splitDns && (IncludeDomains.Count > 0 || DnsCacheTtl is not null))
+            throw Invalid("More domains and the DNS cache's TTL are for the split DNS (tun or redirect mode, --dnsMode split).", DnsMode);
+        if (SkipRoutes && (IncludeIps.Count > 0 || ExcludeIps.Count > 0 || IgnoreRouteConflicts))
+            throw Invalid("Without routes there is nothing for --includeIps, --excludeIps or --ignoreRouteConflicts to change.", SkipRoutes);
+        if (DnsCacheTtl < TimeSpan.Zero) throw Invalid($"The DNS cache TTL cannot be negative ({DnsCacheTtl.Value.TotalSeconds} s).", DnsCacheTtl);
         foreach (var cidr in IncludeIps.Concat(ExcludeIps)) Cidr.Parse(cidr);
         foreach (var domain in IncludeDomains.Append(ClusterDomain ?? "cluster.local"))
         {

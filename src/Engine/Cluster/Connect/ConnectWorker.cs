@@ -215,18 +215,14 @@ public sealed class ConnectWorker : ISessionWorker
         return hosts;
     }
 
-    /// <summary>The cluster DNS address and the cluster domain (--clusterDomain wins), from the shadow pod's resolv.conf.</summary>
-    private async Task<(IPAddress Nameserver, string ClusterDomain)> ClusterDnsAsync(string podName, CancellationToken cancellationToken)
-    {
-        var resolv = await _client.RunAsync(podName, ["cat", "/etc/resolv.conf"], _namespace, KtConventions.ContainerName,
-            cancellationToken: cancellationToken).ConfigureAwait(false);
-        var (nameserver, podDomain) = ParsePodResolvConf(resolv.Stdout, _namespace);
-        return (nameserver, _options.ClusterDomain?.TrimEnd('.') ?? podDomain);
-    }
+    private async Task<string> PodResolvConfAsync(string podName, CancellationToken cancellationToken) =>
+        (await _client.RunAsync(podName, ["cat", "/etc/resolv.conf"], _namespace, KtConventions.ContainerName,
+            cancellationToken: cancellationToken).ConfigureAwait(false)).Stdout;
 
     private async Task StartHostsAsync(SessionContext context, ChangeJournal journal, string podName, string sessionId, CancellationToken cancellationToken)
     {
-        var domain = _options.ClusterDomain?.TrimEnd('.') ?? (await ClusterDnsAsync(podName, cancellationToken).ConfigureAwait(false)).ClusterDomain;
+        // The hosts file needs the cluster domain only, never the cluster's nameserver.
+        var domain = _options.ClusterDomain?.TrimEnd('.') ?? ParseClusterDomain(await PodResolvConfAsync(podName, cancellationToken).ConfigureAwait(false));
         var editor = new HostsFileEditor(_options.SystemRoot is null ? DnsSystemPaths.System : new DnsSystemPaths(_options.SystemRoot), journal);
         var hosts = await HostsDns.StartAsync(_client, editor, journal, _namespace, _options.HostsNamespaces, domain, sessionId, context.Output,
             cancellationToken).ConfigureAwait(false);
@@ -237,7 +233,8 @@ public sealed class ConnectWorker : ISessionWorker
     private async Task StartDnsAsync(SessionContext context, ChangeJournal journal, ShadowLink link, string podName, string sessionId,
         CancellationToken cancellationToken)
     {
-        var (nameserver, clusterDomain) = await ClusterDnsAsync(podName, cancellationToken).ConfigureAwait(false);
+        var (nameserver, podDomain) = ParsePodResolvConf(await PodResolvConfAsync(podName, cancellationToken).ConfigureAwait(false), _namespace);
+        var clusterDomain = _options.ClusterDomain?.TrimEnd('.') ?? podDomain;
         var paths = _options.SystemRoot is null ? null : new DnsSystemPaths(_options.SystemRoot);
         var configurator = DnsConfigurators.ForThisMachine(journal, paths);
         var dnsOptions = new SplitDnsOptions
@@ -250,7 +247,7 @@ public sealed class ConnectWorker : ISessionWorker
                 ? (await IngressHostsAsync(context.Output, cancellationToken).ConfigureAwait(false)).ToDictionary(h => h, _ => ingressIp, StringComparer.OrdinalIgnoreCase)
                 : new Dictionary<string, IPAddress>(),
             Upstreams = configurator.OriginalUpstreams(),
-            MaxCacheTtl = (uint)_options.DnsCacheTtl.TotalSeconds,
+            MaxCacheTtl = (uint)(_options.DnsCacheTtl ?? TimeSpan.FromSeconds(60)).TotalSeconds,
         };
         var server = SplitDnsServer.Start(dnsOptions, new SshClusterDnsTransport(link, new IPEndPoint(nameserver, 53)));
         context.Defer("stop the split-DNS server", _ => server.DisposeAsync().AsTask());
@@ -267,25 +264,36 @@ public sealed class ConnectWorker : ISessionWorker
     internal static (IPAddress Nameserver, string ClusterDomain) ParsePodResolvConf(string text, string ns)
     {
         IPAddress? nameserver = null;
-        var domain = "cluster.local";
-        foreach (var raw in text.Split('\n'))
+        foreach (var fields in ResolvConfLines(text))
         {
-            var line = raw.Trim();
-            var fields = line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries);
-            if (fields.Length < 2) continue;
-            if (fields[0] == "nameserver" && nameserver is null && IPAddress.TryParse(fields[1], out var ip)) nameserver = ip;
-            if (fields[0] == "search")
+            if (fields[0] == "nameserver" && IPAddress.TryParse(fields[1], out var ip))
             {
-                // "<ns>.svc.<domain> svc.<domain> <domain>": the domain follows "svc.".
-                var svc = fields.Skip(1).FirstOrDefault(f => f.StartsWith("svc.", StringComparison.Ordinal));
-                if (svc is not null) domain = svc["svc.".Length..].TrimEnd('.');
+                nameserver = ip;
+                break;
             }
         }
+        var domain = ParseClusterDomain(text);
         return nameserver is null
             ? throw new KtException("ClusterDnsNotFound", KtErrorCategory.ObjectNotFound,
                 $"The shadow pod's /etc/resolv.conf names no nameserver, so cluster names cannot be resolved. Use --dnsMode none to connect without DNS.", target: ns)
             : (nameserver, domain);
     }
+
+    /// <summary>The cluster domain from a pod's resolv.conf search list ("&lt;ns&gt;.svc.&lt;domain&gt; svc.&lt;domain&gt; &lt;domain&gt;"), else cluster.local.</summary>
+    internal static string ParseClusterDomain(string text)
+    {
+        var domain = "cluster.local";
+        foreach (var fields in ResolvConfLines(text))
+        {
+            if (fields[0] != "search") continue;
+            var svc = fields.Skip(1).FirstOrDefault(f => f.StartsWith("svc.", StringComparison.Ordinal));
+            if (svc is not null) domain = svc["svc.".Length..].TrimEnd('.');
+        }
+        return domain;
+    }
+
+    private static IEnumerable<string[]> ResolvConfLines(string text) =>
+        text.Split('\n').Select(l => l.Trim().Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries)).Where(f => f.Length >= 2);
 
     private static IPNetwork ToNetwork(Cidr c) => new(c.Address, c.Prefix);
 }

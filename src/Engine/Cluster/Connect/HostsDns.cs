@@ -9,20 +9,21 @@ namespace KtConnect.Engine.Cluster.Connect;
 /// <summary>
 /// kt-connect's <c>--dnsMode hosts[:ns1,ns2]</c>: the Services of the connected namespace (and of the namespaces
 /// named) written into the hosts file, in a block of this session's own, instead of changing the resolver. Short
-/// names work for the connected namespace only. The block follows the Services (re-listed every
-/// <see cref="RefreshInterval"/>) and is removed on dispose; it is journaled, so a crash is undone later.
+/// names work for the connected namespace only. A watch per namespace keeps the block in step with the Services; it
+/// is journaled, so a crash is undone later, and removed on dispose.
 /// </summary>
 public sealed class HostsDns : IAsyncDisposable
 {
-    private readonly KubeClient _client;
     private readonly HostsFileEditor _editor;
     private readonly IChangeJournal _journal;
     private readonly IReadOnlyList<string> _namespaces;
+    private readonly IReadOnlyList<Watcher<Service>> _watchers;
     private readonly string _connected;
     private readonly string _domain;
     private readonly string _blockId;
     private readonly string _sessionId;
     private readonly IKtOutput _output;
+    private readonly SemaphoreSlim _changed = new(0);
     private readonly CancellationTokenSource _stop = new();
     private IReadOnlyList<HostsEntry> _written = [];
     private JournalEntry? _entry;
@@ -32,11 +33,19 @@ public sealed class HostsDns : IAsyncDisposable
     private HostsDns(KubeClient client, HostsFileEditor editor, IChangeJournal journal, IReadOnlyList<string> namespaces, string connected,
         string domain, string blockId, string sessionId, IKtOutput output)
     {
-        (_client, _editor, _journal, _namespaces, _connected, _domain, _blockId, _sessionId, _output) =
-            (client, editor, journal, namespaces, connected, domain, blockId, sessionId, output);
+        (_editor, _journal, _namespaces, _connected, _domain, _blockId, _sessionId, _output) =
+            (editor, journal, namespaces, connected, domain, blockId, sessionId, output);
+        _watchers = namespaces.Select(ns => client.Services.CreateWatcher(ns, onEvent: (_, _) =>
+        {
+            _changed.Release();
+            return ValueTask.CompletedTask;
+        })).ToList();
     }
 
-    public static TimeSpan RefreshInterval { get; set; } = TimeSpan.FromSeconds(5);
+    /// <summary>How long changes are gathered before the file is written, and how often the block is checked anyway.</summary>
+    public static TimeSpan Debounce { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    public static TimeSpan Resync { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>The names the block holds now, one entry per Service.</summary>
     public IReadOnlyList<HostsEntry> Entries => Volatile.Read(ref _written);
@@ -51,7 +60,21 @@ public sealed class HostsDns : IAsyncDisposable
         var namespaces = otherNamespaces.Prepend(connectedNamespace).Distinct(StringComparer.Ordinal).ToList();
         var hosts = new HostsDns(client, editor, journal, namespaces, connectedNamespace, clusterDomain.TrimEnd('.'),
             $"{connectedNamespace}-{sessionId[..Math.Min(8, sessionId.Length)]}", sessionId, output ?? NullOutput.Instance);
-        await hosts.RefreshAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            foreach (var w in hosts._watchers)
+            {
+                w.Start();
+                await Task.WhenAny(w.Synced, w.Completion).WaitAsync(cancellationToken).ConfigureAwait(false);
+                if (!w.Synced.IsCompleted) await w.Completion.ConfigureAwait(false); // throws the watch's error
+            }
+            await hosts.WriteAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await hosts.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
         hosts._loop = Task.Run(() => hosts.RunAsync(hosts._stop.Token), CancellationToken.None);
         return hosts;
     }
@@ -73,15 +96,13 @@ public sealed class HostsDns : IAsyncDisposable
         return list;
     }
 
-    private async Task RefreshAsync(CancellationToken cancellationToken)
+    /// <summary>Writes the block when the watched Services give other lines than those written.</summary>
+    private async Task WriteAsync(CancellationToken cancellationToken)
     {
-        var services = new List<Service>();
-        foreach (var ns in _namespaces)
-            services.AddRange((await _client.Services.ListAllAsync(ns, cancellationToken: cancellationToken).ConfigureAwait(false)).Items);
-        var entries = BuildEntries(services, _connected, _domain);
+        var entries = BuildEntries(_watchers.SelectMany(w => w.Snapshot), _connected, _domain);
         if (_entry is not null && Same(entries, _written)) return;
         var previous = _entry;
-        _entry = await _editor.ApplyAsync(_blockId, entries, _sessionId, cancellationToken).ConfigureAwait(false);
+        _entry = await _editor.ApplyAsync(_blockId, entries, _sessionId, cancellationToken, replacing: previous).ConfigureAwait(false);
         // The new entry covers the same block: the old one is done with.
         if (previous is not null) await _journal.CompleteAsync(previous, CancellationToken.None).ConfigureAwait(false);
         Volatile.Write(ref _written, entries);
@@ -94,19 +115,21 @@ public sealed class HostsDns : IAsyncDisposable
         {
             try
             {
-                await Task.Delay(RefreshInterval, cancellationToken).ConfigureAwait(false);
-                await RefreshAsync(cancellationToken).ConfigureAwait(false);
+                await _changed.WaitAsync(Resync, cancellationToken).ConfigureAwait(false);
+                await Task.Delay(Debounce, cancellationToken).ConfigureAwait(false);
+                while (_changed.CurrentCount > 0) await _changed.WaitAsync(cancellationToken).ConfigureAwait(false);
+                await WriteAsync(cancellationToken).ConfigureAwait(false);
                 _lastWarning = null;
             }
-            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            catch (Exception) when (cancellationToken.IsCancellationRequested)
             {
                 return;
             }
-            catch (Exception e) when (e is not OperationCanceledException)
+            catch (Exception e)
             {
-                // Say it once per kind of failure; the block keeps the last names until a refresh succeeds.
+                // Said once per kind of failure; the block keeps the last names until a write succeeds.
                 var kind = (e as KtException)?.ErrorId ?? e.GetType().Name;
-                if (_lastWarning != kind) _output.Warning($"Could not refresh the hosts file: {e.Message}");
+                if (_lastWarning != kind) _output.Warning($"Could not update the hosts file: {e.Message}");
                 _lastWarning = kind;
             }
         }
@@ -118,9 +141,17 @@ public sealed class HostsDns : IAsyncDisposable
     /// <summary>Stops following the Services and removes the block.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (_stop.IsCancellationRequested) return;
         await _stop.CancelAsync().ConfigureAwait(false);
-        await _loop.ConfigureAwait(false);
-        _stop.Dispose();
+        try
+        {
+            await _loop.ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            _output.Verbose($"The hosts file updater had stopped: {e.Message}");
+        }
+        foreach (var w in _watchers) await w.DisposeAsync().ConfigureAwait(false);
         if (_entry is { } entry)
         {
             _entry = null;

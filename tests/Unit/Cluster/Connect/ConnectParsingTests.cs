@@ -19,6 +19,9 @@ public sealed class ConnectParsingTests
         Assert.Equal("corp.example", domain);
         Assert.Equal("cluster.local", ConnectWorker.ParsePodResolvConf("nameserver 10.0.0.10\n", "dev").ClusterDomain);
         Assert.Equal("ClusterDnsNotFound", Assert.Throws<KtException>(() => ConnectWorker.ParsePodResolvConf("search a\n", "dev")).ErrorId);
+        // The hosts DNS mode needs the domain only: no nameserver is no error there.
+        Assert.Equal("corp.example", ConnectWorker.ParseClusterDomain("search dev.svc.corp.example svc.corp.example corp.example\n"));
+        Assert.Equal("cluster.local", ConnectWorker.ParseClusterDomain("search a\n"));
     }
 
     private static ParsedArgs Args(params string[] args) =>
@@ -63,8 +66,8 @@ public sealed class ConnectParsingTests
         Assert.Equal(IPAddress.Parse("10.0.0.80"), ConnectVerb.Parse(Args("connect", "--ingressIp", "10.0.0.80")).IngressIp);
 
         var defaults = ConnectVerb.Parse(Args("connect"));
-        Assert.Equal((IPAddress.Loopback, false, (string?)null, 60.0, false),
-            (defaults.ProxyAddress, defaults.SkipRoutes, defaults.ClusterDomain, defaults.DnsCacheTtl.TotalSeconds, defaults.SkipCleanup));
+        Assert.Equal((IPAddress.Loopback, false, (string?)null, (TimeSpan?)null, false),
+            (defaults.ProxyAddress, defaults.SkipRoutes, defaults.ClusterDomain, defaults.DnsCacheTtl, defaults.SkipCleanup));
     }
 
     [Fact]
@@ -109,6 +112,9 @@ public sealed class ConnectParsingTests
     [InlineData("InvalidConnectOption", "connect", "--clusterDomain", "x;rm")]
     [InlineData("InvalidCommandLine", "connect", "--dnsCacheTtl=-1")]
     [InlineData("InvalidCommandLine", "connect", "--ipVersion", "5")]
+    [InlineData("InvalidConnectOption", "connect", "--dnsMode", "hosts", "--includeDomains", "corp.internal")]
+    [InlineData("InvalidConnectOption", "connect", "--mode", "socks", "--dnsCacheTtl", "10")]
+    [InlineData("InvalidConnectOption", "connect", "--disableTunRoute", "--excludeIps", "10.8.0.0/16")]
     [InlineData("InvalidCommandLine", "connect", "--ingressIp", "ingress.local")]
     [InlineData("InvalidConnectOption", "connect", "--ingressIp", "10.0.0.1", "--dnsMode", "hosts")]
     [InlineData("InvalidConnectOption", "connect", "--ingressIp", "10.0.0.1", "--mode", "socks")]
