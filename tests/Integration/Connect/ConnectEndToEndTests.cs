@@ -297,6 +297,34 @@ public sealed class ConnectEndToEndTests(ConnectClusterFixture f)
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task After_SIGKILL_in_hosts_mode_kt_clean_removes_the_hosts_block_even_after_it_was_rewritten()
+    {
+        var laptopBefore = await f.LaptopStateAsync();
+        var hostsFile = Path.Combine(f.Cluster.Laptop.EtcDirectory, "hosts");
+        var kt = await f.StartKtAsync("connect", "-n", "dev", "--dnsMode", "hosts");
+        try
+        {
+            // The block is rewritten once (a new Service), so the journal has moved on from its first entry.
+            f.Cluster.Apply(SimClusterFixture.Service("dev", "crashy", "app=orders", 80, 8080));
+            await f.Cluster.WaitUntilAsync(() => File.ReadAllText(hostsFile).Contains("crashy.dev", StringComparison.Ordinal),
+                "the new Service in the hosts file", TimeSpan.FromSeconds(60));
+            await KtConnect.KubeSim.Cluster.KtRunner.KillAsync(kt.Process);
+            Assert.Contains("crashy.dev", await File.ReadAllTextAsync(hostsFile), StringComparison.Ordinal);
+
+            var clean = await f.Kt.RunAsync(["clean", "-n", "dev", "--localOnly"]);
+            Assert.True(clean.ExitCode == 0, clean.StandardOutput + clean.StandardError);
+            Assert.Equal(laptopBefore, await f.LaptopStateAsync());
+        }
+        finally
+        {
+            f.Cluster.Store.Delete(ResourceTypes.Services, "dev", "crashy");
+            // The shadow the killed kt left: the next tests' cluster snapshots must not see it.
+            await Task.Delay(TimeSpan.FromSeconds(1.1));
+            (await f.Kt.RunAsync(["clean", "-n", "dev", "--thresholdInMinus", "0"])).EnsureSuccess();
+        }
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
     public async Task An_unknown_namespace_is_one_clear_error_and_changes_nothing()
     {
         var before = f.Cluster.Snapshot();
