@@ -203,14 +203,7 @@ public sealed class ObjectStore
             var stored = Normalize(obj);
             _objects[type][key] = stored;
             Publish(new WatchEvent(WatchEvent.Added, _rv, type, ns, stored, null));
-            // The garbage collector collects a dependent all of whose owners were deleted (for example a slice a
-            // controller pass made for a Service deleted meanwhile): the API server accepts it, the collector takes it.
-            // Owners KubeSim never held (objects seeded from recordings) are left alone.
-            if (stored["metadata"]?["ownerReferences"] is JsonArray { Count: > 0 } owners
-                && owners.All(r => r?["uid"]?.GetValue<string>() is { } u && _removedUids.Contains(u)))
-            {
-                RemoveLocked(type, ns, name!, PropagationPolicy.Background);
-            }
+            CollectIfOwnersGoneLocked(type, ns, name!, stored);
             return Clone(stored);
         }
     }
@@ -321,7 +314,22 @@ public sealed class ObjectStore
         }
         _objects[type][key] = next;
         Publish(new WatchEvent(WatchEvent.Modified, _rv, type, ns, next, current));
+        CollectIfOwnersGoneLocked(type, ns, name, next);
         return Clone(next);
+    }
+
+    /// <summary>
+    /// The garbage collector collects a dependent all of whose owners were deleted (for example a slice a controller
+    /// pass made, or pointed at, a Service deleted meanwhile): the API server accepts the write, the collector takes
+    /// the object. Owners KubeSim never held (objects seeded from recordings) are left alone. Caller holds the lock.
+    /// </summary>
+    private void CollectIfOwnersGoneLocked(ResourceType type, string? ns, string name, JsonObject stored)
+    {
+        if (stored["metadata"]?["ownerReferences"] is JsonArray { Count: > 0 } owners
+            && owners.All(r => r?["uid"]?.GetValue<string>() is { } u && _removedUids.Contains(u)))
+        {
+            RemoveLocked(type, ns, name, PropagationPolicy.Background);
+        }
     }
 
     /// <summary>

@@ -87,6 +87,16 @@ public sealed class StoreTests
         uid = owner3["metadata"]!["uid"]!.GetValue<string>();
         store.Create(ResourceTypes.ConfigMaps, "ns", Owned("kept"));
         Assert.NotNull(store.Get(ResourceTypes.ConfigMaps, "ns", "kept"));
+
+        // An update that points an object at owners who are all gone hands it to the collector as well.
+        store.Create(ResourceTypes.ConfigMaps, "ns", Obj("""{"metadata":{"name":"adopted"},"data":{}}"""));
+        uid = owner2["metadata"]!["uid"]!.GetValue<string>();
+        store.Mutate(ResourceTypes.ConfigMaps, "ns", "adopted", o =>
+        {
+            o["metadata"]!["ownerReferences"] = Owned("x")["metadata"]!["ownerReferences"]!.DeepClone();
+            return o;
+        });
+        Assert.Null(store.Get(ResourceTypes.ConfigMaps, "ns", "adopted"));
     }
 
     [Fact]
