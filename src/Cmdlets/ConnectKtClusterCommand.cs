@@ -66,6 +66,16 @@ public sealed class ConnectKtClusterCommand : KtClusterCmdlet
     public System.Net.IPAddress? IngressIp { get; set; }
 
     [Parameter]
+    public System.Net.IPAddress? ProxyAddress { get; set; }
+
+    [Parameter]
+    [ValidateRange(0, 86400)]
+    public int? DnsCacheTtl { get; set; }
+
+    [Parameter]
+    public SwitchParameter SkipCleanup { get; set; }
+
+    [Parameter]
     public SwitchParameter IgnoreRouteConflict { get; set; }
 
     [Parameter]
@@ -100,6 +110,9 @@ public sealed class ConnectKtClusterCommand : KtClusterCmdlet
                 IncludeDomains = IncludeDomain,
                 HostsNamespaces = HostsNamespace,
                 IngressIp = IngressIp,
+                ProxyAddress = ProxyAddress ?? System.Net.IPAddress.Loopback,
+                DnsCacheTtl = DnsCacheTtl is { } ttl ? TimeSpan.FromSeconds(ttl) : null,
+                SkipCleanup = SkipCleanup,
             };
             options.Validate();
         }
