@@ -35,6 +35,7 @@ public static class DnsErrorIds
     public const string AccessDenied = "DnsConfigurationAccessDenied";
     public const string HostsFileReadOnly = "DnsHostsFileReadOnly";
     public const string HostsFileMissing = "DnsHostsFileMissing";
+    public const string HostsFileBusy = "DnsHostsFileBusy";
     public const string ResolverFileConflict = "DnsResolverFileConflict";
     public const string NrptUnavailable = "DnsNrptUnavailable";
     public const string NrptCommandFailed = "DnsNrptCommandFailed";

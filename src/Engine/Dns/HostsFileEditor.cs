@@ -211,7 +211,7 @@ internal static class HostsFileLock
             }
             catch (IOException e)
             {
-                throw new DnsConfigurationException(DnsErrorIds.HostsFileReadOnly, KtErrorCategory.ResourceBusy,
+                throw new DnsConfigurationException(DnsErrorIds.HostsFileBusy, KtErrorCategory.ResourceBusy,
                     $"Another KtConnect process has held the lock on {hostsPath} ({lockPath}) for 30 s.", e, hostsPath);
             }
         }
