@@ -35,7 +35,7 @@ public sealed partial record VersionMark(string Key, string Version)
             throw new KtException("InvalidVersionMark", KtErrorCategory.InvalidArgument,
                 $"'{key}' cannot be the version mark's label key: lower-case letters, digits, '_' and '-', starting with a letter.", null, text);
         // The value is also part of the shadow's name (<service>-kt-mesh-<version>), so it must fit a DNS label.
-        if (version.Length > 40 || !VersionPattern().IsMatch(version))
+        if (version.Length > 40 || !KtConventions.IsDnsLabel(version))
             throw new KtException("InvalidVersionMark", KtErrorCategory.InvalidArgument,
                 $"'{version}' cannot be the version mark's value: at most 40 lower-case letters, digits and '-', starting and ending with a letter or digit.",
                 null, text);
@@ -44,9 +44,6 @@ public sealed partial record VersionMark(string Key, string Version)
 
     [GeneratedRegex("^[a-z][a-z0-9_-]{0,62}$")]
     private static partial Regex KeyPattern();
-
-    [GeneratedRegex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
-    private static partial Regex VersionPattern();
 }
 
 /// <summary>Everything `kt mesh` and Start-KtMesh can ask for (kt-connect's flags, reference/kt-connect.md §1.5).</summary>
