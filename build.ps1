@@ -43,10 +43,10 @@ $outRoot = Join-Path $root 'out'
 $moduleDir = Join-Path $outRoot "KtConnect/$version"
 $publishDir = Join-Path $outRoot 'publish'
 
+# A simple function (no param block): every argument, -o and -c included, goes to dotnet as written.
 function Invoke-Dotnet {
-    param([Parameter(ValueFromRemainingArguments)] [string[]] $Arguments)
-    & dotnet @Arguments
-    if ($LASTEXITCODE -ne 0) { throw "dotnet $($Arguments -join ' ') failed with exit code $LASTEXITCODE" }
+    & dotnet @args
+    if ($LASTEXITCODE -ne 0) { throw "dotnet $($args -join ' ') failed with exit code $LASTEXITCODE" }
 }
 
 function Copy-Required {

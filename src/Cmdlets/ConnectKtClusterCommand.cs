@@ -93,7 +93,7 @@ public sealed class ConnectKtClusterCommand : KtClusterCmdlet
         ConnectOptions options;
         try
         {
-            options = CommonOptions(new ConnectOptions()) with
+            options = ((ConnectOptions)CommonOptions(new ConnectOptions())) with
             {
                 Mode = Enum.Parse<ConnectMode>(Mode.ToString()),
                 DnsMode = Enum.Parse<KtConnect.Engine.Cluster.Connect.DnsMode>(DnsMode.ToString()),

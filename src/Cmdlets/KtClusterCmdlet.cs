@@ -80,8 +80,12 @@ public abstract class KtClusterCmdlet : KtKubeCmdlet
         WriteObject(new KtSession(session.Snapshot()));
     }
 
-    /// <summary>The common parameters onto a cmdlet's options; cmdlets add their own with <c>with</c>.</summary>
-    protected T CommonOptions<T>(T seed) where T : ShadowOptions
+    /// <summary>
+    /// The common parameters onto a cmdlet's options; cmdlets add their own with <c>with</c>. Not generic on purpose:
+    /// a constraint on an engine type would make PowerShell load the engine while it enumerates the cmdlet types,
+    /// before <see cref="ModuleInit"/> can resolve it.
+    /// </summary>
+    protected ShadowOptions CommonOptions(ShadowOptions seed)
     {
         var options = seed with
         {
@@ -95,7 +99,7 @@ public abstract class KtClusterCmdlet : KtKubeCmdlet
             Annotations = ToMap(Annotation),
             PodCreationTimeout = TimeSpan.FromSeconds(Timeout),
         };
-        return (T)(Image is null ? options : options with { Image = Image });
+        return Image is null ? options : options with { Image = Image };
     }
 
     private static Dictionary<string, string> ToMap(Hashtable? table)

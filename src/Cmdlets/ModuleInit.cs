@@ -8,7 +8,10 @@ namespace KtConnect.Cmdlets;
 /// <summary>
 /// Loads KtConnect.Engine and everything it depends on from <c>Dependencies/</c> into a private
 /// AssemblyLoadContext, so that our YamlDotNet (or any later dependency) never meets another module's copy.
-/// Only the Engine's own name is answered from the default context; the private context answers the rest.
+/// The default context asks us only for what it cannot find itself; we answer with the private context's copy
+/// of any assembly shipped in <c>Dependencies/</c>, so nothing of ours is ever loaded into the default context.
+/// No public type of this assembly may name an engine type in its shape (base type, interface, generic
+/// constraint): PowerShell enumerates them before <see cref="OnImport"/> runs (tests/Unit/Module checks this).
 /// </summary>
 public sealed class ModuleInit : IModuleAssemblyInitializer, IModuleAssemblyCleanup
 {
@@ -17,38 +20,37 @@ public sealed class ModuleInit : IModuleAssemblyInitializer, IModuleAssemblyClea
 
     private static readonly DependencyLoadContext Context = new(DependencyDirectory);
 
-    public void OnImport() => AssemblyLoadContext.Default.Resolving += ResolveEngine;
+    public void OnImport() => AssemblyLoadContext.Default.Resolving += ResolveDependency;
 
+    /// <summary>Remove-Module: every session this module started is stopped and undone before the module goes.</summary>
     public void OnRemove(PSModuleInfo psModuleInfo)
     {
-        ModuleLifetime.OnRemove();
-        AssemblyLoadContext.Default.Resolving -= ResolveEngine;
+        try
+        {
+            ModuleLifetime.OnRemove(Context);
+        }
+        finally
+        {
+            AssemblyLoadContext.Default.Resolving -= ResolveDependency;
+        }
     }
 
-    private static Assembly? ResolveEngine(AssemblyLoadContext defaultContext, AssemblyName name) =>
-        string.Equals(name.Name, "KtConnect.Engine", StringComparison.Ordinal) ? Context.LoadFromAssemblyName(name) : null;
+    private static Assembly? ResolveDependency(AssemblyLoadContext defaultContext, AssemblyName name) =>
+        Context.Ships(name) ? Context.LoadFromAssemblyName(name) : null;
 }
 
-/// <summary>Hooks run when the module is removed; sessions register their cleanup here.</summary>
-public static class ModuleLifetime
+/// <summary>What runs when the module is removed: the sessions of this process are stopped and undone.</summary>
+internal static class ModuleLifetime
 {
-    private static readonly List<Action> Hooks = [];
-
-    public static void Register(Action onRemove)
+    internal static void OnRemove(DependencyLoadContext context)
     {
-        lock (Hooks) Hooks.Add(onRemove);
+        // An engine never loaded has no sessions; loading it only to find none would be wasted work.
+        if (!context.Assemblies.Any(a => a.GetName().Name == "KtConnect.Engine")) return;
+        StopSessions();
     }
 
-    internal static void OnRemove()
-    {
-        Action[] hooks;
-        lock (Hooks)
-        {
-            hooks = [.. Hooks];
-            Hooks.Clear();
-        }
-        foreach (var hook in hooks) hook();
-    }
+    // Separate method: its body names engine types, so it is compiled only when the engine is already loaded.
+    private static void StopSessions() => KtConnect.Engine.Sessions.SessionRegistry.Default.StopAll();
 }
 
 internal sealed class DependencyLoadContext : AssemblyLoadContext
@@ -61,11 +63,17 @@ internal sealed class DependencyLoadContext : AssemblyLoadContext
         _directory = directory;
     }
 
+    /// <summary>Whether <c>Dependencies/</c> holds this assembly.</summary>
+    internal bool Ships(AssemblyName name) => name.Name is { Length: > 0 } n && File.Exists(PathOf(n));
+
     protected override Assembly? Load(AssemblyName assemblyName)
     {
-        var path = Path.Combine(_directory, assemblyName.Name + ".dll");
+        if (assemblyName.Name is not { Length: > 0 } n) return null;
+        var path = PathOf(n);
         return File.Exists(path) ? LoadFromAssemblyPath(path) : null;
     }
+
+    private string PathOf(string simpleName) => Path.Combine(_directory, simpleName + ".dll");
 
     /// <summary>
     /// Native libraries (wintun) ship per RID under Dependencies/runtimes/&lt;rid&gt;/native. The architecture

@@ -31,7 +31,7 @@ public sealed class NewKtPreviewCommand : KtClusterCmdlet
         PreviewOptions options;
         try
         {
-            options = CommonOptions(new PreviewOptions()) with
+            options = ((PreviewOptions)CommonOptions(new PreviewOptions())) with
             {
                 Name = Name,
                 Ports = ExposedPort.Validate([.. Port.Select(ExposedPort.Parse)]),

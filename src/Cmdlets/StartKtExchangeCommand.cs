@@ -29,7 +29,7 @@ public sealed class StartKtExchangeCommand : KtServiceTakeoverCmdlet
         ExchangeOptions options;
         try
         {
-            options = CommonOptions(new ExchangeOptions()) with
+            options = ((ExchangeOptions)CommonOptions(new ExchangeOptions())) with
             {
                 Service = ServiceName,
                 Deployment = DeploymentName,

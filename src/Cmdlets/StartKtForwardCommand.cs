@@ -32,7 +32,7 @@ public sealed class StartKtForwardCommand : KtClusterCmdlet
         ForwardOptions options;
         try
         {
-            options = CommonOptions(new ForwardOptions()) with
+            options = ((ForwardOptions)CommonOptions(new ForwardOptions())) with
             {
                 Service = Service,
                 Ports = Port.Select(PortMapping.Parse).ToList(),

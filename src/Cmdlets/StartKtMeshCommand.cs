@@ -34,7 +34,7 @@ public sealed class StartKtMeshCommand : KtServiceTakeoverCmdlet
         MeshOptions options;
         try
         {
-            options = CommonOptions(new MeshOptions()) with
+            options = ((MeshOptions)CommonOptions(new MeshOptions())) with
             {
                 Service = ServiceName,
                 Deployment = DeploymentName,

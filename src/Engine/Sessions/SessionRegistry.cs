@@ -11,7 +11,7 @@ public sealed class SessionRegistry
     private static readonly Lazy<SessionRegistry> LazyDefault = new(() =>
     {
         var r = new SessionRegistry();
-        AppDomain.CurrentDomain.ProcessExit += (_, _) => r.StopAllOnExit();
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => r.StopAll();
         return r;
     });
 
@@ -63,8 +63,11 @@ public sealed class SessionRegistry
     public Task StopAllAsync(CancellationToken cancellationToken = default) =>
         Task.WhenAll(_sessions.Values.Select(s => s.StopAsync(cancellationToken)));
 
-    /// <summary>Process exit: the thread must block here, because the process ends when the handler returns.</summary>
-    internal void StopAllOnExit()
+    /// <summary>
+    /// Stops every session and blocks until all are undone or <see cref="ExitTimeout"/> passes: for process exit (the
+    /// process ends when the handler returns) and module removal (the host goes on without the module's code).
+    /// </summary>
+    public void StopAll()
     {
         try
         {

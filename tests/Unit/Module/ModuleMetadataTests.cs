@@ -83,6 +83,30 @@ public sealed class ModuleMetadataTests(ModuleMetadata module) : IClassFixture<M
         Assert.Contains(module.Cmdlets.GetReferencedAssemblies(), a => a.Name == "System.Management.Automation");
     }
 
+    /// <summary>
+    /// PowerShell enumerates the exported types (Assembly.GetExportedTypes) before ModuleInit.OnImport can tell it where
+    /// the engine is. Loading a type loads its base types, interfaces and the generic constraints of its type and
+    /// methods, so none of them may live in the engine, or Import-Module fails with FileNotFoundException.
+    /// </summary>
+    [Fact]
+    public void Public_types_load_without_the_engine()
+    {
+        static IEnumerable<Type> Shape(Type t)
+        {
+            for (var b = t.BaseType; b is not null; b = b.BaseType) yield return b;
+            foreach (var i in t.GetInterfaces()) yield return i;
+            foreach (var g in t.IsGenericTypeDefinition ? t.GetGenericArguments() : []) foreach (var c in g.GetGenericParameterConstraints()) yield return c;
+            const BindingFlags all = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
+            foreach (var m in t.GetMethods(all).Where(m => m.IsGenericMethodDefinition))
+                foreach (var g in m.GetGenericArguments()) foreach (var c in g.GetGenericParameterConstraints()) yield return c;
+            if (t.IsValueType) foreach (var f in t.GetFields(all)) yield return f.FieldType;
+        }
+        var offenders = module.Cmdlets.GetExportedTypes()
+            .SelectMany(t => Shape(t).Where(s => s.Assembly.GetName().Name == "KtConnect.Engine").Select(s => $"{t.FullName} needs {s.FullName}"))
+            .ToList();
+        Assert.Empty(offenders);
+    }
+
     [Fact]
     public void Module_initializer_hooks_import_and_removal()
     {
