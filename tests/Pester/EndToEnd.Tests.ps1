@@ -1,0 +1,305 @@
+#Requires -Version 7.4
+# Every cmdlet driven as a user would, against KubeSim (the simulated cluster the xunit end-to-end tests use): a pwsh
+# in the laptop network namespace imports the built module ($env:KTCONNECT_MODULE) and works with namespace `dev`:
+# Deployment + Service `orders` (2 echo pods that answer with their pod's name, 80 -> 8080) and Deployment `client`,
+# whose pod is where in-cluster requests come from. Linux and root only; skipped with the reason elsewhere.
+
+BeforeDiscovery {
+    Import-Module (Join-Path $PSScriptRoot 'SimCluster.psm1') -Force
+    $script:KubeSimDll = $env:KTCONNECT_KUBESIM_DLL
+    $script:Unsupported = Test-SimClusterSupport -KubeSimDll $script:KubeSimDll
+}
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'SimCluster.psm1') -Force
+    $script:Cluster = $null
+    if (Test-SimClusterSupport -KubeSimDll $env:KTCONNECT_KUBESIM_DLL) { return }
+    $script:Cluster = Start-SimCluster -KubeSimDll $env:KTCONNECT_KUBESIM_DLL
+    Invoke-Kube $Cluster /api/v1/namespaces -Method POST -Body @{ apiVersion = 'v1'; kind = 'Namespace'; metadata = @{ name = 'dev' } } | Out-Null
+    New-TestWorkload -Cluster $Cluster -Name orders -Replicas 2
+    New-TestWorkload -Cluster $Cluster -Name client -NoService
+    # Answers on the laptop's port 8080 with a marker: where exchanged, meshed and previewed traffic must land.
+    $script:LocalServer = @'
+$site = Join-Path ([IO.Path]::GetTempPath()) ('kt-local-' + $PID)
+$null = New-Item -ItemType Directory -Force $site
+Set-Content -LiteralPath (Join-Path $site 'index.html') -Value 'LOCAL-LAPTOP-ANSWER'
+$server = Start-Process python3 -ArgumentList '-m', 'http.server', '8080', '--bind', '127.0.0.1', '--directory', $site -PassThru -RedirectStandardError (Join-Path $site 'log')
+while (-not (Test-NetConnectionLocal)) { Start-Sleep -Milliseconds 100 }
+function Test-NetConnectionLocal { try { $c = [Net.Sockets.TcpClient]::new('127.0.0.1', 8080); $c.Dispose(); $true } catch { $false } }
+'@
+    # The same, with the probe defined before it is used.
+    $script:LocalServer = ($script:LocalServer -split "`n" | Where-Object { $_ -notlike 'function Test-NetConnectionLocal*' }) -join "`n"
+    $script:LocalServer = 'function Test-NetConnectionLocal { try { $c = [Net.Sockets.TcpClient]::new(''127.0.0.1'', 8080); $c.Dispose(); $true } catch { $false } }' + "`n" + $script:LocalServer
+    $script:Baseline = Get-ClusterSnapshot $Cluster
+    $script:Orders = 'http://orders.dev.svc.cluster.local/'
+}
+
+AfterAll {
+    if ($script:Cluster) { Stop-SimCluster $script:Cluster }
+}
+
+Describe 'KtConnect against a simulated cluster' -Skip:([bool]$script:Unsupported) {
+    AfterEach {
+        Stop-LaptopPwsh $script:Pwsh
+        $script:Pwsh = $null
+    }
+
+    Context 'Connect-KtCluster' {
+        It 'reaches a Service by name through SOCKS5, and Get-KtSession | Stop-KtSession restores the cluster exactly' {
+            $r = Invoke-LaptopPwsh $Cluster @'
+$s = Connect-KtCluster -Namespace dev -Mode Socks -ProxyPort 2223
+"STATE $($s.State) $($s.Kind) $($s.Mode)"
+"BODY " + ((curl -sS --max-time 10 --socks5-hostname 127.0.0.1:2223 http://orders/) -join ' ')
+Get-KtSession | Stop-KtSession
+"LISTED $(@(Get-KtSession).Count) ENDED $(@(Get-KtSession -IncludeEnded | Where-Object State -eq Stopped).Count)"
+'@
+            $r.ExitCode | Should -Be 0 -Because $r.Errors
+            $r.Output | Should -Match 'STATE Running Connect Socks'
+            $r.Output | Should -Match 'BODY pod: orders-'
+            $r.Output | Should -Match 'LISTED 0 ENDED 1'
+            Get-ClusterSnapshot $Cluster | Should -Be $Baseline
+        }
+
+        It 'reaches a Service by its cluster DNS name in tun mode, and stopping removes routes and DNS' {
+            $laptop = Get-LaptopSnapshot $Cluster
+            $r = Invoke-LaptopPwsh $Cluster @'
+$s = Connect-KtCluster -Namespace dev
+"STATE $($s.State) $($s.Mode)"
+"ROUTES $($s.Routes -join ',')"
+"BODY " + ((curl -sS --max-time 10 http://orders.dev.svc.cluster.local/) -join ' ')
+$s | Stop-KtSession
+'@
+            $r.ExitCode | Should -Be 0 -Because $r.Errors
+            $r.Output | Should -Match 'STATE Running'
+            $r.Output | Should -Match 'ROUTES \d+\.'
+            $r.Output | Should -Match 'BODY pod: orders-'
+            Get-LaptopSnapshot $Cluster | Should -Be $laptop
+            Get-ClusterSnapshot $Cluster | Should -Be $Baseline
+        }
+    }
+
+    Context 'traffic from the cluster to this machine' {
+        It 'Start-KtExchange sends every request of the Service to the local port until Stop-KtSession' {
+            $script:Pwsh = Start-LaptopPwsh $Cluster ($LocalServer + @'
+$s = Start-KtExchange -Service orders -Namespace dev -Port 8080:80
+"RUNNING $($s.Kind) $($s.State)"
+Wait-Go
+$s | Stop-KtSession
+"STOPPED"
+'@)
+            Wait-LaptopOutput $Pwsh 'RUNNING Exchange Running' | Out-Null
+            Wait-ClusterAnswer $Cluster $Orders 'LOCAL-LAPTOP-ANSWER' | Should -Match 'LOCAL-LAPTOP-ANSWER'
+            Get-ClusterSnapshot $Cluster | Should -Not -Be $Baseline
+            Send-LaptopGo $Pwsh
+            Wait-LaptopOutput $Pwsh 'STOPPED' | Out-Null
+            Wait-ClusterAnswer $Cluster $Orders 'pod: orders-' | Should -Match 'pod: orders-'
+            Get-ClusterSnapshot $Cluster | Should -Be $Baseline
+        }
+
+        It 'Start-KtMesh sends only requests with the version header to the local port' {
+            $script:Pwsh = Start-LaptopPwsh $Cluster ($LocalServer + @'
+$s = Start-KtMesh -Service orders -Namespace dev -Port 8080:80 -VersionMark v2
+"RUNNING $($s.Kind) $($s.State) HEADER $($s.MeshHeader): $($s.MeshVersion)"
+Wait-Go
+Stop-KtSession -Id $s.Id
+"STOPPED"
+'@)
+            $line = Wait-LaptopOutput $Pwsh 'RUNNING Mesh Running'
+            $header = ($line -replace '^.*HEADER ', '').Trim()
+            $header | Should -Match '^\S+: v2$'
+            Wait-ClusterAnswer $Cluster $Orders 'LOCAL-LAPTOP-ANSWER' -Header $header | Should -Match 'LOCAL-LAPTOP-ANSWER'
+            Wait-ClusterAnswer $Cluster $Orders 'pod: orders-' | Should -Match 'pod: orders-'
+            Send-LaptopGo $Pwsh
+            Wait-LaptopOutput $Pwsh 'STOPPED' | Out-Null
+            Get-ClusterSnapshot $Cluster | Should -Be $Baseline
+        }
+
+        It 'New-KtPreview serves a new Service from the local port and removes it on stop' {
+            $script:Pwsh = Start-LaptopPwsh $Cluster ($LocalServer + @'
+$s = New-KtPreview -Name orders-next -Namespace dev -Port 8080:80
+"RUNNING $($s.Kind) $($s.State)"
+Wait-Go
+Get-KtSession | Stop-KtSession
+"STOPPED"
+'@)
+            Wait-LaptopOutput $Pwsh 'RUNNING Preview Running' | Out-Null
+            Wait-ClusterAnswer $Cluster 'http://orders-next.dev.svc.cluster.local/' 'LOCAL-LAPTOP-ANSWER' | Should -Match 'LOCAL-LAPTOP-ANSWER'
+            Send-LaptopGo $Pwsh
+            Wait-LaptopOutput $Pwsh 'STOPPED' | Out-Null
+            Invoke-Kube $Cluster /api/v1/namespaces/dev/services/orders-next -AllowMissing | Should -BeNullOrEmpty
+            Get-ClusterSnapshot $Cluster | Should -Be $Baseline
+        }
+    }
+
+    Context 'Start-KtForward and Wait-KtSession' {
+        It 'Start-KtForward carries bytes from a local port to the Service''s pods, and Wait-KtSession sees it stop' {
+            $r = Invoke-LaptopPwsh $Cluster @'
+$s = Start-KtForward -Service orders -Namespace dev -Port 18080:80
+"STATE $($s.State) PORTS $($s.LocalPorts -join ',')"
+foreach ($i in 1..3) { "BODY$i " + ((curl -sS --max-time 10 http://127.0.0.1:18080/) -join ' ') }
+$big = curl -sS --max-time 20 -o /dev/null -w '%{http_code} %{size_download}' -H "X-Pad: $('x' * 30000)" http://127.0.0.1:18080/
+"BIG $big"
+"TIMEOUT $(@(Wait-KtSession -Id $s.Id -Timeout 1).Count)"
+$job = Start-ThreadJob { param($id) Start-Sleep -Milliseconds 500; Stop-KtSession -Id $id } -ArgumentList $s.Id
+$done = Wait-KtSession -InputObject $s -Timeout 60
+"WAITED $($done.State)"
+$job | Wait-Job | Receive-Job
+'@
+            $r.ExitCode | Should -Be 0 -Because $r.Errors
+            $r.Output | Should -Match 'STATE Running PORTS'
+            foreach ($i in 1..3) { $r.Output | Should -Match "BODY$i pod: orders-" }
+            $r.Output | Should -Match 'BIG 200 3\d{4}'
+            $r.Output | Should -Match 'TIMEOUT 0'
+            $r.Output | Should -Match 'WAITED Stopped'
+        }
+
+        It 'a missing Service is a terminating error with its ErrorId, like the other cmdlets' {
+            $r = Invoke-LaptopPwsh $Cluster @'
+try { Start-KtForward -Service nosuch -Namespace dev -Port 18081 ; 'NOERROR' } catch { "ERRORID $($_.FullyQualifiedErrorId)" }
+"AFTER $((Get-KtSession -IncludeEnded).Count)"
+'@
+            $r.Output | Should -Match 'ERRORID \w+NotFound,'
+            $r.Output | Should -Not -Match 'NOERROR'
+        }
+    }
+
+    Context '-WhatIf and -Confirm' {
+        It '<Command> -WhatIf says what it would do and changes nothing' -ForEach @(
+            @{ Command = 'Connect-KtCluster -Namespace dev -Mode Socks -ProxyPort 2224' }
+            @{ Command = 'Start-KtExchange -Service orders -Namespace dev -Port 8080:80' }
+            @{ Command = 'Start-KtMesh -Service orders -Namespace dev -Port 8080:80' }
+            @{ Command = 'New-KtPreview -Name orders-next -Namespace dev -Port 8080' }
+            @{ Command = 'Start-KtForward -Service orders -Namespace dev -Port 18082:80' }
+        ) {
+            $r = Invoke-LaptopPwsh $Cluster "`$out = $Command -WhatIf 6>&1 *>&1 | Out-String; `$out; 'SESSIONS ' + @(Get-KtSession -IncludeEnded).Count"
+            $r.ExitCode | Should -Be 0 -Because $r.Errors
+            $r.Output | Should -Match 'What if:'
+            $r.Output | Should -Match 'SESSIONS 0'
+            Get-ClusterSnapshot $Cluster | Should -Be $Baseline
+        }
+
+        It 'answering No to -Confirm changes nothing' {
+            $script:Pwsh = Start-LaptopPwsh $Cluster -Interactive @'
+Start-KtExchange -Service orders -Namespace dev -Port 8080:80 -Confirm
+"SESSIONS $(@(Get-KtSession -IncludeEnded).Count)"
+'@
+            $Pwsh.Process.StandardInput.WriteLine('N')
+            $Pwsh.Process.StandardInput.Close()
+            Wait-LaptopExit $Pwsh | Out-Null
+            Get-LaptopOutput $Pwsh | Should -Match 'SESSIONS 0'
+            Get-ClusterSnapshot $Cluster | Should -Be $Baseline
+        }
+    }
+
+    Context 'bad input' {
+        It '<Name> is a terminating ErrorRecord <ErrorId> and changes nothing' -ForEach @(
+            @{ Name = 'an unknown namespace'; Arguments = '-Namespace nosuch'; ErrorId = 'NamespaceNotFound' }
+            @{ Name = 'an unknown context'; Arguments = '-Namespace dev -Context nosuch'; ErrorId = 'KubeContextNotFound' }
+            @{ Name = 'a missing kubeconfig'; Arguments = '-Namespace dev -Kubeconfig /nonexistent/config'; ErrorId = 'KubeConfigNotFound' }
+        ) {
+            $r = Invoke-LaptopPwsh $Cluster @"
+try { Connect-KtCluster -Mode Socks -ProxyPort 2225 $Arguments; 'NOERROR' }
+catch { "ERRORID `$(`$_.FullyQualifiedErrorId) CATEGORY `$(`$_.CategoryInfo.Category)" }
+"SESSIONS `$(@(Get-KtSession -IncludeEnded).Count)"
+"@
+            $r.Output | Should -Match "ERRORID $ErrorId,KtConnect.Cmdlets.ConnectKtClusterCommand"
+            $r.Output | Should -Match 'SESSIONS 0'
+            Get-ClusterSnapshot $Cluster | Should -Be $Baseline
+        }
+    }
+
+    Context 'completion' {
+        It 'completes namespaces and Services from the cluster' {
+            $r = Invoke-LaptopPwsh $Cluster @'
+$line = 'Connect-KtCluster -Namespace d'
+"NS " + ((TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches.CompletionText -join ',')
+$line = 'Start-KtExchange -Namespace dev -Service o'
+"SVC " + ((TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches.CompletionText -join ',')
+$line = 'Connect-KtCluster -Context kube'
+"CTX " + ((TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches.CompletionText -join ',')
+'@
+            $r.ExitCode | Should -Be 0 -Because $r.Errors
+            $r.Output | Should -Match 'NS (.*,)?dev(,|$)'
+            $r.Output | Should -Match 'SVC orders$'
+            $r.Output | Should -Match 'CTX kubesim$'
+        }
+    }
+
+    Context 'the end of a pwsh or of the module' {
+        It '<How> stops and restores every session of the module' -ForEach @(
+            @{ How = 'Remove-Module'; Ending = "Remove-Module KtConnect`n'REMOVED'`nWait-Go" }
+            @{ How = 'exiting pwsh'; Ending = 'exit 0' }
+        ) {
+            $script:Pwsh = Start-LaptopPwsh $Cluster ($LocalServer + @"
+`$null = Start-KtExchange -Service orders -Namespace dev -Port 8080:80
+`$null = Connect-KtCluster -Namespace dev -Mode Socks -ProxyPort 2226
+'RUNNING'
+Wait-Go
+$Ending
+"@)
+            Wait-LaptopOutput $Pwsh 'RUNNING' | Out-Null
+            Wait-ClusterAnswer $Cluster $Orders 'LOCAL-LAPTOP-ANSWER' | Out-Null
+            Send-LaptopGo $Pwsh
+            if ($How -eq 'Remove-Module') {
+                Wait-LaptopOutput $Pwsh 'REMOVED' | Out-Null
+                $Pwsh.Process.HasExited | Should -BeFalse
+            }
+            else {
+                Wait-LaptopExit $Pwsh | Should -Be 0
+            }
+            Get-ClusterSnapshot $Cluster | Should -Be $Baseline
+            Wait-ClusterAnswer $Cluster $Orders 'pod: orders-' | Should -Match 'pod: orders-'
+        }
+    }
+
+    Context 'after a killed pwsh' {
+        It '<Cleaner> undoes what the killed session left in the cluster' -ForEach @(
+            @{ Cleaner = 'Clear-KtResource'; Command = 'Clear-KtResource -Namespace dev -Confirm:$false' }
+            @{ Cleaner = 'Restore-KtService'; Command = 'Restore-KtService -Name orders -Namespace dev -Confirm:$false; Clear-KtResource -Namespace dev -Confirm:$false' }
+        ) {
+            $script:Pwsh = Start-LaptopPwsh $Cluster ($LocalServer + @'
+$s = Start-KtExchange -Service orders -Namespace dev -Port 8080:80
+"RUNNING $PID"
+Wait-Go
+'@)
+            $line = Wait-LaptopOutput $Pwsh 'RUNNING \d+'
+            Wait-ClusterAnswer $Cluster $Orders 'LOCAL-LAPTOP-ANSWER' | Out-Null
+            # SIGKILL to PowerShell's own process (`ip netns exec` execs it, so this is `dotnet pwsh.dll`).
+            [int]($line -replace '\D', '') | Should -Be $Pwsh.Process.Id
+            $Pwsh.Process.Kill()
+            $Pwsh.Process.WaitForExit()
+            Get-ClusterSnapshot $Cluster | Should -Not -Be $Baseline
+            $r = Invoke-LaptopPwsh $Cluster "$Command 6>&1 | Out-String"
+            $r.ExitCode | Should -Be 0 -Because $r.Errors
+            Get-ClusterSnapshot $Cluster | Should -Be $Baseline
+            Wait-ClusterAnswer $Cluster $Orders 'pod: orders-' | Should -Match 'pod: orders-'
+        }
+
+        It 'Clear-KtResource and Restore-KtService say so when there is nothing to do, and -WhatIf lists each step once' {
+            $r = Invoke-LaptopPwsh $Cluster @'
+"CLEAR " + ((Clear-KtResource -Namespace dev -Confirm:$false 6>&1 | Out-String).Trim())
+"RESTORE " + ((Restore-KtService -Name orders -Namespace dev -Confirm:$false 6>&1 | Out-String).Trim())
+'@
+            $r.ExitCode | Should -Be 0 -Because $r.Errors
+            $r.Output | Should -Match 'CLEAR Nothing'
+            $r.Output | Should -Match 'RESTORE Nothing'
+
+            $script:Pwsh = Start-LaptopPwsh $Cluster ($LocalServer + @'
+$s = Start-KtExchange -Service orders -Namespace dev -Port 8080:80
+"RUNNING"
+Wait-Go
+'@)
+            Wait-LaptopOutput $Pwsh 'RUNNING' | Out-Null
+            $Pwsh.Process.Kill()
+            $Pwsh.Process.WaitForExit()
+            $r = Invoke-LaptopPwsh $Cluster 'Clear-KtResource -Namespace dev -WhatIf *>&1 | Out-String'
+            $lines = @($r.Output -split "`n" | Where-Object { $_ -match 'What if:' })
+            $lines.Count | Should -BeGreaterThan 0
+            ($lines | Sort-Object -Unique).Count | Should -Be $lines.Count
+            @($lines | Where-Object { $_ -match 'selector' }).Count | Should -Be 1
+            Get-ClusterSnapshot $Cluster | Should -Not -Be $Baseline
+            Invoke-LaptopPwsh $Cluster 'Clear-KtResource -Namespace dev -Confirm:$false' | Out-Null
+            Get-ClusterSnapshot $Cluster | Should -Be $Baseline
+        }
+    }
+}
