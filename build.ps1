@@ -96,8 +96,12 @@ function Invoke-Layout {
 
 function Build-Help {
     $helpSource = Join-Path $root 'docs/help'
+    $helpFile = Join-Path $moduleDir 'en-US/KtConnect.Cmdlets.dll-Help.xml'
     if (-not (Get-Module -ListAvailable Microsoft.PowerShell.PlatyPS)) {
-        Write-Warning 'Microsoft.PowerShell.PlatyPS is not installed: cmdlet help is not compiled (Get-Help shows syntax only).'
+        # Our own compiler (plain PowerShell): it fails on a page without synopsis, description, example or a
+        # parameter's description, as PlatyPS's diagnostics do below.
+        Write-Host 'Microsoft.PowerShell.PlatyPS is not installed: compiling cmdlet help with tools/ConvertTo-MamlHelp.ps1.'
+        & (Join-Path $root 'tools/ConvertTo-MamlHelp.ps1') -Path $helpSource -OutputPath $helpFile | Out-Null
         return
     }
     Import-Module Microsoft.PowerShell.PlatyPS
@@ -108,7 +112,7 @@ function Build-Help {
     if ($problems) { throw "Help has problems:`n$($problems | Out-String)" }
     $commandHelp | Export-MamlCommandHelp -OutputFolder (Join-Path $outRoot 'help') -Force | Out-Null
     Get-ChildItem -Recurse -Filter '*.xml' (Join-Path $outRoot 'help') |
-        ForEach-Object { Copy-Required $_.FullName (Join-Path $moduleDir "en-US/KtConnect.Cmdlets.dll-Help.xml") }
+        ForEach-Object { Copy-Required $_.FullName $helpFile }
 }
 
 function Invoke-Test {

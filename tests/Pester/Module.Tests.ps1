@@ -38,18 +38,4 @@ Describe 'KtConnect module' {
             Set-ItResult -Skipped -Because 'no cmdlet has loaded the engine yet'
         }
     }
-
-    It 'has help with a synopsis, a description, an example and every parameter for <_>' -ForEach @(
-        (Import-PowerShellDataFile (Join-Path $env:KTCONNECT_MODULE 'KtConnect.psd1')).CmdletsToExport
-    ) {
-        $help = Get-Help $_ -Full
-        $help.Synopsis | Should -Not -BeNullOrEmpty
-        $help.Synopsis | Should -Not -Match '^\s*\r?\n?\s*' + [regex]::Escape($_)
-        $help.description | Should -Not -BeNullOrEmpty
-        @($help.examples.example).Count | Should -BeGreaterThan 0
-        $common = [System.Management.Automation.Cmdlet]::CommonParameters + [System.Management.Automation.Cmdlet]::OptionalCommonParameters
-        foreach ($p in (Get-Command $_).Parameters.Keys | Where-Object { $_ -notin $common }) {
-            ($help.parameters.parameter | Where-Object name -eq $p).description | Should -Not -BeNullOrEmpty -Because "parameter $p needs help"
-        }
-    }
 }
