@@ -120,17 +120,38 @@ function Invoke-Test {
     Invoke-Pester5
 }
 
+# Pester 5: $env:KT_PESTER (a Pester.psd1), else the one .ci/install-pwsh puts under $env:KT_TOOLS (/opt/kt-tools), else
+# any Pester 5 on PSModulePath.
+function Find-Pester5 {
+    $tools = if ($env:KT_TOOLS) { $env:KT_TOOLS } else { '/opt/kt-tools' }
+    foreach ($candidate in $env:KT_PESTER, (Join-Path $tools 'packages/pester/5.7.1/tools/Pester.psd1')) {
+        if ($candidate -and (Test-Path -LiteralPath $candidate)) { return $candidate }
+    }
+    Get-Module -ListAvailable Pester | Where-Object Version -ge '5.0' | Sort-Object Version -Descending |
+        Select-Object -First 1 -ExpandProperty Path
+}
+
 function Invoke-Pester5 {
-    if (-not (Get-Module -ListAvailable Pester | Where-Object Version -ge '5.0')) {
-        Write-Warning 'Pester 5 is not installed: tests/Pester were NOT run.'
+    $pester = Find-Pester5
+    if (-not $pester) {
+        Write-Warning 'Pester 5 is not installed (.ci/install-pwsh installs it): tests/Pester were NOT run.'
         return
     }
-    # A fresh, non-interactive pwsh so nothing from this session leaks into the module under test.
-    $script = "`$env:KTCONNECT_MODULE = '$moduleDir'; Import-Module Pester -MinimumVersion 5.0; " +
-        "`$c = New-PesterConfiguration; `$c.Run.Path = '$(Join-Path $root 'tests/Pester')'; `$c.Run.Exit = `$true; " +
-        "`$c.TestResult.Enabled = `$true; `$c.TestResult.OutputPath = '$(Join-Path $outRoot 'pester.xml')'; Invoke-Pester -Configuration `$c"
+    $summary = Join-Path $outRoot 'pester-summary.txt'
+    Remove-Item -LiteralPath $summary -ErrorAction Ignore
+    # A fresh, non-interactive pwsh so nothing from this session leaks into the module under test. The end-to-end
+    # tests start the simulated cluster built with the solution.
+    $env:KTCONNECT_MODULE = $moduleDir
+    $env:KTCONNECT_KUBESIM_DLL = Join-Path $root "tests/KubeSim/bin/$Configuration/net10.0/KtConnect.KubeSim.dll"
+    $script = "Import-Module '$pester'; " +
+        "`$c = New-PesterConfiguration; `$c.Run.Path = '$(Join-Path $root 'tests/Pester')'; `$c.Run.PassThru = `$true; " +
+        "`$c.Output.Verbosity = 'Detailed'; `$c.TestResult.Enabled = `$true; `$c.TestResult.OutputPath = '$(Join-Path $outRoot 'pester.xml')'; " +
+        "`$r = Invoke-Pester -Configuration `$c; " +
+        "Set-Content -LiteralPath '$summary' -Value ('{0} passed, {1} failed, {2} skipped' -f `$r.PassedCount, (`$r.FailedCount + `$r.FailedBlocksCount + `$r.FailedContainersCount), `$r.SkippedCount); " +
+        "exit ([int](`$r.Result -ne 'Passed'))"
     & pwsh -NoProfile -NonInteractive -Command $script
     if ($LASTEXITCODE -ne 0) { throw "Pester failed with exit code $LASTEXITCODE" }
+    Write-Host "Pester: $(Get-Content -LiteralPath $summary)"
 }
 
 function Invoke-Package {

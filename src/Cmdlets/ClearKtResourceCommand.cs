@@ -97,7 +97,9 @@ public sealed class ClearKtResourceCommand : KtKubeCmdlet
         var chosen = plan.Where(accepted.Contains);
         if (!chosen.Descriptions.Any())
         {
-            if (!plan.Descriptions.Any()) WriteVerbose("Nothing was left behind.");
+            if (!plan.Descriptions.Any())
+                WriteNote(LocalOnly ? "Nothing to clean: no change of a crashed session is left on this machine."
+                    : $"Nothing to clean{(plan.Stale is { } stale ? $" in namespace '{stale.Namespace}'" : "")}: no crashed session left anything behind.");
             base.EndProcessing();
             return;
         }

@@ -24,8 +24,13 @@ public sealed class GetKtSessionCommand : KtCmdlet
     [ValidateNotNullOrEmpty]
     public string[]? Namespace { get; set; }
 
+    /// <summary>Only sessions in these states; naming Stopped or Failed lists ended sessions too.</summary>
     [Parameter(ParameterSetName = FilterSet)]
     public KtSessionState[]? State { get; set; }
+
+    /// <summary>Also list sessions that have ended (Stopped, or Failed including failed starts), like Get-Job keeps finished jobs.</summary>
+    [Parameter(ParameterSetName = FilterSet)]
+    public SwitchParameter IncludeEnded { get; set; }
 
     protected override void ProcessRecord()
     {
@@ -44,7 +49,7 @@ public sealed class GetKtSessionCommand : KtCmdlet
                 foreach (var s in SessionRegistry.Default.List().Select(x => new KtSession(x.Snapshot())))
                 {
                     if (Kind is not null && !Kind.Contains(s.Kind)) continue;
-                    if (State is not null && !State.Contains(s.State)) continue;
+                    if (State is not null ? !State.Contains(s.State) : !IncludeEnded && s.State is KtSessionState.Stopped or KtSessionState.Failed) continue;
                     if (patterns is not null && !patterns.Any(p => p.IsMatch(s.Namespace))) continue;
                     WriteObject(s);
                 }

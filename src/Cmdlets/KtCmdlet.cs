@@ -40,6 +40,9 @@ public abstract class KtCmdlet : PSCmdlet
         queue.Pump(work(queue, CancellationToken), Deliver);
     }
 
+    /// <summary>A line for the person at the console (as Write-Host writes it: shown, and capturable with 6>&amp;1).</summary>
+    protected void WriteNote(string text) => WriteInformation(new HostInformationMessage { Message = text }, ["PSHOST"]);
+
     protected void WriteKtError(KtException e, object? target = null) => WriteError(ToErrorRecord(e, target));
 
     protected void ThrowKtError(KtException e, object? target = null) => ThrowTerminatingError(ToErrorRecord(e, target));

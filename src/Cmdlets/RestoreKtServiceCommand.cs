@@ -44,7 +44,7 @@ public sealed class RestoreKtServiceCommand : KtKubeCmdlet
         foreach (var w in plan.Warnings) WriteWarning(w);
         if (plan.Actions.Count == 0)
         {
-            WriteVerbose($"Service {plan.Namespace}/{Name} carries no change of kt; nothing to restore.");
+            WriteNote($"Nothing to restore: Service {plan.Namespace}/{Name} carries no change of kt.");
             return;
         }
         var chosen = plan with { Actions = plan.Actions.Where(a => ShouldProcess(a.Description, $"Restore-KtService: {a.Description}?", "Restore-KtService")).ToList() };

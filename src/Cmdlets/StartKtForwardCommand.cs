@@ -41,12 +41,12 @@ public sealed class StartKtForwardCommand : KtClusterCmdlet
         }
         catch (KtException e)
         {
-            WriteKtError(e, Service);
+            ThrowKtError(e, Service);
             return;
         }
         var ports = Port.Length == 0 ? "its port" : "port(s) " + string.Join(", ", Port);
         if (!ShouldProcess($"Service '{Service}' in namespace '{Namespace ?? "(context default)"}'", $"Forward local {ports} on 127.0.0.1"))
             return;
-        StartSession((output, ct) => Forwarder.StartAsync(options, output, SessionRegistry.Default, cancellationToken: ct), Service, terminating: false);
+        StartSession((output, ct) => Forwarder.StartAsync(options, output, SessionRegistry.Default, cancellationToken: ct), Service);
     }
 }

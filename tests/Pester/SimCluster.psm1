@@ -15,7 +15,7 @@ function Test-SimClusterSupport {
     if (-not $IsLinux) { return 'needs Linux (network namespaces)' }
     if ((id -u) -ne '0') { return 'needs root (network namespaces, tun)' }
     if (-not $KubeSimDll -or -not (Test-Path -LiteralPath $KubeSimDll)) { return "KubeSim is not built ($KubeSimDll)" }
-    foreach ($p in 'ip', 'sshd', 'dnsmasq', 'nft', 'curl', 'python3') {
+    foreach ($p in 'ip', 'sshd', 'dnsmasq', 'nft', 'curl') {
         if (-not (Get-Command $p -ErrorAction Ignore) -and -not (Test-Path "/usr/sbin/$p")) { return "needs $p (.ci/install-deps)" }
     }
     return $null
@@ -116,6 +116,22 @@ function New-TestWorkload {
     } | Out-Null
 }
 
+function ConvertTo-Canonical {
+    <# Objects with their properties sorted by name, so two equal objects give the same JSON whatever their key order. #>
+    param($Value)
+    if ($null -eq $Value) { return $null }
+    if ($Value -is [string] -or $Value -is [ValueType]) { return $Value }
+    if ($Value -is [Collections.IDictionary]) {
+        $sorted = [ordered]@{}
+        foreach ($k in $Value.Keys | Sort-Object) { $sorted[$k] = ConvertTo-Canonical $Value[$k] }
+        return $sorted
+    }
+    if ($Value -is [Collections.IEnumerable]) { return , @($Value | ForEach-Object { ConvertTo-Canonical $_ }) }
+    $sorted = [ordered]@{}
+    foreach ($p in $Value.PSObject.Properties | Sort-Object Name) { $sorted[$p.Name] = ConvertTo-Canonical $p.Value }
+    $sorted
+}
+
 function Get-ClusterSnapshot {
     <#
     What a user would compare before and after: every pod, Service, Deployment and ConfigMap of the namespace with its
@@ -136,7 +152,7 @@ function Get-ClusterSnapshot {
                 ports       = if ($spec -and $spec.PSObject.Properties['ports']) { $spec.ports } else { $null }
                 replicas    = if ($spec -and $spec.PSObject.Properties['replicas']) { $spec.replicas } else { $null }
             }
-            $shape | ConvertTo-Json -Depth 10 -Compress
+            ConvertTo-Canonical $shape | ConvertTo-Json -Depth 10 -Compress
         }
     }
     ($lines | Sort-Object) -join "`n"
@@ -199,6 +215,7 @@ function Start-LaptopPwsh {
     $prelude = @'
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
+$PSStyle.OutputRendering = 'PlainText'
 $Module = Join-Path $env:KTCONNECT_MODULE 'KtConnect.psd1'
 function Wait-Go { while (-not (Test-Path -LiteralPath $env:KT_TEST_GO)) { Start-Sleep -Milliseconds 100 }; Remove-Item -LiteralPath $env:KT_TEST_GO }
 '@
@@ -268,8 +285,9 @@ function Wait-LaptopExit {
         $Pwsh.Process.Kill($true)
         throw "pwsh did not exit in $TimeoutSec s:`n$(Get-LaptopOutput $Pwsh)`n$(Get-LaptopOutput $Pwsh -Error)"
     }
-    $Pwsh.Process.WaitForExit()
-    Wait-Until -What 'the output readers' -TimeoutSec 10 { $Pwsh.Readers[2].IsCompleted -and $Pwsh.Readers[3].IsCompleted } | Out-Null
+    # The readers end at end of stream; a process the script left running may hold the pipes, so wait only briefly.
+    $deadline = [DateTime]::UtcNow.AddSeconds(10)
+    while (-not ($Pwsh.Readers[2].IsCompleted -and $Pwsh.Readers[3].IsCompleted) -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 50 }
     $Pwsh.Process.ExitCode
 }
 

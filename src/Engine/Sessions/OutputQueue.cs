@@ -22,6 +22,7 @@ public sealed class OutputQueue : IKtOutput, IDisposable
 {
     private readonly ConcurrentQueue<OutputMessage> _queue = new();
     private readonly AutoResetEvent _signal = new(false);
+    private bool _disposed;
 
     public void Verbose(string message) => Enqueue(new OutputMessage(OutputKind.Verbose, message));
 
@@ -55,7 +56,15 @@ public sealed class OutputQueue : IKtOutput, IDisposable
         while (_queue.TryDequeue(out var m)) deliver(m);
     }
 
-    public void Dispose() => _signal.Dispose();
+    /// <summary>After this, messages are dropped: a background loop that still holds the queue never fails for it.</summary>
+    public void Dispose()
+    {
+        lock (_queue)
+        {
+            _disposed = true;
+            _signal.Dispose();
+        }
+    }
 
     private void WaitDelivering(Task work, Action<OutputMessage> deliver)
     {
@@ -70,7 +79,11 @@ public sealed class OutputQueue : IKtOutput, IDisposable
 
     private void Enqueue(OutputMessage message)
     {
-        _queue.Enqueue(message);
-        _signal.Set();
+        lock (_queue)
+        {
+            if (_disposed) return;
+            _queue.Enqueue(message);
+            _signal.Set();
+        }
     }
 }

@@ -28,7 +28,7 @@ public sealed class Session
     {
         Id = id;
         Request = request;
-        Output = output;
+        _output.Sink = output;
         _mode = request.Mode;
         StartTime = DateTimeOffset.Now;
     }
@@ -44,7 +44,33 @@ public sealed class Session
 
     public DateTimeOffset StartTime { get; }
 
-    internal IKtOutput Output { get; set; }
+    /// <summary>
+    /// Where the session's messages go: a stable forwarder to the current sink, so a listener or loop that keeps it
+    /// writes to whoever is attached now (the starting cmdlet, then nobody after <see cref="DetachOutput"/>, then a
+    /// stopping cmdlet), never to a caller's queue that is gone.
+    /// </summary>
+    internal IKtOutput Output => _output;
+
+    private readonly SessionOutput _output = new();
+
+    private sealed class SessionOutput : IKtOutput
+    {
+        private volatile IKtOutput _sink = NullOutput.Instance;
+
+        public IKtOutput Sink
+        {
+            get => _sink;
+            set => _sink = value ?? NullOutput.Instance;
+        }
+
+        public void Verbose(string message) => _sink.Verbose(message);
+
+        public void Warning(string message) => _sink.Warning(message);
+
+        public void Debug(string message) => _sink.Debug(message);
+
+        public void Progress(string activity, string status, int percent = -1, bool completed = false) => _sink.Progress(activity, status, percent, completed);
+    }
 
     /// <summary>Cancelled when the session starts stopping: background loops watch it.</summary>
     public CancellationToken Stopping => _stopping.Token;
@@ -100,12 +126,12 @@ public sealed class Session
     /// <summary>Stops, reporting the restore steps to <paramref name="output"/> (the caller that asked for the stop).</summary>
     public Task StopAsync(IKtOutput? output, CancellationToken cancellationToken = default)
     {
-        if (output is not null) Output = output;
+        if (output is not null) _output.Sink = output;
         return StopCoreGuardedAsync(cancellationToken);
     }
 
     /// <summary>After the caller that started the session is gone, its messages go nowhere.</summary>
-    public void DetachOutput() => Output = NullOutput.Instance;
+    public void DetachOutput() => _output.Sink = NullOutput.Instance;
 
     private Task StopCoreGuardedAsync(CancellationToken cancellationToken)
     {

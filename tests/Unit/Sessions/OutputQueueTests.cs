@@ -48,4 +48,20 @@ public sealed class OutputQueueTests
         Assert.Equal("boom", e.Message);
         Assert.Equal(["creating pod"], delivered);
     }
+
+    [Fact]
+    public void Messages_after_dispose_are_dropped_without_failing_the_writer()
+    {
+        var queue = new OutputQueue();
+        queue.Verbose("before");
+        queue.Dispose();
+
+        queue.Verbose("after");
+        queue.Warning("after");
+        queue.Progress("a", "b");
+
+        var delivered = new List<string>();
+        queue.Drain(m => delivered.Add(m.Text));
+        Assert.Equal(["before"], delivered);
+    }
 }

@@ -47,6 +47,40 @@ public sealed class SessionTests
         Assert.Equal([SessionState.Running, SessionState.Stopping, SessionState.Stopped], states);
     }
 
+    /// <summary>
+    /// A listener keeps the output it was given at start; after the starting caller's queue is gone (the cmdlet
+    /// returned) its messages must go nowhere, not fail the connection, and a later caller that stops gets them.
+    /// </summary>
+    [Fact]
+    public async Task Output_kept_by_a_worker_follows_the_session_not_the_starting_caller()
+    {
+        var registry = new SessionRegistry();
+        IKtOutput? kept = null;
+        var starting = new OutputQueue();
+        var session = await registry.StartAsync(Request, new Worker((ctx, _) =>
+        {
+            kept = ctx.Output;
+            kept.Verbose("while starting");
+            ctx.Defer("undo", _ => { kept.Verbose("while stopping"); return Task.CompletedTask; });
+            return Task.CompletedTask;
+        }), starting);
+        var first = new List<string>();
+        starting.Drain(m => first.Add(m.Text));
+        session.DetachOutput();
+        starting.Dispose();
+
+        kept!.Verbose("connection from 127.0.0.1:50000");
+
+        using var stopping = new OutputQueue();
+        await session.StopAsync(stopping);
+        var second = new List<string>();
+        stopping.Drain(m => second.Add(m.Text));
+        Assert.Equal(["while starting"], first);
+        Assert.Contains("while stopping", second);
+        Assert.DoesNotContain("connection from 127.0.0.1:50000", second);
+        Assert.Equal(SessionState.Stopped, session.State);
+    }
+
     private sealed class RecordingHandler : IJournalUndoHandler
     {
         public List<string> Undone { get; } = [];
