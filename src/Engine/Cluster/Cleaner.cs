@@ -15,7 +15,10 @@ public sealed record CleanOptions
     /// <summary>The namespace to clean; null means the context's namespace.</summary>
     public string? Namespace { get; init; }
 
-    /// <summary>How long without a heartbeat (in cluster time) makes a kt object stale (ktctl's --thresholdInMinus).</summary>
+    /// <summary>
+    /// How long without a heartbeat (in cluster time) makes a kt object stale (ktctl's --thresholdInMinus). An object whose
+    /// owner is alive is kept whatever this says (<see cref="Liveness"/>): zero means every stale object, not every object.
+    /// </summary>
     public TimeSpan Threshold { get; init; } = KtConventions.DefaultStaleThreshold;
 
     /// <summary>Also undo this machine's journal of local changes (routes, DNS, firewall) whose owner is gone.</summary>
@@ -62,8 +65,10 @@ public sealed record CleanReport(IReadOnlyList<JournalEntry> Local, IReadOnlyLis
 /// <summary>
 /// Undoes what crashed sessions left: this machine's journaled changes whose owner process is gone (local ones, then
 /// the cluster ones of this server and namespace), then the namespace's kt objects whose heartbeat is older than the
-/// threshold (selectors and replicas restored before anything is deleted; live sessions' objects, with fresh
-/// heartbeats and live journal owners, are never touched).
+/// threshold (selectors and replicas restored before anything is deleted). Live sessions' objects are never touched,
+/// whatever the threshold: those a live process of this machine journalled, and those no journal here knows whose
+/// heartbeat is younger than <see cref="Liveness.Floor"/>; each one the threshold alone would have taken is said as a
+/// "kept: ..." warning.
 /// </summary>
 public static class Cleaner
 {
@@ -87,8 +92,9 @@ public static class Cleaner
         if (options.LocalOnly) return new CleanPlan(local, [], null);
         using var client = Connect(options, out var ns);
         var cluster = ClusterRecovery.Pending(journal, client.Configuration.Server, ns);
-        var stale = await new StaleResources(client).PlanAsync(ns, options.Threshold, cancellationToken).ConfigureAwait(false);
+        var stale = await new StaleResources(client, journal).PlanAsync(ns, options.Threshold, cancellationToken).ConfigureAwait(false);
         foreach (var w in stale.Warnings) output.Warning(w);
+        foreach (var k in stale.Kept) output.Warning(k);
         return new CleanPlan(local, cluster, stale);
     }
 
@@ -114,7 +120,7 @@ public static class Cleaner
             ? []
             : await ClusterRecovery.UndoOrphanedAsync(journal, client, ns, output, e => clusterIds.Contains(e.Id), cancellationToken).ConfigureAwait(false);
         IReadOnlyList<CleanupOutcome> outcomes = plan.Stale is { Actions.Count: > 0 } stale
-            ? await new StaleResources(client).ExecuteAsync(stale, null, cancellationToken).ConfigureAwait(false)
+            ? await new StaleResources(client, journal).ExecuteAsync(stale, null, cancellationToken).ConfigureAwait(false)
             : [];
         return new CleanReport(local, cluster, plan.Stale, outcomes);
     }
