@@ -194,7 +194,16 @@ public static class ServiceRecovery
         var selector = svc.Spec?.Selector ?? [];
         var kt = new ListOptions { LabelSelector = KtConventions.ControlBySelector };
         var pods = (await client.Pods.ListAllAsync(ns, kt, cancellationToken: cancellationToken).ConfigureAwait(false)).Items;
-        var deployments = (await client.Deployments.ListAllAsync(ns, kt, cancellationToken: cancellationToken).ConfigureAwait(false)).Items;
+        List<Deployment> deployments;
+        try
+        {
+            deployments = (await client.Deployments.ListAllAsync(ns, kt, cancellationToken: cancellationToken).ConfigureAwait(false)).Items;
+        }
+        catch (KubeForbiddenException)
+        {
+            // kt-connect's minimal RBAC grants no list on deployments: shadows are pods there.
+            deployments = [];
+        }
         var meshPrefix = name + "-kt-mesh-";
         var routed = selector.GetValueOrDefault(KtConventions.RoleLabel) == KtConventions.Roles.Router;
         bool Holds(ObjectMeta? m, ObjectMeta? own)
