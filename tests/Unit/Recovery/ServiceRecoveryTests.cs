@@ -279,4 +279,54 @@ public sealed class ServiceRecoveryTests : IDisposable
         Assert.Contains(plan.Actions, a => a is { Kind: CleanupActionKind.DeletePod, Name: "orders-kt-router" });
         Assert.Contains(plan.Actions, a => a is { Kind: CleanupActionKind.RestoreServiceSelector, Name: "orders" });
     }
+
+    [Fact]
+    public async Task A_live_scale_exchange_and_a_live_shadow_deployment_are_refused_and_stale_ones_recovered()
+    {
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false }, Ns);
+        var s = sim.Server;
+        var now = sim.Client.Clock.UtcNow;
+        var fresh = KtConventions.FormatUnixSeconds(now.AddSeconds(-30));
+        var old = KtConventions.FormatUnixSeconds(now.AddMinutes(-30));
+        s.Apply("""{"apiVersion":"v1","kind":"Service","metadata":{"name":"pay","namespace":"kt-test"},"spec":{"selector":{"app":"pay"},"ports":[{"port":80}]}}""");
+        s.Apply("""
+            {"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"pay","namespace":"kt-test"},
+             "spec":{"replicas":0,"selector":{"matchLabels":{"app":"pay"}},
+             "template":{"metadata":{"labels":{"app":"pay"}},"spec":{"containers":[{"name":"app","image":"app"}]} } } }
+            """);
+        void ScaleShadow(string beat) => s.Apply($$$"""
+            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"pay-kt-exchange-fghij","namespace":"kt-test",
+             "labels":{"control-by":"kt","kt-role":"shadow-exchange","app":"pay"},"annotations":{"kt-config":"app=pay,replicas=2,service=pay","kt-last-heart-beat":"{{{beat}}}"}},
+             "spec":{"containers":[{"name":"standalone","image":"shadow"}]}}
+            """);
+        var options = new RecoverOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir), Namespace = Ns, Journal = new ChangeJournal(Path.Combine(_dir, "journal")) };
+
+        ScaleShadow(fresh);
+        var e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() => ServiceRecovery.PlanAsync(options, "pay"));
+        Assert.Equal("RecoverServiceInUse", e.ErrorId);
+        Assert.Contains("shadow pod pay-kt-exchange-fghij", e.Message, StringComparison.Ordinal);
+        Assert.Equal(0, (await sim.Client.Deployments.GetAsync("pay", Ns)).Spec!.Replicas);
+        ScaleShadow(old);
+        Assert.Contains((await ServiceRecovery.PlanAsync(options, "pay")).Actions, a => a is { Kind: CleanupActionKind.ScaleDeployment, Name: "pay", Replicas: 2 });
+        s.Store.Delete(ResourceTypes.Pods, Ns, "pay-kt-exchange-fghij");
+
+        // A selector exchange through a shadow Deployment: the Deployment's heartbeat is the one kept fresh.
+        void ShadowDeployment(string beat) => s.Apply($$$"""
+            {"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"pay-kt-exchange-klmno","namespace":"kt-test",
+             "labels":{"control-by":"kt","kt-role":"shadow-exchange"},"annotations":{"kt-config":"service=pay","kt-user":"carol","kt-last-heart-beat":"{{{beat}}}"}},
+             "spec":{"replicas":0,"selector":{"matchLabels":{"kt-role":"shadow-exchange","kt-target":"ddd"}},
+             "template":{"metadata":{"labels":{"kt-role":"shadow-exchange","kt-target":"ddd"}},"spec":{"containers":[{"name":"standalone","image":"shadow"}]} } } }
+            """);
+        s.Apply("""
+            {"apiVersion":"v1","kind":"Service","metadata":{"name":"pay","namespace":"kt-test","annotations":{"kt-selector":"{\"app\":\"pay\"}"}},
+             "spec":{"selector":{"kt-role":"shadow-exchange","kt-target":"ddd"},"ports":[{"port":80}]}}
+            """);
+        ShadowDeployment(fresh);
+        e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() => ServiceRecovery.PlanAsync(options, "pay"));
+        Assert.Contains("user 'carol' (shadow Deployment pay-kt-exchange-klmno", e.Message, StringComparison.Ordinal);
+        ShadowDeployment(old);
+        var plan = await ServiceRecovery.PlanAsync(options, "pay");
+        Assert.Contains(plan.Actions, a => a is { Kind: CleanupActionKind.DeleteDeployment, Name: "pay-kt-exchange-klmno" });
+        Assert.Contains(plan.Actions, a => a is { Kind: CleanupActionKind.RestoreServiceSelector, Name: "pay" });
+    }
 }
