@@ -249,6 +249,12 @@ public sealed class ServiceRecoveryTests : IDisposable
         var e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() => ServiceRecovery.PlanAsync(options, "orders"));
         Assert.Equal("RecoverServiceInUse", e.ErrorId);
         Assert.Contains("kt-lock was taken", e.Message, StringComparison.Ordinal);
+
+        // This machine journalled the lock and its taker is gone (killed mid-setup): recover proceeds at once.
+        var session = "dead-" + Guid.NewGuid().ToString("N");
+        await ClusterJournal.RecordAsync(options.Journal!, Change(sim, KtObjectKind.Service, "orders", ClusterChangeKind.Locked), session);
+        ChangeJournal.MarkSessionEnded(session);
+        Assert.Contains((await ServiceRecovery.PlanAsync(options, "orders")).Actions, a => a.Kind == CleanupActionKind.RestoreServiceSelector);
     }
 
     [Fact]

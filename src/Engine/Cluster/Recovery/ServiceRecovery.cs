@@ -172,7 +172,8 @@ public static class ServiceRecovery
 
     /// <summary>
     /// Throws <see cref="RecoverServiceInUseException"/> when a live session holds <paramref name="svc"/>: a live process of
-    /// this machine journalled a change of it; its kt-lock is younger than <see cref="KtConventions.LockTimeout"/>; or a kt
+    /// this machine journalled a change of it; its kt-lock is younger than <see cref="KtConventions.LockTimeout"/> (and no
+    /// journal entry here says its taker died); or a kt
     /// shadow it selects, or a scale shadow serving it, is alive by <see cref="Liveness.LiveBecause"/>. An auto mesh's
     /// router is judged by its users, the Service's mesh shadows (every user has one; the router's own heartbeat is kept
     /// fresh by all of them and says nothing about any one).
@@ -184,11 +185,14 @@ public static class ServiceRecovery
         ArgumentNullException.ThrowIfNull(svc);
         var name = svc.Metadata.Name ?? "";
         var owners = LocalOwners.Read(journal ?? new ChangeJournal(), client.Configuration.Server, ns);
-        if (owners.Find(KtObjectKind.Service, name) is { Alive: true } owner)
-            throw new RecoverServiceInUseException(ns, name, $"a session on this machine ({owner}) changed it and still runs");
+        var serviceOwner = owners.Find(KtObjectKind.Service, name);
+        if (serviceOwner is { Alive: true })
+            throw new RecoverServiceInUseException(ns, name, $"a session on this machine ({serviceOwner}) changed it and still runs");
         if (!client.Clock.IsKnown) await client.GetServerVersionAsync(cancellationToken).ConfigureAwait(false);
         var now = client.Clock.UtcNow;
-        if (KtConventions.TryParseUnixSeconds(svc.Metadata.GetAnnotation(KtConventions.LockAnnotation), out var locked) && now - locked <= KtConventions.LockTimeout)
+        // A fresh lock is a session setting up, unless this machine knows the one that changed the Service died (a crash mid-setup).
+        if (serviceOwner is null && KtConventions.TryParseUnixSeconds(svc.Metadata.GetAnnotation(KtConventions.LockAnnotation), out var locked)
+            && now - locked <= KtConventions.LockTimeout)
             throw new RecoverServiceInUseException(ns, name, $"its kt-lock was taken {Liveness.Seconds(now - locked)} ago (an exchange or mesh is being set up)");
 
         var selector = svc.Spec?.Selector ?? [];
