@@ -212,4 +212,40 @@ public sealed class LiveSessionsEndToEndTests(ExchangeClusterFixture f)
         await f.WaitServedAsync("orders", 2);
         await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
     }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task After_SIGKILL_recover_on_this_machine_works_at_once_while_another_machine_cannot_tell_the_session_is_gone()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var other = new KtRunner(f.Cluster);
+        try
+        {
+            var exchange = await f.StartKtAsync("exchange", "orders", "-n", "dev", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+            var shadow = Assert.Single(f.Cluster.Pods("dev", "kt-role=shadow-exchange"))["metadata"]!["name"]!.GetValue<string>();
+            await KtRunner.KillAsync(exchange.Process);
+            var killed = f.Cluster.Snapshot("dev");
+
+            // Another machine sees a heartbeat younger than 3 periods: it cannot know the session died, and refuses.
+            var refused = await other.RunAsync(["recover", "orders", "-n", "dev"]);
+            Assert.Equal(1, refused.ExitCode);
+            Assert.Contains("(RecoverServiceInUse)", refused.StandardError, StringComparison.Ordinal);
+            Assert.Contains($"shadow pod {shadow}", refused.StandardError, StringComparison.Ordinal);
+            Assert.True(killed.Diff(f.Cluster.Snapshot("dev")).IsEmpty, killed.Diff(f.Cluster.Snapshot("dev")).ToString());
+
+            // This machine's journal says the owner is gone: recover gives the Service back now.
+            var recover = await f.Kt.RunAsync(["recover", "orders", "-n", "dev"]);
+            Assert.True(recover.ExitCode == 0, recover.StandardOutput + recover.StandardError);
+            Assert.Contains("done: Restore selector of Service dev/orders to {\"app\":\"orders\"}", recover.StandardOutput, StringComparison.Ordinal);
+            Assert.Contains($"done: Delete Pod dev/{shadow}", recover.StandardOutput, StringComparison.Ordinal);
+            await f.WaitServedAsync("orders", 2);
+            Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-"), StringComparison.Ordinal);
+        }
+        finally
+        {
+            // The killed session's journal entries are undone (nothing left to do) and completed.
+            (await f.Kt.RunAsync(["clean", "-n", "dev"])).EnsureSuccess();
+            Directory.Delete(other.Home, recursive: true);
+        }
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
 }
