@@ -115,14 +115,33 @@ public static class Cleaner
             return new CleanReport(local, [], plan.Stale, []);
 
         using var client = Connect(options, out var ns);
+        // The plan may have waited for confirmation (Clear-KtResource -Confirm): what is no longer stale now, because its
+        // owner came back (a laptop woke up, a link reconnected) or it is gone, is left out.
+        var stalePlan = plan.Stale is { Actions.Count: > 0 } planned
+            ? await StillStaleAsync(new StaleResources(client, journal), planned, output, cancellationToken).ConfigureAwait(false)
+            : plan.Stale;
         var clusterIds = plan.Cluster.Select(e => e.Id).ToHashSet(StringComparer.Ordinal);
         var cluster = clusterIds.Count == 0
             ? []
             : await ClusterRecovery.UndoOrphanedAsync(journal, client, ns, output, e => clusterIds.Contains(e.Id), cancellationToken).ConfigureAwait(false);
-        IReadOnlyList<CleanupOutcome> outcomes = plan.Stale is { Actions.Count: > 0 } stale
+        IReadOnlyList<CleanupOutcome> outcomes = stalePlan is { Actions.Count: > 0 } stale
             ? await new StaleResources(client, journal).ExecuteAsync(stale, null, cancellationToken).ConfigureAwait(false)
             : [];
         return new CleanReport(local, cluster, plan.Stale, outcomes);
+    }
+
+    /// <summary><paramref name="plan"/> with only the actions a plan made now (same threshold) still has.</summary>
+    private static async Task<CleanupPlan> StillStaleAsync(StaleResources stale, CleanupPlan plan, IKtOutput output, CancellationToken ct)
+    {
+        var now = await stale.PlanAsync(plan.Namespace, plan.Threshold, ct).ConfigureAwait(false);
+        var still = now.Actions.Select(a => (a.Kind, a.Namespace, a.Name)).ToHashSet();
+        var keep = new List<CleanupAction>();
+        foreach (var a in plan.Actions)
+        {
+            if (still.Contains((a.Kind, a.Namespace, a.Name))) keep.Add(a);
+            else output.Warning($"not done: {a.Description}: no longer stale (its owner is alive again, or it is gone).");
+        }
+        return plan with { Actions = keep };
     }
 
     private static KubeClient Connect(CleanOptions options, out string ns)
