@@ -15,7 +15,10 @@ public sealed record CleanOptions
     /// <summary>The namespace to clean; null means the context's namespace.</summary>
     public string? Namespace { get; init; }
 
-    /// <summary>How long without a heartbeat (in cluster time) makes a kt object stale (ktctl's --thresholdInMinus).</summary>
+    /// <summary>
+    /// How long without a heartbeat (in cluster time) makes a kt object stale (ktctl's --thresholdInMinus). An object whose
+    /// owner is alive is kept whatever this says (<see cref="Liveness"/>): zero means every stale object, not every object.
+    /// </summary>
     public TimeSpan Threshold { get; init; } = KtConventions.DefaultStaleThreshold;
 
     /// <summary>Also undo this machine's journal of local changes (routes, DNS, firewall) whose owner is gone.</summary>
@@ -62,8 +65,10 @@ public sealed record CleanReport(IReadOnlyList<JournalEntry> Local, IReadOnlyLis
 /// <summary>
 /// Undoes what crashed sessions left: this machine's journaled changes whose owner process is gone (local ones, then
 /// the cluster ones of this server and namespace), then the namespace's kt objects whose heartbeat is older than the
-/// threshold (selectors and replicas restored before anything is deleted; live sessions' objects, with fresh
-/// heartbeats and live journal owners, are never touched).
+/// threshold (selectors and replicas restored before anything is deleted). Live sessions' objects are never touched,
+/// whatever the threshold: those a live process of this machine journalled, and those no journal here knows whose
+/// heartbeat is younger than <see cref="Liveness.Floor"/>; each one the threshold alone would have taken is said as a
+/// "kept: ..." warning.
 /// </summary>
 public static class Cleaner
 {
@@ -87,8 +92,9 @@ public static class Cleaner
         if (options.LocalOnly) return new CleanPlan(local, [], null);
         using var client = Connect(options, out var ns);
         var cluster = ClusterRecovery.Pending(journal, client.Configuration.Server, ns);
-        var stale = await new StaleResources(client).PlanAsync(ns, options.Threshold, cancellationToken).ConfigureAwait(false);
+        var stale = await new StaleResources(client, journal).PlanAsync(ns, options.Threshold, cancellationToken).ConfigureAwait(false);
         foreach (var w in stale.Warnings) output.Warning(w);
+        foreach (var k in stale.Kept) output.Warning(k);
         return new CleanPlan(local, cluster, stale);
     }
 
@@ -109,14 +115,33 @@ public static class Cleaner
             return new CleanReport(local, [], plan.Stale, []);
 
         using var client = Connect(options, out var ns);
+        // The plan may have waited for confirmation (Clear-KtResource -Confirm): what is no longer stale now, because its
+        // owner came back (a laptop woke up, a link reconnected) or it is gone, is left out.
+        var stalePlan = plan.Stale is { Actions.Count: > 0 } planned
+            ? await StillStaleAsync(new StaleResources(client, journal), planned, output, cancellationToken).ConfigureAwait(false)
+            : plan.Stale;
         var clusterIds = plan.Cluster.Select(e => e.Id).ToHashSet(StringComparer.Ordinal);
         var cluster = clusterIds.Count == 0
             ? []
             : await ClusterRecovery.UndoOrphanedAsync(journal, client, ns, output, e => clusterIds.Contains(e.Id), cancellationToken).ConfigureAwait(false);
-        IReadOnlyList<CleanupOutcome> outcomes = plan.Stale is { Actions.Count: > 0 } stale
-            ? await new StaleResources(client).ExecuteAsync(stale, null, cancellationToken).ConfigureAwait(false)
+        IReadOnlyList<CleanupOutcome> outcomes = stalePlan is { Actions.Count: > 0 } stale
+            ? await new StaleResources(client, journal).ExecuteAsync(stale, null, cancellationToken).ConfigureAwait(false)
             : [];
         return new CleanReport(local, cluster, plan.Stale, outcomes);
+    }
+
+    /// <summary><paramref name="plan"/> with only the actions a plan made now (same threshold) still has.</summary>
+    private static async Task<CleanupPlan> StillStaleAsync(StaleResources stale, CleanupPlan plan, IKtOutput output, CancellationToken ct)
+    {
+        var now = await stale.PlanAsync(plan.Namespace, plan.Threshold, ct).ConfigureAwait(false);
+        var still = now.Actions.Select(a => (a.Kind, a.Namespace, a.Name)).ToHashSet();
+        var keep = new List<CleanupAction>();
+        foreach (var a in plan.Actions)
+        {
+            if (still.Contains((a.Kind, a.Namespace, a.Name))) keep.Add(a);
+            else output.Warning($"not done: {a.Description}: no longer stale (its owner is alive again, or it is gone).");
+        }
+        return plan with { Actions = keep };
     }
 
     private static KubeClient Connect(CleanOptions options, out string ns)

@@ -47,6 +47,15 @@ public sealed record CleanupAction(CleanupActionKind Kind, string Namespace, str
 public sealed record CleanupPlan(string Namespace, DateTimeOffset ClusterTime, TimeSpan Threshold, IReadOnlyList<CleanupAction> Actions)
 {
     public IReadOnlyList<string> Warnings { get; init; } = [];
+
+    /// <summary>
+    /// What the threshold alone would have cleaned but is kept because its owner is alive ("kept: ... owned by a live
+    /// session ..."), one line each; <see cref="Cleaner"/> says them as warnings.
+    /// </summary>
+    public IReadOnlyList<string> Kept { get; init; } = [];
+
+    /// <summary>The Service a `kt recover` plan is for (its liveness is checked again right before the plan is applied).</summary>
+    public string? Service { get; init; }
 }
 
 /// <summary>The outcome of one action.</summary>
@@ -56,14 +65,28 @@ public sealed record CleanupOutcome(CleanupAction Action, bool Done, string? Err
 /// Finds what crashed KtConnect or ktctl sessions left in a namespace (objects labelled <c>control-by=kt</c> whose
 /// <c>kt-last-heart-beat</c> is older than the threshold in cluster time; objects without the annotation are never
 /// stale, as in ktctl) and plans their cleanup: Service selectors restored from <c>kt-selector</c>, scale-exchanged
-/// Deployments scaled back from <c>kt-config</c>, stale locks removed, orphans deleted. Live objects are never touched.
-/// Planning changes nothing; <see cref="ExecuteAsync"/> applies a plan.
+/// Deployments scaled back from <c>kt-config</c>, stale locks removed, orphans deleted. An object whose owner is alive is
+/// never touched, whatever the threshold (<see cref="Liveness"/>): a live process of this machine journalled it, or no
+/// journal here knows it and its heartbeat is younger than <see cref="Liveness.Floor"/>; a Service is kept while it
+/// selects a live kt pod or a live local session changed it. What the threshold alone would have taken is listed in
+/// <see cref="CleanupPlan.Kept"/>. Planning changes nothing; <see cref="ExecuteAsync"/> applies a plan.
 /// </summary>
 public sealed class StaleResources
 {
     private readonly KubeClient _client;
+    private readonly IChangeJournal _journal;
 
-    public StaleResources(KubeClient client) => _client = client ?? throw new ArgumentNullException(nameof(client));
+    public StaleResources(KubeClient client) : this(client, null)
+    {
+    }
+
+    /// <param name="client">The namespace's API client.</param>
+    /// <param name="journal">This machine's journal, for which objects live local processes own (default: the user's journal).</param>
+    public StaleResources(KubeClient client, IChangeJournal? journal)
+    {
+        _client = client ?? throw new ArgumentNullException(nameof(client));
+        _journal = journal ?? new ChangeJournal();
+    }
 
     public async Task<CleanupPlan> PlanAsync(string ns, TimeSpan? threshold = null, CancellationToken cancellationToken = default)
     {
@@ -92,13 +115,22 @@ public sealed class StaleResources
         var services = await List(_client.Services, null).ConfigureAwait(false);
         if (!_client.Clock.IsKnown) await _client.GetServerVersionAsync(cancellationToken).ConfigureAwait(false);
         var now = _client.Clock.UtcNow; // cluster time: the server's Date header, never the local clock
+        var owners = LocalOwners.Read(_journal, _client.Configuration.Server, ns);
+        var kept = new List<string>();
 
-        bool Stale(KubeObject o) =>
-            KtConventions.TryParseUnixSeconds(o.Metadata.GetAnnotation(KtConventions.HeartbeatAnnotation), out var beat) && now - beat > limit;
         string Age(KubeObject o) =>
-            KtConventions.TryParseUnixSeconds(o.Metadata.GetAnnotation(KtConventions.HeartbeatAnnotation), out var beat)
-                ? $"last heartbeat {(now - beat).TotalMinutes.ToString("0.#", CultureInfo.InvariantCulture)} min ago"
+            Liveness.HeartbeatAge(o, now) is { } age
+                ? $"last heartbeat {age.TotalMinutes.ToString("0.#", CultureInfo.InvariantCulture)} min ago"
                 : "no heartbeat";
+        // Stale: the heartbeat is older than the threshold and the owner is not alive. What only the liveness check
+        // keeps is said, so a user who asked for threshold 0 sees why a live session's objects stayed.
+        bool Stale(KtObjectKind kind, KubeObject o)
+        {
+            if (Liveness.HeartbeatAge(o, now) is not { } age || age <= limit) return false;
+            if (Liveness.LiveBecause(kind, o, owners, now) is not { } why) return true;
+            kept.Add($"kept: {kind} {ns}/{o.Metadata.Name} ({Age(o)}): {why}");
+            return false;
+        }
 
         var restores = new List<CleanupAction>();
         var deletes = new List<CleanupAction>();
@@ -107,6 +139,47 @@ public sealed class StaleResources
         var servicesByName = services.ToDictionary(s => s.Metadata.Name ?? "", StringComparer.Ordinal);
         var deploymentsByName = new Dictionary<string, Deployment>(StringComparer.Ordinal);
         foreach (var d in allDeployments) deploymentsByName[d.Metadata.Name ?? ""] = d;
+
+        // Verdicts first: a Deployment's pods live and die with it (their heartbeat is the template's, never refreshed),
+        // and a router lives while one of its mesh shadows does.
+        var staleDeployments = deployments.Where(d => Stale(KtObjectKind.Deployment, d)).ToList();
+        var staleTargets = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var d in staleDeployments)
+            if (d.Spec?.Selector?.MatchLabels?.GetValueOrDefault(KtConventions.TargetLabel) is { } t) staleTargets.Add(t);
+        var liveTargets = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var d in deployments.Except(staleDeployments))
+            if (d.Spec?.Selector?.MatchLabels?.GetValueOrDefault(KtConventions.TargetLabel) is { } t) liveTargets.Add(t);
+        var ktPods = pods.Where(p => p.Metadata.GetLabel(KtConventions.ControlByLabel) == KtConventions.ControlByValue).ToList();
+        var stalePods = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var p in ktPods)
+        {
+            if (p.Metadata.OwnerReferences is { Count: > 0 } && p.Metadata.GetLabel(KtConventions.TargetLabel) is { } t && liveTargets.Contains(t)) continue;
+            if (Stale(KtObjectKind.Pod, p)) stalePods.Add(p.Metadata.Name ?? "");
+        }
+        foreach (var router in ktPods.Where(p => p.Metadata.GetLabel(KtConventions.RoleLabel) == KtConventions.Roles.Router && stalePods.Contains(p.Metadata.Name ?? "")))
+        {
+            var service = KtConventions.ParseConfig(router.Metadata.GetAnnotation(KtConventions.ConfigAnnotation)).GetValueOrDefault(KtConventions.ConfigService);
+            var user = service is null ? null : ktPods.FirstOrDefault(p => p.Metadata.GetLabel(KtConventions.RoleLabel) == KtConventions.Roles.ShadowMesh
+                && p.Metadata.Name?.StartsWith(service + "-kt-mesh-", StringComparison.Ordinal) == true && !stalePods.Contains(p.Metadata.Name)
+                && p.Metadata.DeletionTimestamp is null);
+            if (user is null) continue;
+            stalePods.Remove(router.Metadata.Name ?? "");
+            kept.Add($"kept: Pod {ns}/{router.Metadata.Name} ({Age(router)}): the router still serves the mesh shadow {user.Metadata.Name}");
+        }
+
+        // A pod still serving a kt-selected Service: any pod with a kt-role that is not going away.
+        bool LivePod(Pod p) =>
+            p.Metadata.GetLabel(KtConventions.RoleLabel) is not null && p.Metadata.DeletionTimestamp is null
+            && !stalePods.Contains(p.Metadata.Name ?? "")
+            && !(p.Metadata.GetLabel(KtConventions.TargetLabel) is { } t && staleTargets.Contains(t));
+        // Who keeps a Service's kt changes (selector, lock) alive: a live local session that journalled them, or a live kt pod it selects.
+        string? HeldBy(Service svc)
+        {
+            if (owners.Find(KtObjectKind.Service, svc.Metadata.Name) is { Alive: true } owner) return $"changed by a live session on this machine ({owner})";
+            var selector = svc.Spec?.Selector;
+            var live = selector is { Count: > 0 } ? pods.FirstOrDefault(p => LivePod(p) && Matches(selector, p.Metadata.Labels)) : null;
+            return live is null ? null : $"it selects the live kt pod {live.Metadata.Name}";
+        }
 
         void Recover(KubeObject owner)
         {
@@ -117,7 +190,10 @@ public sealed class StaleResources
                 && deploymentsByName.TryGetValue(app, out var target) && scaled.Add(app)
                 && (target.Spec?.Replicas ?? 1) != replicas)
             {
-                restores.Add(new CleanupAction(CleanupActionKind.ScaleDeployment, ns, app, $"scale exchange {owner.Metadata.Name} is stale") { Replicas = replicas });
+                if (owners.Find(KtObjectKind.Deployment, app) is { Alive: true } live)
+                    kept.Add($"kept: Deployment {ns}/{app} scaled as it is: scaled by a live session on this machine ({live})");
+                else
+                    restores.Add(new CleanupAction(CleanupActionKind.ScaleDeployment, ns, app, $"scale exchange {owner.Metadata.Name} is stale") { Replicas = replicas });
             }
             if (role is KtConventions.Roles.Router or KtConventions.Roles.ShadowExchange
                 && config.TryGetValue(KtConventions.ConfigService, out var svcName)
@@ -131,6 +207,11 @@ public sealed class StaleResources
         {
             var annotation = svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation);
             if (annotation is null || !restoredServices.Add(svc.Metadata.Name ?? "")) return;
+            if (HeldBy(svc) is { } holder)
+            {
+                kept.Add($"kept: the selector of Service {ns}/{svc.Metadata.Name}: {holder}");
+                return;
+            }
             try
             {
                 restores.Add(new CleanupAction(CleanupActionKind.RestoreServiceSelector, ns, svc.Metadata.Name ?? "", reason)
@@ -144,26 +225,16 @@ public sealed class StaleResources
             }
         }
 
-        var stalePods = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var p in pods.Where(p => p.Metadata.GetLabel(KtConventions.ControlByLabel) == KtConventions.ControlByValue && Stale(p)))
+        foreach (var p in ktPods.Where(p => stalePods.Contains(p.Metadata.Name ?? "")))
         {
-            stalePods.Add(p.Metadata.Name ?? "");
             Recover(p);
             deletes.Add(new CleanupAction(CleanupActionKind.DeletePod, ns, p.Metadata.Name ?? "", Age(p)));
         }
-        var staleTargets = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var d in deployments.Where(Stale))
+        foreach (var d in staleDeployments)
         {
             Recover(d);
-            if (d.Spec?.Selector?.MatchLabels?.GetValueOrDefault(KtConventions.TargetLabel) is { } t) staleTargets.Add(t);
             deletes.Add(new CleanupAction(CleanupActionKind.DeleteDeployment, ns, d.Metadata.Name ?? "", Age(d)));
         }
-
-        // A pod still serving a kt-selected Service: any pod with a kt-role that is not going away.
-        bool LivePod(Pod p) =>
-            p.Metadata.GetLabel(KtConventions.RoleLabel) is not null && p.Metadata.DeletionTimestamp is null
-            && !stalePods.Contains(p.Metadata.Name ?? "")
-            && !(p.Metadata.GetLabel(KtConventions.TargetLabel) is { } t && staleTargets.Contains(t));
 
         foreach (var svc in services)
         {
@@ -177,18 +248,29 @@ public sealed class StaleResources
             if (!restoredServices.Contains(name) && KtConventions.TryParseUnixSeconds(svc.Metadata.GetAnnotation(KtConventions.LockAnnotation), out var locked)
                 && now - locked > KtConventions.LockTimeout)
             {
-                restores.Add(new CleanupAction(CleanupActionKind.UnlockService, ns, name, "kt-lock older than 180 s"));
+                if (owners.Find(KtObjectKind.Service, name) is { Alive: true } owner)
+                    kept.Add($"kept: the kt-lock of Service {ns}/{name}: held by a live session on this machine ({owner})");
+                else
+                    restores.Add(new CleanupAction(CleanupActionKind.UnlockService, ns, name, "kt-lock older than 180 s"));
             }
-            if (svc.Metadata.GetLabel(KtConventions.ControlByLabel) == KtConventions.ControlByValue && Stale(svc))
+            if (svc.Metadata.GetLabel(KtConventions.ControlByLabel) == KtConventions.ControlByValue && Stale(KtObjectKind.Service, svc))
             {
                 deletes.Add(new CleanupAction(CleanupActionKind.DeleteService, ns, name, Age(svc)));
             }
         }
-        foreach (var cm in configMaps.Where(Stale))
+        // A shadow's ConfigMap goes with its shadow: kept while a pod or Deployment of the same name is.
+        var keptShadows = ktPods.Where(p => !stalePods.Contains(p.Metadata.Name ?? "")).Select(p => p.Metadata.Name)
+            .Concat(deployments.Except(staleDeployments).Select(d => d.Metadata.Name)).OfType<string>().ToHashSet(StringComparer.Ordinal);
+        foreach (var cm in configMaps.Where(cm => Stale(KtObjectKind.ConfigMap, cm)))
         {
+            if (keptShadows.Contains(cm.Metadata.Name ?? ""))
+            {
+                kept.Add($"kept: ConfigMap {ns}/{cm.Metadata.Name} ({Age(cm)}): its shadow is kept");
+                continue;
+            }
             deletes.Add(new CleanupAction(CleanupActionKind.DeleteConfigMap, ns, cm.Metadata.Name ?? "", Age(cm)));
         }
-        return new CleanupPlan(ns, now, limit, [.. restores, .. deletes]) { Warnings = warnings };
+        return new CleanupPlan(ns, now, limit, [.. restores, .. deletes]) { Warnings = warnings, Kept = kept };
     }
 
     private static bool Matches(IReadOnlyDictionary<string, string> selector, IReadOnlyDictionary<string, string>? labels) =>

@@ -335,20 +335,24 @@ public sealed class ConnectEndToEndTests(ConnectClusterFixture f)
         Assert.True(before.Diff(f.Cluster.Snapshot()).IsEmpty);
     }
 
-    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
-    public async Task A_route_conflict_is_reported_before_anything_is_changed()
+    [LinuxRootTheory("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    [InlineData("tun")]
+    [InlineData("redirect")]
+    public async Task A_route_conflict_is_reported_before_anything_is_changed(string mode)
     {
         var before = f.Cluster.Snapshot();
         (await f.Cluster.RunInLaptopAsync(["ip", "route", "add", "10.96.7.0/24", "dev", "lo"])).EnsureSuccess();
         try
         {
             var laptopBefore = await f.LaptopStateAsync();
-            var r = await f.Kt.RunAsync(["connect", "-n", "dev"]);
+            var firewallBefore = (await f.Cluster.RunInLaptopAsync(["nft", "list", "ruleset"])).EnsureSuccess().StandardOutput;
+            var r = await f.Kt.RunAsync(["connect", "-n", "dev", "--mode", mode]);
             Assert.Equal(1, r.ExitCode);
-            Assert.Contains("RouteConflict", r.StandardError, StringComparison.Ordinal);
+            Assert.Contains("(RouteConflict)", r.StandardError, StringComparison.Ordinal);
             Assert.Contains("10.96.7.0/24", r.StandardError, StringComparison.Ordinal);
             Assert.True(before.Diff(f.Cluster.Snapshot()).IsEmpty, before.Diff(f.Cluster.Snapshot()).ToString());
             Assert.Equal(laptopBefore, await f.LaptopStateAsync());
+            Assert.Equal(firewallBefore, (await f.Cluster.RunInLaptopAsync(["nft", "list", "ruleset"])).EnsureSuccess().StandardOutput);
         }
         finally
         {

@@ -1,6 +1,9 @@
 using System.Text.Json.Nodes;
+using KtConnect.Engine;
 using KtConnect.Engine.Cluster;
+using KtConnect.Engine.Cluster.Recovery;
 using KtConnect.KubeSim.Api;
+using ClusterSnapshot = KtConnect.KubeSim.Cluster.ClusterSnapshot;
 using KtConnect.KubeSim.Store;
 using KtConnect.Tests.Unit.Kube;
 
@@ -161,10 +164,19 @@ public sealed class StaleResourcesTests
     {
         await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false });
         var now = sim.Client.Clock.UtcNow;
-        ConfigMap(sim.Server, "kt-connect-shadow-eeeee", KtConventions.FormatUnixSeconds(now.AddMinutes(-3)));
-        var stale = new StaleResources(sim.Client);
+        ConfigMap(sim.Server, "kt-connect-shadow-eeeee", KtConventions.FormatUnixSeconds(now.AddMinutes(-4)));
+        var stale = new StaleResources(sim.Client, new ChangeJournal(Path.Combine(Path.GetTempPath(), "kt-stale-" + Guid.NewGuid().ToString("N"))));
         Assert.Empty((await stale.PlanAsync(Ns)).Actions);
         Assert.Single((await stale.PlanAsync(Ns, TimeSpan.FromMinutes(2))).Actions);
+        // Below the floor (3 heartbeat periods) a threshold no longer counts for objects no journal here knows.
+        Assert.Equal(TimeSpan.FromMinutes(3), Liveness.Floor);
+        ConfigMap(sim.Server, "kt-connect-shadow-fffff", KtConventions.FormatUnixSeconds(now.AddMinutes(-2)));
+        var zero = await stale.PlanAsync(Ns, TimeSpan.Zero);
+        Assert.Equal(["DeleteConfigMap kt-connect-shadow-eeeee"], zero.Actions.Select(a => $"{a.Kind} {a.Name}"));
+        var keptLine = Assert.Single(zero.Kept);
+        Assert.StartsWith("kept: ConfigMap kt-test/kt-connect-shadow-fffff (last heartbeat 2", keptLine, StringComparison.Ordinal);
+        Assert.EndsWith("within 180 s (3 heartbeat periods): its session may be alive on another machine", keptLine, StringComparison.Ordinal);
+        sim.Server.Store.Delete(ResourceTypes.ConfigMaps, Ns, "kt-connect-shadow-fffff");
 
         Service(sim.Server, "orders", new() { ["kt-role"] = "router", ["kt-target"] = "x" }, new() { ["kt-selector"] = """{"app":"orders"}""", ["kt-lock"] = "1" });
         Assert.True(await stale.RestoreServiceAsync(Ns, "orders"));
@@ -188,5 +200,138 @@ public sealed class StaleResourcesTests
         Assert.Equal(2, plan.Warnings.Count);
         Assert.Contains(plan.Warnings, w => w.Contains("kt-selector", StringComparison.Ordinal) && w.Contains("app=broken", StringComparison.Ordinal));
         Assert.Contains(plan.Warnings, w => w.Contains("Cannot list configmaps", StringComparison.Ordinal));
+    }
+
+    private static void Journal(ChangeJournal journal, KubeSimServer s, Uri server, KtObjectKind kind, string name, ClusterChangeKind change, string session) =>
+        ClusterJournal.RecordAsync(journal, new ClusterChange
+        {
+            Server = ClusterRecovery.ServerKey(server),
+            Namespace = Ns,
+            ObjectKind = kind,
+            Name = name,
+            Change = change,
+        }, session).GetAwaiter().GetResult();
+
+    [Fact]
+    public async Task Threshold_zero_cleans_every_stale_object_and_keeps_whatever_a_live_owner_holds()
+    {
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false });
+        var s = sim.Server;
+        var server = sim.Client.Configuration.Server;
+        var now = sim.Client.Clock.UtcNow;
+        string Ago(double minutes) => KtConventions.FormatUnixSeconds(now.AddMinutes(-minutes));
+        var dir = Path.Combine(Path.GetTempPath(), "kt-stale-live-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var journal = new ChangeJournal(dir);
+            var live = "live-" + Guid.NewGuid().ToString("N");
+            var dead = "dead-" + Guid.NewGuid().ToString("N");
+            Dictionary<string, string> Connect() => new() { ["control-by"] = "kt", ["kt-role"] = "shadow-connect" };
+
+            // This machine, a live session (this process): a connect shadow whose heartbeat is a minute old, one whose
+            // heartbeat stopped 10 minutes ago (the process still runs), and a selector exchange of "mine".
+            Pod(s, "kt-connect-shadow-local", Connect(), new() { ["kt-last-heart-beat"] = Ago(1) });
+            ConfigMap(s, "kt-connect-shadow-local", Ago(1));
+            Pod(s, "kt-connect-shadow-hung", Connect(), new() { ["kt-last-heart-beat"] = Ago(10) });
+            Service(s, "mine", new() { ["kt-role"] = "shadow-exchange", ["kt-target"] = "MMMMMMMMMMMMMMMMMMMM" }, new() { ["kt-selector"] = """{"app":"mine"}""" });
+            Pod(s, "mine-kt-exchange-aaaaa", new() { ["control-by"] = "kt", ["kt-role"] = "shadow-exchange", ["kt-target"] = "MMMMMMMMMMMMMMMMMMMM" },
+                new() { ["kt-config"] = "service=mine", ["kt-last-heart-beat"] = Ago(10) });
+            foreach (var (kind, name, change) in new[]
+            {
+                (KtObjectKind.Pod, "kt-connect-shadow-local", ClusterChangeKind.Created),
+                (KtObjectKind.ConfigMap, "kt-connect-shadow-local", ClusterChangeKind.Created),
+                (KtObjectKind.Pod, "kt-connect-shadow-hung", ClusterChangeKind.Created),
+                (KtObjectKind.Pod, "mine-kt-exchange-aaaaa", ClusterChangeKind.Created),
+                (KtObjectKind.Service, "mine", ClusterChangeKind.SelectorChanged),
+            })
+                Journal(journal, s, server, kind, name, change, live);
+            // This machine, a session that ended without undoing its shadow: its owner is known dead, the heartbeat is fresh.
+            Pod(s, "kt-connect-shadow-dead", Connect(), new() { ["kt-last-heart-beat"] = Ago(0.5) });
+            Journal(journal, s, server, KtObjectKind.Pod, "kt-connect-shadow-dead", ClusterChangeKind.Created, dead);
+            ChangeJournal.MarkSessionEnded(dead);
+
+            // Another machine, alive (heartbeats a minute old): a connect shadow, an exchange of "theirs", a shadow
+            // Deployment whose pod carries the template's old heartbeat, and an auto mesh whose router beat long ago.
+            Pod(s, "kt-connect-shadow-remote", Connect(), new() { ["kt-last-heart-beat"] = Ago(1) });
+            Service(s, "theirs", new() { ["kt-role"] = "shadow-exchange", ["kt-target"] = "TTTTTTTTTTTTTTTTTTTT" }, new() { ["kt-selector"] = """{"app":"theirs"}""" });
+            Pod(s, "theirs-kt-exchange-bbbbb", new() { ["control-by"] = "kt", ["kt-role"] = "shadow-exchange", ["kt-target"] = "TTTTTTTTTTTTTTTTTTTT" },
+                new() { ["kt-config"] = "service=theirs", ["kt-last-heart-beat"] = Ago(1) });
+            ConfigMap(s, "theirs-kt-exchange-bbbbb", Ago(1));
+            s.Apply($$$"""
+                {"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"kt-connect-shadow-dep","namespace":"{{{Ns}}}",
+                 "labels":{"control-by":"kt","kt-role":"shadow-connect"},"annotations":{"kt-last-heart-beat":"{{{Ago(1)}}}"}},
+                 "spec":{"replicas":0,"selector":{"matchLabels":{"kt-role":"shadow-connect","kt-target":"DDDDDDDDDDDDDDDDDDDD"}},
+                  "template":{"metadata":{"labels":{"kt-role":"shadow-connect","kt-target":"DDDDDDDDDDDDDDDDDDDD"}},"spec":{"containers":[{"name":"standalone","image":"shadow"}]} } } }
+                """);
+            var depUid = s.Store.Get(ResourceTypes.Deployments, Ns, "kt-connect-shadow-dep")!["metadata"]!["uid"]!.GetValue<string>();
+            s.Apply($$$"""
+                {"apiVersion":"v1","kind":"Pod","metadata":{"name":"kt-connect-shadow-dep-x1","namespace":"{{{Ns}}}",
+                 "labels":{"control-by":"kt","kt-role":"shadow-connect","kt-target":"DDDDDDDDDDDDDDDDDDDD"},"annotations":{"kt-last-heart-beat":"{{{Ago(10)}}}"},
+                 "ownerReferences":[{"apiVersion":"apps/v1","kind":"Deployment","name":"kt-connect-shadow-dep","uid":"{{{depUid}}}","controller":true}]},
+                 "spec":{"containers":[{"name":"standalone","image":"shadow"}]}}
+                """);
+            Service(s, "orders", new() { ["kt-role"] = "router", ["kt-target"] = "RRRRRRRRRRRRRRRRRRRR" }, new() { ["kt-selector"] = """{"app":"orders"}""" });
+            Pod(s, "orders-kt-router", new() { ["control-by"] = "kt", ["kt-role"] = "router", ["kt-target"] = "RRRRRRRRRRRRRRRRRRRR" },
+                new() { ["kt-config"] = "service=orders", ["kt-last-heart-beat"] = Ago(10) });
+            Pod(s, "orders-kt-mesh-v1", new() { ["control-by"] = "kt", ["kt-role"] = "shadow-mesh", ["kt-target"] = "VVVVVVVVVVVVVVVVVVVV" },
+                new() { ["kt-last-heart-beat"] = Ago(1) });
+
+            // Another machine, gone: 10 minutes without a heartbeat.
+            Pod(s, "kt-connect-shadow-stale", Connect(), new() { ["kt-last-heart-beat"] = Ago(10) });
+            ConfigMap(s, "kt-connect-shadow-stale", Ago(10));
+            Service(s, "crashed", new() { ["kt-role"] = "shadow-exchange", ["kt-target"] = "CCCCCCCCCCCCCCCCCCCC" }, new() { ["kt-selector"] = """{"app":"crashed"}""" });
+            Pod(s, "crashed-kt-exchange-ccccc", new() { ["control-by"] = "kt", ["kt-role"] = "shadow-exchange", ["kt-target"] = "CCCCCCCCCCCCCCCCCCCC" },
+                new() { ["kt-config"] = "service=crashed", ["kt-last-heart-beat"] = Ago(10) });
+
+            var stale = new StaleResources(sim.Client, journal);
+            var plan = await stale.PlanAsync(Ns, TimeSpan.Zero);
+            Assert.Equal(
+            [
+                "DeleteConfigMap kt-connect-shadow-stale",
+                "DeletePod crashed-kt-exchange-ccccc",
+                "DeletePod kt-connect-shadow-dead",
+                "DeletePod kt-connect-shadow-stale",
+                "RestoreServiceSelector crashed",
+            ], plan.Actions.Select(a => $"{a.Kind} {a.Name}").Order(StringComparer.Ordinal));
+            string Kept(string what) => Assert.Single(plan.Kept, k => k.StartsWith("kept: " + what + " ", StringComparison.Ordinal));
+            Assert.Contains($"owned by a live session on this machine (pid {Environment.ProcessId}, session {live})", Kept("Pod kt-test/kt-connect-shadow-local"),
+                StringComparison.Ordinal);
+            Assert.Contains("owned by a live session on this machine", Kept("ConfigMap kt-test/kt-connect-shadow-local"), StringComparison.Ordinal);
+            Assert.Contains("owned by a live session on this machine", Kept("Pod kt-test/kt-connect-shadow-hung"), StringComparison.Ordinal);
+            Assert.Contains("owned by a live session on this machine", Kept("Pod kt-test/mine-kt-exchange-aaaaa"), StringComparison.Ordinal);
+            Assert.Contains("may be alive on another machine", Kept("Pod kt-test/kt-connect-shadow-remote"), StringComparison.Ordinal);
+            Assert.Contains("may be alive on another machine", Kept("Pod kt-test/theirs-kt-exchange-bbbbb"), StringComparison.Ordinal);
+            Assert.Contains("may be alive on another machine", Kept("Deployment kt-test/kt-connect-shadow-dep"), StringComparison.Ordinal);
+            Assert.Contains("the router still serves the mesh shadow orders-kt-mesh-v1", Kept("Pod kt-test/orders-kt-router"), StringComparison.Ordinal);
+            Assert.DoesNotContain(plan.Kept, k => k.Contains("kt-connect-shadow-dep-x1", StringComparison.Ordinal) || k.Contains("stale", StringComparison.Ordinal));
+
+            var before = ClusterSnapshot.Take(s.Store, Ns);
+            Assert.All(await stale.ExecuteAsync(plan), o => Assert.True(o.Done, o.Error));
+            var afterRun = ClusterSnapshot.Take(s.Store, Ns);
+            foreach (var key in new[]
+            {
+                "Pod kt-connect-shadow-local", "ConfigMap kt-connect-shadow-local", "Pod kt-connect-shadow-hung", "Pod mine-kt-exchange-aaaaa", "Service mine",
+                "Pod kt-connect-shadow-remote", "Service theirs", "Pod theirs-kt-exchange-bbbbb", "ConfigMap theirs-kt-exchange-bbbbb",
+                "Deployment kt-connect-shadow-dep", "Pod kt-connect-shadow-dep-x1", "Service orders", "Pod orders-kt-router", "Pod orders-kt-mesh-v1",
+            })
+            {
+                var k = key.Replace(" ", $" {Ns}/", StringComparison.Ordinal);
+                Assert.True(afterRun.Objects.TryGetValue(k, out var o) && JsonNode.DeepEquals(before.Objects[k], o), $"{k} was changed or deleted");
+            }
+            Assert.Null(s.Store.Get(ResourceTypes.Pods, Ns, "kt-connect-shadow-stale"));
+            Assert.Null(s.Store.Get(ResourceTypes.Pods, Ns, "kt-connect-shadow-dead"));
+            Assert.Equal(new Dictionary<string, string> { ["app"] = "crashed" }, (await sim.Client.Services.GetAsync("crashed", Ns)).Spec!.Selector);
+
+            // Once the owner is gone, the same objects are stale: the live session's shadow and Service change go.
+            ChangeJournal.MarkSessionEnded(live);
+            var after = await stale.PlanAsync(Ns, TimeSpan.Zero);
+            Assert.Contains(after.Actions, a => a is { Kind: CleanupActionKind.DeletePod, Name: "kt-connect-shadow-hung" });
+            Assert.Contains(after.Actions, a => a is { Kind: CleanupActionKind.RestoreServiceSelector, Name: "mine" });
+            Assert.DoesNotContain(after.Actions, a => a.Name.Contains("remote", StringComparison.Ordinal) || a.Name.Contains("theirs", StringComparison.Ordinal));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
     }
 }

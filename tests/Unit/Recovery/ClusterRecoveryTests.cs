@@ -290,5 +290,52 @@ public sealed class ClusterRecoveryTests : IDisposable
         Assert.Equal(["delete Pod kt-test/kt-connect-shadow-askme"], journal.ReadAll().Select(e => e.Description));
     }
 
+    [Fact]
+    public async Task Clean_leaves_out_what_came_alive_between_plan_and_execution_and_says_so()
+    {
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false }, Ns);
+        string Beat(double minutesAgo) => KtConventions.FormatUnixSeconds(sim.Client.Clock.UtcNow.AddMinutes(-minutesAgo));
+        foreach (var name in new[] { "kt-connect-shadow-wakes", "kt-connect-shadow-gone" })
+            sim.Server.Apply($$$"""
+                {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"{{{name}}}","namespace":"{{{Ns}}}","labels":{"control-by":"kt"},
+                 "annotations":{"kt-last-heart-beat":"{{{Beat(10)}}}"} },"data":{"a":"b"} }
+                """);
+        var options = new CleanOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir), Journal = new ChangeJournal(JournalDir), IncludeLocal = false, Threshold = TimeSpan.Zero };
+        var plan = await Cleaner.PlanAsync(options);
+        Assert.Equal(2, plan.Stale!.Actions.Count);
+
+        // While -Confirm waits, the laptop that owns one wakes up and beats again.
+        sim.Server.Store.Mutate(KtConnect.KubeSim.Store.ResourceTypes.ConfigMaps, Ns, "kt-connect-shadow-wakes", o =>
+        {
+            o["metadata"]!["annotations"]!["kt-last-heart-beat"] = Beat(0);
+            return o;
+        });
+        var output = new RecordingOutput();
+        var report = await Cleaner.ExecuteAsync(options, plan, output);
+        Assert.Equal(["Delete ConfigMap kt-test/kt-connect-shadow-gone"], report.Outcomes.Select(o => o.Action.Description[..o.Action.Description.IndexOf(" (", StringComparison.Ordinal)]));
+        Assert.NotNull(await sim.Client.ConfigMaps.TryGetAsync("kt-connect-shadow-wakes", Ns));
+        Assert.Null(await sim.Client.ConfigMaps.TryGetAsync("kt-connect-shadow-gone", Ns));
+        Assert.Contains(output.Warnings, w => w.StartsWith("not done: Delete ConfigMap kt-test/kt-connect-shadow-wakes", StringComparison.Ordinal));
+    }
+
+    private sealed class RecordingOutput : IKtOutput
+    {
+        public List<string> Warnings { get; } = [];
+
+        public void Warning(string message) => Warnings.Add(message);
+
+        public void Verbose(string message)
+        {
+        }
+
+        public void Debug(string message)
+        {
+        }
+
+        public void Progress(string activity, string status, int percent = -1, bool completed = false)
+        {
+        }
+    }
+
     private sealed record RecoveryTestOptions : ShadowOptions;
 }

@@ -2,6 +2,7 @@ using KtConnect.Engine;
 using KtConnect.Engine.Cluster;
 using KtConnect.Engine.Cluster.Recovery;
 using KtConnect.KubeSim.Api;
+using KtConnect.KubeSim.Store;
 using KtConnect.Tests.Unit.Kube;
 
 namespace KtConnect.Tests.Unit.Recovery;
@@ -149,5 +150,189 @@ public sealed class ServiceRecoveryTests : IDisposable
         await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false }, Ns);
         var e = await Assert.ThrowsAsync<KtException>(() => ServiceRecovery.PlanAsync(new RecoverOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir) }, "nope"));
         Assert.Equal(ServiceRecovery.ServiceNotFoundErrorId, e.ErrorId);
+    }
+
+    private static void ExchangedOrders(KubeSimServer s, string? beat, string? lockValue = null)
+    {
+        var lockAnnotation = lockValue is null ? "" : $",\"kt-lock\":\"{lockValue}\"";
+        s.Apply($$$"""
+            {"apiVersion":"v1","kind":"Service","metadata":{"name":"orders","namespace":"kt-test",
+             "annotations":{"kt-selector":"{\"app\":\"orders\"}"{{{lockAnnotation}}}}},
+             "spec":{"selector":{"kt-role":"shadow-exchange","kt-target":"abc"},"ports":[{"port":80,"targetPort":8080}]}}
+            """);
+        var beatAnnotation = beat is null ? "" : $",\"kt-last-heart-beat\":\"{beat}\"";
+        s.Apply($$$"""
+            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"orders-kt-exchange-abcde","namespace":"kt-test",
+             "labels":{"control-by":"kt","kt-role":"shadow-exchange","kt-target":"abc"},
+             "annotations":{"kt-config":"service=orders","kt-user":"alice","ktconnect.io/host":"alice-laptop","ktconnect.io/session":"S1"{{{beatAnnotation}}}}},
+             "spec":{"containers":[{"name":"standalone","image":"shadow"}]}}
+            """);
+    }
+
+    private static ClusterChange Change(SimCluster sim, KtObjectKind kind, string name, ClusterChangeKind change) => new()
+    {
+        Server = ClusterRecovery.ServerKey(sim.Client.Configuration.Server),
+        Namespace = Ns,
+        ObjectKind = kind,
+        Name = name,
+        Change = change,
+    };
+
+    [Fact]
+    public async Task An_exchange_alive_on_another_machine_is_refused_naming_its_holder_and_nothing_changes()
+    {
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false }, Ns);
+        var now = sim.Client.Clock.UtcNow;
+        ExchangedOrders(sim.Server, KtConventions.FormatUnixSeconds(now.AddSeconds(-40)));
+        // No journal of this machine knows it: the fresh heartbeat (younger than 3 heartbeat periods) is what says it lives.
+        var options = new RecoverOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir), Journal = new ChangeJournal(Path.Combine(_dir, "journal")) };
+        var version = sim.Server.Store.ResourceVersion;
+
+        var e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() => ServiceRecovery.PlanAsync(options, "orders"));
+        Assert.Equal("RecoverServiceInUse", e.ErrorId);
+        Assert.Equal(KtErrorCategory.ResourceBusy, e.Category);
+        Assert.Equal("orders", e.Target);
+        Assert.Contains("user 'alice' on host 'alice-laptop', session S1 (shadow pod orders-kt-exchange-abcde: last heartbeat", e.Message, StringComparison.Ordinal);
+        Assert.Contains("may be alive on another machine", e.Message, StringComparison.Ordinal);
+        Assert.Equal(version, sim.Server.Store.ResourceVersion);
+
+        // Three heartbeat periods later without a beat the session is gone: recover works.
+        sim.Server.Store.Mutate(ResourceTypes.Pods, Ns, "orders-kt-exchange-abcde", o =>
+        {
+            o["metadata"]!["annotations"]!["kt-last-heart-beat"] = KtConventions.FormatUnixSeconds(now.AddMinutes(-4));
+            return o;
+        });
+        var plan = await ServiceRecovery.PlanAsync(options, "orders");
+        Assert.Contains(plan.Actions, a => a.Kind == CleanupActionKind.RestoreServiceSelector);
+
+        // The holder beats again before the plan is applied (-Confirm waited): the plan is refused whole.
+        sim.Server.Store.Mutate(ResourceTypes.Pods, Ns, "orders-kt-exchange-abcde", o =>
+        {
+            o["metadata"]!["annotations"]!["kt-last-heart-beat"] = KtConventions.FormatUnixSeconds(sim.Client.Clock.UtcNow);
+            return o;
+        });
+        version = sim.Server.Store.ResourceVersion;
+        Assert.Equal("RecoverServiceInUse", (await Assert.ThrowsAsync<RecoverServiceInUseException>(() => ServiceRecovery.ExecuteAsync(options, plan))).ErrorId);
+        Assert.Equal(version, sim.Server.Store.ResourceVersion);
+    }
+
+    [Fact]
+    public async Task An_exchange_of_a_live_process_of_this_machine_is_refused_whatever_its_heartbeat_and_recovered_once_it_died()
+    {
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false }, Ns);
+        ExchangedOrders(sim.Server, KtConventions.FormatUnixSeconds(sim.Client.Clock.UtcNow.AddMinutes(-30)));
+        var journal = new ChangeJournal(Path.Combine(_dir, "journal"));
+        var session = "live-" + Guid.NewGuid().ToString("N");
+        await ClusterJournal.RecordAsync(journal, Change(sim, KtObjectKind.Pod, "orders-kt-exchange-abcde", ClusterChangeKind.Created), session);
+        await ClusterJournal.RecordAsync(journal, Change(sim, KtObjectKind.Service, "orders", ClusterChangeKind.SelectorChanged), session);
+        var options = new RecoverOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir), Journal = journal };
+        var version = sim.Server.Store.ResourceVersion;
+
+        var e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() => ServiceRecovery.PlanAsync(options, "orders"));
+        Assert.Equal("RecoverServiceInUse", e.ErrorId);
+        Assert.Contains($"a session on this machine (pid {Environment.ProcessId}, session {session}) changed it and still runs", e.Message, StringComparison.Ordinal);
+        Assert.Equal(version, sim.Server.Store.ResourceVersion);
+
+        // The session ends without undoing (a crash in effect): the journal now says its owner is gone, at once.
+        ChangeJournal.MarkSessionEnded(session);
+        var plan = await ServiceRecovery.PlanAsync(options, "orders");
+        Assert.All(await ServiceRecovery.ExecuteAsync(options, plan), o => Assert.True(o.Done, o.Error));
+        Assert.Equal(new Dictionary<string, string> { ["app"] = "orders" }, (await sim.Client.Services.GetAsync("orders", Ns)).Spec!.Selector);
+    }
+
+    [Fact]
+    public async Task A_fresh_kt_lock_is_a_session_being_set_up_and_is_refused()
+    {
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false }, Ns);
+        ExchangedOrders(sim.Server, null, KtConventions.FormatUnixSeconds(sim.Client.Clock.UtcNow.AddSeconds(-10)));
+        var options = new RecoverOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir), Journal = new ChangeJournal(Path.Combine(_dir, "journal")) };
+        var e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() => ServiceRecovery.PlanAsync(options, "orders"));
+        Assert.Equal("RecoverServiceInUse", e.ErrorId);
+        Assert.Contains("kt-lock was taken", e.Message, StringComparison.Ordinal);
+
+        // This machine journalled the lock and its taker is gone (killed mid-setup): recover proceeds at once.
+        var session = "dead-" + Guid.NewGuid().ToString("N");
+        await ClusterJournal.RecordAsync(options.Journal!, Change(sim, KtObjectKind.Service, "orders", ClusterChangeKind.Locked), session);
+        ChangeJournal.MarkSessionEnded(session);
+        Assert.Contains((await ServiceRecovery.PlanAsync(options, "orders")).Actions, a => a.Kind == CleanupActionKind.RestoreServiceSelector);
+    }
+
+    [Fact]
+    public async Task An_auto_mesh_is_judged_by_its_mesh_shadows_not_by_the_routers_shared_heartbeat()
+    {
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false }, Ns);
+        var s = sim.Server;
+        var fresh = KtConventions.FormatUnixSeconds(sim.Client.Clock.UtcNow.AddSeconds(-20));
+        s.Apply("""
+            {"apiVersion":"v1","kind":"Service","metadata":{"name":"orders","namespace":"kt-test","annotations":{"kt-selector":"{\"app\":\"orders\"}"}},
+             "spec":{"selector":{"kt-role":"router","kt-target":"rrr"},"ports":[{"port":80,"targetPort":8080}]}}
+            """);
+        s.Apply($$$"""{"apiVersion":"v1","kind":"Pod","metadata":{"name":"orders-kt-router","namespace":"kt-test","labels":{"control-by":"kt","kt-role":"router","kt-target":"rrr"},"annotations":{"kt-config":"service=orders","kt-last-heart-beat":"{{{fresh}}}"}},"spec":{"containers":[{"name":"standalone","image":"router"}]}}""");
+        s.Apply($$$"""{"apiVersion":"v1","kind":"Pod","metadata":{"name":"orders-kt-mesh-v2","namespace":"kt-test","labels":{"control-by":"kt","kt-role":"shadow-mesh","kt-target":"sss"},"annotations":{"kt-user":"bob","kt-last-heart-beat":"{{{fresh}}}"}},"spec":{"containers":[{"name":"standalone","image":"shadow"}]}}""");
+        var journal = new ChangeJournal(Path.Combine(_dir, "journal"));
+        var options = new RecoverOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir), Journal = journal };
+
+        // A mesh shadow of another machine beats: refused, naming it.
+        var e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() => ServiceRecovery.PlanAsync(options, "orders"));
+        Assert.Equal("RecoverServiceInUse", e.ErrorId);
+        Assert.Contains("user 'bob' (shadow pod orders-kt-mesh-v2", e.Message, StringComparison.Ordinal);
+
+        // The only mesh shadow is this machine's, of a session that ended: the router's fresh heartbeat does not hold the Service.
+        var session = "dead-" + Guid.NewGuid().ToString("N");
+        await ClusterJournal.RecordAsync(journal, Change(sim, KtObjectKind.Pod, "orders-kt-mesh-v2", ClusterChangeKind.Created), session);
+        ChangeJournal.MarkSessionEnded(session);
+        var plan = await ServiceRecovery.PlanAsync(options, "orders");
+        Assert.Contains(plan.Actions, a => a is { Kind: CleanupActionKind.DeletePod, Name: "orders-kt-router" });
+        Assert.Contains(plan.Actions, a => a is { Kind: CleanupActionKind.RestoreServiceSelector, Name: "orders" });
+    }
+
+    [Fact]
+    public async Task A_live_scale_exchange_and_a_live_shadow_deployment_are_refused_and_stale_ones_recovered()
+    {
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false }, Ns);
+        var s = sim.Server;
+        var now = sim.Client.Clock.UtcNow;
+        var fresh = KtConventions.FormatUnixSeconds(now.AddSeconds(-30));
+        var old = KtConventions.FormatUnixSeconds(now.AddMinutes(-30));
+        s.Apply("""{"apiVersion":"v1","kind":"Service","metadata":{"name":"pay","namespace":"kt-test"},"spec":{"selector":{"app":"pay"},"ports":[{"port":80}]}}""");
+        s.Apply("""
+            {"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"pay","namespace":"kt-test"},
+             "spec":{"replicas":0,"selector":{"matchLabels":{"app":"pay"}},
+             "template":{"metadata":{"labels":{"app":"pay"}},"spec":{"containers":[{"name":"app","image":"app"}]} } } }
+            """);
+        void ScaleShadow(string beat) => s.Apply($$$"""
+            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"pay-kt-exchange-fghij","namespace":"kt-test",
+             "labels":{"control-by":"kt","kt-role":"shadow-exchange","app":"pay"},"annotations":{"kt-config":"app=pay,replicas=2,service=pay","kt-last-heart-beat":"{{{beat}}}"}},
+             "spec":{"containers":[{"name":"standalone","image":"shadow"}]}}
+            """);
+        var options = new RecoverOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir), Namespace = Ns, Journal = new ChangeJournal(Path.Combine(_dir, "journal")) };
+
+        ScaleShadow(fresh);
+        var e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() => ServiceRecovery.PlanAsync(options, "pay"));
+        Assert.Equal("RecoverServiceInUse", e.ErrorId);
+        Assert.Contains("shadow pod pay-kt-exchange-fghij", e.Message, StringComparison.Ordinal);
+        Assert.Equal(0, (await sim.Client.Deployments.GetAsync("pay", Ns)).Spec!.Replicas);
+        ScaleShadow(old);
+        Assert.Contains((await ServiceRecovery.PlanAsync(options, "pay")).Actions, a => a is { Kind: CleanupActionKind.ScaleDeployment, Name: "pay", Replicas: 2 });
+        s.Store.Delete(ResourceTypes.Pods, Ns, "pay-kt-exchange-fghij");
+
+        // A selector exchange through a shadow Deployment: the Deployment's heartbeat is the one kept fresh.
+        void ShadowDeployment(string beat) => s.Apply($$$"""
+            {"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"pay-kt-exchange-klmno","namespace":"kt-test",
+             "labels":{"control-by":"kt","kt-role":"shadow-exchange"},"annotations":{"kt-config":"service=pay","kt-user":"carol","kt-last-heart-beat":"{{{beat}}}"}},
+             "spec":{"replicas":0,"selector":{"matchLabels":{"kt-role":"shadow-exchange","kt-target":"ddd"}},
+             "template":{"metadata":{"labels":{"kt-role":"shadow-exchange","kt-target":"ddd"}},"spec":{"containers":[{"name":"standalone","image":"shadow"}]} } } }
+            """);
+        s.Apply("""
+            {"apiVersion":"v1","kind":"Service","metadata":{"name":"pay","namespace":"kt-test","annotations":{"kt-selector":"{\"app\":\"pay\"}"}},
+             "spec":{"selector":{"kt-role":"shadow-exchange","kt-target":"ddd"},"ports":[{"port":80}]}}
+            """);
+        ShadowDeployment(fresh);
+        e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() => ServiceRecovery.PlanAsync(options, "pay"));
+        Assert.Contains("user 'carol' (shadow Deployment pay-kt-exchange-klmno", e.Message, StringComparison.Ordinal);
+        ShadowDeployment(old);
+        var plan = await ServiceRecovery.PlanAsync(options, "pay");
+        Assert.Contains(plan.Actions, a => a is { Kind: CleanupActionKind.DeleteDeployment, Name: "pay-kt-exchange-klmno" });
+        Assert.Contains(plan.Actions, a => a is { Kind: CleanupActionKind.RestoreServiceSelector, Name: "pay" });
     }
 }

@@ -57,10 +57,10 @@ public sealed class ConnectWorker : ISessionWorker
             if (ranges.Count == 0)
                 throw new KtException("ClusterRangesNotFound", KtErrorCategory.ObjectNotFound,
                     "The cluster revealed no address ranges to route; give them with --includeIps (-IncludeIp).", target: _namespace);
-            if (_options.Mode == ConnectMode.Tun && !_options.IgnoreRouteConflicts)
+            if (ChecksRouteConflicts(_options))
             {
                 var table = await RouteTables.ForCurrentOs().ReadAsync(cancellationToken).ConfigureAwait(false);
-                var conflicts = RouteConflicts.Find(ranges.Select(ToNetwork), table, apiServer, _options.TunName);
+                var conflicts = FindRouteConflicts(_options, ranges, table, apiServer);
                 if (conflicts.Count > 0) throw new RouteConflictException(conflicts);
             }
         }
@@ -102,6 +102,30 @@ public sealed class ConnectWorker : ISessionWorker
         if (_options.Mode != ConnectMode.Socks && _options.DnsMode == DnsMode.Hosts)
             await StartHostsAsync(context, journal, podName, sessionId, cancellationToken).ConfigureAwait(false);
         output.Progress("Connecting", "Connected", 100, completed: true);
+    }
+
+    /// <summary>
+    /// Tun mode routes the cluster ranges into its device and redirect mode rewrites them in the firewall: either takes
+    /// traffic away from a local network, a VPN or an address of this machine that overlaps them, so both check first.
+    /// </summary>
+    internal static bool ChecksRouteConflicts(ConnectOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return options.Mode is ConnectMode.Tun or ConnectMode.Redirect && !options.SkipRoutes && !options.IgnoreRouteConflicts;
+    }
+
+    /// <summary>
+    /// The conflicts that refuse the connect (<see cref="RouteConflictException"/>, ErrorId RouteConflict) before anything
+    /// is changed; empty when the mode changes no routing or the check is overridden. Redirect mode has no device of its
+    /// own, so every overlapping route counts (a tun device of ours is only exempt in tun mode).
+    /// </summary>
+    internal static IReadOnlyList<RouteConflict> FindRouteConflicts(ConnectOptions options, IReadOnlyList<Cidr> ranges, IReadOnlyList<RouteEntry> table,
+        IReadOnlyList<IPAddress> apiServer)
+    {
+        ArgumentNullException.ThrowIfNull(ranges);
+        if (!ChecksRouteConflicts(options)) return [];
+        var ourDevice = options.Mode == ConnectMode.Tun ? options.TunName : "";
+        return RouteConflicts.Find(ranges.Select(ToNetwork), table, apiServer, ourDevice);
     }
 
     /// <summary>Tun and redirect modes change routes, firewall and DNS: refuse early, with the way out, when not elevated.</summary>
