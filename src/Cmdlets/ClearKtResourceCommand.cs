@@ -54,9 +54,9 @@ public sealed class ClearKtResourceCommand : KtKubeCmdlet
     [ValidatePattern("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
     public string? Namespace { get; set; }
 
-    /// <summary>Minutes without a heartbeat before a kt object counts as left behind (ktctl's --thresholdInMinus).</summary>
+    /// <summary>Minutes without a heartbeat before a kt object counts as left behind (ktctl's --thresholdInMinus); 0: every stale one.</summary>
     [Parameter]
-    [ValidateRange(1, 525600)]
+    [ValidateRange(0, 525600)]
     public int ThresholdMinutes { get; set; } = 5;
 
     /// <summary>Also undo this machine's routes, DNS and firewall changes left by crashed processes.</summary>
