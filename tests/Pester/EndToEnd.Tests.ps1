@@ -275,6 +275,33 @@ $Ending
         }
     }
 
+    Context 'a live session' {
+        It 'is never touched by Clear-KtResource -ThresholdMinutes 0 or Restore-KtService from another pwsh' {
+            $script:Pwsh = Start-LaptopPwsh $Cluster ($LocalServer + @'
+$null = Start-KtExchange -Service orders -Namespace dev -Port 8080:80
+$null = Connect-KtCluster -Namespace dev -Mode Socks -ProxyPort 2227
+'RUNNING'
+Wait-Go
+Get-KtSession | Stop-KtSession
+'STOPPED'
+'@)
+            Wait-LaptopOutput $Pwsh 'RUNNING' | Out-Null
+            Wait-ClusterAnswer $Cluster $Orders 'LOCAL-LAPTOP-ANSWER' | Out-Null
+            $during = Get-ClusterSnapshot $Cluster
+            $r = Invoke-LaptopPwsh $Cluster @'
+Clear-KtResource -Namespace dev -ThresholdMinutes 0 -Confirm:$false 3>&1 | ForEach-Object { "CLEAR $_" }
+try { Restore-KtService -Name orders -Namespace dev -Confirm:$false; 'NOERROR' } catch { "ERRORID $($_.FullyQualifiedErrorId)" }
+'@
+            $r.Output | Should -Match 'CLEAR kept: '
+            $r.Output | Should -Match 'ERRORID RecoverServiceInUse,KtConnect.Cmdlets.RestoreKtServiceCommand'
+            Get-ClusterSnapshot $Cluster | Should -Be $during
+            Invoke-ClusterCurl $Cluster $Orders | Should -Match 'LOCAL-LAPTOP-ANSWER'
+            Send-LaptopGo $Pwsh
+            Wait-LaptopOutput $Pwsh 'STOPPED' | Out-Null
+            Get-ClusterSnapshot $Cluster | Should -Be $Baseline
+        }
+    }
+
     Context 'after a killed pwsh' {
         It '<Cleaner> undoes what the killed session left in the cluster' -ForEach @(
             @{ Cleaner = 'Clear-KtResource'; Command = 'Clear-KtResource -Namespace dev -Confirm:$false' }
