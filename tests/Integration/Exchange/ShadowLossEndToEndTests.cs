@@ -1,0 +1,185 @@
+using KtConnect.Engine;
+using KtConnect.KubeSim.Store;
+using Microsoft.AspNetCore.Http;
+
+namespace KtConnect.Tests.Integration.Exchange;
+
+/// <summary>
+/// Issue 13 item 2: the shadow pod of a live session is deleted (a user, an eviction, a node loss). The Service goes back
+/// to its own pods at once, then either a new shadow takes over (the session resumes) or the session ends with
+/// ShadowPodDeleted; after stop the cluster is as before. The new shadow's creation is held at the API server (a hook on
+/// POST pods) so "traffic is back on the original pods" is observed while no shadow exists, not raced.
+/// </summary>
+[Collection(ExchangeClusterCollection.Name)]
+public sealed class ShadowLossEndToEndTests(ExchangeClusterFixture f)
+{
+    private const int SigTerm = 15;
+
+    private int PendingJournal() => new ChangeJournal(Path.Combine(f.Kt.Home, ".kt", "journal")).ReadAll().Count;
+
+    private string OnlyPod(string selector)
+    {
+        var pods = f.Cluster.Pods("dev", selector).Where(p => p["metadata"]?["deletionTimestamp"] is null).ToList();
+        Assert.True(pods.Count == 1, $"{pods.Count} pods match {selector}");
+        return pods[0]["metadata"]!["name"]!.GetValue<string>();
+    }
+
+    /// <summary>Holds (or refuses) every pod creation in `dev` until disposed or <see cref="Release"/>.</summary>
+    private sealed class PodCreationGate : IDisposable
+    {
+        private readonly ExchangeClusterFixture _f;
+        private readonly TaskCompletionSource _open = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _held;
+
+        public PodCreationGate(ExchangeClusterFixture f, bool refuse)
+        {
+            _f = f;
+            f.Cluster.Server.Hooks.BeforeRequest = async ctx =>
+            {
+                if (!HttpMethods.IsPost(ctx.Request.Method) || ctx.Request.Path.Value?.EndsWith("/namespaces/dev/pods", StringComparison.Ordinal) != true)
+                    return false;
+                Interlocked.Increment(ref _held);
+                if (!refuse)
+                {
+                    await _open.Task;
+                    return false;
+                }
+                ctx.Response.StatusCode = 403;
+                ctx.Response.ContentType = "application/json";
+                await ctx.Response.WriteAsync("""{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pods is forbidden: the test refuses new pods","reason":"Forbidden","details":{"kind":"pods"},"code":403}""");
+                return true;
+            };
+        }
+
+        /// <summary>Pod creations that reached the gate.</summary>
+        public int Held => Volatile.Read(ref _held);
+
+        public void Release() => _open.TrySetResult();
+
+        public void Dispose()
+        {
+            _f.Cluster.Server.Hooks.BeforeRequest = null;
+            Release();
+        }
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task Selector_exchange_whose_shadow_is_deleted_gives_the_service_back_at_once_then_resumes_on_a_new_shadow()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var journalled = PendingJournal();
+        var kt = await f.StartKtAsync("exchange", "orders", "-n", "dev", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80,{ExchangeClusterFixture.LocalAdmin}:81");
+        try
+        {
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://orders.dev/", "laptop"), StringComparison.Ordinal);
+            var first = OnlyPod("kt-role=shadow-exchange");
+            using (var gate = new PodCreationGate(f, refuse: false))
+            {
+                f.Cluster.Store.Delete(ResourceTypes.Pods, "dev", first);
+
+                // (a) While no shadow exists the Service selects its own pods again, and they answer.
+                await f.Cluster.WaitUntilAsync(() => gate.Held > 0, "kt to ask for a new shadow");
+                Assert.Equal("""{"app":"orders"}""", f.Service("orders")!["spec"]!["selector"]!.ToJsonString());
+                Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-"), StringComparison.Ordinal);
+                Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev:81/", "orders-"), StringComparison.Ordinal);
+                Assert.Contains($"The shadow pod dev/{first}", kt.Stderr, StringComparison.Ordinal);
+                Assert.False(kt.Process.HasExited, kt.Stderr);
+                gate.Release();
+
+                // (b) A new shadow takes the traffic again: both ports reach the laptop.
+                await f.Cluster.WaitUntilAsync(() => kt.Stderr.Contains("resumed with the new shadow pod", StringComparison.Ordinal) || kt.Process.HasExited,
+                    "kt to resume");
+                Assert.False(kt.Process.HasExited, kt.Stderr);
+            }
+            var second = OnlyPod("kt-role=shadow-exchange");
+            Assert.NotEqual(first, second);
+            Assert.Equal("shadow-exchange", f.Service("orders")!["spec"]!["selector"]!["kt-role"]!.GetValue<string>());
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://orders.dev/", "laptop"), StringComparison.Ordinal);
+            Assert.Contains("port: 18081", await f.WaitAnswerAsync("http://orders.dev:81/", "laptop"), StringComparison.Ordinal);
+            await f.Cluster.WaitUntilAsync(() => f.Cluster.Store.Get(ResourceTypes.Pods, "dev", first) is null
+                && f.Cluster.Store.Get(ResourceTypes.ConfigMaps, "dev", first) is null, "the first shadow and its ConfigMap to be gone");
+            Assert.DoesNotContain("NotFound", kt.Stderr, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+        }
+
+        // (c) Stop restores everything, the replaced shadow's journal included.
+        Assert.Contains("everything was restored", kt.Stderr, StringComparison.Ordinal);
+        Assert.Equal(journalled, PendingJournal());
+        await f.WaitServedAsync("orders", 2);
+        Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-"), StringComparison.Ordinal);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task Selector_exchange_whose_shadow_is_deleted_and_cannot_be_replaced_ends_with_ShadowPodDeleted_and_restores()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var journalled = PendingJournal();
+        var kt = await f.StartKtAsync("exchange", "orders", "-n", "dev", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        try
+        {
+            await f.WaitAnswerAsync("http://orders.dev/", "laptop");
+            var first = OnlyPod("kt-role=shadow-exchange");
+            using var gate = new PodCreationGate(f, refuse: true);
+            f.Cluster.Store.Delete(ResourceTypes.Pods, "dev", first);
+            await kt.Process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(2));
+            Assert.True(gate.Held > 0);
+        }
+        finally
+        {
+            if (!kt.Process.HasExited) await kt.SignalAndWaitAsync(SigTerm);
+        }
+        Assert.Equal(1, kt.Process.ExitCode);
+        var last = kt.Stderr.Trim().Split('\n')[^1];
+        Assert.StartsWith("kt: ", last, StringComparison.Ordinal);
+        Assert.EndsWith("(ShadowPodDeleted)", last, StringComparison.Ordinal);
+        Assert.DoesNotContain("NotFound", kt.Stderr, StringComparison.Ordinal);
+        Assert.Equal(journalled, PendingJournal());
+        await f.WaitServedAsync("orders", 2);
+        Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-"), StringComparison.Ordinal);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task Scale_exchange_whose_shadow_is_deleted_scales_the_deployment_back_at_once_then_resumes_on_a_new_shadow()
+    {
+        var before = f.Workloads();
+        var kt = await f.StartKtAsync("exchange", "pay", "-n", "dev", "--mode", "scale", "--expose", $"{ExchangeClusterFixture.LocalHttp}:8080",
+            "--recoverWaitTime", "60");
+        try
+        {
+            Assert.Contains("laptop", await f.WaitAnswerAsync("http://pay.dev/", "laptop"), StringComparison.Ordinal);
+            var first = OnlyPod("kt-role=shadow-exchange");
+            using (var gate = new PodCreationGate(f, refuse: false))
+            {
+                f.Cluster.Store.Delete(ResourceTypes.Pods, "dev", first);
+                // (a) The Deployment is scaled back while no shadow exists, and its pod answers.
+                await f.Cluster.WaitUntilAsync(() => gate.Held > 0 && f.Cluster.Store.Get(ResourceTypes.Deployments, "dev", "pay")!["spec"]!["replicas"]!.GetValue<int>() == 1,
+                    "kt to scale pay back and ask for a new shadow");
+                // (The controllers write to the store directly: only kt's new shadow is held.)
+                Assert.Contains("pay-", await f.WaitAnswerAsync("http://pay.dev/", "pay-"), StringComparison.Ordinal);
+                Assert.False(kt.Process.HasExited, kt.Stderr);
+                gate.Release();
+                await f.Cluster.WaitUntilAsync(() => kt.Stderr.Contains("resumed with the new shadow pod", StringComparison.Ordinal) || kt.Process.HasExited,
+                    "kt to resume");
+                Assert.False(kt.Process.HasExited, kt.Stderr);
+            }
+            // (b) The Deployment is at 0 again and the new shadow serves.
+            await f.Cluster.WaitForAsync(ResourceTypes.Deployments, "dev", "pay", x => x?["spec"]?["replicas"]?.GetValue<int>() == 0
+                && (x?["status"]?["replicas"]?.GetValue<int>() ?? 0) == 0);
+            Assert.NotEqual(first, OnlyPod("kt-role=shadow-exchange"));
+            await f.WaitServedAsync("pay", 1);
+            Assert.Contains("laptop", await f.WaitAnswerAsync("http://pay.dev/", "laptop"), StringComparison.Ordinal);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+        }
+        Assert.Empty(f.Cluster.Pods("dev", "kt-role=shadow-exchange"));
+        Assert.Contains("pay-", await f.WaitAnswerAsync("http://pay.dev/", "pay-"), StringComparison.Ordinal);
+        Assert.Equal(before, f.Workloads());
+    }
+}
