@@ -46,6 +46,9 @@ public sealed class SessionContext
 
     public void AddLocalPort(string port) => _session.AddLocalPort(port);
 
+    /// <summary>One port of the target and what happens to it (see <see cref="SessionSnapshot.Ports"/>).</summary>
+    public void AddPort(string port) => _session.AddPort(port);
+
     public void AddRoute(string route) => _session.AddRoute(route);
 
     public void AddDnsSuffix(string suffix) => _session.AddDnsSuffix(suffix);

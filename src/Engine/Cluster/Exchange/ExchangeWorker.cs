@@ -19,6 +19,9 @@ public sealed class ExchangeWorker : ISessionWorker
     private ExchangeOptions _options;
     private readonly string _namespace;
 
+    /// <summary>The pods the Service selects when not exchanged (a redeploy may change it): where relayed ports go.</summary>
+    private volatile IReadOnlyDictionary<string, string>? _originalSelector;
+
     public ExchangeWorker(KubeClient client, string ns, ExchangeOptions options)
     {
         _client = client ?? throw new ArgumentNullException(nameof(client));
@@ -54,20 +57,54 @@ public sealed class ExchangeWorker : ISessionWorker
         await ExchangeHolders.ThrowIfHeldAsync(_client, service, cancellationToken).ConfigureAwait(false);
         var pods = await _client.Pods.ListAsync(_namespace, new ListOptions { LabelSelector = FormatSelector(service.Spec.Selector) }, cancellationToken)
             .ConfigureAwait(false);
-        var mappings = PortMapper.Map(service, _options.Ports, NamedContainerPorts(pods.Items.Select(p => p.Spec)));
+        var named = NamedContainerPorts(pods.Items.Select(p => p.Spec));
+        var mappings = PortMapper.Map(service, _options.Ports, named);
+        var (relayed, _) = PlanUncovered(context, service, mappings, named);
         Deployment? deployment = null;
         if (_options.Mode == ExchangeMode.Scale) deployment = given ?? await FindDeploymentAsync(service, cancellationToken).ConfigureAwait(false);
         await RemoteForwards.CheckLocalPortsAsync(mappings, _options.SkipPortChecking, output, cancellationToken).ConfigureAwait(false);
 
         if (_options.Mode == ExchangeMode.Selector)
-            await StartSelectorAsync(context, journal, sessionId, service, mappings, cancellationToken).ConfigureAwait(false);
+            await StartSelectorAsync(context, journal, sessionId, service, mappings, relayed, cancellationToken).ConfigureAwait(false);
         else
             await StartScaleAsync(context, journal, sessionId, service, deployment!, mappings, cancellationToken).ConfigureAwait(false);
         output.Progress("Exchanging", "Exchanged", 100, completed: true);
     }
 
+    /// <summary>
+    /// The Service's ports no <c>--expose</c> takes, decided before anything changes: selector mode relays each TCP port
+    /// with a known targetPort to the original pods; the rest (every one in scale mode, whose pods are scaled away) would be
+    /// cut, which is refused with <c>ExchangePortsUncovered</c> unless <see cref="ExchangeOptions.AllowPartial"/>. Every port's
+    /// fate goes to the session (<see cref="SessionSnapshot.Ports"/>).
+    /// </summary>
+    private (IReadOnlyList<UncoveredPort> Relayed, IReadOnlyList<UncoveredPort> Cut) PlanUncovered(SessionContext context, Service service,
+        IReadOnlyList<PortMapping> mappings, IReadOnlyDictionary<string, int> named)
+    {
+        var uncovered = PortMapper.Uncovered(service, mappings, named);
+        List<UncoveredPort> relayed = _options.Mode == ExchangeMode.Selector ? [.. uncovered.Where(u => u.CanRelay)] : [];
+        var cut = uncovered.Where(u => !relayed.Contains(u)).ToList();
+        if (cut.Count > 0 && !_options.AllowPartial)
+            throw new KtException("ExchangePortsUncovered", KtErrorCategory.InvalidOperation,
+                $"Exchanging {string.Join(", ", mappings.Select(m => m.ServicePort))} of Service '{ServiceKey}' would cut port(s) " +
+                $"{string.Join("; ", cut.Select(u => u.Label + " (" + u.Reason + ")"))} off from its pods. Expose them too (--expose local:port, " +
+                "-Port), or pass --allowPartial (-AllowPartial) to have them refused while exchanged.", null, _options.Service);
+        var selector = service.Spec!.Selector!;
+        foreach (var m in mappings) context.AddPort(m.Describe(_options.Service));
+        foreach (var u in relayed)
+        {
+            context.AddPort(u.DescribeRelayed(_options.Service, selector));
+            context.Output.Verbose($"Service {ServiceKey} port {u.Label} is not exposed: the shadow relays it to the original pods ({FormatSelector(selector)}).");
+        }
+        foreach (var u in cut)
+        {
+            context.AddPort(u.DescribeCut(_options.Service));
+            context.Output.Warning($"Service {ServiceKey} port {u.Label} is not exposed and is refused while exchanged ({u.Reason}; --allowPartial).");
+        }
+        return (relayed, cut);
+    }
+
     private async Task StartSelectorAsync(SessionContext context, ChangeJournal journal, string sessionId, Service service,
-        IReadOnlyList<PortMapping> mappings, CancellationToken cancellationToken)
+        IReadOnlyList<PortMapping> mappings, IReadOnlyList<UncoveredPort> relayed, CancellationToken cancellationToken)
     {
         var output = context.Output;
         output.Progress("Exchanging", $"Locking Service {ServiceKey}");
@@ -89,6 +126,7 @@ public sealed class ExchangeWorker : ISessionWorker
         service = await GetServiceAsync(cancellationToken).ConfigureAwait(false);
         await ExchangeHolders.ThrowIfHeldAsync(_client, service, cancellationToken).ConfigureAwait(false);
         var original = new Dictionary<string, string>(service.Spec!.Selector!, StringComparer.Ordinal);
+        _originalSelector = original;
 
         var target = KtConventions.NewTarget();
         ShadowPodSpec? spec = null;
@@ -96,8 +134,11 @@ public sealed class ExchangeWorker : ISessionWorker
         var guard = new ShadowGuard(context, _client, _namespace, $"the exchange of Service {ServiceKey}", sameName: false, async (ctx, generation, ct) =>
         {
             var c = await ShadowSetup.StartAsync(ctx, _client, _options, key => spec = ShadowSpec(key, _options.Service, target,
-                [new(KtConventions.ConfigService, _options.Service)], null, ShadowPorts(service, mappings), sessionId), ct).ConfigureAwait(false);
+                [new(KtConventions.ConfigService, _options.Service)], null, ShadowPorts(service, mappings, relayed), sessionId), ct).ConfigureAwait(false);
             await RemoteForwards.StartAsync(ctx, c.Link, mappings, _options.Service, announce: generation == 0, ct).ConfigureAwait(false);
+            foreach (var u in relayed)
+                await new PodRelay(_client, _namespace, () => _originalSelector ?? original, u.TargetPort!.Value, ctx.Output).StartAsync(ctx, c.Link, ct)
+                    .ConfigureAwait(false);
             return c;
         });
         var connection = await guard.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -425,6 +466,7 @@ public sealed class ExchangeWorker : ISessionWorker
             && (recorded is null || !SameSelector(selector, KtConventions.ParseSelector(recorded, current.Key))))
         {
             var original = new Dictionary<string, string>(selector, StringComparer.Ordinal);
+            _originalSelector = original;
             entries.Add(await ClusterJournal.RecordAsync(journal, Change(KtObjectKind.Service, _options.Service, ClusterChangeKind.SelectorChanged) with
             {
                 OriginalSelector = original,
@@ -469,9 +511,11 @@ public sealed class ExchangeWorker : ISessionWorker
     };
 
     /// <summary>The shadow's container ports: the Service's target ports (named after them as kt-connect does).</summary>
-    internal static List<ShadowPort> ShadowPorts(Service service, IReadOnlyList<PortMapping> mappings)
+    internal static List<ShadowPort> ShadowPorts(Service service, IReadOnlyList<PortMapping> mappings, IReadOnlyList<UncoveredPort>? relayed = null)
     {
         var ports = new List<ShadowPort>();
+        foreach (var u in relayed ?? [])
+            ports.Add(u.NamedTarget is { } n ? new ShadowPort(u.TargetPort!.Value, n) : ShadowPort.ForIntTarget(u.TargetPort!.Value));
         foreach (var m in mappings)
         {
             var sp = service.Spec?.Ports?.FirstOrDefault(p => p.Port == m.ServicePort);
