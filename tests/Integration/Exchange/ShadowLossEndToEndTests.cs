@@ -182,4 +182,106 @@ public sealed class ShadowLossEndToEndTests(ExchangeClusterFixture f)
         Assert.Contains("pay-", await f.WaitAnswerAsync("http://pay.dev/", "pay-"), StringComparison.Ordinal);
         Assert.Equal(before, f.Workloads());
     }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl", "nginx")]
+    public async Task Auto_mesh_whose_shadow_is_deleted_sends_its_version_to_the_original_pods_then_resumes_on_a_new_shadow()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var kt = await f.StartKtAsync("mesh", "orders", "-n", "dev", "--versionMark", "v7", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        try
+        {
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://orders.dev/", "laptop", header: "version: v7"), StringComparison.Ordinal);
+            var shadow = f.Cluster.Store.Get(ResourceTypes.Pods, "dev", "orders-kt-mesh-v7")!;
+            var uid = shadow["metadata"]!["uid"]!.GetValue<string>();
+            using (var gate = new PodCreationGate(f, refuse: false))
+            {
+                f.Cluster.Store.Delete(ResourceTypes.Pods, "dev", "orders-kt-mesh-v7");
+                // (a) The version's requests reach the original pods while no shadow exists.
+                await f.Cluster.WaitUntilAsync(() => gate.Held > 0, "kt to ask for a new shadow");
+                Assert.Equal("""{"app":"orders"}""", f.Service("orders-kt-mesh-v7")!["spec"]!["selector"]!.ToJsonString());
+                Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-", header: "version: v7"), StringComparison.Ordinal);
+                Assert.False(kt.Process.HasExited, kt.Stderr);
+                gate.Release();
+                // (b) A new shadow of the same name takes the version again.
+                await f.Cluster.WaitUntilAsync(() => kt.Stderr.Contains("resumed with the new shadow pod", StringComparison.Ordinal) || kt.Process.HasExited,
+                    "kt to resume");
+                Assert.False(kt.Process.HasExited, kt.Stderr);
+            }
+            Assert.NotEqual(uid, f.Cluster.Store.Get(ResourceTypes.Pods, "dev", "orders-kt-mesh-v7")!["metadata"]!["uid"]!.GetValue<string>());
+            Assert.Equal("shadow-mesh", f.Service("orders-kt-mesh-v7")!["spec"]!["selector"]!["kt-role"]!.GetValue<string>());
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://orders.dev/", "laptop", header: "version: v7"), StringComparison.Ordinal);
+            Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-"), StringComparison.Ordinal);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+        }
+        Assert.Contains("everything was restored", kt.Stderr, StringComparison.Ordinal);
+        await f.WaitServedAsync("orders", 2);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task Manual_mesh_whose_shadow_is_deleted_leaves_the_service_to_its_pods_then_resumes_on_a_new_shadow()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var kt = await f.StartKtAsync("mesh", "orders", "-n", "dev", "--mode", "manual", "--versionMark", "v8", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        try
+        {
+            await f.WaitServedAsync("orders", 3);
+            using (var gate = new PodCreationGate(f, refuse: false))
+            {
+                f.Cluster.Store.Delete(ResourceTypes.Pods, "dev", "orders-kt-mesh-v8");
+                // (a) Only the original pods serve while no shadow exists.
+                await f.Cluster.WaitUntilAsync(() => gate.Held > 0, "kt to ask for a new shadow");
+                await f.WaitServedAsync("orders", 2);
+                Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-"), StringComparison.Ordinal);
+                Assert.False(kt.Process.HasExited, kt.Stderr);
+                gate.Release();
+                await f.Cluster.WaitUntilAsync(() => kt.Stderr.Contains("resumed with the new shadow pod", StringComparison.Ordinal) || kt.Process.HasExited,
+                    "kt to resume");
+                Assert.False(kt.Process.HasExited, kt.Stderr);
+            }
+            // (b) The new shadow is balanced to again and reaches the laptop.
+            await f.WaitServedAsync("orders", 3);
+            var podIp = f.Cluster.Store.Get(ResourceTypes.Pods, "dev", "orders-kt-mesh-v8")!["status"]!["podIP"]!.GetValue<string>();
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync($"http://{podIp}:8080/", "laptop"), StringComparison.Ordinal);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+        }
+        await f.WaitServedAsync("orders", 2);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task Preview_whose_shadow_is_deleted_resumes_on_a_new_shadow_and_stop_deletes_everything()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var kt = await f.StartKtAsync("preview", "orders-next", "-n", "dev", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        try
+        {
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://orders-next.dev/", "laptop"), StringComparison.Ordinal);
+            var first = OnlyPod("kt-role=shadow-preview");
+            using (var gate = new PodCreationGate(f, refuse: false))
+            {
+                f.Cluster.Store.Delete(ResourceTypes.Pods, "dev", first);
+                await f.Cluster.WaitUntilAsync(() => gate.Held > 0, "kt to ask for a new shadow");
+                Assert.False(kt.Process.HasExited, kt.Stderr);
+                gate.Release();
+                await f.Cluster.WaitUntilAsync(() => kt.Stderr.Contains("resumed with the new shadow pod", StringComparison.Ordinal) || kt.Process.HasExited,
+                    "kt to resume");
+                Assert.False(kt.Process.HasExited, kt.Stderr);
+            }
+            Assert.NotEqual(first, OnlyPod("kt-role=shadow-preview"));
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://orders-next.dev/", "laptop"), StringComparison.Ordinal);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+        }
+        Assert.Null(f.Service("orders-next"));
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
 }
