@@ -41,7 +41,14 @@ public sealed class ShadowLossEndToEndTests(ExchangeClusterFixture f)
                 Interlocked.Increment(ref _held);
                 if (!refuse)
                 {
-                    await _open.Task;
+                    try
+                    {
+                        await _open.Task.WaitAsync(ctx.RequestAborted);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return true; // the client gave up: the pod is never created, as when a request does not reach the server
+                    }
                     return false;
                 }
                 ctx.Response.StatusCode = 403;
@@ -63,8 +70,40 @@ public sealed class ShadowLossEndToEndTests(ExchangeClusterFixture f)
         }
     }
 
-    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
-    public async Task Selector_exchange_whose_shadow_is_deleted_gives_the_service_back_at_once_then_resumes_on_a_new_shadow()
+    /// <summary>Deleted (a user, a node loss's pod GC) or evicted (the kubelet marks it Failed, reason Evicted, before anyone deletes it).</summary>
+    private void Lose(string pod, string how)
+    {
+        if (how == "delete")
+        {
+            f.Cluster.Store.Delete(ResourceTypes.Pods, "dev", pod);
+            return;
+        }
+        f.Cluster.Store.Mutate(ResourceTypes.Pods, "dev", pod, o =>
+        {
+            o["status"]!["phase"] = "Failed";
+            o["status"]!["reason"] = "Evicted";
+            o["status"]!["message"] = "The node was low on resource: memory.";
+            return o;
+        }, subresource: "status");
+    }
+
+    private async Task WaitNewShadowAsked(PodCreationGate gate, Connect.KtProcess kt)
+    {
+        try
+        {
+            await f.Cluster.WaitUntilAsync(() => gate.Held > 0 || kt.Process.HasExited, "kt to ask for a new shadow");
+        }
+        catch (TimeoutException e)
+        {
+            throw new TimeoutException(e.Message + "; kt said:\n" + kt.Stderr, e);
+        }
+        Assert.True(gate.Held > 0, kt.Stderr);
+    }
+
+    [LinuxRootTheory("sshd", "dnsmasq", "nft", "curl")]
+    [InlineData("delete")]
+    [InlineData("evict")]
+    public async Task Selector_exchange_whose_shadow_is_lost_gives_the_service_back_at_once_then_resumes_on_a_new_shadow(string how)
     {
         var before = f.Cluster.Snapshot("dev");
         var journalled = PendingJournal();
@@ -75,10 +114,10 @@ public sealed class ShadowLossEndToEndTests(ExchangeClusterFixture f)
             var first = OnlyPod("kt-role=shadow-exchange");
             using (var gate = new PodCreationGate(f, refuse: false))
             {
-                f.Cluster.Store.Delete(ResourceTypes.Pods, "dev", first);
+                Lose(first, how);
 
                 // (a) While no shadow exists the Service selects its own pods again, and they answer.
-                await f.Cluster.WaitUntilAsync(() => gate.Held > 0, "kt to ask for a new shadow");
+                await WaitNewShadowAsked(gate, kt);
                 Assert.Equal("""{"app":"orders"}""", f.Service("orders")!["spec"]!["selector"]!.ToJsonString());
                 Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-"), StringComparison.Ordinal);
                 Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev:81/", "orders-"), StringComparison.Ordinal);
@@ -99,6 +138,9 @@ public sealed class ShadowLossEndToEndTests(ExchangeClusterFixture f)
             await f.Cluster.WaitUntilAsync(() => f.Cluster.Store.Get(ResourceTypes.Pods, "dev", first) is null
                 && f.Cluster.Store.Get(ResourceTypes.ConfigMaps, "dev", first) is null, "the first shadow and its ConfigMap to be gone");
             Assert.DoesNotContain("NotFound", kt.Stderr, StringComparison.Ordinal);
+            // The session went Reconnecting, then Running again.
+            Assert.Contains("reconnecting", kt.Stderr, StringComparison.Ordinal);
+            Assert.Contains("Reconnected.", kt.Stderr, StringComparison.Ordinal);
         }
         finally
         {
@@ -197,7 +239,7 @@ public sealed class ShadowLossEndToEndTests(ExchangeClusterFixture f)
             {
                 f.Cluster.Store.Delete(ResourceTypes.Pods, "dev", "orders-kt-mesh-v7");
                 // (a) The version's requests reach the original pods while no shadow exists.
-                await f.Cluster.WaitUntilAsync(() => gate.Held > 0, "kt to ask for a new shadow");
+                await WaitNewShadowAsked(gate, kt);
                 Assert.Equal("""{"app":"orders"}""", f.Service("orders-kt-mesh-v7")!["spec"]!["selector"]!.ToJsonString());
                 Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-", header: "version: v7"), StringComparison.Ordinal);
                 Assert.False(kt.Process.HasExited, kt.Stderr);
@@ -233,7 +275,7 @@ public sealed class ShadowLossEndToEndTests(ExchangeClusterFixture f)
             {
                 f.Cluster.Store.Delete(ResourceTypes.Pods, "dev", "orders-kt-mesh-v8");
                 // (a) Only the original pods serve while no shadow exists.
-                await f.Cluster.WaitUntilAsync(() => gate.Held > 0, "kt to ask for a new shadow");
+                await WaitNewShadowAsked(gate, kt);
                 await f.WaitServedAsync("orders", 2);
                 Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-"), StringComparison.Ordinal);
                 Assert.False(kt.Process.HasExited, kt.Stderr);
@@ -267,7 +309,7 @@ public sealed class ShadowLossEndToEndTests(ExchangeClusterFixture f)
             using (var gate = new PodCreationGate(f, refuse: false))
             {
                 f.Cluster.Store.Delete(ResourceTypes.Pods, "dev", first);
-                await f.Cluster.WaitUntilAsync(() => gate.Held > 0, "kt to ask for a new shadow");
+                await WaitNewShadowAsked(gate, kt);
                 Assert.False(kt.Process.HasExited, kt.Stderr);
                 gate.Release();
                 await f.Cluster.WaitUntilAsync(() => kt.Stderr.Contains("resumed with the new shadow pod", StringComparison.Ordinal) || kt.Process.HasExited,
@@ -282,6 +324,32 @@ public sealed class ShadowLossEndToEndTests(ExchangeClusterFixture f)
             Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
         }
         Assert.Null(f.Service("orders-next"));
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task Stopping_while_a_new_shadow_is_being_made_restores_everything()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var journalled = PendingJournal();
+        var kt = await f.StartKtAsync("exchange", "orders", "-n", "dev", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        try
+        {
+            await f.WaitAnswerAsync("http://orders.dev/", "laptop");
+            using var gate = new PodCreationGate(f, refuse: false);
+            f.Cluster.Store.Delete(ResourceTypes.Pods, "dev", OnlyPod("kt-role=shadow-exchange"));
+            await WaitNewShadowAsked(gate, kt);
+            // Ctrl+C / SIGTERM while the replacement's creation is still in flight.
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+        }
+        finally
+        {
+            if (!kt.Process.HasExited) await kt.SignalAndWaitAsync(SigTerm);
+        }
+        Assert.Contains("everything was restored", kt.Stderr, StringComparison.Ordinal);
+        Assert.Equal(journalled, PendingJournal());
+        await f.WaitServedAsync("orders", 2);
+        Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-"), StringComparison.Ordinal);
         await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
     }
 }
