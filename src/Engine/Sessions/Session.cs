@@ -181,6 +181,11 @@ public sealed class Session
         lock (_gate) _resources.Add(resource);
     }
 
+    internal void RemoveResource(string kind, string name)
+    {
+        lock (_gate) _resources.RemoveAll(r => r.Kind == kind && r.Name == name);
+    }
+
     internal void AddLocalPort(string port)
     {
         lock (_gate) _localPorts.Add(port);

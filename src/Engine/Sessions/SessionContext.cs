@@ -44,6 +44,9 @@ public sealed class SessionContext
 
     public void AddResource(string kind, string name, string action) => _session.AddResource(new SessionResource(kind, name, action));
 
+    /// <summary>An object the session no longer holds (e.g. a lost shadow, replaced).</summary>
+    public void RemoveResource(string kind, string name) => _session.RemoveResource(kind, name);
+
     public void AddLocalPort(string port) => _session.AddLocalPort(port);
 
     /// <summary>One port of the target and what happens to it (see <see cref="SessionSnapshot.Ports"/>).</summary>

@@ -267,8 +267,18 @@ internal sealed class ShadowGuard
     /// <summary>Traffic back to the original pods, then everything of the lost shadow undone (and, for a fixed name, gone).</summary>
     private async Task GiveBackAsync(Generation g, CancellationToken cancellationToken)
     {
-        if (OnLost is { } onLost) await onLost(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (OnLost is { } onLost) await onLost(cancellationToken).ConfigureAwait(false);
+        }
+        catch (KtException e)
+        {
+            // Said, not fatal: a new shadow takes the traffic again, and the session's undo restores it in any case.
+            _root.Output.Warning($"Could not give the traffic of {_what} back to the original pods: {e.Message}");
+        }
         await g.Scope.UndoAsync(_root.Output, TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        if (g.Connection is { } lost)
+            foreach (var o in lost.Shadow.Handle.Objects) _root.RemoveResource(o.Kind.ToString(), $"{o.Namespace}/{o.Name}");
         if (_sameName && g.Connection is { } c) await WaitGoneAsync(c.PodName, cancellationToken).ConfigureAwait(false);
     }
 
