@@ -352,4 +352,32 @@ public sealed class ShadowLossEndToEndTests(ExchangeClusterFixture f)
         Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-"), StringComparison.Ordinal);
         await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
     }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task A_shadow_deployment_whose_pod_is_deleted_is_replaced_and_stop_restores()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var kt = await f.StartKtAsync("exchange", "orders", "-n", "dev", "--useShadowDeployment", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        try
+        {
+            await f.WaitAnswerAsync("http://orders.dev/", "laptop");
+            var first = OnlyPod("kt-role=shadow-exchange");
+            f.Cluster.Store.Delete(ResourceTypes.Pods, "dev", first);
+            await f.Cluster.WaitUntilAsync(() => kt.Stderr.Contains("resumed with the new shadow pod", StringComparison.Ordinal) || kt.Process.HasExited,
+                "kt to resume");
+            Assert.False(kt.Process.HasExited, kt.Stderr);
+            Assert.Contains($"The shadow pod dev/{first}", kt.Stderr, StringComparison.Ordinal);
+            // One shadow Deployment, the new one: the old one was removed with its pods.
+            await f.Cluster.WaitUntilAsync(() => f.Cluster.Store.List(ResourceTypes.Deployments, "dev").Items
+                .Count(d => d["metadata"]!["name"]!.GetValue<string>().StartsWith("orders-kt-exchange-", StringComparison.Ordinal)) == 1
+                && f.Cluster.Pods("dev", "kt-role=shadow-exchange").Count == 1, "one shadow Deployment and pod");
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://orders.dev/", "laptop"), StringComparison.Ordinal);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+        }
+        await f.WaitServedAsync("orders", 2);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
 }
