@@ -58,9 +58,6 @@ internal sealed class ShadowGuard
     /// <summary>The shadow in use now.</summary>
     public ShadowConnection Current => Volatile.Read(ref _current)?.Connection ?? throw new InvalidOperationException("No shadow yet.");
 
-    /// <summary>How many times the shadow was replaced.</summary>
-    public int Replacements => Math.Max(0, Volatile.Read(ref _generations) - 1);
-
     /// <summary>Starts the first shadow. Its undo (and every later one's) is registered on the session here, in this place of the undo order.</summary>
     public async Task<ShadowConnection> StartAsync(CancellationToken cancellationToken)
     {
@@ -125,7 +122,11 @@ internal sealed class ShadowGuard
         });
         watcher.Start();
         g.Scope.Defer($"stop watching shadow pod {_namespace}/{pod}", _ => watcher.DisposeAsync().AsTask());
-        ExchangeWorker.ReportWatchFailure(_root, watcher.Completion, $"shadow pod {_namespace}/{pod}");
+        _ = watcher.Completion.ContinueWith(t =>
+        {
+            if (t.Exception?.GetBaseException() is { } e && !_root.Stopping.IsCancellationRequested && !g.Lost)
+                _root.Output.Warning($"Stopped watching the shadow pod {_namespace}/{pod} ({e.Message}); its loss is now noticed only when the link gives up.");
+        }, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         await watcher.Synced.WaitAsync(cancellationToken).ConfigureAwait(false);
         // Deleted between running and the watch's list: the list simply does not have it.
         if (!watcher.TryGet(_namespace + "/" + pod, out _)) Lose(g, "was deleted");
