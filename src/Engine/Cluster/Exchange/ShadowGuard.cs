@@ -18,6 +18,13 @@ internal sealed class ShadowGuard
     /// <summary>How many new shadows one loss tries before the session gives up.</summary>
     private const int Attempts = 2;
 
+    /// <summary>More losses than this within <see cref="LossWindow"/> end the session: a shadow that keeps dying is not chased forever.</summary>
+    private const int MaxLosses = 5;
+
+    private static readonly TimeSpan LossWindow = TimeSpan.FromMinutes(10);
+
+    private readonly Queue<DateTime> _losses = new();
+
     private readonly SessionContext _root;
     private readonly KubeClient _client;
     private readonly string _namespace;
@@ -184,6 +191,17 @@ internal sealed class ShadowGuard
             g.Lost = true;
             // A shadow lost while a recovery makes it is that recovery's to handle (it checks Lost).
             if (_recovering) return;
+            var now = DateTime.UtcNow;
+            _losses.Enqueue(now);
+            while (_losses.Count > 0 && now - _losses.Peek() > LossWindow) _losses.Dequeue();
+            if (_losses.Count > MaxLosses)
+            {
+                var lost = g.Connection?.PodName ?? "?";
+                _root.Fail(new ShadowPodException(ShadowPodErrors.Deleted, KtErrorCategory.OperationStopped,
+                    $"The shadow pod '{_namespace}/{lost}' {why}, the {_losses.Count}th shadow lost within {LossWindow.TotalMinutes:0} minutes; " +
+                    $"{_what} ended and its traffic went back to the original pods. Look at the namespace's events (evictions, node problems).", lost, "Deleted"));
+                return;
+            }
             if (!_armed)
             {
                 // Still starting: the start fails (and undoes) with this cause.
