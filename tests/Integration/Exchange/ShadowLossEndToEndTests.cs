@@ -380,4 +380,45 @@ public sealed class ShadowLossEndToEndTests(ExchangeClusterFixture f)
         await f.WaitServedAsync("orders", 2);
         await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
     }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task A_shadow_that_keeps_being_lost_is_replaced_five_times_then_the_session_ends_with_ShadowPodDeleted()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var journalled = PendingJournal();
+        var kt = await f.StartKtAsync("exchange", "orders", "-n", "dev", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        try
+        {
+            for (var i = 1; i <= 5; i++)
+            {
+                var pod = OnlyPod("kt-role=shadow-exchange");
+                f.Cluster.Store.Delete(ResourceTypes.Pods, "dev", pod);
+                var resumed = i;
+                await f.Cluster.WaitUntilAsync(() => CountOf(kt.Stderr, "resumed with the new shadow pod") == resumed || kt.Process.HasExited, $"resume {i}");
+                Assert.False(kt.Process.HasExited, kt.Stderr);
+                await f.Cluster.WaitUntilAsync(() => f.Cluster.Store.Get(ResourceTypes.Pods, "dev", pod) is null, "the lost shadow to be gone");
+            }
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://orders.dev/", "laptop"), StringComparison.Ordinal);
+            f.Cluster.Store.Delete(ResourceTypes.Pods, "dev", OnlyPod("kt-role=shadow-exchange"));
+            await kt.Process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(2));
+        }
+        finally
+        {
+            if (!kt.Process.HasExited) await kt.SignalAndWaitAsync(SigTerm);
+        }
+        Assert.Equal(1, kt.Process.ExitCode);
+        var last = kt.Stderr.Trim().Split('\n')[^1];
+        Assert.EndsWith("(ShadowPodDeleted)", last, StringComparison.Ordinal);
+        Assert.Contains("6th shadow lost within 10 minutes", last, StringComparison.Ordinal);
+        Assert.Equal(journalled, PendingJournal());
+        await f.WaitServedAsync("orders", 2);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
+
+    private static int CountOf(string text, string what)
+    {
+        var n = 0;
+        for (var i = text.IndexOf(what, StringComparison.Ordinal); i >= 0; i = text.IndexOf(what, i + what.Length, StringComparison.Ordinal)) n++;
+        return n;
+    }
 }
