@@ -95,4 +95,47 @@ public sealed class PartialExchangeEndToEndTests(ExchangeClusterFixture f)
         Assert.Equal(workloads, f.Workloads());
         Assert.Contains("trio-", await f.WaitAnswerAsync("http://trio.dev:81/", "trio-"), StringComparison.Ordinal);
     });
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public Task Manual_mesh_of_one_of_three_ports_relays_the_other_two_from_its_shadow_to_the_original_pods() => WithTrioAsync(async () =>
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var kt = await f.StartKtAsync("mesh", "trio", "-n", "dev", "--mode", "manual", "--versionMark", "v2", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        try
+        {
+            Assert.Contains("port      trio:81 -> shadow :8081 -> relayed to the original pods (app=trio) :8081 (not exposed)", kt.Stdout, StringComparison.Ordinal);
+            Assert.Contains("port      trio:82 -> shadow :8082 -> relayed to the original pods (app=trio) :8082 (not exposed)", kt.Stdout, StringComparison.Ordinal);
+            var podIp = f.Cluster.Store.Get(ResourceTypes.Pods, "dev", "trio-kt-mesh-v2")!["status"]!["podIP"]!.GetValue<string>();
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync($"http://{podIp}:8080/", "laptop"), StringComparison.Ordinal);
+            // The Service balances its other ports to the shadow too: they reach the workload instead of being refused.
+            Assert.Contains("port: 8081", await f.WaitAnswerAsync($"http://{podIp}:8081/", "trio-"), StringComparison.Ordinal);
+            Assert.Contains("port: 8082", await f.WaitAnswerAsync($"http://{podIp}:8082/", "trio-"), StringComparison.Ordinal);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+        }
+        await f.WaitServedAsync("trio", 1);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    });
+
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl", "nginx")]
+    public Task Auto_mesh_of_one_of_three_ports_still_answers_its_version_on_the_other_ports() => WithTrioAsync(async () =>
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var kt = await f.StartKtAsync("mesh", "trio", "-n", "dev", "--versionMark", "v3", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        try
+        {
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://trio.dev/", "laptop", header: "version: v3"), StringComparison.Ordinal);
+            Assert.Contains("port: 8081", await f.WaitAnswerAsync("http://trio.dev:81/", "trio-", header: "version: v3"), StringComparison.Ordinal);
+            Assert.Contains("port: 8082", await f.WaitAnswerAsync("http://trio.dev:82/", "trio-", header: "version: v3"), StringComparison.Ordinal);
+            Assert.Contains("port: 8081", await f.WaitAnswerAsync("http://trio.dev:81/", "trio-"), StringComparison.Ordinal);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+        }
+        await f.WaitServedAsync("trio", 1);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    });
 }

@@ -27,6 +27,12 @@ public sealed class MeshWorker : ISessionWorker
     private MeshOptions _options;
     private readonly string _namespace;
 
+    /// <summary>Ports not exposed that the shadow relays to the original pods.</summary>
+    private IReadOnlyList<UncoveredPort> _relayed = [];
+
+    /// <summary>The original pods' selector now (a redeploy may change it): where relayed ports go.</summary>
+    private volatile IReadOnlyDictionary<string, string>? _podSelector;
+
     /// <summary>Objects heart-beaten besides the shadow's own (the mesh Service, router, stuntman).</summary>
     private readonly List<KtObjectRef> _tracked = [];
 
@@ -82,6 +88,7 @@ public sealed class MeshWorker : ISessionWorker
             .ConfigureAwait(false);
         var named = ExchangeWorker.NamedContainerPorts(pods.Items.Select(p => p.Spec));
         var mappings = PortMapper.Map(service, _options.Ports, named);
+        PlanUncovered(context, service, mappings, named, original);
         await RemoteForwards.CheckLocalPortsAsync(mappings, _options.SkipPortChecking, output, cancellationToken).ConfigureAwait(false);
 
         if (_options.Mode == MeshMode.Manual)
@@ -89,6 +96,33 @@ public sealed class MeshWorker : ISessionWorker
         else
             await StartAutoAsync(context, PortMapper.AllPorts(service, named), mappings, cancellationToken).ConfigureAwait(false);
         output.Progress("Meshing", "Meshed", 100, completed: true);
+    }
+
+    /// <summary>
+    /// The Service's ports no <c>--expose</c> takes: requests of this version (auto) or balanced to the shadow (manual) reach
+    /// the shadow on them too, so the shadow relays each TCP one to the original pods (<see cref="PodRelay"/>); what cannot be
+    /// relayed (UDP, a named targetPort no pod declares) is said. Every port's fate goes to the session.
+    /// </summary>
+    private void PlanUncovered(SessionContext context, Service service, IReadOnlyList<PortMapping> mappings, IReadOnlyDictionary<string, int> named,
+        IReadOnlyDictionary<string, string> original)
+    {
+        var uncovered = PortMapper.Uncovered(service, mappings, named);
+        _relayed = [.. uncovered.Where(u => u.CanRelay)];
+        _podSelector = original;
+        foreach (var m in mappings) context.AddPort(m.Describe(_options.Service));
+        foreach (var u in uncovered)
+        {
+            if (u.CanRelay)
+            {
+                context.AddPort(u.DescribeRelayed(_options.Service, original));
+                context.Output.Verbose($"Service {ServiceKey} port {u.Label} is not exposed: the shadow relays it to the original pods.");
+            }
+            else
+            {
+                context.AddPort(u.DescribeCut(_options.Service));
+                context.Output.Warning($"Service {ServiceKey} port {u.Label} is not exposed and cannot be relayed ({u.Reason}): requests the shadow gets on it are refused.");
+            }
+        }
     }
 
     private async Task StartManualAsync(SessionContext context, Service service, IReadOnlyDictionary<string, string> selector,
@@ -125,6 +159,7 @@ public sealed class MeshWorker : ISessionWorker
         var meshed = IsMeshedByRouter(service);
         if (!meshed) await ExchangeHolders.ThrowIfHeldAsync(_client, service, cancellationToken).ConfigureAwait(false);
         var original = OriginalSelector(service);
+        _podSelector = original;
 
         // This session's own: the shadow with its remote forwards, and the Service the router sends marked requests to.
         ShadowPodSpec? spec = null;
@@ -209,6 +244,7 @@ public sealed class MeshWorker : ISessionWorker
         context.Output.Warning($"Service {ServiceKey} was changed by someone else (selector {KtConventions.FormatSelector(selector)}, e.g. a redeploy); " +
             "routing it through the router again.");
         var redeployed = new Dictionary<string, string>(selector, StringComparer.Ordinal);
+        _podSelector = redeployed;
         try
         {
             await _client.Services.UpdateWithRetryAsync(KtConventions.StuntmanName(_options.Service), stuntman =>
@@ -258,7 +294,7 @@ public sealed class MeshWorker : ISessionWorker
                         RoleLabels = roleLabels,
                         Target = target,
                         Config = roleLabels is null ? [new(KtConventions.ConfigService, name)] : [],
-                        Ports = ExchangeWorker.ShadowPorts(service, mappings),
+                        Ports = ExchangeWorker.ShadowPorts(service, mappings, _relayed),
                         ExtraAnnotations = new Dictionary<string, string>(_options.Annotations, StringComparer.Ordinal)
                         {
                             [ExchangeHolders.HostAnnotation] = Environment.MachineName,
@@ -269,6 +305,9 @@ public sealed class MeshWorker : ISessionWorker
                     return spec;
                 }, ct).ConfigureAwait(false);
                 await RemoteForwards.StartAsync(ctx, connection.Link, mappings, _options.Service, announce: generation == 0, ct).ConfigureAwait(false);
+                foreach (var u in _relayed)
+                    await new PodRelay(_client, _namespace, () => _podSelector ?? new Dictionary<string, string>(), u.TargetPort!.Value, ctx.Output)
+                        .StartAsync(ctx, connection.Link, ct).ConfigureAwait(false);
                 if (generation > 0)
                 {
                     lock (_tracked) foreach (var o in _tracked) connection.Heartbeat.Track(o);
