@@ -263,6 +263,34 @@ public sealed class ShadowLossEndToEndTests(ExchangeClusterFixture f)
         await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
     }
 
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl", "nginx")]
+    public async Task Auto_mesh_whose_shadow_cannot_be_replaced_ends_with_ShadowPodDeleted_and_gives_the_service_back()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var journalled = PendingJournal();
+        var kt = await f.StartKtAsync("mesh", "orders", "-n", "dev", "--versionMark", "v9", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        try
+        {
+            await f.WaitAnswerAsync("http://orders.dev/", "laptop", header: "version: v9");
+            using var gate = new PodCreationGate(f, refuse: true);
+            f.Cluster.Store.Delete(ResourceTypes.Pods, "dev", "orders-kt-mesh-v9");
+            await kt.Process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(2));
+            Assert.True(gate.Held > 0);
+        }
+        finally
+        {
+            if (!kt.Process.HasExited) await kt.SignalAndWaitAsync(SigTerm);
+        }
+        Assert.Equal(1, kt.Process.ExitCode);
+        Assert.EndsWith("(ShadowPodDeleted)", kt.Stderr.Trim().Split('\n')[^1], StringComparison.Ordinal);
+        Assert.Equal(journalled, PendingJournal());
+        // The last router user left: selector back, router and stuntman gone.
+        Assert.Null(f.Cluster.Store.Get(ResourceTypes.Pods, "dev", "orders-kt-router"));
+        await f.WaitServedAsync("orders", 2);
+        Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-", header: "version: v9"), StringComparison.Ordinal);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
+
     [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
     public async Task Manual_mesh_whose_shadow_is_deleted_leaves_the_service_to_its_pods_then_resumes_on_a_new_shadow()
     {

@@ -181,7 +181,7 @@ public sealed class MeshWorker : ISessionWorker
         context.Defer($"leave the router {_namespace}/{routerName}", async ct =>
         {
             await guard.StopRecoveryAsync().ConfigureAwait(false);
-            await LeaveRouterAsync(output, guard.Current.Heartbeat, routerName, membership, ct).ConfigureAwait(false);
+            await LeaveRouterAsync(output, guard.CurrentOrDefault?.Heartbeat, routerName, membership, ct).ConfigureAwait(false);
         });
         await EnsureStuntmanAsync(context, connection.Heartbeat, original, ports, membership, cancellationToken).ConfigureAwait(false);
         var router = await JoinRouterAsync(context, connection.Heartbeat, routerName, ports, membership, cancellationToken).ConfigureAwait(false);
@@ -442,11 +442,11 @@ public sealed class MeshWorker : ISessionWorker
     /// The last user puts the Service's selector back first (keeping the lock), then deletes the stuntman and the router.
     /// A session that never joined only deletes a stuntman it made while no router uses it.
     /// </summary>
-    private async Task LeaveRouterAsync(IKtOutput output, Heartbeat heartbeat, string name, RouterMembership membership, CancellationToken ct)
+    private async Task LeaveRouterAsync(IKtOutput output, Heartbeat? heartbeat, string name, RouterMembership membership, CancellationToken ct)
     {
         var stuntman = KtConventions.StuntmanName(_options.Service);
-        heartbeat.Untrack(new KtObjectRef(KtObjectKind.Pod, _namespace, name));
-        heartbeat.Untrack(new KtObjectRef(KtObjectKind.Service, _namespace, stuntman));
+        heartbeat?.Untrack(new KtObjectRef(KtObjectKind.Pod, _namespace, name));
+        heartbeat?.Untrack(new KtObjectRef(KtObjectKind.Service, _namespace, stuntman));
         if (!membership.Joined)
         {
             if (membership.CreatedStuntman && await _client.Pods.TryGetAsync(name, _namespace, ct).ConfigureAwait(false) is null)

@@ -65,6 +65,9 @@ internal sealed class ShadowGuard
     /// <summary>The shadow in use now.</summary>
     public ShadowConnection Current => Volatile.Read(ref _current)?.Connection ?? throw new InvalidOperationException("No shadow yet.");
 
+    /// <summary>The shadow in use now, or null while none runs (a replacement failed half-way).</summary>
+    public ShadowConnection? CurrentOrDefault => Volatile.Read(ref _current)?.Connection;
+
     /// <summary>Starts the first shadow. Its undo (and every later one's) is registered on the session here, in this place of the undo order.</summary>
     public async Task<ShadowConnection> StartAsync(CancellationToken cancellationToken)
     {
