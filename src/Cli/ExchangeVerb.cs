@@ -14,6 +14,7 @@ internal static class ExchangeVerb
         new("mode", null, true, "selector (point the Service at the shadow) or scale (scale the Deployment to 0)", "selector"),
         new("recoverWaitTime", null, true, "Scale mode: seconds to wait for the original pods when stopping", "120"),
         new("skipPortChecking", null, false, "Do not warn about local ports nothing listens on"),
+        new("allowPartial", null, false, "Exchange even when Service ports that are not exposed cannot be relayed to its pods (they are refused meanwhile)"),
     ];
 
     internal static readonly Verb Verb = new("exchange", "Redirect all requests of a Service to local ports", Flags, RunAsync);
@@ -54,6 +55,7 @@ internal static class ExchangeVerb
             Mode = mode,
             RecoverWaitTime = TimeSpan.FromSeconds(a.Int("recoverWaitTime", 120)),
             SkipPortChecking = a.Flag("skipPortChecking"),
+            AllowPartial = a.Flag("allowPartial"),
         };
         options.Validate();
         return options;

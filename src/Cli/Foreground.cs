@@ -83,6 +83,8 @@ internal static class Foreground
         await w.WriteLineAsync($"{s.Kind} session {s.Id} is {s.State}: {s.Namespace}/{s.Target}" + (s.Mode is null ? "" : $" ({s.Mode})")).ConfigureAwait(false);
         foreach (var r in s.Resources) await w.WriteLineAsync($"  {r.Action,-8} {r.Kind} {r.Name}").ConfigureAwait(false);
         foreach (var p in s.LocalPorts) await w.WriteLineAsync($"  listening {p}").ConfigureAwait(false);
+        // Exchange: the Service's other ports, relayed to its pods or cut (the exposed ones are the lines above).
+        foreach (var p in s.Ports.Except(s.LocalPorts, StringComparer.Ordinal)) await w.WriteLineAsync($"  port      {p}").ConfigureAwait(false);
         foreach (var r in s.Routes) await w.WriteLineAsync($"  route     {r}").ConfigureAwait(false);
         if (s.DnsSuffixes.Count > 0) await w.WriteLineAsync($"  dns       {string.Join(", ", s.DnsSuffixes)}").ConfigureAwait(false);
         if (s.MeshHeader is not null)

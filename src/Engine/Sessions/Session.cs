@@ -13,6 +13,7 @@ public sealed class Session
     private readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<SessionResource> _resources = [];
     private readonly List<string> _localPorts = [];
+    private readonly List<string> _ports = [];
     private readonly List<string> _routes = [];
     private readonly List<string> _dnsSuffixes = [];
     private SessionState _state = SessionState.Starting;
@@ -106,6 +107,7 @@ public sealed class Session
                 Mode = _mode,
                 Resources = [.. _resources],
                 LocalPorts = [.. _localPorts],
+                Ports = [.. _ports],
                 Routes = [.. _routes],
                 DnsSuffixes = [.. _dnsSuffixes],
                 MeshHeader = _meshHeader,
@@ -205,9 +207,19 @@ public sealed class Session
         lock (_gate) _resources.Add(resource);
     }
 
+    internal void RemoveResource(string kind, string name)
+    {
+        lock (_gate) _resources.RemoveAll(r => r.Kind == kind && r.Name == name);
+    }
+
     internal void AddLocalPort(string port)
     {
         lock (_gate) _localPorts.Add(port);
+    }
+
+    internal void AddPort(string port)
+    {
+        lock (_gate) _ports.Add(port);
     }
 
     internal void AddRoute(string route)

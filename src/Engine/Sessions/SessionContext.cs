@@ -4,8 +4,19 @@ namespace KtConnect.Engine.Sessions;
 public sealed class SessionContext
 {
     private readonly Session _session;
+    private readonly UndoScope? _scope;
 
-    internal SessionContext(Session session) => _session = session;
+    internal SessionContext(Session session, UndoScope? scope = null)
+    {
+        _session = session;
+        _scope = scope;
+    }
+
+    /// <summary>
+    /// The same session, but undo steps go to <paramref name="scope"/> (undone when the scope is, or by whoever owns it)
+    /// and link events go through the scope's handlers.
+    /// </summary>
+    public SessionContext WithScope(UndoScope scope) => new(_session, scope ?? throw new ArgumentNullException(nameof(scope)));
 
     public int SessionId => _session.Id;
 
@@ -25,11 +36,21 @@ public sealed class SessionContext
     /// Registers how to undo a change. Undo runs last-registered first, on stop, on a failed start and at
     /// process exit, each with its own timeout; it must be idempotent.
     /// </summary>
-    public void Defer(string description, Func<CancellationToken, Task> undo) => _session.Defer(description, undo);
+    public void Defer(string description, Func<CancellationToken, Task> undo)
+    {
+        if (_scope is not null) _scope.Defer(description, undo);
+        else _session.Defer(description, undo);
+    }
 
     public void AddResource(string kind, string name, string action) => _session.AddResource(new SessionResource(kind, name, action));
 
+    /// <summary>An object the session no longer holds (e.g. a lost shadow, replaced).</summary>
+    public void RemoveResource(string kind, string name) => _session.RemoveResource(kind, name);
+
     public void AddLocalPort(string port) => _session.AddLocalPort(port);
+
+    /// <summary>One port of the target and what happens to it (see <see cref="SessionSnapshot.Ports"/>).</summary>
+    public void AddPort(string port) => _session.AddPort(port);
 
     public void AddRoute(string route) => _session.AddRoute(route);
 
@@ -40,10 +61,25 @@ public sealed class SessionContext
     public void SetMode(string mode) => _session.SetMode(mode);
 
     /// <summary>The link dropped; the session shows Reconnecting until <see cref="ReportRecovered"/>.</summary>
-    public void ReportReconnecting(Exception cause) => _session.ReportReconnecting(cause);
+    public void ReportReconnecting(Exception cause)
+    {
+        if (_scope?.OnReconnecting is { } handler) handler(cause);
+        else _session.ReportReconnecting(cause);
+    }
 
-    public void ReportRecovered() => _session.ReportRecovered();
+    public void ReportRecovered()
+    {
+        if (_scope?.OnRecovered is { } handler) handler();
+        else _session.ReportRecovered();
+    }
 
     /// <summary>A failure the session cannot survive: it is stopped, undone, and ends Failed.</summary>
-    public void Fail(Exception cause) => _session.Fail(cause);
+    public void Fail(Exception cause)
+    {
+        if (_scope?.OnFail is { } handler) handler(cause);
+        else _session.Fail(cause);
+    }
+
+    /// <summary>The session's own state (Running, Reconnecting, …).</summary>
+    public SessionState State => _session.State;
 }

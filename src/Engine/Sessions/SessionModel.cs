@@ -60,6 +60,12 @@ public sealed record SessionSnapshot
     /// <summary>Local ports the session listens on or delivers to, with what each maps to ("8080 from orders:80").</summary>
     public IReadOnlyList<string> LocalPorts { get; init; } = [];
 
+    /// <summary>
+    /// Exchange: every port of the Service and what happens to it while exchanged: exposed (the same text as in
+    /// <see cref="LocalPorts"/>), relayed to the original pods, or cut (refused).
+    /// </summary>
+    public IReadOnlyList<string> Ports { get; init; } = [];
+
     public IReadOnlyList<string> Routes { get; init; } = [];
 
     public IReadOnlyList<string> DnsSuffixes { get; init; } = [];

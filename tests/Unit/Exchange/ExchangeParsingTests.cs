@@ -27,6 +27,8 @@ public sealed class ExchangeParsingTests
         Assert.Equal(ExchangeMode.Scale, o.Mode);
         Assert.Equal(TimeSpan.FromSeconds(30), o.RecoverWaitTime);
         Assert.True(o.SkipPortChecking);
+        Assert.False(o.AllowPartial);
+        Assert.True(ExchangeVerb.Parse(Args("exchange", "orders", "--expose", "8080", "--allowPartial")).AllowPartial);
         Assert.Equal("a", o.Labels["team"]);
         Assert.Equal("my/shadow:1", o.Image);
 

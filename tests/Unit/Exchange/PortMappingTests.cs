@@ -102,4 +102,28 @@ public sealed class PortMappingTests
         Assert.Equal(new PortMapping(18080, 80, 80, "kt-80", PortMatch.Preview), m[0]);
         Assert.Equal(9090, m[1].TargetPort);
     }
+
+    [Fact]
+    public void Uncovered_lists_the_ports_no_expose_takes_and_says_which_can_be_relayed()
+    {
+        var svc = Orders(new ServicePort { Name = "http", Port = 80, TargetPort = 8080 }, new ServicePort { Name = "admin", Port = 81, TargetPort = 8081 },
+            new ServicePort { Name = "dns", Port = 53, Protocol = "UDP" }, new ServicePort { Name = "web", Port = 82, TargetPort = "web" });
+        var mappings = PortMapper.Map(svc, [new ExposedPort(18080, 8080)]);
+        var uncovered = PortMapper.Uncovered(svc, mappings);
+        Assert.Equal([81, 53, 82], uncovered.Select(u => u.ServicePort));
+        Assert.Equal([true, false, false], uncovered.Select(u => u.CanRelay));
+        Assert.Equal("81 (admin) -> targetPort 8081", uncovered[0].Label);
+        Assert.Equal("53 (dns)/UDP -> targetPort 53", uncovered[1].Label);
+        Assert.Equal("UDP is not relayed", uncovered[1].Reason);
+        Assert.Equal("its named targetPort 'web' is declared by no pod", uncovered[2].Reason);
+        Assert.Equal("orders:81 -> shadow :8081 -> relayed to the original pods (app=orders) :8081 (not exposed)",
+            uncovered[0].DescribeRelayed("orders", new Dictionary<string, string> { ["app"] = "orders" }));
+        // A named targetPort the pods declare is relayable; a port given as its Service port counts as covered.
+        var named = PortMapper.Uncovered(svc, PortMapper.Map(svc, [new ExposedPort(18081, 81)]), new Dictionary<string, int> { ["web"] = 9000 });
+        Assert.Equal([80, 53, 82], named.Select(u => u.ServicePort));
+        Assert.Equal((9000, "web", true), (named[2].TargetPort!.Value, named[2].NamedTarget!, named[2].CanRelay));
+        Assert.Empty(PortMapper.Uncovered(svc, PortMapper.Map(svc, [new ExposedPort(1, 80), new ExposedPort(2, 81), new ExposedPort(3, 53)],
+            new Dictionary<string, int> { ["web"] = 9000 }).Concat(PortMapper.Map(svc, [new ExposedPort(4, 9000)], new Dictionary<string, int> { ["web"] = 9000 })).ToList(),
+            new Dictionary<string, int> { ["web"] = 9000 }));
+    }
 }

@@ -274,6 +274,38 @@ public sealed class SessionTests
         Assert.Equal(3, registry.RemoveFinished());
         Assert.Empty(registry.List());
     }
+
+    [Fact]
+    public async Task A_scoped_context_keeps_its_undo_steps_and_link_events_apart_from_the_session()
+    {
+        var registry = new SessionRegistry();
+        var undone = new List<string>();
+        var failures = new List<Exception>();
+        var scope = new UndoScope { OnFail = failures.Add };
+        var session = await registry.StartAsync(Request, new Worker((ctx, _) =>
+        {
+            ctx.Defer("session step", _ => { undone.Add("session"); return Task.CompletedTask; });
+            var scoped = ctx.WithScope(scope);
+            scoped.Defer("scoped 1", _ => { undone.Add("scoped 1"); return Task.CompletedTask; });
+            scoped.Defer("scoped 2", _ => { undone.Add("scoped 2"); return Task.CompletedTask; });
+            scoped.AddResource("Pod", "dev/shadow-a", "Created");
+            scoped.Fail(new KtException("X", KtErrorCategory.InvalidOperation, "handled by the scope"));
+            return Task.CompletedTask;
+        }));
+        Assert.Equal(SessionState.Running, session.State);
+        Assert.Single(failures);
+        Assert.Equal(["Pod"], session.Snapshot().Resources.Select(r => r.Kind));
+
+        // The scope is undone on its own (last first, once); the session goes on.
+        Assert.Null(await scope.UndoAsync(NullOutput.Instance, TimeSpan.FromSeconds(5)));
+        Assert.Null(await scope.UndoAsync(NullOutput.Instance, TimeSpan.FromSeconds(5)));
+        Assert.Equal(["scoped 2", "scoped 1"], undone);
+        Assert.Equal(SessionState.Running, session.State);
+
+        await session.StopAsync();
+        Assert.Equal(["scoped 2", "scoped 1", "session"], undone);
+        Assert.Equal(SessionState.Stopped, session.State);
+    }
 }
 
 public sealed class SessionWaiterTests

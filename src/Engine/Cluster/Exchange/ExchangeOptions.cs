@@ -30,6 +30,13 @@ public sealed record ExchangeOptions : ShadowOptions
     /// <summary>Do not warn when a local port is not listening at start.</summary>
     public bool SkipPortChecking { get; init; }
 
+    /// <summary>
+    /// Exchange even when some of the Service's ports can be neither exposed nor relayed to the original pods (scale mode,
+    /// UDP, an unresolved named targetPort): they are refused while exchanged. Without it such an exchange is refused
+    /// (<c>ExchangePortsUncovered</c>) before anything changes.
+    /// </summary>
+    public bool AllowPartial { get; init; }
+
     /// <summary>Delay before our selector is re-applied after someone else changed it (kt-connect waits 1–9 s at random).</summary>
     public TimeSpan ReapplyDelay { get; init; } = TimeSpan.FromSeconds(1);
 

@@ -19,6 +19,9 @@ public sealed class ExchangeWorker : ISessionWorker
     private ExchangeOptions _options;
     private readonly string _namespace;
 
+    /// <summary>The pods the Service selects when not exchanged (a redeploy may change it): where relayed ports go.</summary>
+    private volatile IReadOnlyDictionary<string, string>? _originalSelector;
+
     public ExchangeWorker(KubeClient client, string ns, ExchangeOptions options)
     {
         _client = client ?? throw new ArgumentNullException(nameof(client));
@@ -54,20 +57,54 @@ public sealed class ExchangeWorker : ISessionWorker
         await ExchangeHolders.ThrowIfHeldAsync(_client, service, cancellationToken).ConfigureAwait(false);
         var pods = await _client.Pods.ListAsync(_namespace, new ListOptions { LabelSelector = FormatSelector(service.Spec.Selector) }, cancellationToken)
             .ConfigureAwait(false);
-        var mappings = PortMapper.Map(service, _options.Ports, NamedContainerPorts(pods.Items.Select(p => p.Spec)));
+        var named = NamedContainerPorts(pods.Items.Select(p => p.Spec));
+        var mappings = PortMapper.Map(service, _options.Ports, named);
+        var (relayed, _) = PlanUncovered(context, service, mappings, named);
         Deployment? deployment = null;
         if (_options.Mode == ExchangeMode.Scale) deployment = given ?? await FindDeploymentAsync(service, cancellationToken).ConfigureAwait(false);
         await RemoteForwards.CheckLocalPortsAsync(mappings, _options.SkipPortChecking, output, cancellationToken).ConfigureAwait(false);
 
         if (_options.Mode == ExchangeMode.Selector)
-            await StartSelectorAsync(context, journal, sessionId, service, mappings, cancellationToken).ConfigureAwait(false);
+            await StartSelectorAsync(context, journal, sessionId, service, mappings, relayed, cancellationToken).ConfigureAwait(false);
         else
             await StartScaleAsync(context, journal, sessionId, service, deployment!, mappings, cancellationToken).ConfigureAwait(false);
         output.Progress("Exchanging", "Exchanged", 100, completed: true);
     }
 
+    /// <summary>
+    /// The Service's ports no <c>--expose</c> takes, decided before anything changes: selector mode relays each TCP port
+    /// with a known targetPort to the original pods; the rest (every one in scale mode, whose pods are scaled away) would be
+    /// cut, which is refused with <c>ExchangePortsUncovered</c> unless <see cref="ExchangeOptions.AllowPartial"/>. Every port's
+    /// fate goes to the session (<see cref="SessionSnapshot.Ports"/>).
+    /// </summary>
+    private (IReadOnlyList<UncoveredPort> Relayed, IReadOnlyList<UncoveredPort> Cut) PlanUncovered(SessionContext context, Service service,
+        IReadOnlyList<PortMapping> mappings, IReadOnlyDictionary<string, int> named)
+    {
+        var uncovered = PortMapper.Uncovered(service, mappings, named);
+        List<UncoveredPort> relayed = _options.Mode == ExchangeMode.Selector ? [.. uncovered.Where(u => u.CanRelay)] : [];
+        var cut = uncovered.Where(u => !relayed.Contains(u)).ToList();
+        if (cut.Count > 0 && !_options.AllowPartial)
+            throw new KtException("ExchangePortsUncovered", KtErrorCategory.InvalidOperation,
+                $"Exchanging {string.Join(", ", mappings.Select(m => m.ServicePort))} of Service '{ServiceKey}' would cut port(s) " +
+                $"{string.Join("; ", cut.Select(u => u.Label + " (" + u.Reason + ")"))} off from its pods. Expose them too (--expose local:port, " +
+                "-Port), or pass --allowPartial (-AllowPartial) to have them refused while exchanged.", null, _options.Service);
+        var selector = service.Spec!.Selector!;
+        foreach (var m in mappings) context.AddPort(m.Describe(_options.Service));
+        foreach (var u in relayed)
+        {
+            context.AddPort(u.DescribeRelayed(_options.Service, selector));
+            context.Output.Verbose($"Service {ServiceKey} port {u.Label} is not exposed: the shadow relays it to the original pods ({FormatSelector(selector)}).");
+        }
+        foreach (var u in cut)
+        {
+            context.AddPort(u.DescribeCut(_options.Service));
+            context.Output.Warning($"Service {ServiceKey} port {u.Label} is not exposed and is refused while exchanged ({u.Reason}; --allowPartial).");
+        }
+        return (relayed, cut);
+    }
+
     private async Task StartSelectorAsync(SessionContext context, ChangeJournal journal, string sessionId, Service service,
-        IReadOnlyList<PortMapping> mappings, CancellationToken cancellationToken)
+        IReadOnlyList<PortMapping> mappings, IReadOnlyList<UncoveredPort> relayed, CancellationToken cancellationToken)
     {
         var output = context.Output;
         output.Progress("Exchanging", $"Locking Service {ServiceKey}");
@@ -89,12 +126,22 @@ public sealed class ExchangeWorker : ISessionWorker
         service = await GetServiceAsync(cancellationToken).ConfigureAwait(false);
         await ExchangeHolders.ThrowIfHeldAsync(_client, service, cancellationToken).ConfigureAwait(false);
         var original = new Dictionary<string, string>(service.Spec!.Selector!, StringComparer.Ordinal);
+        _originalSelector = original;
 
         var target = KtConventions.NewTarget();
         ShadowPodSpec? spec = null;
-        var connection = await ShadowSetup.StartAsync(context, _client, _options, key => spec = ShadowSpec(key, _options.Service, target,
-            [new(KtConventions.ConfigService, _options.Service)], null, ShadowPorts(service, mappings), sessionId), cancellationToken).ConfigureAwait(false);
-        await RemoteForwards.StartAsync(context, connection.Link, mappings, _options.Service, cancellationToken).ConfigureAwait(false);
+        // Every shadow (the first, and a new one after a loss) has the same kt-target, so the selector we apply never changes.
+        var guard = new ShadowGuard(context, _client, _namespace, $"the exchange of Service {ServiceKey}", sameName: false, async (ctx, generation, ct) =>
+        {
+            var c = await ShadowSetup.StartAsync(ctx, _client, _options, key => spec = ShadowSpec(key, _options.Service, target,
+                [new(KtConventions.ConfigService, _options.Service)], null, ShadowPorts(service, mappings, relayed), sessionId), ct).ConfigureAwait(false);
+            await RemoteForwards.StartAsync(ctx, c.Link, mappings, _options.Service, announce: generation == 0, ct).ConfigureAwait(false);
+            foreach (var u in relayed)
+                await new PodRelay(_client, _namespace, () => _originalSelector ?? original, u.TargetPort!.Value, ctx.Output).StartAsync(ctx, c.Link, ct)
+                    .ConfigureAwait(false);
+            return c;
+        });
+        var connection = await guard.StartAsync(cancellationToken).ConfigureAwait(false);
 
         // Point the Service at the shadow only. The original selector goes into kt-selector in the same
         // resourceVersion-checked update, so the Service is never changed without its record.
@@ -109,6 +156,7 @@ public sealed class ExchangeWorker : ISessionWorker
         context.Defer($"restore the selector of Service {ServiceKey}", async ct =>
         {
             watchState.Stopped = true;
+            await guard.StopRecoveryAsync().ConfigureAwait(false);
             try
             {
                 await new StaleResources(_client).RestoreServiceAsync(_namespace, _options.Service, cancellationToken: ct).ConfigureAwait(false);
@@ -131,8 +179,44 @@ public sealed class ExchangeWorker : ISessionWorker
         ReportWatchFailure(context, watcher.Completion, $"Service {ServiceKey}");
         context.Defer($"stop watching Service {ServiceKey}", _ => watcher.DisposeAsync().AsTask());
 
+        // A lost shadow: the Service selects its own pods at once, a new shadow starts, and the Service is taken again.
+        guard.OnLost = ct => GiveBackSelectorAsync(context.Output, watchState, ct);
+        guard.OnRestored = async (c, ct) =>
+        {
+            await _client.Services.UpdateWithRetryAsync(_options.Service, (current, t) => ReapplyAsync(journal, sessionId, watchState, selectorEntries, current, t),
+                _namespace, ct).ConfigureAwait(false);
+            watchState.Suspended = false;
+            context.Output.Verbose($"Service {ServiceKey} selects the new shadow {c.PodName} again.");
+        };
+        guard.Arm();
+
         await serviceLock.ReleaseAsync(cancellationToken).ConfigureAwait(false);
         await journal.CompleteAsync(lockEntry, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The shadow is gone: the Service selects the recorded original pods again (kt-selector stays: the Service is still held).</summary>
+    private async Task GiveBackSelectorAsync(IKtOutput output, SelectorWatchState state, CancellationToken cancellationToken)
+    {
+        state.Suspended = true;
+        var changed = false;
+        try
+        {
+            await _client.Services.UpdateWithRetryAsync(_options.Service, svc =>
+            {
+                changed = false;
+                if (state.Stopped || svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation) is not { } recorded) return false;
+                var original = KtConventions.ParseSelector(recorded, svc.Key);
+                if (SameSelector(svc.Spec?.Selector, original)) return false;
+                svc.Spec ??= new ServiceSpec();
+                svc.Spec.Selector = new Dictionary<string, string>(original, StringComparer.Ordinal);
+                return changed = true;
+            }, _namespace, cancellationToken).ConfigureAwait(false);
+            if (changed) output.Warning($"Service {ServiceKey} selects its original pods again until the new shadow runs.");
+        }
+        catch (KubeNotFoundException)
+        {
+            // The Service's own watch fails the session.
+        }
     }
 
     private async Task StartScaleAsync(SessionContext context, ChangeJournal journal, string sessionId, Service service, Deployment deployment,
@@ -146,13 +230,18 @@ public sealed class ExchangeWorker : ISessionWorker
         var labels = new Dictionary<string, string>(deployment.Spec?.Selector?.MatchLabels ?? [], StringComparer.Ordinal);
         foreach (var (k, v) in service.Spec!.Selector!) labels[k] = v;
         labels.Remove("pod-template-hash");
-        var connection = await ShadowSetup.StartAsync(context, _client, _options, key => ShadowSpec(key, name, null,
-            [
-                new(KtConventions.ConfigApp, name),
-                new(KtConventions.ConfigReplicas, replicas.ToString(CultureInfo.InvariantCulture)),
-                new(KtConventions.ConfigService, _options.Service),
-            ], labels, ShadowPorts(service, mappings), sessionId), cancellationToken).ConfigureAwait(false);
-        await RemoteForwards.StartAsync(context, connection.Link, mappings, _options.Service, cancellationToken).ConfigureAwait(false);
+        var guard = new ShadowGuard(context, _client, _namespace, $"the exchange of Service {ServiceKey}", sameName: false, async (ctx, generation, ct) =>
+        {
+            var c = await ShadowSetup.StartAsync(ctx, _client, _options, key => ShadowSpec(key, name, null,
+                [
+                    new(KtConventions.ConfigApp, name),
+                    new(KtConventions.ConfigReplicas, replicas.ToString(CultureInfo.InvariantCulture)),
+                    new(KtConventions.ConfigService, _options.Service),
+                ], labels, ShadowPorts(service, mappings), sessionId), ct).ConfigureAwait(false);
+            await RemoteForwards.StartAsync(ctx, c.Link, mappings, _options.Service, announce: generation == 0, ct).ConfigureAwait(false);
+            return c;
+        });
+        var connection = await guard.StartAsync(cancellationToken).ConfigureAwait(false);
 
         var entry = await ClusterJournal.RecordAsync(journal, Change(KtObjectKind.Deployment, name, ClusterChangeKind.Scaled) with
         {
@@ -162,6 +251,7 @@ public sealed class ExchangeWorker : ISessionWorker
         context.Defer($"scale Deployment {_namespace}/{name} back to {replicas}", async ct =>
         {
             watchState.Stopped = true;
+            await guard.StopRecoveryAsync().ConfigureAwait(false);
             try
             {
                 await _client.Deployments.SetReplicasAsync(name, replicas, _namespace, ct).ConfigureAwait(false);
@@ -191,6 +281,30 @@ public sealed class ExchangeWorker : ISessionWorker
         watcher.Start();
         ReportWatchFailure(context, watcher.Completion, $"Deployment {_namespace}/{name}");
         context.Defer($"stop watching Deployment {_namespace}/{name}", _ => watcher.DisposeAsync().AsTask());
+
+        // A lost shadow: the Deployment is scaled back at once, a new shadow starts, and the Deployment goes to 0 again.
+        guard.OnLost = async ct =>
+        {
+            watchState.Suspended = true;
+            if (watchState.Stopped) return;
+            try
+            {
+                await _client.Deployments.SetReplicasAsync(name, replicas, _namespace, ct).ConfigureAwait(false);
+                context.Output.Warning($"Deployment {_namespace}/{name} is scaled back to {replicas} until the new shadow runs.");
+            }
+            catch (KubeNotFoundException)
+            {
+                context.Output.Warning($"Deployment {_namespace}/{name} no longer exists: there is nothing to scale back.");
+            }
+        };
+        guard.OnRestored = async (c, ct) =>
+        {
+            if (watchState.Stopped) return;
+            await _client.Deployments.SetReplicasAsync(name, 0, _namespace, ct).ConfigureAwait(false);
+            watchState.Suspended = false;
+            context.Output.Verbose($"Deployment {_namespace}/{name} scaled to 0 again; the new shadow {c.PodName} carries its pod labels.");
+        };
+        guard.Arm();
     }
 
     /// <summary>A watch that ends for good (forbidden, a failing handler) is said, not lost: the exchange still works without it.</summary>
@@ -203,7 +317,7 @@ public sealed class ExchangeWorker : ISessionWorker
 
     private async ValueTask OnDeploymentEventAsync(SessionContext context, ScaleWatchState state, string name, WatchEvent<Deployment> ev)
     {
-        if (state.Stopped || context.Stopping.IsCancellationRequested) return;
+        if (state.Stopped || state.Suspended || context.Stopping.IsCancellationRequested) return;
         if (ev.Type == WatchEventType.Deleted)
         {
             context.Output.Warning($"Deployment {_namespace}/{name} was deleted while its Service was exchanged; there is nothing to scale back when the session stops.");
@@ -214,7 +328,7 @@ public sealed class ExchangeWorker : ISessionWorker
         try
         {
             await Task.Delay(_options.ReapplyDelay, context.Stopping).ConfigureAwait(false);
-            if (state.Stopped) return;
+            if (state.Stopped || state.Suspended) return;
             await _client.Deployments.SetReplicasAsync(name, 0, _namespace, context.Stopping).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (context.Stopping.IsCancellationRequested)
@@ -297,35 +411,31 @@ public sealed class ExchangeWorker : ISessionWorker
                 $"Service '{ServiceKey}' was deleted while it was exchanged; the exchange ended. Its shadow is removed.", null, _options.Service));
             return;
         }
+        if (state.Suspended) return; // the shadow is being replaced: the selector is ours to change
         if (ev.Type is not (WatchEventType.Added or WatchEventType.Modified) || ev.Object is not { } svc) return;
-        if (SameSelector(svc.Spec?.Selector, state.Ours) && svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation) is not null) return;
+        if (IsOurs(svc, state)) return;
+        // An event from before a shadow's replacement may arrive after it: only the Service as it is now counts.
+        try
+        {
+            if (await _client.Services.TryGetAsync(_options.Service, _namespace, context.Stopping).ConfigureAwait(false) is { } now && IsOurs(now, state)) return;
+        }
+        catch (OperationCanceledException) when (context.Stopping.IsCancellationRequested)
+        {
+            return;
+        }
+        catch (KtException)
+        {
+            // Judge by the event.
+        }
+        if (state.Suspended) return;
         context.Output.Warning($"Service {ServiceKey} was changed by someone else (selector {KtConventions.FormatSelector(svc.Spec?.Selector ?? [])}, " +
             "e.g. a redeploy); re-applying the exchange.");
         try
         {
             await Task.Delay(_options.ReapplyDelay, context.Stopping).ConfigureAwait(false);
-            await _client.Services.UpdateWithRetryAsync(_options.Service, async (current, ct) =>
-            {
-                if (state.Stopped) return false;
-                var recorded = current.Metadata.GetAnnotation(KtConventions.SelectorAnnotation);
-                var selector = current.Spec?.Selector ?? [];
-                // A redeploy writes the workload's selector (helm and kubectl apply keep our kt-selector annotation, which
-                // they do not manage): that selector is what must come back at the end. Journal it, record it in
-                // kt-selector, then replace it.
-                if (selector.Count > 0 && !SameSelector(selector, state.Ours) && !selector.ContainsKey(KtConventions.RoleLabel))
-                {
-                    var original = new Dictionary<string, string>(selector, StringComparer.Ordinal);
-                    entries.Add(await ClusterJournal.RecordAsync(journal, Change(KtObjectKind.Service, _options.Service, ClusterChangeKind.SelectorChanged) with
-                    {
-                        OriginalSelector = original,
-                        Target = state.Ours.GetValueOrDefault(KtConventions.TargetLabel),
-                    }, sessionId, ct).ConfigureAwait(false));
-                    current.Metadata.Annotations?.Remove(KtConventions.SelectorAnnotation);
-                    return ApplySelector(current, state.Ours, original);
-                }
-                if (recorded is null) return false;
-                return ApplySelector(current, state.Ours, KtConventions.ParseSelector(recorded, current.Key));
-            }, _namespace, context.Stopping).ConfigureAwait(false);
+            // The shadow may have been lost meanwhile: its replacement re-applies.
+            await _client.Services.UpdateWithRetryAsync(_options.Service, (current, ct) =>
+                state.Suspended ? ValueTask.FromResult(false) : ReapplyAsync(journal, sessionId, state, entries, current, ct), _namespace, context.Stopping).ConfigureAwait(false);
             context.Output.Verbose($"Re-applied the exchange selector on Service {ServiceKey}.");
         }
         catch (OperationCanceledException) when (context.Stopping.IsCancellationRequested)
@@ -339,6 +449,34 @@ public sealed class ExchangeWorker : ISessionWorker
         {
             context.Output.Warning($"Could not re-apply the exchange on Service {ServiceKey}: {e.Message}");
         }
+    }
+
+    /// <summary>
+    /// One resourceVersion-checked step that puts our selector back. A redeploy writes the workload's selector (helm and
+    /// kubectl apply keep our kt-selector annotation, which they do not manage): that selector is what must come back at the
+    /// end, so it is journalled and recorded in kt-selector before it is replaced.
+    /// </summary>
+    private async ValueTask<bool> ReapplyAsync(ChangeJournal journal, string sessionId, SelectorWatchState state, List<JournalEntry> entries, Service current,
+        CancellationToken ct)
+    {
+        if (state.Stopped) return false;
+        var recorded = current.Metadata.GetAnnotation(KtConventions.SelectorAnnotation);
+        var selector = current.Spec?.Selector ?? [];
+        if (selector.Count > 0 && !SameSelector(selector, state.Ours) && !selector.ContainsKey(KtConventions.RoleLabel)
+            && (recorded is null || !SameSelector(selector, KtConventions.ParseSelector(recorded, current.Key))))
+        {
+            var original = new Dictionary<string, string>(selector, StringComparer.Ordinal);
+            _originalSelector = original;
+            entries.Add(await ClusterJournal.RecordAsync(journal, Change(KtObjectKind.Service, _options.Service, ClusterChangeKind.SelectorChanged) with
+            {
+                OriginalSelector = original,
+                Target = state.Ours.GetValueOrDefault(KtConventions.TargetLabel),
+            }, sessionId, ct).ConfigureAwait(false));
+            current.Metadata.Annotations?.Remove(KtConventions.SelectorAnnotation);
+            return ApplySelector(current, state.Ours, original);
+        }
+        if (recorded is null) return false;
+        return ApplySelector(current, state.Ours, KtConventions.ParseSelector(recorded, current.Key));
     }
 
     private Task<Service> GetServiceAsync(CancellationToken cancellationToken) =>
@@ -373,9 +511,11 @@ public sealed class ExchangeWorker : ISessionWorker
     };
 
     /// <summary>The shadow's container ports: the Service's target ports (named after them as kt-connect does).</summary>
-    internal static List<ShadowPort> ShadowPorts(Service service, IReadOnlyList<PortMapping> mappings)
+    internal static List<ShadowPort> ShadowPorts(Service service, IReadOnlyList<PortMapping> mappings, IReadOnlyList<UncoveredPort>? relayed = null)
     {
         var ports = new List<ShadowPort>();
+        foreach (var u in relayed ?? [])
+            ports.Add(u.NamedTarget is { } n ? new ShadowPort(u.TargetPort!.Value, n) : ShadowPort.ForIntTarget(u.TargetPort!.Value));
         foreach (var m in mappings)
         {
             var sp = service.Spec?.Ports?.FirstOrDefault(p => p.Port == m.ServicePort);
@@ -402,12 +542,21 @@ public sealed class ExchangeWorker : ISessionWorker
     private sealed class ScaleWatchState
     {
         public volatile bool Stopped;
+
+        /// <summary>The shadow is being replaced: the Deployment runs its pods meanwhile.</summary>
+        public volatile bool Suspended;
     }
+
+    private static bool IsOurs(Service svc, SelectorWatchState state) =>
+        SameSelector(svc.Spec?.Selector, state.Ours) && svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation) is not null;
 
     private sealed class SelectorWatchState(IReadOnlyDictionary<string, string> ours)
     {
         public IReadOnlyDictionary<string, string> Ours { get; } = ours;
 
         public volatile bool Stopped;
+
+        /// <summary>The shadow is being replaced: the Service selects its own pods meanwhile and the watch leaves it alone.</summary>
+        public volatile bool Suspended;
     }
 }

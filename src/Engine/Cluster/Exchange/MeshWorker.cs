@@ -27,6 +27,15 @@ public sealed class MeshWorker : ISessionWorker
     private MeshOptions _options;
     private readonly string _namespace;
 
+    /// <summary>Ports not exposed that the shadow relays to the original pods.</summary>
+    private IReadOnlyList<UncoveredPort> _relayed = [];
+
+    /// <summary>The original pods' selector now (a redeploy may change it): where relayed ports go.</summary>
+    private volatile IReadOnlyDictionary<string, string>? _podSelector;
+
+    /// <summary>Objects heart-beaten besides the shadow's own (the mesh Service, router, stuntman).</summary>
+    private readonly List<KtObjectRef> _tracked = [];
+
     /// <summary>True while the start holds the Service's lock (a failing start leaves the router under it).</summary>
     private volatile bool _holdingLock;
 
@@ -79,6 +88,7 @@ public sealed class MeshWorker : ISessionWorker
             .ConfigureAwait(false);
         var named = ExchangeWorker.NamedContainerPorts(pods.Items.Select(p => p.Spec));
         var mappings = PortMapper.Map(service, _options.Ports, named);
+        PlanUncovered(context, service, mappings, named, original);
         await RemoteForwards.CheckLocalPortsAsync(mappings, _options.SkipPortChecking, output, cancellationToken).ConfigureAwait(false);
 
         if (_options.Mode == MeshMode.Manual)
@@ -88,12 +98,42 @@ public sealed class MeshWorker : ISessionWorker
         output.Progress("Meshing", "Meshed", 100, completed: true);
     }
 
+    /// <summary>
+    /// The Service's ports no <c>--expose</c> takes: requests of this version (auto) or balanced to the shadow (manual) reach
+    /// the shadow on them too, so the shadow relays each TCP one to the original pods (<see cref="PodRelay"/>); what cannot be
+    /// relayed (UDP, a named targetPort no pod declares) is said. Every port's fate goes to the session.
+    /// </summary>
+    private void PlanUncovered(SessionContext context, Service service, IReadOnlyList<PortMapping> mappings, IReadOnlyDictionary<string, int> named,
+        IReadOnlyDictionary<string, string> original)
+    {
+        var uncovered = PortMapper.Uncovered(service, mappings, named);
+        _relayed = [.. uncovered.Where(u => u.CanRelay)];
+        _podSelector = original;
+        foreach (var m in mappings) context.AddPort(m.Describe(_options.Service));
+        foreach (var u in uncovered)
+        {
+            if (u.CanRelay)
+            {
+                context.AddPort(u.DescribeRelayed(_options.Service, original));
+                context.Output.Verbose($"Service {ServiceKey} port {u.Label} is not exposed: the shadow relays it to the original pods.");
+            }
+            else
+            {
+                context.AddPort(u.DescribeCut(_options.Service));
+                context.Output.Warning($"Service {ServiceKey} port {u.Label} is not exposed and cannot be relayed ({u.Reason}): requests the shadow gets on it are refused.");
+            }
+        }
+    }
+
     private async Task StartManualAsync(SessionContext context, Service service, IReadOnlyDictionary<string, string> selector,
         IReadOnlyList<PortMapping> mappings, CancellationToken cancellationToken)
     {
         var mark = _options.Mark;
         var labels = new Dictionary<string, string>(selector, StringComparer.Ordinal) { [mark.Key] = mark.Version };
-        var connection = await StartShadowAsync(context, service, mappings, labels, null, cancellationToken).ConfigureAwait(false);
+        // A lost shadow simply leaves the Service's endpoints; its replacement (same name and labels) joins them again.
+        var guard = await StartShadowAsync(context, service, mappings, labels, null, cancellationToken).ConfigureAwait(false);
+        guard.Arm();
+        var connection = guard.Current;
         context.Output.Verbose($"Shadow {_namespace}/{connection.PodName} carries {ExchangeWorker.FormatSelector(labels)}: Service {ServiceKey} now balances across it and " +
             $"the original pods. Route requests to it with your service mesh on label {mark.Key}={mark.Version} (e.g. an Istio subset).");
     }
@@ -119,10 +159,12 @@ public sealed class MeshWorker : ISessionWorker
         var meshed = IsMeshedByRouter(service);
         if (!meshed) await ExchangeHolders.ThrowIfHeldAsync(_client, service, cancellationToken).ConfigureAwait(false);
         var original = OriginalSelector(service);
+        _podSelector = original;
 
         // This session's own: the shadow with its remote forwards, and the Service the router sends marked requests to.
         ShadowPodSpec? spec = null;
-        var connection = await StartShadowAsync(context, service, mappings, null, s => spec = s, cancellationToken).ConfigureAwait(false);
+        var guard = await StartShadowAsync(context, service, mappings, null, s => spec = s, cancellationToken).ConfigureAwait(false);
+        var connection = guard.Current;
         var shadowServiceName = KtConventions.MeshShadowName(_options.Service, mark.Version);
         var shadowService = KtServices.Build(shadowServiceName, _namespace, "ClusterIP", spec!.SelectorLabels(),
             ports.Select(p => KtServices.Port(p.Port, p.Target)), _options.Labels, _client.Clock.UtcNow);
@@ -130,12 +172,17 @@ public sealed class MeshWorker : ISessionWorker
             e => new KtException("MeshVersionInUse", KtErrorCategory.ResourceExists,
                 $"Service '{_namespace}/{shadowServiceName}' already exists: another session meshes '{ServiceKey}' with version '{mark.Version}'.", e, shadowServiceName),
             cancellationToken).ConfigureAwait(false);
+        lock (_tracked) _tracked.Add(new KtObjectRef(KtObjectKind.Service, _namespace, shadowServiceName));
 
         // Shared: the stuntman (the original pods, by the original selector) and the router, counted. Leaving is registered
         // before either is made, so a start failing half-way undoes whatever of them it made.
         var membership = new RouterMembership();
         var routerName = KtConventions.RouterName(_options.Service);
-        context.Defer($"leave the router {_namespace}/{routerName}", ct => LeaveRouterAsync(output, connection.Heartbeat, routerName, membership, ct));
+        context.Defer($"leave the router {_namespace}/{routerName}", async ct =>
+        {
+            await guard.StopRecoveryAsync().ConfigureAwait(false);
+            await LeaveRouterAsync(output, guard.CurrentOrDefault?.Heartbeat, routerName, membership, ct).ConfigureAwait(false);
+        });
         await EnsureStuntmanAsync(context, connection.Heartbeat, original, ports, membership, cancellationToken).ConfigureAwait(false);
         var router = await JoinRouterAsync(context, connection.Heartbeat, routerName, ports, membership, cancellationToken).ConfigureAwait(false);
         // Always (it is idempotent): whatever this session saw before the lock, the Service must select the router now.
@@ -164,9 +211,27 @@ public sealed class MeshWorker : ISessionWorker
             watchStopped.Value = true;
             return watcher.DisposeAsync().AsTask();
         });
+        // A lost shadow: the router's requests for this version go to the original pods (the mesh Service selects them)
+        // until the new shadow runs, then to it again.
+        guard.OnLost = ct => PointMeshServiceAsync(output, shadowServiceName, original, "its original pods", ct);
+        guard.OnRestored = (c, ct) => PointMeshServiceAsync(output, shadowServiceName, spec!.SelectorLabels(), "the new shadow " + c.PodName, ct);
+        guard.Arm();
+
         await serviceLock.ReleaseAsync(cancellationToken).ConfigureAwait(false);
         _holdingLock = false;
         output.Verbose($"Requests to Service {ServiceKey} with header '{mark.Key}: {mark.Version}' now reach this machine; the others go to its pods.");
+    }
+
+    private async Task PointMeshServiceAsync(IKtOutput output, string name, IReadOnlyDictionary<string, string> selector, string what, CancellationToken cancellationToken)
+    {
+        await _client.Services.UpdateWithRetryAsync(name, svc =>
+        {
+            if (ExchangeWorker.SameSelector(svc.Spec?.Selector, selector)) return false;
+            svc.Spec ??= new ServiceSpec();
+            svc.Spec.Selector = new Dictionary<string, string>(selector, StringComparer.Ordinal);
+            return true;
+        }, _namespace, cancellationToken).ConfigureAwait(false);
+        output.Warning($"Service {_namespace}/{name} (version {_options.Mark.Version}) selects {what}.");
     }
 
     private async ValueTask OnServiceEventAsync(SessionContext context, IReadOnlyDictionary<string, string> routerSelector, StrongBox<bool> stopped,
@@ -179,6 +244,7 @@ public sealed class MeshWorker : ISessionWorker
         context.Output.Warning($"Service {ServiceKey} was changed by someone else (selector {KtConventions.FormatSelector(selector)}, e.g. a redeploy); " +
             "routing it through the router again.");
         var redeployed = new Dictionary<string, string>(selector, StringComparer.Ordinal);
+        _podSelector = redeployed;
         try
         {
             await _client.Services.UpdateWithRetryAsync(KtConventions.StuntmanName(_options.Service), stuntman =>
@@ -206,31 +272,57 @@ public sealed class MeshWorker : ISessionWorker
         }
     }
 
-    /// <summary>The shadow pod and its remote forwards (ShadowSetup undoes both).</summary>
-    private async Task<ShadowConnection> StartShadowAsync(SessionContext context, Service service, IReadOnlyList<PortMapping> mappings,
+    /// <summary>
+    /// The shadow pod and its remote forwards (ShadowSetup undoes both), kept by a <see cref="ShadowGuard"/>: a lost shadow is
+    /// replaced under the same name (once the old pod is gone), the objects this session heart-beats are tracked by the
+    /// new one's heartbeat, and <paramref name="built"/> sees each new spec.
+    /// </summary>
+    private async Task<ShadowGuard> StartShadowAsync(SessionContext context, Service service, IReadOnlyList<PortMapping> mappings,
         IReadOnlyDictionary<string, string>? roleLabels, Action<ShadowPodSpec>? built, CancellationToken cancellationToken)
     {
         var mark = _options.Mark;
         var name = KtConventions.MeshShadowName(_options.Service, mark.Version);
-        var connection = await ShadowSetup.StartAsync(context, _client, _options, key =>
-        {
-            var spec = _options.ToShadowSpec(name, _namespace, KtConventions.Roles.ShadowMesh, key) with
+        // One kt-target for every shadow of this session: the mesh Service's selector stays valid.
+        var target = roleLabels is null ? KtConventions.NewTarget() : null;
+        var guard = new ShadowGuard(context, _client, _namespace, $"the mesh of Service {ServiceKey} (version {mark.Version})", sameName: true,
+            async (ctx, generation, ct) =>
             {
-                RoleLabels = roleLabels,
-                Target = roleLabels is null ? KtConventions.NewTarget() : null,
-                Config = roleLabels is null ? [new(KtConventions.ConfigService, name)] : [],
-                Ports = ExchangeWorker.ShadowPorts(service, mappings),
-                ExtraAnnotations = new Dictionary<string, string>(_options.Annotations, StringComparer.Ordinal)
+                var connection = await ShadowSetup.StartAsync(ctx, _client, _options, key =>
                 {
-                    [ExchangeHolders.HostAnnotation] = Environment.MachineName,
-                    [ExchangeHolders.SessionAnnotation] = context.JournalId,
-                },
-            };
-            built?.Invoke(spec);
-            return spec;
-        }, cancellationToken).ConfigureAwait(false);
-        await RemoteForwards.StartAsync(context, connection.Link, mappings, _options.Service, cancellationToken).ConfigureAwait(false);
-        return connection;
+                    var spec = _options.ToShadowSpec(name, _namespace, KtConventions.Roles.ShadowMesh, key) with
+                    {
+                        RoleLabels = roleLabels,
+                        Target = target,
+                        Config = roleLabels is null ? [new(KtConventions.ConfigService, name)] : [],
+                        Ports = ExchangeWorker.ShadowPorts(service, mappings, _relayed),
+                        ExtraAnnotations = new Dictionary<string, string>(_options.Annotations, StringComparer.Ordinal)
+                        {
+                            [ExchangeHolders.HostAnnotation] = Environment.MachineName,
+                            [ExchangeHolders.SessionAnnotation] = context.JournalId,
+                        },
+                    };
+                    built?.Invoke(spec);
+                    return spec;
+                }, ct).ConfigureAwait(false);
+                await RemoteForwards.StartAsync(ctx, connection.Link, mappings, _options.Service, announce: generation == 0, ct).ConfigureAwait(false);
+                foreach (var u in _relayed)
+                    await new PodRelay(_client, _namespace, () => _podSelector ?? new Dictionary<string, string>(), u.TargetPort!.Value, ctx.Output)
+                        .StartAsync(ctx, connection.Link, ct).ConfigureAwait(false);
+                if (generation > 0)
+                {
+                    lock (_tracked) foreach (var o in _tracked) connection.Heartbeat.Track(o);
+                }
+                return connection;
+            });
+        await guard.StartAsync(cancellationToken).ConfigureAwait(false);
+        return guard;
+    }
+
+    /// <summary>Heart-beaten on the shadow's heartbeat (and on a replacement shadow's).</summary>
+    private void Track(Heartbeat heartbeat, KtObjectRef o)
+    {
+        heartbeat.Track(o);
+        lock (_tracked) _tracked.Add(o);
     }
 
     /// <summary>The stuntman Service: reused when it is kt's, created otherwise (deleted by the last router user).</summary>
@@ -262,7 +354,7 @@ public sealed class MeshWorker : ISessionWorker
                 throw;
             }
         }
-        heartbeat.Track(new KtObjectRef(KtObjectKind.Service, _namespace, name));
+        Track(heartbeat, new KtObjectRef(KtObjectKind.Service, _namespace, name));
     }
 
     /// <summary>
@@ -318,7 +410,7 @@ public sealed class MeshWorker : ISessionWorker
                 membership.Joined = true;
                 command = [RouterCommand, "add", mark];
             }
-            heartbeat.Track(new KtObjectRef(KtObjectKind.Pod, _namespace, name));
+            Track(heartbeat, new KtObjectRef(KtObjectKind.Pod, _namespace, name));
             router = await shadowPods.WaitRunningAsync(_namespace, name, output, _options.PodCreationTimeout, cancellationToken).ConfigureAwait(false);
             var result = await RunRouterAsync(name, command, cancellationToken).ConfigureAwait(false);
             if (result.ExitCode != 0)
@@ -350,11 +442,11 @@ public sealed class MeshWorker : ISessionWorker
     /// The last user puts the Service's selector back first (keeping the lock), then deletes the stuntman and the router.
     /// A session that never joined only deletes a stuntman it made while no router uses it.
     /// </summary>
-    private async Task LeaveRouterAsync(IKtOutput output, Heartbeat heartbeat, string name, RouterMembership membership, CancellationToken ct)
+    private async Task LeaveRouterAsync(IKtOutput output, Heartbeat? heartbeat, string name, RouterMembership membership, CancellationToken ct)
     {
         var stuntman = KtConventions.StuntmanName(_options.Service);
-        heartbeat.Untrack(new KtObjectRef(KtObjectKind.Pod, _namespace, name));
-        heartbeat.Untrack(new KtObjectRef(KtObjectKind.Service, _namespace, stuntman));
+        heartbeat?.Untrack(new KtObjectRef(KtObjectKind.Pod, _namespace, name));
+        heartbeat?.Untrack(new KtObjectRef(KtObjectKind.Service, _namespace, stuntman));
         if (!membership.Joined)
         {
             if (membership.CreatedStuntman && await _client.Pods.TryGetAsync(name, _namespace, ct).ConfigureAwait(false) is null)

@@ -21,6 +21,34 @@ public sealed record PortMapping(int LocalPort, int? ServicePort, int TargetPort
     };
 }
 
+/// <summary>
+/// A port of the exchanged Service that no <c>--expose</c> entry takes (issue 13 item 3): while the Service selects the
+/// shadow, calls to it reach the shadow, which either relays them to the original pods (<see cref="CanRelay"/>: TCP with a
+/// known numeric targetPort, selector mode) or refuses them (cut).
+/// </summary>
+public sealed record UncoveredPort(int ServicePort, string? Name, int? TargetPort, string? NamedTarget, string Protocol)
+{
+    /// <summary>TCP with a numeric target: the shadow can listen there and relay.</summary>
+    public bool CanRelay => TargetPort is not null && Protocol == "TCP";
+
+    /// <summary><c>81 (admin) -> targetPort 8081</c>.</summary>
+    public string Label => string.Create(CultureInfo.InvariantCulture,
+        $"{ServicePort}{(Name is { Length: > 0 } n ? " (" + n + ")" : "")}{(Protocol == "TCP" ? "" : "/" + Protocol)} -> targetPort {(TargetPort?.ToString(CultureInfo.InvariantCulture) ?? NamedTarget ?? "?")}");
+
+    /// <summary>What the session shows for a relayed port.</summary>
+    public string DescribeRelayed(string service, IReadOnlyDictionary<string, string> selector) => string.Create(CultureInfo.InvariantCulture,
+        $"{service}:{ServicePort} -> shadow :{TargetPort} -> relayed to the original pods ({ExchangeWorker.FormatSelector(selector)}) :{TargetPort} (not exposed)");
+
+    /// <summary>What the session shows for a port that is refused while exchanged.</summary>
+    public string DescribeCut(string service) => string.Create(CultureInfo.InvariantCulture,
+        $"{service}:{ServicePort} -> cut: refused while exchanged (not exposed; {Reason})");
+
+    /// <summary>Why a port cannot be relayed.</summary>
+    public string Reason => Protocol != "TCP" ? Protocol + " is not relayed"
+        : TargetPort is null ? $"its named targetPort '{NamedTarget}' is declared by no pod"
+        : "the original pods are scaled to 0";
+}
+
 /// <summary>Which number of the Service's port the remote part of <c>--expose</c> matched.</summary>
 public enum PortMatch
 {
@@ -89,6 +117,21 @@ public static class PortMapper
         ArgumentNullException.ThrowIfNull(exposed);
         ExposedPort.Validate(exposed);
         return [.. exposed.Select(e => new PortMapping(e.Local, e.Remote, e.Remote, KtConventions.ServicePortName(e.Remote), PortMatch.Preview))];
+    }
+
+    /// <summary>The Service's ports that <paramref name="mappings"/> leave out (by targetPort), in the Service's order.</summary>
+    public static IReadOnlyList<UncoveredPort> Uncovered(Service service, IReadOnlyList<PortMapping> mappings, IReadOnlyDictionary<string, int>? namedPorts = null)
+    {
+        ArgumentNullException.ThrowIfNull(service);
+        ArgumentNullException.ThrowIfNull(mappings);
+        var result = new List<UncoveredPort>();
+        foreach (var p in service.Spec?.Ports ?? [])
+        {
+            var target = TargetOf(p, namedPorts);
+            if (mappings.Any(m => m.ServicePort == p.Port || (target is not null && m.TargetPort == target))) continue;
+            result.Add(new UncoveredPort(p.Port, p.Name, target, p.TargetPort?.StringValue, (p.Protocol ?? "TCP").ToUpperInvariant()));
+        }
+        return result;
     }
 
     /// <summary>Every port of the Service as (port, numeric targetPort); named targetPorts resolve through <paramref name="named"/> or are left out.</summary>

@@ -42,23 +42,37 @@ public sealed class PreviewWorker : ISessionWorker
         await RemoteForwards.CheckLocalPortsAsync(mappings, _options.SkipPortChecking, output, cancellationToken).ConfigureAwait(false);
 
         ShadowPodSpec? spec = null;
-        var connection = await ShadowSetup.StartAsync(context, _client, _options, k => spec = _options.ToShadowSpec(
-            KtConventions.PreviewShadowName(_options.Name), _namespace, KtConventions.Roles.ShadowPreview, k) with
+        // One kt-target for every shadow of this session (a lost one is replaced): the preview Service's selector stays valid.
+        var target = KtConventions.NewTarget();
+        var serviceRef = new KtObjectRef(KtObjectKind.Service, _namespace, _options.Name);
+        var serviceCreated = false;
+        var guard = new ShadowGuard(context, _client, _namespace, $"the preview Service {key}", sameName: false, async (ctx, generation, ct) =>
         {
-            Target = KtConventions.NewTarget(),
-            Config = [new(KtConventions.ConfigService, _options.Name)],
-            Ports = [.. mappings.Select(m => ShadowPort.Default(m.TargetPort))],
-            ExtraAnnotations = new Dictionary<string, string>(_options.Annotations, StringComparer.Ordinal)
+            var c = await ShadowSetup.StartAsync(ctx, _client, _options, k => spec = _options.ToShadowSpec(
+                KtConventions.PreviewShadowName(_options.Name), _namespace, KtConventions.Roles.ShadowPreview, k) with
             {
-                [ExchangeHolders.HostAnnotation] = Environment.MachineName,
-                [ExchangeHolders.SessionAnnotation] = sessionId,
-            },
-        }, cancellationToken).ConfigureAwait(false);
-        await RemoteForwards.StartAsync(context, connection.Link, mappings, _options.Name, cancellationToken).ConfigureAwait(false);
+                Target = target,
+                Config = [new(KtConventions.ConfigService, _options.Name)],
+                Ports = [.. mappings.Select(m => ShadowPort.Default(m.TargetPort))],
+                ExtraAnnotations = new Dictionary<string, string>(_options.Annotations, StringComparer.Ordinal)
+                {
+                    [ExchangeHolders.HostAnnotation] = Environment.MachineName,
+                    [ExchangeHolders.SessionAnnotation] = sessionId,
+                },
+            }, ct).ConfigureAwait(false);
+            await RemoteForwards.StartAsync(ctx, c.Link, mappings, _options.Name, announce: generation == 0, ct).ConfigureAwait(false);
+            // The preview Service is heart-beaten by whichever shadow serves it.
+            if (Volatile.Read(ref serviceCreated)) c.Heartbeat.Track(serviceRef);
+            return c;
+        });
+        var connection = await guard.StartAsync(cancellationToken).ConfigureAwait(false);
 
         var service = BuildService(spec!.SelectorLabels(), mappings, _client.Clock.UtcNow);
         await KtServices.CreateOwnedAsync(context, _client, journal, connection.Heartbeat, service, sessionId, e => Exists(key, e), cancellationToken)
             .ConfigureAwait(false);
+        Volatile.Write(ref serviceCreated, true);
+        // A lost shadow: the Service has no endpoint until the new one runs (there are no original pods to give it back to).
+        guard.Arm();
         output.Verbose($"Service {key} ({_options.ServiceType}) selects the shadow {connection.PodName}.");
         output.Progress("Previewing", "Previewing", 100, completed: true);
     }

@@ -21,8 +21,12 @@ internal static class RemoteForwards
         }
     }
 
+    public static Task<IReadOnlyList<LocalRelay>> StartAsync(SessionContext context, ShadowLink link, IReadOnlyList<PortMapping> mappings,
+        string serviceName, CancellationToken cancellationToken) => StartAsync(context, link, mappings, serviceName, announce: true, cancellationToken);
+
+    /// <summary>As above; <paramref name="announce"/> false for a replacement shadow (its forwards are listed already).</summary>
     public static async Task<IReadOnlyList<LocalRelay>> StartAsync(SessionContext context, ShadowLink link, IReadOnlyList<PortMapping> mappings,
-        string serviceName, CancellationToken cancellationToken)
+        string serviceName, bool announce, CancellationToken cancellationToken)
     {
         var relays = new List<LocalRelay>();
         foreach (var m in mappings)
@@ -31,8 +35,11 @@ internal static class RemoteForwards
             var forward = await link.ForwardRemoteAsync("0.0.0.0", m.TargetPort, relay.HandleAsync, cancellationToken).ConfigureAwait(false);
             context.Defer($"stop the remote forward of shadow port {m.TargetPort}", _ => forward.DisposeAsync().AsTask());
             var description = m.Describe(serviceName);
-            context.AddLocalPort(description);
-            context.Output.Verbose("Forwarding " + description);
+            if (announce)
+            {
+                context.AddLocalPort(description);
+                context.Output.Verbose("Forwarding " + description);
+            }
             relays.Add(relay);
         }
         return relays;
