@@ -40,6 +40,7 @@ public sealed class KtSession
         Mode = s.Mode;
         Resources = s.Resources.Select(r => $"{r.Action} {r.Kind} {r.Name}").ToArray();
         LocalPorts = [.. s.LocalPorts];
+        Ports = [.. s.Ports];
         Routes = [.. s.Routes];
         DnsSuffixes = [.. s.DnsSuffixes];
         MeshHeader = s.MeshHeader;
@@ -71,6 +72,9 @@ public sealed class KtSession
     public string[] Resources { get; }
 
     public string[] LocalPorts { get; }
+
+    /// <summary>Every port of the Service an exchange or mesh took: exposed (to a local port), relayed to the original pods, or cut.</summary>
+    public string[] Ports { get; }
 
     public string[] Routes { get; }
 

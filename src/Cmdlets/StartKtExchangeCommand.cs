@@ -24,6 +24,10 @@ public sealed class StartKtExchangeCommand : KtServiceTakeoverCmdlet
     [ValidateRange(0, 86400)]
     public int RecoverWaitTime { get; set; } = 120;
 
+    /// <summary>Go ahead when some of the Service's ports cannot be relayed to the original pods (they are refused while exchanged).</summary>
+    [Parameter]
+    public SwitchParameter AllowPartial { get; set; }
+
     protected override void EndProcessing()
     {
         ExchangeOptions options;
@@ -37,6 +41,7 @@ public sealed class StartKtExchangeCommand : KtServiceTakeoverCmdlet
                 Mode = Enum.Parse<ExchangeMode>(Mode.ToString()),
                 RecoverWaitTime = TimeSpan.FromSeconds(RecoverWaitTime),
                 SkipPortChecking = SkipPortCheck,
+                AllowPartial = AllowPartial,
             };
             options.Validate();
         }

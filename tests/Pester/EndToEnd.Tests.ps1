@@ -147,6 +147,88 @@ Get-KtSession | Stop-KtSession
         }
     }
 
+    Context 'the loss of a shadow pod' {
+        It 'an exchange whose shadow pod is deleted gives the Service back, makes a new shadow and runs again' {
+            $script:Pwsh = Start-LaptopPwsh $Cluster ($LocalServer + @'
+$s = Start-KtExchange -Service orders -Namespace dev -Port 8080:80
+"RUNNING $($s.Id)"
+Wait-Go
+"STATE $((Get-KtSession -Id $s.Id).State)"
+$s | Stop-KtSession
+'STOPPED'
+'@)
+            Wait-LaptopOutput $Pwsh 'RUNNING' | Out-Null
+            Wait-ClusterAnswer $Cluster $Orders 'LOCAL-LAPTOP-ANSWER' | Out-Null
+            $shadowName = { @((Invoke-Kube $Cluster '/api/v1/namespaces/dev/pods?labelSelector=control-by%3Dkt').items |
+                Where-Object { -not $_.metadata.PSObject.Properties['deletionTimestamp'] } | ForEach-Object { $_.metadata.name }) }
+            $first = @(& $shadowName)
+            $first.Count | Should -Be 1
+            Invoke-Kube $Cluster "/api/v1/namespaces/dev/pods/$($first[0])" -Method DELETE | Out-Null
+            Wait-Until -What 'a new shadow pod' -TimeoutSec 120 { $now = @(& $shadowName); $now.Count -eq 1 -and $now[0] -ne $first[0] } | Out-Null
+            Wait-ClusterAnswer $Cluster $Orders 'LOCAL-LAPTOP-ANSWER' -TimeoutSec 60 | Should -Match 'LOCAL-LAPTOP-ANSWER'
+            Send-LaptopGo $Pwsh
+            Wait-LaptopOutput $Pwsh 'STATE Running' | Out-Null
+            Wait-LaptopOutput $Pwsh 'STOPPED' | Out-Null
+            Get-ClusterSnapshot $Cluster | Should -Be $Baseline
+        }
+    }
+
+    Context 'a Service with three ports' {
+        BeforeAll {
+            New-TestWorkload -Cluster $Cluster -Name multi -Port 80, 81, 82 -TargetPort 8080, 8081, 8082
+            $script:MultiBaseline = Get-ClusterSnapshot $Cluster
+            $script:MultiWorkloads = Get-ClusterSnapshot $Cluster -ExcludePods
+        }
+
+        AfterAll {
+            Invoke-Kube $Cluster /api/v1/namespaces/dev/services/multi -Method DELETE | Out-Null
+            Invoke-Kube $Cluster /apis/apps/v1/namespaces/dev/deployments/multi -Method DELETE | Out-Null
+            Wait-Until -What 'the multi pods to go' { -not (Invoke-Kube $Cluster '/api/v1/namespaces/dev/pods?labelSelector=app%3Dmulti').items } | Out-Null
+        }
+
+        It 'exchanging one port keeps the other two reaching the workload, and the session lists every port' {
+            $script:Pwsh = Start-LaptopPwsh $Cluster ($LocalServer + @'
+$s = Start-KtExchange -Service multi -Namespace dev -Port 8080:80
+"RUNNING"
+$s.Ports | ForEach-Object { "PORT $_" }
+Wait-Go
+$s | Stop-KtSession
+'STOPPED'
+'@)
+            Wait-LaptopOutput $Pwsh 'RUNNING' | Out-Null
+            Wait-ClusterAnswer $Cluster 'http://multi.dev.svc.cluster.local:80/' 'LOCAL-LAPTOP-ANSWER' | Out-Null
+            Wait-ClusterAnswer $Cluster 'http://multi.dev.svc.cluster.local:81/' 'port: 8081' | Should -Match 'pod: multi-'
+            Wait-ClusterAnswer $Cluster 'http://multi.dev.svc.cluster.local:82/' 'port: 8082' | Should -Match 'pod: multi-'
+            $ports = @((Get-LaptopOutput $Pwsh) -split "`n" | Where-Object { $_ -like 'PORT *' })
+            $ports.Count | Should -Be 3
+            ($ports -join "`n") | Should -Match '81.*relayed'
+            ($ports -join "`n") | Should -Match '82.*relayed'
+            Send-LaptopGo $Pwsh
+            Wait-LaptopOutput $Pwsh 'STOPPED' | Out-Null
+            Get-ClusterSnapshot $Cluster | Should -Be $MultiBaseline
+        }
+
+        It 'scale mode names the ports it would cut and refuses, unless -AllowPartial' {
+            $r = Invoke-LaptopPwsh $Cluster ($LocalServer + @'
+try { Start-KtExchange -Service multi -Namespace dev -Port 8080:80 -Mode Scale; 'NOERROR' } catch { "ERRORID $($_.FullyQualifiedErrorId) $($_.Exception.Message)" }
+"SESSIONS $(@(Get-KtSession).Count)"
+$s = Start-KtExchange -Service multi -Namespace dev -Port 8080:80 -Mode Scale -AllowPartial 3>&1 | ForEach-Object { if ($_ -is [Management.Automation.WarningRecord]) { "WARNING $_" } else { $_ } }
+$session = $s | Where-Object { $_ -isnot [string] }
+$s | Where-Object { $_ -is [string] }
+"STATE $($session.State)"
+$session.Ports | ForEach-Object { "PORT $_" }
+$session | Stop-KtSession
+'@)
+            $r.Output | Should -Match 'ERRORID ExchangePortsUncovered,KtConnect.Cmdlets.StartKtExchangeCommand .*81'
+            $r.Output | Should -Match 'SESSIONS 0'
+            $r.Output | Should -Match 'WARNING '
+            $r.Output | Should -Match 'STATE Running'
+            $r.Output | Should -Match 'PORT .*81.*cut'
+            # Scale mode recreates the pods by design: the Deployment, its replicas and the Service are what come back.
+            Get-ClusterSnapshot $Cluster -ExcludePods | Should -Be $MultiWorkloads
+        }
+    }
+
     Context 'Start-KtForward and Wait-KtSession' {
         It 'Start-KtForward carries bytes from a local port to the Service''s pods, and Wait-KtSession sees it stop' {
             $r = Invoke-LaptopPwsh $Cluster @'

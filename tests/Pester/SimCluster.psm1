@@ -95,19 +95,21 @@ function Invoke-Kube {
 function New-TestWorkload {
     <# A Deployment running the echo image (it answers with its pod's name) and, unless -NoService, its Service. #>
     param([Parameter(Mandatory)] $Cluster, [string] $Namespace = 'dev', [Parameter(Mandatory)] [string] $Name,
-        [int] $Replicas = 1, [int] $Port = 80, [int] $TargetPort = 8080, [switch] $NoService)
+        [int] $Replicas = 1, [int[]] $Port = 80, [int[]] $TargetPort = 8080, [switch] $NoService)
     $labels = @{ app = $Name }
+    $containerPorts = @(for ($i = 0; $i -lt $TargetPort.Count; $i++) { @{ containerPort = $TargetPort[$i]; name = "http$i" } })
+    $servicePorts = @(for ($i = 0; $i -lt $Port.Count; $i++) { @{ name = "http$i"; port = $Port[$i]; targetPort = $TargetPort[$i] } })
     Invoke-Kube $Cluster "/apis/apps/v1/namespaces/$Namespace/deployments" -Method POST -Body @{
         apiVersion = 'apps/v1'; kind = 'Deployment'; metadata = @{ name = $Name; labels = $labels }
         spec = @{
             replicas = $Replicas; selector = @{ matchLabels = $labels }
-            template = @{ metadata = @{ labels = $labels }; spec = @{ containers = @(@{ name = $Name; image = 'ktconnect/echo:1.0'; ports = @(@{ containerPort = $TargetPort; name = 'http' }) }) } }
+            template = @{ metadata = @{ labels = $labels }; spec = @{ containers = @(@{ name = $Name; image = 'ktconnect/echo:1.0'; ports = $containerPorts }) } }
         }
     } | Out-Null
     if (-not $NoService) {
         Invoke-Kube $Cluster "/api/v1/namespaces/$Namespace/services" -Method POST -Body @{
             apiVersion = 'v1'; kind = 'Service'; metadata = @{ name = $Name }
-            spec = @{ selector = $labels; ports = @(@{ name = 'http'; port = $Port; targetPort = $TargetPort }) }
+            spec = @{ selector = $labels; ports = $servicePorts }
         } | Out-Null
     }
     Wait-Until -What "deployment $Namespace/$Name ready" -TimeoutSec 120 {
@@ -135,10 +137,12 @@ function ConvertTo-Canonical {
 function Get-ClusterSnapshot {
     <#
     What a user would compare before and after: every pod, Service, Deployment and ConfigMap of the namespace with its
-    labels, annotations, selector, ports and replicas (not resourceVersions, timestamps or statuses).
+    labels, annotations, selector, ports and replicas (not resourceVersions, timestamps or statuses). -ExcludePods
+    for a change that recreates pods by design (a scale exchange: the Deployment's replicas are compared instead).
     #>
-    param([Parameter(Mandatory)] $Cluster, [string] $Namespace = 'dev')
-    $lines = foreach ($kind in 'api/v1/pods', 'api/v1/services', 'apis/apps/v1/deployments', 'api/v1/configmaps') {
+    param([Parameter(Mandatory)] $Cluster, [string] $Namespace = 'dev', [switch] $ExcludePods)
+    $kinds = @('api/v1/services', 'apis/apps/v1/deployments', 'api/v1/configmaps') + @(if (-not $ExcludePods) { 'api/v1/pods' })
+    $lines = foreach ($kind in $kinds) {
         $path = $kind -replace '/(\w+)$', "/namespaces/$Namespace/`$1"
         foreach ($o in (Invoke-Kube $Cluster "/$path").items) {
             $m = $o.metadata
