@@ -11,7 +11,11 @@ public enum PropagationPolicy { Background, Foreground, Orphan }
 
 /// <summary>The parts of metav1.DeleteOptions KubeSim honours.</summary>
 public sealed record DeleteOptions(PropagationPolicy Propagation = PropagationPolicy.Background, long? GracePeriodSeconds = null,
-    string? PreconditionUid = null, string? PreconditionResourceVersion = null);
+    string? PreconditionUid = null, string? PreconditionResourceVersion = null)
+{
+    /// <summary><c>dryRun: ["All"]</c> in the body (the query's <c>dryRun=All</c> is read by the handler).</summary>
+    public bool DryRun { get; init; }
+}
 
 /// <summary>What a DELETE did: the final state of the object, and whether it is still there (finalizers).</summary>
 public sealed record DeleteResult(JsonObject Object, bool Removed);
@@ -35,6 +39,7 @@ public sealed class ObjectStore
     private readonly int _historyCapacity;
     private long _rv;
     private long _compactedRv;
+    private bool _dryRun;
 
     public ObjectStore(TimeProvider? time = null, int historyCapacity = 10_000, string serviceCidr = "10.96.0.0/16")
     {
@@ -148,6 +153,38 @@ public sealed class ObjectStore
     }
 
     // ---------------------------------------------------------------- writes
+
+    /// <summary>
+    /// Runs a write as <c>?dryRun=All</c> does: every default, validation and admission step, the answer a real
+    /// write would give, and then nothing is kept: objects, resourceVersion, allocated ClusterIPs and garbage
+    /// collection are rolled back and no watch event is sent. Returns what <paramref name="write"/> returned.
+    /// </summary>
+    public T DryRun<T>(Func<T> write)
+    {
+        ArgumentNullException.ThrowIfNull(write);
+        lock (_gate)
+        {
+            if (_dryRun) return write();
+            var rv = _rv;
+            var objects = _objects.ToDictionary(p => p.Key, p => new SortedDictionary<string, JsonObject>(p.Value, StringComparer.Ordinal));
+            var removed = _removedUids.ToArray();
+            var ips = ServiceIps.SaveState();
+            _dryRun = true;
+            try
+            {
+                return write();
+            }
+            finally
+            {
+                _dryRun = false;
+                _rv = rv;
+                foreach (var (t, d) in objects) _objects[t] = d;
+                _removedUids.Clear();
+                _removedUids.UnionWith(removed);
+                ServiceIps.Restore(ips);
+            }
+        }
+    }
 
     /// <summary>
     /// Creates an object as POST does: namespace must exist, name or generateName, defaults, validation, uid,
@@ -528,6 +565,7 @@ public sealed class ObjectStore
 
     private void Publish(WatchEvent e)
     {
+        if (_dryRun) return;
         _history.AddLast(e);
         while (_history.Count > _historyCapacity)
         {
