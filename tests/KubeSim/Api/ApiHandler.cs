@@ -115,6 +115,29 @@ internal sealed class ApiHandler
             default:
                 break;
         }
+        if (path == "/openapi/v2" || path == "/openapi/v3" || path.StartsWith("/openapi/v3/", StringComparison.Ordinal))
+        {
+            Authorize(new RequestInfo(user, "get", "", "", null, null, null, path) { Groups = groups });
+            JsonNode? doc;
+            if (path == "/openapi/v2")
+            {
+                // client-go asks for protobuf only; KubeSim writes no protobuf, so such a request is 406 (kubectl 1.32
+                // then does without v2), and a JSON (or any) Accept gets the JSON document.
+                CheckAccept(request.Headers.Accept.ToString());
+                doc = OpenApi.V2Document();
+            }
+            else
+            {
+                doc = path == "/openapi/v3" ? OpenApi.V3Discovery(_options.PathPrefix) : OpenApi.V3For(path["/openapi/v3/".Length..]);
+            }
+            if (doc is null)
+            {
+                await HttpBodies.WriteTextAsync(context, 404, "404 page not found\n", ct).ConfigureAwait(false);
+                return;
+            }
+            await HttpBodies.WriteJsonAsync(context, 200, doc, ct).ConfigureAwait(false);
+            return;
+        }
         if (path is "/api" or "/api/" or "/apis" or "/apis/")
         {
             Authorize(new RequestInfo(user, "get", "", "", null, null, null, path) { Groups = groups });
@@ -214,6 +237,11 @@ internal sealed class ApiHandler
             case "get":
                 {
                     var obj = _store.Get(type, api.Namespace, name) ?? throw KubeApiException.NotFound(type, name);
+                    if (Tables.RequestedVersion(request.Headers.Accept) is { } tableVersion)
+                    {
+                        obj = Tables.Build(type, [obj], new JsonObject { ["resourceVersion"] = obj["metadata"]?["resourceVersion"]?.DeepClone() }, tableVersion,
+                            request.Query["includeObject"], _options.TimeProvider.GetUtcNow());
+                    }
                     await HttpBodies.WriteJsonAsync(context, 200, obj, ct).ConfigureAwait(false);
                     return;
                 }
@@ -368,6 +396,12 @@ internal sealed class ApiHandler
         var meta = new JsonObject { ["resourceVersion"] = page.ResourceVersion.ToString(CultureInfo.InvariantCulture) };
         if (page.Continue is not null) meta["continue"] = page.Continue;
         if (page.RemainingItemCount is not null) meta["remainingItemCount"] = page.RemainingItemCount;
+        if (Tables.RequestedVersion(context.Request.Headers.Accept) is { } tableVersion)
+        {
+            var table = Tables.Build(type, page.Items, meta, tableVersion, q["includeObject"], _options.TimeProvider.GetUtcNow());
+            await HttpBodies.WriteJsonAsync(context, 200, table, ct).ConfigureAwait(false);
+            return;
+        }
         var items = new JsonArray();
         foreach (var item in page.Items)
         {
