@@ -40,6 +40,7 @@ public sealed class ObjectStore
     private long _rv;
     private long _compactedRv;
     private bool _dryRun;
+    private readonly HashSet<string> _emptying = new(StringComparer.Ordinal);
 
     public ObjectStore(TimeProvider? time = null, int historyCapacity = 10_000, string serviceCidr = "10.96.0.0/16")
     {
@@ -346,7 +347,9 @@ public sealed class ObjectStore
             // The last finalizer went away on an object being deleted: now it really goes.
             _objects[type][key] = next;
             Publish(new WatchEvent(WatchEvent.Modified, _rv, type, ns, next, current));
-            RemoveLocked(type, ns, name, PropagationPolicy.Background);
+            // A namespace still goes only once its contents are gone.
+            if (type.Kind == "Namespace") FinalizeNamespaceIfEmptyLocked(name);
+            else RemoveLocked(type, ns, name, PropagationPolicy.Background);
             return Clone(next);
         }
         _objects[type][key] = next;
@@ -426,19 +429,89 @@ public sealed class ObjectStore
             }
             if (type.Kind == "Namespace")
             {
-                // The namespace controller: empty the namespace, then let it go (its "kubernetes" finalizer is implicit).
-                foreach (var t in ResourceTypes.All.Where(t => t.Namespaced))
-                {
-                    foreach (var k in _objects[t].Keys.Where(k => k.StartsWith(name + "/", StringComparison.Ordinal)).ToList())
-                    {
-                        if (_objects[t].ContainsKey(k)) RemoveLocked(t, name, k[(name.Length + 1)..], PropagationPolicy.Background);
-                    }
-                }
+                // The namespace controller: delete the contents; what finalizers hold keeps the namespace Terminating
+                // (with its "kubernetes" finalizer in spec.finalizers) until the last of it is gone.
+                if (TerminateContentsLocked(name) > 0 || finalizers is { Count: > 0 }) return new DeleteResult(Clone(current), false);
+                FinalizeNamespaceLocked(name);
+                return new DeleteResult(Clone(current), true);
             }
             if (finalizers is { Count: > 0 }) return new DeleteResult(Clone(current), false);
             RemoveLocked(type, ns, name, options.Propagation);
             return new DeleteResult(Clone(current), true);
         }
+    }
+
+    /// <summary>
+    /// Deletes every object in namespace <paramref name="ns"/>: objects with finalizers are marked
+    /// (deletionTimestamp) and stay, the rest are removed. Returns how many objects remain. Caller holds the lock.
+    /// </summary>
+    private int TerminateContentsLocked(string ns)
+    {
+        _emptying.Add(ns);
+        try
+        {
+            var prefix = ns + "/";
+            foreach (var t in ResourceTypes.All.Where(t => t.Namespaced))
+            {
+                foreach (var k in _objects[t].Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal)).ToList())
+                {
+                    if (!_objects[t].TryGetValue(k, out var obj)) continue;
+                    var objName = k[prefix.Length..];
+                    if (obj["metadata"]?["finalizers"] is JsonArray { Count: > 0 })
+                    {
+                        if (obj["metadata"]?["deletionTimestamp"] is not null) continue;
+                        var marked = Clone(obj);
+                        var mm = (JsonObject)marked["metadata"]!;
+                        mm["deletionTimestamp"] = Timestamp();
+                        mm["deletionGracePeriodSeconds"] = 0;
+                        mm["resourceVersion"] = (++_rv).ToString(CultureInfo.InvariantCulture);
+                        marked = Normalize(marked);
+                        _objects[t][k] = marked;
+                        Publish(new WatchEvent(WatchEvent.Modified, _rv, t, ns, marked, obj));
+                    }
+                    else
+                    {
+                        RemoveLocked(t, ns, objName, PropagationPolicy.Background);
+                    }
+                }
+            }
+            return ResourceTypes.All.Where(t => t.Namespaced).Sum(t => _objects[t].Keys.Count(k => k.StartsWith(prefix, StringComparison.Ordinal)));
+        }
+        finally
+        {
+            _emptying.Remove(ns);
+        }
+    }
+
+    /// <summary>
+    /// The namespace controller's last step once a Terminating namespace is empty: the "kubernetes" finalizer is
+    /// cleared from spec.finalizers (the /finalize update, a MODIFIED event) and the namespace goes. Caller holds the lock.
+    /// </summary>
+    private void FinalizeNamespaceLocked(string ns)
+    {
+        if (!_objects[ResourceTypes.Namespaces].TryGetValue(ns, out var current)) return;
+        if (current["spec"]?["finalizers"] is JsonArray { Count: > 0 })
+        {
+            var next = Clone(current);
+            ((JsonObject)next["spec"]!).Remove("finalizers");
+            ((JsonObject)next["metadata"]!)["resourceVersion"] = (++_rv).ToString(CultureInfo.InvariantCulture);
+            next = Normalize(next);
+            _objects[ResourceTypes.Namespaces][ns] = next;
+            Publish(new WatchEvent(WatchEvent.Modified, _rv, ResourceTypes.Namespaces, null, next, current));
+        }
+        RemoveLocked(ResourceTypes.Namespaces, null, ns, PropagationPolicy.Background);
+    }
+
+    /// <summary>After an object left namespace <paramref name="ns"/>: a Terminating namespace that is now empty goes too.</summary>
+    private void FinalizeNamespaceIfEmptyLocked(string ns)
+    {
+        if (_emptying.Contains(ns)) return;
+        if (!_objects[ResourceTypes.Namespaces].TryGetValue(ns, out var nsObj)) return;
+        var meta = nsObj["metadata"];
+        if (meta?["deletionTimestamp"] is null || meta["finalizers"] is JsonArray { Count: > 0 }) return;
+        var prefix = ns + "/";
+        if (ResourceTypes.All.Any(t => t.Namespaced && _objects[t].Keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal)))) return;
+        FinalizeNamespaceLocked(ns);
     }
 
     /// <summary>Removes an object for good and garbage-collects its dependents. Caller holds the lock.</summary>
@@ -455,6 +528,7 @@ public sealed class ObjectStore
         if (type.Kind == "Service") ReleaseServiceIps(gone);
         Publish(new WatchEvent(WatchEvent.Deleted, _rv, type, ns, gone, current));
         if (propagation != PropagationPolicy.Foreground) CollectDependents(uid, propagation);
+        if (type.Namespaced && ns is not null) FinalizeNamespaceIfEmptyLocked(ns);
         return Clone(gone);
     }
 
