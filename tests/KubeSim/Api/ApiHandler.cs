@@ -725,7 +725,16 @@ internal sealed class ApiHandler
     /// <summary>Reads a create/update body: JSON object whose kind and apiVersion must be the resource's (4k, 4q).</summary>
     private async Task<JsonObject> ReadObjectAsync(HttpContext context, ResourceType type, CancellationToken ct)
     {
-        var node = await ReadJsonAsync(context, type.Kind, ct).ConfigureAwait(false);
+        JsonNode? node;
+        if (ProtobufBodies.IsProtobuf(context.Request.ContentType))
+        {
+            // kubectl's typed clients (create namespace/configmap/secret, auth can-i) send protobuf and do not retry with JSON.
+            node = ProtobufBodies.TryDecode(await ReadBodyAsync(context, ct).ConfigureAwait(false), type) ?? throw UnsupportedBody();
+        }
+        else
+        {
+            node = await ReadJsonAsync(context, type.Kind, ct).ConfigureAwait(false);
+        }
         if (node is not JsonObject obj)
         {
             throw KubeApiException.BadRequest($"the object provided is unrecognized (must be of type {type.Kind}): couldn't get version/kind; json parse error: json: cannot unmarshal array into Go value of type struct {{ APIVersion string \"json:\\\"apiVersion,omitempty\\\"\"; Kind string \"json:\\\"kind,omitempty\\\"\" }}");
@@ -777,9 +786,11 @@ internal sealed class ApiHandler
     {
         var media = (contentType ?? "").Split(';')[0].Trim().ToLowerInvariant();
         if (media is "" or "application/json" or "application/yaml" or "*/*") return;
-        throw new KubeApiException(415, "UnsupportedMediaType",
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml", null, omitDetails: true);
+        throw UnsupportedBody();
     }
+
+    private static KubeApiException UnsupportedBody() => new(415, "UnsupportedMediaType",
+        "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml", null, omitDetails: true);
 
     /// <summary>
     /// The output negotiation: KubeSim writes JSON only. An Accept that names only protobuf (no JSON, no wildcard)

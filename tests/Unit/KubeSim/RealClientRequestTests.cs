@@ -119,7 +119,8 @@ public sealed class RealClientRequestTests
     {
         await using var c = await SimClient.StartAsync();
         var configMaps = c.Server.Store.List(ResourceTypes.ConfigMaps, null).Items.Count;
-        using (var req = new HttpRequestMessage(HttpMethod.Post, Cm))
+        // A kind KubeSim cannot decode from protobuf (Deployment) is 415.
+        using (var req = new HttpRequestMessage(HttpMethod.Post, "/apis/apps/v1/namespaces/default/deployments"))
         {
             req.Content = new ByteArrayContent([0x6b, 0x38, 0x73, 0x00, 0x0a, 0x0f]);
             req.Content.Headers.ContentType = new("application/vnd.kubernetes.protobuf");
@@ -149,7 +150,66 @@ public sealed class RealClientRequestTests
         }
         // JSON bodies sent as such still work, and nothing was stored by the 415.
         Assert.Equal(configMaps, c.Server.Store.List(ResourceTypes.ConfigMaps, null).Items.Count);
+        Assert.Empty(c.Server.Store.List(ResourceTypes.Deployments, null).Items);
         var (ok, _, _) = await c.SendAsync(HttpMethod.Post, Cm, Encoding.UTF8.GetString("""{"metadata":{"name":"j"}}"""u8), "application/json");
         Assert.Equal(HttpStatusCode.Created, ok);
+    }
+
+    [Fact]
+    public async Task Protobuf_bodies_of_the_kinds_kubectls_typed_clients_create_are_decoded()
+    {
+        await using var c = await SimClient.StartAsync();
+        // v1.ConfigMap{metadata{name "pb", labels{a: b}}, data{k: v}, binaryData{bin: 0x00ff}} in the "k8s\0" runtime.Unknown envelope.
+        var meta = Concat(Str(1, "pb"), Str(3, ""), Msg(11, Concat(Str(1, "a"), Str(2, "b"))), Msg(8, []));
+        var cm = Concat(Msg(1, meta), Msg(2, Concat(Str(1, "k"), Str(2, "v"))), Msg(3, Concat(Str(1, "bin"), Msg(2, [0x00, 0xff]))));
+        var envelope = Concat("k8s\0"u8.ToArray(), Msg(1, Concat(Str(1, "v1"), Str(2, "ConfigMap"))), Msg(2, cm), Str(4, ""));
+        using var req = new HttpRequestMessage(HttpMethod.Post, Cm) { Content = new ByteArrayContent(envelope) };
+        req.Content.Headers.ContentType = new("application/vnd.kubernetes.protobuf");
+        req.Headers.TryAddWithoutValidation("Accept", "application/vnd.kubernetes.protobuf,application/json");
+        using var resp = await c.Http.SendAsync(req);
+        Assert.Equal(HttpStatusCode.Created, resp.StatusCode);
+        Assert.Equal("application/json", resp.Content.Headers.ContentType?.MediaType);
+        var stored = c.Server.Store.Get(ResourceTypes.ConfigMaps, "default", "pb")!;
+        Assert.Equal("v", stored["data"]!["k"]!.GetValue<string>());
+        Assert.Equal("AP8=", stored["binaryData"]!["bin"]!.GetValue<string>());
+        Assert.Equal("b", stored["metadata"]!["labels"]!["a"]!.GetValue<string>());
+        Assert.NotNull(stored["metadata"]!["uid"]);
+
+        // A SelfSubjectAccessReview (kubectl auth can-i) answers as its JSON twin does.
+        var attrs = Concat(Str(1, "default"), Str(2, "create"), Str(5, "pods"));
+        var ssar = Concat(Msg(1, []), Msg(2, Msg(1, attrs)));
+        var body = Concat("k8s\0"u8.ToArray(), Msg(1, Concat(Str(1, "authorization.k8s.io/v1"), Str(2, "SelfSubjectAccessReview"))), Msg(2, ssar));
+        using var review = new HttpRequestMessage(HttpMethod.Post, "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews") { Content = new ByteArrayContent(body) };
+        review.Content.Headers.ContentType = new("application/vnd.kubernetes.protobuf");
+        using var answer = await c.Http.SendAsync(review);
+        Assert.Equal(HttpStatusCode.Created, answer.StatusCode);
+        var json = JsonNode.Parse(await answer.Content.ReadAsStringAsync())!;
+        Assert.True(json["status"]!["allowed"]!.GetValue<bool>());
+        Assert.Equal("pods", json["spec"]!["resourceAttributes"]!["resource"]!.GetValue<string>());
+
+        // Garbage after the prefix is a 400, not a crash.
+        using var bad = new HttpRequestMessage(HttpMethod.Post, Cm) { Content = new ByteArrayContent([0x6b, 0x38, 0x73, 0x00, 0x0a, 0x0f]) };
+        bad.Content.Headers.ContentType = new("application/vnd.kubernetes.protobuf");
+        using var badResp = await c.Http.SendAsync(bad);
+        Assert.Equal(HttpStatusCode.BadRequest, badResp.StatusCode);
+    }
+
+    private static byte[] Concat(params byte[][] parts) => [.. parts.SelectMany(p => p)];
+
+    private static byte[] Str(int field, string value) => Msg(field, Encoding.UTF8.GetBytes(value));
+
+    private static byte[] Msg(int field, byte[] value) => Concat(Varint((ulong)(field << 3 | 2)), Varint((ulong)value.Length), value);
+
+    private static byte[] Varint(ulong v)
+    {
+        var bytes = new List<byte>();
+        do
+        {
+            var b = (byte)(v & 0x7f);
+            v >>= 7;
+            bytes.Add(v == 0 ? b : (byte)(b | 0x80));
+        }
+        while (v != 0);
+        return [.. bytes];
     }
 }
