@@ -121,9 +121,14 @@ internal sealed class ApiHandler
             JsonNode? doc;
             if (path == "/openapi/v2")
             {
-                // client-go asks for protobuf only; KubeSim writes no protobuf, so such a request is 406 (kubectl 1.32
-                // then does without v2), and a JSON (or any) Accept gets the JSON document.
-                CheckAccept(request.Headers.Accept.ToString());
+                // client-go asks for protobuf only (and parses nothing else); any other Accept gets the JSON document.
+                var accept = request.Headers.Accept.ToString();
+                if (accept.Contains("protobuf", StringComparison.OrdinalIgnoreCase) && !accept.Contains("json", StringComparison.OrdinalIgnoreCase))
+                {
+                    // As the real handler: the gnostic media type is not a valid Content-Type for Go's mime parser.
+                    await HttpBodies.WriteAsync(context, 200, "application/octet-stream", OpenApi.V2Protobuf(), ct).ConfigureAwait(false);
+                    return;
+                }
                 doc = OpenApi.V2Document();
             }
             else

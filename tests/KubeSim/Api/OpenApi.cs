@@ -333,4 +333,91 @@ internal static class OpenApi
     };
 
     private static string Capitalize(string s) => s.Length == 0 ? s : char.ToUpperInvariant(s[0]) + s[1..];
+
+    // ---------------------------------------------------------------- v2 as protobuf
+
+    /// <summary>The media type client-go asks /openapi/v2 for (kubectl up to 1.26 needs it; later ones read v3).</summary>
+    public const string V2ProtobufMediaType = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+
+    /// <summary>
+    /// /openapi/v2 as gnostic's openapi.v2.Document protobuf: swagger, info and every path with its operations
+    /// (operationId, consumes/produces, non-body parameters, responses, the x-kubernetes-action and
+    /// x-kubernetes-group-version-kind vendor extensions as YAML), which kubectl 1.20 reads to learn that a kind
+    /// takes dryRun. The definitions are left out, so kubectl finds no schema for any kind: it skips client-side
+    /// validation and computes apply patches from its compiled-in types, as it does for kinds a server does not describe.
+    /// </summary>
+    public static byte[] V2Protobuf()
+    {
+        var doc = V2Document();
+        var pathItems = new List<byte[]>();
+        foreach (var (path, item) in doc["paths"]!.AsObject())
+        {
+            var ops = new List<byte[]>();
+            foreach (var (verb, number) in new[] { ("get", 2), ("put", 3), ("post", 4), ("delete", 5), ("patch", 8) })
+            {
+                if (item![verb] is JsonObject op) ops.Add(Pb.Msg(number, Operation(op)));
+            }
+            pathItems.Add(Pb.Msg(2, Pb.Cat(Pb.Str(1, path), Pb.Msg(2, Pb.Cat([.. ops])))));
+        }
+        var info = Pb.Cat(Pb.Str(1, doc["info"]!["title"]!.GetValue<string>()), Pb.Str(2, doc["info"]!["version"]!.GetValue<string>()));
+        return Pb.Cat(Pb.Str(1, "2.0"), Pb.Msg(2, info), Pb.Msg(8, Pb.Cat([.. pathItems])));
+
+        static byte[] Operation(JsonObject op)
+        {
+            var parts = new List<byte[]>();
+            foreach (var tag in op["tags"] as JsonArray ?? []) parts.Add(Pb.Str(1, tag!.GetValue<string>()));
+            parts.Add(Pb.Str(3, op["description"]?.GetValue<string>() ?? ""));
+            parts.Add(Pb.Str(5, op["operationId"]!.GetValue<string>()));
+            foreach (var p in op["produces"] as JsonArray ?? []) parts.Add(Pb.Str(6, p!.GetValue<string>()));
+            foreach (var c in op["consumes"] as JsonArray ?? []) parts.Add(Pb.Str(7, c!.GetValue<string>()));
+            foreach (var p in op["parameters"] as JsonArray ?? [])
+            {
+                var name = p!["name"]!.GetValue<string>();
+                var where = p["in"]!.GetValue<string>();
+                var required = p["required"]?.GetValue<bool>() ?? false;
+                byte[] parameter = where == "body"
+                    ? Pb.Msg(1, Pb.Cat(Pb.Str(2, name), Pb.Str(3, where), Pb.Bool(4, required)))
+                    : Pb.Msg(2, Pb.Msg(where == "path" ? 4 : 3, Pb.Cat(Pb.Bool(1, required), Pb.Str(2, where), Pb.Str(4, name),
+                        Pb.Str(where == "path" ? 5 : 6, p["type"]?.GetValue<string>() ?? "string"))));
+                parts.Add(Pb.Msg(8, Pb.Msg(1, parameter)));
+            }
+            var responses = new List<byte[]>();
+            foreach (var (code, response) in op["responses"]!.AsObject())
+            {
+                responses.Add(Pb.Msg(1, Pb.Cat(Pb.Str(1, code), Pb.Msg(2, Pb.Msg(1, Pb.Str(1, response!["description"]!.GetValue<string>()))))));
+            }
+            parts.Add(Pb.Msg(9, Pb.Cat([.. responses])));
+            foreach (var scheme in op["schemes"] as JsonArray ?? []) parts.Add(Pb.Str(10, scheme!.GetValue<string>()));
+            parts.Add(Pb.Msg(13, Pb.Cat(Pb.Str(1, "x-kubernetes-action"), Pb.Msg(2, Pb.Str(2, op["x-kubernetes-action"]!.GetValue<string>() + "\n")))));
+            var gvk = op["x-kubernetes-group-version-kind"]!;
+            var group = gvk["group"]!.GetValue<string>();
+            var yaml = $"group: {(group.Length == 0 ? "\"\"" : group)}\nkind: {gvk["kind"]!.GetValue<string>()}\nversion: {gvk["version"]!.GetValue<string>()}\n";
+            parts.Add(Pb.Msg(13, Pb.Cat(Pb.Str(1, "x-kubernetes-group-version-kind"), Pb.Msg(2, Pb.Str(2, yaml)))));
+            return Pb.Cat([.. parts]);
+        }
+    }
+
+    /// <summary>Protobuf wire encoding: length-delimited fields, varints (proto3: empty strings and false are not written).</summary>
+    private static class Pb
+    {
+        public static byte[] Cat(params byte[][] parts) => [.. parts.SelectMany(p => p)];
+
+        public static byte[] Str(int field, string value) => value.Length == 0 ? [] : Msg(field, System.Text.Encoding.UTF8.GetBytes(value));
+
+        public static byte[] Bool(int field, bool value) => value ? Cat(Varint((ulong)(field << 3)), [1]) : [];
+
+        public static byte[] Msg(int field, byte[] value) => Cat(Varint((ulong)((field << 3) | 2)), Varint((ulong)value.Length), value);
+
+        private static byte[] Varint(ulong v)
+        {
+            var bytes = new List<byte>();
+            while (v >= 0x80)
+            {
+                bytes.Add((byte)(v | 0x80));
+                v >>= 7;
+            }
+            bytes.Add((byte)v);
+            return [.. bytes];
+        }
+    }
 }

@@ -48,7 +48,7 @@ public sealed class OpenApiAndTableTests
     }
 
     [Fact]
-    public async Task Openapi_v2_is_json_for_a_json_accept_and_406_for_protobuf_only()
+    public async Task Openapi_v2_is_json_for_a_json_accept_and_gnostic_protobuf_for_client_go()
     {
         await using var c = await SimClient.StartAsync();
         var (status, doc, _) = await c.GetAsync("/openapi/v2");
@@ -61,7 +61,16 @@ public sealed class OpenApiAndTableTests
         using var req = new HttpRequestMessage(HttpMethod.Get, "/openapi/v2");
         req.Headers.TryAddWithoutValidation("Accept", "application/com.github.proto-openapi.spec.v2@v1.0+protobuf");
         using var resp = await c.Http.SendAsync(req);
-        Assert.Equal(HttpStatusCode.NotAcceptable, resp.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, resp.StatusCode);
+        Assert.Equal("application/octet-stream", resp.Content.Headers.ContentType?.MediaType);
+        var pb = await resp.Content.ReadAsByteArrayAsync();
+        // openapi.v2.Document: field 1 (swagger) = "2.0" first, then info and the paths with kubectl's vendor extensions.
+        Assert.Equal(new byte[] { 0x0a, 0x03, (byte)'2', (byte)'.', (byte)'0' }, pb[..5]);
+        var text = System.Text.Encoding.Latin1.GetString(pb);
+        Assert.Contains("/api/v1/namespaces/{namespace}/configmaps/{name}", text, StringComparison.Ordinal);
+        Assert.Contains("x-kubernetes-group-version-kind", text, StringComparison.Ordinal);
+        Assert.Contains("group: \"\"\nkind: ConfigMap\nversion: v1\n", text, StringComparison.Ordinal);
+        Assert.Contains("dryRun", text, StringComparison.Ordinal);
     }
 
     [Fact]
