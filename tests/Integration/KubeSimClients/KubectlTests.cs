@@ -31,14 +31,35 @@ public sealed partial class KubectlTests(SimClusterFixture fx) : IDisposable
 
     public void Dispose()
     {
+        // Leave the shared cluster as found: the test's namespace (and so its pods) goes.
+        foreach (var ns in _namespaces)
+        {
+            if (fx.Cluster?.Store.Get(ResourceTypes.Namespaces, null, ns) is null) continue;
+            try
+            {
+                fx.Cluster.Store.Delete(ResourceTypes.Namespaces, null, ns);
+            }
+            catch (KtConnect.KubeSim.Store.KubeApiException)
+            {
+                // Deleted meanwhile.
+            }
+        }
         try { Directory.Delete(_home, recursive: true); } catch (IOException) { }
+    }
+
+    private readonly List<string> _namespaces = [];
+
+    private async Task CreateNamespaceAsync(string ns)
+    {
+        _namespaces.Add(ns);
+        (await Kubectl("create", "namespace", ns)).EnsureSuccess();
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", Needs)]
     public async Task Apply_get_tables_rollout_describe_logs_and_dry_run()
     {
         const string ns = "kubectl-apply";
-        (await Kubectl("create", "namespace", ns)).EnsureSuccess();
+        await CreateNamespaceAsync(ns);
         var manifest = SimClusterFixture.Deployment(ns, "web", 2, "ktconnect/echo:1.0", 8080) + "\n" + SimClusterFixture.Service(ns, "web", "app=web", 80, 8080);
 
         var applied = await Kubectl(["apply", "-n", ns, "-f", "-"], manifest);
@@ -106,7 +127,7 @@ public sealed partial class KubectlTests(SimClusterFixture fx) : IDisposable
     public async Task Patch_merge_json_and_strategic_and_scale()
     {
         const string ns = "kubectl-patch";
-        (await Kubectl("create", "namespace", ns)).EnsureSuccess();
+        await CreateNamespaceAsync(ns);
         (await Kubectl(["apply", "-n", ns, "-f", "-"], SimClusterFixture.Deployment(ns, "app", 1, "ktconnect/echo:1.0", 8080))).EnsureSuccess();
         (await Kubectl("create", "configmap", "settings", "-n", ns, "--from-literal=a=1")).EnsureSuccess();
 
@@ -137,7 +158,7 @@ public sealed partial class KubectlTests(SimClusterFixture fx) : IDisposable
     public async Task Get_watch_prints_a_row_per_change_until_stopped()
     {
         const string ns = "kubectl-watch";
-        (await Kubectl("create", "namespace", ns)).EnsureSuccess();
+        await CreateNamespaceAsync(ns);
         var seen = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
         var output = new StringBuilder();
         using var watch = StartKubectl("get", "configmaps", "-n", ns, "-w", "--request-timeout=60s");
@@ -190,7 +211,7 @@ public sealed partial class KubectlTests(SimClusterFixture fx) : IDisposable
     public async Task Deleting_a_namespace_waits_for_its_contents_and_shows_terminating_meanwhile()
     {
         const string ns = "kubectl-doomed";
-        (await Kubectl("create", "namespace", ns)).EnsureSuccess();
+        await CreateNamespaceAsync(ns);
         (await Kubectl(["apply", "-n", ns, "-f", "-"], SimClusterFixture.Deployment(ns, "gone", 1, "busybox:1.36", 80))).EnsureSuccess();
         await fx.WaitDeploymentReadyAsync(ns, "gone", 1);
         Cluster.Apply($$$"""{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"held","namespace":"{{{ns}}}","finalizers":["example.com/hold"]}}""");
