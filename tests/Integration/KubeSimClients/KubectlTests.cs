@@ -236,6 +236,72 @@ public sealed partial class KubectlTests(SimClusterFixture fx) : IDisposable
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", Needs)]
+    public async Task Exec_over_spdy_reports_output_exit_codes_and_takes_stdin()
+    {
+        var pod = Cluster.Pods("default", "app=echo")[0]["metadata"]!["name"]!.GetValue<string>();
+
+        var failing = await Kubectl("exec", pod, "-n", "default", "--", "sh", "-c", "echo out; echo err >&2; exit 3");
+        Assert.Equal(3, failing.ExitCode);
+        Assert.Equal("out\n", failing.StandardOutput);
+        Assert.Contains("err", failing.StandardError, StringComparison.Ordinal);
+        Assert.Contains("command terminated with exit code 3", failing.StandardError, StringComparison.Ordinal);
+
+        var ok = await Kubectl("exec", pod, "-n", "default", "--", "cat", "/etc/resolv.conf");
+        Assert.True(ok.Succeeded, ok.StandardError);
+        Assert.Contains("nameserver " + Cluster.Node.ClusterDnsIp, ok.StandardOutput, StringComparison.Ordinal);
+
+        // -i: SPDY half-closes stdin, so cat sees end of input and the command ends by itself.
+        var input = string.Concat(Enumerable.Repeat("line of stdin\n", 5000));
+        var cat = await Kubectl(["exec", "-i", pod, "-n", "default", "--", "cat"], input);
+        Assert.True(cat.Succeeded, cat.StandardError);
+        Assert.Equal(input, cat.StandardOutput);
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", Needs)]
+    public async Task Port_forward_to_a_pod_and_to_a_service_carries_http_both_ways()
+    {
+        var pods = Cluster.Pods("default", "app=echo").Select(p => p["metadata"]!["name"]!.GetValue<string>()).ToList();
+        foreach (var (target, remote) in new[] { ("pod/" + pods[0], "8080"), ("service/echo", "80") })
+        {
+            var output = new StringBuilder();
+            var forwarding = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+            using var pf = StartKubectl("port-forward", "-n", "default", target, ":" + remote);
+            pf.OutputDataReceived += (_, e) =>
+            {
+                if (e.Data is null) return;
+                lock (output) output.AppendLine(e.Data);
+                var m = Regex.Match(e.Data, @"^Forwarding from 127\.0\.0\.1:(\d+) ->");
+                if (m.Success) forwarding.TrySetResult(int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+            };
+            pf.BeginOutputReadLine();
+            pf.BeginErrorReadLine();
+            try
+            {
+                var port = await forwarding.Task.WaitAsync(TimeSpan.FromSeconds(30));
+                using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+                var marker = new string('x', 40_000); // a request and an answer of some size, through every layer
+                for (var i = 0; i < 3; i++)
+                {
+                    using var request = new HttpRequestMessage(HttpMethod.Get, $"http://127.0.0.1:{port}/round/{i}");
+                    request.Headers.TryAddWithoutValidation("X-Marker", marker);
+                    using var response = await http.SendAsync(request);
+                    var body = await response.Content.ReadAsStringAsync();
+                    Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+                    Assert.Contains($"request: GET /round/{i} HTTP/1.1", body, StringComparison.Ordinal);
+                    Assert.Contains("header: X-Marker: " + marker, body, StringComparison.Ordinal);
+                    Assert.Contains("port: 8080", body, StringComparison.Ordinal);
+                    Assert.Contains(response.Headers.GetValues("X-Pod-Name").Single(), pods);
+                }
+            }
+            finally
+            {
+                pf.Kill();
+                await pf.WaitForExitAsync();
+            }
+        }
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", Needs)]
     public async Task KtConnects_client_and_kubectl_read_the_same_objects()
     {
         using var client = new KubeClient(new KubeClientConfiguration

@@ -22,6 +22,7 @@ internal sealed class ApiHandler
     private readonly WatchHandler _watch;
     private readonly PortForwardHandler _portForward;
     private readonly ExecHandler _exec;
+    private readonly SpdyHandler _spdy;
     private readonly Func<string> _serverAddress;
     private readonly string _flowSchemaUid = Guid.NewGuid().ToString();
     private readonly string _priorityLevelUid = Guid.NewGuid().ToString();
@@ -38,6 +39,7 @@ internal sealed class ApiHandler
         _watch = new WatchHandler(store, options);
         _portForward = new PortForwardHandler(network);
         _exec = new ExecHandler(exec, options.EnableExecV5);
+        _spdy = new SpdyHandler(exec, network);
     }
 
     public async Task HandleAsync(HttpContext context)
@@ -219,12 +221,22 @@ internal sealed class ApiHandler
                 await ScaleAsync(context, type, api.Namespace, name, verb, ct).ConfigureAwait(false);
                 return;
             case "portforward" when type == ResourceTypes.Pods && verb is "get" or "create":
+                if (SpdyHandler.IsSpdyUpgrade(context))
+                {
+                    await _spdy.PortForwardAsync(context, PodOrThrow(api.Namespace, name), api.Namespace!, name, ct).ConfigureAwait(false);
+                    return;
+                }
                 await _portForward.HandleAsync(context, PodOrThrow(api.Namespace, name), api.Namespace!, name, ct).ConfigureAwait(false);
                 return;
             case "exec" when type == ResourceTypes.Pods && verb is "get" or "create":
                 {
                     var pod = PodOrThrow(api.Namespace, name);
                     CheckContainer(pod, name, context.Request.Query["container"]);
+                    if (SpdyHandler.IsSpdyUpgrade(context))
+                    {
+                        await _spdy.ExecAsync(context, pod, api.Namespace!, name, ct).ConfigureAwait(false);
+                        return;
+                    }
                     await _exec.HandleAsync(context, pod, api.Namespace!, name, ct).ConfigureAwait(false);
                     return;
                 }

@@ -212,4 +212,13 @@ public sealed class RealClientRequestTests
         while (v != 0);
         return [.. bytes];
     }
+
+    [Fact]
+    public void The_spdy3_header_dictionary_is_the_specs_1423_bytes()
+    {
+        var dict = KtConnect.KubeSim.Streaming.SpdyDictionary.V3;
+        Assert.Equal(1423, dict.Length);
+        Assert.Equal(new byte[] { 0, 0, 0, 7, (byte)'o', (byte)'p', (byte)'t', (byte)'i', (byte)'o', (byte)'n', (byte)'s' }, dict[..11]);
+        Assert.EndsWith(",*,enq=0.", Encoding.ASCII.GetString(dict), StringComparison.Ordinal);
+    }
 }
