@@ -257,6 +257,20 @@ public sealed partial class KubectlTests(SimClusterFixture fx) : IDisposable
         Assert.Equal(input, cat.StandardOutput);
     }
 
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", Needs, "script")]
+    public async Task Exec_with_a_tty_gets_a_terminal()
+    {
+        var pod = Cluster.Pods("default", "app=echo")[0]["metadata"]!["name"]!.GetValue<string>();
+        // kubectl wants a terminal of its own for -t: util-linux script gives it one, fed from our stdin.
+        var r = await ProcessRunner.RunAsync("script", ["-q", "-e", "-c", $"kubectl exec -it {pod} -n default -- sh", "/dev/null"],
+            "test -t 0 && echo IS_A_TTY; tty; exit 4\n", TimeSpan.FromMinutes(1), Environment());
+
+        Assert.Equal(4, r.ExitCode);
+        Assert.Contains("IS_A_TTY\r\n", r.StandardOutput, StringComparison.Ordinal);
+        Assert.Matches(@"/dev/pts/\d+\r\n", r.StandardOutput);
+        Assert.Contains("command terminated with exit code 4", r.StandardOutput, StringComparison.Ordinal);
+    }
+
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", Needs)]
     public async Task Port_forward_to_a_pod_and_to_a_service_carries_http_both_ways()
     {

@@ -61,7 +61,7 @@ internal sealed class ExecHandler(IPodExec exec, bool enableV5)
         IExecProcess process;
         try
         {
-            process = await exec.StartAsync(request, pod, token).ConfigureAwait(false);
+            process = await exec.StartAsync(Pty.Wrap(request), pod, token).ConfigureAwait(false);
         }
         catch (ExecStartException e)
         {

@@ -77,7 +77,7 @@ internal sealed class SpdyHandler(IPodExec exec, IPodNetwork network)
         IExecProcess process;
         try
         {
-            process = await exec.StartAsync(request, pod, token).ConfigureAwait(false);
+            process = await exec.StartAsync(Pty.Wrap(request), pod, token).ConfigureAwait(false);
         }
         catch (ExecStartException e)
         {
