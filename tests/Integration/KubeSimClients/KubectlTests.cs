@@ -258,14 +258,17 @@ public sealed partial class KubectlTests(SimClusterFixture fx) : IDisposable
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", Needs, "script")]
-    public async Task Exec_with_a_tty_gets_a_terminal()
+    public async Task Exec_with_a_tty_gets_a_terminal_that_follows_resizes()
     {
         var pod = Cluster.Pods("default", "app=echo")[0]["metadata"]!["name"]!.GetValue<string>();
-        // kubectl wants a terminal of its own for -t: util-linux script gives it one, fed from our stdin.
-        var r = await ProcessRunner.RunAsync("script", ["-q", "-e", "-c", $"kubectl exec -it {pod} -n default -- sh", "/dev/null"],
-            "test -t 0 && echo IS_A_TTY; tty; exit 4\n", TimeSpan.FromMinutes(1), Environment());
+        // kubectl wants a terminal of its own for -t: util-linux script gives it one (33x111), fed from our stdin.
+        // The remote shell waits (with a deadline) until kubectl's resize has reached its pty.
+        const string input = """for i in $(seq 100); do [ "$(stty size)" = "33 111" ] && break; sleep 0.1; done; echo SIZE=$(stty size); test -t 0 && echo IS_A_TTY; tty; exit 4""";
+        var r = await ProcessRunner.RunAsync("script", ["-q", "-e", "-c", $"stty rows 33 cols 111; kubectl exec -it {pod} -n default -- sh", "/dev/null"],
+            input + "\n", TimeSpan.FromMinutes(1), Environment());
 
         Assert.Equal(4, r.ExitCode);
+        Assert.Contains("SIZE=33 111\r\n", r.StandardOutput, StringComparison.Ordinal);
         Assert.Contains("IS_A_TTY\r\n", r.StandardOutput, StringComparison.Ordinal);
         Assert.Matches(@"/dev/pts/\d+\r\n", r.StandardOutput);
         Assert.Contains("command terminated with exit code 4", r.StandardOutput, StringComparison.Ordinal);

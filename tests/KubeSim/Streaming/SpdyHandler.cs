@@ -16,7 +16,7 @@ namespace KtConnect.KubeSim.Streaming;
 /// X-Stream-Protocol-Version; the client opens one stream per channel (streamtype error, stdin, stdout, stderr,
 /// resize), the status goes on the error stream (v4: the Status JSON, as over WebSocket). Port-forward
 /// (portforward.k8s.io) gets an error and a data stream per connection, named by the port and requestid headers.
-/// No pty: a tty request runs the command without a terminal and the resize stream is read and ignored.
+/// A tty request runs the command under <see cref="Pty"/>; the resize stream resizes it.
 /// </summary>
 internal sealed class SpdyHandler(IPodExec exec, IPodNetwork network)
 {
@@ -74,10 +74,12 @@ internal sealed class SpdyHandler(IPodExec exec, IPodNetwork network)
             }
         }
         var errorStream = streams["error"];
+        var (startRequest, pty) = Pty.Wrap(request);
+        using var ptyScope = pty;
         IExecProcess process;
         try
         {
-            process = await exec.StartAsync(Pty.Wrap(request), pod, token).ConfigureAwait(false);
+            process = await exec.StartAsync(startRequest, pod, token).ConfigureAwait(false);
         }
         catch (ExecStartException e)
         {
@@ -99,7 +101,7 @@ internal sealed class SpdyHandler(IPodExec exec, IPodNetwork network)
             var stderr = PumpAsync(process.Stderr, streams.GetValueOrDefault("stderr") ?? (request.Tty ? streams.GetValueOrDefault("stdout") : null), token,
                 closeWhenDone: !request.Tty);
             var stdin = streams.TryGetValue("stdin", out var inStream) ? CopyInAsync(inStream, process.Stdin, token) : Task.CompletedTask;
-            if (streams.TryGetValue("resize", out var resize)) _ = DrainAsync(resize, token);
+            var resizing = streams.TryGetValue("resize", out var resize) ? ResizeAsync(resize, pty, token) : Task.CompletedTask;
             var exitCode = await process.WaitForExitAsync(token).ConfigureAwait(false);
             await Task.WhenAll(stdout, stderr).ConfigureAwait(false);
             var cmd = "[" + string.Join(' ', request.Command) + "]";
@@ -126,6 +128,7 @@ internal sealed class SpdyHandler(IPodExec exec, IPodNetwork network)
             }
             await FinishAsync(session, errorStream, protocol, status, text, sessionCts, reader).ConfigureAwait(false);
             await Swallow(stdin).ConfigureAwait(false);
+            await Swallow(resizing).ConfigureAwait(false);
         }
     }
 
@@ -280,11 +283,12 @@ internal sealed class SpdyHandler(IPodExec exec, IPodNetwork network)
         }
     }
 
-    private static async Task DrainAsync(SpdyStream stream, CancellationToken ct)
+    /// <summary>The resize stream: each event resizes the pty (read and dropped without one).</summary>
+    private static async Task ResizeAsync(SpdyStream stream, Pty? pty, CancellationToken ct)
     {
-        await foreach (var _ in stream.Inbound.ReadAllAsync(ct).ConfigureAwait(false))
+        await foreach (var chunk in stream.Inbound.ReadAllAsync(ct).ConfigureAwait(false))
         {
-            // Resize events: no pty to resize.
+            if (pty is not null) await pty.ResizeAsync(chunk, ct).ConfigureAwait(false);
         }
     }
 
