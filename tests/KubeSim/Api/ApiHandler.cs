@@ -22,6 +22,7 @@ internal sealed class ApiHandler
     private readonly WatchHandler _watch;
     private readonly PortForwardHandler _portForward;
     private readonly ExecHandler _exec;
+    private readonly SpdyHandler _spdy;
     private readonly Func<string> _serverAddress;
     private readonly string _flowSchemaUid = Guid.NewGuid().ToString();
     private readonly string _priorityLevelUid = Guid.NewGuid().ToString();
@@ -38,6 +39,7 @@ internal sealed class ApiHandler
         _watch = new WatchHandler(store, options);
         _portForward = new PortForwardHandler(network);
         _exec = new ExecHandler(exec, options.EnableExecV5);
+        _spdy = new SpdyHandler(exec, network);
     }
 
     public async Task HandleAsync(HttpContext context)
@@ -115,6 +117,34 @@ internal sealed class ApiHandler
             default:
                 break;
         }
+        if (path == "/openapi/v2" || path == "/openapi/v3" || path.StartsWith("/openapi/v3/", StringComparison.Ordinal))
+        {
+            Authorize(new RequestInfo(user, "get", "", "", null, null, null, path) { Groups = groups });
+            JsonNode? doc;
+            if (path == "/openapi/v2")
+            {
+                // client-go asks for protobuf only (and parses nothing else); any other Accept gets the JSON document.
+                var accept = request.Headers.Accept.ToString();
+                if (accept.Contains("protobuf", StringComparison.OrdinalIgnoreCase) && !accept.Contains("json", StringComparison.OrdinalIgnoreCase))
+                {
+                    // As the real handler: the gnostic media type is not a valid Content-Type for Go's mime parser.
+                    await HttpBodies.WriteAsync(context, 200, "application/octet-stream", OpenApi.V2Protobuf(), ct).ConfigureAwait(false);
+                    return;
+                }
+                doc = OpenApi.V2Document();
+            }
+            else
+            {
+                doc = path == "/openapi/v3" ? OpenApi.V3Discovery(_options.PathPrefix) : OpenApi.V3For(path["/openapi/v3/".Length..]);
+            }
+            if (doc is null)
+            {
+                await HttpBodies.WriteTextAsync(context, 404, "404 page not found\n", ct).ConfigureAwait(false);
+                return;
+            }
+            await HttpBodies.WriteJsonAsync(context, 200, doc, ct).ConfigureAwait(false);
+            return;
+        }
         if (path is "/api" or "/api/" or "/apis" or "/apis/")
         {
             Authorize(new RequestInfo(user, "get", "", "", null, null, null, path) { Groups = groups });
@@ -155,6 +185,7 @@ internal sealed class ApiHandler
         };
         if (verb == "unknown") throw KubeApiException.MethodNotAllowed();
         Authorize(new RequestInfo(user, verb, type.Group, type.Plural, api.Subresource, api.Namespace, api.Name, null) { Groups = groups });
+        if (api.Subresource is not ("exec" or "portforward" or "attach" or "log")) CheckAccept(request.Headers.Accept.ToString());
 
         if (api.Kind == ApiPathKind.Collection)
         {
@@ -190,12 +221,22 @@ internal sealed class ApiHandler
                 await ScaleAsync(context, type, api.Namespace, name, verb, ct).ConfigureAwait(false);
                 return;
             case "portforward" when type == ResourceTypes.Pods && verb is "get" or "create":
+                if (SpdyHandler.IsSpdyUpgrade(context))
+                {
+                    await _spdy.PortForwardAsync(context, PodOrThrow(api.Namespace, name), api.Namespace!, name, ct).ConfigureAwait(false);
+                    return;
+                }
                 await _portForward.HandleAsync(context, PodOrThrow(api.Namespace, name), api.Namespace!, name, ct).ConfigureAwait(false);
                 return;
             case "exec" when type == ResourceTypes.Pods && verb is "get" or "create":
                 {
                     var pod = PodOrThrow(api.Namespace, name);
                     CheckContainer(pod, name, context.Request.Query["container"]);
+                    if (SpdyHandler.IsSpdyUpgrade(context))
+                    {
+                        await _spdy.ExecAsync(context, pod, api.Namespace!, name, ct).ConfigureAwait(false);
+                        return;
+                    }
                     await _exec.HandleAsync(context, pod, api.Namespace!, name, ct).ConfigureAwait(false);
                     return;
                 }
@@ -213,36 +254,51 @@ internal sealed class ApiHandler
             case "get":
                 {
                     var obj = _store.Get(type, api.Namespace, name) ?? throw KubeApiException.NotFound(type, name);
+                    if (Tables.RequestedVersion(request.Headers.Accept) is { } tableVersion)
+                    {
+                        obj = Tables.Build(type, [obj], new JsonObject { ["resourceVersion"] = obj["metadata"]?["resourceVersion"]?.DeepClone() }, tableVersion,
+                            request.Query["includeObject"], _options.TimeProvider.GetUtcNow());
+                    }
                     await HttpBodies.WriteJsonAsync(context, 200, obj, ct).ConfigureAwait(false);
                     return;
                 }
             case "update":
                 {
                     var body = await ReadObjectAsync(context, type, ct).ConfigureAwait(false);
-                    var existed = _store.Get(type, api.Namespace, name) is not null;
-                    var updated = _store.Update(type, api.Namespace, name, body);
+                    var dryRun = IsDryRun(context);
+                    var before = _store.Get(type, api.Namespace, name);
+                    var existed = before is not null;
+                    var updated = Write(dryRun, () => _store.Update(type, api.Namespace, name, body));
+                    if (dryRun) updated = DryRunAnswer(updated, before);
                     await HttpBodies.WriteJsonAsync(context, existed ? 200 : 201, updated, ct).ConfigureAwait(false);
                     return;
                 }
             case "patch":
                 {
                     var (patchType, patch) = await ReadPatchAsync(context, ct).ConfigureAwait(false);
+                    var dryRun = IsDryRun(context);
                     JsonObject result;
-                    if (patchType == PatchType.Apply && _store.Get(type, api.Namespace, name) is null)
+                    var before = _store.Get(type, api.Namespace, name);
+                    if (patchType == PatchType.Apply && before is null)
                     {
                         if (patch is not JsonObject created) throw KubeApiException.BadRequest("apply patch must be an object");
-                        result = _store.Create(type, api.Namespace, created);
+                        result = Write(dryRun, () => _store.Create(type, api.Namespace, created));
+                        if (dryRun) result = DryRunAnswer(result, null);
                         await HttpBodies.WriteJsonAsync(context, 201, result, ct).ConfigureAwait(false);
                         return;
                     }
-                    result = _store.Mutate(type, api.Namespace, name, current => ApplyPatch(current, patchType, patch));
+                    result = Write(dryRun, () => _store.Mutate(type, api.Namespace, name, current => ApplyPatch(current, patchType, patch)));
+                    if (dryRun) result = DryRunAnswer(result, before);
                     await HttpBodies.WriteJsonAsync(context, 200, result, ct).ConfigureAwait(false);
                     return;
                 }
             case "delete":
                 {
                     var options = await ReadDeleteOptionsAsync(context, ct).ConfigureAwait(false);
-                    var result = _store.Delete(type, api.Namespace, name, options);
+                    var dryRun = IsDryRun(context) || options.DryRun;
+                    var before = _store.Get(type, api.Namespace, name);
+                    var result = Write(dryRun, () => _store.Delete(type, api.Namespace, name, options));
+                    if (dryRun) DryRunAnswer(result.Object, before);
                     JsonNode answer = type.Kind is "Pod" or "Namespace" || !result.Removed
                         ? result.Object
                         : Statuses.DeleteSuccess(type, name, result.Object["metadata"]?["uid"]?.GetValue<string>());
@@ -357,6 +413,12 @@ internal sealed class ApiHandler
         var meta = new JsonObject { ["resourceVersion"] = page.ResourceVersion.ToString(CultureInfo.InvariantCulture) };
         if (page.Continue is not null) meta["continue"] = page.Continue;
         if (page.RemainingItemCount is not null) meta["remainingItemCount"] = page.RemainingItemCount;
+        if (Tables.RequestedVersion(context.Request.Headers.Accept) is { } tableVersion)
+        {
+            var table = Tables.Build(type, page.Items, meta, tableVersion, q["includeObject"], _options.TimeProvider.GetUtcNow());
+            await HttpBodies.WriteJsonAsync(context, 200, table, ct).ConfigureAwait(false);
+            return;
+        }
         var items = new JsonArray();
         foreach (var item in page.Items)
         {
@@ -387,7 +449,9 @@ internal sealed class ApiHandler
         {
             throw KubeApiException.BadRequest("the namespace of the provided object does not match the namespace sent on the request");
         }
-        var created = _store.Create(type, ns, body);
+        var dryRun = IsDryRun(context);
+        var created = Write(dryRun, () => _store.Create(type, ns, body));
+        if (dryRun) created = DryRunAnswer(created, null);
         await HttpBodies.WriteJsonAsync(context, 201, created, ct).ConfigureAwait(false);
     }
 
@@ -420,6 +484,20 @@ internal sealed class ApiHandler
     {
         var q = context.Request.Query;
         var options = await ReadDeleteOptionsAsync(context, ct).ConfigureAwait(false);
+        var dryRun = IsDryRun(context) || options.DryRun;
+        var items = Write(dryRun, () => DeleteEach(type, ns, q, options));
+        var list = new JsonObject
+        {
+            ["kind"] = type.Kind + "List",
+            ["apiVersion"] = type.ApiVersion,
+            ["metadata"] = new JsonObject { ["resourceVersion"] = _store.ResourceVersion.ToString(CultureInfo.InvariantCulture) },
+            ["items"] = items,
+        };
+        await HttpBodies.WriteJsonAsync(context, 200, list, ct).ConfigureAwait(false);
+    }
+
+    private JsonArray DeleteEach(ResourceType type, string? ns, IQueryCollection q, DeleteOptions options)
+    {
         var page = _store.List(type, ns, LabelSelector.Parse(q["labelSelector"]), FieldSelector.Parse(q["fieldSelector"]));
         var items = new JsonArray();
         foreach (var item in page.Items)
@@ -436,14 +514,7 @@ internal sealed class ApiHandler
                 // Deleted concurrently (or by garbage collection of an earlier item).
             }
         }
-        var list = new JsonObject
-        {
-            ["kind"] = type.Kind + "List",
-            ["apiVersion"] = type.ApiVersion,
-            ["metadata"] = new JsonObject { ["resourceVersion"] = _store.ResourceVersion.ToString(CultureInfo.InvariantCulture) },
-            ["items"] = items,
-        };
-        await HttpBodies.WriteJsonAsync(context, 200, list, ct).ConfigureAwait(false);
+        return items;
     }
 
     private async Task StatusSubresourceAsync(HttpContext context, ResourceType type, string? ns, string name, string verb, CancellationToken ct)
@@ -455,13 +526,23 @@ internal sealed class ApiHandler
                 result = _store.Get(type, ns, name) ?? throw KubeApiException.NotFound(type, name);
                 break;
             case "update":
-                var body = await ReadObjectAsync(context, type, ct).ConfigureAwait(false);
-                result = _store.Update(type, ns, name, body, subresource: "status");
-                break;
+                {
+                    var body = await ReadObjectAsync(context, type, ct).ConfigureAwait(false);
+                    var dryRun = IsDryRun(context);
+                    var before = _store.Get(type, ns, name);
+                    result = Write(dryRun, () => _store.Update(type, ns, name, body, subresource: "status"));
+                    if (dryRun) DryRunAnswer(result, before);
+                    break;
+                }
             case "patch":
-                var (patchType, patch) = await ReadPatchAsync(context, ct).ConfigureAwait(false);
-                result = _store.Mutate(type, ns, name, current => ApplyPatch(current, patchType, patch), subresource: "status");
-                break;
+                {
+                    var (patchType, patch) = await ReadPatchAsync(context, ct).ConfigureAwait(false);
+                    var dryRun = IsDryRun(context);
+                    var before = _store.Get(type, ns, name);
+                    result = Write(dryRun, () => _store.Mutate(type, ns, name, current => ApplyPatch(current, patchType, patch), subresource: "status"));
+                    if (dryRun) DryRunAnswer(result, before);
+                    break;
+                }
             default:
                 throw KubeApiException.MethodNotAllowed();
         }
@@ -485,17 +566,21 @@ internal sealed class ApiHandler
                     {
                         throw KubeApiException.BadRequest($"{kind} in version \"{body["apiVersion"]}\" cannot be handled as a Scale");
                     }
-                    owner = _store.Mutate(type, ns, name, current => SetReplicas(type, name, current, body));
+                    var before = _store.Get(type, ns, name);
+                    owner = Write(IsDryRun(context), () => _store.Mutate(type, ns, name, current => SetReplicas(type, name, current, body)));
+                    if (IsDryRun(context)) DryRunAnswer(owner, before);
                     break;
                 }
             case "patch":
                 {
                     var (patchType, patch) = await ReadPatchAsync(context, ct).ConfigureAwait(false);
-                    owner = _store.Mutate(type, ns, name, current =>
+                    var before = _store.Get(type, ns, name);
+                    owner = Write(IsDryRun(context), () => _store.Mutate(type, ns, name, current =>
                     {
                         var scale = ApplyPatch(ToScale(current), patchType, patch);
                         return SetReplicas(type, name, current, scale);
-                    });
+                    }));
+                    if (IsDryRun(context)) DryRunAnswer(owner, before);
                     break;
                 }
             default:
@@ -647,24 +732,45 @@ internal sealed class ApiHandler
         };
         long? grace = o?["gracePeriodSeconds"]?.GetValue<long>();
         if (grace is null && long.TryParse(q["gracePeriodSeconds"], NumberStyles.Integer, CultureInfo.InvariantCulture, out var g)) grace = g;
-        return new DeleteOptions(policy, grace, o?["preconditions"]?["uid"]?.GetValue<string>(), o?["preconditions"]?["resourceVersion"]?.GetValue<string>());
+        return new DeleteOptions(policy, grace, o?["preconditions"]?["uid"]?.GetValue<string>(), o?["preconditions"]?["resourceVersion"]?.GetValue<string>())
+        {
+            // kubectl delete --dry-run=server sends it in the DeleteOptions body rather than the query.
+            DryRun = o?["dryRun"] is JsonArray dry && dry.Any(d => d?.GetValue<string>() == "All"),
+        };
     }
 
     /// <summary>Reads a create/update body: JSON object whose kind and apiVersion must be the resource's (4k, 4q).</summary>
     private async Task<JsonObject> ReadObjectAsync(HttpContext context, ResourceType type, CancellationToken ct)
     {
-        var node = await ReadJsonAsync(context, type.Kind, ct).ConfigureAwait(false);
+        JsonNode? node;
+        if (ProtobufBodies.IsProtobuf(context.Request.ContentType))
+        {
+            // kubectl's typed clients (create namespace/configmap/secret, auth can-i) send protobuf and do not retry with JSON.
+            node = ProtobufBodies.TryDecode(await ReadBodyAsync(context, ct).ConfigureAwait(false), type) ?? throw UnsupportedBody();
+        }
+        else
+        {
+            node = await ReadJsonAsync(context, type.Kind, ct).ConfigureAwait(false);
+        }
         if (node is not JsonObject obj)
         {
             throw KubeApiException.BadRequest($"the object provided is unrecognized (must be of type {type.Kind}): couldn't get version/kind; json parse error: json: cannot unmarshal array into Go value of type struct {{ APIVersion string \"json:\\\"apiVersion,omitempty\\\"\"; Kind string \"json:\\\"kind,omitempty\\\"\" }}");
         }
         var kind = obj["kind"]?.GetValue<string>();
         var apiVersion = obj["apiVersion"]?.GetValue<string>();
+        // The decoder defaults a missing kind and apiVersion from the URL's resource (as the Python client and typed
+        // clients rely on); only what is given must match.
         if (string.IsNullOrEmpty(kind))
         {
-            throw KubeApiException.BadRequest($"Object 'Kind' is missing in '{Encoding.UTF8.GetString(KubeJson.ToBytesWithNewline(obj)).TrimEnd('\n')}'");
+            kind = type.Kind;
+            obj["kind"] = kind;
         }
-        if (kind != type.Kind || (apiVersion is not null && apiVersion != type.ApiVersion))
+        if (string.IsNullOrEmpty(apiVersion))
+        {
+            apiVersion = type.ApiVersion;
+            obj["apiVersion"] = apiVersion;
+        }
+        if (kind != type.Kind || apiVersion != type.ApiVersion)
         {
             throw ObjectStore.KindMismatch(kind, apiVersion ?? "", type);
         }
@@ -673,6 +779,7 @@ internal sealed class ApiHandler
 
     private static async Task<JsonNode?> ReadJsonAsync(HttpContext context, string expectedKind, CancellationToken ct)
     {
+        CheckBodyMediaType(context.Request.ContentType);
         var body = await ReadBodyAsync(context, ct).ConfigureAwait(false);
         try
         {
@@ -685,6 +792,63 @@ internal sealed class ApiHandler
             throw KubeApiException.BadRequest(
                 $"the object provided is unrecognized (must be of type {expectedKind}): couldn't get version/kind; json parse error: {GoJsonError(body, e)} ({snippet})");
         }
+    }
+
+    /// <summary>
+    /// The input negotiation of create and update: JSON (and YAML, which KubeSim reads only when written as JSON) is
+    /// decoded; anything else, protobuf included (which a real server decodes but KubeSim does not), is 415 with
+    /// apimachinery's errUnsupportedMediaType message, so client-go falls back to JSON.
+    /// </summary>
+    internal static void CheckBodyMediaType(string? contentType)
+    {
+        var media = (contentType ?? "").Split(';')[0].Trim().ToLowerInvariant();
+        if (media is "" or "application/json" or "application/yaml" or "*/*") return;
+        throw UnsupportedBody();
+    }
+
+    private static KubeApiException UnsupportedBody() => new(415, "UnsupportedMediaType",
+        "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml", null, omitDetails: true);
+
+    /// <summary>
+    /// The output negotiation: KubeSim writes JSON only. An Accept that names only protobuf (no JSON, no wildcard)
+    /// is 406 as a server without that serializer answers; any list with JSON or a wildcard gets JSON.
+    /// </summary>
+    internal static void CheckAccept(string? accept)
+    {
+        if (string.IsNullOrWhiteSpace(accept)) return;
+        var types = accept.Split(',').Select(a => a.Split(';')[0].Trim().ToLowerInvariant()).Where(a => a.Length > 0).ToList();
+        if (types.Count == 0 || !types.All(t => t.Contains("protobuf", StringComparison.Ordinal))) return;
+        throw new KubeApiException(406, "NotAcceptable", "only the following media types are accepted: application/json, application/yaml", null, omitDetails: true);
+    }
+
+    /// <summary><c>?dryRun=All</c>: validate and answer, store nothing (any other value is refused as the server's option validation does).</summary>
+    private static bool IsDryRun(HttpContext context)
+    {
+        var values = context.Request.Query["dryRun"];
+        if (values.Count == 0) return false;
+        foreach (var v in values)
+        {
+            if (v != "All")
+            {
+                throw KubeApiException.BadRequest($"dryRun: Unsupported value: \"{v}\": supported values: \"All\"");
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Runs a store write, inside <see cref="ObjectStore.DryRun"/> when the request asks for a dry run.</summary>
+    private T Write<T>(bool dryRun, Func<T> write) => dryRun ? _store.DryRun(write) : write();
+
+    /// <summary>
+    /// A dry-run answer carries what the write would have stored, minus what only storage assigns: a created
+    /// object has no resourceVersion yet, an updated one still the version it had.
+    /// </summary>
+    private static JsonObject DryRunAnswer(JsonObject result, JsonObject? before)
+    {
+        if (result["metadata"] is not JsonObject meta) return result;
+        if (before?["metadata"]?["resourceVersion"] is JsonNode rv) meta["resourceVersion"] = rv.DeepClone();
+        else meta.Remove("resourceVersion");
+        return result;
     }
 
     /// <summary>Go's encoding/json wording for the two errors clients meet: truncated input and a stray character.</summary>

@@ -18,6 +18,8 @@ internal sealed class WatchHandler(ObjectStore store, KubeSimOptions options)
         var labels = LabelSelector.Parse(q["labelSelector"]);
         var fields = FieldSelector.Parse(q["fieldSelector"]);
         var bookmarks = ApiHandler.IsTrue(q["allowWatchBookmarks"]);
+        var tableVersion = Tables.RequestedVersion(context.Request.Headers.Accept);
+        var columnsSent = false;
         var timeout = options.DefaultWatchTimeout;
         if (long.TryParse(q["timeoutSeconds"], NumberStyles.Integer, CultureInfo.InvariantCulture, out var seconds) && seconds > 0)
         {
@@ -70,7 +72,15 @@ internal sealed class WatchHandler(ObjectStore store, KubeSimOptions options)
                 }
                 while (reader.TryRead(out var e))
                 {
-                    await WriteEventAsync(response, e.Type, e.Object, ct).ConfigureAwait(false);
+                    var obj = e.Object;
+                    if (tableVersion is not null && e.Type is WatchEvent.Added or WatchEvent.Modified or WatchEvent.Deleted)
+                    {
+                        // As Table: one row per event (kubectl get -w); the columns come with the first event only.
+                        obj = Tables.Build(type, [obj], new JsonObject { ["resourceVersion"] = obj["metadata"]?["resourceVersion"]?.DeepClone() }, tableVersion,
+                            q["includeObject"], time.GetUtcNow(), withColumns: !columnsSent);
+                        columnsSent = true;
+                    }
+                    await WriteEventAsync(response, e.Type, obj, ct).ConfigureAwait(false);
                 }
             }
         }

@@ -47,6 +47,15 @@ public sealed class ClusterIpAllocator
         if (IPAddress.TryParse(ip, out var a)) _used.Remove(ToUInt(a));
     }
 
+    /// <summary>The addresses in use, for <see cref="Restore"/> (dry runs allocate and then give everything back).</summary>
+    internal uint[] SaveState() => [.. _used];
+
+    internal void Restore(uint[] state)
+    {
+        _used.Clear();
+        _used.UnionWith(state);
+    }
+
     /// <summary>A random free address, as the real allocator picks (not sequential).</summary>
     public string Allocate()
     {

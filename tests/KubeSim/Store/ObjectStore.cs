@@ -11,7 +11,11 @@ public enum PropagationPolicy { Background, Foreground, Orphan }
 
 /// <summary>The parts of metav1.DeleteOptions KubeSim honours.</summary>
 public sealed record DeleteOptions(PropagationPolicy Propagation = PropagationPolicy.Background, long? GracePeriodSeconds = null,
-    string? PreconditionUid = null, string? PreconditionResourceVersion = null);
+    string? PreconditionUid = null, string? PreconditionResourceVersion = null)
+{
+    /// <summary><c>dryRun: ["All"]</c> in the body (the query's <c>dryRun=All</c> is read by the handler).</summary>
+    public bool DryRun { get; init; }
+}
 
 /// <summary>What a DELETE did: the final state of the object, and whether it is still there (finalizers).</summary>
 public sealed record DeleteResult(JsonObject Object, bool Removed);
@@ -35,6 +39,8 @@ public sealed class ObjectStore
     private readonly int _historyCapacity;
     private long _rv;
     private long _compactedRv;
+    private bool _dryRun;
+    private readonly HashSet<string> _emptying = new(StringComparer.Ordinal);
 
     public ObjectStore(TimeProvider? time = null, int historyCapacity = 10_000, string serviceCidr = "10.96.0.0/16")
     {
@@ -148,6 +154,38 @@ public sealed class ObjectStore
     }
 
     // ---------------------------------------------------------------- writes
+
+    /// <summary>
+    /// Runs a write as <c>?dryRun=All</c> does: every default, validation and admission step, the answer a real
+    /// write would give, and then nothing is kept: objects, resourceVersion, allocated ClusterIPs and garbage
+    /// collection are rolled back and no watch event is sent. Returns what <paramref name="write"/> returned.
+    /// </summary>
+    public T DryRun<T>(Func<T> write)
+    {
+        ArgumentNullException.ThrowIfNull(write);
+        lock (_gate)
+        {
+            if (_dryRun) return write();
+            var rv = _rv;
+            var objects = _objects.ToDictionary(p => p.Key, p => new SortedDictionary<string, JsonObject>(p.Value, StringComparer.Ordinal));
+            var removed = _removedUids.ToArray();
+            var ips = ServiceIps.SaveState();
+            _dryRun = true;
+            try
+            {
+                return write();
+            }
+            finally
+            {
+                _dryRun = false;
+                _rv = rv;
+                foreach (var (t, d) in objects) _objects[t] = d;
+                _removedUids.Clear();
+                _removedUids.UnionWith(removed);
+                ServiceIps.Restore(ips);
+            }
+        }
+    }
 
     /// <summary>
     /// Creates an object as POST does: namespace must exist, name or generateName, defaults, validation, uid,
@@ -309,7 +347,9 @@ public sealed class ObjectStore
             // The last finalizer went away on an object being deleted: now it really goes.
             _objects[type][key] = next;
             Publish(new WatchEvent(WatchEvent.Modified, _rv, type, ns, next, current));
-            RemoveLocked(type, ns, name, PropagationPolicy.Background);
+            // A namespace still goes only once its contents are gone.
+            if (type.Kind == "Namespace") FinalizeNamespaceIfEmptyLocked(name);
+            else RemoveLocked(type, ns, name, PropagationPolicy.Background);
             return Clone(next);
         }
         _objects[type][key] = next;
@@ -389,19 +429,89 @@ public sealed class ObjectStore
             }
             if (type.Kind == "Namespace")
             {
-                // The namespace controller: empty the namespace, then let it go (its "kubernetes" finalizer is implicit).
-                foreach (var t in ResourceTypes.All.Where(t => t.Namespaced))
-                {
-                    foreach (var k in _objects[t].Keys.Where(k => k.StartsWith(name + "/", StringComparison.Ordinal)).ToList())
-                    {
-                        if (_objects[t].ContainsKey(k)) RemoveLocked(t, name, k[(name.Length + 1)..], PropagationPolicy.Background);
-                    }
-                }
+                // The namespace controller: delete the contents; what finalizers hold keeps the namespace Terminating
+                // (with its "kubernetes" finalizer in spec.finalizers) until the last of it is gone.
+                if (TerminateContentsLocked(name) > 0 || finalizers is { Count: > 0 }) return new DeleteResult(Clone(current), false);
+                FinalizeNamespaceLocked(name);
+                return new DeleteResult(Clone(current), true);
             }
             if (finalizers is { Count: > 0 }) return new DeleteResult(Clone(current), false);
             RemoveLocked(type, ns, name, options.Propagation);
             return new DeleteResult(Clone(current), true);
         }
+    }
+
+    /// <summary>
+    /// Deletes every object in namespace <paramref name="ns"/>: objects with finalizers are marked
+    /// (deletionTimestamp) and stay, the rest are removed. Returns how many objects remain. Caller holds the lock.
+    /// </summary>
+    private int TerminateContentsLocked(string ns)
+    {
+        _emptying.Add(ns);
+        try
+        {
+            var prefix = ns + "/";
+            foreach (var t in ResourceTypes.All.Where(t => t.Namespaced))
+            {
+                foreach (var k in _objects[t].Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal)).ToList())
+                {
+                    if (!_objects[t].TryGetValue(k, out var obj)) continue;
+                    var objName = k[prefix.Length..];
+                    if (obj["metadata"]?["finalizers"] is JsonArray { Count: > 0 })
+                    {
+                        if (obj["metadata"]?["deletionTimestamp"] is not null) continue;
+                        var marked = Clone(obj);
+                        var mm = (JsonObject)marked["metadata"]!;
+                        mm["deletionTimestamp"] = Timestamp();
+                        mm["deletionGracePeriodSeconds"] = 0;
+                        mm["resourceVersion"] = (++_rv).ToString(CultureInfo.InvariantCulture);
+                        marked = Normalize(marked);
+                        _objects[t][k] = marked;
+                        Publish(new WatchEvent(WatchEvent.Modified, _rv, t, ns, marked, obj));
+                    }
+                    else
+                    {
+                        RemoveLocked(t, ns, objName, PropagationPolicy.Background);
+                    }
+                }
+            }
+            return ResourceTypes.All.Where(t => t.Namespaced).Sum(t => _objects[t].Keys.Count(k => k.StartsWith(prefix, StringComparison.Ordinal)));
+        }
+        finally
+        {
+            _emptying.Remove(ns);
+        }
+    }
+
+    /// <summary>
+    /// The namespace controller's last step once a Terminating namespace is empty: the "kubernetes" finalizer is
+    /// cleared from spec.finalizers (the /finalize update, a MODIFIED event) and the namespace goes. Caller holds the lock.
+    /// </summary>
+    private void FinalizeNamespaceLocked(string ns)
+    {
+        if (!_objects[ResourceTypes.Namespaces].TryGetValue(ns, out var current)) return;
+        if (current["spec"]?["finalizers"] is JsonArray { Count: > 0 })
+        {
+            var next = Clone(current);
+            ((JsonObject)next["spec"]!).Remove("finalizers");
+            ((JsonObject)next["metadata"]!)["resourceVersion"] = (++_rv).ToString(CultureInfo.InvariantCulture);
+            next = Normalize(next);
+            _objects[ResourceTypes.Namespaces][ns] = next;
+            Publish(new WatchEvent(WatchEvent.Modified, _rv, ResourceTypes.Namespaces, null, next, current));
+        }
+        RemoveLocked(ResourceTypes.Namespaces, null, ns, PropagationPolicy.Background);
+    }
+
+    /// <summary>After an object left namespace <paramref name="ns"/>: a Terminating namespace that is now empty goes too.</summary>
+    private void FinalizeNamespaceIfEmptyLocked(string ns)
+    {
+        if (_emptying.Contains(ns)) return;
+        if (!_objects[ResourceTypes.Namespaces].TryGetValue(ns, out var nsObj)) return;
+        var meta = nsObj["metadata"];
+        if (meta?["deletionTimestamp"] is null || meta["finalizers"] is JsonArray { Count: > 0 }) return;
+        var prefix = ns + "/";
+        if (ResourceTypes.All.Any(t => t.Namespaced && _objects[t].Keys.Any(k => k.StartsWith(prefix, StringComparison.Ordinal)))) return;
+        FinalizeNamespaceLocked(ns);
     }
 
     /// <summary>Removes an object for good and garbage-collects its dependents. Caller holds the lock.</summary>
@@ -418,6 +528,7 @@ public sealed class ObjectStore
         if (type.Kind == "Service") ReleaseServiceIps(gone);
         Publish(new WatchEvent(WatchEvent.Deleted, _rv, type, ns, gone, current));
         if (propagation != PropagationPolicy.Foreground) CollectDependents(uid, propagation);
+        if (type.Namespaced && ns is not null) FinalizeNamespaceIfEmptyLocked(ns);
         return Clone(gone);
     }
 
@@ -528,6 +639,7 @@ public sealed class ObjectStore
 
     private void Publish(WatchEvent e)
     {
+        if (_dryRun) return;
         _history.AddLast(e);
         while (_history.Count > _historyCapacity)
         {

@@ -21,6 +21,7 @@ internal sealed class ExecHandler(IPodExec exec, bool enableV5)
     private const byte StdoutChannel = 1;
     private const byte StderrChannel = 2;
     private const byte StatusChannel = 3;
+    private const byte ResizeChannel = 4;
     private const byte CloseChannel = 255;
 
     public async Task HandleAsync(HttpContext context, JsonObject pod, string ns, string podName, CancellationToken ct)
@@ -58,16 +59,18 @@ internal sealed class ExecHandler(IPodExec exec, bool enableV5)
         var ready = request.Stdout ? StdoutChannel : request.Stderr ? StderrChannel : StatusChannel;
         await channels.SendAsync(ready, ReadOnlyMemory<byte>.Empty, token).ConfigureAwait(false);
 
+        var (startRequest, pty) = Pty.Wrap(request);
+        using var ptyScope = pty;
         IExecProcess process;
         try
         {
-            process = await exec.StartAsync(request, pod, token).ConfigureAwait(false);
+            process = await exec.StartAsync(startRequest, pod, token).ConfigureAwait(false);
         }
         catch (ExecStartException e)
         {
             await SendStatusAsync(channels, v1, InternalError(e.Message), "Internal error occurred: " + e.Message, token).ConfigureAwait(false);
             await channels.CloseAsync(CancellationToken.None).ConfigureAwait(false);
-            var closeAnswer = FromClientAsync(channels, null, v5, token);
+            var closeAnswer = FromClientAsync(channels, null, v5, null, token);
             await ChannelWebSocket.DrainAsync(closeAnswer).ConfigureAwait(false);
             await sessionCts.CancelAsync().ConfigureAwait(false);
             await SwallowAsync(closeAnswer).ConfigureAwait(false);
@@ -78,7 +81,7 @@ internal sealed class ExecHandler(IPodExec exec, bool enableV5)
         {
             var stdout = PumpAsync(process.Stdout, request.Stdout ? channels : null, StdoutChannel, token);
             var stderr = PumpAsync(process.Stderr, request.Stderr ? channels : null, StderrChannel, token);
-            var fromClient = FromClientAsync(channels, process.Stdin, v5, token);
+            var fromClient = FromClientAsync(channels, process.Stdin, v5, pty, token);
             var outputDone = Task.WhenAll(stdout, stderr);
             var exitTask = process.WaitForExitAsync(token);
             var finished = Task.WhenAll(outputDone, exitTask);
@@ -159,7 +162,7 @@ internal sealed class ExecHandler(IPodExec exec, bool enableV5)
         }
     }
 
-    private static async Task FromClientAsync(ChannelWebSocket channels, Stream? stdin, bool v5, CancellationToken ct)
+    private static async Task FromClientAsync(ChannelWebSocket channels, Stream? stdin, bool v5, Pty? pty, CancellationToken ct)
     {
         try
         {
@@ -174,6 +177,10 @@ internal sealed class ExecHandler(IPodExec exec, bool enableV5)
                     {
                         await stdin.WriteAsync(data, ct).ConfigureAwait(false);
                         await stdin.FlushAsync(ct).ConfigureAwait(false);
+                    }
+                    else if (channel == ResizeChannel && pty is not null)
+                    {
+                        await pty.ResizeAsync(data, ct).ConfigureAwait(false);
                     }
                     else if (v5 && channel == CloseChannel && data.Length > 0 && data[0] == StdinChannel && stdin is not null)
                     {
