@@ -424,7 +424,7 @@ Wait-Go
             Wait-LaptopOutput $Pwsh 'RUNNING' | Out-Null
             $Pwsh.Process.Kill()
             $Pwsh.Process.WaitForExit()
-            $r = Invoke-LaptopPwsh $Cluster 'Clear-KtResource -Namespace dev -WhatIf *>&1 | Out-String'
+            $r = Invoke-LaptopPwsh $Cluster 'Clear-KtResource -Namespace dev -ThresholdMinutes 0 -WhatIf *>&1 | Out-String'
             $lines = @($r.Output -split "`n" | Where-Object { $_ -match 'What if:' })
             $lines.Count | Should -BeGreaterThan 0
             ($lines | Sort-Object -Unique).Count | Should -Be $lines.Count

@@ -95,8 +95,31 @@ public static class Cleaner
         var stale = await new StaleResources(client, journal).PlanAsync(ns, options.Threshold, cancellationToken).ConfigureAwait(false);
         foreach (var w in stale.Warnings) output.Warning(w);
         foreach (var k in stale.Kept) output.Warning(k);
-        return new CleanPlan(local, cluster, stale);
+        return new CleanPlan(local, cluster, WithoutJournalled(stale, cluster));
     }
+
+    /// <summary>
+    /// The stale plan without the steps the journal's entries already take (a crashed session of this machine is found
+    /// both ways once its heartbeat is old), so each step is proposed, confirmed and printed by -WhatIf once.
+    /// </summary>
+    internal static CleanupPlan WithoutJournalled(CleanupPlan stale, IReadOnlyList<JournalEntry> cluster)
+    {
+        var journalled = cluster.Select(ClusterChange.FromEntry).OfType<ClusterChange>()
+            .Select(c => (Step(c.Change, c.ObjectKind), c.Namespace, c.Name)).ToHashSet();
+        return stale with { Actions = stale.Actions.Where(a => !journalled.Contains((a.Kind, a.Namespace, a.Name))).ToList() };
+    }
+
+    private static CleanupActionKind? Step(ClusterChangeKind change, KtObjectKind kind) => (change, kind) switch
+    {
+        (ClusterChangeKind.SelectorChanged, _) => CleanupActionKind.RestoreServiceSelector,
+        (ClusterChangeKind.Scaled, _) => CleanupActionKind.ScaleDeployment,
+        (ClusterChangeKind.Locked, _) => CleanupActionKind.UnlockService,
+        (ClusterChangeKind.Created, KtObjectKind.Pod) => CleanupActionKind.DeletePod,
+        (ClusterChangeKind.Created, KtObjectKind.Deployment) => CleanupActionKind.DeleteDeployment,
+        (ClusterChangeKind.Created, KtObjectKind.Service) => CleanupActionKind.DeleteService,
+        (ClusterChangeKind.Created, KtObjectKind.ConfigMap) => CleanupActionKind.DeleteConfigMap,
+        _ => null,
+    };
 
     /// <summary>Does exactly the steps of <paramref name="plan"/> (steps that vanished meanwhile are skipped).</summary>
     public static async Task<CleanReport> ExecuteAsync(CleanOptions options, CleanPlan plan, IKtOutput? output = null,
