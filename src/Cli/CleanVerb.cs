@@ -50,7 +50,8 @@ internal static class CleanVerb
                     var state = options.DryRun ? "would" : outcome is { Done: true } ? "done:" : outcome?.Error is { } err ? $"FAILED ({err}):" : "skipped:";
                     await stdout.WriteLineAsync($"cluster: {state} {action.Description}").ConfigureAwait(false);
                 }
-                if (plan.Actions.Count == 0) await stdout.WriteLineAsync($"cluster: nothing left behind in namespace {plan.Namespace}").ConfigureAwait(false);
+                if (plan.Actions.Count == 0 && report.Cluster.Count == 0)
+                    await stdout.WriteLineAsync($"cluster: nothing left behind in namespace {plan.Namespace}").ConfigureAwait(false);
             }
             return report.HasFailures ? 1 : 0;
         }

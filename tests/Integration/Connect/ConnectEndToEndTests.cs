@@ -287,7 +287,9 @@ public sealed class ConnectEndToEndTests(ConnectClusterFixture f)
         var dry = await f.Kt.RunAsync(["clean", "-n", "dev", "--thresholdInMinus", "0", "--dryRun"]);
         Assert.True(dry.ExitCode == 0, dry.StandardError);
         Assert.Contains("local: would undo", dry.StandardOutput, StringComparison.Ordinal);
-        Assert.Contains("cluster: would delete pod dev/kt-connect-shadow-", dry.StandardOutput, StringComparison.OrdinalIgnoreCase);
+        // The crashed session's shadow is this machine's journal entry; the heartbeat plan does not name it a second time.
+        Assert.Contains("journal: would undo delete Pod dev/kt-connect-shadow-", dry.StandardOutput, StringComparison.Ordinal);
+        Assert.DoesNotContain("cluster: would Delete Pod dev/kt-connect-shadow-", dry.StandardOutput, StringComparison.Ordinal);
         Assert.NotEqual(laptopBefore, await f.LaptopStateAsync());
 
         var clean = await f.Kt.RunAsync(["clean", "-n", "dev", "--thresholdInMinus", "0"]);
