@@ -1,4 +1,5 @@
 using KtConnect.Engine.Cluster;
+using KtConnect.Engine.Sessions;
 
 namespace KtConnect.Cli;
 

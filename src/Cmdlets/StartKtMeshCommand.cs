@@ -1,6 +1,6 @@
 using System.Management.Automation;
 using KtConnect.Engine;
-using KtConnect.Engine.Cluster.Exchange;
+using KtConnect.Engine.Sessions.Exchange;
 using KtConnect.Engine.Sessions;
 
 namespace KtConnect.Cmdlets;
@@ -40,7 +40,7 @@ public sealed class StartKtMeshCommand : KtServiceTakeoverCmdlet
                 Deployment = DeploymentName,
                 Ports = ParsedPorts,
                 Mode = Enum.Parse<MeshMode>(Mode.ToString()),
-                Mark = Engine.Cluster.Exchange.VersionMark.Parse(VersionMark),
+                Mark = Engine.Sessions.Exchange.VersionMark.Parse(VersionMark),
                 SkipPortChecking = SkipPortCheck,
                 RouterImage = RouterImage ?? Engine.Cluster.KtConventions.DefaultRouterImage,
             };

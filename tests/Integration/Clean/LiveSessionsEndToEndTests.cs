@@ -1,12 +1,12 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
 using KtConnect.Engine;
-using KtConnect.Engine.Cluster;
 using KtConnect.Engine.Cluster.Recovery;
 using KtConnect.KubeSim.Cluster;
 using KtConnect.KubeSim.Store;
 using KtConnect.Tests.Integration.Connect;
 using KtConnect.Tests.Integration.Exchange;
+using KtConnect.Engine.Sessions.Clean;
 
 namespace KtConnect.Tests.Integration.Clean;
 

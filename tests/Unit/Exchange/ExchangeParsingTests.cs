@@ -1,7 +1,7 @@
 using KtConnect.Cli;
 using KtConnect.Engine;
 using KtConnect.Engine.Cluster;
-using KtConnect.Engine.Cluster.Exchange;
+using KtConnect.Engine.Sessions.Exchange;
 
 namespace KtConnect.Tests.Unit.Exchange;
 

@@ -1,6 +1,6 @@
 using System.Text.Json.Nodes;
 using KtConnect.Engine;
-using KtConnect.Engine.Cluster.Exchange;
+using KtConnect.Engine.Sessions.Exchange;
 using KtConnect.Engine.Sessions;
 using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Store;

@@ -1,5 +1,5 @@
 using KtConnect.Engine;
-using KtConnect.Engine.Cluster.Exchange;
+using KtConnect.Engine.Sessions.Exchange;
 using KtConnect.Engine.Kube.Models;
 
 namespace KtConnect.Tests.Unit.Exchange;

@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using KtConnect.Engine;
-using KtConnect.Engine.Cluster.Forward;
+using KtConnect.Engine.Sessions.Forward;
 using KtConnect.Engine.Kube;
 using KtConnect.Engine.Kube.Models;
 using KtConnect.Engine.Sessions;

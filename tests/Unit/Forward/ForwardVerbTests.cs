@@ -1,6 +1,6 @@
 using KtConnect.Cli;
 using KtConnect.Engine;
-using KtConnect.Engine.Cluster.Forward;
+using KtConnect.Engine.Sessions.Forward;
 
 namespace KtConnect.Tests.Unit.Forward;
 

@@ -5,6 +5,7 @@ using KtConnect.Engine.Kube;
 using KtConnect.Engine.Sessions;
 using KtConnect.KubeSim.Api;
 using KtConnect.Tests.Unit.Kube;
+using KtConnect.Engine.Sessions.Clean;
 
 namespace KtConnect.Tests.Unit.Recovery;
 
@@ -176,7 +177,7 @@ public sealed class ClusterRecoveryTests : IDisposable
     {
         public async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
         {
-            var defer = await ClusterRecovery.JournalShadowAsync(context, client, journal, spec, cancellationToken);
+            var defer = await ClusterRecovery.JournalShadowAsync(context.Defer, context.JournalId, client, journal, spec, cancellationToken);
             await new ShadowPods(client).CreateAsync(spec, defer, cancellationToken);
         }
     }

@@ -1,11 +1,11 @@
 using System.Net;
 using KtConnect.Engine.Cluster;
-using KtConnect.Engine.Cluster.Connect;
+using KtConnect.Engine.Sessions.Connect;
 using KtConnect.Engine.Kube;
 using KtConnect.Engine.Kube.Models;
-using KtConnect.Engine.Sessions;
 using KtConnect.KubeSim.Api;
 using KtConnect.Tests.Unit.Kube;
+using KtConnect.Engine;
 
 namespace KtConnect.Tests.Unit.Cluster.Connect;
 

@@ -1,7 +1,7 @@
 using System.Net;
 using KtConnect.Cli;
 using KtConnect.Engine;
-using KtConnect.Engine.Cluster.Connect;
+using KtConnect.Engine.Sessions.Connect;
 
 namespace KtConnect.Tests.Unit.Cluster.Connect;
 

@@ -1,6 +1,6 @@
 using System.Net;
 using KtConnect.Engine.Cluster;
-using KtConnect.Engine.Cluster.Connect;
+using KtConnect.Engine.Sessions.Connect;
 using KtConnect.Engine.Net.Routes;
 
 namespace KtConnect.Tests.Unit.Cluster.Connect;

@@ -1,6 +1,6 @@
 using KtConnect.Engine;
 using KtConnect.Engine.Cluster;
-using KtConnect.Engine.Cluster.Connect;
+using KtConnect.Engine.Sessions.Connect;
 using KtConnect.Engine.Ssh;
 using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Store;

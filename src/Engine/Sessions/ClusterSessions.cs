@@ -1,0 +1,79 @@
+using KtConnect.Engine.Kube;
+using KtConnect.Engine.Kube.Config;
+using KtConnect.Engine.Cluster.Recovery;
+
+namespace KtConnect.Engine.Sessions;
+
+/// <summary>Starts a cluster session from options: what every cmdlet and `kt` verb that works in a namespace calls.</summary>
+public static class ClusterSessions
+{
+    /// <summary>
+    /// Resolves the kubeconfig context and namespace, builds the worker and starts the session, returning it once
+    /// Running. A bad kubeconfig or context fails here with one typed error before anything is changed. The worker
+    /// receives a client the session closes when it ends. Orphaned journalled changes of this server and namespace
+    /// (a crashed process's shadow, selectors, replicas, locks) are undone before the worker is built.
+    /// </summary>
+    public static async Task<Session> StartAsync(ShadowOptions options, SessionKind kind, string? mode,
+        Func<KubeClient, string, ISessionWorker> createWorker, IKtOutput? output = null, SessionRegistry? registry = null,
+        KubeConfigLoader? loader = null, string? target = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(createWorker);
+        var config = (loader ?? new KubeConfigLoader()).CreateClientConfiguration(options.Kubeconfig, options.Context);
+        var ns = string.IsNullOrEmpty(options.Namespace) ? config.Namespace : options.Namespace;
+        var client = new KubeClient(config);
+        ISessionWorker worker;
+        try
+        {
+            // What a crashed KtConnect process on this machine left in this namespace is undone first, at once.
+            if (!options.SkipCleanup)
+            {
+                await ClusterRecovery.UndoOrphanedAsync(options.Journal ?? new ChangeJournal(), client, ns, output, null, cancellationToken)
+                    .ConfigureAwait(false);
+            }
+            worker = new ClientOwner(client, createWorker(client, ns));
+        }
+        catch
+        {
+            client.Dispose();
+            throw;
+        }
+        var request = new SessionRequest
+        {
+            Kind = kind,
+            Namespace = ns,
+            Context = config.ContextName,
+            Target = target ?? (string.IsNullOrEmpty(config.ClusterName) ? config.Server.Host : config.ClusterName),
+            Mode = mode,
+        };
+        return await (registry ?? SessionRegistry.Default).StartAsync(request, worker, output, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Closes the session's API client after everything else is undone (the first deferred undo runs last).</summary>
+    private sealed class ClientOwner(KubeClient client, ISessionWorker inner) : ISessionWorker
+    {
+        public Task StartAsync(SessionContext context, CancellationToken cancellationToken)
+        {
+            context.Defer("close the API client", _ => { client.Dispose(); return Task.CompletedTask; });
+            return inner.StartAsync(context, cancellationToken);
+        }
+    }
+
+    /// <summary>Refuses an unknown namespace with one clear error before anything is changed.</summary>
+    public static async Task EnsureNamespaceAsync(KubeClient client, string ns, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await client.Namespaces.GetAsync(ns, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        catch (KubeApiException e) when (e.Code == 404)
+        {
+            throw new KtException("NamespaceNotFound", KtErrorCategory.ObjectNotFound,
+                $"Namespace '{ns}' does not exist in context '{client.Configuration.ContextName}'.", e, ns);
+        }
+        catch (KubeApiException e) when (e.Code == 403)
+        {
+            // Reading namespaces may be forbidden while working in one is allowed: go on.
+        }
+    }
+}
