@@ -8,17 +8,22 @@ namespace KtConnect.Engine.Sessions;
 public static class ClusterSessions
 {
     /// <summary>
-    /// Resolves the kubeconfig context and namespace, builds the worker and starts the session, returning it once
-    /// Running. A bad kubeconfig or context fails here with one typed error before anything is changed. The worker
+    /// Validates the options (once, here: the façades only name the kind and the worker), resolves the kubeconfig
+    /// context and namespace, builds the worker and starts the session, returning it once Running. Bad options, a bad
+    /// kubeconfig or context fail here with one typed error before anything is changed; so does
+    /// <paramref name="checkMachine"/> (what the kind needs of this machine, e.g. privileges), run after validation. The worker
     /// receives a client the session closes when it ends. Orphaned journalled changes of this server and namespace
     /// (a crashed process's shadow, selectors, replicas, locks) are undone before the worker is built.
     /// </summary>
-    public static async Task<Session> StartAsync(ShadowOptions options, SessionKind kind, string? mode,
+    public static async Task<Session> StartAsync(ShadowOptions options, SessionKind kind,
         Func<KubeClient, string, ISessionWorker> createWorker, IKtOutput? output = null, SessionRegistry? registry = null,
-        KubeConfigLoader? loader = null, string? target = null, CancellationToken cancellationToken = default)
+        KubeConfigLoader? loader = null, string? target = null, CancellationToken cancellationToken = default,
+        Action? checkMachine = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(createWorker);
+        options.Validate();
+        checkMachine?.Invoke();
         var config = (loader ?? new KubeConfigLoader()).CreateClientConfiguration(options.Kubeconfig, options.Context);
         var ns = string.IsNullOrEmpty(options.Namespace) ? config.Namespace : options.Namespace;
         var client = new KubeClient(config);
@@ -44,7 +49,7 @@ public static class ClusterSessions
             Namespace = ns,
             Context = config.ContextName,
             Target = target ?? (string.IsNullOrEmpty(config.ClusterName) ? config.Server.Host : config.ClusterName),
-            Mode = mode,
+            Mode = options.ModeName,
         };
         return await (registry ?? SessionRegistry.Default).StartAsync(request, worker, output, cancellationToken).ConfigureAwait(false);
     }
@@ -57,6 +62,18 @@ public static class ClusterSessions
             context.Defer("close the API client", _ => { client.Dispose(); return Task.CompletedTask; });
             return inner.StartAsync(context, cancellationToken);
         }
+    }
+
+    /// <summary>
+    /// The first step of every worker, before it changes anything: the session shows its mode and the namespace must
+    /// exist (<c>NamespaceNotFound</c>). Options were validated by <see cref="StartAsync"/>.
+    /// </summary>
+    public static Task PrepareAsync(SessionContext context, KubeClient client, string ns, ShadowOptions options, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.ModeName is { } mode) context.SetMode(mode);
+        return EnsureNamespaceAsync(client, ns, cancellationToken);
     }
 
     /// <summary>Refuses an unknown namespace with one clear error before anything is changed.</summary>

@@ -50,6 +50,14 @@ public abstract record ShadowOptions
     /// </summary>
     public bool SkipCleanup { get; init; }
 
+    /// <summary>The session's mode as sessions list it (tun, selector, auto, ClusterIP...); null when the kind has none.</summary>
+    public virtual string? ModeName => null;
+
+    /// <summary>Checks what can be checked without the cluster or the machine; throws a typed error. Run once when a session starts.</summary>
+    public virtual void Validate()
+    {
+    }
+
     /// <summary>A shadow spec carrying these options; the caller sets what is specific to its role.</summary>
     public ShadowPodSpec ToShadowSpec(string name, string ns, string role, string authorizedKey) => new()
     {

@@ -229,7 +229,7 @@ public sealed class ClusterRecoveryTests : IDisposable
         Assert.NotNull(await sim.Client.Pods.TryGetAsync("kt-connect-shadow-crash", Ns));
 
         var kubeconfig = SimKubeconfig.Write(sim, _dir);
-        var next = await ClusterSessions.StartAsync(new RecoveryTestOptions { Kubeconfig = kubeconfig, Journal = journal }, SessionKind.Forward, null,
+        var next = await ClusterSessions.StartAsync(new RecoveryTestOptions { Kubeconfig = kubeconfig, Journal = journal }, SessionKind.Forward,
             (client, _) => { client.Dispose(); return new NothingWorker(); }, registry: new SessionRegistry());
 
         Assert.Null(await sim.Client.Pods.TryGetAsync("kt-connect-shadow-crash", Ns));

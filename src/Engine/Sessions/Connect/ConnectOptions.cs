@@ -101,8 +101,10 @@ public sealed partial record ConnectOptions : ShadowOptions
     /// </summary>
     public static bool IsSafeDomain(string domain) => domain.Length <= 253 && DomainPattern().IsMatch(domain);
 
+    public override string? ModeName => Mode.ToString().ToLowerInvariant();
+
     /// <summary>Checks what can be checked without the cluster or the machine; throws InvalidConnectOption.</summary>
-    public void Validate()
+    public override void Validate()
     {
         static KtException Invalid(string message, object? target) => new("InvalidConnectOption", KtErrorCategory.InvalidArgument, message, target: target);
         if (!System.Net.IPAddress.IsLoopback(ProxyAddress))

@@ -44,10 +44,9 @@ public sealed class ConnectWorker : ISessionWorker
         var output = context.Output;
         var journal = _options.Journal ?? new ChangeJournal();
         var sessionId = context.JournalId;
-        context.SetMode(_options.Mode.ToString().ToLowerInvariant());
 
         // Checks that change nothing.
-        await ClusterSessions.EnsureNamespaceAsync(_client, _namespace, cancellationToken).ConfigureAwait(false);
+        await ClusterSessions.PrepareAsync(context, _client, _namespace, _options, cancellationToken).ConfigureAwait(false);
         if (_options.Mode != ConnectMode.Socks) EnsurePrivileges(_options.Mode);
         await LocalRecovery.UndoAsync(journal, output: output, cancellationToken: cancellationToken).ConfigureAwait(false);
         IReadOnlyList<Cidr> ranges = [];

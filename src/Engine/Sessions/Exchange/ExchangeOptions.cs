@@ -41,8 +41,10 @@ public sealed record ExchangeOptions : ShadowOptions
     /// <summary>Delay before our selector is re-applied after someone else changed it (kt-connect waits 1–9 s at random).</summary>
     public TimeSpan ReapplyDelay { get; init; } = TimeSpan.FromSeconds(1);
 
+    public override string? ModeName => Mode.ToString().ToLowerInvariant();
+
     /// <summary>Throws a typed error when the options cannot work, before anything is changed.</summary>
-    public void Validate()
+    public override void Validate()
     {
         ServiceTargets.Validate(Service, Deployment, "exchange");
         ExposedPort.Validate(Ports);
@@ -71,7 +73,9 @@ public sealed record PreviewOptions : ShadowOptions
 
     public bool SkipPortChecking { get; init; }
 
-    public void Validate()
+    public override string? ModeName => ServiceType.ToString();
+
+    public override void Validate()
     {
         if (string.IsNullOrWhiteSpace(Name) || Name.Length > 63 || !System.Text.RegularExpressions.Regex.IsMatch(Name, "^[a-z]([-a-z0-9]*[a-z0-9])?$"))
             throw new KtException("InvalidPreviewName", KtErrorCategory.InvalidArgument,

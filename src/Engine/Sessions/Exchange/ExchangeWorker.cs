@@ -35,22 +35,15 @@ public sealed class ExchangeWorker : ISessionWorker
     public async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(context);
-        _options.Validate();
         var output = context.Output;
         var journal = _options.Journal ?? new ChangeJournal();
         var sessionId = context.JournalId;
-        context.SetMode(_options.Mode.ToString().ToLowerInvariant());
 
         // Checks that change nothing.
-        await ClusterSessions.EnsureNamespaceAsync(_client, _namespace, cancellationToken).ConfigureAwait(false);
-        Deployment? given = null;
-        if (_options.Deployment is { Length: > 0 } deploymentName)
-        {
-            (var found, given) = await ServiceTargets.FromDeploymentAsync(_client, _namespace, deploymentName, cancellationToken).ConfigureAwait(false);
-            _options = _options with { Service = found.Metadata.Name!, Deployment = null };
-            output.Verbose($"Deployment {_namespace}/{deploymentName} serves Service {ServiceKey}: exchanging that.");
-        }
-        var service = await GetServiceAsync(cancellationToken).ConfigureAwait(false);
+        await ClusterSessions.PrepareAsync(context, _client, _namespace, _options, cancellationToken).ConfigureAwait(false);
+        var (service, given) = await ServiceTargets.ResolveAsync(_client, _namespace, _options.Service, _options.Deployment, output, "exchanging",
+            cancellationToken).ConfigureAwait(false);
+        _options = _options with { Service = service.Metadata.Name!, Deployment = null };
         if (service.Spec?.Selector is not { Count: > 0 })
             throw new KtException("ServiceHasNoSelector", KtErrorCategory.InvalidOperation,
                 $"Service '{ServiceKey}' has no selector (its endpoints are managed by hand), so its traffic cannot be exchanged.", null, _options.Service);

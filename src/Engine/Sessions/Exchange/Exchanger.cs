@@ -13,8 +13,7 @@ public static class Exchanger
         KubeConfigLoader? loader = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
-        return ClusterSessions.StartAsync(options, SessionKind.Exchange, options.Mode.ToString().ToLowerInvariant(),
+        return ClusterSessions.StartAsync(options, SessionKind.Exchange,
             (client, ns) => new ExchangeWorker(client, ns, options), output, registry, loader,
             ServiceTargets.Display(options.Service, options.Deployment), cancellationToken);
     }

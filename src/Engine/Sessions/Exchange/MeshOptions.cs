@@ -70,7 +70,9 @@ public sealed record MeshOptions : ShadowOptions
     public string RouterImage { get; init; } = KtConventions.DefaultRouterImage;
 
     /// <summary>Throws a typed error when the options cannot work, before anything is changed.</summary>
-    public void Validate()
+    public override string? ModeName => Mode.ToString().ToLowerInvariant();
+
+    public override void Validate()
     {
         ServiceTargets.Validate(Service, Deployment, "mesh");
         ExposedPort.Validate(Ports);

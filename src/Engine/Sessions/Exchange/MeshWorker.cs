@@ -52,22 +52,17 @@ public sealed class MeshWorker : ISessionWorker
     public async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(context);
-        _options.Validate();
         var output = context.Output;
         var mark = _options.Mark;
-        context.SetMode(_options.Mode.ToString().ToLowerInvariant());
-        context.SetMesh(mark.Key, mark.Version);
 
         // Checks that change nothing.
-        await ClusterSessions.EnsureNamespaceAsync(_client, _namespace, cancellationToken).ConfigureAwait(false);
-        if (_options.Deployment is { Length: > 0 } deploymentName)
-        {
-            var (found, _) = await ServiceTargets.FromDeploymentAsync(_client, _namespace, deploymentName, cancellationToken).ConfigureAwait(false);
-            _options = _options with { Service = found.Metadata.Name!, Deployment = null };
-            _options.Validate();
-            output.Verbose($"Deployment {_namespace}/{deploymentName} serves Service {ServiceKey}: meshing that.");
-        }
-        var service = await GetServiceAsync(cancellationToken).ConfigureAwait(false);
+        await ClusterSessions.PrepareAsync(context, _client, _namespace, _options, cancellationToken).ConfigureAwait(false);
+        context.SetMesh(mark.Key, mark.Version);
+        var byDeployment = _options.Deployment is { Length: > 0 };
+        var (service, _) = await ServiceTargets.ResolveAsync(_client, _namespace, _options.Service, _options.Deployment, output, "meshing",
+            cancellationToken).ConfigureAwait(false);
+        _options = _options with { Service = service.Metadata.Name!, Deployment = null };
+        if (byDeployment) _options.Validate(); // the shadow's name is known only now
         var original = OriginalSelector(service);
         if (original.ContainsKey(mark.Key))
             throw new KtException("InvalidVersionMark", KtErrorCategory.InvalidArgument,

@@ -10,8 +10,7 @@ public static class Mesher
         KubeConfigLoader? loader = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
-        return ClusterSessions.StartAsync(options, SessionKind.Mesh, options.Mode.ToString().ToLowerInvariant(),
+        return ClusterSessions.StartAsync(options, SessionKind.Mesh,
             (client, ns) => new MeshWorker(client, ns, options), output, registry, loader,
             ServiceTargets.Display(options.Service, options.Deployment), cancellationToken);
     }

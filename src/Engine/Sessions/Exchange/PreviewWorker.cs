@@ -29,14 +29,12 @@ public sealed class PreviewWorker : ISessionWorker
     public async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(context);
-        _options.Validate();
         var output = context.Output;
         var journal = _options.Journal ?? new ChangeJournal();
         var sessionId = context.JournalId;
         var key = _namespace + "/" + _options.Name;
-        context.SetMode(_options.ServiceType.ToString());
 
-        await ClusterSessions.EnsureNamespaceAsync(_client, _namespace, cancellationToken).ConfigureAwait(false);
+        await ClusterSessions.PrepareAsync(context, _client, _namespace, _options, cancellationToken).ConfigureAwait(false);
         await ThrowIfExistsAsync(key, cancellationToken).ConfigureAwait(false);
         var mappings = PortMapper.MapPreview(_options.Ports);
         await RemoteForwards.CheckLocalPortsAsync(mappings, _options.SkipPortChecking, output, cancellationToken).ConfigureAwait(false);

@@ -10,8 +10,7 @@ public static class Previewer
         KubeConfigLoader? loader = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
-        return ClusterSessions.StartAsync(options, SessionKind.Preview, options.ServiceType.ToString(),
+        return ClusterSessions.StartAsync(options, SessionKind.Preview,
             (client, ns) => new PreviewWorker(client, ns, options), output, registry, loader, options.Name, cancellationToken);
     }
 }

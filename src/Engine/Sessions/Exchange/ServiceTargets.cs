@@ -33,6 +33,25 @@ public static class ServiceTargets
         };
     }
 
+    /// <summary>
+    /// The Service a session works on: <paramref name="service"/>, or with <paramref name="deployment"/> the one Service
+    /// selecting its pods (said as "Deployment ns/d serves Service ns/s: <paramref name="doing"/> that."), and that
+    /// Deployment. What exchange and mesh both do first.
+    /// </summary>
+    public static async Task<(Service Service, Deployment? Deployment)> ResolveAsync(KubeClient client, string ns, string service, string? deployment,
+        IKtOutput output, string doing, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        Deployment? given = null;
+        if (deployment is { Length: > 0 })
+        {
+            (var found, given) = await FromDeploymentAsync(client, ns, deployment, cancellationToken).ConfigureAwait(false);
+            service = found.Metadata.Name!;
+            output.Verbose($"Deployment {ns}/{deployment} serves Service {ns}/{service}: {doing} that.");
+        }
+        return (await GetServiceAsync(client, ns, service, cancellationToken).ConfigureAwait(false), given);
+    }
+
     /// <summary>The Service, or <c>ServiceNotFound</c> naming it and the namespace.</summary>
     public static async Task<Service> GetServiceAsync(KubeClient client, string ns, string name, CancellationToken cancellationToken)
     {

@@ -35,7 +35,7 @@ public sealed class ForwardWorker : ISessionWorker
             throw new KtException(ForwardErrors.AddressNotSupported, KtErrorCategory.NotImplemented,
                 $"'{_options.Service}' looks like an address; forward takes the name of a Service in the namespace.", target: _options.Service);
 
-        await ClusterSessions.EnsureNamespaceAsync(_client, _namespace, cancellationToken).ConfigureAwait(false);
+        await ClusterSessions.PrepareAsync(context, _client, _namespace, _options, cancellationToken).ConfigureAwait(false);
         var service = await _client.Services.TryGetAsync(_options.Service, _namespace, cancellationToken).ConfigureAwait(false)
             ?? throw new KtException(ForwardErrors.ServiceNotFound, KtErrorCategory.ObjectNotFound,
                 $"Service '{_options.Service}' does not exist in namespace '{_namespace}'.", target: _options.Service);

@@ -11,7 +11,7 @@ public static class Forwarder
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentException.ThrowIfNullOrEmpty(options.Service);
-        return ClusterSessions.StartAsync(options, SessionKind.Forward, null,
+        return ClusterSessions.StartAsync(options, SessionKind.Forward,
             (client, ns) => new ForwardWorker(client, ns, options), output, registry, loader, options.Service, cancellationToken);
     }
 }
