@@ -42,7 +42,7 @@ public sealed class StartKtMeshCommand : KtServiceTakeoverCmdlet
                 Mode = Enum.Parse<MeshMode>(Mode.ToString()),
                 Mark = Engine.Sessions.Exchange.VersionMark.Parse(VersionMark),
                 SkipPortChecking = SkipPortCheck,
-                RouterImage = RouterImage ?? Engine.Cluster.KtConventions.DefaultRouterImage,
+                RouterImage = RouterImage ?? MeshOptions.DefaultRouterImage,
             };
             options.Validate();
         }
@@ -53,9 +53,9 @@ public sealed class StartKtMeshCommand : KtServiceTakeoverCmdlet
         }
 
         var service = ParameterSetName == DeploymentSet ? "<service>" : Service;
-        var shadow = Engine.Cluster.KtConventions.MeshShadowName(service, options.Mark.Version);
+        var shadow = options.ShadowNameFor(service);
         var what = Mode == KtMeshMode.Auto
-            ? $"Point its selector at router {Engine.Cluster.KtConventions.RouterName(service)} sending requests with header '{options.Mark.Key}: {options.Mark.Version}' " +
+            ? $"Point its selector at router {MeshOptions.RouterNameFor(service)} sending requests with header '{options.Mark.Key}: {options.Mark.Version}' " +
               $"to shadow {shadow} forwarding to local ports " + string.Join(", ", Port)
             : $"Add shadow pod {shadow} labelled {options.Mark.Key}={options.Mark.Version}, forwarding to local ports " + string.Join(", ", Port);
         if (!ShouldProcess(ShouldProcessTarget, what)) return;

@@ -24,9 +24,8 @@ public static class ClusterSessions
         ArgumentNullException.ThrowIfNull(createWorker);
         options.Validate();
         checkMachine?.Invoke();
-        var config = (loader ?? new KubeConfigLoader()).CreateClientConfiguration(options.Kubeconfig, options.Context);
-        var ns = string.IsNullOrEmpty(options.Namespace) ? config.Namespace : options.Namespace;
-        var client = new KubeClient(config);
+        var client = Connect(loader, options.Kubeconfig, options.Context, options.Namespace, out var ns);
+        var config = client.Configuration;
         ISessionWorker worker;
         try
         {
@@ -52,6 +51,17 @@ public static class ClusterSessions
             Mode = options.ModeName,
         };
         return await (registry ?? SessionRegistry.Default).StartAsync(request, worker, output, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A client for the kubeconfig context (a bad kubeconfig or context fails here with one typed error) and the
+    /// namespace to work in: <paramref name="ns"/>, else the context's.
+    /// </summary>
+    internal static KubeClient Connect(KubeConfigLoader? loader, string? kubeconfig, string? context, string? ns, out string resolvedNamespace)
+    {
+        var config = (loader ?? new KubeConfigLoader()).CreateClientConfiguration(kubeconfig, context);
+        resolvedNamespace = string.IsNullOrEmpty(ns) ? config.Namespace : ns;
+        return new KubeClient(config);
     }
 
     /// <summary>Closes the session's API client after everything else is undone (the first deferred undo runs last).</summary>

@@ -58,6 +58,12 @@ public abstract record ShadowOptions
     {
     }
 
+    /// <summary>Checks the shadow options every kind shares (the pod quota: <c>PodQuotaInvalid</c>).</summary>
+    public void ValidateShadow()
+    {
+        if (PodQuota is not null) Cluster.PodQuota.Parse(PodQuota);
+    }
+
     /// <summary>A shadow spec carrying these options; the caller sets what is specific to its role.</summary>
     public ShadowPodSpec ToShadowSpec(string name, string ns, string role, string authorizedKey) => new()
     {

@@ -143,7 +143,7 @@ public sealed class LiveSessionsEndToEndTests(ExchangeClusterFixture f)
             var report = await Cleaner.ExecuteAsync(cleanOptions, plan);
             Assert.Empty(report.Outcomes);
             var e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() =>
-                ServiceRecovery.PlanAsync(new RecoverOptions { Kubeconfig = f.Kt.Kubeconfig, Namespace = "dev", Journal = journal }, "orders"));
+                Recoverer.PlanAsync(new RecoverOptions { Kubeconfig = f.Kt.Kubeconfig, Namespace = "dev", Journal = journal }, "orders"));
             Assert.Equal("RecoverServiceInUse", e.ErrorId);
             AssertUntouched(live, held);
 
@@ -198,7 +198,7 @@ public sealed class LiveSessionsEndToEndTests(ExchangeClusterFixture f)
             Assert.Contains(plan.Stale.Kept, k => k.StartsWith($"kept: Pod dev/{live.ConnectShadow} (", StringComparison.Ordinal));
             Assert.Empty((await Cleaner.ExecuteAsync(cleanOptions, plan)).Outcomes);
             var e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() =>
-                ServiceRecovery.PlanAsync(new RecoverOptions { Kubeconfig = other.Kubeconfig, Namespace = "dev", Journal = journal }, "orders"));
+                Recoverer.PlanAsync(new RecoverOptions { Kubeconfig = other.Kubeconfig, Namespace = "dev", Journal = journal }, "orders"));
             Assert.Equal("RecoverServiceInUse", e.ErrorId);
             AssertUntouched(live, held);
 

@@ -1,6 +1,7 @@
 using KtConnect.Engine;
 using KtConnect.Engine.Cluster;
 using KtConnect.Engine.Cluster.Recovery;
+using KtConnect.Engine.Sessions.Clean;
 using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Store;
 using KtConnect.Tests.Unit.Kube;
@@ -35,7 +36,7 @@ public sealed class ServiceRecoveryTests : IDisposable
         s.Apply("""{"apiVersion":"v1","kind":"Pod","metadata":{"name":"unrelated-shadow","namespace":"kt-test","labels":{"control-by":"kt","kt-role":"shadow-connect"}},"spec":{"containers":[{"name":"standalone","image":"shadow"}]}}""");
         var options = new RecoverOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir) };
 
-        var plan = await ServiceRecovery.PlanAsync(options, "orders");
+        var plan = await Recoverer.PlanAsync(options, "orders");
         Assert.Equal(
         [
             (CleanupActionKind.RestoreServiceSelector, "orders"),
@@ -44,7 +45,7 @@ public sealed class ServiceRecoveryTests : IDisposable
         ], plan.Actions.Select(a => (a.Kind, a.Name)));
         Assert.NotNull(await sim.Client.Pods.TryGetAsync("orders-kt-exchange-abcde", Ns)); // planning changes nothing
 
-        var outcomes = await ServiceRecovery.ExecuteAsync(options, plan);
+        var outcomes = await Recoverer.ExecuteAsync(options, plan);
         Assert.All(outcomes, o => Assert.True(o.Done, o.Error));
         var svc = await sim.Client.Services.GetAsync("orders", Ns);
         Assert.Equal(new Dictionary<string, string> { ["app"] = "orders" }, svc.Spec!.Selector);
@@ -53,7 +54,7 @@ public sealed class ServiceRecoveryTests : IDisposable
         Assert.Null(await sim.Client.Pods.TryGetAsync("orders-kt-exchange-abcde", Ns));
         Assert.NotNull(await sim.Client.Pods.TryGetAsync("unrelated-shadow", Ns));
 
-        Assert.Empty((await ServiceRecovery.PlanAsync(options, "orders")).Actions); // nothing left to recover
+        Assert.Empty((await Recoverer.PlanAsync(options, "orders")).Actions); // nothing left to recover
     }
 
     [Fact]
@@ -74,14 +75,14 @@ public sealed class ServiceRecoveryTests : IDisposable
             """);
         var options = new RecoverOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir), Namespace = Ns };
 
-        var plan = await ServiceRecovery.PlanAsync(options, "orders");
+        var plan = await Recoverer.PlanAsync(options, "orders");
         Assert.Equal(
         [
             "Scale Deployment kt-test/orders back to 2 replicas (scale exchange orders-kt-exchange-fghij)",
             "Delete Pod kt-test/orders-kt-exchange-fghij (a kt shadow of orders)",
             "Delete ConfigMap kt-test/orders-kt-exchange-fghij (a kt shadow of orders)",
         ], plan.Actions.Select(a => a.Description));
-        await ServiceRecovery.ExecuteAsync(options, plan);
+        await Recoverer.ExecuteAsync(options, plan);
         Assert.Equal(2, (await sim.Client.Deployments.GetAsync("orders", Ns)).Spec!.Replicas);
         Assert.Null(await sim.Client.Pods.TryGetAsync("orders-kt-exchange-fghij", Ns));
     }
@@ -100,10 +101,10 @@ public sealed class ServiceRecoveryTests : IDisposable
         s.Apply("""{"apiVersion":"v1","kind":"Pod","metadata":{"name":"orders-1","namespace":"kt-test","labels":{"app":"orders"}},"spec":{"containers":[{"name":"app","image":"app"}]}}""");
         var options = new RecoverOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir), Namespace = Ns };
 
-        var plan = await ServiceRecovery.PlanAsync(options, "orders");
+        var plan = await Recoverer.PlanAsync(options, "orders");
         Assert.Equal([(CleanupActionKind.DeletePod, "orders-kt-mesh-v2"), (CleanupActionKind.DeleteConfigMap, "orders-kt-mesh-v2")],
             plan.Actions.Select(a => (a.Kind, a.Name)));
-        await ServiceRecovery.ExecuteAsync(options, plan);
+        await Recoverer.ExecuteAsync(options, plan);
         Assert.Null(await sim.Client.Pods.TryGetAsync("orders-kt-mesh-v2", Ns));
         Assert.NotNull(await sim.Client.Pods.TryGetAsync("orders-1", Ns));
         Assert.Equal(new Dictionary<string, string> { ["app"] = "orders" }, (await sim.Client.Services.GetAsync("orders", Ns)).Spec!.Selector);
@@ -125,7 +126,7 @@ public sealed class ServiceRecoveryTests : IDisposable
         s.Apply("""{"apiVersion":"v1","kind":"Pod","metadata":{"name":"pay-kt-mesh-v2","namespace":"kt-test","labels":{"control-by":"kt","kt-role":"shadow-mesh","kt-target":"ppp"}},"spec":{"containers":[{"name":"standalone","image":"shadow"}]}}""");
         var options = new RecoverOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir), Namespace = Ns };
 
-        var plan = await ServiceRecovery.PlanAsync(options, "orders");
+        var plan = await Recoverer.PlanAsync(options, "orders");
         Assert.Equal(
         [
             (CleanupActionKind.RestoreServiceSelector, "orders"),
@@ -135,7 +136,7 @@ public sealed class ServiceRecoveryTests : IDisposable
             (CleanupActionKind.DeleteConfigMap, "orders-kt-mesh-v2"),
             (CleanupActionKind.DeleteService, "orders-kt-mesh-v2"),
         ], plan.Actions.Select(a => (a.Kind, a.Name)));
-        var outcomes = await ServiceRecovery.ExecuteAsync(options, plan);
+        var outcomes = await Recoverer.ExecuteAsync(options, plan);
         Assert.All(outcomes, o => Assert.True(o.Done, o.Error));
         Assert.Equal(new Dictionary<string, string> { ["app"] = "orders" }, (await sim.Client.Services.GetAsync("orders", Ns)).Spec!.Selector);
         Assert.Null(await sim.Client.Pods.TryGetAsync("orders-kt-router", Ns));
@@ -148,7 +149,7 @@ public sealed class ServiceRecoveryTests : IDisposable
     public async Task An_unknown_service_is_refused_with_its_error_id()
     {
         await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false }, Ns);
-        var e = await Assert.ThrowsAsync<KtException>(() => ServiceRecovery.PlanAsync(new RecoverOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir) }, "nope"));
+        var e = await Assert.ThrowsAsync<KtException>(() => Recoverer.PlanAsync(new RecoverOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir) }, "nope"));
         Assert.Equal(ServiceRecovery.ServiceNotFoundErrorId, e.ErrorId);
     }
 
@@ -188,7 +189,7 @@ public sealed class ServiceRecoveryTests : IDisposable
         var options = new RecoverOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir), Journal = new ChangeJournal(Path.Combine(_dir, "journal")) };
         var version = sim.Server.Store.ResourceVersion;
 
-        var e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() => ServiceRecovery.PlanAsync(options, "orders"));
+        var e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() => Recoverer.PlanAsync(options, "orders"));
         Assert.Equal("RecoverServiceInUse", e.ErrorId);
         Assert.Equal(KtErrorCategory.ResourceBusy, e.Category);
         Assert.Equal("orders", e.Target);
@@ -202,7 +203,7 @@ public sealed class ServiceRecoveryTests : IDisposable
             o["metadata"]!["annotations"]!["kt-last-heart-beat"] = KtConventions.FormatUnixSeconds(now.AddMinutes(-4));
             return o;
         });
-        var plan = await ServiceRecovery.PlanAsync(options, "orders");
+        var plan = await Recoverer.PlanAsync(options, "orders");
         Assert.Contains(plan.Actions, a => a.Kind == CleanupActionKind.RestoreServiceSelector);
 
         // The holder beats again before the plan is applied (-Confirm waited): the plan is refused whole.
@@ -212,7 +213,7 @@ public sealed class ServiceRecoveryTests : IDisposable
             return o;
         });
         version = sim.Server.Store.ResourceVersion;
-        Assert.Equal("RecoverServiceInUse", (await Assert.ThrowsAsync<RecoverServiceInUseException>(() => ServiceRecovery.ExecuteAsync(options, plan))).ErrorId);
+        Assert.Equal("RecoverServiceInUse", (await Assert.ThrowsAsync<RecoverServiceInUseException>(() => Recoverer.ExecuteAsync(options, plan))).ErrorId);
         Assert.Equal(version, sim.Server.Store.ResourceVersion);
     }
 
@@ -228,15 +229,15 @@ public sealed class ServiceRecoveryTests : IDisposable
         var options = new RecoverOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir), Journal = journal };
         var version = sim.Server.Store.ResourceVersion;
 
-        var e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() => ServiceRecovery.PlanAsync(options, "orders"));
+        var e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() => Recoverer.PlanAsync(options, "orders"));
         Assert.Equal("RecoverServiceInUse", e.ErrorId);
         Assert.Contains($"a session on this machine (pid {Environment.ProcessId}, session {session}) changed it and still runs", e.Message, StringComparison.Ordinal);
         Assert.Equal(version, sim.Server.Store.ResourceVersion);
 
         // The session ends without undoing (a crash in effect): the journal now says its owner is gone, at once.
         ChangeJournal.MarkSessionEnded(session);
-        var plan = await ServiceRecovery.PlanAsync(options, "orders");
-        Assert.All(await ServiceRecovery.ExecuteAsync(options, plan), o => Assert.True(o.Done, o.Error));
+        var plan = await Recoverer.PlanAsync(options, "orders");
+        Assert.All(await Recoverer.ExecuteAsync(options, plan), o => Assert.True(o.Done, o.Error));
         Assert.Equal(new Dictionary<string, string> { ["app"] = "orders" }, (await sim.Client.Services.GetAsync("orders", Ns)).Spec!.Selector);
     }
 
@@ -246,7 +247,7 @@ public sealed class ServiceRecoveryTests : IDisposable
         await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false }, Ns);
         ExchangedOrders(sim.Server, null, KtConventions.FormatUnixSeconds(sim.Client.Clock.UtcNow.AddSeconds(-10)));
         var options = new RecoverOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir), Journal = new ChangeJournal(Path.Combine(_dir, "journal")) };
-        var e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() => ServiceRecovery.PlanAsync(options, "orders"));
+        var e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() => Recoverer.PlanAsync(options, "orders"));
         Assert.Equal("RecoverServiceInUse", e.ErrorId);
         Assert.Contains("kt-lock was taken", e.Message, StringComparison.Ordinal);
 
@@ -254,7 +255,7 @@ public sealed class ServiceRecoveryTests : IDisposable
         var session = "dead-" + Guid.NewGuid().ToString("N");
         await ClusterJournal.RecordAsync(options.Journal!, Change(sim, KtObjectKind.Service, "orders", ClusterChangeKind.Locked), session);
         ChangeJournal.MarkSessionEnded(session);
-        Assert.Contains((await ServiceRecovery.PlanAsync(options, "orders")).Actions, a => a.Kind == CleanupActionKind.RestoreServiceSelector);
+        Assert.Contains((await Recoverer.PlanAsync(options, "orders")).Actions, a => a.Kind == CleanupActionKind.RestoreServiceSelector);
     }
 
     [Fact]
@@ -273,7 +274,7 @@ public sealed class ServiceRecoveryTests : IDisposable
         var options = new RecoverOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir), Journal = journal };
 
         // A mesh shadow of another machine beats: refused, naming it.
-        var e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() => ServiceRecovery.PlanAsync(options, "orders"));
+        var e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() => Recoverer.PlanAsync(options, "orders"));
         Assert.Equal("RecoverServiceInUse", e.ErrorId);
         Assert.Contains("user 'bob' (shadow pod orders-kt-mesh-v2", e.Message, StringComparison.Ordinal);
 
@@ -281,7 +282,7 @@ public sealed class ServiceRecoveryTests : IDisposable
         var session = "dead-" + Guid.NewGuid().ToString("N");
         await ClusterJournal.RecordAsync(journal, Change(sim, KtObjectKind.Pod, "orders-kt-mesh-v2", ClusterChangeKind.Created), session);
         ChangeJournal.MarkSessionEnded(session);
-        var plan = await ServiceRecovery.PlanAsync(options, "orders");
+        var plan = await Recoverer.PlanAsync(options, "orders");
         Assert.Contains(plan.Actions, a => a is { Kind: CleanupActionKind.DeletePod, Name: "orders-kt-router" });
         Assert.Contains(plan.Actions, a => a is { Kind: CleanupActionKind.RestoreServiceSelector, Name: "orders" });
     }
@@ -308,12 +309,12 @@ public sealed class ServiceRecoveryTests : IDisposable
         var options = new RecoverOptions { Kubeconfig = SimKubeconfig.Write(sim, _dir), Namespace = Ns, Journal = new ChangeJournal(Path.Combine(_dir, "journal")) };
 
         ScaleShadow(fresh);
-        var e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() => ServiceRecovery.PlanAsync(options, "pay"));
+        var e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() => Recoverer.PlanAsync(options, "pay"));
         Assert.Equal("RecoverServiceInUse", e.ErrorId);
         Assert.Contains("shadow pod pay-kt-exchange-fghij", e.Message, StringComparison.Ordinal);
         Assert.Equal(0, (await sim.Client.Deployments.GetAsync("pay", Ns)).Spec!.Replicas);
         ScaleShadow(old);
-        Assert.Contains((await ServiceRecovery.PlanAsync(options, "pay")).Actions, a => a is { Kind: CleanupActionKind.ScaleDeployment, Name: "pay", Replicas: 2 });
+        Assert.Contains((await Recoverer.PlanAsync(options, "pay")).Actions, a => a is { Kind: CleanupActionKind.ScaleDeployment, Name: "pay", Replicas: 2 });
         s.Store.Delete(ResourceTypes.Pods, Ns, "pay-kt-exchange-fghij");
 
         // A selector exchange through a shadow Deployment: the Deployment's heartbeat is the one kept fresh.
@@ -328,10 +329,10 @@ public sealed class ServiceRecoveryTests : IDisposable
              "spec":{"selector":{"kt-role":"shadow-exchange","kt-target":"ddd"},"ports":[{"port":80}]}}
             """);
         ShadowDeployment(fresh);
-        e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() => ServiceRecovery.PlanAsync(options, "pay"));
+        e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() => Recoverer.PlanAsync(options, "pay"));
         Assert.Contains("user 'carol' (shadow Deployment pay-kt-exchange-klmno", e.Message, StringComparison.Ordinal);
         ShadowDeployment(old);
-        var plan = await ServiceRecovery.PlanAsync(options, "pay");
+        var plan = await Recoverer.PlanAsync(options, "pay");
         Assert.Contains(plan.Actions, a => a is { Kind: CleanupActionKind.DeleteDeployment, Name: "pay-kt-exchange-klmno" });
         Assert.Contains(plan.Actions, a => a is { Kind: CleanupActionKind.RestoreServiceSelector, Name: "pay" });
     }

@@ -1,5 +1,4 @@
 using KtConnect.Engine.Cluster.Recovery;
-using KtConnect.Engine.Kube;
 using KtConnect.Engine.Kube.Config;
 using KtConnect.Engine.Cluster;
 
@@ -90,7 +89,7 @@ public static class Cleaner
         var journal = options.Journal ?? new ChangeJournal();
         IReadOnlyList<JournalEntry> local = options.IncludeLocal || options.LocalOnly ? LocalRecovery.Pending(journal) : [];
         if (options.LocalOnly) return new CleanPlan(local, [], null);
-        using var client = Connect(options, out var ns);
+        using var client = ClusterSessions.Connect(options.Loader, options.Kubeconfig, options.Context, options.Namespace, out var ns);
         var cluster = ClusterRecovery.Pending(journal, client.Configuration.Server, ns);
         var stale = await new StaleResources(client, journal).PlanAsync(ns, options.Threshold, cancellationToken).ConfigureAwait(false);
         foreach (var w in stale.Warnings) output.Warning(w);
@@ -114,7 +113,7 @@ public static class Cleaner
         if (options.LocalOnly || (plan.Cluster.Count == 0 && (plan.Stale?.Actions.Count ?? 0) == 0))
             return new CleanReport(local, [], plan.Stale, []);
 
-        using var client = Connect(options, out var ns);
+        using var client = ClusterSessions.Connect(options.Loader, options.Kubeconfig, options.Context, options.Namespace, out var ns);
         // The plan may have waited for confirmation (Clear-KtResource -Confirm): what is no longer stale now, because its
         // owner came back (a laptop woke up, a link reconnected) or it is gone, is left out.
         var stalePlan = plan.Stale is { Actions.Count: > 0 } planned
@@ -142,12 +141,5 @@ public static class Cleaner
             else output.Warning($"not done: {a.Description}: no longer stale (its owner is alive again, or it is gone).");
         }
         return plan with { Actions = keep };
-    }
-
-    private static KubeClient Connect(CleanOptions options, out string ns)
-    {
-        var config = (options.Loader ?? new KubeConfigLoader()).CreateClientConfiguration(options.Kubeconfig, options.Context);
-        ns = string.IsNullOrEmpty(options.Namespace) ? config.Namespace : options.Namespace;
-        return new KubeClient(config);
     }
 }

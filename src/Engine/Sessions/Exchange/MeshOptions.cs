@@ -69,6 +69,15 @@ public sealed record MeshOptions : ShadowOptions
     /// <summary>Auto mode: the router pod's image (kt-connect's <c>--routerImage</c>).</summary>
     public string RouterImage { get; init; } = KtConventions.DefaultRouterImage;
 
+    /// <summary>kt-connect's router image, the default of <see cref="RouterImage"/>.</summary>
+    public const string DefaultRouterImage = KtConventions.DefaultRouterImage;
+
+    /// <summary>The mesh shadow's name for <paramref name="service"/> and this version.</summary>
+    public string ShadowNameFor(string service) => KtConventions.MeshShadowName(service, Mark.Version);
+
+    /// <summary>The router's name for <paramref name="service"/> (auto mode).</summary>
+    public static string RouterNameFor(string service) => KtConventions.RouterName(service);
+
     /// <summary>Throws a typed error when the options cannot work, before anything is changed.</summary>
     public override string? ModeName => Mode.ToString().ToLowerInvariant();
 
