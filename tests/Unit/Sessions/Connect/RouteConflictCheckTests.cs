@@ -3,7 +3,7 @@ using KtConnect.Engine.Cluster;
 using KtConnect.Engine.Sessions.Connect;
 using KtConnect.Engine.Net.Routes;
 
-namespace KtConnect.Tests.Unit.Cluster.Connect;
+namespace KtConnect.Tests.Unit.Sessions.Connect;
 
 /// <summary>Which connect modes refuse an overlap with a local route before anything is changed, and what they refuse.</summary>
 public sealed class RouteConflictCheckTests

@@ -3,7 +3,7 @@ using KtConnect.Engine;
 using KtConnect.Engine.Cluster;
 using KtConnect.Engine.Sessions.Exchange;
 
-namespace KtConnect.Tests.Unit.Exchange;
+namespace KtConnect.Tests.Unit.Sessions.Exchange;
 
 public sealed class ExchangeParsingTests
 {

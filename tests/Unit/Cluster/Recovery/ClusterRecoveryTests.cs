@@ -7,7 +7,7 @@ using KtConnect.KubeSim.Api;
 using KtConnect.Tests.Unit.Kube;
 using KtConnect.Engine.Sessions.Clean;
 
-namespace KtConnect.Tests.Unit.Recovery;
+namespace KtConnect.Tests.Unit.Cluster.Recovery;
 
 public sealed class ClusterRecoveryTests : IDisposable
 {

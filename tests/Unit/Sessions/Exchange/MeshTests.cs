@@ -6,7 +6,7 @@ using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Store;
 using KtConnect.Tests.Unit.Kube;
 
-namespace KtConnect.Tests.Unit.Exchange;
+namespace KtConnect.Tests.Unit.Sessions.Exchange;
 
 /// <summary>Mesh (manual mode): the version mark, what is refused before anything changes, and the shadow's labels.</summary>
 public sealed class MeshTests : IDisposable

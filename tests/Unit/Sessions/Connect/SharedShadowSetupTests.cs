@@ -1,3 +1,4 @@
+using KtConnect.Tests.Unit.Cluster;
 using KtConnect.Engine;
 using KtConnect.Engine.Cluster;
 using KtConnect.Engine.Sessions.Connect;
@@ -6,7 +7,7 @@ using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Store;
 using KtConnect.Tests.Unit.Kube;
 
-namespace KtConnect.Tests.Unit.Cluster.Connect;
+namespace KtConnect.Tests.Unit.Sessions.Connect;
 
 public sealed class SharedShadowSetupTests
 {

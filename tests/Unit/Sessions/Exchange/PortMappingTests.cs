@@ -2,7 +2,7 @@ using KtConnect.Engine;
 using KtConnect.Engine.Sessions.Exchange;
 using KtConnect.Engine.Kube.Models;
 
-namespace KtConnect.Tests.Unit.Exchange;
+namespace KtConnect.Tests.Unit.Sessions.Exchange;
 
 public sealed class PortMappingTests
 {

@@ -2,7 +2,7 @@ using KtConnect.Cli;
 using KtConnect.Engine;
 using KtConnect.Engine.Sessions.Forward;
 
-namespace KtConnect.Tests.Unit.Forward;
+namespace KtConnect.Tests.Unit.Cli;
 
 public sealed class ForwardVerbTests
 {

@@ -7,7 +7,7 @@ using KtConnect.KubeSim.Api;
 using KtConnect.Tests.Unit.Kube;
 using KtConnect.Engine;
 
-namespace KtConnect.Tests.Unit.Cluster.Connect;
+namespace KtConnect.Tests.Unit.Sessions.Connect;
 
 public sealed class ClusterRangesTests
 {

@@ -3,7 +3,7 @@ using KtConnect.Cli;
 using KtConnect.Engine;
 using KtConnect.Engine.Sessions.Connect;
 
-namespace KtConnect.Tests.Unit.Cluster.Connect;
+namespace KtConnect.Tests.Unit.Sessions.Connect;
 
 public sealed class ConnectParsingTests
 {

@@ -10,7 +10,7 @@ using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Streaming;
 using KtConnect.Tests.Unit.Kube;
 
-namespace KtConnect.Tests.Unit.Forward;
+namespace KtConnect.Tests.Unit.Sessions.Forward;
 
 public sealed class ForwardTests
 {

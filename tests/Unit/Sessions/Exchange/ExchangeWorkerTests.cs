@@ -6,7 +6,7 @@ using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Store;
 using KtConnect.Tests.Unit.Kube;
 
-namespace KtConnect.Tests.Unit.Exchange;
+namespace KtConnect.Tests.Unit.Sessions.Exchange;
 
 /// <summary>
 /// The exchange and preview workers against KubeSim's API server without pods: what is refused before anything

@@ -1,6 +1,6 @@
 using KtConnect.Tests.Unit.Kube;
 
-namespace KtConnect.Tests.Unit.Recovery;
+namespace KtConnect.Tests.Unit.Cluster.Recovery;
 
 /// <summary>A kubeconfig file pointing at a <see cref="SimCluster"/> (admin token, KubeSim's CA), for code that reads one.</summary>
 internal static class SimKubeconfig

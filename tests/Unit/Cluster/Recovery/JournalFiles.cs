@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace KtConnect.Tests.Unit.Recovery;
+namespace KtConnect.Tests.Unit.Cluster.Recovery;
 
 /// <summary>Makes journal entries look as if written by a process that has since died (a SIGKILLed session).</summary>
 internal static class JournalFiles

@@ -6,7 +6,7 @@ using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Store;
 using KtConnect.Tests.Unit.Kube;
 
-namespace KtConnect.Tests.Unit.Recovery;
+namespace KtConnect.Tests.Unit.Cluster.Recovery;
 
 public sealed class ServiceRecoveryTests : IDisposable
 {
