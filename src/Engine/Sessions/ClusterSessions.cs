@@ -32,7 +32,7 @@ public static class ClusterSessions
             // What a crashed KtConnect process on this machine left in this namespace is undone first, at once.
             if (!options.SkipCleanup)
             {
-                await ClusterRecovery.UndoOrphanedAsync(options.Journal ?? new ChangeJournal(), client, ns, output, null, cancellationToken)
+                await ClusterRecovery.UndoOrphanedAsync(options.JournalOrDefault(), client, ns, output, null, cancellationToken)
                     .ConfigureAwait(false);
             }
             worker = new ClientOwner(client, createWorker(client, ns));

@@ -43,6 +43,9 @@ public abstract record ShadowOptions
     /// <summary>The journal of local changes (tests give their own).</summary>
     public ChangeJournal? Journal { get; init; }
 
+    /// <summary>The journal to write to: <see cref="Journal"/>, else the user's.</summary>
+    public ChangeJournal JournalOrDefault() => Journal ?? new ChangeJournal();
+
     /// <summary>
     /// kt-connect's --skipCleanup: do not undo, at start, what a crashed KtConnect process on this machine left in the
     /// namespace (`kt clean` still does). Local changes such a process left are undone all the same: they would

@@ -18,35 +18,24 @@ namespace KtConnect.Engine.Sessions.Connect;
 /// the session's undo stack right as it is made, so a failure halfway, a stop or process exit leaves the cluster
 /// and the machine as they were.
 /// </summary>
-public sealed class ConnectWorker : ISessionWorker
+public sealed class ConnectWorker(KubeClient client, string ns, ConnectOptions options) : ClusterWorker<ConnectOptions>(client, ns, options)
 {
     /// <summary>The address the tun device carries; cluster traffic is routed to the device, not to this address.</summary>
     private const string TunAddress = "198.18.0.1/32";
 
-    private readonly KubeClient _client;
-    private readonly ConnectOptions _options;
-    private readonly string _namespace;
 
     /// <summary>The tun device's actual name once it exists (on macOS the kernel chooses it).</summary>
     private string? _tunName;
 
-    public ConnectWorker(KubeClient client, string ns, ConnectOptions options)
-    {
-        _client = client ?? throw new ArgumentNullException(nameof(client));
-        _options = options ?? throw new ArgumentNullException(nameof(options));
-        ArgumentException.ThrowIfNullOrEmpty(ns);
-        _namespace = ns;
-    }
-
-    public async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
+    public override async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(context);
         var output = context.Output;
-        var journal = _options.Journal ?? new ChangeJournal();
+        var journal = _options.JournalOrDefault();
         var sessionId = context.JournalId;
 
         // Checks that change nothing.
-        await ClusterSessions.PrepareAsync(context, _client, _namespace, _options, cancellationToken).ConfigureAwait(false);
+        await PrepareAsync(context, cancellationToken).ConfigureAwait(false);
         if (_options.Mode != ConnectMode.Socks) EnsurePrivileges(_options.Mode);
         await LocalRecovery.UndoAsync(journal, output: output, cancellationToken: cancellationToken).ConfigureAwait(false);
         IReadOnlyList<Cidr> ranges = [];

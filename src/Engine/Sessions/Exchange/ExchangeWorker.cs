@@ -13,34 +13,22 @@ namespace KtConnect.Engine.Sessions.Exchange;
 /// journalled before it is made and registered with the session's undo stack right as it is made, so a stop, Ctrl+C,
 /// SIGTERM or a failure half-way restores the Service, the Deployment and deletes the shadow.
 /// </summary>
-public sealed class ExchangeWorker : ISessionWorker
+public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions options) : ClusterWorker<ExchangeOptions>(client, ns, options)
 {
-    private readonly KubeClient _client;
-    private ExchangeOptions _options;
-    private readonly string _namespace;
-
     /// <summary>The pods the Service selects when not exchanged (a redeploy may change it): where relayed ports go.</summary>
     private volatile IReadOnlyDictionary<string, string>? _originalSelector;
 
-    public ExchangeWorker(KubeClient client, string ns, ExchangeOptions options)
-    {
-        _client = client ?? throw new ArgumentNullException(nameof(client));
-        _options = options ?? throw new ArgumentNullException(nameof(options));
-        ArgumentException.ThrowIfNullOrEmpty(ns);
-        _namespace = ns;
-    }
-
     private string ServiceKey => _namespace + "/" + _options.Service;
 
-    public async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
+    public override async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(context);
         var output = context.Output;
-        var journal = _options.Journal ?? new ChangeJournal();
+        var journal = _options.JournalOrDefault();
         var sessionId = context.JournalId;
 
         // Checks that change nothing.
-        await ClusterSessions.PrepareAsync(context, _client, _namespace, _options, cancellationToken).ConfigureAwait(false);
+        await PrepareAsync(context, cancellationToken).ConfigureAwait(false);
         var (service, given) = await ServiceTargets.ResolveAsync(_client, _namespace, _options.Service, _options.Deployment, output, "exchanging",
             cancellationToken).ConfigureAwait(false);
         _options = _options with { Service = service.Metadata.Name!, Deployment = null };

@@ -18,14 +18,11 @@ namespace KtConnect.Engine.Sessions.Exchange;
 /// Everything is undone on every exit path; after a crash the heartbeats go stale for `kt clean`, and `kt recover`
 /// gives the Service back at once.
 /// </summary>
-public sealed class MeshWorker : ISessionWorker
+public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options) : ClusterWorker<MeshOptions>(client, ns, options)
 {
     /// <summary>The router binary in kt-connect's router image.</summary>
     public const string RouterCommand = "/usr/sbin/router";
 
-    private readonly KubeClient _client;
-    private MeshOptions _options;
-    private readonly string _namespace;
 
     /// <summary>Ports not exposed that the shadow relays to the original pods.</summary>
     private IReadOnlyList<UncoveredPort> _relayed = [];
@@ -39,24 +36,16 @@ public sealed class MeshWorker : ISessionWorker
     /// <summary>True while the start holds the Service's lock (a failing start leaves the router under it).</summary>
     private volatile bool _holdingLock;
 
-    public MeshWorker(KubeClient client, string ns, MeshOptions options)
-    {
-        _client = client ?? throw new ArgumentNullException(nameof(client));
-        _options = options ?? throw new ArgumentNullException(nameof(options));
-        ArgumentException.ThrowIfNullOrEmpty(ns);
-        _namespace = ns;
-    }
-
     private string ServiceKey => _namespace + "/" + _options.Service;
 
-    public async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
+    public override async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(context);
         var output = context.Output;
         var mark = _options.Mark;
 
         // Checks that change nothing.
-        await ClusterSessions.PrepareAsync(context, _client, _namespace, _options, cancellationToken).ConfigureAwait(false);
+        await PrepareAsync(context, cancellationToken).ConfigureAwait(false);
         context.SetMesh(mark.Key, mark.Version);
         var byDeployment = _options.Deployment is { Length: > 0 };
         var (service, _) = await ServiceTargets.ResolveAsync(_client, _namespace, _options.Service, _options.Deployment, output, "meshing",
@@ -139,7 +128,7 @@ public sealed class MeshWorker : ISessionWorker
         var output = context.Output;
         var mark = _options.Mark;
         var sessionId = context.JournalId;
-        var journal = _options.Journal ?? new ChangeJournal();
+        var journal = _options.JournalOrDefault();
         output.Progress("Meshing", $"Locking Service {ServiceKey}");
         var serviceLock = await ServiceLock.AcquireAsync(_client, _namespace, _options.Service, cancellationToken: cancellationToken).ConfigureAwait(false);
         _holdingLock = true;

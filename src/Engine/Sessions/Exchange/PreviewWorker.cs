@@ -12,29 +12,17 @@ namespace KtConnect.Engine.Sessions.Exchange;
 /// `kt clean` know it. An existing Service of that name is refused before anything is created; everything created is
 /// deleted on every exit path.
 /// </summary>
-public sealed class PreviewWorker : ISessionWorker
+public sealed class PreviewWorker(KubeClient client, string ns, PreviewOptions options) : ClusterWorker<PreviewOptions>(client, ns, options)
 {
-    private readonly KubeClient _client;
-    private readonly PreviewOptions _options;
-    private readonly string _namespace;
-
-    public PreviewWorker(KubeClient client, string ns, PreviewOptions options)
-    {
-        _client = client ?? throw new ArgumentNullException(nameof(client));
-        _options = options ?? throw new ArgumentNullException(nameof(options));
-        ArgumentException.ThrowIfNullOrEmpty(ns);
-        _namespace = ns;
-    }
-
-    public async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
+    public override async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(context);
         var output = context.Output;
-        var journal = _options.Journal ?? new ChangeJournal();
+        var journal = _options.JournalOrDefault();
         var sessionId = context.JournalId;
         var key = _namespace + "/" + _options.Name;
 
-        await ClusterSessions.PrepareAsync(context, _client, _namespace, _options, cancellationToken).ConfigureAwait(false);
+        await PrepareAsync(context, cancellationToken).ConfigureAwait(false);
         await ThrowIfExistsAsync(key, cancellationToken).ConfigureAwait(false);
         var mappings = PortMapper.MapPreview(_options.Ports);
         await RemoteForwards.CheckLocalPortsAsync(mappings, _options.SkipPortChecking, output, cancellationToken).ConfigureAwait(false);

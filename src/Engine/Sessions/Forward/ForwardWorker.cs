@@ -9,25 +9,14 @@ namespace KtConnect.Engine.Sessions.Forward;
 /// the cluster changes, so there is nothing to undo there; locally the listeners are bound before anything else and
 /// closed on every exit path.
 /// </summary>
-public sealed class ForwardWorker : ISessionWorker
+public sealed class ForwardWorker(KubeClient client, string ns, ForwardOptions options) : ClusterWorker<ForwardOptions>(client, ns, options)
 {
-    private readonly KubeClient _client;
-    private readonly string _namespace;
-    private readonly ForwardOptions _options;
     private readonly List<ForwardListener> _listeners = [];
-
-    public ForwardWorker(KubeClient client, string ns, ForwardOptions options)
-    {
-        _client = client ?? throw new ArgumentNullException(nameof(client));
-        _options = options ?? throw new ArgumentNullException(nameof(options));
-        ArgumentException.ThrowIfNullOrEmpty(ns);
-        _namespace = ns;
-    }
 
     /// <summary>The listeners once started (tests read the bound ports).</summary>
     public IReadOnlyList<ForwardListener> Listeners => _listeners;
 
-    public async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
+    public override async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(context);
         var output = context.Output;
@@ -35,7 +24,7 @@ public sealed class ForwardWorker : ISessionWorker
             throw new KtException(ForwardErrors.AddressNotSupported, KtErrorCategory.NotImplemented,
                 $"'{_options.Service}' looks like an address; forward takes the name of a Service in the namespace.", target: _options.Service);
 
-        await ClusterSessions.PrepareAsync(context, _client, _namespace, _options, cancellationToken).ConfigureAwait(false);
+        await PrepareAsync(context, cancellationToken).ConfigureAwait(false);
         var service = await _client.Services.TryGetAsync(_options.Service, _namespace, cancellationToken).ConfigureAwait(false)
             ?? throw new KtException(ForwardErrors.ServiceNotFound, KtErrorCategory.ObjectNotFound,
                 $"Service '{_options.Service}' does not exist in namespace '{_namespace}'.", target: _options.Service);
