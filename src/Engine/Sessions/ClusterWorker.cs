@@ -4,7 +4,8 @@ namespace KtConnect.Engine.Sessions;
 
 /// <summary>
 /// What every cluster session's worker shares: the API client the session owns, the namespace it works in, its options,
-/// and its first step (<see cref="PrepareAsync"/>). Connect, Exchange, Mesh, Preview and Forward derive from it.
+/// and its first steps: <see cref="CheckRequest"/>, then <see cref="ClusterSessions.PrepareAsync"/> (mode, namespace), then the
+/// kind's own <see cref="RunAsync"/>. Connect, Exchange, Mesh, Preview and Forward derive from it.
 /// </summary>
 public abstract class ClusterWorker<TOptions> : ISessionWorker
     where TOptions : ShadowOptions
@@ -23,9 +24,19 @@ public abstract class ClusterWorker<TOptions> : ISessionWorker
         _namespace = ns;
     }
 
-    public abstract Task StartAsync(SessionContext context, CancellationToken cancellationToken);
+    public async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        CheckRequest();
+        await ClusterSessions.PrepareAsync(context, _client, _namespace, _options, cancellationToken).ConfigureAwait(false);
+        await RunAsync(context, cancellationToken).ConfigureAwait(false);
+    }
 
-    /// <summary>The checks every worker makes first, before it changes anything (see <see cref="ClusterSessions.PrepareAsync"/>).</summary>
-    private protected Task PrepareAsync(SessionContext context, CancellationToken cancellationToken) =>
-        ClusterSessions.PrepareAsync(context, _client, _namespace, _options, cancellationToken);
+    /// <summary>What the kind refuses before the cluster is asked anything (beyond <see cref="ShadowOptions.Validate"/>).</summary>
+    private protected virtual void CheckRequest()
+    {
+    }
+
+    /// <summary>The kind's own start, once the namespace is known to exist; see <see cref="ISessionWorker.StartAsync"/>.</summary>
+    private protected abstract Task RunAsync(SessionContext context, CancellationToken cancellationToken);
 }

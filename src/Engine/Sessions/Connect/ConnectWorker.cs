@@ -27,15 +27,13 @@ public sealed class ConnectWorker(KubeClient client, string ns, ConnectOptions o
     /// <summary>The tun device's actual name once it exists (on macOS the kernel chooses it).</summary>
     private string? _tunName;
 
-    public override async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
+    private protected override async Task RunAsync(SessionContext context, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(context);
         var output = context.Output;
         var journal = _options.JournalOrDefault();
         var sessionId = context.JournalId;
 
-        // Checks that change nothing.
-        await PrepareAsync(context, cancellationToken).ConfigureAwait(false);
+        // Checks that change nothing (the namespace was checked by ClusterWorker).
         if (_options.Mode != ConnectMode.Socks) EnsurePrivileges(_options.Mode);
         await LocalRecovery.UndoAsync(journal, output: output, cancellationToken: cancellationToken).ConfigureAwait(false);
         IReadOnlyList<Cidr> ranges = [];

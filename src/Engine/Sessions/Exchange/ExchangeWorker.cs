@@ -20,15 +20,13 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
 
     private string ServiceKey => _namespace + "/" + _options.Service;
 
-    public override async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
+    private protected override async Task RunAsync(SessionContext context, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(context);
         var output = context.Output;
         var journal = _options.JournalOrDefault();
         var sessionId = context.JournalId;
 
-        // Checks that change nothing.
-        await PrepareAsync(context, cancellationToken).ConfigureAwait(false);
+        // Checks that change nothing (the namespace was checked by ClusterWorker).
         var (service, given) = await ServiceTargets.ResolveAsync(_client, _namespace, _options.Service, _options.Deployment, output, "exchanging",
             cancellationToken).ConfigureAwait(false);
         _options = _options with { Service = service.Metadata.Name!, Deployment = null };

@@ -38,14 +38,12 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
 
     private string ServiceKey => _namespace + "/" + _options.Service;
 
-    public override async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
+    private protected override async Task RunAsync(SessionContext context, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(context);
         var output = context.Output;
         var mark = _options.Mark;
 
-        // Checks that change nothing.
-        await PrepareAsync(context, cancellationToken).ConfigureAwait(false);
+        // Checks that change nothing (the namespace was checked by ClusterWorker).
         context.SetMesh(mark.Key, mark.Version);
         var byDeployment = _options.Deployment is { Length: > 0 };
         var (service, _) = await ServiceTargets.ResolveAsync(_client, _namespace, _options.Service, _options.Deployment, output, "meshing",

@@ -14,15 +14,13 @@ namespace KtConnect.Engine.Sessions.Exchange;
 /// </summary>
 public sealed class PreviewWorker(KubeClient client, string ns, PreviewOptions options) : ClusterWorker<PreviewOptions>(client, ns, options)
 {
-    public override async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
+    private protected override async Task RunAsync(SessionContext context, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(context);
         var output = context.Output;
         var journal = _options.JournalOrDefault();
         var sessionId = context.JournalId;
         var key = _namespace + "/" + _options.Name;
 
-        await PrepareAsync(context, cancellationToken).ConfigureAwait(false);
         await ThrowIfExistsAsync(key, cancellationToken).ConfigureAwait(false);
         var mappings = PortMapper.MapPreview(_options.Ports);
         await RemoteForwards.CheckLocalPortsAsync(mappings, _options.SkipPortChecking, output, cancellationToken).ConfigureAwait(false);

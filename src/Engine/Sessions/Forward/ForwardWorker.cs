@@ -16,15 +16,16 @@ public sealed class ForwardWorker(KubeClient client, string ns, ForwardOptions o
     /// <summary>The listeners once started (tests read the bound ports).</summary>
     public IReadOnlyList<ForwardListener> Listeners => _listeners;
 
-    public override async Task StartAsync(SessionContext context, CancellationToken cancellationToken)
+    private protected override void CheckRequest()
     {
-        ArgumentNullException.ThrowIfNull(context);
-        var output = context.Output;
         if (_options.Service.Contains('.', StringComparison.Ordinal))
             throw new KtException(ForwardErrors.AddressNotSupported, KtErrorCategory.NotImplemented,
                 $"'{_options.Service}' looks like an address; forward takes the name of a Service in the namespace.", target: _options.Service);
+    }
 
-        await PrepareAsync(context, cancellationToken).ConfigureAwait(false);
+    private protected override async Task RunAsync(SessionContext context, CancellationToken cancellationToken)
+    {
+        var output = context.Output;
         var service = await _client.Services.TryGetAsync(_options.Service, _namespace, cancellationToken).ConfigureAwait(false)
             ?? throw new KtException(ForwardErrors.ServiceNotFound, KtErrorCategory.ObjectNotFound,
                 $"Service '{_options.Service}' does not exist in namespace '{_namespace}'.", target: _options.Service);
