@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using KtConnect.Engine.Cluster;
-using KtConnect.Engine.Cluster.Connect;
+using KtConnect.Engine.Sessions.Connect;
 using KtConnect.Engine.Ssh;
 
 namespace KtConnect.Bench;

@@ -6,7 +6,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using KtConnect.Engine;
 using KtConnect.Engine.Cluster;
-using KtConnect.Engine.Cluster.Exchange;
+using KtConnect.Engine.Sessions.Exchange;
 using KtConnect.Engine.Cluster.Tunnel;
 using KtConnect.Engine.Kube;
 using KtConnect.Engine.Kube.Config;

@@ -1,5 +1,5 @@
 using KtConnect.Engine;
-using KtConnect.Engine.Cluster;
+using KtConnect.Engine.Sessions.Clean;
 
 namespace KtConnect.Cli;
 

@@ -1,4 +1,4 @@
-using KtConnect.Engine.Cluster.Connect;
+using KtConnect.Engine.Sessions.Connect;
 using KtConnect.Engine.Sessions;
 
 namespace KtConnect.Cli;

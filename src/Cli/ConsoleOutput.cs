@@ -1,4 +1,4 @@
-using KtConnect.Engine.Sessions;
+using KtConnect.Engine;
 
 namespace KtConnect.Cli;
 

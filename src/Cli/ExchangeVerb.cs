@@ -1,6 +1,6 @@
 using System.Globalization;
 using KtConnect.Engine;
-using KtConnect.Engine.Cluster.Exchange;
+using KtConnect.Engine.Sessions.Exchange;
 using KtConnect.Engine.Sessions;
 
 namespace KtConnect.Cli;

@@ -1,5 +1,5 @@
 using KtConnect.Engine;
-using KtConnect.Engine.Cluster.Forward;
+using KtConnect.Engine.Sessions.Forward;
 using KtConnect.Engine.Sessions;
 
 namespace KtConnect.Cli;

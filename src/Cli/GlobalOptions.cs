@@ -1,4 +1,4 @@
-using KtConnect.Engine.Cluster;
+using KtConnect.Engine.Sessions;
 
 namespace KtConnect.Cli;
 
@@ -23,7 +23,7 @@ internal static class GlobalOptions
             PodCreationTimeout = TimeSpan.FromSeconds(a.Int("podCreationTimeout", 60)),
         };
         if (a.Get("image") is { } image) options = options with { Image = image };
-        if (options.PodQuota is not null) PodQuota.Parse(options.PodQuota);
+        options.ValidateShadow();
         if (a.Get("ipVersion") is { } ipVersion && ipVersion is not ("4" or "6")) throw ParsedArgs.Usage($"--ipVersion must be 4 or 6, not '{ipVersion}'");
         return (T)options;
     }

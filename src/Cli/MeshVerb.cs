@@ -1,5 +1,5 @@
 using KtConnect.Engine;
-using KtConnect.Engine.Cluster.Exchange;
+using KtConnect.Engine.Sessions.Exchange;
 using KtConnect.Engine.Sessions;
 
 namespace KtConnect.Cli;
@@ -13,7 +13,7 @@ internal static class MeshVerb
         new("mode", null, true, "auto (a router pod routes requests by header) or manual (a labelled shadow for your service mesh to route)", "auto"),
         new("versionMark", null, true, "The version mark, a header (auto) or label (manual): val, key: or key:val (key defaults to version, val to 5 random letters)"),
         new("skipPortChecking", null, false, "Do not warn about local ports nothing listens on"),
-        new("routerImage", null, true, "Auto mode: the router pod's image", KtConnect.Engine.Cluster.KtConventions.DefaultRouterImage),
+        new("routerImage", null, true, "Auto mode: the router pod's image", MeshOptions.DefaultRouterImage),
     ];
 
     internal static readonly Verb Verb = new("mesh", "Redirect marked requests of a Service to local ports", Flags, RunAsync);
@@ -52,7 +52,7 @@ internal static class MeshVerb
             Mode = mode,
             Mark = VersionMark.Parse(a.Get("versionMark", "")),
             SkipPortChecking = a.Flag("skipPortChecking"),
-            RouterImage = a.Get("routerImage", KtConnect.Engine.Cluster.KtConventions.DefaultRouterImage),
+            RouterImage = a.Get("routerImage", MeshOptions.DefaultRouterImage),
         };
         options.Validate();
         return options;

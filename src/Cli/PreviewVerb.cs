@@ -1,5 +1,5 @@
 using KtConnect.Engine;
-using KtConnect.Engine.Cluster.Exchange;
+using KtConnect.Engine.Sessions.Exchange;
 using KtConnect.Engine.Sessions;
 
 namespace KtConnect.Cli;

@@ -1,5 +1,5 @@
 using KtConnect.Engine;
-using KtConnect.Engine.Cluster.Recovery;
+using KtConnect.Engine.Sessions.Clean;
 
 namespace KtConnect.Cli;
 
@@ -20,14 +20,14 @@ internal static class RecoverVerb
         var options = new RecoverOptions { Kubeconfig = a.Get("kubeconfig"), Context = a.Get("context"), Namespace = a.Get("namespace") };
         try
         {
-            var plan = await ServiceRecovery.PlanAsync(options, a.Positional[0]).ConfigureAwait(false);
+            var plan = await Recoverer.PlanAsync(options, a.Positional[0]).ConfigureAwait(false);
             foreach (var w in plan.Warnings) await stderr.WriteLineAsync("warning: " + w).ConfigureAwait(false);
             if (plan.Actions.Count == 0)
             {
                 await stdout.WriteLineAsync($"Service {plan.Namespace}/{a.Positional[0]} carries no change of kt; nothing to recover.").ConfigureAwait(false);
                 return 0;
             }
-            var outcomes = await ServiceRecovery.ExecuteAsync(options, plan).ConfigureAwait(false);
+            var outcomes = await Recoverer.ExecuteAsync(options, plan).ConfigureAwait(false);
             foreach (var o in outcomes)
                 await stdout.WriteLineAsync(o.Done ? $"done: {o.Action.Description}" : $"FAILED ({o.Error}): {o.Action.Description}").ConfigureAwait(false);
             return outcomes.All(o => o.Done) ? 0 : 1;

@@ -1,6 +1,6 @@
 using System.Management.Automation;
 using KtConnect.Engine;
-using KtConnect.Engine.Cluster;
+using KtConnect.Engine.Sessions.Clean;
 
 namespace KtConnect.Cmdlets;
 

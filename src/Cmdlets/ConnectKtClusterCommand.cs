@@ -1,6 +1,6 @@
 using System.Management.Automation;
 using KtConnect.Engine;
-using KtConnect.Engine.Cluster.Connect;
+using KtConnect.Engine.Sessions.Connect;
 using KtConnect.Engine.Sessions;
 
 namespace KtConnect.Cmdlets;
@@ -96,7 +96,7 @@ public sealed class ConnectKtClusterCommand : KtClusterCmdlet
             options = ((ConnectOptions)CommonOptions(new ConnectOptions())) with
             {
                 Mode = Enum.Parse<ConnectMode>(Mode.ToString()),
-                DnsMode = Enum.Parse<KtConnect.Engine.Cluster.Connect.DnsMode>(DnsMode.ToString()),
+                DnsMode = Enum.Parse<KtConnect.Engine.Sessions.Connect.DnsMode>(DnsMode.ToString()),
                 IncludeIps = IncludeIp,
                 ExcludeIps = ExcludeIp,
                 ProxyPort = ProxyPort,

@@ -2,7 +2,6 @@ using System.Collections;
 using System.Globalization;
 using System.Management.Automation;
 using KtConnect.Engine;
-using KtConnect.Engine.Cluster;
 using KtConnect.Engine.Sessions;
 
 namespace KtConnect.Cmdlets;

@@ -40,6 +40,22 @@ public abstract class KtCmdlet : PSCmdlet
         queue.Pump(work(queue, CancellationToken), Deliver);
     }
 
+    /// <summary>As <see cref="Run{T}"/>; a typed engine error is written as a non-terminating error about <paramref name="target"/> and false returned.</summary>
+    protected bool TryRun<T>(Func<IKtOutput, CancellationToken, Task<T>> work, object? target, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out T result)
+    {
+        try
+        {
+            result = Run(work);
+            return true;
+        }
+        catch (KtException e)
+        {
+            WriteKtError(e, target);
+            result = default;
+            return false;
+        }
+    }
+
     /// <summary>A line for the person at the console (as Write-Host writes it: shown, and capturable with 6>&amp;1).</summary>
     protected void WriteNote(string text) => WriteInformation(new HostInformationMessage { Message = text }, ["PSHOST"]);
 

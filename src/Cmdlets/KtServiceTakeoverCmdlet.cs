@@ -1,5 +1,5 @@
 using System.Management.Automation;
-using KtConnect.Engine.Cluster.Exchange;
+using KtConnect.Engine.Sessions.Exchange;
 
 namespace KtConnect.Cmdlets;
 

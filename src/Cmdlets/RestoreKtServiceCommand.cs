@@ -1,7 +1,6 @@
 using System.Management.Automation;
 using KtConnect.Engine;
-using KtConnect.Engine.Cluster;
-using KtConnect.Engine.Cluster.Recovery;
+using KtConnect.Engine.Sessions.Clean;
 
 namespace KtConnect.Cmdlets;
 
@@ -31,16 +30,7 @@ public sealed class RestoreKtServiceCommand : KtKubeCmdlet
             Context = Context,
             Namespace = Namespace,
         };
-        CleanupPlan plan;
-        try
-        {
-            plan = Run((_, ct) => ServiceRecovery.PlanAsync(options, Name, ct));
-        }
-        catch (KtException e)
-        {
-            WriteKtError(e, Name);
-            return;
-        }
+        if (!TryRun((_, ct) => Recoverer.PlanAsync(options, Name, ct), Name, out var plan)) return;
         foreach (var w in plan.Warnings) WriteWarning(w);
         if (plan.Actions.Count == 0)
         {
@@ -49,16 +39,7 @@ public sealed class RestoreKtServiceCommand : KtKubeCmdlet
         }
         var chosen = plan with { Actions = plan.Actions.Where(a => ShouldProcess(a.Description, $"Restore-KtService: {a.Description}?", "Restore-KtService")).ToList() };
         if (chosen.Actions.Count == 0) return;
-        IReadOnlyList<CleanupOutcome> outcomes;
-        try
-        {
-            outcomes = Run((_, ct) => ServiceRecovery.ExecuteAsync(options, chosen, ct));
-        }
-        catch (KtException e)
-        {
-            WriteKtError(e, Name);
-            return;
-        }
+        if (!TryRun((_, ct) => Recoverer.ExecuteAsync(options, chosen, ct), Name, out var outcomes)) return;
         foreach (var o in outcomes)
         {
             WriteObject(new KtCleanupResult(KtCleanupScope.Cluster, o.Action.Description, o.Done, o.Error));

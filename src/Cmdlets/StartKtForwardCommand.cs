@@ -1,6 +1,6 @@
 using System.Management.Automation;
 using KtConnect.Engine;
-using KtConnect.Engine.Cluster.Forward;
+using KtConnect.Engine.Sessions.Forward;
 using KtConnect.Engine.Sessions;
 
 namespace KtConnect.Cmdlets;

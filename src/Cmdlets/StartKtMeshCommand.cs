@@ -1,6 +1,6 @@
 using System.Management.Automation;
 using KtConnect.Engine;
-using KtConnect.Engine.Cluster.Exchange;
+using KtConnect.Engine.Sessions.Exchange;
 using KtConnect.Engine.Sessions;
 
 namespace KtConnect.Cmdlets;
@@ -40,9 +40,9 @@ public sealed class StartKtMeshCommand : KtServiceTakeoverCmdlet
                 Deployment = DeploymentName,
                 Ports = ParsedPorts,
                 Mode = Enum.Parse<MeshMode>(Mode.ToString()),
-                Mark = Engine.Cluster.Exchange.VersionMark.Parse(VersionMark),
+                Mark = Engine.Sessions.Exchange.VersionMark.Parse(VersionMark),
                 SkipPortChecking = SkipPortCheck,
-                RouterImage = RouterImage ?? Engine.Cluster.KtConventions.DefaultRouterImage,
+                RouterImage = RouterImage ?? MeshOptions.DefaultRouterImage,
             };
             options.Validate();
         }
@@ -53,9 +53,9 @@ public sealed class StartKtMeshCommand : KtServiceTakeoverCmdlet
         }
 
         var service = ParameterSetName == DeploymentSet ? "<service>" : Service;
-        var shadow = Engine.Cluster.KtConventions.MeshShadowName(service, options.Mark.Version);
+        var shadow = options.ShadowNameFor(service);
         var what = Mode == KtMeshMode.Auto
-            ? $"Point its selector at router {Engine.Cluster.KtConventions.RouterName(service)} sending requests with header '{options.Mark.Key}: {options.Mark.Version}' " +
+            ? $"Point its selector at router {MeshOptions.RouterNameFor(service)} sending requests with header '{options.Mark.Key}: {options.Mark.Version}' " +
               $"to shadow {shadow} forwarding to local ports " + string.Join(", ", Port)
             : $"Add shadow pod {shadow} labelled {options.Mark.Key}={options.Mark.Version}, forwarding to local ports " + string.Join(", ", Port);
         if (!ShouldProcess(ShouldProcessTarget, what)) return;

@@ -7,21 +7,9 @@ namespace KtConnect.Cmdlets;
 /// <summary>Waits until sessions stop (or reach another state), like Wait-Job.</summary>
 [Cmdlet(VerbsLifecycle.Wait, "KtSession", DefaultParameterSetName = InputObjectSet)]
 [OutputType(typeof(KtSession))]
-public sealed class WaitKtSessionCommand : KtCmdlet
+public sealed class WaitKtSessionCommand : KtSessionTargetCmdlet
 {
-    private const string InputObjectSet = "InputObject";
-    private const string IdSet = "Id";
-
     private readonly List<Session> _sessions = [];
-
-    [Parameter(ParameterSetName = InputObjectSet, Mandatory = true, Position = 0, ValueFromPipeline = true)]
-    [ValidateNotNull]
-    public KtSession[] InputObject { get; set; } = [];
-
-    [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-    [ArgumentCompleter(typeof(SessionIdCompleter))]
-    [ValidateRange(1, int.MaxValue)]
-    public int[] Id { get; set; } = [];
 
     /// <summary>The state to wait for; by default the session has finished (Stopped or Failed).</summary>
     [Parameter]
@@ -38,13 +26,7 @@ public sealed class WaitKtSessionCommand : KtCmdlet
 
     protected override void ProcessRecord()
     {
-        var ids = ParameterSetName == IdSet ? Id : InputObject.Select(s => s.Id).ToArray();
-        foreach (var id in ids)
-        {
-            var s = SessionRegistry.Default.Get(id);
-            if (s is null) WriteKtError(SessionErrors.NotFound(id), id);
-            else _sessions.Add(s);
-        }
+        _sessions.AddRange(SelectedSessions());
     }
 
     protected override void EndProcessing()

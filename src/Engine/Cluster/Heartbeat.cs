@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using KtConnect.Engine.Kube;
-using KtConnect.Engine.Sessions;
 
 namespace KtConnect.Engine.Cluster;
 

@@ -159,6 +159,10 @@ public static partial class KtConventions
         return map;
     }
 
+    /// <summary>A selector as a label-selector query (<c>k=v,k2=v2</c>, sorted keys) for list and watch calls.</summary>
+    internal static string SelectorQuery(IReadOnlyDictionary<string, string> selector) =>
+        string.Join(',', selector.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Key + "=" + p.Value));
+
     /// <summary><c>kt-selector</c>: the Service's original selector as a JSON object (<c>{"app":"tomcat"}</c>), keys sorted like Go's encoder.</summary>
     public static string FormatSelector(IReadOnlyDictionary<string, string> selector)
     {

@@ -1,5 +1,4 @@
 using System.Globalization;
-using KtConnect.Engine.Cluster.Exchange;
 using KtConnect.Engine.Cluster.Recovery;
 using KtConnect.Engine.Kube.Models;
 

@@ -1,10 +1,9 @@
 using KtConnect.Engine.Kube;
 using KtConnect.Engine.Kube.Models;
-using KtConnect.Engine.Sessions;
 
 namespace KtConnect.Engine.Cluster;
 
-/// <summary>Registers an undo step (SessionContext.Defer has this shape): description, then the undo.</summary>
+/// <summary>Registers an undo step (a session's Defer has this shape): description, then the undo.</summary>
 public delegate void DeferUndo(string description, Func<CancellationToken, Task> undo);
 
 /// <summary>

@@ -50,7 +50,7 @@ public sealed record CleanupPlan(string Namespace, DateTimeOffset ClusterTime, T
 
     /// <summary>
     /// What the threshold alone would have cleaned but is kept because its owner is alive ("kept: ... owned by a live
-    /// session ..."), one line each; <see cref="Cleaner"/> says them as warnings.
+    /// session ..."), one line each; `Sessions.Clean.Cleaner` says them as warnings.
     /// </summary>
     public IReadOnlyList<string> Kept { get; init; } = [];
 

@@ -1,12 +1,12 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
 using KtConnect.Engine;
-using KtConnect.Engine.Cluster;
 using KtConnect.Engine.Cluster.Recovery;
 using KtConnect.KubeSim.Cluster;
 using KtConnect.KubeSim.Store;
 using KtConnect.Tests.Integration.Connect;
 using KtConnect.Tests.Integration.Exchange;
+using KtConnect.Engine.Sessions.Clean;
 
 namespace KtConnect.Tests.Integration.Clean;
 
@@ -143,7 +143,7 @@ public sealed class LiveSessionsEndToEndTests(ExchangeClusterFixture f)
             var report = await Cleaner.ExecuteAsync(cleanOptions, plan);
             Assert.Empty(report.Outcomes);
             var e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() =>
-                ServiceRecovery.PlanAsync(new RecoverOptions { Kubeconfig = f.Kt.Kubeconfig, Namespace = "dev", Journal = journal }, "orders"));
+                Recoverer.PlanAsync(new RecoverOptions { Kubeconfig = f.Kt.Kubeconfig, Namespace = "dev", Journal = journal }, "orders"));
             Assert.Equal("RecoverServiceInUse", e.ErrorId);
             AssertUntouched(live, held);
 
@@ -198,7 +198,7 @@ public sealed class LiveSessionsEndToEndTests(ExchangeClusterFixture f)
             Assert.Contains(plan.Stale.Kept, k => k.StartsWith($"kept: Pod dev/{live.ConnectShadow} (", StringComparison.Ordinal));
             Assert.Empty((await Cleaner.ExecuteAsync(cleanOptions, plan)).Outcomes);
             var e = await Assert.ThrowsAsync<RecoverServiceInUseException>(() =>
-                ServiceRecovery.PlanAsync(new RecoverOptions { Kubeconfig = other.Kubeconfig, Namespace = "dev", Journal = journal }, "orders"));
+                Recoverer.PlanAsync(new RecoverOptions { Kubeconfig = other.Kubeconfig, Namespace = "dev", Journal = journal }, "orders"));
             Assert.Equal("RecoverServiceInUse", e.ErrorId);
             AssertUntouched(live, held);
 

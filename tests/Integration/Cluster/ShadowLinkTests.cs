@@ -5,6 +5,7 @@ using System.Security.Cryptography;
 using KtConnect.Engine.Cluster.Tunnel;
 using KtConnect.Engine.Ssh;
 using KtConnect.Tests.Integration.Ssh;
+using KtConnect.Engine.Sessions.Tunnel;
 
 namespace KtConnect.Tests.Integration.Cluster;
 

@@ -3,6 +3,7 @@ using KtConnect.Engine.Cluster.Tunnel;
 using KtConnect.Engine.Net;
 using KtConnect.Engine.Net.Linux;
 using KtConnect.KubeSim.Host;
+using KtConnect.Engine.Sessions.Tunnel;
 
 namespace KtConnect.Tests.Integration.Cluster;
 

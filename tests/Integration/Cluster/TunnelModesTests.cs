@@ -7,6 +7,7 @@ using KtConnect.Engine;
 using KtConnect.Engine.Cluster.Tunnel;
 using KtConnect.Engine.Dns;
 using KtConnect.Engine.Net;
+using KtConnect.Engine.Sessions.Tunnel;
 
 namespace KtConnect.Tests.Integration.Cluster;
 

@@ -235,7 +235,7 @@ public sealed class ShadowPodTests
     }
 }
 
-internal sealed class RecordingOutput : KtConnect.Engine.Sessions.IKtOutput
+internal sealed class RecordingOutput : KtConnect.Engine.IKtOutput
 {
     public List<(string Activity, string Status, int Percent, bool Completed)> Progress { get; } = [];
 
@@ -250,7 +250,7 @@ internal sealed class RecordingOutput : KtConnect.Engine.Sessions.IKtOutput
 
     public void Debug(string message) { }
 
-    void KtConnect.Engine.Sessions.IKtOutput.Progress(string activity, string status, int percent, bool completed)
+    void KtConnect.Engine.IKtOutput.Progress(string activity, string status, int percent, bool completed)
     {
         lock (Progress) Progress.Add((activity, status, percent, completed));
     }

@@ -94,10 +94,10 @@ public sealed class CmdletContractTests(ModuleMetadata module) : IClassFixture<M
     {
         Assert.Equal(Enum.GetNames<SessionKind>(), module.Cmdlets.GetType("KtConnect.Cmdlets.KtSessionKind", true)!.GetEnumNames());
         Assert.Equal(Enum.GetNames<SessionState>(), module.Cmdlets.GetType("KtConnect.Cmdlets.KtSessionState", true)!.GetEnumNames());
-        Assert.Equal(Enum.GetNames<KtConnect.Engine.Cluster.Connect.ConnectMode>(), module.Cmdlets.GetType("KtConnect.Cmdlets.KtConnectMode", true)!.GetEnumNames());
-        Assert.Equal(Enum.GetNames<KtConnect.Engine.Cluster.Connect.DnsMode>(), module.Cmdlets.GetType("KtConnect.Cmdlets.KtDnsMode", true)!.GetEnumNames());
-        Assert.Equal(Enum.GetNames<KtConnect.Engine.Cluster.Exchange.ExchangeMode>(), module.Cmdlets.GetType("KtConnect.Cmdlets.KtExchangeMode", true)!.GetEnumNames());
-        Assert.Equal(Enum.GetNames<KtConnect.Engine.Cluster.Exchange.MeshMode>(), module.Cmdlets.GetType("KtConnect.Cmdlets.KtMeshMode", true)!.GetEnumNames());
+        Assert.Equal(Enum.GetNames<KtConnect.Engine.Sessions.Connect.ConnectMode>(), module.Cmdlets.GetType("KtConnect.Cmdlets.KtConnectMode", true)!.GetEnumNames());
+        Assert.Equal(Enum.GetNames<KtConnect.Engine.Sessions.Connect.DnsMode>(), module.Cmdlets.GetType("KtConnect.Cmdlets.KtDnsMode", true)!.GetEnumNames());
+        Assert.Equal(Enum.GetNames<KtConnect.Engine.Sessions.Exchange.ExchangeMode>(), module.Cmdlets.GetType("KtConnect.Cmdlets.KtExchangeMode", true)!.GetEnumNames());
+        Assert.Equal(Enum.GetNames<KtConnect.Engine.Sessions.Exchange.MeshMode>(), module.Cmdlets.GetType("KtConnect.Cmdlets.KtMeshMode", true)!.GetEnumNames());
     }
 
     [Fact]

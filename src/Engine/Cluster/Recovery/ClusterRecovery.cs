@@ -1,5 +1,4 @@
 using KtConnect.Engine.Kube;
-using KtConnect.Engine.Sessions;
 
 namespace KtConnect.Engine.Cluster.Recovery;
 
@@ -99,14 +98,14 @@ public static class ClusterRecovery
 
     /// <summary>
     /// Journals the objects a private shadow is about to be made of (before any is created) and returns the
-    /// <see cref="DeferUndo"/> to hand to <see cref="ShadowPods.CreateAsync"/>: it registers the delete with the session
+    /// <see cref="DeferUndo"/> to hand to <see cref="ShadowPods.CreateAsync"/>: it registers the delete through <paramref name="defer"/> (the session's)
     /// and completes the entries only after the delete succeeded. If creation fails before anything was registered,
     /// the entries are completed when the session is undone (nothing was created).
     /// </summary>
-    public static async Task<DeferUndo> JournalShadowAsync(SessionContext context, KubeClient client, IChangeJournal? journal,
+    public static async Task<DeferUndo> JournalShadowAsync(DeferUndo defer, string sessionId, KubeClient client, IChangeJournal? journal,
         ShadowPodSpec spec, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(defer);
         ArgumentNullException.ThrowIfNull(spec);
         journal ??= new ChangeJournal();
         KtObjectRef[] objects =
@@ -114,13 +113,13 @@ public static class ClusterRecovery
             new(spec.UseDeployment ? KtObjectKind.Deployment : KtObjectKind.Pod, spec.Namespace, spec.Name),
             new(KtObjectKind.ConfigMap, spec.Namespace, spec.Name),
         ];
-        var entries = await RecordCreatedAsync(journal, client, objects, context.JournalId, cancellationToken).ConfigureAwait(false);
+        var entries = await RecordCreatedAsync(journal, client, objects, sessionId, cancellationToken).ConfigureAwait(false);
         var registered = 0;
-        context.Defer("complete the journal of the shadow", ct => Volatile.Read(ref registered) == 0 ? CompleteAsync(journal, entries, ct) : Task.CompletedTask);
+        defer("complete the journal of the shadow", ct => Volatile.Read(ref registered) == 0 ? CompleteAsync(journal, entries, ct) : Task.CompletedTask);
         return (description, undo) =>
         {
             Volatile.Write(ref registered, 1);
-            context.Defer(description, async ct =>
+            defer(description, async ct =>
             {
                 await undo(ct).ConfigureAwait(false);
                 await CompleteAsync(journal, entries, ct).ConfigureAwait(false);

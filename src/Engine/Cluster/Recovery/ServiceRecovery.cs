@@ -1,26 +1,8 @@
 using System.Globalization;
 using KtConnect.Engine.Kube;
-using KtConnect.Engine.Kube.Config;
 using KtConnect.Engine.Kube.Models;
 
 namespace KtConnect.Engine.Cluster.Recovery;
-
-/// <summary>Where `kt recover` / Restore-KtService work.</summary>
-public sealed record RecoverOptions
-{
-    public string? Kubeconfig { get; init; }
-
-    public string? Context { get; init; }
-
-    /// <summary>Null means the context's namespace.</summary>
-    public string? Namespace { get; init; }
-
-    /// <summary>Where the kubeconfig is read from (tests give their own).</summary>
-    public KubeConfigLoader? Loader { get; init; }
-
-    /// <summary>This machine's journal, for which objects live local sessions own (default: the user's journal).</summary>
-    public IChangeJournal? Journal { get; init; }
-}
 
 /// <summary>`kt recover` / Restore-KtService refused: a live session holds the Service (ErrorId <c>RecoverServiceInUse</c>).</summary>
 public sealed class RecoverServiceInUseException(string ns, string service, string holder)
@@ -140,30 +122,21 @@ public static class ServiceRecovery
         return new CleanupPlan(ns, client.Clock.UtcNow, TimeSpan.Zero, [.. actions, .. deletes]) { Warnings = warnings, Service = name };
     }
 
-    /// <summary>Connects with <paramref name="options"/> and plans (see <see cref="PlanAsync(KubeClient, string, string, CancellationToken)"/>).</summary>
-    public static async Task<CleanupPlan> PlanAsync(RecoverOptions options, string name, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        using var client = Connect(options, out var ns);
-        return await PlanAsync(client, ns, name, options.Journal, cancellationToken).ConfigureAwait(false);
-    }
-
     /// <summary>
     /// Applies the plan's actions in order; an object already gone counts as done. The Service's holders are checked
     /// again first (a session may have started while the plan waited for confirmation): a live one refuses the plan whole.
     /// </summary>
-    public static async Task<IReadOnlyList<CleanupOutcome>> ExecuteAsync(RecoverOptions options, CleanupPlan plan, CancellationToken cancellationToken = default)
+    public static async Task<IReadOnlyList<CleanupOutcome>> ExecuteAsync(KubeClient client, CleanupPlan plan, IChangeJournal? journal,
+        CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(client);
         ArgumentNullException.ThrowIfNull(plan);
-        if (plan.Actions.Count == 0) return [];
-        using var client = Connect(options, out _);
         if (plan.Service is { } name)
         {
             var svc = await client.Services.TryGetAsync(name, plan.Namespace, cancellationToken).ConfigureAwait(false);
-            if (svc is not null) await ThrowIfInUseAsync(client, plan.Namespace, svc, options.Journal, cancellationToken).ConfigureAwait(false);
+            if (svc is not null) await ThrowIfInUseAsync(client, plan.Namespace, svc, journal, cancellationToken).ConfigureAwait(false);
         }
-        return await new StaleResources(client, options.Journal).ExecuteAsync(plan, null, cancellationToken).ConfigureAwait(false);
+        return await new StaleResources(client, journal).ExecuteAsync(plan, null, cancellationToken).ConfigureAwait(false);
     }
 
     private static async Task<Service> GetServiceAsync(KubeClient client, string ns, string name, CancellationToken ct) =>
@@ -236,11 +209,4 @@ public static class ServiceRecovery
 
     private static bool Matches(IReadOnlyDictionary<string, string> selector, IReadOnlyDictionary<string, string>? labels) =>
         labels is not null && selector.All(kv => labels.TryGetValue(kv.Key, out var v) && v == kv.Value);
-
-    private static KubeClient Connect(RecoverOptions options, out string ns)
-    {
-        var config = (options.Loader ?? new KubeConfigLoader()).CreateClientConfiguration(options.Kubeconfig, options.Context);
-        ns = string.IsNullOrEmpty(options.Namespace) ? config.Namespace : options.Namespace;
-        return new KubeClient(config);
-    }
 }
