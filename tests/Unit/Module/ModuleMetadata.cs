@@ -6,9 +6,9 @@ using System.Text.RegularExpressions;
 namespace KtConnect.Tests.Unit.Module;
 
 /// <summary>
-/// The built KtConnect.Cmdlets.dll read with MetadataLoadContext: PowerShell cannot run here, so the
-/// cmdlets' shape (attributes, parameters, output types) is checked from metadata, against the manifest
-/// and the help pages in the source tree.
+/// The built KtConnect.Cmdlets.dll read with MetadataLoadContext: the cmdlets' shape (attributes, parameters,
+/// output types, what loading a type needs) is checked from metadata, against the manifest and the help pages in
+/// the source tree, fast and without pwsh. tests/Pester runs the built module in a real pwsh.
 /// </summary>
 public sealed class ModuleMetadata : IDisposable
 {
