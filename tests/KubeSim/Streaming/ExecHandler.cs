@@ -36,14 +36,7 @@ internal sealed class ExecHandler(IPodExec exec, bool enableV5)
             await PortForwardHandler.RefuseHandshakeAsync(context).ConfigureAwait(false);
             return;
         }
-        var q = context.Request.Query;
-        var request = new ExecRequest(ns, podName, q["container"].FirstOrDefault(), q["command"].Select(c => c ?? "").ToArray(),
-            ApiHandler.IsTrue(q["stdin"]), ApiHandler.IsTrue(q["stdout"]), ApiHandler.IsTrue(q["stderr"]), ApiHandler.IsTrue(q["tty"]));
-        if (!request.Stdin && !request.Stdout && !request.Stderr)
-        {
-            await HttpBodies.WriteTextAsync(context, 400, "you must specify at least 1 of stdin, stdout, stderr", ct, noSniff: false).ConfigureAwait(false);
-            return;
-        }
+        if (await ReadRequestAsync(context, ns, podName, ct).ConfigureAwait(false) is not { } request) return;
 
         var ws = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext
         {
@@ -121,6 +114,20 @@ internal sealed class ExecHandler(IPodExec exec, bool enableV5)
             await sessionCts.CancelAsync().ConfigureAwait(false);
             await SwallowAsync(fromClient).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// The exec request in the query (container, command, which streams, tty), as both the WebSocket and the SPDY
+    /// upgrade take it; null after answering 400 when no stream is asked for, as the kubelet does.
+    /// </summary>
+    internal static async Task<ExecRequest?> ReadRequestAsync(HttpContext context, string ns, string podName, CancellationToken ct)
+    {
+        var q = context.Request.Query;
+        var request = new ExecRequest(ns, podName, q["container"].FirstOrDefault(), q["command"].Select(c => c ?? "").ToArray(),
+            ApiHandler.IsTrue(q["stdin"]), ApiHandler.IsTrue(q["stdout"]), ApiHandler.IsTrue(q["stderr"]), ApiHandler.IsTrue(q["tty"]));
+        if (request.Stdin || request.Stdout || request.Stderr) return request;
+        await HttpBodies.WriteTextAsync(context, 400, "you must specify at least 1 of stdin, stdout, stderr", ct, noSniff: false).ConfigureAwait(false);
+        return null;
     }
 
     private static JsonObject InternalError(string detail) => new()

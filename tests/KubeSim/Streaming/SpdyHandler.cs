@@ -35,14 +35,7 @@ internal sealed class SpdyHandler(IPodExec exec, IPodNetwork network)
                 context.Request.Headers["X-Stream-Protocol-Version"] + ", server supports " + string.Join(", ", ExecProtocols), ct).ConfigureAwait(false);
             return;
         }
-        var q = context.Request.Query;
-        var request = new ExecRequest(ns, podName, q["container"].FirstOrDefault(), q["command"].Select(c => c ?? "").ToArray(),
-            ApiHandler.IsTrue(q["stdin"]), ApiHandler.IsTrue(q["stdout"]), ApiHandler.IsTrue(q["stderr"]), ApiHandler.IsTrue(q["tty"]));
-        if (!request.Stdin && !request.Stdout && !request.Stderr)
-        {
-            await HttpBodies.WriteTextAsync(context, 400, "you must specify at least 1 of stdin, stdout, stderr", ct, noSniff: false).ConfigureAwait(false);
-            return;
-        }
+        if (await ExecHandler.ReadRequestAsync(context, ns, podName, ct).ConfigureAwait(false) is not { } request) return;
         await using var session = await UpgradeAsync(context, protocol).ConfigureAwait(false);
         using var sessionCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var token = sessionCts.Token;
