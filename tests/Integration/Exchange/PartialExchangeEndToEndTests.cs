@@ -27,7 +27,13 @@ public sealed class PartialExchangeEndToEndTests(ExchangeClusterFixture f)
         {
             f.Cluster.Store.Delete(ResourceTypes.Services, "dev", "trio");
             f.Cluster.Store.Delete(ResourceTypes.Deployments, "dev", "trio");
-            await f.Cluster.WaitUntilAsync(() => f.Cluster.Pods("dev", "app=trio").Count == 0, "the trio pods to be gone");
+            // Its Endpoints, EndpointSlice and ReplicaSet go by the controllers and the collector, after the pods: a later
+            // test's before/after snapshot must not see them vanish.
+            await f.Cluster.WaitUntilAsync(() => f.Cluster.Pods("dev", "app=trio").Count == 0
+                && f.Cluster.Store.Get(ResourceTypes.Endpoints, "dev", "trio") is null
+                && !new[] { ResourceTypes.EndpointSlices, ResourceTypes.ReplicaSets }.Any(t => f.Cluster.Store.List(t, "dev").Items
+                    .Any(o => o["metadata"]?["name"]?.GetValue<string>()?.StartsWith("trio-", StringComparison.Ordinal) == true)),
+                "trio's pods, Endpoints, EndpointSlice and ReplicaSet to be gone");
         }
     }
 
