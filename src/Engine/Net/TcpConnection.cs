@@ -21,7 +21,14 @@ public enum TcpState
 public sealed record TcpOptions
 {
     public int ReceiveBuffer { get; init; } = 256 * 1024;
-    public int SendBuffer { get; init; } = 256 * 1024;
+    /// <summary>
+    /// The receive buffer holds at least this many of our full-sized segments: with the big tun MTU (64 KiB
+    /// segments) 256 KiB would be a window of only four segments, which stalls a fast sender; with a 1500 MTU the
+    /// byte figure decides, and the window stays small enough in segments for loss recovery without SACK.
+    /// </summary>
+    public int MinReceiveSegments { get; init; } = 16;
+    /// <summary>Bytes queued for the client; 1 MiB keeps a 64 KiB-segment flow from the far end busy.</summary>
+    public int SendBuffer { get; init; } = 1024 * 1024;
     /// <summary>Our window-scale shift, offered when the peer offers scaling.</summary>
     public int WindowScale { get; init; } = 7;
     public int MinRtoMs { get; init; } = 200;
@@ -122,7 +129,7 @@ public sealed class TcpConnection
         _counters = counters;
         _budget = budget;
         _ourMss = ourMss;
-        _recv = new ByteRing(options.ReceiveBuffer, budget);
+        _recv = new ByteRing((int)Math.Min(Math.Max(options.ReceiveBuffer, (long)options.MinReceiveSegments * ourMss), 1 << 30), budget);
         _send = new ByteRing(options.SendBuffer, budget);
         _iss = iss;
         _sndUna = iss;

@@ -66,6 +66,24 @@ public class PacketCodecTests
         }
     }
 
+    [Theory]
+    [InlineData(65535, true)]
+    [InlineData(65520, false)]
+    [InlineData(4097, true)]
+    [InlineData(1000, false)]
+    public void FastChecksum_EqualsReference_ForTunSizedPackets(int length, bool allOnes)
+    {
+        // The vector path runs on packets of a few hundred bytes and up; all-0xFF words are its worst case for carries.
+        var data = new byte[length + 7];
+        new Random(length).NextBytes(data);
+        if (allOnes) data.AsSpan().Fill(0xFF);
+        for (var offset = 0; offset < 8; offset += 3)
+        {
+            var span = data.AsSpan(offset, length);
+            Assert.Equal(Checksum.Finish(Checksum.AddReference(0xFFFF_FFFF, span)), Checksum.Finish(Checksum.Add(0xFFFF_FFFF, span)));
+        }
+    }
+
     [Fact]
     public void CorruptedTcpChecksum_IsMalformed()
     {

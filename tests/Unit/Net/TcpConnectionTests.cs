@@ -235,7 +235,7 @@ public class TcpConnectionTests
     [Fact]
     public void ReceiveWindow_ClosesWhenTheApplicationDoesNotRead_AndReopensAfterRead()
     {
-        var h = new TcpHarness(new TcpOptions { ReceiveBuffer = 8192, WindowScale = 0 });
+        var h = new TcpHarness(new TcpOptions { ReceiveBuffer = 8192, MinReceiveSegments = 0, WindowScale = 0 });
         h.Establish();
         for (uint i = 0; i < 8; i++) h.Feed(TcpFlags.Ack, C + i * 1024, S, new byte[1024]);
         var last = h.Take().Last();
@@ -251,6 +251,22 @@ public class TcpConnectionTests
         Assert.True(read.IsCompletedSuccessfully);
         var update = Assert.Single(h.Take());
         Assert.Equal(8192, update.Segment.Window);
+    }
+
+    [Theory]
+    [InlineData(1460, 256 * 1024)]
+    [InlineData(65480, 16 * 65480)]
+    public void ReceiveWindow_HoldsAtLeastSixteenOfOurSegments(int ourMss, int expectedWindow)
+    {
+        // The tun's 64 KiB segments would get a four-segment window from the 256 KiB byte default alone.
+        var h = new TcpHarness(ourMss: ourMss);
+        h.Establish();
+        h.Feed(TcpFlags.Ack | TcpFlags.Psh, C, S, new byte[10]);
+        h.Feed(TcpFlags.Ack | TcpFlags.Psh, C + 10, S, new byte[10]);
+        var ack = h.Take().Last();
+        Assert.Equal(C + 20, ack.Ack);
+        var window = ack.Segment.Window << h.Options.WindowScale;
+        Assert.InRange(window, expectedWindow - 20 - (1 << h.Options.WindowScale), expectedWindow);
     }
 
     [Fact]

@@ -55,7 +55,7 @@ internal sealed class TcpHarness
     public static readonly UInt128 Server = IpPacket.FromAddress(IPAddress.Parse("10.96.0.10"));
 
     public TcpHarness(TcpOptions? options = null, int clientWindowScale = 2, ushort clientWindow = 16384, ushort clientMss = 1000,
-        long memoryLimit = 1L << 30)
+        long memoryLimit = 1L << 30, int ourMss = 1460)
     {
         Options = options ?? new TcpOptions();
         Budget = new MemoryBudget(memoryLimit);
@@ -63,7 +63,7 @@ internal sealed class TcpHarness
         IpPacket.TryParse(syn, out var ip);
         TcpSegment.TryParse(syn, ip, out var seg);
         var key = new FlowKey(Client, Server, 40000, 80, false);
-        Conn = new TcpConnection(key, seg, Iss, 1460, Sink, Clock, Options, Counters, Budget);
+        Conn = new TcpConnection(key, seg, Iss, ourMss, Sink, Clock, Options, Counters, Budget);
     }
 
     public FakeClock Clock { get; } = new();
