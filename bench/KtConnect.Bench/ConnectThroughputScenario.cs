@@ -108,6 +108,7 @@ public sealed class ConnectThroughputScenario : IScenario
     private static async Task LatencyAsync(BenchContext context, string metric, Func<CancellationToken, Task<(double P50, double P99)>> ours, string peerName,
         Func<CancellationToken, Task<(double P50, double P99)>> peer, CancellationToken ct)
     {
+        if (!context.Wants(metric + "-p50") && !context.Wants(metric + "-p99")) return;
         await ours(ct).ConfigureAwait(false);
         await peer(ct).ConfigureAwait(false);
         var a = new List<(double P50, double P99)>();

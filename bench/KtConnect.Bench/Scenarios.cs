@@ -19,11 +19,18 @@ public sealed class BenchContext
 {
     private readonly TextWriter _out;
 
-    public BenchContext(TextWriter output, int runs)
+    public BenchContext(TextWriter output, int runs, IReadOnlyCollection<string>? metrics = null)
     {
         _out = output;
         Runs = runs;
+        Metrics = metrics ?? [];
     }
+
+    /// <summary>When not empty, only these metrics are measured by <see cref="CompareAsync"/> (<c>--metric</c>, for profiling one figure).</summary>
+    public IReadOnlyCollection<string> Metrics { get; }
+
+    /// <summary>Whether <paramref name="metric"/> is to be measured in this run.</summary>
+    public bool Wants(string metric) => Metrics.Count == 0 || Metrics.Contains(metric);
 
     /// <summary>How many measured runs of each side (after one warm-up).</summary>
     public int Runs { get; }
@@ -36,6 +43,7 @@ public sealed class BenchContext
         Func<CancellationToken, Task<double>> ours, string peerName, Func<CancellationToken, Task<double>> peer,
         CancellationToken cancellationToken)
     {
+        if (!Wants(metric)) return;
         await ours(cancellationToken).ConfigureAwait(false);
         await peer(cancellationToken).ConfigureAwait(false);
         var a = new List<double>();
@@ -100,9 +108,11 @@ internal static class Scenarios
     {
         var runs = 5;
         var names = new List<string>();
+        var metrics = new List<string>();
         for (var i = 0; i < args.Length; i++)
         {
             if (args[i] == "--runs" && i + 1 < args.Length) runs = int.Parse(args[++i], CultureInfo.InvariantCulture);
+            else if (args[i] == "--metric" && i + 1 < args.Length) metrics.Add(args[++i]);
             else if (args[i] == "--list")
             {
                 foreach (var s in All()) stdout.WriteLine($"{s.Name}\t{s.Description}");
@@ -123,7 +133,7 @@ internal static class Scenarios
             stderr.WriteLine("bench: no scenarios in this build");
             return 0;
         }
-        var context = new BenchContext(stdout, runs);
+        var context = new BenchContext(stdout, runs, metrics);
         var failed = 0;
         foreach (var s in selected)
         {
