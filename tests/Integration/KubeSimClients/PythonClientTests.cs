@@ -25,7 +25,46 @@ public sealed class PythonClientTests(SimClusterFixture fx) : IDisposable
 
     public void Dispose()
     {
+        if (fx.Cluster?.Store.Get(ResourceTypes.Namespaces, null, AttachNamespace) is not null)
+        {
+            try
+            {
+                fx.Cluster.Store.Delete(ResourceTypes.Namespaces, null, AttachNamespace);
+            }
+            catch (KubeApiException)
+            {
+                // Deleted meanwhile.
+            }
+        }
         try { Directory.Delete(_home, recursive: true); } catch (IOException) { }
+    }
+
+    private const string AttachNamespace = "py-attach";
+
+    [PythonKubernetesFact("sshd", "dnsmasq", "nginx", "nft")]
+    public async Task Attaches_over_websocket_to_the_main_process_and_feeds_its_stdin()
+    {
+        var python = FindPython() ?? throw new InvalidOperationException("no python3 with the kubernetes module");
+        var kubeconfig = fx.Cluster.WriteKubeconfig(Path.Combine(_home, "config"));
+        fx.Cluster.Apply($$$"""{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"{{{AttachNamespace}}}"}}""");
+        fx.Cluster.Apply($$$"""
+            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"echoer","namespace":"{{{AttachNamespace}}}"},"spec":{"containers":[{"name":"c",
+             "image":"busybox:1.36","stdin":true,"command":["sh","-c","echo started >&2; while read l; do echo \"got $l\"; done"]}]}}
+            """);
+        await fx.Cluster.WaitForAsync(ResourceTypes.Pods, AttachNamespace, "echoer", p => p?["status"]?["containerStatuses"]?[0]?["state"]?["running"] is not null);
+
+        var r = await ProcessRunner.RunAsync(python, [Script("python_attach.py"), kubeconfig, AttachNamespace, "echoer"], null, TimeSpan.FromMinutes(2),
+            new Dictionary<string, string?> { ["HOME"] = _home });
+
+        Assert.True(r.Succeeded, r.StandardError);
+        var found = JsonNode.Parse(r.StandardOutput.Trim().Split('\n')[^1])!;
+        Assert.Equal("got from python\n", found["stdout"]!.GetValue<string>());
+        Assert.Equal("", found["stderr"]!.GetValue<string>()); // "started" was printed before attaching: no history
+        Assert.True(found["open_before_close"]!.GetValue<bool>());
+        Assert.Contains("404", found["missing"]!.GetValue<string>(), StringComparison.Ordinal);
+        // The client's close detached it; the main process still runs and has its stdin.
+        Assert.NotNull(fx.Cluster.Node.GetPod(AttachNamespace + "/echoer"));
+        Assert.Contains("got from python", File.ReadAllText(fx.Cluster.Node.LogPath(AttachNamespace + "/echoer")), StringComparison.Ordinal);
     }
 
     [PythonKubernetesFact("sshd", "dnsmasq", "nginx", "nft")]
@@ -34,7 +73,7 @@ public sealed class PythonClientTests(SimClusterFixture fx) : IDisposable
         var python = FindPython() ?? throw new InvalidOperationException("no python3 with the kubernetes module");
         var kubeconfig = fx.Cluster.WriteKubeconfig(Path.Combine(_home, "config"));
 
-        var r = await ProcessRunner.RunAsync(python, [Script(), kubeconfig, "default"], null, TimeSpan.FromMinutes(2),
+        var r = await ProcessRunner.RunAsync(python, [Script("python_client.py"), kubeconfig, "default"], null, TimeSpan.FromMinutes(2),
             new Dictionary<string, string?> { ["HOME"] = _home });
 
         Assert.True(r.Succeeded, r.StandardError);
@@ -69,14 +108,14 @@ public sealed class PythonClientTests(SimClusterFixture fx) : IDisposable
         return null;
     }
 
-    /// <summary>python_client.py beside this file in the repository (found by walking up from the test assembly).</summary>
-    private static string Script()
+    /// <summary>A script beside this file in the repository (found by walking up from the test assembly).</summary>
+    private static string Script(string name)
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {
-            var path = Path.Combine(dir.FullName, "tests", "Integration", "KubeSimClients", "python_client.py");
+            var path = Path.Combine(dir.FullName, "tests", "Integration", "KubeSimClients", name);
             if (File.Exists(path)) return path;
         }
-        throw new FileNotFoundException("tests/Integration/KubeSimClients/python_client.py not found above " + AppContext.BaseDirectory);
+        throw new FileNotFoundException($"tests/Integration/KubeSimClients/{name} not found above " + AppContext.BaseDirectory);
     }
 }

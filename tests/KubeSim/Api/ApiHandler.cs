@@ -22,13 +22,14 @@ internal sealed class ApiHandler
     private readonly WatchHandler _watch;
     private readonly PortForwardHandler _portForward;
     private readonly ExecHandler _exec;
+    private readonly AttachHandler _attach;
     private readonly SpdyHandler _spdy;
     private readonly Func<string> _serverAddress;
     private readonly string _flowSchemaUid = Guid.NewGuid().ToString();
     private readonly string _priorityLevelUid = Guid.NewGuid().ToString();
     private readonly Func<System.Security.Cryptography.X509Certificates.X509Certificate2, bool> _verifyClientCertificate;
 
-    public ApiHandler(ObjectStore store, KubeSimOptions options, KubeSimHooks hooks, IPodNetwork network, IPodExec exec, Func<string> serverAddress,
+    public ApiHandler(ObjectStore store, KubeSimOptions options, KubeSimHooks hooks, IPodNetwork network, IPodExec exec, IPodAttach attach, Func<string> serverAddress,
         Func<System.Security.Cryptography.X509Certificates.X509Certificate2, bool> verifyClientCertificate)
     {
         _verifyClientCertificate = verifyClientCertificate;
@@ -39,7 +40,8 @@ internal sealed class ApiHandler
         _watch = new WatchHandler(store, options);
         _portForward = new PortForwardHandler(network);
         _exec = new ExecHandler(exec, options.EnableExecV5);
-        _spdy = new SpdyHandler(exec, network);
+        _attach = new AttachHandler(attach, options.EnableExecV5);
+        _spdy = new SpdyHandler(exec, network, attach);
     }
 
     public async Task HandleAsync(HttpContext context)
@@ -238,6 +240,21 @@ internal sealed class ApiHandler
                         return;
                     }
                     await _exec.HandleAsync(context, pod, api.Namespace!, name, ct).ConfigureAwait(false);
+                    return;
+                }
+            case "attach" when type == ResourceTypes.Pods && verb is "get" or "create":
+                {
+                    // The apiserver's streamLocation: the pod, its container (defaulted when there is one), a node.
+                    var pod = PodOrThrow(api.Namespace, name);
+                    var container = CheckContainer(pod, name, context.Request.Query["container"]);
+                    if (string.IsNullOrEmpty(pod["spec"]?["nodeName"]?.GetValue<string>()))
+                        throw KubeApiException.BadRequest($"pod {name} does not have a host assigned");
+                    if (SpdyHandler.IsSpdyUpgrade(context))
+                    {
+                        await _spdy.AttachAsync(context, pod, api.Namespace!, name, container, ct).ConfigureAwait(false);
+                        return;
+                    }
+                    await _attach.HandleAsync(context, pod, api.Namespace!, name, container, ct).ConfigureAwait(false);
                     return;
                 }
             case "log" when type == ResourceTypes.Pods && verb == "get":
@@ -627,8 +644,11 @@ internal sealed class ApiHandler
         };
     }
 
-    /// <summary>The apiserver's container check for exec: a named container must exist; with several, one must be named.</summary>
-    private static void CheckContainer(JsonObject pod, string podName, string? container)
+    /// <summary>
+    /// The apiserver's container check for exec and attach: a named container must exist; with several, one must be named.
+    /// Returns the container's name (the only one when none was named).
+    /// </summary>
+    private static string CheckContainer(JsonObject pod, string podName, string? container)
     {
         var names = (pod["spec"]?["containers"] as JsonArray ?? []).Select(c => c?["name"]?.GetValue<string>() ?? "").ToList();
         if (string.IsNullOrEmpty(container))
@@ -637,9 +657,10 @@ internal sealed class ApiHandler
             {
                 throw KubeApiException.BadRequest($"a container name must be specified for pod {podName}, choose one of: [{string.Join(' ', names)}]");
             }
-            return;
+            return names.FirstOrDefault() ?? "";
         }
         if (!names.Contains(container)) throw KubeApiException.BadRequest($"container {container} is not valid for pod {podName}");
+        return container;
     }
 
     private JsonObject PodOrThrow(string? ns, string name) =>

@@ -71,6 +71,9 @@ public sealed class KubeSimOptions
     /// <summary>Where exec runs. Default: <see cref="LocalProcessExec"/> (the command as a local process).</summary>
     public IPodExec? PodExec { get; init; }
 
+    /// <summary>Where attach joins a main process. Default: none (every attach is the kubelet's "container not found").</summary>
+    public IPodAttach? PodAttach { get; init; }
+
     /// <summary>Clock for timestamps and the Date header's companion fields (creationTimestamp etc.).</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 }

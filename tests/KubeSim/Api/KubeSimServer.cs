@@ -25,7 +25,7 @@ public sealed class KubeSimServer : IAsyncDisposable
     private Controllers.PodLifecycleController? _pods;
 
     private KubeSimServer(WebApplication app, ServerCertificates certificates, ObjectStore store, KubeSimOptions options, KubeSimHooks hooks,
-        IPodNetwork network, IPodExec exec)
+        IPodNetwork network, IPodExec exec, IPodAttach attach)
     {
         _app = app;
         _certificates = certificates;
@@ -34,6 +34,7 @@ public sealed class KubeSimServer : IAsyncDisposable
         Hooks = hooks;
         PodNetwork = network;
         PodExec = exec;
+        PodAttach = attach;
     }
 
     public KubeSimOptions Options { get; }
@@ -47,6 +48,8 @@ public sealed class KubeSimServer : IAsyncDisposable
     public IPodNetwork PodNetwork { get; }
 
     public IPodExec PodExec { get; }
+
+    public IPodAttach PodAttach { get; }
 
     /// <summary>https://127.0.0.1:port (no path; use it as HttpClient.BaseAddress when there is no path prefix).</summary>
     public Uri BaseAddress { get; private set; } = null!;
@@ -81,6 +84,7 @@ public sealed class KubeSimServer : IAsyncDisposable
         foreach (var (t, user) in options.UnprivilegedTokens) hooks.Tokens[t] = (user, ApiHandler.UserGroups);
         var network = options.PodNetwork ?? new LocalPodNetwork();
         var exec = options.PodExec ?? new LocalProcessExec();
+        var attach = options.PodAttach ?? new NoMainProcessAttach();
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = typeof(KubeSimServer).Assembly.GetName().Name });
         builder.Logging.ClearProviders();
@@ -103,8 +107,8 @@ public sealed class KubeSimServer : IAsyncDisposable
             });
         });
         var app = builder.Build();
-        var server = new KubeSimServer(app, certificates, store, options, hooks, network, exec);
-        var handler = new ApiHandler(store, options, hooks, network, exec, () => $"{server.BaseAddress.Host}:{server.BaseAddress.Port}",
+        var server = new KubeSimServer(app, certificates, store, options, hooks, network, exec, attach);
+        var handler = new ApiHandler(store, options, hooks, network, exec, attach, () => $"{server.BaseAddress.Host}:{server.BaseAddress.Port}",
             certificates.Verifies);
         app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = TimeSpan.Zero });
         app.Run(handler.HandleAsync);

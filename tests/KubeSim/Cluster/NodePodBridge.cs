@@ -7,10 +7,40 @@ namespace KtConnect.KubeSim.Cluster;
 
 /// <summary>
 /// The API server's port-forward and exec seams, served by a <see cref="SimNode"/>: a forwarded connection is a TCP
-/// connection to 127.0.0.1:port inside the pod's namespace, an exec runs the argv there with the pod's environment.
+/// connection to 127.0.0.1:port inside the pod's namespace, an exec runs the argv there with the pod's environment,
+/// an attach joins the pod's main process (<see cref="SimNode.Attach"/>).
 /// </summary>
-public sealed class NodePodBridge(SimNode node) : IPodNetwork, IPodExec
+public sealed class NodePodBridge(SimNode node) : IPodNetwork, IPodExec, IPodAttach
 {
+    public Task<IAttachSession> AttachAsync(AttachRequest request, JsonObject pod, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return Task.FromResult<IAttachSession>(new NodeAttach(node.Attach(request.Namespace + "/" + request.Pod, request.Stdin, request.Stdout, request.Stderr)));
+        }
+        catch (KtException e) when (e.ErrorId is "SimPodNotFound" or "SimContainerNotRunning")
+        {
+            throw AttachStartException.NotRunning(request, e);
+        }
+    }
+
+    private sealed class NodeAttach(SimAttachment attachment) : IAttachSession
+    {
+        public bool Tty => attachment.Tty;
+
+        public System.Threading.Channels.ChannelReader<byte[]>? Stdout => attachment.Stdout;
+
+        public System.Threading.Channels.ChannelReader<byte[]>? Stderr => attachment.Stderr;
+
+        public Task WriteStdinAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken) => attachment.WriteStdinAsync(data, cancellationToken);
+
+        public void EndStdin() => attachment.EndStdin();
+
+        public Task ResizeAsync(int width, int height, CancellationToken cancellationToken) => attachment.ResizeAsync(width, height, cancellationToken);
+
+        public ValueTask DisposeAsync() => attachment.DisposeAsync();
+    }
+
     public async Task<Stream> ConnectAsync(string @namespace, string podName, JsonObject pod, int port, CancellationToken cancellationToken)
     {
         try

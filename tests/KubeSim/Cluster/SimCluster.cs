@@ -108,6 +108,7 @@ public sealed class SimCluster : IAsyncDisposable
                 RunPods = false,
                 PodNetwork = bridge,
                 PodExec = bridge,
+                PodAttach = bridge,
             };
             cluster.Server = await KubeSimServer.StartAsync(serverOptions, cancellationToken).ConfigureAwait(false);
             cluster.SeedClusterDns();

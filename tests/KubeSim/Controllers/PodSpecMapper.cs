@@ -72,8 +72,12 @@ public static class PodSpecMapper
         }
 
         var args = (container["args"] as JsonArray)?.Select(a => a?.GetValue<string>() ?? "").ToList();
-        return new PodSpecLite(ns, name, image, ports, env, volumes, args);
+        var command = (container["command"] as JsonArray)?.Select(a => a?.GetValue<string>() ?? "").ToList();
+        return new PodSpecLite(ns, name, image, ports, env, volumes, args, command,
+            Flag(container, "stdin"), Flag(container, "stdinOnce"), Flag(container, "tty"));
     }
+
+    private static bool Flag(JsonObject container, string field) => container[field] is JsonValue v && v.TryGetValue<bool>(out var b) && b;
 
     private static bool Optional(JsonObject o) => o["optional"]?.GetValue<bool>() ?? false;
 

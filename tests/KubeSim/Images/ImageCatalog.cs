@@ -7,12 +7,15 @@ namespace KtConnect.KubeSim.Images;
 /// anything else runs the HTTP echo server. An image "cannot be pulled" (null, so the node reports
 /// ErrImagePull) when it starts with one of <see cref="UnpullablePrefixes"/>, or, with
 /// <see cref="Strict"/>, when its repository is not in <see cref="KnownApplicationRepositories"/>.
+/// An application image whose container sets <c>command</c> runs that command (with its args) instead of the echo
+/// server (<see cref="CommandLauncher"/>), as <c>command</c> replaces an image's entrypoint.
 /// </summary>
 public sealed class ImageCatalog : IImageCatalog
 {
     private readonly ShadowSshdLauncher _shadow = new();
     private readonly RouterNginxLauncher _router = new();
     private readonly EchoLauncher _echo = new();
+    private readonly CommandLauncher _command = new();
 
     public static readonly IReadOnlyList<string> ShadowRepositories =
     [
@@ -43,6 +46,12 @@ public sealed class ImageCatalog : IImageCatalog
         if (RouterRepositories.Any(r => Matches(repo, r))) return _router;
         if (Strict && !KnownApplicationRepositories.Any(r => Matches(repo, r))) return null;
         return _echo;
+    }
+
+    public IImageLauncher? Resolve(PodSpecLite spec)
+    {
+        var launcher = Resolve(spec.Image);
+        return launcher == _echo && spec.Command is { Count: > 0 } ? _command : launcher;
     }
 
     /// <summary>The image reference without tag or digest ("a/b:v1@sha256:..." → "a/b").</summary>

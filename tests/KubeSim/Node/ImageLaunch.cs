@@ -4,6 +4,9 @@ namespace KtConnect.KubeSim.Node;
 public interface IImageCatalog
 {
     IImageLauncher? Resolve(string image);
+
+    /// <summary>The launcher for a whole pod spec (a catalog may look at more than the image, e.g. its command); by default the image's.</summary>
+    IImageLauncher? Resolve(PodSpecLite spec) => Resolve(spec.Image);
 }
 
 /// <summary>Prepares one kind of pod process (files under the pod directory, command line, readiness).</summary>

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using System.Threading.Channels;
 using KtConnect.Engine;
 
 namespace KtConnect.KubeSim.Node;
@@ -9,19 +10,29 @@ namespace KtConnect.KubeSim.Node;
 /// stdout and stderr appended to one log file, as a container runtime keeps a container's log. The
 /// owner observes <see cref="Exited"/> (exit code once the log is flushed) and stops it with
 /// <see cref="StopAsync"/>: SIGTERM, a grace period, then SIGKILL to the whole tree.
+/// Like a container runtime's IO it also fans the output out to attachers (<see cref="Subscribe"/>: what is written
+/// from then on, the log keeps everything), and it keeps stdin open when asked (<c>keepStdin</c>, a container's
+/// <c>stdin: true</c> or <c>tty: true</c>) for <see cref="WriteStdinAsync"/>; otherwise stdin is closed at once.
 /// </summary>
 public sealed partial class NsProcess : IAsyncDisposable
 {
     private readonly Process _process;
     private readonly FileStream _log;
     private readonly SemaphoreSlim _logLock = new(1, 1);
+    private readonly SemaphoreSlim _stdinLock = new(1, 1);
+    private readonly List<OutputSubscription> _subscribers = [];
+    private bool _stdoutEnded;
+    private bool _stderrEnded;
+    private Stream? _stdin;
 
-    private NsProcess(Process process, FileStream log, string netNsName)
+    private NsProcess(Process process, FileStream log, string netNsName, bool keepStdin)
     {
         _process = process;
         _log = log;
         NetNsName = netNsName;
         Pid = process.Id;
+        if (keepStdin) _stdin = process.StandardInput.BaseStream;
+        else process.StandardInput.Close();
         Exited = WatchAsync();
     }
 
@@ -32,7 +43,8 @@ public sealed partial class NsProcess : IAsyncDisposable
     /// <summary>Completes with the exit code after the process ended and its output is in the log.</summary>
     public Task<int> Exited { get; }
 
-    public static NsProcess Start(string netNsName, IReadOnlyList<string> argv, IReadOnlyDictionary<string, string> environment, string logPath)
+    public static NsProcess Start(string netNsName, IReadOnlyList<string> argv, IReadOnlyDictionary<string, string> environment, string logPath,
+        bool keepStdin = false)
     {
         var psi = new ProcessStartInfo("ip")
         {
@@ -57,8 +69,102 @@ public sealed partial class NsProcess : IAsyncDisposable
             throw new KtException("SimProcessStartFailed", KtErrorCategory.InvalidOperation,
                 $"Cannot start '{string.Join(' ', argv)}' in {netNsName}: {e.Message}", e, argv);
         }
-        p.StandardInput.Close();
-        return new NsProcess(p, log, netNsName);
+        return new NsProcess(p, log, netNsName, keepStdin);
+    }
+
+    /// <summary>True while stdin is open (kept open at start and not closed since).</summary>
+    public bool StdinOpen
+    {
+        get { lock (_subscribers) return _stdin is not null; }
+    }
+
+    /// <summary>Writes to the process's stdin; dropped when stdin is closed or the process stopped reading.</summary>
+    public async Task WriteStdinAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        await _stdinLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            Stream? stdin;
+            lock (_subscribers) stdin = _stdin;
+            if (stdin is null) return;
+            await stdin.WriteAsync(data, cancellationToken).ConfigureAwait(false);
+            await stdin.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            // The process exited or closed its end.
+        }
+        finally
+        {
+            _stdinLock.Release();
+        }
+    }
+
+    /// <summary>Closes the process's stdin (end of input); later writes are dropped.</summary>
+    public void CloseStdin()
+    {
+        Stream? stdin;
+        lock (_subscribers)
+        {
+            stdin = _stdin;
+            _stdin = null;
+        }
+        try
+        {
+            stdin?.Dispose();
+        }
+        catch (IOException)
+        {
+            // Already gone.
+        }
+    }
+
+    /// <summary>
+    /// A new reader of the output from now on (stdout and/or stderr, each a channel of chunks that completes when the
+    /// process's stream ends or the subscription is disposed).
+    /// </summary>
+    public OutputSubscription Subscribe(bool stdout, bool stderr)
+    {
+        var subscription = new OutputSubscription(this, stdout, stderr);
+        lock (_subscribers)
+        {
+            if (_stdoutEnded) subscription.StdoutWriter?.TryComplete();
+            if (_stderrEnded) subscription.StderrWriter?.TryComplete();
+            _subscribers.Add(subscription);
+        }
+        return subscription;
+    }
+
+    internal void Unsubscribe(OutputSubscription subscription)
+    {
+        lock (_subscribers) _subscribers.Remove(subscription);
+        subscription.StdoutWriter?.TryComplete();
+        subscription.StderrWriter?.TryComplete();
+    }
+
+    /// <summary>One attacher's view of the output; dispose to detach.</summary>
+    public sealed class OutputSubscription : IDisposable
+    {
+        private readonly NsProcess _owner;
+        private readonly Channel<byte[]>? _stdout;
+        private readonly Channel<byte[]>? _stderr;
+
+        internal OutputSubscription(NsProcess owner, bool stdout, bool stderr)
+        {
+            _owner = owner;
+            if (stdout) _stdout = Channel.CreateUnbounded<byte[]>(new UnboundedChannelOptions { SingleReader = true });
+            if (stderr) _stderr = Channel.CreateUnbounded<byte[]>(new UnboundedChannelOptions { SingleReader = true });
+        }
+
+        public ChannelReader<byte[]>? Stdout => _stdout?.Reader;
+
+        public ChannelReader<byte[]>? Stderr => _stderr?.Reader;
+
+        internal ChannelWriter<byte[]>? StdoutWriter => _stdout?.Writer;
+
+        internal ChannelWriter<byte[]>? StderrWriter => _stderr?.Writer;
+
+        public void Dispose() => _owner.Unsubscribe(this);
     }
 
     /// <summary>SIGTERM, wait up to <paramref name="grace"/>, then SIGKILL the tree.</summary>
@@ -98,12 +204,14 @@ public sealed partial class NsProcess : IAsyncDisposable
 
     private async Task<int> WatchAsync()
     {
-        await Task.WhenAll(PumpAsync(_process.StandardOutput.BaseStream), PumpAsync(_process.StandardError.BaseStream)).ConfigureAwait(false);
+        await Task.WhenAll(PumpAsync(_process.StandardOutput.BaseStream, stderr: false), PumpAsync(_process.StandardError.BaseStream, stderr: true))
+            .ConfigureAwait(false);
         await _process.WaitForExitAsync().ConfigureAwait(false);
+        CloseStdin();
         return _process.ExitCode;
     }
 
-    private async Task PumpAsync(Stream from)
+    private async Task PumpAsync(Stream from, bool stderr)
     {
         var buffer = new byte[8192];
         try
@@ -116,6 +224,11 @@ public sealed partial class NsProcess : IAsyncDisposable
                 {
                     await _log.WriteAsync(buffer.AsMemory(0, n)).ConfigureAwait(false);
                     await _log.FlushAsync().ConfigureAwait(false);
+                    var chunk = buffer.AsSpan(0, n).ToArray();
+                    lock (_subscribers)
+                    {
+                        foreach (var s in _subscribers) (stderr ? s.StderrWriter : s.StdoutWriter)?.TryWrite(chunk);
+                    }
                 }
                 finally
                 {
@@ -125,6 +238,15 @@ public sealed partial class NsProcess : IAsyncDisposable
         }
         catch (IOException)
         {
+        }
+        finally
+        {
+            lock (_subscribers)
+            {
+                if (stderr) _stderrEnded = true;
+                else _stdoutEnded = true;
+                foreach (var s in _subscribers) (stderr ? s.StderrWriter : s.StdoutWriter)?.TryComplete();
+            }
         }
     }
 

@@ -8,7 +8,11 @@ public sealed record ContainerPortLite(int Port, string Protocol = "TCP", string
 /// a Pod (first container) into this. <see cref="Volumes"/> maps a container mount path to its files
 /// (file name → bytes), already resolved from ConfigMaps/Secrets and their <c>items</c>.
 /// <see cref="Args"/> are the container's args; launchers may read them, none passes them on blindly
-/// (the process stands in for the image's entrypoint, which would not understand them).
+/// (the process stands in for the image's entrypoint, which would not understand them), except when
+/// <see cref="Command"/> (the container's <c>command</c>) replaces the entrypoint of an application image: then
+/// command + args run as the main process. <see cref="Stdin"/>, <see cref="StdinOnce"/> and <see cref="Tty"/> are the
+/// container's fields of those names: the main process's stdin stays open for attachers (closed at once otherwise),
+/// and with a tty it runs on a pseudo-terminal.
 /// </summary>
 public sealed record PodSpecLite(
     string Namespace,
@@ -17,7 +21,11 @@ public sealed record PodSpecLite(
     IReadOnlyList<ContainerPortLite> ContainerPorts,
     IReadOnlyDictionary<string, string> Env,
     IReadOnlyDictionary<string, IReadOnlyDictionary<string, byte[]>> Volumes,
-    IReadOnlyList<string>? Args = null)
+    IReadOnlyList<string>? Args = null,
+    IReadOnlyList<string>? Command = null,
+    bool Stdin = false,
+    bool StdinOnce = false,
+    bool Tty = false)
 {
     /// <summary>"namespace/name": how every node call names a pod.</summary>
     public string Key => Namespace + "/" + Name;

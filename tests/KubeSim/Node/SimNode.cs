@@ -148,7 +148,7 @@ public sealed class SimNode : IAsyncDisposable
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
         ValidateName(spec.Namespace);
         ValidateName(spec.Name);
-        var launcher = _images.Resolve(spec.Image) ?? throw new SimImagePullException(spec.Image, spec.Key);
+        var launcher = _images.Resolve(spec) ?? throw new SimImagePullException(spec.Image, spec.Key);
         PodRuntime rt;
         lock (_gate)
         {
@@ -200,7 +200,10 @@ public sealed class SimNode : IAsyncDisposable
             rt.ExecEnvironment = new Dictionary<string, string>(env, StringComparer.Ordinal);
             foreach (var (k, v) in command.Environment) env[k] = v;
             rt.Command = command;
-            var process = NsProcess.Start(rt.NetNs, command.Argv, env, rt.LogPath);
+            // tty: true runs the main process on a pseudo-terminal (stdout and stderr both on it, as a runtime does);
+            // stdin: true (or a tty) keeps its stdin open for attachers.
+            var argv = spec.Tty && Terminal.Available ? Terminal.Wrap(command.Argv, rt.TtyFile) : command.Argv;
+            var process = NsProcess.Start(rt.NetNs, argv, env, rt.LogPath, keepStdin: spec.Stdin || spec.Tty);
             lock (_gate) rt.Process = process;
             Record(s => s.ProcessIds.Add(process.Pid));
             rt.Started.SetResult();
@@ -274,6 +277,24 @@ public sealed class SimNode : IAsyncDisposable
         }
         await StopPodAsync(rt).ConfigureAwait(false);
         return true;
+    }
+
+    // ---------------------------------------------------------------- attach
+
+    /// <summary>
+    /// Attaches to the pod's main process as a container runtime does (containerd's ContainerIO.Attach): output written
+    /// from now on (not the log's history) on the requested streams, stdin (when <paramref name="stdin"/> and the
+    /// container has <c>stdin: true</c>; otherwise input is dropped) and resize when the container has a tty.
+    /// "SimPodNotFound" when the pod does not run here, "SimContainerNotRunning" when its process has exited.
+    /// </summary>
+    public SimAttachment Attach(string podKey, bool stdin, bool stdout, bool stderr)
+    {
+        var rt = Get(podKey);
+        var process = rt.Process!;
+        if (process.Exited.IsCompleted)
+            throw new KtException("SimContainerNotRunning", KtErrorCategory.InvalidOperation, $"The main process of pod {podKey} has exited.", target: podKey);
+        var tty = rt.Spec.Tty && Terminal.Available;
+        return new SimAttachment(process, process.Subscribe(stdout, stderr && !tty), stdin && rt.Spec.Stdin, rt.Spec.StdinOnce, tty, rt.TtyFile);
     }
 
     // ---------------------------------------------------------------- port-forward and exec
@@ -767,6 +788,7 @@ public sealed class SimNode : IAsyncDisposable
         public string Directory { get; } = directory;
         public string EtcDirectory => "/etc/netns/" + NetNs;
         public string LogPath => Path.Combine(Directory, "container.log");
+        public string TtyFile => Path.Combine(Directory, "tty");
         public NsProcess? Process { get; set; }
         public TaskCompletionSource Started { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public PodCommand? Command { get; set; }

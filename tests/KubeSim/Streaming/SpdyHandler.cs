@@ -16,9 +16,11 @@ namespace KtConnect.KubeSim.Streaming;
 /// X-Stream-Protocol-Version; the client opens one stream per channel (streamtype error, stdin, stdout, stderr,
 /// resize), the status goes on the error stream (v4: the Status JSON, as over WebSocket). Port-forward
 /// (portforward.k8s.io) gets an error and a data stream per connection, named by the port and requestid headers.
-/// A tty request runs the command under <see cref="Pty"/>; the resize stream resizes it.
+/// A tty request runs the command under <see cref="Pty"/>; the resize stream resizes it. Attach takes the streams of
+/// exec and joins the container's main process (<see cref="IPodAttach"/>): its output from that moment on, stdin to it
+/// (the client's FIN ends the attacher's input), resize to its terminal; the Success status when the attach ends.
 /// </summary>
-internal sealed class SpdyHandler(IPodExec exec, IPodNetwork network)
+internal sealed class SpdyHandler(IPodExec exec, IPodNetwork network, IPodAttach attach)
 {
     private static readonly string[] ExecProtocols = ["v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"];
 
@@ -41,30 +43,12 @@ internal sealed class SpdyHandler(IPodExec exec, IPodNetwork network)
         var token = sessionCts.Token;
         var reader = session.RunAsync(token);
 
-        // The client opens its streams first: error, then stdin/stdout/stderr as selected, then resize for a tty (v3+).
-        var expected = new List<string> { "error" };
-        if (request.Stdin) expected.Add("stdin");
-        if (request.Stdout) expected.Add("stdout");
-        if (request.Stderr && !request.Tty) expected.Add("stderr");
-        if (request.Tty && protocol != "channel.k8s.io" && protocol != "v2.channel.k8s.io") expected.Add("resize");
-        var streams = new Dictionary<string, SpdyStream>(StringComparer.Ordinal);
-        using (var wait = CancellationTokenSource.CreateLinkedTokenSource(token))
+        var streams = await AcceptStreamsAsync(session, protocol, request.Stdin, request.Stdout, request.Stderr, request.Tty, token).ConfigureAwait(false);
+        if (streams is null)
         {
-            wait.CancelAfter(TimeSpan.FromSeconds(30));
-            try
-            {
-                while (!expected.All(streams.ContainsKey))
-                {
-                    var s = await session.Accepted.ReadAsync(wait.Token).ConfigureAwait(false);
-                    streams[s.Header("streamtype")] = s;
-                }
-            }
-            catch (Exception e) when (e is OperationCanceledException or System.Threading.Channels.ChannelClosedException)
-            {
-                await sessionCts.CancelAsync().ConfigureAwait(false);
-                await Swallow(reader).ConfigureAwait(false);
-                return;
-            }
+            await sessionCts.CancelAsync().ConfigureAwait(false);
+            await Swallow(reader).ConfigureAwait(false);
+            return;
         }
         var errorStream = streams["error"];
         var (startRequest, pty) = Pty.Wrap(request);
@@ -122,6 +106,115 @@ internal sealed class SpdyHandler(IPodExec exec, IPodNetwork network)
             await FinishAsync(session, errorStream, protocol, status, text, sessionCts, reader).ConfigureAwait(false);
             await Swallow(stdin).ConfigureAwait(false);
             await Swallow(resizing).ConfigureAwait(false);
+        }
+    }
+
+    public async Task AttachAsync(HttpContext context, JsonObject pod, string ns, string podName, string container, CancellationToken ct)
+    {
+        var protocol = Negotiate(context, ExecProtocols);
+        if (protocol is null)
+        {
+            await HttpBodies.WriteTextAsync(context, 403, "unable to upgrade: unable to negotiate protocol: client supports " +
+                context.Request.Headers["X-Stream-Protocol-Version"] + ", server supports " + string.Join(", ", ExecProtocols), ct).ConfigureAwait(false);
+            return;
+        }
+        if (await AttachHandler.ReadRequestAsync(context, ns, podName, container, ct).ConfigureAwait(false) is not { } request) return;
+        if (await AttachHandler.StartAsync(context, attach, request, pod, ct).ConfigureAwait(false) is not { } attached) return;
+        await using (attached)
+        {
+            await using var session = await UpgradeAsync(context, protocol).ConfigureAwait(false);
+            using var sessionCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            var token = sessionCts.Token;
+            var reader = session.RunAsync(token);
+            var streams = await AcceptStreamsAsync(session, protocol, request.Stdin, request.Stdout, request.Stderr, request.Tty, token).ConfigureAwait(false);
+            if (streams is null)
+            {
+                await sessionCts.CancelAsync().ConfigureAwait(false);
+                await Swallow(reader).ConfigureAwait(false);
+                return;
+            }
+            var stdinEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var stdin = streams.TryGetValue("stdin", out var inStream) ? AttachStdinAsync(inStream, attached, stdinEnded, token) : Task.CompletedTask;
+            var resizing = streams.TryGetValue("resize", out var resize) ? AttachResizeAsync(resize, attached, token) : Task.CompletedTask;
+            var stdout = PumpAsync(attached.Stdout, streams.GetValueOrDefault("stdout"), token);
+            var stderr = PumpAsync(attached.Stderr, streams.GetValueOrDefault("stderr"), token);
+            // The attach lasts while any requested output flows; with stdin alone, until the client's input ends. The client
+            // going away (the connection's reader ends) detaches too.
+            var finished = attached.Stdout is null && attached.Stderr is null ? stdinEnded.Task : Task.WhenAll(stdout, stderr);
+            await Task.WhenAny(finished, reader).ConfigureAwait(false);
+            if (!finished.IsCompleted)
+            {
+                await sessionCts.CancelAsync().ConfigureAwait(false);
+                await Swallow(Task.WhenAll(stdout, stderr, stdin, resizing, reader)).ConfigureAwait(false);
+                return;
+            }
+            var status = new JsonObject { ["metadata"] = new JsonObject(), ["status"] = "Success" };
+            await FinishAsync(session, streams["error"], protocol, status, "", sessionCts, reader).ConfigureAwait(false);
+            await Swallow(stdin).ConfigureAwait(false);
+            await Swallow(resizing).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// The client opens its streams first: error, then stdin/stdout/stderr as selected (no stderr with a tty), then resize
+    /// for a tty (v3+). Null when they do not all come within 30 s or the connection ends.
+    /// </summary>
+    private static async Task<Dictionary<string, SpdyStream>?> AcceptStreamsAsync(SpdySession session, string protocol, bool stdin, bool stdout, bool stderr,
+        bool tty, CancellationToken token)
+    {
+        var expected = new List<string> { "error" };
+        if (stdin) expected.Add("stdin");
+        if (stdout) expected.Add("stdout");
+        if (stderr && !tty) expected.Add("stderr");
+        if (tty && protocol != "channel.k8s.io" && protocol != "v2.channel.k8s.io") expected.Add("resize");
+        var streams = new Dictionary<string, SpdyStream>(StringComparer.Ordinal);
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(token);
+        wait.CancelAfter(TimeSpan.FromSeconds(30));
+        try
+        {
+            while (!expected.All(streams.ContainsKey))
+            {
+                var s = await session.Accepted.ReadAsync(wait.Token).ConfigureAwait(false);
+                streams[s.Header("streamtype")] = s;
+            }
+            return streams;
+        }
+        catch (Exception e) when (e is OperationCanceledException or System.Threading.Channels.ChannelClosedException)
+        {
+            return null;
+        }
+    }
+
+    private static async Task PumpAsync(System.Threading.Channels.ChannelReader<byte[]>? from, SpdyStream? to, CancellationToken ct)
+    {
+        if (from is null) return;
+        try
+        {
+            await foreach (var chunk in from.ReadAllAsync(ct).ConfigureAwait(false))
+            {
+                if (to is not null) await to.WriteAsync(chunk, ct).ConfigureAwait(false);
+            }
+            if (to is not null) await to.CloseAsync(ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or SocketException)
+        {
+            // The client went away.
+        }
+    }
+
+    private static async Task AttachStdinAsync(SpdyStream from, IAttachSession to, TaskCompletionSource ended, CancellationToken ct)
+    {
+        await foreach (var chunk in from.Inbound.ReadAllAsync(ct).ConfigureAwait(false)) await to.WriteStdinAsync(chunk, ct).ConfigureAwait(false);
+        // The client's FIN: the attacher's input ended.
+        to.EndStdin();
+        ended.TrySetResult();
+    }
+
+    private static async Task AttachResizeAsync(SpdyStream stream, IAttachSession to, CancellationToken ct)
+    {
+        await foreach (var chunk in stream.Inbound.ReadAllAsync(ct).ConfigureAwait(false))
+        {
+            foreach (var (width, height) in Pty.Sizes(chunk)) await to.ResizeAsync(width, height, ct).ConfigureAwait(false);
         }
     }
 
