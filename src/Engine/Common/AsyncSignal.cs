@@ -1,11 +1,20 @@
 using System.Threading.Tasks.Sources;
 
-namespace KtConnect.Engine.Ssh;
+namespace KtConnect.Engine;
 
 /// <summary>
-/// An auto-reset, sticky wake-up for a single waiter: <see cref="Set"/> before <see cref="WaitAsync"/> is
-/// not lost. Backed by one reusable <see cref="IValueTaskSource"/>, so waiting allocates nothing (the data
-/// path waits once per packet in the worst case). Waiters re-check their condition after waking.
+/// An auto-reset, sticky wake-up for a single waiter: a <see cref="Set"/> before <see cref="WaitAsync"/> is not
+/// lost (however many Sets, the next wait returns at once, and only that one), so a check-then-wait loop never
+/// misses a wake-up. Waiters re-check their condition after waking: a wake-up may be spurious.
+/// <para>
+/// Backed by one reusable <see cref="IValueTaskSource"/>, so waiting allocates nothing (the SSH channel and
+/// the user-space TCP stack wait once per packet in the worst case). A cancelled wait ends with
+/// <see cref="OperationCanceledException"/> and leaves the signal as it was: a later Set is kept for the next
+/// wait. One wait at a time: a second concurrent wait is a caller's bug and throws.
+/// </para>
+/// <para>
+/// Used by <c>Ssh/SshChannel</c> (data arrived, window opened) and <c>Net/TcpConnection</c> (readable, writable).
+/// </para>
 /// </summary>
 internal sealed class AsyncSignal : IValueTaskSource
 {
@@ -16,6 +25,7 @@ internal sealed class AsyncSignal : IValueTaskSource
     private CancellationToken _waitToken;
     private CancellationTokenRegistration _registration;
 
+    /// <summary>Wakes the pending wait, or, with none pending, makes the next wait return at once.</summary>
     public void Set()
     {
         CancellationTokenRegistration registration;
@@ -34,7 +44,10 @@ internal sealed class AsyncSignal : IValueTaskSource
         _core.SetResult(true);
     }
 
-    /// <summary>Completes at the next <see cref="Set"/> (or at once if one is pending). One waiter at a time.</summary>
+    /// <summary>
+    /// Completes at the next <see cref="Set"/> (at once if one is pending). One waiter at a time; the returned
+    /// <see cref="ValueTask"/> is awaited once.
+    /// </summary>
     public ValueTask WaitAsync(CancellationToken ct)
     {
         lock (_lock)
@@ -44,7 +57,11 @@ internal sealed class AsyncSignal : IValueTaskSource
                 _set = false;
                 return ValueTask.CompletedTask;
             }
-            if (_waiting) throw new InvalidOperationException("Only one read and one write may be pending on an SSH channel at a time.");
+            if (_waiting)
+            {
+                throw new InvalidOperationException(
+                    "Only one wait may be pending on a signal at a time (one read and one write on an SSH channel or a TCP flow).");
+            }
             if (ct.IsCancellationRequested) return ValueTask.FromCanceled(ct);
             _core.Reset();
             _waiting = true;
