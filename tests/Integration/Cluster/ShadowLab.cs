@@ -99,17 +99,6 @@ internal sealed class ShadowLab : IAsyncDisposable
         return ((IPEndPoint)l.LocalEndpoint).Port;
     }
 
-    /// <summary>Polls <paramref name="condition"/> until true or the deadline (then fails with <paramref name="what"/>).</summary>
-    public static async Task WaitUntilAsync(Func<bool> condition, string what, TimeSpan? within = null)
-    {
-        var deadline = DateTime.UtcNow + (within ?? TimeSpan.FromSeconds(30));
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) Assert.Fail("Timed out waiting for: " + what);
-            await Task.Delay(20);
-        }
-    }
-
     public async ValueTask DisposeAsync()
     {
         Kube.Dispose();

@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography;
 using KtConnect.Engine.Cluster.Tunnel;
 using KtConnect.Engine.Ssh;
+using KtConnect.KubeSim.Testing;
 using KtConnect.Tests.Integration.Ssh;
 using KtConnect.Engine.Sessions.Tunnel;
 
@@ -22,7 +23,7 @@ public sealed class ShadowLinkTests
         await using var echo = new EchoServer();
         await using var link = await ShadowLink.StartAsync(lab.Kube, lab.Options(connections: 2));
         Assert.Equal(ShadowLinkState.Connected, link.State);
-        await ShadowLab.WaitUntilAsync(() => link.HealthyConnections == 2, "both SSH connections up");
+        await Wait.UntilAsync(() => link.HealthyConnections == 2, "both SSH connections up");
 
         // One big flow, then 20 side by side (spread over both connections).
         await RoundTripAsync(link, echo.Port, 4 * 1024 * 1024, seed: 1);
@@ -79,7 +80,7 @@ public sealed class ShadowLinkTests
             events.Enqueue("recovered");
             recovered.TrySetResult();
         };
-        await ShadowLab.WaitUntilAsync(() => link.HealthyConnections == 2, "both SSH connections up");
+        await Wait.UntilAsync(() => link.HealthyConnections == 2, "both SSH connections up");
 
         // A flow that is open when sshd dies breaks with an IOException (what the relays handle).
         var dialer = new SshFlowDialer(link);
@@ -109,7 +110,7 @@ public sealed class ShadowLinkTests
         Assert.Equal(ShadowLinkState.Connected, link.State);
         Assert.Equal(["reconnecting", "recovered"], events.ToArray());
         await RoundTripAsync(link, echo.Port, 64 * 1024, seed: 7);
-        await ShadowLab.WaitUntilAsync(() => link.HealthyConnections == 2, "both SSH connections back");
+        await Wait.UntilAsync(() => link.HealthyConnections == 2, "both SSH connections back");
         Assert.True(link.Reconnects >= 2);
     }
 
@@ -121,10 +122,10 @@ public sealed class ShadowLinkTests
         await using var link = await ShadowLink.StartAsync(lab.Kube, lab.Options(connections: 2));
         var outages = 0;
         link.Reconnecting += (_, _) => Interlocked.Increment(ref outages);
-        await ShadowLab.WaitUntilAsync(() => link.HealthyConnections == 2, "both SSH connections up");
+        await Wait.UntilAsync(() => link.HealthyConnections == 2, "both SSH connections up");
 
         lab.Sshd.KillOneConnection();
-        await ShadowLab.WaitUntilAsync(() => link.Reconnects >= 1 && link.HealthyConnections == 2, "the dropped connection replaced");
+        await Wait.UntilAsync(() => link.Reconnects >= 1 && link.HealthyConnections == 2, "the dropped connection replaced");
         Assert.Equal(ShadowLinkState.Connected, link.State);
         Assert.Equal(0, Volatile.Read(ref outages));
         await RoundTripAsync(link, echo.Port, 256 * 1024, seed: 3);
@@ -143,9 +144,9 @@ public sealed class ShadowLinkTests
         Assert.Equal("hello from the laptop\n", await ReadAllFromAsync(forward.BoundPort));
 
         await lab.Sshd.KillAsync();
-        await ShadowLab.WaitUntilAsync(() => link.State == ShadowLinkState.Reconnecting, "the link reconnecting");
+        await Wait.UntilAsync(() => link.State == ShadowLinkState.Reconnecting, "the link reconnecting");
         await lab.Sshd.RestartAsync();
-        await ShadowLab.WaitUntilAsync(() => forward.Reestablished >= 1, "the forward requested again");
+        await Wait.UntilAsync(() => forward.Reestablished >= 1, "the forward requested again");
         Assert.Equal("hello from the laptop\n", await ReadAllFromAsync(forward.BoundPort));
     }
 

@@ -8,6 +8,7 @@ using KtConnect.Engine.Cluster.Tunnel;
 using KtConnect.Engine.Dns;
 using KtConnect.Engine.Net;
 using KtConnect.Engine.Sessions.Tunnel;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Integration.Cluster;
 
@@ -34,7 +35,7 @@ public sealed class TunnelModesTests
         Assert.Equal("hello through the shadow", byName.StandardOutput);
         // The name went to the dialer, and from there into the direct-tcpip request, unresolved.
         Assert.Contains(("localhost", http.Port), recorder.Dialed);
-        await ShadowLab.WaitUntilAsync(() => lab.Sshd.Log.Contains($"target localhost port {http.Port}", StringComparison.Ordinal),
+        await Wait.UntilAsync(() => lab.Sshd.Log.Contains($"target localhost port {http.Port}", StringComparison.Ordinal),
             "sshd's log of the direct-tcpip to localhost");
         Assert.Equal(["/a", "/b"], http.Paths.ToArray());
 
