@@ -2,7 +2,7 @@ using KtConnect.Engine;
 using KtConnect.KubeSim.Store;
 using Microsoft.AspNetCore.Http;
 
-namespace KtConnect.Tests.Integration.Exchange;
+namespace KtConnect.Tests.Integration.Sessions.Exchange;
 
 /// <summary>
 /// Issue 13 item 2: the shadow pod of a live session is deleted (a user, an eviction, a node loss). The Service goes back

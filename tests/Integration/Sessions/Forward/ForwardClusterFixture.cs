@@ -1,10 +1,10 @@
 using System.Text.RegularExpressions;
 using KtConnect.KubeSim.Cluster;
 using KtConnect.KubeSim.Store;
-using KtConnect.Tests.Integration.Connect;
+using KtConnect.Tests.Integration.Sessions.Connect;
 using KtConnect.Tests.Integration.KubeSim;
 
-namespace KtConnect.Tests.Integration.Forward;
+namespace KtConnect.Tests.Integration.Sessions.Forward;
 
 /// <summary>
 /// A simulated cluster for Forward, Clean and Recover: namespace `dev` with Deployment `orders` (2 replicas, an echo

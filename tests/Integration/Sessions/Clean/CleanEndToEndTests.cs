@@ -1,10 +1,10 @@
 using System.Text.Json.Nodes;
 using KtConnect.KubeSim.Cluster;
 using KtConnect.KubeSim.Store;
-using KtConnect.Tests.Integration.Connect;
-using KtConnect.Tests.Integration.Forward;
+using KtConnect.Tests.Integration.Sessions.Connect;
+using KtConnect.Tests.Integration.Sessions.Forward;
 
-namespace KtConnect.Tests.Integration.Clean;
+namespace KtConnect.Tests.Integration.Sessions.Clean;
 
 /// <summary>
 /// `kt clean`, the journal's immediate recovery after SIGKILL and `kt recover`, with `kt` processes in the laptop

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 using KtConnect.Engine;
 using KtConnect.Engine.Net.Routes;
 
-namespace KtConnect.Tests.Unit.Net;
+namespace KtConnect.Tests.Unit.Net.Routes;
 
 public class RouteTests
 {

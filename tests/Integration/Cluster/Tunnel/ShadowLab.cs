@@ -9,7 +9,7 @@ using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Streaming;
 using KtConnect.Tests.Integration.Ssh;
 
-namespace KtConnect.Tests.Integration.Cluster;
+namespace KtConnect.Tests.Integration.Cluster.Tunnel;
 
 /// <summary>
 /// KubeSim in-process with one "shadow" pod whose port 22 is a real OpenSSH sshd on loopback (through

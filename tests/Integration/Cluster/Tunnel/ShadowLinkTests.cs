@@ -8,7 +8,7 @@ using KtConnect.KubeSim.Testing;
 using KtConnect.Tests.Integration.Ssh;
 using KtConnect.Engine.Sessions.Tunnel;
 
-namespace KtConnect.Tests.Integration.Cluster;
+namespace KtConnect.Tests.Integration.Cluster.Tunnel;
 
 /// <summary>
 /// The data-path core end to end, no root needed for the path itself: KubeSim's port-forward to a pod whose port 22 is a

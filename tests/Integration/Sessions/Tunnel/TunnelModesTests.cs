@@ -9,8 +9,9 @@ using KtConnect.Engine.Dns;
 using KtConnect.Engine.Net;
 using KtConnect.Engine.Sessions.Tunnel;
 using KtConnect.KubeSim.Testing;
+using KtConnect.Tests.Integration.Cluster.Tunnel;
 
-namespace KtConnect.Tests.Integration.Cluster;
+namespace KtConnect.Tests.Integration.Sessions.Tunnel;
 
 /// <summary>The adapters in the Net and Dns areas' entry points: SOCKS mode with curl, split DNS with dig and dnsmasq.</summary>
 public sealed class TunnelModesTests

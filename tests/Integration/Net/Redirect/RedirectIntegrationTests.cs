@@ -6,7 +6,7 @@ using KtConnect.Engine.Net.Linux;
 using KtConnect.Engine.Net.Redirect;
 using KtConnect.KubeSim.Host;
 
-namespace KtConnect.Tests.Integration.Net;
+namespace KtConnect.Tests.Integration.Net.Redirect;
 
 /// <summary>
 /// Redirect mode in a laptop namespace: nftables (or iptables) REDIRECTs the cluster ranges to a listener

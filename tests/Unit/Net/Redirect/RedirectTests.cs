@@ -2,7 +2,7 @@ using System.Net;
 using KtConnect.Engine;
 using KtConnect.Engine.Net.Redirect;
 
-namespace KtConnect.Tests.Unit.Net;
+namespace KtConnect.Tests.Unit.Net.Redirect;
 
 public class RedirectTests
 {

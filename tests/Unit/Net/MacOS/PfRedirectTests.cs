@@ -5,7 +5,7 @@ using KtConnect.Engine.Net;
 using KtConnect.Engine.Net.MacOS;
 using KtConnect.Engine.Net.Redirect;
 
-namespace KtConnect.Tests.Unit.Net;
+namespace KtConnect.Tests.Unit.Net.MacOS;
 
 /// <summary>macOS pf redirect: the pfctl command sequence, the journal, crash undo and the listener's lookup hook.</summary>
 public sealed class PfRedirectTests : IDisposable

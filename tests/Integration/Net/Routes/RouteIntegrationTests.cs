@@ -3,7 +3,7 @@ using KtConnect.Engine;
 using KtConnect.Engine.Net.Routes;
 using KtConnect.KubeSim.Host;
 
-namespace KtConnect.Tests.Integration.Net;
+namespace KtConnect.Tests.Integration.Net.Routes;
 
 /// <summary>Routes in a namespace of our own: conflicts read from the real table, journal, removal.</summary>
 public class RouteIntegrationTests

@@ -4,8 +4,9 @@ using KtConnect.Engine.Net;
 using KtConnect.Engine.Net.Linux;
 using KtConnect.KubeSim.Host;
 using KtConnect.Engine.Sessions.Tunnel;
+using KtConnect.Tests.Integration.Cluster.Tunnel;
 
-namespace KtConnect.Tests.Integration.Cluster;
+namespace KtConnect.Tests.Integration.Sessions.Tunnel;
 
 /// <summary>
 /// Tun mode end to end: a "laptop" namespace (ktcon-) with a tun device served by our user-space stack, a route for a

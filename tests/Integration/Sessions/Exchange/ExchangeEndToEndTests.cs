@@ -3,7 +3,7 @@ using KtConnect.Engine.Cluster;
 using KtConnect.KubeSim.Cluster;
 using KtConnect.KubeSim.Store;
 
-namespace KtConnect.Tests.Integration.Exchange;
+namespace KtConnect.Tests.Integration.Sessions.Exchange;
 
 /// <summary>
 /// `kt exchange` and `kt preview` as a user runs them: a separate process in a laptop namespace, against a simulated

@@ -1,7 +1,7 @@
 using KtConnect.Engine.Cluster;
 using KtConnect.KubeSim.Store;
 
-namespace KtConnect.Tests.Integration.Connect;
+namespace KtConnect.Tests.Integration.Sessions.Connect;
 
 /// <summary>Two `kt connect --shareShadow` processes on one laptop: one pod, counted; each leaves without breaking the other.</summary>
 [Collection(ConnectClusterCollection.Name)]

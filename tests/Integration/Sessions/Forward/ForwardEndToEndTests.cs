@@ -1,6 +1,6 @@
 using KtConnect.KubeSim.Store;
 
-namespace KtConnect.Tests.Integration.Forward;
+namespace KtConnect.Tests.Integration.Sessions.Forward;
 
 /// <summary>`kt forward` as a user runs it, from the laptop namespace (which reaches only the API server).</summary>
 [Collection(ForwardClusterCollection.Name)]

@@ -3,10 +3,10 @@ using System.Text.Json.Nodes;
 using KtConnect.KubeSim.Cluster;
 using KtConnect.KubeSim.Images;
 using KtConnect.KubeSim.Store;
-using KtConnect.Tests.Integration.Connect;
+using KtConnect.Tests.Integration.Sessions.Connect;
 using KtConnect.Tests.Integration.KubeSim;
 
-namespace KtConnect.Tests.Integration.Exchange;
+namespace KtConnect.Tests.Integration.Sessions.Exchange;
 
 /// <summary>
 /// A simulated cluster for Exchange and Preview: namespace `dev` with

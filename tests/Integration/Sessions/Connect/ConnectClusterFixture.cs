@@ -4,7 +4,7 @@ using KtConnect.KubeSim.Cluster;
 using KtConnect.KubeSim.Store;
 using KtConnect.Tests.Integration.KubeSim;
 
-namespace KtConnect.Tests.Integration.Connect;
+namespace KtConnect.Tests.Integration.Sessions.Connect;
 
 /// <summary>
 /// A simulated cluster for Connect: namespace `dev` with Deployment + Service `orders` (2 replicas, 80 → 8080, an

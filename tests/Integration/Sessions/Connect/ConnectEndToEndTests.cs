@@ -1,7 +1,7 @@
 using KtConnect.KubeSim.Store;
 using KtConnect.Tests.Integration.KubeSim;
 
-namespace KtConnect.Tests.Integration.Connect;
+namespace KtConnect.Tests.Integration.Sessions.Connect;
 
 /// <summary>
 /// `kt connect` as a user runs it: a separate process in a laptop namespace that reaches only the API server,

@@ -1,6 +1,6 @@
 using KtConnect.KubeSim.Store;
 
-namespace KtConnect.Tests.Integration.Exchange;
+namespace KtConnect.Tests.Integration.Sessions.Exchange;
 
 /// <summary>
 /// Issue 13 item 3: exchanging one port of a three-port Service. Selector mode keeps the other two working (the shadow

@@ -4,11 +4,11 @@ using KtConnect.Engine;
 using KtConnect.Engine.Cluster.Recovery;
 using KtConnect.KubeSim.Cluster;
 using KtConnect.KubeSim.Store;
-using KtConnect.Tests.Integration.Connect;
-using KtConnect.Tests.Integration.Exchange;
+using KtConnect.Tests.Integration.Sessions.Connect;
+using KtConnect.Tests.Integration.Sessions.Exchange;
 using KtConnect.Engine.Sessions.Clean;
 
-namespace KtConnect.Tests.Integration.Clean;
+namespace KtConnect.Tests.Integration.Sessions.Clean;
 
 /// <summary>
 /// `kt clean --thresholdInMinus 0` and `kt recover`, and the engine calls Clear-KtResource and Restore-KtService make,
