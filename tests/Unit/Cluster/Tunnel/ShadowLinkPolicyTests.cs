@@ -1,9 +1,7 @@
 using System.Net.Sockets;
 using KtConnect.Engine;
 using KtConnect.Engine.Cluster.Tunnel;
-using KtConnect.Engine.Net;
 using KtConnect.Engine.Ssh;
-using KtConnect.Engine.Sessions.Tunnel;
 
 namespace KtConnect.Tests.Unit.Cluster.Tunnel;
 
