@@ -7,6 +7,7 @@ using System.Text.Json.Nodes;
 using KtConnect.Engine.Kube;
 using KtConnect.KubeSim.Cluster;
 using KtConnect.KubeSim.Store;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Bench;
 
@@ -311,15 +312,8 @@ internal sealed class ConnectBench : IAsyncDisposable
         return (double.Parse(f[0], CultureInfo.InvariantCulture), double.Parse(f[1], CultureInfo.InvariantCulture));
     }
 
-    public static async Task WaitUntilAsync(Func<Task<bool>> condition, string what, TimeSpan timeout, CancellationToken ct)
-    {
-        var sw = Stopwatch.StartNew();
-        while (!await condition().ConfigureAwait(false))
-        {
-            if (sw.Elapsed > timeout) throw new TimeoutException("timed out waiting for " + what);
-            await Task.Delay(50, ct).ConfigureAwait(false);
-        }
-    }
+    public static Task WaitUntilAsync(Func<Task<bool>> condition, string what, TimeSpan timeout, CancellationToken ct) =>
+        Wait.UntilAsync(condition, what, timeout, TimeSpan.FromMilliseconds(50), ct);
 
     public static Process Start(string file, params string[] args)
     {

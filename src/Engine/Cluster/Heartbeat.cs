@@ -16,6 +16,13 @@ public enum KtObjectKind
 public sealed record KtObjectRef(KtObjectKind Kind, string Namespace, string Name)
 {
     public override string ToString() => $"{Kind} {Namespace}/{Name}";
+
+    /// <summary>A shadow's objects (private or shared): its pod or Deployment, and its ConfigMap of the same name.</summary>
+    public static IReadOnlyList<KtObjectRef> Shadow(bool isDeployment, string @namespace, string name) =>
+    [
+        new(isDeployment ? KtObjectKind.Deployment : KtObjectKind.Pod, @namespace, name),
+        new(KtObjectKind.ConfigMap, @namespace, name),
+    ];
 }
 
 /// <summary>

@@ -137,18 +137,21 @@ public sealed record ShadowPodSpec
         };
     }
 
+    /// <summary>The pod's and the Deployment's metadata: name, namespace, kt labels and annotations (the ConfigMap has only the heartbeat).</summary>
+    private ObjectMeta Metadata(DateTimeOffset clusterNow) => new()
+    {
+        Name = Name,
+        Namespace = Namespace,
+        Labels = Labels(),
+        Annotations = Annotations(clusterNow),
+    };
+
     /// <summary>The bare shadow pod.</summary>
     public Pod BuildPod(DateTimeOffset clusterNow) => new()
     {
         ApiVersion = "v1",
         Kind = "Pod",
-        Metadata = new ObjectMeta
-        {
-            Name = Name,
-            Namespace = Namespace,
-            Labels = Labels(),
-            Annotations = Annotations(clusterNow),
-        },
+        Metadata = Metadata(clusterNow),
         Spec = BuildPodSpec(),
     };
 
@@ -157,13 +160,7 @@ public sealed record ShadowPodSpec
     {
         ApiVersion = "apps/v1",
         Kind = "Deployment",
-        Metadata = new ObjectMeta
-        {
-            Name = Name,
-            Namespace = Namespace,
-            Labels = Labels(),
-            Annotations = Annotations(clusterNow),
-        },
+        Metadata = Metadata(clusterNow),
         Spec = new DeploymentSpec
         {
             Selector = new LabelSelectorSpec { MatchLabels = SelectorLabels() },

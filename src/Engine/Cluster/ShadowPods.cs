@@ -502,11 +502,7 @@ public sealed class ShadowPodHandle : IAsyncDisposable
     public bool WorkloadCreated { get; internal set; }
 
     /// <summary>The objects for the heartbeat: the pod or Deployment and the ConfigMap.</summary>
-    public IReadOnlyList<KtObjectRef> Objects =>
-    [
-        new(IsDeployment ? KtObjectKind.Deployment : KtObjectKind.Pod, Namespace, Name),
-        new(KtObjectKind.ConfigMap, Namespace, Name),
-    ];
+    public IReadOnlyList<KtObjectRef> Objects => KtObjectRef.Shadow(IsDeployment, Namespace, Name);
 
     public async Task DeleteAsync(CancellationToken cancellationToken)
     {
@@ -578,11 +574,7 @@ public sealed class SharedShadowLease : IAsyncDisposable
     /// <summary>True when the last release deleted the shadow.</summary>
     public bool DeletedOnRelease { get; private set; }
 
-    public IReadOnlyList<KtObjectRef> Objects =>
-    [
-        new(IsDeployment ? KtObjectKind.Deployment : KtObjectKind.Pod, Namespace, Name),
-        new(KtObjectKind.ConfigMap, Namespace, Name),
-    ];
+    public IReadOnlyList<KtObjectRef> Objects => KtObjectRef.Shadow(IsDeployment, Namespace, Name);
 
     public async Task ReleaseAsync(CancellationToken cancellationToken)
     {

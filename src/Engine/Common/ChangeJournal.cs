@@ -55,6 +55,20 @@ public interface IChangeJournal
     IReadOnlyList<JournalEntry> ReadAll();
 }
 
+public static class ChangeJournalExtensions
+{
+    /// <summary>Undoes one recorded change with its handler, then removes its entry: the order every undo follows.</summary>
+    public static async Task UndoAndCompleteAsync(this IChangeJournal journal, IJournalUndoHandler handler, JournalEntry entry,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(journal);
+        ArgumentNullException.ThrowIfNull(handler);
+        ArgumentNullException.ThrowIfNull(entry);
+        await handler.UndoAsync(entry, cancellationToken).ConfigureAwait(false);
+        await journal.CompleteAsync(entry, cancellationToken).ConfigureAwait(false);
+    }
+}
+
 /// <summary>
 /// File-backed journal: one JSON file per entry in a directory, written to a temporary name and renamed
 /// so that a crash never leaves half an entry. Safe to use from several processes.
@@ -203,8 +217,7 @@ public sealed class ChangeJournal : IChangeJournal
             if (shouldProcess is not null && !shouldProcess(entry)) continue;
             try
             {
-                await handler.UndoAsync(entry, cancellationToken).ConfigureAwait(false);
-                await CompleteAsync(entry, cancellationToken).ConfigureAwait(false);
+                await this.UndoAndCompleteAsync(handler, entry, cancellationToken).ConfigureAwait(false);
                 done.Add(entry);
             }
             catch (Exception e) when (e is not OperationCanceledException)

@@ -91,11 +91,10 @@ public sealed class ResolvedDnsConfigurator(DnsSystemPaths paths, IChangeJournal
         return handle;
     }
 
-    public async Task RevertAsync(DnsConfigurationHandle handle, CancellationToken cancellationToken)
+    public Task RevertAsync(DnsConfigurationHandle handle, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(handle);
-        await UndoAsync(handle.Entry, cancellationToken).ConfigureAwait(false);
-        await journal.CompleteAsync(handle.Entry, cancellationToken).ConfigureAwait(false);
+        return journal.UndoAndCompleteAsync(this, handle.Entry, cancellationToken);
     }
 
     public async Task UndoAsync(JournalEntry entry, CancellationToken cancellationToken)

@@ -105,11 +105,10 @@ public sealed class WindowsNrptConfigurator(IChangeJournal journal, ICommandRunn
         return new DnsConfigurationHandle(this, entry, description);
     }
 
-    public async Task RevertAsync(DnsConfigurationHandle handle, CancellationToken cancellationToken)
+    public Task RevertAsync(DnsConfigurationHandle handle, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(handle);
-        await UndoAsync(handle.Entry, cancellationToken).ConfigureAwait(false);
-        await journal.CompleteAsync(handle.Entry, cancellationToken).ConfigureAwait(false);
+        return journal.UndoAndCompleteAsync(this, handle.Entry, cancellationToken);
     }
 
     public Task UndoAsync(JournalEntry entry, CancellationToken cancellationToken)

@@ -96,20 +96,7 @@ public static class KubeErrorFactory
                 ? $"the server responded with HTTP {httpCode} and no body"
                 : $"the server responded with HTTP {httpCode}: {text}";
         }
-        return new KubeApiError
-        {
-            Code = code,
-            Reason = reason,
-            ServerMessage = message,
-            Status = status,
-            RetryAfterSeconds = retryAfter,
-            Verb = info.Verb,
-            Resource = info.Resource,
-            Namespace = info.Namespace,
-            Name = info.Name,
-            Server = info.Server,
-            Context = info.Context,
-        };
+        return Create(code, reason, message, status, retryAfter, info);
     }
 
     /// <summary>Builds the error from a Status that arrived inside a stream (a watch ERROR event).</summary>
@@ -118,21 +105,24 @@ public static class KubeErrorFactory
         ArgumentNullException.ThrowIfNull(status);
         ArgumentNullException.ThrowIfNull(info);
         var code = status.Code ?? 500;
-        return new KubeApiError
-        {
-            Code = code,
-            Reason = string.IsNullOrEmpty(status.Reason) ? ReasonForCode(code) : status.Reason,
-            ServerMessage = status.Message ?? "",
-            Status = status,
-            RetryAfterSeconds = status.Details?.RetryAfterSeconds,
-            Verb = info.Verb,
-            Resource = info.Resource,
-            Namespace = info.Namespace,
-            Name = info.Name,
-            Server = info.Server,
-            Context = info.Context,
-        };
+        return Create(code, string.IsNullOrEmpty(status.Reason) ? ReasonForCode(code) : status.Reason, status.Message ?? "", status,
+            status.Details?.RetryAfterSeconds, info);
     }
+
+    private static KubeApiError Create(int code, string reason, string message, KubeStatus? status, int? retryAfter, KubeRequestInfo info) => new()
+    {
+        Code = code,
+        Reason = reason,
+        ServerMessage = message,
+        Status = status,
+        RetryAfterSeconds = retryAfter,
+        Verb = info.Verb,
+        Resource = info.Resource,
+        Namespace = info.Namespace,
+        Name = info.Name,
+        Server = info.Server,
+        Context = info.Context,
+    };
 
     /// <summary>A Status if the body is a JSON object that looks like one (kind Status, or status+code/reason without kind as on the exec channel).</summary>
     public static KubeStatus? TryParseStatus(ReadOnlySpan<byte> body)

@@ -37,43 +37,6 @@ public interface IHalfCloseStream
     Task ShutdownWriteAsync(CancellationToken cancellationToken);
 }
 
-/// <summary>
-/// Auto-reset signal for one waiter: Set before Wait makes the next Wait return at once, so a
-/// check-then-wait loop never misses a wake-up.
-/// </summary>
-internal sealed class AsyncSignal
-{
-    private readonly object _gate = new();
-    private bool _signaled;
-    private TaskCompletionSource? _waiter;
-
-    public void Set()
-    {
-        TaskCompletionSource? t;
-        lock (_gate)
-        {
-            t = _waiter;
-            _waiter = null;
-            if (t is null) _signaled = true;
-        }
-        t?.TrySetResult();
-    }
-
-    public Task WaitAsync(CancellationToken cancellationToken)
-    {
-        lock (_gate)
-        {
-            if (_signaled)
-            {
-                _signaled = false;
-                return Task.CompletedTask;
-            }
-            _waiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            return _waiter.Task.WaitAsync(cancellationToken);
-        }
-    }
-}
-
 /// <summary>A byte budget shared by all flows: buffers grow only while the total stays under the limit.</summary>
 public sealed class MemoryBudget
 {

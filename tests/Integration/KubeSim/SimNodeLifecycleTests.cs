@@ -1,5 +1,6 @@
 using KtConnect.Engine;
 using KtConnect.KubeSim.Node;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Integration.KubeSim;
 
@@ -257,15 +258,8 @@ public sealed class SimNodeLifecycleTests
     }
 
     /// <summary>Polls a condition the kernel makes true asynchronously; fails with <paramref name="what"/> after 10 s.</summary>
-    private static async Task EventuallyAsync(Func<Task<bool>> condition, string what)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (!await condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "timed out waiting for " + what);
-            await Task.Delay(50);
-        }
-    }
+    private static Task EventuallyAsync(Func<Task<bool>> condition, string what) =>
+        Wait.UntilAsync(condition, what, TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(50));
 
     private static async Task<string[]> NetNsListAsync() =>
         [.. (await ProcessRunner.RunAsync("ip", ["netns", "list"])).StandardOutput

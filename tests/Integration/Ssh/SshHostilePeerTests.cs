@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using KtConnect.Engine.Ssh;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Integration.Ssh;
 
@@ -163,7 +164,7 @@ public sealed class SshHostilePeerTests
         var e = await Assert.ThrowsAsync<SshException>(() => client.ExecAsync("echo hi").WaitAsync(Quick));
         Assert.Equal(SshErrorIds.MacMismatch, e.ErrorId);
         Assert.Equal(SshErrorIds.MacMismatch, ((SshException)await client.Completion.WaitAsync(Quick)).ErrorId);
-        await WaitUntilAsync(() => proxy.ClientClosed);
+        await Wait.UntilAsync(() => proxy.ClientClosed, "the proxy to see the client close its side", Quick);
     }
 
     [LinuxRootFact("sshd", "ssh-keygen")]
@@ -346,15 +347,5 @@ public sealed class SshHostilePeerTests
             KeepaliveInterval = keepalive ?? TimeSpan.FromSeconds(15),
             KeepaliveCountMax = 2,
         }, CancellationToken.None);
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow + Quick;
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "condition not reached in time");
-            await Task.Delay(20);
-        }
     }
 }

@@ -1,12 +1,13 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Text.Json.Nodes;
-using Microsoft.AspNetCore.Http;
 using KtConnect.Engine;
 using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Controllers;
 using KtConnect.KubeSim.Node;
 using KtConnect.KubeSim.Store;
+using KtConnect.KubeSim.Testing;
+using Microsoft.AspNetCore.Http;
 
 namespace KtConnect.KubeSim.Cluster;
 
@@ -255,29 +256,30 @@ public sealed class SimCluster : IAsyncDisposable
     public async Task<JsonObject?> WaitForAsync(ResourceType type, string? ns, string name, Func<JsonObject?, bool> condition, TimeSpan? timeout = null,
         CancellationToken cancellationToken = default)
     {
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(60));
-        while (true)
+        JsonObject? obj = null;
+        try
         {
-            ThrowIfFailed();
-            var obj = Store.Get(type, ns, name);
-            if (condition(obj)) return obj;
-            if (DateTime.UtcNow > deadline)
-                throw new TimeoutException($"{type.Kind} {ns}/{name} did not reach the expected state; last: {obj?.ToJsonString() ?? "(absent)"}");
-            await Task.Delay(100, cancellationToken).ConfigureAwait(false);
+            await WaitUntilAsync(() => condition(obj = Store.Get(type, ns, name)), $"{type.Kind} {ns}/{name} to reach the expected state", timeout,
+                cancellationToken).ConfigureAwait(false);
+            return obj;
+        }
+        catch (TimeoutException e)
+        {
+            throw new TimeoutException($"{e.Message} Last: {obj?.ToJsonString() ?? "(absent)"}", e);
         }
     }
 
-    /// <summary>Polls until <paramref name="condition"/> holds (a deadline, not a sleep).</summary>
-    public async Task WaitUntilAsync(Func<bool> condition, string what, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
-    {
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(60));
-        while (!condition())
+    /// <summary>
+    /// <see cref="Wait.UntilAsync(Func{bool}, string, TimeSpan?, TimeSpan?, CancellationToken)"/> (60 s by default, every 100 ms),
+    /// which also ends as soon as the cluster's node or controllers have failed.
+    /// </summary>
+    public Task WaitUntilAsync(Func<bool> condition, string what, TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+        Wait.UntilAsync(() =>
         {
+            if (condition()) return true;
             ThrowIfFailed();
-            if (DateTime.UtcNow > deadline) throw new TimeoutException("timed out waiting for " + what);
-            await Task.Delay(100, cancellationToken).ConfigureAwait(false);
-        }
-    }
+            return false;
+        }, what, timeout ?? TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(100), cancellationToken);
 
     /// <summary>The pods of a namespace matching a label selector ("app=echo").</summary>
     public IReadOnlyList<JsonObject> Pods(string @namespace, string? labelSelector = null) =>

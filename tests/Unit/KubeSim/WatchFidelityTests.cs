@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using KtConnect.KubeSim.Store;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Unit.KubeSim;
 
@@ -86,7 +87,8 @@ public sealed class WatchFidelityTests
         var (created, _, _) = await c.PostAsync("/api/v1/namespaces/fixtures/pods", Fixtures.RequestBody("5c").ToJsonString());
         Assert.Equal(System.Net.HttpStatusCode.Created, created);
         // Wait until the stand-in kubelet reports it Running, as the real one did before 5d.
-        await WaitUntilAsync(() => c.Server.Store.Get(ResourceTypes.Pods, "fixtures", "watch-demo")?["status"]?["phase"]?.GetValue<string>() == "Running");
+        await Wait.UntilAsync(() => c.Server.Store.Get(ResourceTypes.Pods, "fixtures", "watch-demo")?["status"]?["phase"]?.GetValue<string>() == "Running",
+            "pod fixtures/watch-demo to be Running");
         var (patched, _, _) = await c.SendAsync(HttpMethod.Patch, "/api/v1/namespaces/fixtures/pods/watch-demo", Fixtures.RequestBody("5d").ToJsonString(),
             "application/merge-patch+json");
         Assert.Equal(System.Net.HttpStatusCode.OK, patched);
@@ -120,15 +122,5 @@ public sealed class WatchFidelityTests
         // Chunk framing as recorded: "<hex>\r\n{...}\n\r\n" per event.
         var raw = Encoding.ASCII.GetString(Fixtures.Raw("5b"));
         Assert.Matches(new Regex("^[0-9a-f]+\r\n\\{\"type\":\"ADDED\""), raw);
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "condition not met within 30 s");
-            await Task.Delay(20);
-        }
     }
 }

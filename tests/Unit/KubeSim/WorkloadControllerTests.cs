@@ -4,6 +4,7 @@ using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Cluster;
 using KtConnect.KubeSim.Controllers;
 using KtConnect.KubeSim.Store;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Unit.KubeSim;
 
@@ -31,16 +32,11 @@ public sealed class WorkloadControllerTests : IAsyncLifetime
         await _server.DisposeAsync();
     }
 
-    private async Task WaitAsync(Func<bool> condition, string what)
+    private Task WaitAsync(Func<bool> condition, string what) => Wait.UntilAsync(() =>
     {
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (!condition())
-        {
-            Assert.Empty(_failures);
-            if (DateTime.UtcNow > deadline) Assert.Fail("timed out waiting for " + what);
-            await Task.Delay(20);
-        }
-    }
+        Assert.Empty(_failures);
+        return condition();
+    }, what, TimeSpan.FromSeconds(20));
 
     private static JsonObject Deployment(string name, int replicas, string image = "ktconnect/echo:1.0") => new()
     {

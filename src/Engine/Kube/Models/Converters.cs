@@ -4,8 +4,8 @@ using System.Text.Json.Serialization;
 
 namespace KtConnect.Engine.Kube.Models;
 
-/// <summary>metav1.Time: RFC 3339 with second precision, written as UTC with a 'Z' like the API server does.</summary>
-public sealed class KubeTimeConverter : JsonConverter<DateTimeOffset?>
+/// <summary>A Kubernetes time: RFC 3339, read leniently (null or empty is null), written as UTC in <c>format</c>.</summary>
+public abstract class KubeTimeConverterBase(string format) : JsonConverter<DateTimeOffset?>
 {
     public override DateTimeOffset? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
     {
@@ -18,27 +18,15 @@ public sealed class KubeTimeConverter : JsonConverter<DateTimeOffset?>
     public override void Write(Utf8JsonWriter writer, DateTimeOffset? value, JsonSerializerOptions options)
     {
         if (value is null) writer.WriteNullValue();
-        else writer.WriteStringValue(value.Value.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture));
+        else writer.WriteStringValue(value.Value.UtcDateTime.ToString(format, CultureInfo.InvariantCulture));
     }
 }
+
+/// <summary>metav1.Time: RFC 3339 with second precision, written as UTC with a 'Z' like the API server does.</summary>
+public sealed class KubeTimeConverter() : KubeTimeConverterBase("yyyy-MM-dd'T'HH:mm:ss'Z'");
 
 /// <summary>metav1.MicroTime (Lease acquire/renew times): RFC 3339 with six fractional digits.</summary>
-public sealed class KubeMicroTimeConverter : JsonConverter<DateTimeOffset?>
-{
-    public override DateTimeOffset? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
-    {
-        if (reader.TokenType == JsonTokenType.Null) return null;
-        var s = reader.GetString();
-        if (string.IsNullOrEmpty(s)) return null;
-        return DateTimeOffset.Parse(s, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal);
-    }
-
-    public override void Write(Utf8JsonWriter writer, DateTimeOffset? value, JsonSerializerOptions options)
-    {
-        if (value is null) writer.WriteNullValue();
-        else writer.WriteStringValue(value.Value.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'", CultureInfo.InvariantCulture));
-    }
-}
+public sealed class KubeMicroTimeConverter() : KubeTimeConverterBase("yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'");
 
 /// <summary>intstr.IntOrString: a Service targetPort is either a number or a container port name.</summary>
 [JsonConverter(typeof(IntOrStringConverter))]

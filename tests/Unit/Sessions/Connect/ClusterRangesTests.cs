@@ -4,6 +4,7 @@ using KtConnect.Engine.Sessions.Connect;
 using KtConnect.Engine.Kube;
 using KtConnect.Engine.Kube.Models;
 using KtConnect.KubeSim.Api;
+using KtConnect.KubeSim.Testing;
 using KtConnect.Tests.Unit.Kube;
 using KtConnect.Engine;
 
@@ -21,13 +22,8 @@ public sealed class ClusterRangesTests
             Metadata = new ObjectMeta { Name = name, Namespace = c.Namespace },
             Spec = new PodSpec { HostNetwork = hostNetwork ? true : null, Containers = [new Container { Name = "c", Image = "echo" }] },
         });
-        await WaitFor(async () => (await c.Client.Pods.GetAsync(name, c.Namespace)).Status?.PodIP is not null);
-    }
-
-    private static async Task WaitFor(Func<Task<bool>> condition)
-    {
-        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-        while (!await condition()) await Task.Delay(50, deadline.Token);
+        await Wait.UntilAsync(async () => (await c.Client.Pods.GetAsync(name, c.Namespace)).Status?.PodIP is not null, $"pod {name} to have an IP",
+            TimeSpan.FromSeconds(20), TimeSpan.FromMilliseconds(50));
     }
 
     [Fact]

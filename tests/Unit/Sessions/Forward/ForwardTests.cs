@@ -8,6 +8,7 @@ using KtConnect.Engine.Kube.Models;
 using KtConnect.Engine.Sessions;
 using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Streaming;
+using KtConnect.KubeSim.Testing;
 using KtConnect.Tests.Unit.Kube;
 
 namespace KtConnect.Tests.Unit.Sessions.Forward;
@@ -130,15 +131,8 @@ public sealed class ForwardTests
         return (await reader.ReadToEndAsync()).Trim();
     }
 
-    private static async Task WaitAsync(Func<Task<bool>> condition, string what)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException(what);
-            await Task.Delay(50);
-        }
-    }
+    private static Task WaitAsync(Func<Task<bool>> condition, string what) =>
+        Wait.UntilAsync(condition, what, TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(50));
 
     private static SessionRequest Request => new() { Kind = SessionKind.Forward, Namespace = Ns, Target = "orders" };
 
