@@ -1,8 +1,8 @@
-using System.Diagnostics;
 using System.Net;
 using KtConnect.Engine;
 using KtConnect.Engine.Dns;
 using KtConnect.KubeSim.Host;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Integration.Dns;
 
@@ -69,22 +69,19 @@ public sealed class DnsPeers : IAsyncLifetime
         return endpoint;
     }
 
-    private static async Task WaitForAsync(IPEndPoint endpoint, string probe)
-    {
-        var sw = Stopwatch.StartNew();
-        while (true)
+    private static Task WaitForAsync(IPEndPoint endpoint, string probe) =>
+        Wait.UntilAsync(async () =>
         {
             try
             {
                 await DnsTestClient.QueryUdpAsync(endpoint, probe, DnsType.A, timeout: TimeSpan.FromMilliseconds(300));
-                return;
+                return true;
             }
-            catch (Exception) when (sw.Elapsed < TimeSpan.FromSeconds(20))
+            catch (Exception)
             {
-                await Task.Delay(50);
+                return false;
             }
-        }
-    }
+        }, $"an answer to {probe} from {endpoint}", TimeSpan.FromSeconds(20), TimeSpan.FromMilliseconds(50));
 
     public SplitDnsOptions Options(IPEndPoint? listen = null, IPEndPoint? upstream = null) => new()
     {

@@ -210,18 +210,6 @@ public sealed class TunLab : IAsyncDisposable
         _cts.Dispose();
     }
 
-    /// <summary>Polls <paramref name="condition"/> until true or the deadline; returns the final value.</summary>
-    public static async Task<bool> EventuallyAsync(Func<bool> condition, TimeSpan within)
-    {
-        var deadline = DateTime.UtcNow + within;
-        while (DateTime.UtcNow < deadline)
-        {
-            if (condition()) return true;
-            await Task.Delay(50);
-        }
-        return condition();
-    }
-
     private const string ClientScript = """
 import hashlib, socket, sys, time, threading
 

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using KtConnect.Engine.Net;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Integration.Net;
 
@@ -60,8 +61,7 @@ public class TunStackTests
         var port = lab.Serve(TunLab.Echo);
         var r = await lab.ClientAsync(Long, "short", TunLab.ClusterV4, port.ToString(), "3000", "8");
         Assert.Equal("OK 3000", r.StandardOutput.Trim() + r.StandardError.Trim());
-        Assert.True(await TunLab.EventuallyAsync(() => lab.Stack.FlowCount == 0, TimeSpan.FromSeconds(30)),
-            $"flows left: {lab.Stack.FlowCount}");
+        await Wait.UntilAsync(() => lab.Stack.FlowCount == 0, "every flow to leave the stack", TimeSpan.FromSeconds(30));
         Assert.True(lab.Stack.Counters.TcpFlowsAccepted >= 3000);
     }
 
@@ -162,13 +162,12 @@ public class TunStackTests
             }
         });
         var curl = lab.Laptop.Start("curl", "-sS", "-o", "/dev/null", $"http://{TunLab.ClusterV4}:{port}/");
-        Assert.True(await TunLab.EventuallyAsync(() => lab.Stack.Flows.Any(f => f.State == TcpState.Established), TimeSpan.FromSeconds(30)));
+        await Wait.UntilAsync(() => lab.Stack.Flows.Any(f => f.State == TcpState.Established), "curl's flow to be established", TimeSpan.FromSeconds(30));
         await Task.Delay(200); // let bytes flow; not a synchronisation point
         curl.Kill(entireProcessTree: true);
         await curl.WaitForExitAsync();
         await serverSawEnd.Task.WaitAsync(TimeSpan.FromSeconds(60));
-        Assert.True(await TunLab.EventuallyAsync(() => lab.Stack.FlowCount == 0, TimeSpan.FromSeconds(30)),
-            $"flows left: {lab.Stack.FlowCount}");
+        await Wait.UntilAsync(() => lab.Stack.FlowCount == 0, "every flow to leave the stack", TimeSpan.FromSeconds(30));
     }
 
     [LinuxRootFact("python3")]

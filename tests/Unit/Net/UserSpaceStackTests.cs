@@ -1,5 +1,6 @@
 using System.Net;
 using KtConnect.Engine.Net;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Unit.Net;
 
@@ -29,12 +30,11 @@ public class UserSpaceStackTests
     private static async Task<List<byte[]>> WaitForAsync(ListSink sink, int count)
     {
         var got = new List<byte[]>();
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (got.Count < count && DateTime.UtcNow < deadline)
+        await Wait.UntilAsync(() =>
         {
             got.AddRange(sink.Take());
-            if (got.Count < count) await Task.Delay(10);
-        }
+            return got.Count >= count;
+        }, $"{count} packet(s) from the stack", TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(10));
         return got;
     }
 
