@@ -23,6 +23,7 @@ public sealed class SshLocalForwardScenario : IScenario
         await using var targets = new SshBenchTargets();
         foreach (var (cipher, mac, label) in new[] { ("aes128-gcm@openssh.com", (string?)null, "gcm"), ("aes256-ctr", "hmac-sha2-256", "ctr") })
         {
+            if (!context.Wants($"upload-{label}") && !context.Wants($"download-{label}")) continue;
             await using var client = await host.ConnectAsync(cipher, mac);
             await using var upOurs = new SshBenchLocalForward(client, targets.SinkPort);
             await using var downOurs = new SshBenchLocalForward(client, targets.SourcePort);
@@ -33,6 +34,7 @@ public sealed class SshLocalForwardScenario : IScenario
             var peerName = $"openssh ssh -L ({cipher})";
             foreach (var (dir, oursPort, peerPort) in new[] { ("upload", upOurs.Port, upPeer), ("download", downOurs.Port, downPeer) })
             {
+                if (!context.Wants($"{dir}-{label}")) continue;
                 Func<int, CancellationToken, Task<double>> run = dir == "upload"
                     ? (port, ct) => SshBenchTargets.UploadAsync(port, Bytes, ct)
                     : (port, ct) => SshBenchTargets.DownloadAsync(port, Bytes, ct);

@@ -302,7 +302,11 @@ internal sealed class SshChannel : ISendGuard
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken ct)
     {
-        if (buffer.IsEmpty) return 0;
+        if (buffer.IsEmpty)
+        {
+            await WaitReadableAsync(ct).ConfigureAwait(false);
+            return 0;
+        }
         while (true)
         {
             int n;
@@ -338,6 +342,22 @@ internal sealed class SshChannel : ISendGuard
             {
                 if (adjust > 0) await SendWindowAdjustAsync(adjust, fromReader: false, ct).ConfigureAwait(false);
                 return n;
+            }
+            await _dataSignal.WaitAsync(ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// A zero-byte read, as sockets do it: completes once a read would not wait (data, EOF or a failure), so relays
+    /// can wait for data without holding a buffer (an idle tun or SOCKS flow over SSH pins none).
+    /// </summary>
+    private async ValueTask WaitReadableAsync(CancellationToken ct)
+    {
+        while (true)
+        {
+            lock (_lock)
+            {
+                if (_count > 0 || _eofReceived || _error is not null) return;
             }
             await _dataSignal.WaitAsync(ct).ConfigureAwait(false);
         }

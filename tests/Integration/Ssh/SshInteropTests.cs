@@ -250,6 +250,32 @@ public sealed class SshInteropTests
         Assert.Equal(0, (await client.ExecAsync("true")).ExitStatus);
     }
 
+    [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task ZeroByteRead_WaitsForData_ThenForEof_LikeASocket()
+    {
+        // Relays wait for data with a zero-byte read so that idle flows hold no buffer; it must wait, not return at once.
+        using var key = SshKeyPair.GenerateEcdsa();
+        await using var sshd = await SshdProcess.StartAsync(key);
+        await using var echo = new EchoServer();
+        await using var client = await sshd.ConnectAsync(key);
+        await using var s = await client.OpenDirectTcpIpAsync("127.0.0.1", echo.Port);
+        var wait = s.ReadAsync(Memory<byte>.Empty).AsTask();
+        await Task.Delay(300);
+        Assert.False(wait.IsCompleted);
+        await s.WriteAsync("ping"u8.ToArray());
+        Assert.Equal(0, await wait.WaitAsync(TimeSpan.FromSeconds(10)));
+        var buf = new byte[4];
+        await s.ReadExactlyAsync(buf);
+        Assert.Equal("ping"u8.ToArray(), buf);
+        // Nothing buffered again: waits, and the echo server's EOF (after ours) ends the wait.
+        wait = s.ReadAsync(Memory<byte>.Empty).AsTask();
+        await Task.Delay(300);
+        Assert.False(wait.IsCompleted);
+        await s.CompleteWritesAsync();
+        Assert.Equal(0, await wait.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal(0, await s.ReadAsync(buf));
+    }
+
     internal static SshClientOptions WithAlgorithms(SshClientOptions o, IReadOnlyList<string>? ciphers = null, IReadOnlyList<string>? hostKey = null) =>
         new()
         {
