@@ -23,7 +23,7 @@ public sealed record StackOptions
     public TimeSpan DialTimeout { get; init; } = TimeSpan.FromSeconds(15);
     public TimeSpan TickInterval { get; init; } = TimeSpan.FromMilliseconds(10);
     public int MaxUdpInFlight { get; init; } = 256;
-    public int RelayBufferSize { get; init; } = 64 * 1024;
+    public int RelayBufferSize { get; init; } = 256 * 1024;
     public ReassemblyOptions Reassembly { get; init; } = new();
 }
 
