@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Store;
 using Microsoft.AspNetCore.Http;
+using static KtConnect.KubeSim.Streaming.RemoteCommandWebSocket;
 
 namespace KtConnect.KubeSim.Streaming;
 
@@ -17,35 +18,15 @@ namespace KtConnect.KubeSim.Streaming;
 /// </summary>
 internal sealed class ExecHandler(IPodExec exec, bool enableV5)
 {
-    private const byte StdinChannel = 0;
-    private const byte StdoutChannel = 1;
-    private const byte StderrChannel = 2;
-    private const byte StatusChannel = 3;
-    private const byte ResizeChannel = 4;
-    private const byte CloseChannel = 255;
-
     public async Task HandleAsync(HttpContext context, JsonObject pod, string ns, string podName, CancellationToken ct)
     {
         if (!context.WebSockets.IsWebSocketRequest) throw KubeApiException.BadRequest("Upgrade request required");
-        string[] supported = enableV5
-            ? ["v5.channel.k8s.io", "v4.channel.k8s.io", "v4.base64.channel.k8s.io", "channel.k8s.io", "base64.channel.k8s.io"]
-            : ["v4.channel.k8s.io", "v4.base64.channel.k8s.io", "channel.k8s.io", "base64.channel.k8s.io"];
-        var protocol = ChannelWebSocket.Negotiate(context.WebSockets.WebSocketRequestedProtocols, supported);
-        if (protocol is null)
-        {
-            await PortForwardHandler.RefuseHandshakeAsync(context).ConfigureAwait(false);
-            return;
-        }
+        if (await NegotiateAsync(context, enableV5).ConfigureAwait(false) is not { } protocol) return;
         if (await ReadRequestAsync(context, ns, podName, ct).ConfigureAwait(false) is not { } request) return;
 
-        var ws = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext
-        {
-            SubProtocol = protocol.Length == 0 ? null : protocol,
-            KeepAliveInterval = TimeSpan.Zero,
-        }).ConfigureAwait(false);
-        var v1 = protocol is "" or "channel.k8s.io" or "base64.channel.k8s.io";
-        var v5 = protocol == "v5.channel.k8s.io";
-        await using var channels = new ChannelWebSocket(ws, protocol.Contains("base64", StringComparison.Ordinal));
+        await using var channels = await AcceptAsync(context, protocol).ConfigureAwait(false);
+        var v1 = IsV1(protocol);
+        var v5 = IsV5(protocol);
         using var sessionCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var token = sessionCts.Token;
 
