@@ -3,7 +3,7 @@ using System.Threading.Tasks.Sources;
 namespace KtConnect.Engine;
 
 /// <summary>
-/// An auto-reset, sticky wake-up for a single waiter: a <see cref="Set"/> before <see cref="WaitAsync"/> is not
+/// An auto-reset, sticky wake-up for a single waiter: a <see cref="Set()"/> before <see cref="WaitAsync"/> is not
 /// lost (however many Sets, the next wait returns at once, and only that one), so a check-then-wait loop never
 /// misses a wake-up. Waiters re-check their condition after waking: a wake-up may be spurious.
 /// <para>
@@ -26,7 +26,9 @@ internal sealed class AsyncSignal : IValueTaskSource
     private CancellationTokenRegistration _registration;
 
     /// <summary>Wakes the pending wait, or, with none pending, makes the next wait return at once.</summary>
-    public void Set()
+    public void Set() => Set(inline: false);
+
+    public void Set(bool inline)
     {
         CancellationTokenRegistration registration;
         lock (_lock)
@@ -41,11 +43,12 @@ internal sealed class AsyncSignal : IValueTaskSource
             _registration = default;
         }
         registration.Unregister();
+        _core.RunContinuationsAsynchronously = !inline;
         _core.SetResult(true);
     }
 
     /// <summary>
-    /// Completes at the next <see cref="Set"/> (at once if one is pending). One waiter at a time; the returned
+    /// Completes at the next <see cref="Set()"/> (at once if one is pending). One waiter at a time; the returned
     /// <see cref="ValueTask"/> is awaited once.
     /// </summary>
     public ValueTask WaitAsync(CancellationToken ct)

@@ -77,6 +77,12 @@ public static class Checksum
         return (ushort)~sum;
     }
 
+    /// <summary>
+    /// Folds the carries without the complement: what a checksum field holds when the device is to finish the
+    /// checksum (Linux CHECKSUM_PARTIAL: the field carries the pseudo-header sum, the device adds the rest).
+    /// </summary>
+    public static ushort Fold(ulong sum) => (ushort)~Finish(sum);
+
     /// <summary>Sum of the IPv4 or IPv6 pseudo-header that TCP, UDP and ICMPv6 checksums cover.</summary>
     public static ulong PseudoHeader(bool v6, UInt128 source, UInt128 destination, byte protocol, int length)
     {

@@ -24,7 +24,7 @@ public sealed class DeviceGate
 
     public void Exit() => Interlocked.Decrement(ref _inFlight);
 
-    /// <summary>A device's blocking read (see <see cref="IPacketDevice.ReadPacket"/>).</summary>
+    /// <summary>A device's blocking read (see <see cref="IPacketDevice.ReadPacket(Span{byte})"/>).</summary>
     public delegate int PacketReader(Span<byte> buffer);
 
     /// <summary>Runs <paramref name="read"/> inside the gate; 0 (closed) once closing.</summary>

@@ -20,6 +20,12 @@ public sealed class SystemClock : IClock
 public interface IPacketSink
 {
     void Send(ReadOnlySpan<byte> packet);
+
+    /// <summary>
+    /// True when the TCP segments sent here may carry a partial checksum (the pseudo-header sum only) that the
+    /// device below finishes, so the stack never reads a payload just to checksum it.
+    /// </summary>
+    bool TakesPartialTcpChecksums => false;
 }
 
 /// <summary>

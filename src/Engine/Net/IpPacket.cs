@@ -42,6 +42,21 @@ public struct IpPacket
     public const int V4HeaderLength = 20;
     public const int V6HeaderLength = 40;
 
+    /// <summary>
+    /// The transport protocol of a packet this stack built (no IPv6 extension headers), without parsing it; 0 when the
+    /// packet is neither IPv4 nor IPv6.
+    /// </summary>
+    public static byte ProtocolOf(ReadOnlySpan<byte> packet)
+    {
+        if (packet.Length < V4HeaderLength) return 0;
+        return (packet[0] >> 4) switch
+        {
+            4 => packet[9],
+            6 => packet[6],
+            _ => (byte)0,
+        };
+    }
+
     /// <summary>Parses the IP header of <paramref name="packet"/>.</summary>
     public static ParseStatus TryParse(ReadOnlySpan<byte> packet, out IpPacket ip)
     {

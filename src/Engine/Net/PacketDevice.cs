@@ -13,6 +13,35 @@ public interface IPacketDevice : IDisposable
 
     /// <summary>Sends one packet. Safe to call from several threads.</summary>
     void WritePacket(ReadOnlySpan<byte> packet);
+
+    /// <summary>
+    /// True when the local kernel does checksums for the stack, as it does for a NIC that offloads them (Linux tun with
+    /// IFF_VNET_HDR): <see cref="ReadPacket(Span{byte}, out bool)"/> says which packets the kernel built (their
+    /// checksum is not computed yet and needs no check), and <see cref="WritePacket(ReadOnlySpan{byte}, bool)"/> takes
+    /// TCP segments whose checksum field holds only the pseudo-header sum. Packets delivered to a local socket are
+    /// then never summed at all; the kernel finishes the checksum only for packets it sends on elsewhere.
+    /// </summary>
+    bool ChecksumOffload => false;
+
+    /// <summary>
+    /// <see cref="ReadPacket(Span{byte})"/>, and whether the local kernel vouches for the packet's checksums
+    /// (always false without <see cref="ChecksumOffload"/>).
+    /// </summary>
+    int ReadPacket(Span<byte> buffer, out bool checksumTrusted)
+    {
+        checksumTrusted = false;
+        return ReadPacket(buffer);
+    }
+
+    /// <summary>
+    /// Sends one packet whose TCP checksum is partial (<paramref name="partialTcpChecksum"/>, only with
+    /// <see cref="ChecksumOffload"/>) or complete.
+    /// </summary>
+    void WritePacket(ReadOnlySpan<byte> packet, bool partialTcpChecksum)
+    {
+        if (partialTcpChecksum) throw new NotSupportedException("This device does not finish checksums.");
+        WritePacket(packet);
+    }
 }
 
 /// <summary>A tun device of the operating system.</summary>

@@ -52,6 +52,7 @@ public sealed class TcpConnection
 {
     private readonly object _gate = new();
     private readonly IPacketSink _sink;
+    private readonly bool _partialChecksums;
     private readonly IClock _clock;
     private readonly TcpOptions _options;
     private readonly NetCounters _counters;
@@ -61,6 +62,8 @@ public sealed class TcpConnection
     private readonly List<OutOfOrder> _ooo = [];
     private readonly AsyncSignal _readable = new();
     private readonly AsyncSignal _writable = new();
+    private bool _inSegment;
+    private bool _readablePending;
     private readonly int _ourMss;
 
     // Send sequence space.
@@ -129,6 +132,7 @@ public sealed class TcpConnection
         _counters = counters;
         _budget = budget;
         _ourMss = ourMss;
+        _partialChecksums = sink.TakesPartialTcpChecksums;
         _recv = new ByteRing((int)Math.Min(Math.Max(options.ReceiveBuffer, (long)options.MinReceiveSegments * ourMss), 1 << 30), budget);
         _send = new ByteRing(options.SendBuffer, budget);
         _iss = iss;
@@ -319,10 +323,44 @@ public sealed class TcpConnection
 
     // ---------------------------------------------------------------- network side
 
-    /// <summary>Processes one segment of this flow from the client.</summary>
+    /// <summary>
+    /// Processes one segment of this flow from the client. When it brings data, FIN or a reset, the flow's reader
+    /// continues on this thread after the lock is released (never under it: a continuation must not see half-updated
+    /// state), so a short request crosses no thread on its way to the far socket.
+    /// </summary>
     public void OnSegment(ReadOnlySpan<byte> packet, in TcpSegment seg)
     {
+        bool wake;
         lock (_gate)
+        {
+            _inSegment = true;
+            try
+            {
+                OnSegmentLocked(packet, seg);
+            }
+            finally
+            {
+                _inSegment = false;
+            }
+            wake = _readablePending;
+            _readablePending = false;
+        }
+        // The reader of this flow runs on, here: its next socket write follows the packet without a thread-pool hop.
+        if (wake) _readable.Set(inline: true);
+    }
+
+    /// <summary>
+    /// Readable, raised under the lock. While a segment from the device is processed the wake-up waits until the lock is
+    /// released, and then runs the reader inline (see <see cref="OnSegment"/>); elsewhere it goes to the thread pool.
+    /// </summary>
+    private void SignalReadable()
+    {
+        if (_inSegment) _readablePending = true;
+        else _readable.Set();
+    }
+
+    private void OnSegmentLocked(ReadOnlySpan<byte> packet, in TcpSegment seg)
+    {
         {
             var now = Now;
             switch (State)
@@ -582,7 +620,7 @@ public sealed class TcpConnection
             if (n < data.Length) fin = false; // budget refused the rest: the client will send it again
             if (fin) OnFin(now);
             if (hadGap) DrainOutOfOrder(now);
-            if (n > 0) _readable.Set();
+            if (n > 0) SignalReadable();
             if (fin || hadGap || ++_segmentsSinceAck >= 2) SendAck();
             else if (_ackDeadline == 0) _ackDeadline = now + _options.DelayedAckMs;
             return;
@@ -597,7 +635,7 @@ public sealed class TcpConnection
     {
         _rcvNxt++;
         _finReceived = true;
-        _readable.Set();
+        SignalReadable();
         switch (State)
         {
             case TcpState.Established:
@@ -856,7 +894,7 @@ public sealed class TcpConnection
         _send.Release();
         if (reset) _recv.Release();
         ClearOutOfOrder();
-        _readable.Set();
+        SignalReadable();
         _writable.Set();
     }
 
@@ -914,7 +952,7 @@ public sealed class TcpConnection
             if (length > 0) _send.Peek(queueOffset, buffer.AsSpan(space, length));
             var window = (flags & TcpFlags.Rst) != 0 ? (ushort)0 : WindowField(syn);
             var total = TcpSegment.Write(buffer, k.IsV6, k.Destination, k.Source, k.DestinationPort, k.SourcePort, seq, ack, flags,
-                window, length, syn ? (ushort)_ourMss : (ushort)0, syn && _windowScaling ? _rcvScale : -1);
+                window, length, syn ? (ushort)_ourMss : (ushort)0, syn && _windowScaling ? _rcvScale : -1, _partialChecksums);
             if ((flags & TcpFlags.Ack) != 0)
             {
                 _ackDeadline = 0;

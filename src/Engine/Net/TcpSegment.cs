@@ -38,8 +38,11 @@ public struct TcpSegment
     /// <summary>Header with MSS (4), window scale (3) and a NOP (1): what a SYN-ACK carries.</summary>
     public const int SynHeaderLength = 28;
 
-    /// <summary>Parses the TCP header of an IP packet already parsed; verifies the checksum.</summary>
-    public static ParseStatus TryParse(ReadOnlySpan<byte> packet, in IpPacket ip, out TcpSegment tcp)
+    /// <summary>
+    /// Parses the TCP header of an IP packet already parsed; verifies the checksum unless
+    /// <paramref name="checksumTrusted"/> (the local kernel built the packet and vouches for it).
+    /// </summary>
+    public static ParseStatus TryParse(ReadOnlySpan<byte> packet, in IpPacket ip, out TcpSegment tcp, bool checksumTrusted = false)
     {
         tcp = default;
         tcp.WindowScale = -1;
@@ -47,8 +50,11 @@ public struct TcpSegment
         var t = packet.Slice(ip.PayloadOffset, ip.PayloadLength);
         var hlen = (t[12] >> 4) * 4;
         if (hlen < HeaderLength || hlen > t.Length) return ParseStatus.Malformed;
-        var sum = Checksum.PseudoHeader(ip.IsV6, ip.Source, ip.Destination, IpProtocol.Tcp, t.Length);
-        if (Checksum.Finish(Checksum.Add(sum, t)) != 0) return ParseStatus.Malformed;
+        if (!checksumTrusted)
+        {
+            var sum = Checksum.PseudoHeader(ip.IsV6, ip.Source, ip.Destination, IpProtocol.Tcp, t.Length);
+            if (Checksum.Finish(Checksum.Add(sum, t)) != 0) return ParseStatus.Malformed;
+        }
         tcp.SourcePort = BinaryPrimitives.ReadUInt16BigEndian(t);
         tcp.DestinationPort = BinaryPrimitives.ReadUInt16BigEndian(t[2..]);
         tcp.Sequence = BinaryPrimitives.ReadUInt32BigEndian(t[4..]);
@@ -90,10 +96,13 @@ public struct TcpSegment
 
     /// <summary>
     /// Writes IP and TCP headers in front of a payload the caller already placed at
-    /// <c>HeaderSpace(v6, withSynOptions)</c> and fills both checksums. Returns the packet length.
+    /// <c>HeaderSpace(v6, withSynOptions)</c> and fills both checksums. Returns the packet length. With
+    /// <paramref name="partialChecksum"/> the TCP checksum field holds only the pseudo-header sum, for a device that
+    /// finishes it (<see cref="IPacketDevice.ChecksumOffload"/>): the payload is not read at all.
     /// </summary>
     public static int Write(Span<byte> buffer, bool v6, UInt128 source, UInt128 destination, ushort sourcePort, ushort destinationPort,
-        uint sequence, uint acknowledgment, TcpFlags flags, ushort window, int payloadLength, ushort mss = 0, int windowScale = -1)
+        uint sequence, uint acknowledgment, TcpFlags flags, ushort window, int payloadLength, ushort mss = 0, int windowScale = -1,
+        bool partialChecksum = false)
     {
         var withOptions = mss != 0;
         var ipLen = IpPacket.HeaderLength(v6);
@@ -133,7 +142,7 @@ public struct TcpSegment
             }
         }
         var sum = Checksum.PseudoHeader(v6, source, destination, IpProtocol.Tcp, segmentLength);
-        BinaryPrimitives.WriteUInt16BigEndian(t[16..], Checksum.Finish(Checksum.Add(sum, t)));
+        BinaryPrimitives.WriteUInt16BigEndian(t[16..], partialChecksum ? Checksum.Fold(sum) : Checksum.Finish(Checksum.Add(sum, t)));
         return ipLen + segmentLength;
     }
 

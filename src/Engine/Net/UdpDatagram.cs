@@ -12,7 +12,8 @@ public struct UdpDatagram
 
     public const int HeaderLength = 8;
 
-    public static ParseStatus TryParse(ReadOnlySpan<byte> packet, in IpPacket ip, out UdpDatagram udp)
+    /// <summary>Parses the UDP header; verifies the checksum unless <paramref name="checksumTrusted"/> (see <see cref="TcpSegment.TryParse"/>).</summary>
+    public static ParseStatus TryParse(ReadOnlySpan<byte> packet, in IpPacket ip, out UdpDatagram udp, bool checksumTrusted = false)
     {
         udp = default;
         if (ip.PayloadLength < HeaderLength) return ParseStatus.Malformed;
@@ -21,7 +22,7 @@ public struct UdpDatagram
         if (len < HeaderLength || len > u.Length) return ParseStatus.Malformed;
         var stored = BinaryPrimitives.ReadUInt16BigEndian(u[6..]);
         // IPv4 allows "no checksum" (0); IPv6 does not.
-        if (stored != 0 || ip.IsV6)
+        if (!checksumTrusted && (stored != 0 || ip.IsV6))
         {
             var sum = Checksum.PseudoHeader(ip.IsV6, ip.Source, ip.Destination, IpProtocol.Udp, len);
             if (Checksum.Finish(Checksum.Add(sum, u[..len])) != 0) return ParseStatus.Malformed;

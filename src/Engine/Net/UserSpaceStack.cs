@@ -111,11 +111,15 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
     /// </summary>
     public Task Completion => _readerDone.Task;
 
+    bool IPacketSink.TakesPartialTcpChecksums => _device?.ChecksumOffload == true;
+
     void IPacketSink.Send(ReadOnlySpan<byte> packet)
     {
         try
         {
-            _device!.WritePacket(packet);
+            // Every TCP segment this stack builds for an offloading device carries a partial checksum; nothing else does.
+            if (_device!.ChecksumOffload) _device.WritePacket(packet, IpPacket.ProtocolOf(packet) == IpProtocol.Tcp);
+            else _device.WritePacket(packet);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or TunDeviceException)
         {
@@ -131,9 +135,9 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
         {
             while (!_cts.IsCancellationRequested)
             {
-                var n = _device!.ReadPacket(buffer);
+                var n = _device!.ReadPacket(buffer, out var checksumTrusted);
                 if (n <= 0) break;
-                HandlePacket(buffer.AsSpan(0, n));
+                HandlePacket(buffer.AsSpan(0, n), checksumTrusted);
             }
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or TunDeviceException)
@@ -169,8 +173,11 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
         }
     }
 
-    /// <summary>Processes one packet from the device. Never throws for bad input: it is counted and dropped.</summary>
-    public void HandlePacket(ReadOnlySpan<byte> packet)
+    /// <summary>
+    /// Processes one packet from the device. Never throws for bad input: it is counted and dropped. Transport
+    /// checksums are verified unless <paramref name="checksumTrusted"/> (see <see cref="IPacketDevice.ChecksumOffload"/>).
+    /// </summary>
+    public void HandlePacket(ReadOnlySpan<byte> packet, bool checksumTrusted = false)
     {
         Interlocked.Increment(ref Counters.PacketsIn);
         var status = IpPacket.TryParse(packet, out var ip);
@@ -199,7 +206,7 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
         switch (ip.Protocol)
         {
             case IpProtocol.Tcp:
-                if (TcpSegment.TryParse(packet, ip, out var tcp) != ParseStatus.Ok)
+                if (TcpSegment.TryParse(packet, ip, out var tcp, checksumTrusted) != ParseStatus.Ok)
                 {
                     Interlocked.Increment(ref Counters.Malformed);
                     return;
@@ -207,7 +214,7 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
                 HandleTcp(packet, ip, tcp);
                 return;
             case IpProtocol.Udp:
-                if (UdpDatagram.TryParse(packet, ip, out var udp) != ParseStatus.Ok)
+                if (UdpDatagram.TryParse(packet, ip, out var udp, checksumTrusted) != ParseStatus.Ok)
                 {
                     Interlocked.Increment(ref Counters.Malformed);
                     return;
@@ -271,13 +278,13 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
             if ((tcp.Flags & TcpFlags.Ack) != 0)
             {
                 n = TcpSegment.Write(buffer, key.IsV6, key.Destination, key.Source, key.DestinationPort, key.SourcePort,
-                    tcp.Acknowledgment, 0, TcpFlags.Rst, 0, 0);
+                    tcp.Acknowledgment, 0, TcpFlags.Rst, 0, 0, partialChecksum: _sink.TakesPartialTcpChecksums);
             }
             else
             {
                 var segLen = (uint)tcp.DataLength + ((tcp.Flags & TcpFlags.Syn) != 0 ? 1u : 0u) + ((tcp.Flags & TcpFlags.Fin) != 0 ? 1u : 0u);
                 n = TcpSegment.Write(buffer, key.IsV6, key.Destination, key.Source, key.DestinationPort, key.SourcePort,
-                    0, tcp.Sequence + segLen, TcpFlags.Rst | TcpFlags.Ack, 0, 0);
+                    0, tcp.Sequence + segLen, TcpFlags.Rst | TcpFlags.Ack, 0, 0, partialChecksum: _sink.TakesPartialTcpChecksums);
             }
             Interlocked.Increment(ref Counters.PacketsOut);
             _sink.Send(buffer.AsSpan(0, n));
@@ -290,7 +297,8 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
 
     private async Task RunFlowAsync(TcpConnection conn, CancellationToken cancellationToken)
     {
-        await Task.Yield();
+        // The dial starts on the device's reader thread: opening a socket or an SSH channel only starts an operation and
+        // returns, and a thread-pool hop here was a tenth of a short connection's latency.
         Stream stream;
         using (var dialCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
         {
@@ -387,6 +395,7 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         foreach (var conn in _flows.Values) conn.Abort();
         await _cts.CancelAsync().ConfigureAwait(false);

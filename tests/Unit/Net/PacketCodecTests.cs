@@ -209,6 +209,48 @@ public class PacketCodecTests
         Assert.True(stack.Counters.Malformed > 0);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void PartialTcpChecksum_HoldsThePseudoHeaderSum_AndFinishingItGivesTheFullOne(bool v6)
+    {
+        var (a, b) = v6 ? (A6, B6) : (A4, B4);
+        var payload = new byte[3001];
+        Random.Shared.NextBytes(payload);
+        var space = TcpSegment.HeaderSpace(v6);
+        var full = new byte[space + payload.Length];
+        var partial = new byte[space + payload.Length];
+        payload.CopyTo(full.AsSpan(space));
+        payload.CopyTo(partial.AsSpan(space));
+        var n = TcpSegment.Write(full, v6, a, b, 1234, 80, 1, 2, TcpFlags.Ack | TcpFlags.Psh, 100, payload.Length);
+        TcpSegment.Write(partial, v6, a, b, 1234, 80, 1, 2, TcpFlags.Ack | TcpFlags.Psh, 100, payload.Length, partialChecksum: true);
+
+        Assert.Equal(ParseStatus.Ok, IpPacket.TryParse(partial, out var ip));
+        var t = partial.AsSpan(ip.PayloadOffset, ip.PayloadLength);
+        Assert.Equal(Checksum.Fold(Checksum.PseudoHeader(v6, a, b, IpProtocol.Tcp, t.Length)), BinaryPrimitives.ReadUInt16BigEndian(t[16..]));
+        // Unverified, it parses only when trusted (as the kernel's own partial segments do).
+        Assert.Equal(ParseStatus.Malformed, TcpSegment.TryParse(partial, ip, out _));
+        Assert.Equal(ParseStatus.Ok, TcpSegment.TryParse(partial, ip, out var seg, checksumTrusted: true));
+        Assert.Equal(payload.Length, seg.DataLength);
+
+        // What the kernel does with csum_start/csum_offset: sum from the TCP header on, store the complement.
+        BinaryPrimitives.WriteUInt16BigEndian(t[16..], Checksum.Finish(Checksum.Add(0, t)));
+        Assert.Equal(full.AsSpan(0, n).ToArray(), partial);
+    }
+
+    [Fact]
+    public void PartialUdpChecksum_FromTheKernel_ParsesOnlyWhenTrusted()
+    {
+        var buf = new byte[100];
+        var n = UdpDatagram.Write(buf, false, A4, B4, 5353, 53, "query"u8);
+        var u = buf.AsSpan(IpPacket.V4HeaderLength, n - IpPacket.V4HeaderLength);
+        BinaryPrimitives.WriteUInt16BigEndian(u[6..], Checksum.Fold(Checksum.PseudoHeader(false, A4, B4, IpProtocol.Udp, u.Length)));
+        Assert.Equal(ParseStatus.Ok, IpPacket.TryParse(buf.AsSpan(0, n), out var ip));
+        Assert.Equal(ParseStatus.Malformed, UdpDatagram.TryParse(buf.AsSpan(0, n), ip, out _));
+        Assert.Equal(ParseStatus.Ok, UdpDatagram.TryParse(buf.AsSpan(0, n), ip, out var udp, checksumTrusted: true));
+        Assert.Equal("query"u8.ToArray(), buf.AsSpan(udp.DataOffset, udp.DataLength).ToArray());
+    }
+
     private sealed class CountingSink : IPacketSink
     {
         public int Count;

@@ -25,6 +25,45 @@ public class TcpConnectionTests
     }
 
     [Fact]
+    public void ToASinkThatFinishesChecksums_SegmentsCarryOnlyThePseudoHeaderSum()
+    {
+        var h = new TcpHarness(sink: new ListSink(partialTcpChecksums: true));
+        h.Conn.Accept();
+        var raw = Assert.Single(h.Sink.Take());
+        Assert.Equal(ParseStatus.Ok, IpPacket.TryParse(raw, out var ip));
+        Assert.Equal(ParseStatus.Malformed, TcpSegment.TryParse(raw, ip, out _));
+        var t = raw.AsSpan(ip.PayloadOffset, ip.PayloadLength);
+        Assert.Equal(Checksum.Fold(Checksum.PseudoHeader(false, ip.Source, ip.Destination, IpProtocol.Tcp, t.Length)),
+            System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(t[16..]));
+    }
+
+    [Fact]
+    public Task DataFromTheDevice_RunsTheWaitingReaderOnTheDevicesThread() =>
+        // On a thread without a synchronization context, like the device's reader (xunit's own context would defer it).
+        Task.Run(async () =>
+        {
+            var h = new TcpHarness();
+            h.Establish();
+            var feeder = Environment.CurrentManagedThreadId;
+            int? continuedOn = null;
+            var read = 0;
+            async Task ReaderAsync()
+            {
+                await h.Conn.WaitReadableAsync(CancellationToken.None).ConfigureAwait(false);
+                continuedOn = Environment.CurrentManagedThreadId;
+                // The connection's state is whole (the lock was released first): the reader reads at once.
+                read = await h.Conn.ReadAsync(new byte[16], CancellationToken.None).ConfigureAwait(false);
+            }
+            var reader = ReaderAsync(); // runs up to its wait: nothing to read yet
+            Assert.False(reader.IsCompleted);
+            h.Feed(TcpFlags.Ack | TcpFlags.Psh, C, S, "ping"u8);
+            Assert.True(reader.IsCompleted, "the reader ran inline, before OnSegment returned");
+            await reader;
+            Assert.Equal(feeder, continuedOn);
+            Assert.Equal(4, read);
+        });
+
+    [Fact]
     public void NoWindowScale_WhenClientDidNotOfferIt()
     {
         var h = new TcpHarness(clientWindowScale: -1);

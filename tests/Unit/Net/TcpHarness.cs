@@ -8,9 +8,11 @@ internal sealed class FakeClock : IClock
     public long NowMilliseconds { get; set; } = TcpHarness.StartMilliseconds;
 }
 
-internal sealed class ListSink : IPacketSink
+internal sealed class ListSink(bool partialTcpChecksums = false) : IPacketSink
 {
     private readonly List<byte[]> _packets = [];
+
+    public bool TakesPartialTcpChecksums => partialTcpChecksums;
 
     public void Send(ReadOnlySpan<byte> packet)
     {
@@ -55,8 +57,9 @@ internal sealed class TcpHarness
     public static readonly UInt128 Server = IpPacket.FromAddress(IPAddress.Parse("10.96.0.10"));
 
     public TcpHarness(TcpOptions? options = null, int clientWindowScale = 2, ushort clientWindow = 16384, ushort clientMss = 1000,
-        long memoryLimit = 1L << 30, int ourMss = 1460)
+        long memoryLimit = 1L << 30, int ourMss = 1460, ListSink? sink = null)
     {
+        Sink = sink ?? new ListSink();
         Options = options ?? new TcpOptions();
         Budget = new MemoryBudget(memoryLimit);
         var syn = Build(TcpFlags.Syn, ClientIsn, 0, [], clientWindow, clientMss, clientWindowScale);
@@ -68,7 +71,7 @@ internal sealed class TcpHarness
 
     public FakeClock Clock { get; } = new();
 
-    public ListSink Sink { get; } = new();
+    public ListSink Sink { get; }
 
     public NetCounters Counters { get; } = new();
 

@@ -22,6 +22,33 @@ internal static partial class LinuxNative
     public const uint TUNSETIFF = 0x400454ca;
     public const short IFF_TUN = 0x0001;
     public const short IFF_NO_PI = 0x1000;
+    /// <summary>Each packet is preceded by a struct virtio_net_hdr (checksum and segmentation offload).</summary>
+    public const short IFF_VNET_HDR = 0x4000;
+    /// <summary>_IOW('T', 208, unsigned int): which offloads the device may hand us.</summary>
+    public const uint TUNSETOFFLOAD = 0x400454d0;
+    public const uint TUN_F_CSUM = 0x01;
+
+    /// <summary>struct virtio_net_hdr (legacy layout, host byte order), the 10 bytes before each packet with IFF_VNET_HDR.</summary>
+    [StructLayout(LayoutKind.Sequential, Pack = 1)]
+    public struct VirtioNetHdr
+    {
+        public const byte NeedsChecksum = 1;
+        public const byte DataValid = 2;
+
+        public byte Flags;
+        public byte GsoType;
+        public ushort HdrLen;
+        public ushort GsoSize;
+        public ushort CsumStart;
+        public ushort CsumOffset;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct IoVec
+    {
+        public void* Base;
+        public nint Length;
+    }
 
     [StructLayout(LayoutKind.Sequential)]
     public struct PollFd
@@ -56,6 +83,12 @@ internal static partial class LinuxNative
 
     [LibraryImport("libc", EntryPoint = "write", SetLastError = true)]
     public static unsafe partial nint Write(int fd, byte* buffer, nint count);
+
+    [LibraryImport("libc", EntryPoint = "readv", SetLastError = true)]
+    public static unsafe partial nint ReadV(int fd, IoVec* iov, int count);
+
+    [LibraryImport("libc", EntryPoint = "writev", SetLastError = true)]
+    public static unsafe partial nint WriteV(int fd, IoVec* iov, int count);
 
     [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
     public static unsafe partial int Poll(PollFd* fds, nuint count, int timeout);

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
 using System.Text;
@@ -5,7 +6,10 @@ using System.Text;
 namespace KtConnect.Engine.Net.Linux;
 
 /// <summary>
-/// A Linux tun device (/dev/net/tun, TUNSETIFF with IFF_TUN|IFF_NO_PI): whole IP packets, no link header.
+/// A Linux tun device (/dev/net/tun, TUNSETIFF with IFF_TUN|IFF_NO_PI|IFF_VNET_HDR): whole IP packets, no link
+/// header, each behind a virtio-net header that carries checksum offload both ways (TUN_F_CSUM): the kernel hands us
+/// its TCP and UDP packets without computing their checksums, and finishes the partial TCP checksums we write only
+/// when a packet leaves for another device; a packet delivered to a local socket is never summed.
 /// The device exists while this object holds it open (not persistent), so a crash removes it with its
 /// routes. The fd is non-blocking; the reader waits in poll(2) on the device and an eventfd that
 /// <see cref="Dispose"/> signals, so shutting down never races a blocked read.
@@ -28,6 +32,8 @@ public sealed class LinuxTunDevice : ITunDevice
     public string Name { get; }
 
     public int Mtu { get; }
+
+    public bool ChecksumOffload => true;
 
     /// <summary>
     /// Creates the device, sets its MTU and addresses and brings it up (with `ip`). With
@@ -84,12 +90,14 @@ public sealed class LinuxTunDevice : ITunDevice
             var req = default(LinuxNative.IfReq);
             var bytes = Encoding.ASCII.GetBytes(name);
             for (var i = 0; i < bytes.Length; i++) req.Name[i] = bytes[i];
-            req.Flags = LinuxNative.IFF_TUN | LinuxNative.IFF_NO_PI;
+            req.Flags = LinuxNative.IFF_TUN | LinuxNative.IFF_NO_PI | LinuxNative.IFF_VNET_HDR;
             if (LinuxNative.Ioctl(fd, LinuxNative.TUNSETIFF, &req) < 0)
             {
                 var errno = Marshal.GetLastPInvokeError();
                 throw new TunDeviceException("TunOpenFailed", $"TUNSETIFF {name} failed: {LinuxNative.Error(errno)}.", target: name);
             }
+            // Without it the kernel still writes the header (flags 0, checksums complete) and still takes ours.
+            LinuxNative.Ioctl(fd, LinuxNative.TUNSETOFFLOAD, (void*)(nuint)LinuxNative.TUN_F_CSUM);
             var wake = LinuxNative.EventFd(0, LinuxNative.EFD_CLOEXEC | LinuxNative.EFD_NONBLOCK);
             if (wake < 0)
                 throw new TunDeviceException("TunOpenFailed", $"eventfd failed: {LinuxNative.Error(Marshal.GetLastPInvokeError())}.");
@@ -106,8 +114,31 @@ public sealed class LinuxTunDevice : ITunDevice
     public static LinuxTunDevice OpenInNamespace(string name, int mtu, string netnsPath) =>
         NetworkNamespace.Run(netnsPath, () => Open(name, mtu));
 
-    public unsafe int ReadPacket(Span<byte> buffer)
+    /// <summary>A whole packet with complete checksums: one the kernel left unsummed is summed here.</summary>
+    public int ReadPacket(Span<byte> buffer)
     {
+        var n = Read(buffer, out var hdr);
+        if (n > 0 && (hdr.Flags & LinuxNative.VirtioNetHdr.NeedsChecksum) != 0 && hdr.CsumStart + hdr.CsumOffset + 2 <= n)
+        {
+            // As the kernel's skb_checksum_help: the sum from csum_start on (the field holds the pseudo-header sum).
+            var sum = Checksum.Finish(Checksum.Add(0, buffer[hdr.CsumStart..n]));
+            BinaryPrimitives.WriteUInt16BigEndian(buffer[(hdr.CsumStart + hdr.CsumOffset)..], sum == 0 ? (ushort)0xFFFF : sum);
+        }
+        return n;
+    }
+
+    /// <summary>A packet as the kernel handed it over: with <paramref name="checksumTrusted"/> its checksum may be partial.</summary>
+    public int ReadPacket(Span<byte> buffer, out bool checksumTrusted)
+    {
+        var n = Read(buffer, out var hdr);
+        // NEEDS_CSUM: built by this kernel, the sum left for a device to finish; DATA_VALID: already checked.
+        checksumTrusted = n > 0 && (hdr.Flags & (LinuxNative.VirtioNetHdr.NeedsChecksum | LinuxNative.VirtioNetHdr.DataValid)) != 0;
+        return n;
+    }
+
+    private unsafe int Read(Span<byte> buffer, out LinuxNative.VirtioNetHdr hdr)
+    {
+        hdr = default;
         var added = false;
         var wakeAdded = false;
         try
@@ -115,12 +146,21 @@ public sealed class LinuxTunDevice : ITunDevice
             _fd.DangerousAddRef(ref added);
             _wake.DangerousAddRef(ref wakeAdded);
             var fds = stackalloc LinuxNative.PollFd[2];
+            var iov = stackalloc LinuxNative.IoVec[2];
             while (Volatile.Read(ref _disposed) == 0)
             {
                 fixed (byte* p = buffer)
                 {
-                    var n = LinuxNative.Read(_fd.Fd, p, buffer.Length);
-                    if (n > 0) return (int)n;
+                    LinuxNative.VirtioNetHdr h;
+                    iov[0] = new LinuxNative.IoVec { Base = &h, Length = sizeof(LinuxNative.VirtioNetHdr) };
+                    iov[1] = new LinuxNative.IoVec { Base = p, Length = buffer.Length };
+                    var n = LinuxNative.ReadV(_fd.Fd, iov, 2);
+                    if (n > sizeof(LinuxNative.VirtioNetHdr))
+                    {
+                        hdr = h;
+                        return (int)n - sizeof(LinuxNative.VirtioNetHdr);
+                    }
+                    if (n > 0) continue; // a header and no packet: nothing to deliver
                     var errno = Marshal.GetLastPInvokeError();
                     if (n < 0 && errno != LinuxNative.EAGAIN && errno != LinuxNative.EINTR)
                         throw new TunDeviceException("TunReadFailed", $"read {Name} failed: {LinuxNative.Error(errno)}.", target: Name);
@@ -147,15 +187,28 @@ public sealed class LinuxTunDevice : ITunDevice
         }
     }
 
-    public unsafe void WritePacket(ReadOnlySpan<byte> packet)
+    public void WritePacket(ReadOnlySpan<byte> packet) => WritePacket(packet, partialTcpChecksum: false);
+
+    public unsafe void WritePacket(ReadOnlySpan<byte> packet, bool partialTcpChecksum)
     {
+        var hdr = default(LinuxNative.VirtioNetHdr);
+        if (partialTcpChecksum && packet.Length >= IpPacket.V4HeaderLength)
+        {
+            // The kernel sums from csum_start to the end and stores the result at csum_start + csum_offset (TCP's field).
+            hdr.Flags = LinuxNative.VirtioNetHdr.NeedsChecksum;
+            hdr.CsumStart = (ushort)(packet[0] >> 4 == 6 ? IpPacket.V6HeaderLength : (packet[0] & 0x0F) * 4);
+            hdr.CsumOffset = 16;
+        }
         var added = false;
         try
         {
             _fd.DangerousAddRef(ref added);
             fixed (byte* p = packet)
             {
-                var n = LinuxNative.Write(_fd.Fd, p, packet.Length);
+                var iov = stackalloc LinuxNative.IoVec[2];
+                iov[0] = new LinuxNative.IoVec { Base = &hdr, Length = sizeof(LinuxNative.VirtioNetHdr) };
+                iov[1] = new LinuxNative.IoVec { Base = p, Length = packet.Length };
+                var n = LinuxNative.WriteV(_fd.Fd, iov, 2);
                 if (n < 0)
                 {
                     var errno = Marshal.GetLastPInvokeError();
