@@ -61,8 +61,10 @@ public sealed class NetTunScenario : IScenario
             // Not used for connections/s: its upstream connections would share this namespace's ephemeral ports and
             // TIME-WAIT slots with the stack's own dials, and slow both down.
             var iperfRelayPort = FreePort();
-            using var nginx = await NginxRelay.StartAsync([(iperfRelayPort, iperfPort)], cancellationToken);
+            var httpPort = FreePort();
+            using var nginx = await NginxRelay.StartAsync([(iperfRelayPort, iperfPort)], httpPort, cancellationToken);
             await WaitForPortAsync(laptop, HostAddress, iperfRelayPort, cancellationToken);
+            await WaitForPortAsync(laptop, HostAddress, httpPort, cancellationToken);
 
             foreach (var flows in new[] { 1, 8 })
             {
@@ -76,6 +78,11 @@ public sealed class NetTunScenario : IScenario
             await context.CompareAsync(Name, "connections-per-second", "conn/s", true,
                 ct => ShortAsync(laptop, script, ClusterAddress, echoPort, ct), "direct veth (kernel only)",
                 ct => ShortAsync(laptop, script, HostAddress, echoPort, ct), cancellationToken);
+            // The same figure with clients and server in C (ApacheBench, one connection per request, against nginx): the
+            // python client above holds its GIL for most of a connection, so it measures its own speed as much as the path.
+            await context.CompareAsync(Name, "http-connections-per-second", "conn/s", true,
+                ct => AbAsync(laptop, ClusterAddress, httpPort, ct), "direct veth (kernel only)",
+                ct => AbAsync(laptop, HostAddress, httpPort, ct), cancellationToken);
 
             // Memory per idle flow: through the stack vs through a plain in-process TCP relay (what redirect mode
             // costs), both measured as this process's managed heap + RSS growth.
@@ -115,6 +122,19 @@ public sealed class NetTunScenario : IScenario
         var parts = r.StandardOutput.Trim().Split(' ');
         if (parts[0] != "OK" || parts[1] != "2000") throw new InvalidOperationException("short connections failed: " + r.StandardOutput);
         return double.Parse(parts[2], CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>ApacheBench without keep-alive: each request opens, uses and closes its own connection; 16 at a time.</summary>
+    private static async Task<double> AbAsync(NetNs laptop, string address, int port, CancellationToken ct)
+    {
+        var r = await laptop.RunAsync(["ab", "-q", "-n", "10000", "-c", "16", "-r", $"http://{address}:{port.ToString(CultureInfo.InvariantCulture)}/"], ct,
+            timeout: TimeSpan.FromMinutes(2));
+        r.EnsureSuccess();
+        var failed = System.Text.RegularExpressions.Regex.Match(r.StandardOutput, @"Failed requests:\s+(\d+)");
+        if (!failed.Success || failed.Groups[1].Value != "0") throw new InvalidOperationException("ab: requests failed: " + r.StandardOutput);
+        var rate = System.Text.RegularExpressions.Regex.Match(r.StandardOutput, @"Requests per second:\s+([0-9.]+)");
+        if (!rate.Success) throw new InvalidOperationException("ab printed no rate: " + r.StandardOutput);
+        return double.Parse(rate.Groups[1].Value, CultureInfo.InvariantCulture);
     }
 
     private static async Task<double> IdleMemoryAsync(NetNs laptop, string script, string address, int port, int count, CancellationToken ct)
@@ -159,7 +179,10 @@ public sealed class NetTunScenario : IScenario
 
     private const string RelayPeer = "nginx stream proxy on kernel sockets (veth + second TCP connection)";
 
-    /// <summary>nginx's TCP proxy (stream module), one listener per (port, target port) on the host address.</summary>
+    /// <summary>
+    /// nginx's TCP proxy (stream module), one listener per (port, target port) on the host address, and an HTTP server on
+    /// <c>httpPort</c> answering every request with a two-byte body.
+    /// </summary>
     private sealed class NginxRelay : IDisposable
     {
         private const string Module = "/usr/lib/nginx/modules/ngx_stream_module.so";
@@ -172,7 +195,7 @@ public sealed class NetTunScenario : IScenario
             _dir = dir;
         }
 
-        public static async Task<NginxRelay> StartAsync(IEnumerable<(int Port, int Target)> routes, CancellationToken ct)
+        public static async Task<NginxRelay> StartAsync(IEnumerable<(int Port, int Target)> routes, int httpPort, CancellationToken ct)
         {
             if (!File.Exists(Module)) throw new InvalidOperationException($"net-tun needs nginx's stream module ({Module}: apt-get install libnginx-mod-stream)");
             var dir = Directory.CreateTempSubdirectory("ktnet-nginx-").FullName;
@@ -180,7 +203,9 @@ public sealed class NetTunScenario : IScenario
                 $"  server {{ listen {HostAddress}:{r.Port.ToString(CultureInfo.InvariantCulture)} backlog=4096; proxy_half_close on; proxy_pass {HostAddress}:{r.Target.ToString(CultureInfo.InvariantCulture)}; }}\n"));
             var conf = Path.Combine(dir, "nginx.conf");
             await File.WriteAllTextAsync(conf, $"load_module {Module};\nworker_processes auto;\ndaemon off;\npid {dir}/nginx.pid;\n" +
-                $"error_log {dir}/error.log;\nevents {{ worker_connections 16384; }}\nstream {{\n{servers}}}\n", ct);
+                $"error_log {dir}/error.log;\nevents {{ worker_connections 16384; }}\nstream {{\n{servers}}}\n" +
+                $"http {{ access_log off; client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir}; uwsgi_temp_path {dir}; scgi_temp_path {dir};\n" +
+                $"  server {{ listen {HostAddress}:{httpPort.ToString(CultureInfo.InvariantCulture)} backlog=4096; location / {{ return 200 \"ok\"; }} }} }}\n", ct);
             var p = Start("nginx", "-p", dir, "-c", conf);
             p.OutputDataReceived += (_, _) => { };
             p.ErrorDataReceived += (_, _) => { };

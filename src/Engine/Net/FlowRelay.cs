@@ -8,9 +8,14 @@ namespace KtConnect.Engine.Net;
 /// client's FIN becomes the stream's EOF and the stream's EOF becomes our FIN. A failure on either side
 /// resets the other. Backpressure is natural: a slow stream leaves data in the flow's receive buffer,
 /// whose window then closes; a slow client leaves the send buffer full, so we stop reading the stream.
+/// Each direction starts with a small buffer and doubles it whenever a read fills it, up to the relay's buffer size:
+/// a short request/response never takes a large buffer (the pool often has none at hand, and a fresh one is a
+/// large-object allocation whose pages the kernel must zero), while a bulk flow reaches it within a few reads.
 /// </summary>
 public static class FlowRelay
 {
+    internal const int FirstBufferSize = 16 * 1024;
+
     public static async Task RunAsync(TcpConnection connection, Stream stream, int bufferSize, ILogger logger,
         CancellationToken cancellationToken)
     {
@@ -42,16 +47,18 @@ public static class FlowRelay
     {
         try
         {
+            var size = Math.Min(FirstBufferSize, bufferSize);
             while (true)
             {
                 // Buffers are rented only while bytes move: 10,000 idle flows must not pin 10,000 buffers.
                 await connection.WaitReadableAsync(cts.Token).ConfigureAwait(false);
-                var buffer = ArrayPool<byte>.Shared.Rent(bufferSize);
+                var buffer = ArrayPool<byte>.Shared.Rent(size);
                 try
                 {
-                    var n = await connection.ReadAsync(buffer, cts.Token).ConfigureAwait(false);
+                    var n = await connection.ReadAsync(buffer.AsMemory(0, size), cts.Token).ConfigureAwait(false);
                     if (n == 0) break;
                     await stream.WriteAsync(buffer.AsMemory(0, n), cts.Token).ConfigureAwait(false);
+                    if (n == size) size = Math.Min(size * 2, bufferSize);
                 }
                 finally
                 {
@@ -73,16 +80,18 @@ public static class FlowRelay
     {
         try
         {
+            var size = Math.Min(FirstBufferSize, bufferSize);
             while (true)
             {
                 // A zero-byte read waits for data without a buffer (sockets and SSH channels support it).
                 await stream.ReadAsync(Memory<byte>.Empty, cts.Token).ConfigureAwait(false);
-                var buffer = ArrayPool<byte>.Shared.Rent(bufferSize);
+                var buffer = ArrayPool<byte>.Shared.Rent(size);
                 try
                 {
-                    var n = await stream.ReadAsync(buffer, cts.Token).ConfigureAwait(false);
+                    var n = await stream.ReadAsync(buffer.AsMemory(0, size), cts.Token).ConfigureAwait(false);
                     if (n == 0) break;
                     await connection.WriteAsync(buffer.AsMemory(0, n), cts.Token).ConfigureAwait(false);
+                    if (n == size) size = Math.Min(size * 2, bufferSize);
                 }
                 finally
                 {

@@ -182,6 +182,15 @@ public sealed class TcpConnection
         }
     }
 
+    /// <summary>When TIME-WAIT ends (clock milliseconds); meaningful in that state only.</summary>
+    internal long TimeWaitDeadline
+    {
+        get
+        {
+            lock (_gate) return _timeWaitDeadline;
+        }
+    }
+
     /// <summary>Bytes the client sent that the application has not read yet.</summary>
     public int BufferedReceive
     {

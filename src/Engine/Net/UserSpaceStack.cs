@@ -44,6 +44,10 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
     private readonly IClock _clock;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<FlowKey, TcpConnection> _flows = new();
+    // What the timer visits: every flow but those in TIME-WAIT, which wait in _timeWait in deadline order instead, so the
+    // thousands a burst of short connections leaves there cost a tick nothing until they expire.
+    private readonly ConcurrentDictionary<TcpConnection, byte> _ticking = new();
+    private readonly Queue<(long Due, TcpConnection Conn)> _timeWait = new();
     private readonly ConcurrentDictionary<Task, bool> _tasks = new();
     private readonly CancellationTokenSource _cts = new();
     private readonly SemaphoreSlim _udpSlots;
@@ -163,15 +167,32 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
         }
     }
 
-    /// <summary>Runs every flow's timers and forgets closed flows. The timer loop calls it; tests call it directly.</summary>
+    /// <summary>
+    /// Runs every flow's timers and forgets closed flows. The timer loop calls it (one caller at a time); tests call it
+    /// directly.
+    /// </summary>
     public void Tick()
     {
-        _fragments.Tick(_clock.NowMilliseconds);
-        foreach (var (key, conn) in _flows)
+        var now = _clock.NowMilliseconds;
+        _fragments.Tick(now);
+        foreach (var (conn, _) in _ticking)
         {
-            if (conn.Tick()) _flows.TryRemove(new KeyValuePair<FlowKey, TcpConnection>(key, conn));
+            if (conn.Tick()) Forget(conn);
+            else if (conn.State == TcpState.TimeWait) _timeWait.Enqueue((conn.TimeWaitDeadline, conn));
+            else continue;
+            _ticking.TryRemove(conn, out _);
+        }
+        while (_timeWait.TryPeek(out var head) && head.Due <= now)
+        {
+            _timeWait.Dequeue();
+            // Closed at its deadline; one whose TIME-WAIT a retransmitted FIN restarted waits for its new deadline.
+            if (head.Conn.Tick()) Forget(head.Conn);
+            else _timeWait.Enqueue((head.Conn.TimeWaitDeadline, head.Conn));
         }
     }
+
+    /// <summary>Drops a closed flow from the table, unless a new connection on the same tuple took its place.</summary>
+    private void Forget(TcpConnection conn) => _flows.TryRemove(new KeyValuePair<FlowKey, TcpConnection>(conn.Key, conn));
 
     /// <summary>
     /// Processes one packet from the device. Never throws for bad input: it is counted and dropped. Transport
@@ -264,6 +285,7 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
         var iss = (uint)Random.Shared.NextInt64();
         conn = new TcpConnection(key, tcp, iss, ourMss, _sink, _clock, _options.Tcp, Counters, _budget);
         if (!_flows.TryAdd(key, conn)) return;
+        _ticking.TryAdd(conn, 0);
         Track(RunFlowAsync(conn, _cts.Token));
     }
 
@@ -395,7 +417,6 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         foreach (var conn in _flows.Values) conn.Abort();
         await _cts.CancelAsync().ConfigureAwait(false);
@@ -412,6 +433,7 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
         _reader?.Join(TimeSpan.FromSeconds(5));
         _readerDone.TrySetResult();
         _flows.Clear();
+        _ticking.Clear();
         _cts.Dispose();
         _udpSlots.Dispose();
         _fragments.Dispose();

@@ -54,6 +54,60 @@ public class UserSpaceStackTests
         Assert.Equal(1, stack.Counters.TcpFlowsRefused);
     }
 
+    /// <summary>A far end that has closed already: reads end at once, writes are taken.</summary>
+    private sealed class ClosedFarEnd : IFlowDialer
+    {
+        public Task<Stream> DialAsync(IPEndPoint destination, CancellationToken cancellationToken) => Task.FromResult<Stream>(new EofStream());
+
+        private sealed class EofStream : Stream
+        {
+            public override bool CanRead => true;
+            public override bool CanSeek => false;
+            public override bool CanWrite => true;
+            public override long Length => throw new NotSupportedException();
+            public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+            public override void Flush() { }
+            public override int Read(byte[] buffer, int offset, int count) => 0;
+            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+            public override void SetLength(long value) => throw new NotSupportedException();
+            public override void Write(byte[] buffer, int offset, int count) { }
+        }
+    }
+
+    [Fact]
+    public async Task TimeWait_EndsAtItsDeadline_AndNeverTakesANewConnectionOnTheSameTupleWithIt()
+    {
+        var sink = new ListSink();
+        var clock = new FakeClock();
+        var options = new StackOptions();
+        await using var stack = new UserSpaceStack(sink, new ClosedFarEnd(), options, clock: clock);
+        stack.HandlePacket(Tcp(TcpFlags.Syn, 100, 0, 1460));
+        var synAck = Sent.Parse(Assert.Single(await WaitForAsync(sink, 1)));
+        stack.HandlePacket(Tcp(TcpFlags.Ack, 101, synAck.Seq + 1));
+        // The far end is closed: our FIN comes; the client acknowledges it and closes too, so we wait in TIME-WAIT.
+        var fin = Sent.Parse(Assert.Single(await WaitForAsync(sink, 1)));
+        Assert.True(fin.Flags.HasFlag(TcpFlags.Fin));
+        stack.HandlePacket(Tcp(TcpFlags.Fin | TcpFlags.Ack, 101, fin.Seq + 1));
+        await Wait.UntilAsync(() => stack.Flows.Single().State == TcpState.TimeWait, "TIME-WAIT", TimeSpan.FromSeconds(10));
+        var old = stack.Flows.Single();
+
+        stack.Tick();
+        clock.NowMilliseconds += options.Tcp.TimeWaitMs - 1;
+        stack.Tick();
+        Assert.Same(old, Assert.Single(stack.Flows));
+
+        // A new SYN on the tuple replaces the flow in TIME-WAIT; the old one's expiry must leave the new one alone.
+        sink.Take();
+        stack.HandlePacket(Tcp(TcpFlags.Syn, 5000, 0, 1460));
+        await WaitForAsync(sink, 1);
+        var fresh = Assert.Single(stack.Flows);
+        Assert.NotSame(old, fresh);
+        clock.NowMilliseconds += 1;
+        stack.Tick();
+        Assert.Equal(TcpState.Closed, old.State);
+        Assert.Same(fresh, Assert.Single(stack.Flows));
+    }
+
     [Fact]
     public async Task SegmentForUnknownFlow_GetsRst_AndRstGetsNothing()
     {
