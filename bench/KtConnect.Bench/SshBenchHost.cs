@@ -3,6 +3,8 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using KtConnect.Engine;
+using KtConnect.Engine.Net;
+using KtConnect.Engine.Sessions.Tunnel;
 using KtConnect.Engine.Ssh;
 
 namespace KtConnect.Bench;
@@ -351,26 +353,14 @@ internal sealed class SshBenchLocalForward : IAsyncDisposable
     }
 }
 
+/// <summary>Ours relays a channel the way the product does (exchange's LocalRelay, connect's flows).</summary>
 internal static class SshBenchPipe
 {
     /// <summary>Copies both ways between a socket and a channel, passing half-closes through.</summary>
     public static async Task SpliceAsync(TcpClient tcp, SshChannelStream ch, CancellationToken ct)
     {
-        var s = tcp.GetStream();
-        var up = Task.Run(async () =>
-        {
-            var buf = new byte[64 * 1024];
-            int n;
-            while ((n = await s.ReadAsync(buf, ct).ConfigureAwait(false)) > 0) await ch.WriteAsync(buf.AsMemory(0, n), ct).ConfigureAwait(false);
-            await ch.CompleteWritesAsync(ct).ConfigureAwait(false);
-        }, ct);
-        var down = Task.Run(async () =>
-        {
-            var buf = new byte[64 * 1024];
-            int n;
-            while ((n = await ch.ReadAsync(buf, ct).ConfigureAwait(false)) > 0) await s.WriteAsync(buf.AsMemory(0, n), ct).ConfigureAwait(false);
-            tcp.Client.Shutdown(SocketShutdown.Send);
-        }, ct);
-        await Task.WhenAll(up, down).ConfigureAwait(false);
+        await using var flow = new SshFlowStream(ch);
+        await using var local = new HalfCloseNetworkStream(tcp.Client);
+        await Socks5Server.RelayAsync(flow, local, ct).ConfigureAwait(false);
     }
 }

@@ -8,14 +8,10 @@ namespace KtConnect.Engine.Net;
 /// client's FIN becomes the stream's EOF and the stream's EOF becomes our FIN. A failure on either side
 /// resets the other. Backpressure is natural: a slow stream leaves data in the flow's receive buffer,
 /// whose window then closes; a slow client leaves the send buffer full, so we stop reading the stream.
-/// Each direction starts with a small buffer and doubles it whenever a read fills it, up to the relay's buffer size:
-/// a short request/response never takes a large buffer (the pool often has none at hand, and a fresh one is a
-/// large-object allocation whose pages the kernel must zero), while a bulk flow reaches it within a few reads.
+/// Each direction sizes its buffer with a <see cref="RelayBufferSize"/>.
 /// </summary>
 public static class FlowRelay
 {
-    internal const int FirstBufferSize = 16 * 1024;
-
     public static async Task RunAsync(TcpConnection connection, Stream stream, int bufferSize, ILogger logger,
         CancellationToken cancellationToken)
     {
@@ -47,18 +43,18 @@ public static class FlowRelay
     {
         try
         {
-            var size = Math.Min(FirstBufferSize, bufferSize);
+            var size = new RelayBufferSize(bufferSize);
             while (true)
             {
                 // Buffers are rented only while bytes move: 10,000 idle flows must not pin 10,000 buffers.
                 await connection.WaitReadableAsync(cts.Token).ConfigureAwait(false);
-                var buffer = ArrayPool<byte>.Shared.Rent(size);
+                var buffer = ArrayPool<byte>.Shared.Rent(size.Next);
                 try
                 {
-                    var n = await connection.ReadAsync(buffer.AsMemory(0, size), cts.Token).ConfigureAwait(false);
+                    var n = await connection.ReadAsync(buffer.AsMemory(0, size.Next), cts.Token).ConfigureAwait(false);
                     if (n == 0) break;
                     await stream.WriteAsync(buffer.AsMemory(0, n), cts.Token).ConfigureAwait(false);
-                    if (n == size) size = Math.Min(size * 2, bufferSize);
+                    size.Read(n);
                 }
                 finally
                 {
@@ -80,18 +76,18 @@ public static class FlowRelay
     {
         try
         {
-            var size = Math.Min(FirstBufferSize, bufferSize);
+            var size = new RelayBufferSize(bufferSize);
             while (true)
             {
                 // A zero-byte read waits for data without a buffer (sockets and SSH channels support it).
                 await stream.ReadAsync(Memory<byte>.Empty, cts.Token).ConfigureAwait(false);
-                var buffer = ArrayPool<byte>.Shared.Rent(size);
+                var buffer = ArrayPool<byte>.Shared.Rent(size.Next);
                 try
                 {
-                    var n = await stream.ReadAsync(buffer.AsMemory(0, size), cts.Token).ConfigureAwait(false);
+                    var n = await stream.ReadAsync(buffer.AsMemory(0, size.Next), cts.Token).ConfigureAwait(false);
                     if (n == 0) break;
                     await connection.WriteAsync(buffer.AsMemory(0, n), cts.Token).ConfigureAwait(false);
-                    if (n == size) size = Math.Min(size * 2, bufferSize);
+                    size.Read(n);
                 }
                 finally
                 {
@@ -106,5 +102,25 @@ public static class FlowRelay
             await cts.CancelAsync().ConfigureAwait(false);
             return false;
         }
+    }
+}
+
+/// <summary>
+/// The buffer size for one direction of a relay: it starts small and doubles whenever a read fills the buffer, up to
+/// <c>max</c>. A short request/response never takes a large buffer (the pool often has none at hand, and a fresh one
+/// is a large-object allocation whose pages the kernel must zero), while a bulk flow reaches the large size within a
+/// few reads and then moves its bytes in few, large socket writes.
+/// </summary>
+public struct RelayBufferSize(int max)
+{
+    public const int First = 16 * 1024;
+
+    /// <summary>The size to rent and read with next.</summary>
+    public int Next { get; private set; } = Math.Min(First, max);
+
+    /// <summary>Records a read of <paramref name="n"/> bytes into a buffer of <see cref="Next"/> bytes.</summary>
+    public void Read(int n)
+    {
+        if (n >= Next) Next = Math.Min(Next * 2, max);
     }
 }

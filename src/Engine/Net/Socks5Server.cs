@@ -366,6 +366,9 @@ public sealed class Socks5Server : IAsyncDisposable
         return await _dialer.DialAsync(host, port, dial.Token).ConfigureAwait(false);
     }
 
+    /// <summary>The largest buffer a relay direction grows to (see <see cref="RelayBufferSize"/>).</summary>
+    public const int MaxRelayBuffer = 256 * 1024;
+
     /// <summary>Copies both ways with half-close; an error on either side ends both.</summary>
     public static async Task RelayAsync(Stream a, Stream b, CancellationToken cancellationToken)
     {
@@ -377,16 +380,18 @@ public sealed class Socks5Server : IAsyncDisposable
     {
         try
         {
+            var size = new RelayBufferSize(MaxRelayBuffer);
             while (true)
             {
                 // Wait for data without a buffer, so idle connections pin no memory.
                 await from.ReadAsync(Memory<byte>.Empty, cts.Token).ConfigureAwait(false);
-                var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(65536);
+                var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(size.Next);
                 try
                 {
-                    var n = await from.ReadAsync(buffer, cts.Token).ConfigureAwait(false);
+                    var n = await from.ReadAsync(buffer.AsMemory(0, size.Next), cts.Token).ConfigureAwait(false);
                     if (n == 0) break;
                     await to.WriteAsync(buffer.AsMemory(0, n), cts.Token).ConfigureAwait(false);
+                    size.Read(n);
                 }
                 finally
                 {
