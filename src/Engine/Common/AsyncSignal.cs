@@ -28,6 +28,10 @@ internal sealed class AsyncSignal : IValueTaskSource
     /// <summary>Wakes the pending wait, or, with none pending, makes the next wait return at once.</summary>
     public void Set() => Set(inline: false);
 
+    /// <summary>
+    /// <see cref="Set()"/>; with <paramref name="inline"/> a pending waiter continues on this thread before Set returns
+    /// (never call it so while holding a lock the waiter's code takes, or with state half-updated).
+    /// </summary>
     public void Set(bool inline)
     {
         CancellationTokenRegistration registration;

@@ -370,22 +370,20 @@ public sealed class TcpConnection
 
     private void OnSegmentLocked(ReadOnlySpan<byte> packet, in TcpSegment seg)
     {
+        var now = Now;
+        switch (State)
         {
-            var now = Now;
-            switch (State)
-            {
-                case TcpState.Closed:
-                    return;
-                case TcpState.Dialing:
-                    // Retransmitted SYNs wait for the dial; a RST abandons the attempt.
-                    if ((seg.Flags & TcpFlags.Rst) != 0) CloseLocked(reset: true);
-                    return;
-                case TcpState.SynReceived:
-                    if (!OnSegmentSynReceived(seg)) return;
-                    break;
-            }
-            OnSegmentSynchronized(packet, seg, now);
+            case TcpState.Closed:
+                return;
+            case TcpState.Dialing:
+                // Retransmitted SYNs wait for the dial; a RST abandons the attempt.
+                if ((seg.Flags & TcpFlags.Rst) != 0) CloseLocked(reset: true);
+                return;
+            case TcpState.SynReceived:
+                if (!OnSegmentSynReceived(seg)) return;
+                break;
         }
+        OnSegmentSynchronized(packet, seg, now);
     }
 
     /// <summary>Runs expired timers; returns true when the flow is closed and can be removed.</summary>
