@@ -111,16 +111,24 @@ public static class FlowRelay
 /// is a large-object allocation whose pages the kernel must zero), while a bulk flow reaches the large size within a
 /// few reads and then moves its bytes in few, large socket writes.
 /// </summary>
-public struct RelayBufferSize(int max)
+public struct RelayBufferSize
 {
     public const int First = 16 * 1024;
+    private readonly int _max;
+
+    public RelayBufferSize(int max)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(max);
+        _max = max;
+        Next = Math.Min(First, max);
+    }
 
     /// <summary>The size to rent and read with next.</summary>
-    public int Next { get; private set; } = Math.Min(First, max);
+    public int Next { get; private set; }
 
     /// <summary>Records a read of <paramref name="n"/> bytes into a buffer of <see cref="Next"/> bytes.</summary>
     public void Read(int n)
     {
-        if (n >= Next) Next = Math.Min(Next * 2, max);
+        if (n >= Next) Next = Math.Min(Next * 2, _max);
     }
 }

@@ -7,6 +7,24 @@ namespace KtConnect.Tests.Unit.Net;
 public class RelayTests
 {
     [Fact]
+    public void RelayBuffer_StartsSmall_DoublesOnlyWhileReadsFillIt_AndStopsAtItsMaximum()
+    {
+        var size = new RelayBufferSize(100 * 1024);
+        Assert.Equal(16 * 1024, size.Next);
+        size.Read(1000); // a short request: stays small
+        Assert.Equal(16 * 1024, size.Next);
+        size.Read(16 * 1024);
+        Assert.Equal(32 * 1024, size.Next);
+        size.Read(32 * 1024);
+        size.Read(64 * 1024);
+        Assert.Equal(100 * 1024, size.Next);
+        size.Read(100 * 1024);
+        Assert.Equal(100 * 1024, size.Next);
+        Assert.Equal(4096, new RelayBufferSize(4096).Next);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new RelayBufferSize(0));
+    }
+
+    [Fact]
     public async Task Relay_DeliversBytesThatArrivedBeforeItStarted()
     {
         using var l1 = new TcpListener(IPAddress.Loopback, 0);
