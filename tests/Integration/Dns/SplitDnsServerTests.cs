@@ -137,8 +137,9 @@ public sealed class SplitDnsServerTests(DnsPeers peers) : IClassFixture<DnsPeers
             Assert.Equal(names[i], answers[i].Questions[0].Name.ToString());
             Assert.Equal(i % 2 == 0 ? (int)DnsRcode.NXDomain : (int)DnsRcode.NoError, answers[i].Rcode);
         }
-        // Two streams carry them all; dnsmasq closes a stream after 100 queries, which costs a reopen, not a stream per query.
-        Assert.True(_server.ClusterConnectionsOpened - opened <= 4, $"{_server.ClusterConnectionsOpened - opened} streams opened");
+        // Two streams carry them all. dnsmasq may close a stream at any time (after 100 queries, and under load: a CI run
+        // saw 5 opened), and each close costs a reopen; a stream per query would open 40.
+        Assert.True(_server.ClusterConnectionsOpened - opened <= names.Count / 4, $"{_server.ClusterConnectionsOpened - opened} streams opened");
     }
 
     [LinuxRootFact("dnsmasq", "dig")]
