@@ -28,15 +28,21 @@ internal sealed class SpdyHandler(IPodExec exec, IPodNetwork network, IPodAttach
         string.Equals(context.Request.Headers.Upgrade.ToString(), "SPDY/3.1", StringComparison.OrdinalIgnoreCase)
         && context.Features.Get<IHttpUpgradeFeature>() is { IsUpgradableRequest: true };
 
-    public async Task ExecAsync(HttpContext context, JsonObject pod, string ns, string podName, CancellationToken ct)
+    /// <summary>The remotecommand protocol both sides speak, or null after the kubelet's 403 answer.</summary>
+    private static async Task<string?> NegotiateOrRefuseAsync(HttpContext context, CancellationToken ct)
     {
         var protocol = Negotiate(context, ExecProtocols);
         if (protocol is null)
         {
             await HttpBodies.WriteTextAsync(context, 403, "unable to upgrade: unable to negotiate protocol: client supports " +
                 context.Request.Headers["X-Stream-Protocol-Version"] + ", server supports " + string.Join(", ", ExecProtocols), ct).ConfigureAwait(false);
-            return;
         }
+        return protocol;
+    }
+
+    public async Task ExecAsync(HttpContext context, JsonObject pod, string ns, string podName, CancellationToken ct)
+    {
+        if (await NegotiateOrRefuseAsync(context, ct).ConfigureAwait(false) is not { } protocol) return;
         if (await ExecHandler.ReadRequestAsync(context, ns, podName, ct).ConfigureAwait(false) is not { } request) return;
         await using var session = await UpgradeAsync(context, protocol).ConfigureAwait(false);
         using var sessionCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -111,13 +117,7 @@ internal sealed class SpdyHandler(IPodExec exec, IPodNetwork network, IPodAttach
 
     public async Task AttachAsync(HttpContext context, JsonObject pod, string ns, string podName, string container, CancellationToken ct)
     {
-        var protocol = Negotiate(context, ExecProtocols);
-        if (protocol is null)
-        {
-            await HttpBodies.WriteTextAsync(context, 403, "unable to upgrade: unable to negotiate protocol: client supports " +
-                context.Request.Headers["X-Stream-Protocol-Version"] + ", server supports " + string.Join(", ", ExecProtocols), ct).ConfigureAwait(false);
-            return;
-        }
+        if (await NegotiateOrRefuseAsync(context, ct).ConfigureAwait(false) is not { } protocol) return;
         if (await AttachHandler.ReadRequestAsync(context, ns, podName, container, ct).ConfigureAwait(false) is not { } request) return;
         if (await AttachHandler.StartAsync(context, attach, request, pod, ct).ConfigureAwait(false) is not { } attached) return;
         await using (attached)
