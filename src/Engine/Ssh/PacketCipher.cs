@@ -1,6 +1,4 @@
 using System.Buffers.Binary;
-using System.Numerics;
-using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 
 namespace KtConnect.Engine.Ssh;
@@ -114,35 +112,21 @@ internal sealed class GcmCipher : PacketCipher
 
 /// <summary>
 /// aes*-ctr with hmac-sha2-256/512, plain (MAC over the plaintext packet) or -etm@openssh.com (length in
-/// clear, MAC over the ciphertext, checked before decrypting). CTR is built from AES-ECB: a run of
-/// counter blocks is encrypted in one call of a reused ECB transform and XORed in; the 128-bit counter
-/// persists across packets.
+/// clear, MAC over the ciphertext, checked before decrypting). The CTR keystream comes from <see cref="AesCtr"/>;
+/// its 128-bit counter persists across packets.
 /// </summary>
 internal sealed class CtrHmacCipher : PacketCipher
 {
-    private const int ChunkBlocks = 1024;
-    private readonly Aes _aes;
-    private readonly ICryptoTransform _ecb;
+    private readonly AesCtr _ctr;
     private readonly IncrementalHash _hmac;
     private readonly int _macSize;
     private readonly bool _etm;
-    private ulong _ctrHi;
-    private ulong _ctrLo;
-    private readonly byte[] _counters = new byte[ChunkBlocks * 16];
-    private readonly byte[] _keystream = new byte[ChunkBlocks * 16];
     private readonly byte[] _seqBuf = new byte[4];
     private readonly byte[] _macBuf = new byte[64];
 
     public CtrHmacCipher(ReadOnlySpan<byte> key, ReadOnlySpan<byte> iv, HashAlgorithmName macHash, ReadOnlySpan<byte> macKey, bool etm)
     {
-        _aes = Aes.Create();
-        _aes.Key = key.ToArray();
-        _aes.Mode = CipherMode.ECB;
-        _aes.Padding = PaddingMode.None;
-        // One native context for the connection's life; the one-shot EncryptEcb would create one per call.
-        _ecb = _aes.CreateEncryptor();
-        _ctrHi = BinaryPrimitives.ReadUInt64BigEndian(iv);
-        _ctrLo = BinaryPrimitives.ReadUInt64BigEndian(iv[8..]);
+        _ctr = new AesCtr(key, iv);
         _hmac = IncrementalHash.CreateHMAC(macHash, macKey);
         _macSize = macHash == HashAlgorithmName.SHA512 ? 64 : 32;
         _etm = etm;
@@ -153,39 +137,6 @@ internal sealed class CtrHmacCipher : PacketCipher
     public override int MacSize => _macSize;
 
     public override bool LengthInClear => _etm;
-
-    /// <summary>XORs the keystream into <paramref name="data"/>, whose length is a multiple of 16.</summary>
-    private void Xor(Span<byte> data)
-    {
-        while (!data.IsEmpty)
-        {
-            var n = Math.Min(data.Length, _counters.Length);
-            var blocks = n / 16;
-            var ctr = _counters.AsSpan(0, n);
-            for (var i = 0; i < blocks; i++)
-            {
-                BinaryPrimitives.WriteUInt64BigEndian(ctr.Slice(i * 16), _ctrHi);
-                BinaryPrimitives.WriteUInt64BigEndian(ctr.Slice(i * 16 + 8), _ctrLo);
-                if (++_ctrLo == 0) _ctrHi++;
-            }
-            _ecb.TransformBlock(_counters, 0, n, _keystream, 0);
-            XorInPlace(data[..n], _keystream.AsSpan(0, n));
-            data = data[n..];
-        }
-    }
-
-    internal static void XorInPlace(Span<byte> data, ReadOnlySpan<byte> ks)
-    {
-        var i = 0;
-        if (Vector.IsHardwareAccelerated && data.Length >= Vector<byte>.Count)
-        {
-            var dv = MemoryMarshal.Cast<byte, Vector<byte>>(data);
-            var kv = MemoryMarshal.Cast<byte, Vector<byte>>(ks);
-            for (var j = 0; j < dv.Length; j++) dv[j] ^= kv[j];
-            i = dv.Length * Vector<byte>.Count;
-        }
-        for (; i < data.Length; i++) data[i] ^= ks[i];
-    }
 
     private void Mac(uint seq, ReadOnlySpan<byte> packet, Span<byte> dest)
     {
@@ -199,20 +150,20 @@ internal sealed class CtrHmacCipher : PacketCipher
     {
         if (_etm)
         {
-            Xor(packet[4..]);
+            _ctr.Transform(packet[4..]);
             Mac(seq, packet, mac[.._macSize]);
         }
         else
         {
             Mac(seq, packet, mac[.._macSize]);
-            Xor(packet);
+            _ctr.Transform(packet);
         }
     }
 
     public override uint DecryptLength(uint seq, Span<byte> firstBlock)
     {
         if (_etm) return BinaryPrimitives.ReadUInt32BigEndian(firstBlock);
-        Xor(firstBlock[..16]);
+        _ctr.Transform(firstBlock[..16]);
         return BinaryPrimitives.ReadUInt32BigEndian(firstBlock);
     }
 
@@ -223,18 +174,17 @@ internal sealed class CtrHmacCipher : PacketCipher
         {
             Mac(seq, packet, computed);
             if (!CryptographicOperations.FixedTimeEquals(computed, mac[.._macSize])) return false;
-            Xor(packet[4..]);
+            _ctr.Transform(packet[4..]);
             return true;
         }
-        Xor(packet[16..]);
+        _ctr.Transform(packet[16..]);
         Mac(seq, packet, computed);
         return CryptographicOperations.FixedTimeEquals(computed, mac[.._macSize]);
     }
 
     public override void Dispose()
     {
-        _ecb.Dispose();
-        _aes.Dispose();
+        _ctr.Dispose();
         _hmac.Dispose();
     }
 }
