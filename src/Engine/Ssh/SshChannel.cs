@@ -37,6 +37,7 @@ internal sealed class SshChannel : ISendGuard
     private bool _eofSent;
     private bool _closeSent;
     private bool _abandoned;
+    private bool _wakePending;
     private Exception? _error;
     private readonly MemoryStream? _stdout;
     private readonly MemoryStream? _stderr;
@@ -140,7 +141,10 @@ internal sealed class SshChannel : ISendGuard
         _windowSignal.Set();
     }
 
-    /// <summary>Stores received data; returns a window adjustment to send now (collectors only), else 0.</summary>
+    /// <summary>
+    /// Stores received data; returns a window adjustment to send now (collectors only), else 0. The reader is not
+    /// woken here: the client wakes it with <see cref="WakeReader"/> once it has handled every packet it has read.
+    /// </summary>
     public uint OnData(ReadOnlySpan<byte> data, bool extended)
     {
         uint adjust = 0;
@@ -167,8 +171,29 @@ internal sealed class SshChannel : ISendGuard
                 AppendLocked(data);
             }
         }
-        _dataSignal.Set();
         return adjust;
+    }
+
+    /// <summary>
+    /// Reader loop only: true the first time this channel receives data after its reader was last woken, so the
+    /// client lists it once in the batch it wakes with <see cref="WakeReader"/>.
+    /// </summary>
+    public bool TakeWakeSlot()
+    {
+        if (_wakePending) return false;
+        _wakePending = true;
+        return true;
+    }
+
+    /// <summary>
+    /// Reader loop only, between socket reads: wakes the application's reader for the data <see cref="OnData"/> stored.
+    /// It continues on this thread until it next waits: it moves a whole batch of packets on at once, with no
+    /// thread hop. No lock is held here.
+    /// </summary>
+    public void WakeReader()
+    {
+        _wakePending = false;
+        _dataSignal.Set(inline: true);
     }
 
     private uint TakeAdjustLocked()

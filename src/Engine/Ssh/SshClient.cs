@@ -28,6 +28,7 @@ public sealed class SshClient : IAsyncDisposable
     private readonly TaskCompletionSource<Exception> _terminated = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly bool _ownsIdentity;
     private uint _nextChannelId;
+    private readonly Queue<SshChannel> _received = new();
     private Task? _readLoop;
     private Task? _timerLoop;
     private Task _keepaliveSend = Task.CompletedTask;
@@ -40,7 +41,7 @@ public sealed class SshClient : IAsyncDisposable
         _options = options;
         Identity = identity;
         _ownsIdentity = ownsIdentity;
-        Transport = new SshTransport(stream, options, _lifetime.Token);
+        Transport = new SshTransport(stream, options, _lifetime.Token) { BeforeRead = WakeReceivers };
     }
 
     internal SshTransport Transport { get; }
@@ -178,8 +179,14 @@ public sealed class SshClient : IAsyncDisposable
             var ct = _lifetime.Token;
             while (true)
             {
-                var p = await Transport.ReadPacketAsync(ct).ConfigureAwait(false);
-                await DispatchAsync(p, ct).ConfigureAwait(false);
+                // Channel readers are woken before the transport reads the socket; and whenever handling a message
+                // has to wait (a reply send held up by a writer, a key exchange), so received data never waits on it.
+                var read = Transport.ReadPacketAsync(ct);
+                if (!read.IsCompleted) WakeReceivers();
+                var p = await read.ConfigureAwait(false);
+                var dispatch = DispatchAsync(p, ct);
+                if (!dispatch.IsCompleted) WakeReceivers();
+                await dispatch.ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (_lifetime.IsCancellationRequested)
@@ -299,7 +306,22 @@ public sealed class SshClient : IAsyncDisposable
     {
         var (id, offset, length) = SshMessages.ParseData(payload);
         var ch = Lookup(id);
-        return (ch, ch?.OnData(payload.Slice(offset, length), extended) ?? 0);
+        if (ch is null) return (null, 0);
+        var adjust = ch.OnData(payload.Slice(offset, length), extended);
+        if (ch.TakeWakeSlot()) _received.Enqueue(ch);
+        return (ch, adjust);
+    }
+
+    /// <summary>
+    /// Called by the transport before each socket read: wakes the readers of the channels that received data since
+    /// the last one. A burst of packets then reaches each reader as one read, and moves on in one write, as OpenSSH
+    /// handles all it has read before it writes.
+    /// </summary>
+    private void WakeReceivers()
+    {
+        // A woken reader runs inline here. What it does may complete a wait of this loop's transport (a send during a
+        // key exchange), which then goes on reading on this thread and comes back here: take one channel at a time.
+        while (_received.TryDequeue(out var ch)) ch.WakeReader();
     }
 
     private SshChannel? Lookup(uint id)

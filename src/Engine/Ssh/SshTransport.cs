@@ -77,6 +77,9 @@ internal sealed class SshTransport : IDisposable
         _hostKeyAlgorithms = HostKeyAlgorithmsFor(options);
     }
 
+    /// <summary>Runs before each read from the stream, once the bytes already read are handled (the client wakes channel readers).</summary>
+    public Action? BeforeRead { get; init; }
+
     public string ServerVersion { get; private set; } = "";
 
     public byte[]? SessionId { get; private set; }
@@ -181,6 +184,7 @@ internal sealed class SshTransport : IDisposable
                 _rpos = 0;
                 _rend = live;
             }
+            BeforeRead?.Invoke();
             int n;
             try
             {

@@ -1,0 +1,39 @@
+using KtConnect.Engine.Ssh;
+
+namespace KtConnect.Tests.Unit.Ssh;
+
+public sealed class SshChannelTests
+{
+    [Fact]
+    public async Task Received_data_wakes_the_reader_once_per_batch_on_the_waking_thread()
+    {
+        // Outside xunit's synchronization context, so an inline continuation can run inline.
+        await Task.Run(async () =>
+        {
+            // The client is only used to send window adjustments; a 1 MiB window needs none for 300 bytes.
+            var channel = new SshChannel(null!, localId: 0, windowSize: 1 << 20, maxPacket: 32 * 1024, collect: false);
+            var buffer = new byte[64 * 1024];
+            var readerThread = 0;
+            async Task<int> ReadAsync()
+            {
+                var n = await channel.ReadAsync(buffer, CancellationToken.None);
+                readerThread = Environment.CurrentManagedThreadId;
+                return n;
+            }
+            var read = ReadAsync();
+            Assert.False(read.IsCompleted);
+
+            channel.OnData(new byte[100], extended: false);
+            Assert.True(channel.TakeWakeSlot());
+            channel.OnData(new byte[200], extended: false);
+            Assert.False(channel.TakeWakeSlot());
+            Assert.False(read.IsCompleted);
+
+            channel.WakeReader();
+            Assert.True(read.IsCompleted);
+            Assert.Equal(300, await read);
+            Assert.Equal(Environment.CurrentManagedThreadId, readerThread);
+            Assert.True(channel.TakeWakeSlot());
+        });
+    }
+}
