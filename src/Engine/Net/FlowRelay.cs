@@ -8,7 +8,8 @@ namespace KtConnect.Engine.Net;
 /// client's FIN becomes the stream's EOF and the stream's EOF becomes our FIN. A failure on either side
 /// resets the other. Backpressure is natural: a slow stream leaves data in the flow's receive buffer,
 /// whose window then closes; a slow client leaves the send buffer full, so we stop reading the stream.
-/// Each direction sizes its buffer with a <see cref="RelayBufferSize"/>.
+/// Client to stream writes straight from the flow's receive buffer (<see cref="TcpConnection.BeginRead"/>); stream to
+/// client reads into a buffer sized by a <see cref="RelayBufferSize"/>.
 /// </summary>
 public static class FlowRelay
 {
@@ -43,22 +44,22 @@ public static class FlowRelay
     {
         try
         {
-            var size = new RelayBufferSize(bufferSize);
             while (true)
             {
-                // Buffers are rented only while bytes move: 10,000 idle flows must not pin 10,000 buffers.
+                // No buffer of our own: the flow lends its received bytes for the write and consumes them after it.
                 await connection.WaitReadableAsync(cts.Token).ConfigureAwait(false);
-                var buffer = ArrayPool<byte>.Shared.Rent(size.Next);
+                var data = connection.BeginRead();
+                var written = 0;
                 try
                 {
-                    var n = await connection.ReadAsync(buffer.AsMemory(0, size.Next), cts.Token).ConfigureAwait(false);
-                    if (n == 0) break;
-                    await stream.WriteAsync(buffer.AsMemory(0, n), cts.Token).ConfigureAwait(false);
-                    size.Read(n);
+                    if (data.IsEmpty) break;
+                    data = data[..Math.Min(data.Length, bufferSize)];
+                    await stream.WriteAsync(data, cts.Token).ConfigureAwait(false);
+                    written = data.Length;
                 }
                 finally
                 {
-                    ArrayPool<byte>.Shared.Return(buffer);
+                    connection.EndRead(written);
                 }
             }
             if (stream is IHalfCloseStream half) await half.ShutdownWriteAsync(cts.Token).ConfigureAwait(false);

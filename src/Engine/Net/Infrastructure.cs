@@ -75,6 +75,9 @@ internal sealed class ByteRing
     private readonly MemoryBudget _budget;
     private byte[]? _buffer;
     private int _head;
+    // While a reader holds memory lent by Borrow, an array the ring replaces goes back to the pool only at EndBorrow.
+    private bool _lent;
+    private byte[]? _retired;
 
     public ByteRing(int max, MemoryBudget budget)
     {
@@ -120,6 +123,27 @@ internal sealed class ByteRing
         if (destination.Length > first) buf.AsSpan(0, destination.Length - first).CopyTo(destination[first..]);
     }
 
+    /// <summary>
+    /// Lends the readable bytes that lie in one piece from the head, without copying them: they stay valid and unchanged
+    /// until <see cref="EndBorrow"/>, whatever is appended, grown or released meanwhile. One loan at a time.
+    /// </summary>
+    public ReadOnlyMemory<byte> Borrow()
+    {
+        if (_lent) throw new InvalidOperationException("The ring's bytes are already lent.");
+        if (Count == 0) return ReadOnlyMemory<byte>.Empty;
+        _lent = true;
+        return _buffer.AsMemory(_head, Math.Min(Count, _buffer!.Length - _head));
+    }
+
+    /// <summary>Ends the loan of <see cref="Borrow"/>; an array replaced meanwhile goes back to the pool now.</summary>
+    public void EndBorrow()
+    {
+        _lent = false;
+        if (_retired is null) return;
+        ArrayPool<byte>.Shared.Return(_retired);
+        _retired = null;
+    }
+
     public void Discard(int n)
     {
         if (n < 0 || n > Count) throw new ArgumentOutOfRangeException(nameof(n));
@@ -140,7 +164,7 @@ internal sealed class ByteRing
     {
         if (_buffer is null) return;
         if (_buffer.Length > MinCapacity) _budget.Release(_buffer.Length - MinCapacity);
-        ArrayPool<byte>.Shared.Return(_buffer);
+        Retire(_buffer);
         _buffer = null;
         _head = 0;
         Count = 0;
@@ -171,9 +195,22 @@ internal sealed class ByteRing
         {
             Peek(0, next.AsSpan(0, Count));
             if (_buffer.Length > MinCapacity) _budget.Release(_buffer.Length - MinCapacity);
-            ArrayPool<byte>.Shared.Return(_buffer);
+            Retire(_buffer);
         }
         _buffer = next;
         _head = 0;
+    }
+
+    /// <summary>Returns a replaced array to the pool, or keeps it until the loan that may still read it ends.</summary>
+    private void Retire(byte[] array)
+    {
+        if (!_lent)
+        {
+            ArrayPool<byte>.Shared.Return(array);
+            return;
+        }
+        // Only the lent array can be read by the borrower; one replaced after it was never lent.
+        if (_retired is null) _retired = array;
+        else ArrayPool<byte>.Shared.Return(array);
     }
 }

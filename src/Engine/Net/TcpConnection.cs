@@ -259,6 +259,35 @@ public sealed class TcpConnection
         }
     }
 
+    /// <summary>
+    /// Lends the received bytes that lie in one piece, so a relay can write them on without a copy: empty at the
+    /// client's FIN once everything before it was read; throws once the flow was reset. The bytes stay in the receive
+    /// buffer (its window stays closed over them) until <see cref="EndRead"/> consumes them. Call after
+    /// <see cref="WaitReadableAsync"/>; one loan at a time, and always ended.
+    /// </summary>
+    public ReadOnlyMemory<byte> BeginRead()
+    {
+        lock (_gate)
+        {
+            if (_recv.Count > 0) return _recv.Borrow();
+            if (_finReceived) return ReadOnlyMemory<byte>.Empty;
+            if (_reset || State == TcpState.Closed) throw Reset();
+            throw new InvalidOperationException("BeginRead needs readable data: wait with WaitReadableAsync first.");
+        }
+    }
+
+    /// <summary>Ends the loan of <see cref="BeginRead"/>, consuming its first <paramref name="consumed"/> bytes.</summary>
+    public void EndRead(int consumed)
+    {
+        lock (_gate)
+        {
+            _recv.EndBorrow();
+            if (consumed == 0 || _recv.Count < consumed) return;
+            _recv.Discard(consumed);
+            MaybeSendWindowUpdate();
+        }
+    }
+
     /// <summary>Completes when a read would not wait (data, FIN or reset), so idle flows hold no buffer.</summary>
     public async ValueTask WaitReadableAsync(CancellationToken cancellationToken)
     {

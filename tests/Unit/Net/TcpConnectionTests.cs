@@ -137,6 +137,25 @@ public class TcpConnectionTests
     }
 
     [Fact]
+    public void BeginRead_LendsTheReceivedBytes_UntilEndReadConsumesThem()
+    {
+        var h = new TcpHarness();
+        h.Establish();
+        h.Feed(TcpFlags.Ack | TcpFlags.Psh, C, S, "abc"u8);
+        var lent = h.Conn.BeginRead();
+        Assert.Equal("abc", System.Text.Encoding.ASCII.GetString(lent.Span));
+        // Data arriving during the loan is kept after it; the lent bytes do not change.
+        h.Feed(TcpFlags.Ack | TcpFlags.Psh, C + 3, S, "de"u8);
+        Assert.Equal("abc", System.Text.Encoding.ASCII.GetString(lent.Span));
+        h.Conn.EndRead(2);
+        Assert.Equal("cde", System.Text.Encoding.ASCII.GetString(h.Conn.BeginRead().Span));
+        h.Conn.EndRead(3);
+        h.Feed(TcpFlags.Ack | TcpFlags.Fin, C + 5, S);
+        Assert.True(h.Conn.BeginRead().IsEmpty);
+        h.Conn.EndRead(0);
+    }
+
+    [Fact]
     public async Task OutOfOrder_IsBufferedWithDupAcks_ThenDeliveredWhenTheHoleFills()
     {
         var h = new TcpHarness();

@@ -1,0 +1,44 @@
+using System.Buffers;
+using KtConnect.Engine.Net;
+
+namespace KtConnect.Tests.Unit.Net;
+
+public sealed class ByteRingTests
+{
+    [Fact]
+    public void Lent_bytes_survive_the_ring_growing_and_being_released_until_the_loan_ends()
+    {
+        var ring = new ByteRing(1 << 20, new MemoryBudget(1 << 30));
+        var first = Enumerable.Range(0, 4096).Select(i => (byte)i).ToArray();
+        Assert.Equal(4096, ring.Append(first));
+        var lent = ring.Borrow();
+        Assert.Equal(first, lent.ToArray());
+
+        // Growing copies into a larger array; the lent one must not go back to the pool while it is lent. Renting
+        // its size on this thread would hand it straight back, and scribbling on it would change the lent bytes.
+        Assert.Equal(8192, ring.Append(new byte[8192]));
+        ring.Release();
+        var other = ArrayPool<byte>.Shared.Rent(4096);
+        other.AsSpan().Fill(0xEE);
+        Assert.Equal(first, lent.ToArray());
+        ArrayPool<byte>.Shared.Return(other);
+
+        ring.EndBorrow();
+        Assert.True(ring.Borrow().IsEmpty);
+    }
+
+    [Fact]
+    public void A_loan_is_the_readable_run_up_to_the_wrap_and_one_at_a_time()
+    {
+        var ring = new ByteRing(4096, new MemoryBudget(1 << 30));
+        ring.Append(new byte[3000]);
+        ring.Discard(2000);
+        ring.Append(Enumerable.Repeat((byte)7, 2000).ToArray());
+        // 3,000 readable bytes from offset 2,000 of the 4 KiB array: 2,096 lie before its end, the rest wrapped.
+        var lent = ring.Borrow();
+        Assert.Equal(2096, lent.Length);
+        Assert.Equal(7, lent.Span[^1]);
+        Assert.Throws<InvalidOperationException>(() => ring.Borrow());
+        ring.EndBorrow();
+    }
+}
