@@ -19,6 +19,7 @@ internal sealed class SshBenchHost : IAsyncDisposable
 {
     private readonly Process _sshd;
     private readonly List<Process> _clients = [];
+    private readonly List<Process> _helpers = [];
 
     private SshBenchHost(string dir, int port, Process sshd, SshKeyPair key, IReadOnlyList<SshPublicKey> hostKeys)
     {
@@ -97,14 +98,16 @@ internal sealed class SshBenchHost : IAsyncDisposable
         }
     }
 
-    public async Task<SshClient> ConnectAsync(string? cipher, string? mac)
+    public Task<SshClient> ConnectAsync(string? cipher, string? mac) => ConnectAsync(Port, Key, HostKeys, cipher, mac);
+
+    private static async Task<SshClient> ConnectAsync(int port, SshKeyPair key, IReadOnlyList<SshPublicKey> hostKeys, string? cipher, string? mac)
     {
         var tcp = new TcpClient { NoDelay = true };
-        await tcp.ConnectAsync(IPAddress.Loopback, Port).ConfigureAwait(false);
+        await tcp.ConnectAsync(IPAddress.Loopback, port).ConfigureAwait(false);
         return await SshClient.ConnectAsync(tcp.GetStream(), new SshClientOptions
         {
-            Identity = Key,
-            ExpectedHostKeys = HostKeys,
+            Identity = key,
+            ExpectedHostKeys = hostKeys,
             Algorithms = new SshAlgorithmPreferences
             {
                 Ciphers = cipher is null ? SshAlgorithms.DefaultCiphers : [cipher],
@@ -147,23 +150,62 @@ internal sealed class SshBenchHost : IAsyncDisposable
     }
 
     /// <summary>CPU time used so far by the OpenSSH client processes this host started.</summary>
-    public TimeSpan OpenSshCpu
+    public TimeSpan OpenSshCpu => CpuOf(_clients);
+
+    /// <summary>CPU time used so far by our forwards in processes of their own (<see cref="StartOurForwardProcessAsync"/>).</summary>
+    public TimeSpan OurProcessCpu => CpuOf(_helpers);
+
+    private static TimeSpan CpuOf(List<Process> processes)
     {
-        get
+        var t = TimeSpan.Zero;
+        foreach (var p in processes)
         {
-            var t = TimeSpan.Zero;
-            foreach (var p in _clients)
-            {
-                p.Refresh();
-                if (!p.HasExited) t += p.TotalProcessorTime;
-            }
-            return t;
+            p.Refresh();
+            if (!p.HasExited) t += p.TotalProcessorTime;
         }
+        return t;
+    }
+
+    /// <summary>The command-line flag that makes this bench run <see cref="RunForwardHelperAsync"/>.</summary>
+    public const string ForwardHelperFlag = "--ssh-forward-helper";
+
+    /// <summary>
+    /// Starts our local forward in a process of its own: this bench in helper mode, connected to this sshd with the same
+    /// key. So ours runs apart from the bench's source and sink, as <c>kt</c> does and as <c>ssh -L</c> does. Returns
+    /// the port it listens on.
+    /// </summary>
+    public async Task<int> StartOurForwardProcessAsync(string cipher, string? mac, int targetPort)
+    {
+        var psi = new ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardInput = true };
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        foreach (var a in (string[])[typeof(SshBenchHost).Assembly.Location, ForwardHelperFlag, Directory, Port.ToString(inv), cipher, mac ?? "-", targetPort.ToString(inv)])
+            psi.ArgumentList.Add(a);
+        var p = Process.Start(psi) ?? throw new InvalidOperationException("the forward helper did not start");
+        _helpers.Add(p);
+        var line = await p.StandardOutput.ReadLineAsync().ConfigureAwait(false);
+        return int.TryParse(line, inv, out var port) ? port : throw new InvalidOperationException("the forward helper did not report a port: " + line);
+    }
+
+    /// <summary>
+    /// The helper's body (<see cref="ForwardHelperFlag"/> dir sshPort cipher mac|- targetPort): connects with the host's
+    /// key, forwards, prints its port and runs until its standard input closes.
+    /// </summary>
+    public static async Task<int> RunForwardHelperAsync(string[] args)
+    {
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        var key = SshKeyPair.Parse(await File.ReadAllTextAsync(Path.Combine(args[0], "id_ecdsa")).ConfigureAwait(false));
+        var hostKey = SshPublicKey.ParseAuthorizedKey(await File.ReadAllTextAsync(Path.Combine(args[0], "host_ecdsa.pub")).ConfigureAwait(false));
+        await using var client = await ConnectAsync(int.Parse(args[1], inv), key, [hostKey], args[2], args[3] == "-" ? null : args[3]).ConfigureAwait(false);
+        await using var forward = new SshBenchLocalForward(client, int.Parse(args[4], inv));
+        await Console.Out.WriteLineAsync(forward.Port.ToString(inv)).ConfigureAwait(false);
+        await Console.Out.FlushAsync().ConfigureAwait(false);
+        await Console.In.ReadToEndAsync().ConfigureAwait(false);
+        return 0;
     }
 
     public async ValueTask DisposeAsync()
     {
-        foreach (var p in _clients.Append(_sshd))
+        foreach (var p in _helpers.Concat(_clients).Append(_sshd))
         {
             try
             {
