@@ -293,11 +293,10 @@ public sealed class Session
         Exception? first = null;
         for (var i = undo.Count - 1; i >= 0; i--)
         {
-            using var timeout = new CancellationTokenSource(UndoTimeout);
             try
             {
                 Output.Verbose($"Restoring: {undo[i].Description}");
-                await undo[i].Undo(timeout.Token).ConfigureAwait(false);
+                await UndoScope.RunStepAsync(undo[i].Undo, UndoTimeout).ConfigureAwait(false);
             }
             catch (Exception e)
             {

@@ -37,11 +37,10 @@ public sealed class UndoScope
         Exception? first = null;
         for (var i = undo.Count - 1; i >= 0; i--)
         {
-            using var timeout = new CancellationTokenSource(stepTimeout);
             try
             {
                 output.Debug($"undo: {undo[i].Description}");
-                await undo[i].Undo(timeout.Token).ConfigureAwait(false);
+                await RunStepAsync(undo[i].Undo, stepTimeout).ConfigureAwait(false);
             }
             catch (Exception e)
             {
@@ -50,5 +49,23 @@ public sealed class UndoScope
             }
         }
         return first;
+    }
+
+    /// <summary>
+    /// Runs one undo step with a token cancelled after <paramref name="timeout"/>, and stops waiting for it then even
+    /// if the step does not honour the token: one stuck step never keeps the rest of a stop, and the process's
+    /// exit, waiting. It fails with a <see cref="TimeoutException"/> then.
+    /// </summary>
+    internal static async Task RunStepAsync(Func<CancellationToken, Task> undo, TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await undo(cts.Token).WaitAsync(cts.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cts.IsCancellationRequested)
+        {
+            throw new TimeoutException($"it did not finish within {timeout.TotalSeconds:0.#} s");
+        }
     }
 }

@@ -6,6 +6,7 @@ using KtConnect.Engine.Cluster;
 using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Store;
 using KtConnect.KubeSim.Streaming;
+using KtConnect.Tests.Unit.Common;
 using KtConnect.Tests.Unit.Kube;
 
 namespace KtConnect.Tests.Unit.Cluster;

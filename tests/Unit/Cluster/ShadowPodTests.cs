@@ -3,6 +3,7 @@ using KtConnect.Engine.Cluster;
 using Microsoft.AspNetCore.Http;
 using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Store;
+using KtConnect.Tests.Unit.Common;
 using KtConnect.Tests.Unit.Kube;
 
 namespace KtConnect.Tests.Unit.Cluster;
@@ -232,26 +233,5 @@ public sealed class ShadowPodTests
             return pod;
         }, keepStatus: true);
         return await Assert.ThrowsAsync<ShadowPodException>(() => shadows.WaitRunningAsync(handle, null, TimeSpan.FromSeconds(30)));
-    }
-}
-
-internal sealed class RecordingOutput : KtConnect.Engine.IKtOutput
-{
-    public List<(string Activity, string Status, int Percent, bool Completed)> Progress { get; } = [];
-
-    public List<string> Warnings { get; } = [];
-
-    public void Verbose(string message) { }
-
-    public void Warning(string message)
-    {
-        lock (Warnings) Warnings.Add(message);
-    }
-
-    public void Debug(string message) { }
-
-    void KtConnect.Engine.IKtOutput.Progress(string activity, string status, int percent, bool completed)
-    {
-        lock (Progress) Progress.Add((activity, status, percent, completed));
     }
 }

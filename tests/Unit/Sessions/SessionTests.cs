@@ -1,5 +1,6 @@
 using KtConnect.Engine;
 using KtConnect.Engine.Sessions;
+using KtConnect.Tests.Unit.Common;
 
 namespace KtConnect.Tests.Unit.Sessions;
 
@@ -305,6 +306,25 @@ public sealed class SessionTests
         await session.StopAsync();
         Assert.Equal(["scoped 2", "scoped 1", "session"], undone);
         Assert.Equal(SessionState.Stopped, session.State);
+    }
+
+    [Fact]
+    public async Task An_undo_step_that_ignores_its_token_is_left_after_the_timeout_and_the_next_steps_still_run()
+    {
+        var undone = new List<string>();
+        var stuck = new TaskCompletionSource();
+        var scope = new UndoScope();
+        scope.Defer("first", _ => { undone.Add("first"); return Task.CompletedTask; });
+        scope.Defer("stuck", _ => stuck.Task); // never completes, whatever its token says
+        scope.Defer("last", _ => { undone.Add("last"); return Task.CompletedTask; });
+        var output = new RecordingOutput();
+
+        var error = await scope.UndoAsync(output, TimeSpan.FromMilliseconds(200));
+
+        Assert.Equal(["last", "first"], undone);
+        Assert.IsType<TimeoutException>(error);
+        Assert.Contains(output.Warnings, w => w.Contains("stuck", StringComparison.Ordinal) && w.Contains("did not finish within 0.2 s", StringComparison.Ordinal));
+        Assert.False(stuck.Task.IsCompleted);
     }
 }
 

@@ -117,11 +117,23 @@ public sealed class KtProcess
         }
     }
 
-    /// <summary>Sends a signal (SIGINT = Ctrl+C, SIGTERM) and waits for kt to restore and exit.</summary>
+    /// <summary>
+    /// Sends a signal (SIGINT = Ctrl+C, SIGTERM) and waits for kt to restore and exit. A kt that does not exit in
+    /// time is killed, so it holds nothing the next test needs, and the error shows what it had printed.
+    /// </summary>
     public async Task<int> SignalAndWaitAsync(int signal)
     {
         kill(Process.Id, signal);
-        await Process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(2));
+        try
+        {
+            await Process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(2));
+        }
+        catch (TimeoutException)
+        {
+            Process.Kill(entireProcessTree: true);
+            await Process.WaitForExitAsync();
+            throw new TimeoutException($"kt did not exit within 2 minutes of signal {signal}; killed it. It printed:\n{Stdout}\n{Stderr}");
+        }
         return Process.ExitCode;
     }
 

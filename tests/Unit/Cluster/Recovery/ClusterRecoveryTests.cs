@@ -3,9 +3,10 @@ using KtConnect.Engine.Cluster;
 using KtConnect.Engine.Cluster.Recovery;
 using KtConnect.Engine.Kube;
 using KtConnect.Engine.Sessions;
-using KtConnect.KubeSim.Api;
-using KtConnect.Tests.Unit.Kube;
 using KtConnect.Engine.Sessions.Clean;
+using KtConnect.KubeSim.Api;
+using KtConnect.Tests.Unit.Common;
+using KtConnect.Tests.Unit.Kube;
 
 namespace KtConnect.Tests.Unit.Cluster.Recovery;
 
@@ -317,25 +318,6 @@ public sealed class ClusterRecoveryTests : IDisposable
         Assert.NotNull(await sim.Client.ConfigMaps.TryGetAsync("kt-connect-shadow-wakes", Ns));
         Assert.Null(await sim.Client.ConfigMaps.TryGetAsync("kt-connect-shadow-gone", Ns));
         Assert.Contains(output.Warnings, w => w.StartsWith("not done: Delete ConfigMap kt-test/kt-connect-shadow-wakes", StringComparison.Ordinal));
-    }
-
-    private sealed class RecordingOutput : IKtOutput
-    {
-        public List<string> Warnings { get; } = [];
-
-        public void Warning(string message) => Warnings.Add(message);
-
-        public void Verbose(string message)
-        {
-        }
-
-        public void Debug(string message)
-        {
-        }
-
-        public void Progress(string activity, string status, int percent = -1, bool completed = false)
-        {
-        }
     }
 
     private sealed record RecoveryTestOptions : ShadowOptions;
