@@ -10,6 +10,7 @@ public static class Program
 {
     public static async Task<int> Main(string[] args)
     {
+        StopSignals.Reclaim();
         try
         {
             return await CommandLine.RunAsync(args, Console.Out, Console.Error).ConfigureAwait(false);
