@@ -48,11 +48,11 @@ public sealed class KtRunner(SimCluster cluster)
 
     /// <summary>
     /// Starts kt in the laptop (e.g. `connect`), output redirected; the laptop kills it on dispose. kt starts with
-    /// SIGINT ignored, as a background job of a non-interactive shell (and some CI agents) starts it, whatever this
-    /// test process inherited: Ctrl+C must stop it all the same (the shell execs kt, so the pid is kt's).
+    /// SIGINT and SIGTERM ignored, as a background job of a non-interactive shell (or a CI agent) may start it,
+    /// whatever this test process inherited: both must stop it all the same (the shell execs kt, so the pid is kt's).
     /// </summary>
     public Process Start(IReadOnlyList<string> args) =>
-        cluster.Laptop.Start(["sh", "-c", "trap '' INT; exec \"$@\"", "sh", "dotnet", KtDll, .. args], KtEnvironment());
+        cluster.Laptop.Start(["sh", "-c", "trap '' INT TERM; exec \"$@\"", "sh", "dotnet", KtDll, .. args], KtEnvironment());
 
     /// <summary>SIGKILL, as a crash would end it (`ip netns exec` execs the command, so the pid is kt's), and waits.</summary>
     public static async Task KillAsync(Process process)
