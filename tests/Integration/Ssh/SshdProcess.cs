@@ -75,40 +75,47 @@ internal sealed class SshdProcess : IAsyncDisposable
                 cfg.Append("HostKey ").Append(file).Append('\n');
             }
             await File.WriteAllTextAsync(Path.Combine(dir, "authorized_keys"), authorized.ToAuthorizedKeysLine() + "\n").ConfigureAwait(false);
-            var port = FreePort();
             // Per-test lines come first: for most keywords sshd keeps the first value it reads.
             foreach (var line in extraConfig ?? []) cfg.Append(line).Append('\n');
-            cfg.Append(string.Join('\n',
-            [
-                $"Port {port}",
-                "ListenAddress 127.0.0.1",
-                $"PidFile {dir}/sshd.pid",
-                $"AuthorizedKeysFile {dir}/authorized_keys",
-                "UsePAM no",
-                "StrictModes no",
-                "PermitRootLogin prohibit-password",
-                "PasswordAuthentication no",
-                "KbdInteractiveAuthentication no",
-                "PubkeyAuthentication yes",
-                "AllowTcpForwarding yes",
-                "MaxSessions 1000",
-                "MaxStartups 200",
-                "LogLevel VERBOSE",
-                "",
-            ]));
             var cfgPath = Path.Combine(dir, "sshd_config");
-            await File.WriteAllTextAsync(cfgPath, cfg.ToString()).ConfigureAwait(false);
-            var s = new SshdProcess(dir, port, cfgPath, keys);
-            try
+            for (var attempt = 1; ; attempt++)
             {
-                await s.RestartAsync().ConfigureAwait(false);
+                var port = FreePort();
+                await File.WriteAllTextAsync(cfgPath, cfg + string.Join('\n',
+                [
+                    $"Port {port}",
+                    "ListenAddress 127.0.0.1",
+                    $"PidFile {dir}/sshd.pid",
+                    $"AuthorizedKeysFile {dir}/authorized_keys",
+                    "UsePAM no",
+                    "StrictModes no",
+                    "PermitRootLogin prohibit-password",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "PubkeyAuthentication yes",
+                    "AllowTcpForwarding yes",
+                    "MaxSessions 1000",
+                    "MaxStartups 200",
+                    "LogLevel VERBOSE",
+                    "",
+                ])).ConfigureAwait(false);
+                var s = new SshdProcess(dir, port, cfgPath, keys);
+                try
+                {
+                    await s.RestartAsync().ConfigureAwait(false);
+                    return s;
+                }
+                catch (InvalidOperationException e) when (attempt < 3 && e.Message.Contains("Address already in use", StringComparison.Ordinal))
+                {
+                    // Another test chose the same port between the check and sshd's bind: take another.
+                    await s.KillAsync().ConfigureAwait(false);
+                }
+                catch
+                {
+                    await s.KillAsync().ConfigureAwait(false);
+                    throw;
+                }
             }
-            catch
-            {
-                await s.KillAsync().ConfigureAwait(false);
-                throw;
-            }
-            return s;
         }
         catch
         {
@@ -117,11 +124,44 @@ internal sealed class SshdProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// A port free now on 127.0.0.1, below the kernel's ephemeral range: a port from that range can be handed to another
+    /// socket (a listener on port 0, an outgoing connection) between this check and sshd's bind.
+    /// </summary>
     internal static int FreePort()
     {
+        const int From = 20000;
+        var to = EphemeralRangeStart();
+        for (var i = 0; to > From + 1000 && i < 100; i++)
+        {
+            var port = Random.Shared.Next(From, to);
+            try
+            {
+                using var probe = new TcpListener(IPAddress.Loopback, port);
+                probe.Start();
+                return port;
+            }
+            catch (SocketException)
+            {
+                // Taken: try another.
+            }
+        }
         using var l = new TcpListener(IPAddress.Loopback, 0);
         l.Start();
         return ((IPEndPoint)l.LocalEndpoint).Port;
+    }
+
+    private static int EphemeralRangeStart()
+    {
+        try
+        {
+            return int.Parse(File.ReadAllText("/proc/sys/net/ipv4/ip_local_port_range").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[0],
+                System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or FormatException or UnauthorizedAccessException)
+        {
+            return 32768;
+        }
     }
 
     /// <summary>Starts sshd (again) and waits until it accepts connections.</summary>
@@ -143,7 +183,11 @@ internal sealed class SshdProcess : IAsyncDisposable
         var deadline = DateTime.UtcNow.AddSeconds(20);
         while (true)
         {
-            if (p.HasExited) throw new InvalidOperationException("sshd exited: " + Log);
+            if (p.HasExited)
+            {
+                await p.WaitForExitAsync().ConfigureAwait(false); // and for the end of its stderr, so the log is whole
+                throw new InvalidOperationException("sshd exited: " + Log);
+            }
             try
             {
                 using var c = new TcpClient();
