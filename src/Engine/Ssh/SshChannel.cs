@@ -196,9 +196,11 @@ internal sealed class SshChannel : ISendGuard
         _dataSignal.Set(inline: true);
     }
 
+    // Top the window up once three packets are consumed (OpenSSH's rule), or half a small window: waiting for half of
+    // a 2 MiB window let the server stall while we worked through what the socket buffers held.
     private uint TakeAdjustLocked()
     {
-        if (_unacked < _windowSize / 2 || _closeReceived) return 0;
+        if (_unacked < Math.Min(_windowSize / 2, 3 * _maxPacket) || _closeReceived) return 0;
         var a = _unacked;
         _unacked = 0;
         _localWindow += a;

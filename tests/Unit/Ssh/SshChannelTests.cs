@@ -36,4 +36,22 @@ public sealed class SshChannelTests
             Assert.True(channel.TakeWakeSlot());
         });
     }
+
+    [Fact]
+    public void The_window_is_topped_up_after_three_packets_not_after_half_the_window()
+    {
+        // OpenSSH's rule: a server that waits for half of a 2 MiB window to drain stalls while the reader works
+        // through what is buffered; three packets keep it sending.
+        var channel = new SshChannel(null!, localId: 0, windowSize: 2 << 20, maxPacket: 32 * 1024, collect: true);
+        var packet = new byte[32 * 1024];
+        Assert.Equal(0u, channel.OnData(packet, extended: false));
+        Assert.Equal(0u, channel.OnData(packet, extended: false));
+        Assert.Equal(96u * 1024, channel.OnData(packet, extended: false));
+        Assert.Equal(0u, channel.OnData(packet, extended: false));
+
+        // A small window still waits for half of it.
+        var small = new SshChannel(null!, localId: 1, windowSize: 64 * 1024, maxPacket: 32 * 1024, collect: true);
+        Assert.Equal(0u, small.OnData(new byte[31 * 1024], extended: false));
+        Assert.Equal(32u * 1024, small.OnData(new byte[1024], extended: false));
+    }
 }
