@@ -1,4 +1,5 @@
 using System.Threading.Channels;
+using KtConnect.Engine.Common;
 using KtConnect.Engine.Kube;
 using KtConnect.Engine.Ssh;
 using Microsoft.Extensions.Logging;
@@ -122,8 +123,11 @@ public sealed class ShadowLink : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(kube);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentException.ThrowIfNullOrEmpty(options.PodName);
+        // Read ahead: the port-forward's TLS and WebSocket decoding then runs beside SSH's decryption, not before it
+        // on the same thread (connect download 1 flow vs ssh -D, whose port-forward is another process: 0.78-0.90
+        // without, 0.90-0.98 with).
         return StartAsync(
-            async ct => await kube.PortForwardAsync(options.PodName, options.Port, options.Namespace, ct).ConfigureAwait(false),
+            async ct => new ReadAheadStream(await kube.PortForwardAsync(options.PodName, options.Port, options.Namespace, ct).ConfigureAwait(false)),
             options, logger, cancellationToken);
     }
 
