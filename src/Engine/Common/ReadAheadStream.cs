@@ -85,7 +85,7 @@ public sealed class ReadAheadStream : Stream
             }
             (_current, _offset, _length) = (next.Chunk, 0, next.Length);
         }
-        // A zero-byte read waits for data without taking it, as a socket's does.
+        // A zero-byte read ends here, as a socket's does: it waited for data and took none.
         var total = 0;
         while (total < buffer.Length)
         {
@@ -153,10 +153,12 @@ public sealed class ReadAheadStream : Stream
         base.Dispose(disposing);
     }
 
-    /// <summary>After disposal: chunks nobody will read go back to the pool.</summary>
+    /// <summary>
+    /// After disposal: queued chunks go back to the pool (each is taken once, by this or by a late read). The chunk a
+    /// read may still be copying from is left to the GC rather than handed to another pool user.
+    /// </summary>
     private void ReturnQueued()
     {
         while (_queue.Reader.TryRead(out var item)) ArrayPool<byte>.Shared.Return(item.Chunk);
-        if (Interlocked.Exchange(ref _current, null) is { } current) ArrayPool<byte>.Shared.Return(current);
     }
 }
