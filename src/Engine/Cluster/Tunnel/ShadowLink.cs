@@ -124,8 +124,8 @@ public sealed class ShadowLink : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         ArgumentException.ThrowIfNullOrEmpty(options.PodName);
         // Read ahead: the port-forward's TLS and WebSocket decoding then runs beside SSH's decryption, not before it
-        // on the same thread (connect download 1 flow vs ssh -D, whose port-forward is another process: 0.78-0.90
-        // without, 0.90-0.98 with).
+        // on the same thread (connect download 1 flow vs ssh -D, whose port-forward is another process: 0.82-0.91
+        // without, 0.92-1.00 with, in alternating runs; bench/README.md).
         return StartAsync(
             async ct => new ReadAheadStream(await kube.PortForwardAsync(options.PodName, options.Port, options.Namespace, ct).ConfigureAwait(false)),
             options, logger, cancellationToken);
