@@ -113,16 +113,16 @@ public sealed class ReadAheadStreamTests
     private sealed class ScriptedStream(IEnumerable<ReadOnlyMemory<byte>> reads, Exception? failure = null) : Stream
     {
         private readonly Queue<ReadOnlyMemory<byte>> _reads = new(reads);
-        private int _reads0;
+        private int _readCount;
         public Task Gate { get; init; } = Task.CompletedTask;
-        public int Reads => Volatile.Read(ref _reads0);
+        public int Reads => Volatile.Read(ref _readCount);
         public bool Disposed { get; private set; }
         public bool DisposedBeforeReadCancelled { get; private set; }
         public MemoryStream Written { get; } = new();
 
         public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
         {
-            Interlocked.Increment(ref _reads0);
+            Interlocked.Increment(ref _readCount);
             try
             {
                 await Gate.WaitAsync(cancellationToken);
