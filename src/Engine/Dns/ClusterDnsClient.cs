@@ -82,16 +82,20 @@ public sealed class ClusterDnsClient : IAsyncDisposable
         var slot = (int)((uint)Interlocked.Increment(ref _next) % (uint)_slots.Length);
         try
         {
-            // A server may close a stream at any time (RFC 7766 §6.2.3; dnsmasq does under load): questions it left
-            // unanswered are asked again on a fresh stream, within the same deadline. A refused connect is final.
-            for (var attempt = 1; ; attempt++)
+            // A server may close a stream at any time (RFC 7766 §6.2.3; dnsmasq does after 100 questions): questions it
+            // left unanswered are asked again on a fresh stream, within the same deadline. A stream that answered
+            // others is a server taking turns, not failing, so only streams that answered nothing count against the
+            // retries (with more questions in flight than a stream answers, one question may need many streams).
+            // A refused connect is final.
+            for (var fruitless = 0; ;)
             {
                 connection = await GetConnectionAsync(slot, deadline.Token).ConfigureAwait(false);
                 try
                 {
                     return await connection.QueryAsync(name, type, cls, deadline.Token).ConfigureAwait(false);
                 }
-                catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException && attempt < 4)
+                catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException
+                    && (connection.AnsweredAny || ++fruitless < 4))
                 {
                     DropConnection(slot, connection);
                     slot = (slot + 1) % _slots.Length;
@@ -164,6 +168,7 @@ public sealed class ClusterDnsClient : IAsyncDisposable
         private readonly Task _reader;
         private long _lastReceive = Environment.TickCount64;
         private volatile bool _dead;
+        private volatile bool _answeredAny;
 
         public Connection(Stream stream)
         {
@@ -172,6 +177,9 @@ public sealed class ClusterDnsClient : IAsyncDisposable
         }
 
         public bool IsAlive => !_dead;
+
+        /// <summary>The stream answered at least one question.</summary>
+        public bool AnsweredAny => _answeredAny;
 
         public bool SilentSince(TimeSpan span) => Environment.TickCount64 - Interlocked.Read(ref _lastReceive) >= (long)span.TotalMilliseconds;
 
@@ -241,6 +249,7 @@ public sealed class ClusterDnsClient : IAsyncDisposable
                     if (!answer.IsResponse || answer.Questions.Count != 1 || answer.Questions[0].Name != pending.Name
                         || answer.Questions[0].Type != pending.Type || answer.Questions[0].Class != pending.Class)
                         continue; // not the answer to our question: keep waiting until the deadline
+                    _answeredAny = true;
                     pending.Completion.TrySetResult(answer);
                 }
             }

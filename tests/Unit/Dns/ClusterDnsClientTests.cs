@@ -124,6 +124,28 @@ public sealed class ClusterDnsClientTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task A_question_is_asked_on_as_many_streams_as_it_takes_while_they_answer_others()
+    {
+        // 40 questions in flight, 5 answers per stream: the last ones need 8 streams, each closing after answering
+        // others (dnsmasq closes after 100, so 400 queries in flight against it are the same case).
+        CloseAfter = 5;
+        await using var client = new ClusterDnsClient(new TcpClusterDnsTransport(EndPoint), TimeSpan.FromSeconds(20));
+        var answers = await Task.WhenAll(Enumerable.Range(0, 40).Select(i => client.QueryAsync(DnsName.Parse(Name(i)), DnsType.A, DnsClass.IN, default)));
+        Assert.All(answers, a => Assert.Single(a.Answers));
+        Assert.True(client.ConnectionsOpened >= 8, $"{client.ConnectionsOpened} streams");
+    }
+
+    [Fact]
+    public async Task Streams_that_close_without_answering_end_the_retries_with_a_typed_error()
+    {
+        CloseAfter = 0;
+        await using var client = new ClusterDnsClient(new TcpClusterDnsTransport(EndPoint), TimeSpan.FromSeconds(20));
+        var e = await Assert.ThrowsAsync<DnsUpstreamException>(() => client.QueryAsync(DnsName.Parse(Name(1)), DnsType.A, DnsClass.IN, default));
+        Assert.Equal("DnsClusterUnreachable", e.ErrorId);
+        Assert.Equal(4, client.ConnectionsOpened);
+    }
+
+    [Fact]
     public async Task A_question_without_an_answer_fails_at_its_deadline_with_a_typed_error()
     {
         await using var client = new ClusterDnsClient(new TcpClusterDnsTransport(EndPoint), TimeSpan.FromMilliseconds(300));
