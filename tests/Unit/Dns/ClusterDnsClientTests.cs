@@ -103,12 +103,16 @@ public sealed class ClusterDnsClientTests : IAsyncDisposable
 
     private static string Name(int i) => $"svc{i}.dev.svc.cluster.local";
 
+    /// <summary>Asks for <see cref="Name"/> 0..count-1 all at once; the answers in question order.</summary>
+    private static Task<DnsMessage[]> AskAsync(ClusterDnsClient client, int count) =>
+        Task.WhenAll(Enumerable.Range(0, count).Select(i => client.QueryAsync(DnsName.Parse(Name(i)), DnsType.A, DnsClass.IN, default)));
+
     [Fact]
     public async Task Answers_out_of_order_are_matched_to_their_questions()
     {
         Batch = 8;
         await using var client = new ClusterDnsClient(new TcpClusterDnsTransport(EndPoint), TimeSpan.FromSeconds(10));
-        var answers = await Task.WhenAll(Enumerable.Range(0, 8).Select(i => client.QueryAsync(DnsName.Parse(Name(i)), DnsType.A, DnsClass.IN, default)));
+        var answers = await AskAsync(client, 8);
         for (var i = 0; i < 8; i++) Assert.Equal(Name(i), answers[i].Answers.Single().Name.ToString());
         Assert.Equal(1, client.ConnectionsOpened);
     }
@@ -118,7 +122,7 @@ public sealed class ClusterDnsClientTests : IAsyncDisposable
     {
         CloseAfter = 5;
         await using var client = new ClusterDnsClient(new TcpClusterDnsTransport(EndPoint), TimeSpan.FromSeconds(10));
-        var answers = await Task.WhenAll(Enumerable.Range(0, 12).Select(i => client.QueryAsync(DnsName.Parse(Name(i)), DnsType.A, DnsClass.IN, default)));
+        var answers = await AskAsync(client, 12);
         Assert.All(answers, a => Assert.Single(a.Answers));
         Assert.True(client.ConnectionsOpened >= 3, $"{client.ConnectionsOpened} streams");
     }
@@ -130,7 +134,7 @@ public sealed class ClusterDnsClientTests : IAsyncDisposable
         // others (dnsmasq closes after 100, so 400 queries in flight against it are the same case).
         CloseAfter = 5;
         await using var client = new ClusterDnsClient(new TcpClusterDnsTransport(EndPoint), TimeSpan.FromSeconds(20));
-        var answers = await Task.WhenAll(Enumerable.Range(0, 40).Select(i => client.QueryAsync(DnsName.Parse(Name(i)), DnsType.A, DnsClass.IN, default)));
+        var answers = await AskAsync(client, 40);
         Assert.All(answers, a => Assert.Single(a.Answers));
         Assert.True(client.ConnectionsOpened >= 8, $"{client.ConnectionsOpened} streams");
     }
