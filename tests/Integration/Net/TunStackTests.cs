@@ -99,8 +99,28 @@ public class TunStackTests
         await p.StandardInput.WriteLineAsync();
         await p.StandardInput.FlushAsync();
         line = await p.StandardOutput.ReadLineAsync().WaitAsync(Long);
-        Assert.Equal("ALIVE 10000", line);
+        if (line != "ALIVE 10000")
+        {
+            var view = await KernelViewAsync(lab, line);
+            await p.StandardInput.WriteLineAsync();
+            await p.StandardInput.FlushAsync();
+            Assert.Fail($"{line?[..Math.Min(line.Length, 120)] ?? "(the client ended)"}\n{view}");
+        }
         Assert.True(perFlow < 64 * 1024, $"{perFlow:0} bytes of managed heap per idle flow");
+    }
+
+    /// <summary>The laptop kernel's view (`ss -tni`) of the first few sockets an "ALIVE n LOST p,q,..." line names.</summary>
+    private static async Task<string> KernelViewAsync(TunLab lab, string? line)
+    {
+        var lost = line?.Split(" LOST ") is [_, var ports] ? ports.Split(',').Take(5).Select(p => $":{p} ").ToArray() : [];
+        if (lost.Length == 0) return "";
+        var ss = await lab.Laptop.RunAsync(["ss", "-tni"]);
+        // ss prints a header line, then two lines per socket: its addresses, then its TCP details.
+        var lines = ss.StandardOutput.Split('\n');
+        var view = new StringBuilder();
+        for (var i = 1; i + 1 < lines.Length; i += 2)
+            if (lost.Any(lines[i].Contains)) view.AppendLine(lines[i].Trim()).AppendLine(lines[i + 1].Trim());
+        return view.ToString();
     }
 
     [LinuxRootFact("python3")]
