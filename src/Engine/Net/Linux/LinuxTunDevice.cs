@@ -35,8 +35,11 @@ public sealed class LinuxTunDevice : ITunDevice
 
     public bool ChecksumOffload => true;
 
+    /// <summary>Packets the kernel queues for our reader before it drops (the device's txqueuelen).</summary>
+    public const int TxQueueLength = 8192;
+
     /// <summary>
-    /// Creates the device, sets its MTU and addresses and brings it up (with `ip`). With
+    /// Creates the device, sets its MTU, queue length and addresses and brings it up (with `ip`). With
     /// <paramref name="netns"/> the device is created inside that named network namespace (tests).
     /// </summary>
     public static async Task<LinuxTunDevice> CreateAsync(string name, int mtu, IReadOnlyList<string> addressCidrs, string? netns = null,
@@ -50,7 +53,11 @@ public sealed class LinuxTunDevice : ITunDevice
         try
         {
             string[] ns = netns is null ? [] : ["-n", netns];
-            await Ip(cancellationToken, [.. ns, "link", "set", "dev", name, "mtu", mtu.ToString(System.Globalization.CultureInfo.InvariantCulture)]).ConfigureAwait(false);
+            // The kernel's queue towards our reader holds txqueuelen packets (500 by default). Flows that lost packets
+            // to a burst retransmit together, in a burst again; 500 lost them again and again, for 100 s (measured:
+            // 24,417 drops for 10,000 flows sending one byte each at once). A deeper queue costs nothing while empty.
+            await Ip(cancellationToken, [.. ns, "link", "set", "dev", name, "mtu", mtu.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                "txqueuelen", TxQueueLength.ToString(System.Globalization.CultureInfo.InvariantCulture)]).ConfigureAwait(false);
             foreach (var cidr in addressCidrs)
             {
                 // No duplicate address detection on a point-to-point device: the address is usable at once.
