@@ -296,8 +296,8 @@ elif cmd == 'idle':
     ok = 0
     for s in socks:
         s.sendall(b'x')
-    # 10,000 segments at once overflow the tun's 500-packet queue; the kernel sends the dropped ones again with
-    # exponential backoff. One overall deadline; a socket that gets no echo by then is reported, not fatal.
+    # 10,000 segments at once can overflow the tun's queue (LinuxTunDevice.TxQueueLength); the kernel sends the dropped
+    # ones again with exponential backoff. One overall deadline; a socket with no echo by then is reported, not fatal.
     deadline = time.monotonic() + 150
     lost = []
     for s in socks:
