@@ -31,6 +31,14 @@ public class TunStackTests
         Assert.Equal(0, lab.Stack.Counters.Malformed);
     }
 
+    [LinuxRootFact]
+    public async Task TheTunQueuesEnoughPacketsForABurstOfRetransmissions()
+    {
+        await using var lab = await TunLab.CreateAsync();
+        var r = await lab.Laptop.RunAsync(["ip", "link", "show", "dev", lab.Tun]);
+        Assert.Contains($" qlen {KtConnect.Engine.Net.Linux.LinuxTunDevice.TxQueueLength}", r.StandardOutput);
+    }
+
     [LinuxRootFact("curl")]
     public async Task Curl_GetsHttpResponseThroughTheTun()
     {
