@@ -153,6 +153,9 @@ internal sealed class ByteRing
         if (Count == 0) _head = 0;
     }
 
+    /// <summary>Empty, yet holding an array that <see cref="TrimIfEmpty"/> would give back.</summary>
+    public bool Trimmable => Count == 0 && _buffer is not null;
+
     /// <summary>Gives the array back when empty (called from the timer, not per packet, to avoid churn).</summary>
     public void TrimIfEmpty()
     {

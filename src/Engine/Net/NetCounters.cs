@@ -28,6 +28,8 @@ public sealed class NetCounters
     public long UdpToHandler;
     public long IcmpUnreachableSent;
     public long IcmpIgnored;
+    /// <summary>Runs of the stack's timer; they stop while no flow has a timer armed.</summary>
+    public long TimerTicks;
 
     public override string ToString() =>
         $"in={PacketsIn} out={PacketsOut} malformed={Malformed} fragments={Fragments} reassembled={FragmentsReassembled} rst={TcpResetsSent} " +

@@ -114,6 +114,12 @@ public sealed class TcpConnection
     private long _timeWaitDeadline;
     private bool _reset;
 
+    // The stack's timer visits a flow only while it has something to time: a deadline armed, an empty buffer to give back,
+    // or an end to be forgotten at. Tick takes a flow with none of these off the stack's list and every entry point puts it
+    // back on once it has one again, both under the lock, so a parking never races an arming.
+    private readonly Action<TcpConnection, bool>? _timerList;
+    private bool _onTimerList = true;
+
     private struct OutOfOrder
     {
         public uint Seq;
@@ -123,8 +129,9 @@ public sealed class TcpConnection
     }
 
     internal TcpConnection(FlowKey key, in TcpSegment syn, uint iss, int ourMss, IPacketSink sink, IClock clock, TcpOptions options,
-        NetCounters counters, MemoryBudget budget)
+        NetCounters counters, MemoryBudget budget, Action<TcpConnection, bool>? timerList = null)
     {
+        _timerList = timerList;
         Key = key;
         _sink = sink;
         _clock = clock;
@@ -222,6 +229,7 @@ public sealed class TcpConnection
             _sndMax = _sndNxt;
             SendSynAck();
             _rtoDeadline = Now + _rto;
+            RejoinTimerList();
         }
     }
 
@@ -234,6 +242,7 @@ public sealed class TcpConnection
             Emit(TcpFlags.Rst | TcpFlags.Ack, 0, _rcvNxt, 0, 0, false);
             Interlocked.Increment(ref _counters.TcpResetsSent);
             CloseLocked(reset: true);
+            RejoinTimerList();
         }
     }
 
@@ -250,6 +259,7 @@ public sealed class TcpConnection
                     _recv.Peek(0, buffer.Span[..n]);
                     _recv.Discard(n);
                     MaybeSendWindowUpdate();
+                    RejoinTimerList();
                     return n;
                 }
                 if (_finReceived) return 0;
@@ -285,6 +295,7 @@ public sealed class TcpConnection
             if (consumed == 0 || _recv.Count < consumed) return;
             _recv.Discard(consumed);
             MaybeSendWindowUpdate();
+            RejoinTimerList();
         }
     }
 
@@ -315,6 +326,7 @@ public sealed class TcpConnection
                 {
                     data = data[n..];
                     if (State is TcpState.Established or TcpState.CloseWait) TrySend(Now);
+                    RejoinTimerList();
                     continue;
                 }
             }
@@ -330,6 +342,7 @@ public sealed class TcpConnection
             if (_finQueued || _reset || State is TcpState.Closed) return;
             _finQueued = true;
             if (State is TcpState.Established or TcpState.CloseWait) TrySend(Now);
+            RejoinTimerList();
         }
     }
 
@@ -343,6 +356,7 @@ public sealed class TcpConnection
             else Emit(TcpFlags.Rst | TcpFlags.Ack, 0, _rcvNxt, 0, 0, false);
             Interlocked.Increment(ref _counters.TcpResetsSent);
             CloseLocked(reset: true);
+            RejoinTimerList();
         }
     }
 
@@ -380,6 +394,7 @@ public sealed class TcpConnection
             {
                 _inSegment = false;
             }
+            RejoinTimerList();
             wake = _readablePending;
             _readablePending = false;
         }
@@ -432,8 +447,26 @@ public sealed class TcpConnection
             if (_persistDeadline != 0 && now >= _persistDeadline) OnPersistTimeout(now);
             if (_recv.Count == 0) _recv.TrimIfEmpty();
             if (_send.Count == 0) _send.TrimIfEmpty();
+            if (!NeedsTimer)
+            {
+                _onTimerList = false;
+                _timerList?.Invoke(this, false);
+            }
             return State == TcpState.Closed;
         }
+    }
+
+    /// <summary>Whether the stack's timer has anything to do for this flow (see <see cref="_timerList"/>).</summary>
+    private bool NeedsTimer =>
+        _ackDeadline != 0 || _rtoDeadline != 0 || _persistDeadline != 0 || State is TcpState.TimeWait or TcpState.Closed
+        || _recv.Trimmable || _send.Trimmable;
+
+    /// <summary>At the end of every entry point that may arm a timer, under the lock: a parked flow that needs the timer again rejoins.</summary>
+    private void RejoinTimerList()
+    {
+        if (_onTimerList || !NeedsTimer) return;
+        _onTimerList = true;
+        _timerList?.Invoke(this, true);
     }
 
     private long Now => _clock.NowMilliseconds;

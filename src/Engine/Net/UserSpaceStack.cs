@@ -44,10 +44,12 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
     private readonly IClock _clock;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<FlowKey, TcpConnection> _flows = new();
-    // What the timer visits: every flow but those in TIME-WAIT, which wait in _timeWait in deadline order instead, so the
-    // thousands a burst of short connections leaves there cost a tick nothing until they expire.
+    // What the timer visits: the flows with a timer armed (see TcpConnection.RejoinTimerList), but not those in TIME-WAIT,
+    // which wait in _timeWait in deadline order instead, so the thousands a burst of short connections leaves there cost a
+    // tick nothing until they expire. With none of these and no fragments held, the timer stops until _timerNeeded.
     private readonly ConcurrentDictionary<TcpConnection, byte> _ticking = new();
     private readonly Queue<(long Due, TcpConnection Conn)> _timeWait = new();
+    private readonly AsyncSignal _timerNeeded = new();
     private readonly ConcurrentDictionary<Task, bool> _tasks = new();
     private readonly CancellationTokenSource _cts = new();
     private readonly SemaphoreSlim _udpSlots;
@@ -160,7 +162,19 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
         using var timer = new PeriodicTimer(_options.TickInterval);
         try
         {
-            while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false)) Tick();
+            while (true)
+            {
+                // An idle stack wakes nobody: no tick runs until a flow arms a timer or a fragment is held.
+                if (TimerIdle)
+                {
+                    timer.Period = Timeout.InfiniteTimeSpan;
+                    await _timerNeeded.WaitAsync(cancellationToken).ConfigureAwait(false);
+                    if (TimerIdle) continue;
+                    timer.Period = _options.TickInterval;
+                }
+                if (!await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false)) break;
+                Tick();
+            }
         }
         catch (OperationCanceledException)
         {
@@ -173,6 +187,7 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
     /// </summary>
     public void Tick()
     {
+        Interlocked.Increment(ref Counters.TimerTicks);
         var now = _clock.NowMilliseconds;
         _fragments.Tick(now);
         foreach (var (conn, _) in _ticking)
@@ -191,6 +206,20 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
         }
     }
 
+    private bool TimerIdle => _ticking.IsEmpty && _timeWait.Count == 0 && _fragments.Pending == 0;
+
+    /// <summary>A flow's timers were armed (it joins the timer's list) or all went quiet (it leaves); called under its lock.</summary>
+    private void OnTimerList(TcpConnection conn, bool on)
+    {
+        if (!on)
+        {
+            _ticking.TryRemove(conn, out _);
+            return;
+        }
+        _ticking.TryAdd(conn, 0);
+        _timerNeeded.Set();
+    }
+
     /// <summary>Drops a closed flow from the table, unless a new connection on the same tuple took its place.</summary>
     private void Forget(TcpConnection conn) => _flows.TryRemove(new KeyValuePair<FlowKey, TcpConnection>(conn.Key, conn));
 
@@ -205,7 +234,12 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
         if (status == ParseStatus.Fragment)
         {
             var whole = _fragments.Add(packet, ip, _clock.NowMilliseconds, out var length);
-            if (whole is null) return;
+            if (whole is null)
+            {
+                // A held fragment expires on the timer.
+                if (_fragments.Pending > 0) _timerNeeded.Set();
+                return;
+            }
             try
             {
                 // The reassembled packet parses as an ordinary one (no fragment header, offset 0, MF clear). One whose
@@ -283,9 +317,10 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
         }
         var ourMss = Mtu - IpPacket.HeaderLength(ip.IsV6) - TcpSegment.HeaderLength;
         var iss = (uint)Random.Shared.NextInt64();
-        conn = new TcpConnection(key, tcp, iss, ourMss, _sink, _clock, _options.Tcp, Counters, _budget);
+        conn = new TcpConnection(key, tcp, iss, ourMss, _sink, _clock, _options.Tcp, Counters, _budget, OnTimerList);
         if (!_flows.TryAdd(key, conn)) return;
         _ticking.TryAdd(conn, 0);
+        _timerNeeded.Set();
         Track(RunFlowAsync(conn, _cts.Token));
     }
 

@@ -137,6 +137,44 @@ public class TcpConnectionTests
     }
 
     [Fact]
+    public async Task TimerList_AFlowWithNothingToTimeLeavesIt_AndComesBackForEveryTimerItArms()
+    {
+        var h = new TcpHarness();
+        h.Establish();
+        h.Advance(0);
+        Assert.Equal([false], h.TimerList);
+
+        // Data for the client arms the retransmission timer: back on the list, and the timer retransmits.
+        await h.Conn.WriteAsync("hello"u8.ToArray(), CancellationToken.None);
+        Assert.Equal([false, true], h.TimerList);
+        h.Take();
+        h.Advance(h.Options.InitialRtoMs);
+        var again = Assert.Single(h.Take());
+        Assert.Equal((S, 5), (again.Seq, again.Data.Length));
+        // Acknowledged: the next tick gives the empty send buffer back and leaves.
+        h.Feed(TcpFlags.Ack, C, S + 5);
+        h.Advance(0);
+        Assert.Equal([false, true, false], h.TimerList);
+
+        // Data from the client arms the delayed ACK; once it is sent, bytes waiting for the reader need no timer.
+        h.Feed(TcpFlags.Ack | TcpFlags.Psh, C, S + 5, "abc"u8);
+        h.Advance(h.Options.DelayedAckMs);
+        Assert.Equal(C + 3, Assert.Single(h.Take()).Ack);
+        Assert.Equal([false, true, false, true, false], h.TimerList);
+        // Read out, the receive buffer is empty but held: back on the list until a tick gives it back.
+        Assert.Equal(3, await h.Conn.ReadAsync(new byte[10], CancellationToken.None));
+        Assert.Equal([false, true, false, true, false, true], h.TimerList);
+        h.Advance(0);
+        Assert.Equal([false, true, false, true, false, true, false], h.TimerList);
+
+        // A reset closes it: back on the list, so the stack's next tick forgets it.
+        h.Feed(TcpFlags.Rst, C + 3, 0);
+        Assert.Equal(TcpState.Closed, h.Conn.State);
+        Assert.True(h.TimerList[^1]);
+        Assert.True(h.Conn.Tick());
+    }
+
+    [Fact]
     public void BeginRead_LendsTheReceivedBytes_UntilEndReadConsumesThem()
     {
         var h = new TcpHarness();

@@ -66,8 +66,11 @@ internal sealed class TcpHarness
         IpPacket.TryParse(syn, out var ip);
         TcpSegment.TryParse(syn, ip, out var seg);
         var key = new FlowKey(Client, Server, 40000, 80, false);
-        Conn = new TcpConnection(key, seg, Iss, ourMss, Sink, Clock, Options, Counters, Budget);
+        Conn = new TcpConnection(key, seg, Iss, ourMss, Sink, Clock, Options, Counters, Budget, (_, on) => TimerList.Add(on));
     }
+
+    /// <summary>The flow's moves on and off the stack's timer list, in order (true: joined).</summary>
+    public List<bool> TimerList { get; } = [];
 
     public FakeClock Clock { get; } = new();
 

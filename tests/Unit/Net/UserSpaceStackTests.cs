@@ -185,6 +185,90 @@ public class UserSpaceStackTests
         Assert.Equal("cba"u8.ToArray(), reply.AsSpan(udp.DataOffset, udp.DataLength).ToArray());
     }
 
+    /// <summary>A device fed by the test: packets queued in <see cref="In"/> are read by the stack; what it writes collects in <see cref="Out"/>.</summary>
+    private sealed class QueueDevice : IPacketDevice
+    {
+        public System.Collections.Concurrent.BlockingCollection<byte[]> In { get; } = [];
+
+        public ListSink Out { get; } = new();
+
+        public int Mtu => 1500;
+
+        public int ReadPacket(Span<byte> buffer)
+        {
+            try
+            {
+                var packet = In.Take();
+                packet.CopyTo(buffer);
+                return packet.Length;
+            }
+            catch (InvalidOperationException)
+            {
+                return 0;
+            }
+        }
+
+        public void WritePacket(ReadOnlySpan<byte> packet) => Out.Send(packet);
+
+        public void Dispose() => In.CompleteAdding();
+    }
+
+    /// <summary>Dials every flow to one loopback listener, whatever its destination.</summary>
+    private sealed class ToListener(System.Net.Sockets.TcpListener listener) : IFlowDialer
+    {
+        public async Task<Stream> DialAsync(IPEndPoint destination, CancellationToken cancellationToken)
+        {
+            var client = new System.Net.Sockets.TcpClient();
+            await client.ConnectAsync((IPEndPoint)listener.LocalEndpoint, cancellationToken);
+            return client.GetStream();
+        }
+    }
+
+    /// <summary>Waits until the stack's timer has not run for a whole poll interval (it would run every 10 ms if it ticked).</summary>
+    private static Task TimerStopsAsync(UserSpaceStack stack, string when)
+    {
+        long last = -1;
+        return Wait.UntilAsync(() =>
+        {
+            var now = Interlocked.Read(ref stack.Counters.TimerTicks);
+            var still = now == last;
+            last = now;
+            return still;
+        }, "the stack's timer to stop " + when, TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(200));
+    }
+
+    [Fact]
+    public async Task Timer_RunsOnlyWhileAFlowHasATimerArmed()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var device = new QueueDevice();
+        await using var stack = new UserSpaceStack(device, new ToListener(listener));
+        stack.Start();
+        await TimerStopsAsync(stack, "with no flows");
+
+        // A SYN: the SYN-ACK's retransmission timer runs until the handshake ends, then nothing is left to time.
+        device.In.Add(Tcp(TcpFlags.Syn, 100, 0, 1460));
+        var synAck = Sent.Parse(Assert.Single(await WaitForAsync(device.Out, 1)));
+        using var far = await listener.AcceptSocketAsync();
+        device.In.Add(Tcp(TcpFlags.Ack, 101, synAck.Seq + 1));
+        await Wait.UntilAsync(() => stack.Flows.Single().State == TcpState.Established, "the flow established", TimeSpan.FromSeconds(10));
+        await TimerStopsAsync(stack, "with an idle flow");
+
+        // The far end answers and the client never acknowledges: the idle flow's new retransmission timer starts the
+        // timer again, and it retransmits.
+        await far.SendAsync("hi"u8.ToArray());
+        var data = Sent.Parse(Assert.Single(await WaitForAsync(device.Out, 1)));
+        Assert.Equal("hi"u8.ToArray(), data.Data);
+        var again = Sent.Parse(Assert.Single(await WaitForAsync(device.Out, 1)));
+        Assert.Equal((data.Seq, "hi"), (again.Seq, System.Text.Encoding.ASCII.GetString(again.Data)));
+        Assert.Equal(1, stack.Counters.TcpRetransmits);
+
+        device.In.Add(Tcp(TcpFlags.Ack, 101, data.Seq + 2));
+        await TimerStopsAsync(stack, "once the data was acknowledged");
+        Assert.Equal(TcpState.Established, stack.Flows.Single().State);
+    }
+
     private sealed class FailingDevice : IPacketDevice
     {
         public int Mtu => 1500;
