@@ -262,7 +262,7 @@ public class UserSpaceStackTests
         Assert.Equal("hi"u8.ToArray(), data.Data);
         var again = Sent.Parse(Assert.Single(await WaitForAsync(device.Out, 1)));
         Assert.Equal((data.Seq, "hi"), (again.Seq, System.Text.Encoding.ASCII.GetString(again.Data)));
-        Assert.Equal(1, stack.Counters.TcpRetransmits);
+        Assert.True(stack.Counters.TcpRetransmits >= 1);
 
         device.In.Add(Tcp(TcpFlags.Ack, 101, data.Seq + 2));
         await TimerStopsAsync(stack, "once the data was acknowledged");
