@@ -13,7 +13,8 @@ namespace KtConnect.Engine;
 /// wait. One wait at a time: a second concurrent wait is a caller's bug and throws.
 /// </para>
 /// <para>
-/// Used by <c>Ssh/SshChannel</c> (data arrived, window opened) and <c>Net/TcpConnection</c> (readable, writable).
+/// Used by <c>Ssh/SshChannel</c> (data arrived, window opened), <c>Net/TcpConnection</c> (readable, writable) and
+/// <c>Net/UserSpaceStack</c> (its stopped timer is needed again).
 /// </para>
 /// </summary>
 internal sealed class AsyncSignal : IValueTaskSource

@@ -236,8 +236,8 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
             var whole = _fragments.Add(packet, ip, _clock.NowMilliseconds, out var length);
             if (whole is null)
             {
-                // A held fragment expires on the timer.
-                if (_fragments.Pending > 0) _timerNeeded.Set();
+                // A held fragment expires on the timer (a wake-up with nothing held finds the timer idle again).
+                _timerNeeded.Set();
                 return;
             }
             try
@@ -319,8 +319,7 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
         var iss = (uint)Random.Shared.NextInt64();
         conn = new TcpConnection(key, tcp, iss, ourMss, _sink, _clock, _options.Tcp, Counters, _budget, OnTimerList);
         if (!_flows.TryAdd(key, conn)) return;
-        _ticking.TryAdd(conn, 0);
-        _timerNeeded.Set();
+        OnTimerList(conn, true);
         Track(RunFlowAsync(conn, _cts.Token));
     }
 
