@@ -19,12 +19,19 @@ public sealed class BenchContext
 {
     private readonly TextWriter _out;
 
-    public BenchContext(TextWriter output, int runs, IReadOnlyCollection<string>? metrics = null)
+    public BenchContext(TextWriter output, int runs, IReadOnlyCollection<string>? metrics = null, string? hold = null)
     {
         _out = output;
         Runs = runs;
         Metrics = metrics ?? [];
+        Hold = hold;
     }
+
+    /// <summary>
+    /// <c>--hold FILE</c>: before measuring a figure, create FILE and wait until it is deleted, so the scenario's
+    /// setup (cluster, kt, peers) can be measured or profiled by hand while nothing else runs.
+    /// </summary>
+    public string? Hold { get; }
 
     /// <summary>When not empty, only these metrics are measured by <see cref="CompareAsync"/> (<c>--metric</c>, for profiling one figure).</summary>
     public IReadOnlyCollection<string> Metrics { get; }
@@ -44,6 +51,12 @@ public sealed class BenchContext
         CancellationToken cancellationToken)
     {
         if (!Wants(metric)) return;
+        if (Hold is not null)
+        {
+            await File.WriteAllTextAsync(Hold, $"{scenario} {metric} vs {peerName}\n", cancellationToken).ConfigureAwait(false);
+            await Console.Error.WriteLineAsync($"bench: holding before {scenario} {metric} vs {peerName}; delete {Hold} to go on").ConfigureAwait(false);
+            while (File.Exists(Hold)) await Task.Delay(500, cancellationToken).ConfigureAwait(false);
+        }
         await ours(cancellationToken).ConfigureAwait(false);
         await peer(cancellationToken).ConfigureAwait(false);
         var a = new List<double>();
@@ -109,10 +122,12 @@ internal static class Scenarios
         var runs = 5;
         var names = new List<string>();
         var metrics = new List<string>();
+        string? hold = null;
         for (var i = 0; i < args.Length; i++)
         {
             if (args[i] == "--runs" && i + 1 < args.Length) runs = int.Parse(args[++i], CultureInfo.InvariantCulture);
             else if (args[i] == "--metric" && i + 1 < args.Length) metrics.Add(args[++i]);
+            else if (args[i] == "--hold" && i + 1 < args.Length) hold = Path.GetFullPath(args[++i]);
             else if (args[i] == "--list")
             {
                 foreach (var s in All()) stdout.WriteLine($"{s.Name}\t{s.Description}");
@@ -133,7 +148,7 @@ internal static class Scenarios
             stderr.WriteLine("bench: no scenarios in this build");
             return 0;
         }
-        var context = new BenchContext(stdout, runs, metrics);
+        var context = new BenchContext(stdout, runs, metrics, hold);
         var failed = 0;
         foreach (var s in selected)
         {
