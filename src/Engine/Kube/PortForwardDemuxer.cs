@@ -31,6 +31,13 @@ public sealed class PortForwardDemuxer
     /// <summary>The port announced on the error channel, once its two bytes have arrived.</summary>
     public int? ErrorPort => _errorPrefixSeen == 2 ? _errorPort : null;
 
+    /// <summary>
+    /// True inside a data-channel message whose port prefix has been stripped: the rest of that message is the pod's
+    /// bytes as they are, so a reader may receive it straight into its own buffer (and report it with
+    /// <see cref="Process"/>, which then returns the whole piece).
+    /// </summary>
+    public bool InDataPayload => _channel == DataChannel && _dataPrefixSeen == 2;
+
     /// <summary>The error channel's text once a non-empty error message has ended, else null.</summary>
     public string? Error { get; private set; }
 

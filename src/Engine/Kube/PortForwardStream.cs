@@ -66,11 +66,15 @@ public sealed class PortForwardStream : Stream
                 throw new KubePortForwardException($"Port-forward to pod {_pod} port {Port} failed: {error}", Port, _pod);
             if (_eof) return 0;
 
-            WebSocketReceiveResult result;
+            // Inside a data message the pod's bytes go straight into the caller's buffer. A message's first byte (its
+            // channel), a port prefix and error text go through our own buffer, which the demuxer reads.
+            var direct = !_messageStart && _demux.InDataPayload;
+            var target = direct ? buffer : _recv.AsMemory(0, _messageStart ? 1 : MaxMessage);
+            ValueWebSocketReceiveResult result;
             _reading = true;
             try
             {
-                result = await _ws.ReceiveAsync(new ArraySegment<byte>(_recv!, 0, MaxMessage), cancellationToken).ConfigureAwait(false);
+                result = await _ws.ReceiveAsync(target, cancellationToken).ConfigureAwait(false);
             }
             catch (WebSocketException ex)
             {
@@ -93,8 +97,13 @@ public sealed class PortForwardStream : Stream
                 throw new KubeProtocolException("KubePortForwardProtocol",
                     $"The port-forward to pod {_pod} sent a text frame; only binary v4.channel.k8s.io is supported.", null, _pod);
             }
-            var (offset, length) = _demux.Process(_recv.AsSpan(0, result.Count), _messageStart, result.EndOfMessage);
+            var (offset, length) = _demux.Process(target.Span[..result.Count], _messageStart, result.EndOfMessage);
             _messageStart = result.EndOfMessage;
+            if (direct)
+            {
+                if (length > 0) return length;
+                continue;
+            }
             _pendingOffset = offset;
             _pendingLength = length;
         }

@@ -64,6 +64,48 @@ public sealed class PortForwardStreamTests
         Assert.Equal(0, await stream.ReadAsync(buf).AsTask().WaitAsync(Deadline));
     }
 
+    [Fact]
+    public async Task Data_split_across_frames_and_small_reads_arrives_whole_and_in_order_past_other_channels()
+    {
+        var payload = Enumerable.Range(0, 180).Select(i => (byte)('a' + i % 26)).ToArray();
+        await using var sim = await SimCluster.StartAsync();
+        sim.Server.Hooks.BeforeRequest = async ctx =>
+        {
+            if (!ctx.WebSockets.IsWebSocketRequest) return false;
+            using var ws = await ctx.WebSockets.AcceptWebSocketAsync("v4.channel.k8s.io");
+            async Task Send(byte[] piece, bool end) => await ws.SendAsync(piece, WebSocketMessageType.Binary, end, CancellationToken.None);
+            // The data channel's port prefix and first bytes in one message, split inside the prefix.
+            await Send([0, 0x50], false);
+            await Send([0, .. payload[..10]], true);
+            await Send([1, 0x50, 0], true);
+            // One data message in three frames, then a channel nobody asked for, then one more data byte.
+            await Send([0, .. payload[10..110]], false);
+            await Send(payload[110..160], false);
+            await Send(payload[160..179], true);
+            await Send([5, (byte)'z', (byte)'z'], true);
+            await Send([0], true);
+            await Send([0, payload[179]], true);
+            await ws.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
+            var buf = new byte[1024];
+            try
+            {
+                while ((await ws.ReceiveAsync(buf, CancellationToken.None)).MessageType != WebSocketMessageType.Close)
+                {
+                }
+            }
+            catch (WebSocketException)
+            {
+            }
+            return true;
+        };
+        await using var stream = await sim.Client.PortForwardAsync("any", 80);
+        var received = new List<byte>();
+        var small = new byte[7];
+        int n;
+        while ((n = await stream.ReadAsync(small).AsTask().WaitAsync(Deadline)) > 0) received.AddRange(small[..n]);
+        Assert.Equal(Encoding.ASCII.GetString(payload), Encoding.ASCII.GetString(received.ToArray()));
+    }
+
     private sealed class Refreshing(string first, string second) : IKubeCredentials
     {
         public int Refreshes { get; private set; }
