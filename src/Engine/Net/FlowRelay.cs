@@ -1,4 +1,3 @@
-using System.Buffers;
 using Microsoft.Extensions.Logging;
 
 namespace KtConnect.Engine.Net;
@@ -8,8 +7,9 @@ namespace KtConnect.Engine.Net;
 /// client's FIN becomes the stream's EOF and the stream's EOF becomes our FIN. A failure on either side
 /// resets the other. Backpressure is natural: a slow stream leaves data in the flow's receive buffer,
 /// whose window then closes; a slow client leaves the send buffer full, so we stop reading the stream.
-/// Client to stream writes straight from the flow's receive buffer (<see cref="TcpConnection.BeginRead"/>); stream to
-/// client reads into a buffer sized by a <see cref="RelayBufferSize"/>.
+/// Neither direction has a buffer of its own: client to stream writes straight from the flow's receive buffer
+/// (<see cref="TcpConnection.BeginRead"/>), and stream to client reads straight into its send buffer
+/// (<see cref="TcpConnection.BeginWriteAsync"/>), in pieces sized by a <see cref="RelayBufferSize"/>.
 /// </summary>
 public static class FlowRelay
 {
@@ -80,20 +80,21 @@ public static class FlowRelay
             var size = new RelayBufferSize(bufferSize);
             while (true)
             {
-                // A zero-byte read waits for data without a buffer (sockets and SSH channels support it).
+                // A zero-byte read waits for data without a buffer (sockets and SSH channels support it); then the
+                // bytes are read straight into the flow's send buffer.
                 await stream.ReadAsync(Memory<byte>.Empty, cts.Token).ConfigureAwait(false);
-                var buffer = ArrayPool<byte>.Shared.Rent(size.Next);
+                var space = await connection.BeginWriteAsync(size.Next, cts.Token).ConfigureAwait(false);
+                var n = 0;
                 try
                 {
-                    var n = await stream.ReadAsync(buffer.AsMemory(0, size.Next), cts.Token).ConfigureAwait(false);
-                    if (n == 0) break;
-                    await connection.WriteAsync(buffer.AsMemory(0, n), cts.Token).ConfigureAwait(false);
-                    size.Read(n);
+                    n = await stream.ReadAsync(space, cts.Token).ConfigureAwait(false);
                 }
                 finally
                 {
-                    ArrayPool<byte>.Shared.Return(buffer);
+                    connection.EndWrite(space, n);
                 }
+                if (n == 0) break;
+                size.Read(n);
             }
             connection.ShutdownWrite();
             return true;

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Net;
+using System.Runtime.InteropServices;
 
 namespace KtConnect.Engine.Net;
 
@@ -26,6 +27,27 @@ public interface IPacketSink
     /// device below finishes, so the stack never reads a payload just to checksum it.
     /// </summary>
     bool TakesPartialTcpChecksums => false;
+
+    /// <summary>
+    /// Sends a TCP segment with a partial checksum (only where <see cref="TakesPartialTcpChecksums"/>) given in pieces:
+    /// its headers, then its payload, which may lie in two pieces (a ring buffer's end and start).
+    /// </summary>
+    void Send(ReadOnlySpan<byte> headers, ReadOnlySpan<byte> payload1, ReadOnlySpan<byte> payload2)
+    {
+        var length = headers.Length + payload1.Length + payload2.Length;
+        var joined = ArrayPool<byte>.Shared.Rent(length);
+        try
+        {
+            headers.CopyTo(joined);
+            payload1.CopyTo(joined.AsSpan(headers.Length));
+            payload2.CopyTo(joined.AsSpan(headers.Length + payload1.Length));
+            Send(joined.AsSpan(0, length));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(joined);
+        }
+    }
 }
 
 /// <summary>
@@ -114,13 +136,25 @@ internal sealed class ByteRing
     /// <summary>Copies bytes starting <paramref name="offset"/> from the head into <paramref name="destination"/>.</summary>
     public void Peek(int offset, Span<byte> destination)
     {
-        if (offset < 0 || offset + destination.Length > Count) throw new ArgumentOutOfRangeException(nameof(offset));
-        if (destination.Length == 0) return;
+        Slices(offset, destination.Length, out var first, out var second);
+        first.CopyTo(destination);
+        second.CopyTo(destination[first.Length..]);
+    }
+
+    /// <summary>
+    /// The <paramref name="length"/> bytes starting <paramref name="offset"/> from the head, where they lie: in one piece,
+    /// or in two when they wrap past the array's end. Valid until the ring next changes.
+    /// </summary>
+    public void Slices(int offset, int length, out ReadOnlySpan<byte> first, out ReadOnlySpan<byte> second)
+    {
+        if (offset < 0 || length < 0 || offset + length > Count) throw new ArgumentOutOfRangeException(nameof(offset));
+        first = second = default;
+        if (length == 0) return;
         var buf = _buffer!;
         var start = (_head + offset) & (buf.Length - 1);
-        var first = Math.Min(destination.Length, buf.Length - start);
-        buf.AsSpan(start, first).CopyTo(destination);
-        if (destination.Length > first) buf.AsSpan(0, destination.Length - first).CopyTo(destination[first..]);
+        var n = Math.Min(length, buf.Length - start);
+        first = buf.AsSpan(start, n);
+        second = buf.AsSpan(0, length - n);
     }
 
     /// <summary>
@@ -133,6 +167,38 @@ internal sealed class ByteRing
         if (Count == 0) return ReadOnlyMemory<byte>.Empty;
         _lent = true;
         return _buffer.AsMemory(_head, Math.Min(Count, _buffer!.Length - _head));
+    }
+
+    /// <summary>
+    /// Lends free space at the tail, in one piece and at most <paramref name="max"/> bytes, for a writer to fill in place;
+    /// <see cref="EndBorrowFree"/> appends what it wrote. Empty when the ring is full (or the budget allows no more).
+    /// The space stays the writer's, whatever is discarded or released meanwhile. One loan at a time.
+    /// </summary>
+    public Memory<byte> BorrowFree(int max)
+    {
+        if (_lent) throw new InvalidOperationException("The ring's bytes are already lent.");
+        var want = Math.Min(max, _max - Count);
+        if (want <= 0) return Memory<byte>.Empty;
+        EnsureCapacity(Count + want);
+        var buf = _buffer;
+        if (buf is null || Count == buf.Length) return Memory<byte>.Empty;
+        var tail = (_head + Count) & (buf.Length - 1);
+        var n = Math.Min(want, Math.Min(buf.Length - Count, buf.Length - tail));
+        _lent = true;
+        return buf.AsMemory(tail, n);
+    }
+
+    /// <summary>
+    /// Ends the loan of <see cref="BorrowFree"/>: its first <paramref name="written"/> bytes are appended, unless the ring
+    /// was released meanwhile (then they are dropped with the array).
+    /// </summary>
+    public void EndBorrowFree(Memory<byte> lent, int written)
+    {
+        var same = _buffer is not null && MemoryMarshal.TryGetArray<byte>(lent, out var seg) && ReferenceEquals(seg.Array, _buffer);
+        EndBorrow();
+        if (!same || written <= 0) return;
+        if (written > lent.Length) throw new ArgumentOutOfRangeException(nameof(written));
+        Count += written;
     }
 
     /// <summary>Ends the loan of <see cref="Borrow"/>; an array replaced meanwhile goes back to the pool now.</summary>
@@ -150,16 +216,17 @@ internal sealed class ByteRing
         if (n == 0) return;
         _head = (_head + n) & (_buffer!.Length - 1);
         Count -= n;
-        if (Count == 0) _head = 0;
+        // Back to the start when empty, unless a writer is filling space lent after the tail.
+        if (Count == 0 && !_lent) _head = 0;
     }
 
     /// <summary>Empty, yet holding an array that <see cref="TrimIfEmpty"/> would give back.</summary>
-    public bool Trimmable => Count == 0 && _buffer is not null;
+    public bool Trimmable => Count == 0 && _buffer is not null && !_lent;
 
-    /// <summary>Gives the array back when empty (called from the timer, not per packet, to avoid churn).</summary>
+    /// <summary>Gives the array back when empty (called from the timer, not per packet, to avoid churn), never while lent.</summary>
     public void TrimIfEmpty()
     {
-        if (Count != 0 || _buffer is null) return;
+        if (!Trimmable) return;
         Release();
     }
 

@@ -42,6 +42,28 @@ public interface IPacketDevice : IDisposable
         if (partialTcpChecksum) throw new NotSupportedException("This device does not finish checksums.");
         WritePacket(packet);
     }
+
+    /// <summary>
+    /// Sends one packet given in pieces (headers, then a payload that may lie in two pieces), as
+    /// <see cref="WritePacket(ReadOnlySpan{byte}, bool)"/> would send them joined. A device that can write pieces
+    /// (<c>writev</c>) sends them without joining them first.
+    /// </summary>
+    void WritePacket(ReadOnlySpan<byte> headers, ReadOnlySpan<byte> payload1, ReadOnlySpan<byte> payload2, bool partialTcpChecksum)
+    {
+        var length = headers.Length + payload1.Length + payload2.Length;
+        var joined = System.Buffers.ArrayPool<byte>.Shared.Rent(length);
+        try
+        {
+            headers.CopyTo(joined);
+            payload1.CopyTo(joined.AsSpan(headers.Length));
+            payload2.CopyTo(joined.AsSpan(headers.Length + payload1.Length));
+            WritePacket(joined.AsSpan(0, length), partialTcpChecksum);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(joined);
+        }
+    }
 }
 
 /// <summary>A tun device of the operating system.</summary>

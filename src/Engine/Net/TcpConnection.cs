@@ -334,6 +334,39 @@ public sealed class TcpConnection
         }
     }
 
+    /// <summary>
+    /// Lends free space of the send buffer, in one piece and at most <paramref name="max"/> bytes, so a relay can read
+    /// the far end's bytes straight into it; waits while the buffer is full (the client's window closed). Throws once
+    /// the flow was reset or its sending side shut down. <see cref="EndWrite"/> queues what was written; one loan at a
+    /// time, and always ended.
+    /// </summary>
+    public async ValueTask<Memory<byte>> BeginWriteAsync(int max, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(max);
+        while (true)
+        {
+            lock (_gate)
+            {
+                if (_reset || State is TcpState.Closed or TcpState.TimeWait) throw Reset();
+                if (_finQueued) throw new InvalidOperationException("The connection's sending side is already shut down.");
+                var space = _send.BorrowFree(max);
+                if (!space.IsEmpty) return space;
+            }
+            await _writable.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Ends the loan of <see cref="BeginWriteAsync"/>, queuing its first <paramref name="written"/> bytes for the client.</summary>
+    public void EndWrite(Memory<byte> space, int written)
+    {
+        lock (_gate)
+        {
+            _send.EndBorrowFree(space, written);
+            if (written > 0 && State is TcpState.Established or TcpState.CloseWait) TrySend(Now);
+            RejoinTimerList();
+        }
+    }
+
     /// <summary>No more data for the client: a FIN follows the queued bytes (half-close).</summary>
     public void ShutdownWrite()
     {
@@ -1015,10 +1048,12 @@ public sealed class TcpConnection
     {
         var k = Key;
         var space = TcpSegment.HeaderSpace(k.IsV6, syn);
-        var buffer = ArrayPool<byte>.Shared.Rent(space + length);
+        // A device that finishes checksums takes the payload from the send queue where it lies (no copy of it here).
+        var gather = length > 0 && _partialChecksums;
+        var buffer = ArrayPool<byte>.Shared.Rent(gather ? space : space + length);
         try
         {
-            if (length > 0) _send.Peek(queueOffset, buffer.AsSpan(space, length));
+            if (length > 0 && !gather) _send.Peek(queueOffset, buffer.AsSpan(space, length));
             var window = (flags & TcpFlags.Rst) != 0 ? (ushort)0 : WindowField(syn);
             var total = TcpSegment.Write(buffer, k.IsV6, k.Destination, k.Source, k.DestinationPort, k.SourcePort, seq, ack, flags,
                 window, length, syn ? (ushort)_ourMss : (ushort)0, syn && _windowScaling ? _rcvScale : -1, _partialChecksums);
@@ -1029,7 +1064,15 @@ public sealed class TcpConnection
                 _lastWindowSent = window << _rcvScale;
             }
             Interlocked.Increment(ref _counters.PacketsOut);
-            _sink.Send(buffer.AsSpan(0, total));
+            if (gather)
+            {
+                _send.Slices(queueOffset, length, out var first, out var second);
+                _sink.Send(buffer.AsSpan(0, total - length), first, second);
+            }
+            else
+            {
+                _sink.Send(buffer.AsSpan(0, total));
+            }
         }
         finally
         {

@@ -98,7 +98,8 @@ public struct TcpSegment
     /// Writes IP and TCP headers in front of a payload the caller already placed at
     /// <c>HeaderSpace(v6, withSynOptions)</c> and fills both checksums. Returns the packet length. With
     /// <paramref name="partialChecksum"/> the TCP checksum field holds only the pseudo-header sum, for a device that
-    /// finishes it (<see cref="IPacketDevice.ChecksumOffload"/>): the payload is not read at all.
+    /// finishes it (<see cref="IPacketDevice.ChecksumOffload"/>): the payload is not read at all, and
+    /// <paramref name="buffer"/> needs room for the headers only (the payload may be sent from elsewhere).
     /// </summary>
     public static int Write(Span<byte> buffer, bool v6, UInt128 source, UInt128 destination, ushort sourcePort, ushort destinationPort,
         uint sequence, uint acknowledgment, TcpFlags flags, ushort window, int payloadLength, ushort mss = 0, int windowScale = -1,
@@ -109,7 +110,8 @@ public struct TcpSegment
         var tcpLen = withOptions ? SynHeaderLength : HeaderLength;
         var segmentLength = tcpLen + payloadLength;
         IpPacket.WriteHeader(buffer, v6, source, destination, IpProtocol.Tcp, segmentLength);
-        var t = buffer.Slice(ipLen, segmentLength);
+        // With a partial checksum the payload is not read, so it need not follow the headers in this buffer.
+        var t = buffer.Slice(ipLen, partialChecksum ? tcpLen : segmentLength);
         BinaryPrimitives.WriteUInt16BigEndian(t, sourcePort);
         BinaryPrimitives.WriteUInt16BigEndian(t[2..], destinationPort);
         BinaryPrimitives.WriteUInt32BigEndian(t[4..], sequence);

@@ -134,6 +134,18 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
         }
     }
 
+    void IPacketSink.Send(ReadOnlySpan<byte> headers, ReadOnlySpan<byte> payload1, ReadOnlySpan<byte> payload2)
+    {
+        try
+        {
+            _device!.WritePacket(headers, payload1, payload2, partialTcpChecksum: true);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or TunDeviceException)
+        {
+            _logger.LogDebug(e, "tun write failed");
+        }
+    }
+
     private void ReadLoop()
     {
         var buffer = new byte[Math.Max(Mtu, 1500) + 64];

@@ -41,4 +41,32 @@ public sealed class ByteRingTests
         Assert.Throws<InvalidOperationException>(() => ring.Borrow());
         ring.EndBorrow();
     }
+
+    [Fact]
+    public void Free_space_is_lent_in_one_piece_up_to_the_wrap_and_kept_in_place_while_the_head_empties()
+    {
+        var ring = new ByteRing(4096, new MemoryBudget(1 << 30));
+        ring.Append(new byte[3000]);
+        ring.Discard(2000);
+        // 1,000 bytes from offset 2,000: the free space after them runs 1,096 bytes to the array's end.
+        var space = ring.BorrowFree(4096);
+        Assert.Equal(1096, space.Length);
+        Assert.Throws<InvalidOperationException>(() => ring.BorrowFree(1));
+        Enumerable.Range(0, 10).Select(i => (byte)(i + 1)).ToArray().CopyTo(space.Span);
+        // Everything before the loan is consumed meanwhile: the loan's bytes still follow where they were written.
+        ring.Discard(1000);
+        Assert.False(ring.Trimmable);
+        ring.TrimIfEmpty();
+        ring.EndBorrowFree(space, 10);
+        Assert.Equal(10, ring.Count);
+        var read = new byte[10];
+        ring.Peek(0, read);
+        Assert.Equal(Enumerable.Range(1, 10).Select(i => (byte)i), read);
+
+        // A ring released during a loan drops what the loan wrote.
+        var again = ring.BorrowFree(16);
+        ring.Release();
+        ring.EndBorrowFree(again, 16);
+        Assert.Equal(0, ring.Count);
+    }
 }

@@ -38,6 +38,24 @@ public class TcpConnectionTests
     }
 
     [Fact]
+    public async Task ToASinkThatFinishesChecksums_PayloadsAreSentFromTheSendQueueInPieces_AcrossItsWrap()
+    {
+        var h = new TcpHarness(sink: new ListSink(partialTcpChecksums: true));
+        h.Establish();
+        var data = Enumerable.Range(0, 5500).Select(i => (byte)(i * 7)).ToArray();
+        await h.Conn.WriteAsync(data[..3000], CancellationToken.None);
+        Assert.Equal(3, h.Take().Count);
+        // 1,000 bytes left from offset 2,000 of the 4 KiB queue: the next 2,500 wrap past its end.
+        h.Feed(TcpFlags.Ack, C, S + 2000);
+        await h.Conn.WriteAsync(data[3000..], CancellationToken.None);
+        h.Feed(TcpFlags.Ack, C, S + 3000);
+        var segs = h.Take();
+        Assert.Equal([S + 3000, S + 4000, S + 5000], segs.Select(x => x.Seq));
+        Assert.Equal(data[3000..], segs.SelectMany(x => x.Data).ToArray());
+        Assert.Equal((6, 1), h.Sink.Pieces);
+    }
+
+    [Fact]
     public Task DataFromTheDevice_RunsTheWaitingReaderOnTheDevicesThread() =>
         // On a thread without a synchronization context, like the device's reader (xunit's own context would defer it).
         Task.Run(async () =>
@@ -191,6 +209,34 @@ public class TcpConnectionTests
         h.Feed(TcpFlags.Ack | TcpFlags.Fin, C + 5, S);
         Assert.True(h.Conn.BeginRead().IsEmpty);
         h.Conn.EndRead(0);
+    }
+
+    [Fact]
+    public async Task BeginWrite_LendsSendSpace_AndEndWriteSendsWhatWasWrittenThere_EvenWhenAllElseIsAckedMeanwhile()
+    {
+        var h = new TcpHarness();
+        h.Establish();
+        await h.Conn.WriteAsync("abc"u8.ToArray(), CancellationToken.None);
+        Assert.Equal("abc", System.Text.Encoding.ASCII.GetString(Assert.Single(h.Take()).Data));
+        var space = await h.Conn.BeginWriteAsync(5, CancellationToken.None);
+        Assert.Equal(5, space.Length);
+        "hello"u8.CopyTo(space.Span);
+        // Nothing is sent before the loan ends; the ACK of everything queued before it empties the buffer meanwhile.
+        Assert.Empty(h.Take());
+        h.Feed(TcpFlags.Ack, C, S + 3);
+        Assert.Equal(0, h.Conn.BufferedSend);
+        h.Conn.EndWrite(space, 4);
+        var sent = Assert.Single(h.Take());
+        Assert.Equal(S + 3, sent.Seq);
+        Assert.Equal("hell", System.Text.Encoding.ASCII.GetString(sent.Data));
+        Assert.Equal(4, h.Conn.BufferedSend);
+
+        // Ended with nothing written, a loan queues nothing; after a reset, a new one throws.
+        h.Conn.EndWrite(await h.Conn.BeginWriteAsync(100, CancellationToken.None), 0);
+        Assert.Empty(h.Take());
+        Assert.Equal(4, h.Conn.BufferedSend);
+        h.Feed(TcpFlags.Rst, C, 0);
+        await Assert.ThrowsAnyAsync<Exception>(() => h.Conn.BeginWriteAsync(100, CancellationToken.None).AsTask());
     }
 
     [Fact]

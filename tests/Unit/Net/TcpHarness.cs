@@ -19,6 +19,18 @@ internal sealed class ListSink(bool partialTcpChecksums = false) : IPacketSink
         lock (_packets) _packets.Add(packet.ToArray());
     }
 
+    /// <summary>Segments sent in pieces, and how many of them had their payload in two pieces.</summary>
+    public (int Gathered, int Wrapped) Pieces { get; private set; }
+
+    public void Send(ReadOnlySpan<byte> headers, ReadOnlySpan<byte> payload1, ReadOnlySpan<byte> payload2)
+    {
+        lock (_packets)
+        {
+            _packets.Add([.. headers, .. payload1, .. payload2]);
+            Pieces = (Pieces.Gathered + 1, Pieces.Wrapped + (payload2.IsEmpty ? 0 : 1));
+        }
+    }
+
     public List<byte[]> Take()
     {
         lock (_packets)
@@ -39,10 +51,10 @@ internal sealed record Sent(TcpSegment Segment, byte[] Data, byte[] Raw)
 
     public uint Ack => Segment.Acknowledgment;
 
-    public static Sent Parse(byte[] raw)
+    public static Sent Parse(byte[] raw, bool partialChecksum = false)
     {
         Assert.Equal(ParseStatus.Ok, IpPacket.TryParse(raw, out var ip));
-        Assert.Equal(ParseStatus.Ok, TcpSegment.TryParse(raw, ip, out var tcp));
+        Assert.Equal(ParseStatus.Ok, TcpSegment.TryParse(raw, ip, out var tcp, checksumTrusted: partialChecksum));
         return new Sent(tcp, raw.AsSpan(tcp.DataOffset, tcp.DataLength).ToArray(), raw);
     }
 }
@@ -101,7 +113,7 @@ internal sealed class TcpHarness
         Conn.OnSegment(p, seg);
     }
 
-    public List<Sent> Take() => Sink.Take().Select(Sent.Parse).ToList();
+    public List<Sent> Take() => Sink.Take().Select(p => Sent.Parse(p, Sink.TakesPartialTcpChecksums)).ToList();
 
     /// <summary>SYN, dial accepted, SYN-ACK, ACK: returns the connection established.</summary>
     public void Establish()

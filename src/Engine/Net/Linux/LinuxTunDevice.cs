@@ -196,26 +196,33 @@ public sealed class LinuxTunDevice : ITunDevice
 
     public void WritePacket(ReadOnlySpan<byte> packet) => WritePacket(packet, partialTcpChecksum: false);
 
-    public unsafe void WritePacket(ReadOnlySpan<byte> packet, bool partialTcpChecksum)
+    public void WritePacket(ReadOnlySpan<byte> packet, bool partialTcpChecksum) => WritePacket(packet, default, default, partialTcpChecksum);
+
+    /// <summary>One <c>writev</c>: the virtio header, then the packet's pieces where they lie.</summary>
+    public unsafe void WritePacket(ReadOnlySpan<byte> headers, ReadOnlySpan<byte> payload1, ReadOnlySpan<byte> payload2, bool partialTcpChecksum)
     {
         var hdr = default(LinuxNative.VirtioNetHdr);
-        if (partialTcpChecksum && packet.Length >= IpPacket.V4HeaderLength)
+        if (partialTcpChecksum && headers.Length >= IpPacket.V4HeaderLength)
         {
             // The kernel sums from csum_start to the end and stores the result at csum_start + csum_offset (TCP's field).
             hdr.Flags = LinuxNative.VirtioNetHdr.NeedsChecksum;
-            hdr.CsumStart = (ushort)(packet[0] >> 4 == 6 ? IpPacket.V6HeaderLength : (packet[0] & 0x0F) * 4);
+            hdr.CsumStart = (ushort)(headers[0] >> 4 == 6 ? IpPacket.V6HeaderLength : (headers[0] & 0x0F) * 4);
             hdr.CsumOffset = 16;
         }
         var added = false;
         try
         {
             _fd.DangerousAddRef(ref added);
-            fixed (byte* p = packet)
+            fixed (byte* h = headers)
+            fixed (byte* p1 = payload1)
+            fixed (byte* p2 = payload2)
             {
-                var iov = stackalloc LinuxNative.IoVec[2];
+                var iov = stackalloc LinuxNative.IoVec[4];
                 iov[0] = new LinuxNative.IoVec { Base = &hdr, Length = sizeof(LinuxNative.VirtioNetHdr) };
-                iov[1] = new LinuxNative.IoVec { Base = p, Length = packet.Length };
-                var n = LinuxNative.WriteV(_fd.Fd, iov, 2);
+                iov[1] = new LinuxNative.IoVec { Base = h, Length = headers.Length };
+                iov[2] = new LinuxNative.IoVec { Base = p1, Length = payload1.Length };
+                iov[3] = new LinuxNative.IoVec { Base = p2, Length = payload2.Length };
+                var n = LinuxNative.WriteV(_fd.Fd, iov, payload2.IsEmpty ? payload1.IsEmpty ? 2 : 3 : 4);
                 if (n < 0)
                 {
                     var errno = Marshal.GetLastPInvokeError();
