@@ -32,7 +32,15 @@ public interface IPacketSink
     /// Sends a TCP segment with a partial checksum (only where <see cref="TakesPartialTcpChecksums"/>) given in pieces:
     /// its headers, then its payload, which may lie in two pieces (a ring buffer's end and start).
     /// </summary>
-    void Send(ReadOnlySpan<byte> headers, ReadOnlySpan<byte> payload1, ReadOnlySpan<byte> payload2)
+    void Send(ReadOnlySpan<byte> headers, ReadOnlySpan<byte> payload1, ReadOnlySpan<byte> payload2) =>
+        PacketPieces.Join(headers, payload1, payload2, this, static (packet, sink) => sink.Send(packet));
+}
+
+/// <summary>For a sink or device that takes a packet only whole: joins its pieces in a pooled buffer.</summary>
+internal static class PacketPieces
+{
+    public static void Join<TState>(ReadOnlySpan<byte> headers, ReadOnlySpan<byte> payload1, ReadOnlySpan<byte> payload2, TState state,
+        ReadOnlySpanAction<byte, TState> write)
     {
         var length = headers.Length + payload1.Length + payload2.Length;
         var joined = ArrayPool<byte>.Shared.Rent(length);
@@ -41,7 +49,7 @@ public interface IPacketSink
             headers.CopyTo(joined);
             payload1.CopyTo(joined.AsSpan(headers.Length));
             payload2.CopyTo(joined.AsSpan(headers.Length + payload1.Length));
-            Send(joined.AsSpan(0, length));
+            write(joined.AsSpan(0, length), state);
         }
         finally
         {

@@ -48,22 +48,9 @@ public interface IPacketDevice : IDisposable
     /// <see cref="WritePacket(ReadOnlySpan{byte}, bool)"/> would send them joined. A device that can write pieces
     /// (<c>writev</c>) sends them without joining them first.
     /// </summary>
-    void WritePacket(ReadOnlySpan<byte> headers, ReadOnlySpan<byte> payload1, ReadOnlySpan<byte> payload2, bool partialTcpChecksum)
-    {
-        var length = headers.Length + payload1.Length + payload2.Length;
-        var joined = System.Buffers.ArrayPool<byte>.Shared.Rent(length);
-        try
-        {
-            headers.CopyTo(joined);
-            payload1.CopyTo(joined.AsSpan(headers.Length));
-            payload2.CopyTo(joined.AsSpan(headers.Length + payload1.Length));
-            WritePacket(joined.AsSpan(0, length), partialTcpChecksum);
-        }
-        finally
-        {
-            System.Buffers.ArrayPool<byte>.Shared.Return(joined);
-        }
-    }
+    void WritePacket(ReadOnlySpan<byte> headers, ReadOnlySpan<byte> payload1, ReadOnlySpan<byte> payload2, bool partialTcpChecksum) =>
+        PacketPieces.Join(headers, payload1, payload2, (Device: this, Partial: partialTcpChecksum),
+            static (packet, s) => s.Device.WritePacket(packet, s.Partial));
 }
 
 /// <summary>A tun device of the operating system.</summary>

@@ -251,6 +251,42 @@ public class PacketCodecTests
         Assert.Equal("query"u8.ToArray(), buf.AsSpan(udp.DataOffset, udp.DataLength).ToArray());
     }
 
+    [Fact]
+    public void A_sink_or_device_that_takes_packets_only_whole_gets_the_pieces_of_one_joined()
+    {
+        var sink = new WholeOnly();
+        ((IPacketSink)sink).Send([1, 2], [3], [4, 5]);
+        Assert.Equal([1, 2, 3, 4, 5], Assert.Single(sink.Packets));
+        ((IPacketDevice)sink).WritePacket([6], [7, 8], [], partialTcpChecksum: true);
+        Assert.Equal([6, 7, 8], sink.Packets[1]);
+        Assert.True(sink.LastPartial);
+    }
+
+    private sealed class WholeOnly : IPacketSink, IPacketDevice
+    {
+        public List<byte[]> Packets { get; } = [];
+
+        public bool LastPartial { get; private set; }
+
+        public int Mtu => 1500;
+
+        public void Send(ReadOnlySpan<byte> packet) => Packets.Add(packet.ToArray());
+
+        public int ReadPacket(Span<byte> buffer) => 0;
+
+        public void WritePacket(ReadOnlySpan<byte> packet) => Send(packet);
+
+        public void WritePacket(ReadOnlySpan<byte> packet, bool partialTcpChecksum)
+        {
+            LastPartial = partialTcpChecksum;
+            Send(packet);
+        }
+
+        public void Dispose()
+        {
+        }
+    }
+
     private sealed class CountingSink : IPacketSink
     {
         public int Count;
