@@ -319,8 +319,7 @@ public sealed class TcpConnection
         {
             lock (_gate)
             {
-                if (_reset || State is TcpState.Closed or TcpState.TimeWait) throw Reset();
-                if (_finQueued) throw new InvalidOperationException("The connection's sending side is already shut down.");
+                ThrowIfCannotWrite();
                 var n = _send.Append(data.Span);
                 if (n > 0)
                 {
@@ -347,8 +346,7 @@ public sealed class TcpConnection
         {
             lock (_gate)
             {
-                if (_reset || State is TcpState.Closed or TcpState.TimeWait) throw Reset();
-                if (_finQueued) throw new InvalidOperationException("The connection's sending side is already shut down.");
+                ThrowIfCannotWrite();
                 var space = _send.BorrowFree(max);
                 if (!space.IsEmpty) return space;
             }
@@ -365,6 +363,13 @@ public sealed class TcpConnection
             if (written > 0 && State is TcpState.Established or TcpState.CloseWait) TrySend(Now);
             RejoinTimerList();
         }
+    }
+
+    /// <summary>Under the lock: a write is refused once the flow was reset or its sending side shut down.</summary>
+    private void ThrowIfCannotWrite()
+    {
+        if (_reset || State is TcpState.Closed or TcpState.TimeWait) throw Reset();
+        if (_finQueued) throw new InvalidOperationException("The connection's sending side is already shut down.");
     }
 
     /// <summary>No more data for the client: a FIN follows the queued bytes (half-close).</summary>
