@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using KtConnect.KubeSim.Cluster;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Integration.KubeSim;
 
@@ -39,15 +40,11 @@ public sealed class SimClusterProcessTests
             var created = await KtConnect.Engine.ProcessRunner.RunAsync(curl[0], [.. curl[1..], "-H", "Content-Type: application/json", "-d", pod,
                 server + "/api/v1/namespaces/default/pods"]);
             Assert.True(created.Succeeded, created.StandardError);
-            var deadline = DateTime.UtcNow.AddSeconds(60);
-            string phase = "";
-            while (phase != "Running" && DateTime.UtcNow < deadline)
-            {
-                var got = await KtConnect.Engine.ProcessRunner.RunAsync(curl[0], [.. curl[1..], server + "/api/v1/namespaces/default/pods/proc-echo"]);
-                phase = (JsonNode.Parse(got.StandardOutput)?["status"]?["phase"]?.GetValue<string>()) ?? "";
-                if (phase != "Running") await Task.Delay(200);
-            }
-            Assert.Equal("Running", phase);
+            await Wait.ForAsync(async () =>
+                {
+                    var got = await KtConnect.Engine.ProcessRunner.RunAsync(curl[0], [.. curl[1..], server + "/api/v1/namespaces/default/pods/proc-echo"]);
+                    return (JsonNode.Parse(got.StandardOutput)?["status"]?["phase"]?.GetValue<string>()) ?? "";
+                }, phase => phase == "Running", "pod proc-echo to run", phase => $"phase '{phase}'", TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(200));
             Assert.NotEmpty(Directory.GetFiles("/var/run/netns", prefix + "p*"));
 
             // A crash: nothing cleans up behind a kill -9 ...

@@ -66,14 +66,9 @@ public sealed class SimNodeLifecycleTests
         await cts.CancelAsync();
 
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => exec);
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        string[] pids;
-        do
-        {
-            pids = (await ProcessRunner.RunAsync("ip", ["netns", "pids", pod.NetNsName])).StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-            if (pids.Length > 1) await Task.Delay(50);
-        }
-        while (pids.Length > 1 && DateTime.UtcNow < deadline);
+        var pids = await Wait.ForAsync(
+            async () => (await ProcessRunner.RunAsync("ip", ["netns", "pids", pod.NetNsName])).StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries),
+            x => x.Length <= 1, "the exec's processes to leave the pod's namespace", x => string.Join(' ', x), TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(50));
         Assert.Equal([pod.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture)], pids);
     }
 
@@ -118,16 +113,8 @@ public sealed class SimNodeLifecycleTests
         Assert.False(File.Exists("/etc/nginx/conf.d/route.conf") && File.ReadAllText("/etc/nginx/conf.d/route.conf").Contains("routed", StringComparison.Ordinal));
         node.SignalPod(router.Key, 1);
 
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        ProcessResult r;
-        do
-        {
-            r = await node.RunInPodAsync(client.Key, ["curl", "-sS", "--connect-timeout", "2", $"http://{router.Ip}:8080/"]);
-            if (r.Succeeded) break;
-            await Task.Delay(100);
-        }
-        while (DateTime.UtcNow < deadline);
-        Assert.True(r.Succeeded, r.StandardError);
+        var r = await Wait.ForAsync(() => node.RunInPodAsync(client.Key, ["curl", "-sS", "--connect-timeout", "2", $"http://{router.Ip}:8080/"]),
+            x => x.Succeeded, "a request to the reloaded router", x => x.StandardError, poll: TimeSpan.FromMilliseconds(100));
         Assert.Equal("routed\n", r.StandardOutput);
     }
 

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Text;
 using KtConnect.Engine;
 using KtConnect.KubeSim.Node;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Integration.KubeSim;
 
@@ -157,17 +158,11 @@ public sealed class SimNodeTests(SimNodeFixture fx)
         ], null, null, null, cts.Token);
         try
         {
-            var deadline = DateTime.UtcNow.AddSeconds(30);
-            ProcessResult r;
-            do
+            var r = await Wait.ForAsync(() =>
             {
                 Assert.False(tunnel.IsCompleted, "ssh -R ended early");
-                r = await fx.Node.RunInPodAsync("default/echo-7d9f8-aaaaa", ["curl", "-sS", "--connect-timeout", "2", $"http://{shadowIp}:9000/"]);
-                if (r.Succeeded) break;
-                await Task.Delay(100);
-            }
-            while (DateTime.UtcNow < deadline);
-            Assert.True(r.Succeeded, r.StandardError);
+                return fx.Node.RunInPodAsync("default/echo-7d9f8-aaaaa", ["curl", "-sS", "--connect-timeout", "2", $"http://{shadowIp}:9000/"]);
+            }, x => x.Succeeded, "a request through the ssh -R port", x => x.StandardError, poll: TimeSpan.FromMilliseconds(100));
             Assert.Contains("pod: client\n", r.StandardOutput, StringComparison.Ordinal);
         }
         finally

@@ -261,15 +261,10 @@ except socket.timeout:
         })!;
         try
         {
-            var ok = false;
-            for (var i = 0; i < 50 && !ok; i++)
-            {
-                var r = await lab.Laptop.RunAsync(["iperf3", "-c", TunLab.ClusterV4, "-p", port.ToString(), "-t", "2", "-P", "4"], timeout: Long);
-                ok = r.Succeeded;
-                if (!ok && r.StandardError.Contains("Connection refused", StringComparison.Ordinal)) await Task.Delay(100);
-                else Assert.True(ok, r.StandardError + r.StandardOutput);
-            }
-            Assert.True(ok);
+            // Until the server listens, the client is refused; any other failure is the test's.
+            var r = await Wait.ForAsync(() => lab.Laptop.RunAsync(["iperf3", "-c", TunLab.ClusterV4, "-p", port.ToString(), "-t", "2", "-P", "4"], timeout: Long),
+                x => !x.StandardError.Contains("Connection refused", StringComparison.Ordinal), "the iperf3 server to listen", poll: TimeSpan.FromMilliseconds(100));
+            Assert.True(r.Succeeded, r.StandardError + r.StandardOutput);
         }
         finally
         {

@@ -217,8 +217,8 @@ public sealed class SshHostilePeerTests
         var e = await Assert.ThrowsAsync<SshException>(() => client.OpenDirectTcpIpAsync("127.0.0.1", echo.Port));
         Assert.Equal(SshErrorIds.KeepaliveTimeout, e.ErrorId);
         // The event is raised once the channels have failed, on the teardown's thread: it may trail what the test saw.
-        for (var deadline = DateTime.UtcNow + Quick; Volatile.Read(ref disconnects) == 0 && DateTime.UtcNow < deadline;) await Task.Delay(10);
-        await Task.Delay(100);
+        await Wait.UntilAsync(() => Volatile.Read(ref disconnects) > 0, "the Disconnected event", Quick, TimeSpan.FromMilliseconds(10));
+        await Task.Delay(100); // and no second one
         Assert.Equal(1, Volatile.Read(ref disconnects));
     }
 

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using KtConnect.Engine.Ssh;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Integration.Ssh;
 
@@ -167,22 +168,19 @@ public sealed class SshTransferTests
         // Cancelled: sshd stops listening on that port.
         var port = fwdA.BoundPort;
         await fwdA.DisposeAsync();
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        var refused = false;
-        while (!refused && DateTime.UtcNow < deadline)
+        await Wait.UntilAsync(async () =>
         {
             try
             {
                 using var tcp = new TcpClient();
                 await tcp.ConnectAsync(IPAddress.Loopback, port);
-                await Task.Delay(50);
+                return false;
             }
             catch (SocketException)
             {
-                refused = true;
+                return true;
             }
-        }
-        Assert.True(refused);
+        }, "the cancelled forward's port to refuse connections", TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(50));
         await fwdB.DisposeAsync();
     }
 

@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Text;
 using KtConnect.Engine;
 using KtConnect.Engine.Ssh;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Integration.Ssh;
 
@@ -180,8 +181,7 @@ internal sealed class SshdProcess : IAsyncDisposable
         };
         p.BeginErrorReadLine();
         p.BeginOutputReadLine();
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (true)
+        await Wait.UntilAsync(async () =>
         {
             if (p.HasExited)
             {
@@ -192,13 +192,13 @@ internal sealed class SshdProcess : IAsyncDisposable
             {
                 using var c = new TcpClient();
                 await c.ConnectAsync(IPAddress.Loopback, Port).ConfigureAwait(false);
-                return;
+                return true;
             }
-            catch (SocketException) when (DateTime.UtcNow < deadline)
+            catch (SocketException)
             {
-                await Task.Delay(50).ConfigureAwait(false);
+                return false;
             }
-        }
+        }, "sshd to accept connections", TimeSpan.FromSeconds(20), TimeSpan.FromMilliseconds(50)).ConfigureAwait(false);
     }
 
     /// <summary>Kills the listener and every per-connection sshd (what a crashed or restarted pod sshd looks like).</summary>

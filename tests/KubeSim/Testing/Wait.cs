@@ -23,16 +23,32 @@ public static class Wait
     }
 
     /// <summary>As <see cref="UntilAsync(Func{bool}, string, TimeSpan?, TimeSpan?, CancellationToken)"/>, for a condition that awaits.</summary>
-    public static async Task UntilAsync(Func<Task<bool>> condition, string what, TimeSpan? timeout = null, TimeSpan? poll = null,
+    public static Task UntilAsync(Func<Task<bool>> condition, string what, TimeSpan? timeout = null, TimeSpan? poll = null,
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(condition);
+        return ForAsync(condition, done => done, what, null, timeout, poll, cancellationToken);
+    }
+
+    /// <summary>
+    /// Polls <paramref name="probe"/> until <paramref name="done"/> holds for what it returned, and returns that. Past
+    /// the timeout the <see cref="TimeoutException"/> also shows the last result, through <paramref name="describe"/>
+    /// (a command's stderr, a resource's state), so a failure says what was seen, not only what was awaited.
+    /// </summary>
+    public static async Task<T> ForAsync<T>(Func<Task<T>> probe, Func<T, bool> done, string what, Func<T, string>? describe = null,
+        TimeSpan? timeout = null, TimeSpan? poll = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(probe);
+        ArgumentNullException.ThrowIfNull(done);
         ArgumentException.ThrowIfNullOrEmpty(what);
         var limit = timeout ?? DefaultTimeout;
         var sw = Stopwatch.StartNew();
-        while (!await condition().ConfigureAwait(false))
+        while (true)
         {
-            if (sw.Elapsed > limit) throw new TimeoutException(TimedOut(what, limit));
+            var last = await probe().ConfigureAwait(false);
+            if (done(last)) return last;
+            if (sw.Elapsed > limit)
+                throw new TimeoutException(describe is null ? TimedOut(what, limit) : TimedOut(what, limit) + " Last seen: " + describe(last));
             await Task.Delay(poll ?? DefaultPoll, cancellationToken).ConfigureAwait(false);
         }
     }

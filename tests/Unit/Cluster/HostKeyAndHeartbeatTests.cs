@@ -8,6 +8,7 @@ using KtConnect.KubeSim.Store;
 using KtConnect.KubeSim.Streaming;
 using KtConnect.Tests.Unit.Common;
 using KtConnect.Tests.Unit.Kube;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Unit.Cluster;
 
@@ -116,15 +117,10 @@ public sealed class HostKeyAndHeartbeatTests
                 System.Globalization.CultureInfo.InvariantCulture, out var v) ? v : null;
         // The client extrapolates the server's (frozen, whole-second) Date between responses: allow a few seconds of it.
         bool Fresh(ResourceType type, string name) => Annotation(type, name) is { } v && v >= expected && v <= expected + 5;
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (!(Fresh(ResourceTypes.Pods, handle.Name) && Fresh(ResourceTypes.ConfigMaps, handle.Name) && Fresh(ResourceTypes.Services, "preview"))
-            && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(20);
-        }
-        Assert.True(Fresh(ResourceTypes.Pods, handle.Name), $"pod: {Annotation(ResourceTypes.Pods, handle.Name)} vs {expected}");
-        Assert.True(Fresh(ResourceTypes.ConfigMaps, handle.Name));
-        Assert.True(Fresh(ResourceTypes.Services, "preview"));
+        await Wait.ForAsync(
+            () => Task.FromResult(Fresh(ResourceTypes.Pods, handle.Name) && Fresh(ResourceTypes.ConfigMaps, handle.Name) && Fresh(ResourceTypes.Services, "preview")),
+            fresh => fresh, $"heartbeats of {expected} to {expected + 5} on the pod, the ConfigMap and the Service",
+            _ => $"pod {Annotation(ResourceTypes.Pods, handle.Name)}, ConfigMap {Annotation(ResourceTypes.ConfigMaps, handle.Name)}, Service {Annotation(ResourceTypes.Services, "preview")}");
         Assert.True(expected - DateTimeOffset.UtcNow.ToUnixTimeSeconds() > 86400); // far from our own clock
         // The missing object was reported once and dropped; the loop kept going.
         Assert.DoesNotContain(beat.Targets, t => t.Name == "gone");

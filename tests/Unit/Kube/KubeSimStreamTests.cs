@@ -5,6 +5,7 @@ using KtConnect.Engine.Kube;
 using KtConnect.Engine.Kube.Models;
 using KtConnect.KubeSim.Api;
 using Microsoft.AspNetCore.Http;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Unit.Kube;
 
@@ -116,8 +117,7 @@ public sealed class KubeSimStreamTests
         await watcher.Synced.WaitAsync(Deadline);
         await sim.Client.Pods.CreateAsync(PodOf("first"));
         // Wait until at least one more watch request has started after the first stream ended.
-        var until = DateTime.UtcNow + Deadline;
-        while (watcher.WatchCount < 3 && DateTime.UtcNow < until) await Task.Delay(50);
+        await Wait.UntilAsync(() => watcher.WatchCount >= 3, "a third watch request", Deadline);
         await sim.Client.Pods.CreateAsync(PodOf("second"));
         await done.Task.WaitAsync(Deadline);
         Assert.Equal(["Added first", "Added second"], received.Where(r => !r.StartsWith("Modified", StringComparison.Ordinal)));

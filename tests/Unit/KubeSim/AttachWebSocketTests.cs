@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using System.Threading.Channels;
 using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Streaming;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Unit.KubeSim;
 
@@ -114,26 +115,14 @@ public sealed class AttachWebSocketTests
         return (client, main);
     }
 
-    private static async Task WaitForNodeAsync(SimClient client)
-    {
-        for (var i = 0; i < 200; i++)
-        {
-            if (client.Server.Store.Get(KtConnect.KubeSim.Store.ResourceTypes.Pods, Ns, "main")?["spec"]?["nodeName"] is not null) return;
-            await Task.Delay(25);
-        }
-        throw new TimeoutException("the pod was not bound");
-    }
+    private static Task WaitForNodeAsync(SimClient client) =>
+        Wait.UntilAsync(() => client.Server.Store.Get(KtConnect.KubeSim.Store.ResourceTypes.Pods, Ns, "main")?["spec"]?["nodeName"] is not null,
+            "the pod to be bound to the node");
 
     private static async Task<RawWebSocket.Frame> NextAsync(RawWebSocket ws) =>
         await ws.ReadFrameAsync() ?? throw new IOException("connection ended");
 
     private static string Text(RawWebSocket.Frame f) => Encoding.UTF8.GetString(f.Payload, 1, f.Payload.Length - 1);
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        for (var i = 0; i < 400 && !condition(); i++) await Task.Delay(25);
-        Assert.True(condition());
-    }
 
     [Fact]
     public async Task V4_attach_streams_output_from_then_on_takes_stdin_and_resize_and_ends_with_Success()
@@ -157,7 +146,7 @@ public sealed class AttachWebSocketTests
 
         await ws.SendFrameAsync(2, [0, .. "typed\n"u8]);
         await ws.SendFrameAsync(2, [4, .. """{"Width":120,"Height":40}"""u8, (byte)'\n']);
-        await WaitUntilAsync(() => main.Stdin.ToString() == "typed\n" && main.Resizes.Count == 1);
+        await Wait.UntilAsync(() => main.Stdin.ToString() == "typed\n" && main.Resizes.Count == 1, "the typed line and one resize");
         Assert.Equal((120, 40), main.Resizes[0]);
 
         main.Exit();

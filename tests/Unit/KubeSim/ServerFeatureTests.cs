@@ -8,6 +8,7 @@ using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Store;
 using KtConnect.KubeSim.Streaming;
 using Microsoft.AspNetCore.Http;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Unit.KubeSim;
 
@@ -114,13 +115,8 @@ public sealed class ServerFeatureTests
         await using var c = await SimClient.StartAsync();
         await c.PostAsync("/api/v1/namespaces/default/pods",
             """{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"i"}]}}""");
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        JsonObject? pod;
-        while ((pod = c.Server.Store.Get(ResourceTypes.Pods, "default", "p"))?["status"]?["phase"]?.GetValue<string>() != "Running")
-        {
-            Assert.True(DateTime.UtcNow < deadline);
-            await Task.Delay(20);
-        }
+        var pod = await Wait.ForAsync(() => Task.FromResult(c.Server.Store.Get(ResourceTypes.Pods, "default", "p")),
+            p => p?["status"]?["phase"]?.GetValue<string>() == "Running", "pod p to run", p => p?.ToJsonString() ?? "no pod");
         Assert.Equal(c.Server.Options.NodeName, pod!["spec"]!["nodeName"]!.GetValue<string>());
         Assert.StartsWith("10.244.", pod["status"]!["podIP"]!.GetValue<string>(), StringComparison.Ordinal);
         var (_, list, _) = await c.GetAsync("/api/v1/pods?fieldSelector=status.phase%3DRunning,spec.nodeName%3D" + c.Server.Options.NodeName);

@@ -22,6 +22,19 @@ public sealed class WaitTests
     }
 
     [Fact]
+    public async Task ForAsync_returns_the_probe_that_satisfied_it_and_a_timeout_shows_the_last_one_seen()
+    {
+        var polls = 0;
+        var got = await Wait.ForAsync(() => Task.FromResult(++polls), n => n >= 3, "three polls", n => $"{n} polls", poll: TimeSpan.FromMilliseconds(1));
+        Assert.Equal(3, got);
+
+        var e = await Assert.ThrowsAsync<TimeoutException>(() =>
+            Wait.ForAsync(() => Task.FromResult("phase Pending"), s => s == "phase Running", "the pod to run", s => s,
+                TimeSpan.FromMilliseconds(50), TimeSpan.FromMilliseconds(5)));
+        Assert.Equal("Timed out after 0.05 s waiting for the pod to run. Last seen: phase Pending", e.Message);
+    }
+
+    [Fact]
     public async Task A_failing_condition_ends_the_wait_with_its_exception()
     {
         await Assert.ThrowsAsync<InvalidOperationException>(() =>

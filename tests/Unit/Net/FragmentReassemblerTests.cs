@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.Net;
 using KtConnect.Engine.Net;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Unit.Net;
 
@@ -239,9 +240,8 @@ public class FragmentReassemblerTests
         var sink = new ListSink();
         await using var stack = new UserSpaceStack(sink, new NoDial(), udp: new Echo());
         foreach (var f in Fragment(Udp(v6, 4000), 1234, 1400, 2800).AsEnumerable().Reverse()) stack.HandlePacket(f);
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        List<byte[]> got;
-        while ((got = sink.Take()).Count == 0 && DateTime.UtcNow < deadline) await Task.Delay(10);
+        var got = await Wait.ForAsync(() => Task.FromResult(sink.Take()), g => g.Count > 0, "the echo of the reassembled datagram",
+            timeout: TimeSpan.FromSeconds(10), poll: TimeSpan.FromMilliseconds(10));
         var reply = Assert.Single(got);
         IpPacket.TryParse(reply, out var ip);
         UdpDatagram.TryParse(reply, ip, out var udp);

@@ -3,6 +3,7 @@ using System.Text;
 using KtConnect.KubeSim.Cluster;
 using KtConnect.KubeSim.Store;
 using KtConnect.Tests.Integration.KubeSim;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Integration.Sessions.Connect;
 
@@ -106,16 +107,13 @@ public sealed class KtProcess
         get { lock (_err) return _err.ToString(); }
     }
 
-    public async Task WaitForAsync(string text, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!Stdout.Contains(text, StringComparison.Ordinal))
+    public Task WaitForAsync(string text, TimeSpan timeout) =>
+        Wait.ForAsync(() =>
         {
+            if (Stdout.Contains(text, StringComparison.Ordinal)) return Task.FromResult(true);
             if (Process.HasExited) throw new InvalidOperationException($"kt exited with {Process.ExitCode}:\n{Stdout}\n{Stderr}");
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"kt did not print '{text}':\n{Stdout}\n{Stderr}");
-            await Task.Delay(100);
-        }
-    }
+            return Task.FromResult(false);
+        }, printed => printed, $"kt to print '{text}'", _ => $"\n{Stdout}\n{Stderr}", timeout, TimeSpan.FromMilliseconds(100));
 
     /// <summary>
     /// Sends a signal (SIGINT = Ctrl+C, SIGTERM) and waits for kt to restore and exit. A kt that does not exit in

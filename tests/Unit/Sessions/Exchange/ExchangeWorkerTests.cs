@@ -5,6 +5,7 @@ using KtConnect.Engine.Sessions;
 using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Store;
 using KtConnect.Tests.Unit.Kube;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Unit.Sessions.Exchange;
 
@@ -82,8 +83,8 @@ public sealed class ExchangeWorkerTests : IDisposable
         var e = await Assert.ThrowsAnyAsync<KtException>(() => Start(sim, new ExchangeWorker(sim.Client, Ns, Options(mode)), "orders"));
         Assert.Equal("ShadowPodTimeout", e.ErrorId);
         // Deletions may finish asynchronously (graceful pod deletion, garbage collection of the ConfigMap).
-        for (var deadline = DateTime.UtcNow.AddSeconds(30); Objects(sim) != before && DateTime.UtcNow < deadline;) await Task.Delay(100);
-        Assert.Equal(before, Objects(sim));
+        await Wait.ForAsync(() => Task.FromResult(Objects(sim)), o => o == before, "the namespace's objects as they were before",
+            o => $"\n{o}\nbefore:\n{before}");
         Assert.Empty(new ChangeJournal(_journalDir).ReadAll());
     }
 

@@ -5,6 +5,7 @@ using KtConnect.Engine.Sessions;
 using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Store;
 using KtConnect.Tests.Unit.Kube;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Unit.Sessions.Exchange;
 
@@ -115,12 +116,10 @@ public sealed class MeshTests : IDisposable
         await using var sim = await StartAsync();
         var before = Objects(sim);
         var start = Start(sim, Options(mark: "track:canary"));
-        JsonNode? pod = null;
-        for (var deadline = DateTime.UtcNow.AddSeconds(10); pod is null && DateTime.UtcNow < deadline; await Task.Delay(20))
-            pod = sim.Server.Store.Get(ResourceTypes.Pods, Ns, "orders-kt-mesh-canary")?.DeepClone();
+        var pod = await Wait.ForAsync(() => Task.FromResult(sim.Server.Store.Get(ResourceTypes.Pods, Ns, "orders-kt-mesh-canary")?.DeepClone()),
+            p => p is not null, "the mesh shadow pod", timeout: TimeSpan.FromSeconds(10));
         Assert.Equal("ShadowPodTimeout", (await Assert.ThrowsAnyAsync<KtException>(() => start)).ErrorId);
 
-        Assert.NotNull(pod);
         var labels = pod!["metadata"]!["labels"]!.AsObject();
         Assert.Equal("orders", labels["app"]!.GetValue<string>());
         Assert.Equal("canary", labels["track"]!.GetValue<string>());
@@ -129,8 +128,8 @@ public sealed class MeshTests : IDisposable
         Assert.Equal(8080, pod["spec"]!["containers"]![0]!["ports"]![0]!["containerPort"]!.GetValue<int>());
         Assert.NotNull(pod["metadata"]!["annotations"]!["ktconnect.io/session"]);
         // The Service itself is never changed.
-        for (var deadline = DateTime.UtcNow.AddSeconds(30); Objects(sim) != before && DateTime.UtcNow < deadline;) await Task.Delay(100);
-        Assert.Equal(before, Objects(sim));
+        await Wait.ForAsync(() => Task.FromResult(Objects(sim)), o => o == before, "the namespace's objects as they were before",
+            o => $"\n{o}\nbefore:\n{before}");
         Assert.Empty(new ChangeJournal(_journalDir).ReadAll());
     }
 
@@ -141,8 +140,8 @@ public sealed class MeshTests : IDisposable
         var before = Objects(sim);
         var e = await Assert.ThrowsAnyAsync<KtException>(() => Start(sim, Options(mode: MeshMode.Auto)));
         Assert.Equal("ShadowPodTimeout", e.ErrorId);
-        for (var deadline = DateTime.UtcNow.AddSeconds(30); Objects(sim) != before && DateTime.UtcNow < deadline;) await Task.Delay(100);
-        Assert.Equal(before, Objects(sim));
+        await Wait.ForAsync(() => Task.FromResult(Objects(sim)), o => o == before, "the namespace's objects as they were before",
+            o => $"\n{o}\nbefore:\n{before}");
         Assert.Null(sim.Server.Store.Get(ResourceTypes.Services, Ns, "orders")!["metadata"]!["annotations"]?["kt-lock"]);
         Assert.Empty(new ChangeJournal(_journalDir).ReadAll());
     }
