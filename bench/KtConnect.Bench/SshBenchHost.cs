@@ -199,7 +199,9 @@ internal sealed class SshBenchHost : IAsyncDisposable
         await using var forward = new SshBenchLocalForward(client, int.Parse(args[4], inv));
         await Console.Out.WriteLineAsync(forward.Port.ToString(inv)).ConfigureAwait(false);
         await Console.Out.FlushAsync().ConfigureAwait(false);
-        await Console.In.ReadToEndAsync().ConfigureAwait(false);
+        // Console.In reads synchronously: on a pool thread of its own, so it never holds the thread that resumes here
+        // (with inline socket completions, the socket engine's epoll thread).
+        await Task.Run(() => Console.In.ReadToEndAsync()).ConfigureAwait(false);
         return 0;
     }
 
