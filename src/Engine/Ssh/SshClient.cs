@@ -84,6 +84,9 @@ public sealed class SshClient : IAsyncDisposable
             await client.Transport.ExchangeVersionsAsync(timeout.Token).ConfigureAwait(false);
             await client.Transport.RunInitialKeyExchangeAsync(timeout.Token).ConfigureAwait(false);
             await client.AuthenticateAsync(timeout.Token).ConfigureAwait(false);
+            // A timeout that fired as the handshake finished may have closed the transport already: then it failed.
+            await reg.DisposeAsync().ConfigureAwait(false);
+            if (timeout.IsCancellationRequested) throw new OperationCanceledException(timeout.Token);
         }
         catch (Exception e)
         {
@@ -102,7 +105,6 @@ public sealed class SshClient : IAsyncDisposable
             if (error == e) throw;
             throw error;
         }
-        await reg.DisposeAsync().ConfigureAwait(false);
         client._readLoop = Task.Run(client.ReadLoopAsync);
         client._timerLoop = Task.Run(client.TimerLoopAsync);
         return client;

@@ -274,6 +274,50 @@ public sealed class SshHostilePeerTests
         }
     }
 
+    [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task A_connect_cancelled_on_any_read_of_its_handshake_fails_even_when_that_read_completed_it()
+    {
+        // The caller's cancel closes the transport at once. Landing on the handshake's last read, the reply is already
+        // in hand and the handshake completes: the connect must fail then too, not return a client with no transport.
+        // Each k cancels on the k-th read, until k is past every read of a connect.
+        using var key = SshKeyPair.GenerateEcdsa();
+        await using var sshd = await SshdProcess.StartAsync(key);
+        await using var echo = new EchoServer();
+        for (var k = 1; ; k++)
+        {
+            Assert.True(k < 40, "the handshake never finished without a cancel");
+            using var cts = new CancellationTokenSource();
+            var tcp = new TcpClient { NoDelay = true };
+            await tcp.ConnectAsync(IPAddress.Loopback, sshd.Port);
+            var reads = 0;
+            var stream = new BreakableStream(tcp.GetStream()) { AfterRead = () => { if (++reads == k) cts.Cancel(); } };
+            SshClient client;
+            try
+            {
+                client = await SshClient.ConnectAsync(stream, new SshClientOptions { Identity = key, ExpectedHostKeys = sshd.HostKeys }, cts.Token).WaitAsync(Quick);
+            }
+            catch (OperationCanceledException) when (cts.IsCancellationRequested)
+            {
+                continue;
+            }
+            await using (client)
+            {
+                // A client that came back works, whether or not a read after the handshake was the k-th.
+                await using var channel = await client.OpenDirectTcpIpAsync("127.0.0.1", echo.Port).WaitAsync(Quick);
+                await channel.WriteAsync("x"u8.ToArray());
+                Assert.Equal((byte)'x', (await ReadByteAsync(channel)));
+            }
+            if (!cts.IsCancellationRequested) return;
+        }
+    }
+
+    private static async Task<byte> ReadByteAsync(Stream s)
+    {
+        var b = new byte[1];
+        await s.ReadExactlyAsync(b).AsTask().WaitAsync(Quick);
+        return b[0];
+    }
+
     private static async Task<(SshClient Client, BreakableStream Stream)> ConnectBreakableAsync(SshdProcess sshd, SshKeyPair key)
     {
         var tcp = new TcpClient { NoDelay = true };
@@ -293,13 +337,18 @@ public sealed class SshHostilePeerTests
 
         public void BreakReads() => _readsBroken.TrySetResult();
 
+        /// <summary>Runs after each read that returned bytes, before the reader sees them.</summary>
+        public Action? AfterRead { get; init; }
+
         private static KtConnect.Engine.Kube.KubeConnectionException Broken() => new("The port-forward WebSocket broke (test).");
 
         public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
         {
             var read = inner.ReadAsync(buffer, cancellationToken).AsTask();
             if (await Task.WhenAny(read, _readsBroken.Task).ConfigureAwait(false) != read) throw Broken();
-            return await read.ConfigureAwait(false);
+            var n = await read.ConfigureAwait(false);
+            if (n > 0) AfterRead?.Invoke();
+            return n;
         }
 
         public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) =>
