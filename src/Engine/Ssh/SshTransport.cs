@@ -671,18 +671,28 @@ internal sealed class SshTransport : IDisposable
 
     public void Dispose()
     {
-        // Called once the reader and writers have stopped; the buffers go back to the pool.
+        // Called once the reader and writers have stopped; the buffers go back to the pool. A sender that comes later
+        // (it checked the client before the teardown) takes the lock and meets this failure, rather than waiting for
+        // a lock that is never released.
+        Fail(SshException.Closed());
         _ecdh?.Dispose();
         _pendingRead?.Dispose();
         if (_rcipher != NoneCipher.Instance) _rcipher.Dispose();
         if (_wlock.Wait(0))
         {
-            if (_wcipher != NoneCipher.Instance) _wcipher.Dispose();
-            _wcipher = NoneCipher.Instance;
-            foreach (var d in _deferred) ArrayPool<byte>.Shared.Return(d);
-            _deferred.Clear();
-            if (_wbuf.Length > 0) ArrayPool<byte>.Shared.Return(_wbuf);
-            _wbuf = [];
+            try
+            {
+                if (_wcipher != NoneCipher.Instance) _wcipher.Dispose();
+                _wcipher = NoneCipher.Instance;
+                foreach (var d in _deferred) ArrayPool<byte>.Shared.Return(d);
+                _deferred.Clear();
+                if (_wbuf.Length > 0) ArrayPool<byte>.Shared.Return(_wbuf);
+                _wbuf = [];
+            }
+            finally
+            {
+                _wlock.Release();
+            }
         }
         _rcipher = NoneCipher.Instance;
         if (_rbuf.Length > 0) ArrayPool<byte>.Shared.Return(_rbuf);

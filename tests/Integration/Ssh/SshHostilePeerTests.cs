@@ -311,6 +311,21 @@ public sealed class SshHostilePeerTests
         }
     }
 
+    [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task A_send_that_comes_after_the_client_is_disposed_fails_at_once_and_does_not_wait_forever()
+    {
+        // A sender that checked the client just before a teardown reaches the transport after it: the write lock must
+        // not be left taken by the disposal.
+        using var key = SshKeyPair.GenerateEcdsa();
+        await using var sshd = await SshdProcess.StartAsync(key);
+        var client = await sshd.ConnectAsync(key);
+        var transport = client.Transport;
+        await client.DisposeAsync();
+        var e = await Assert.ThrowsAsync<SshException>(() =>
+            transport.SendAsync(new[] { SshMsg.Ignore }, default, null, fromReader: false, CancellationToken.None).AsTask().WaitAsync(Quick));
+        Assert.Equal(SshErrorIds.ConnectionClosed, e.ErrorId);
+    }
+
     private static async Task<byte> ReadByteAsync(Stream s)
     {
         var b = new byte[1];
