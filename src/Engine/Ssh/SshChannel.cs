@@ -304,7 +304,9 @@ internal sealed class SshChannel : ISendGuard
             }
             if (_closeSent)
             {
-                if (msg == SshMsg.ChannelWindowAdjust || msg == SshMsg.ChannelEof) return false;
+                // Nothing more is owed after our CLOSE. A reply to a request that crossed it (sshd's keepalive picks
+                // any open channel) is dropped too: failing it would fail the reader loop, and every other channel.
+                if (msg is SshMsg.ChannelWindowAdjust or SshMsg.ChannelEof or SshMsg.ChannelSuccess or SshMsg.ChannelFailure) return false;
                 throw ClosedError();
             }
             if (msg == SshMsg.ChannelEof)
@@ -367,7 +369,23 @@ internal sealed class SshChannel : ISendGuard
             }
             if (n > 0)
             {
-                if (adjust > 0) await SendWindowAdjustAsync(adjust, fromReader: false, ct).ConfigureAwait(false);
+                if (adjust > 0)
+                {
+                    try
+                    {
+                        await SendWindowAdjustAsync(adjust, fromReader: false, ct).ConfigureAwait(false);
+                    }
+                    catch (Exception e) when (e is OperationCanceledException or SshException)
+                    {
+                        // The bytes are the reader's already: they are returned, and the window still owed goes with
+                        // the next read's (a failed connection fails that read).
+                        lock (_lock)
+                        {
+                            _localWindow -= adjust;
+                            _unacked += adjust;
+                        }
+                    }
+                }
                 return n;
             }
             await _dataSignal.WaitAsync(ct).ConfigureAwait(false);
@@ -425,7 +443,16 @@ internal sealed class SshChannel : ISendGuard
                     await _windowSignal.WaitAsync(ct).ConfigureAwait(false);
                 }
                 BinaryPrimitives.WriteUInt32BigEndian(_dataHeader.AsSpan(5), (uint)n);
-                await _client.Transport.SendAsync(_dataHeader, data[..n], this, fromReader: false, ct).ConfigureAwait(false);
+                try
+                {
+                    await _client.Transport.SendAsync(_dataHeader, data[..n], this, fromReader: false, ct).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    // Cancelled before it was written: the window it took is the server's still.
+                    lock (_lock) _remoteWindow += n;
+                    throw;
+                }
                 data = data[n..];
             }
         }

@@ -276,6 +276,40 @@ public sealed class SshInteropTests
         Assert.Equal(0, await s.ReadAsync(buf));
     }
 
+    [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task A_read_whose_token_is_cancelled_still_returns_the_bytes_it_took_and_none_are_lost()
+    {
+        // The read that takes the window past the top-up point sends the adjustment with the reader's token; a
+        // cancelled token must not drop the bytes already taken out of the buffer, nor the window owed.
+        using var key = SshKeyPair.GenerateEcdsa();
+        await using var sshd = await SshdProcess.StartAsync(key);
+        await using var client = await sshd.ConnectAsync(key);
+        await using var echo = new EchoServer();
+        await using var s = await client.OpenDirectTcpIpAsync("127.0.0.1", echo.Port);
+        var sent = new byte[512 * 1024];
+        new Random(7).NextBytes(sent);
+        var writer = Task.Run(async () =>
+        {
+            await s.WriteAsync(sent);
+            await s.CompleteWritesAsync();
+        });
+        var got = new MemoryStream();
+        var buffer = new byte[sent.Length];
+        // One byte short of the top-up point (three 32 KiB packets consumed) with a live token...
+        const int before = 96 * 1024 - 1;
+        await s.ReadExactlyAsync(buffer.AsMemory(0, before));
+        got.Write(buffer, 0, before);
+        Assert.Equal(0, await s.ReadAsync(Memory<byte>.Empty)); // waits until more has arrived
+        // ... then a read past it with a cancelled one.
+        var n = await s.ReadAsync(buffer, new CancellationToken(canceled: true));
+        Assert.True(n > 0);
+        got.Write(buffer, 0, n);
+        while ((n = await s.ReadAsync(buffer).AsTask().WaitAsync(TimeSpan.FromSeconds(30))) > 0) got.Write(buffer, 0, n);
+        await writer;
+        Assert.Equal(sent.Length, got.Length);
+        Assert.True(sent.AsSpan().SequenceEqual(got.ToArray()));
+    }
+
     internal static SshClientOptions WithAlgorithms(SshClientOptions o, IReadOnlyList<string>? ciphers = null, IReadOnlyList<string>? hostKey = null) =>
         new()
         {

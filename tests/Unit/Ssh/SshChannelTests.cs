@@ -54,4 +54,18 @@ public sealed class SshChannelTests
         Assert.Equal(0u, small.OnData(new byte[31 * 1024], extended: false));
         Assert.Equal(32u * 1024, small.OnData(new byte[1024], extended: false));
     }
+
+    [Fact]
+    public void After_our_close_a_request_reply_is_dropped_while_data_is_refused()
+    {
+        // sshd sends keepalive@openssh.com (want-reply) on any open channel; one may cross our CLOSE.
+        var channel = new SshChannel(null!, localId: 0, windowSize: 1 << 20, maxPacket: 32 * 1024, collect: false);
+        Assert.True(channel.OnSending(SshMsg.ChannelFailure));
+        Assert.True(channel.OnSending(SshMsg.ChannelClose));
+        Assert.False(channel.OnSending(SshMsg.ChannelFailure));
+        Assert.False(channel.OnSending(SshMsg.ChannelSuccess));
+        Assert.False(channel.OnSending(SshMsg.ChannelWindowAdjust));
+        Assert.False(channel.OnSending(SshMsg.ChannelClose));
+        Assert.Throws<SshException>(() => channel.OnSending(SshMsg.ChannelData));
+    }
 }
