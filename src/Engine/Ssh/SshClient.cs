@@ -199,8 +199,10 @@ public sealed class SshClient : IAsyncDisposable
         {
             error = e;
         }
-        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or ArgumentException or KtException)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
+            // Whatever the transport throws (an aborted WebSocket throws OperationCanceledException) ends the
+            // connection here, so every channel and waiter hears of it; a loop that just died would leave them parked.
             error = new SshException(SshErrorIds.ConnectionLost, KtErrorCategory.ConnectionError, "The SSH connection failed: " + e.Message, e);
         }
         await AbortAsync(error ?? SshException.Closed()).ConfigureAwait(false);

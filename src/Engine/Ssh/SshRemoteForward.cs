@@ -77,9 +77,10 @@ public sealed class SshRemoteForward : IAsyncDisposable
         {
             await _client.CancelRemoteForwardAsync(this).ConfigureAwait(false);
         }
-        catch (SshException)
+        catch (Exception e) when (e is SshException or OperationCanceledException or ObjectDisposedException)
         {
-            // The connection is gone, and with it the listener.
+            // The connection is gone, and with it the listener; or it did not answer in time. Either way the handlers
+            // below are still cancelled and awaited.
         }
         await _cts.CancelAsync().ConfigureAwait(false);
         Task[] running;

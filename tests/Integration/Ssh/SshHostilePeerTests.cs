@@ -275,6 +275,29 @@ public sealed class SshHostilePeerTests
     }
 
     [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task A_stream_failing_with_an_exception_of_any_other_kind_still_ends_the_connection_for_every_waiter()
+    {
+        // An aborted WebSocket throws OperationCanceledException, not a KtException or IOException; the reader loop
+        // must still tear the connection down, or readers stay parked on a connection that reports itself up.
+        using var key = SshKeyPair.GenerateEcdsa();
+        await using var sshd = await SshdProcess.StartAsync(key);
+        await using var echo = new EchoServer();
+        var (client, stream) = await ConnectBreakableAsync(sshd, key);
+        await using (client)
+        {
+            await using var channel = await client.OpenDirectTcpIpAsync("127.0.0.1", echo.Port);
+            var disconnected = new TaskCompletionSource();
+            client.Disconnected += (_, _) => disconnected.TrySetResult();
+            stream.BreakReads(new OperationCanceledException("The WebSocket was aborted (test)."));
+            var read = await Assert.ThrowsAsync<SshException>(() => channel.ReadAsync(new byte[10]).AsTask().WaitAsync(Quick));
+            Assert.Equal(SshErrorIds.ConnectionLost, read.ErrorId);
+            Assert.IsType<OperationCanceledException>(read.InnerException);
+            await disconnected.Task.WaitAsync(Quick);
+            Assert.False(client.IsConnected);
+        }
+    }
+
+    [LinuxRootFact("sshd", "ssh-keygen")]
     public async Task A_connect_cancelled_on_any_read_of_its_handshake_fails_even_when_that_read_completed_it()
     {
         // The caller's cancel closes the transport at once. Landing on the handshake's last read, the reply is already
@@ -347,10 +370,16 @@ public sealed class SshHostilePeerTests
     {
         private readonly TaskCompletionSource _readsBroken = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private volatile bool _writesBroken;
+        private Exception? _readError;
 
         public void BreakWrites() => _writesBroken = true;
 
-        public void BreakReads() => _readsBroken.TrySetResult();
+        /// <summary>Pending and later reads throw <paramref name="error"/> (default: a port-forward's typed error).</summary>
+        public void BreakReads(Exception? error = null)
+        {
+            _readError = error;
+            _readsBroken.TrySetResult();
+        }
 
         /// <summary>Runs after each read that returned bytes, before the reader sees them.</summary>
         public Action? AfterRead { get; init; }
@@ -360,7 +389,7 @@ public sealed class SshHostilePeerTests
         public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
         {
             var read = inner.ReadAsync(buffer, cancellationToken).AsTask();
-            if (await Task.WhenAny(read, _readsBroken.Task).ConfigureAwait(false) != read) throw Broken();
+            if (await Task.WhenAny(read, _readsBroken.Task).ConfigureAwait(false) != read) throw _readError ?? Broken();
             var n = await read.ConfigureAwait(false);
             if (n > 0) AfterRead?.Invoke();
             return n;
