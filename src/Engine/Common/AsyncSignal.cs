@@ -76,22 +76,24 @@ internal sealed class AsyncSignal : IValueTaskSource
             _waitToken = ct;
             // Registered under the lock so Set always unregisters the registration of the wait it completes.
             // A token cancelled meanwhile runs Cancel inline; the lock is re-entrant.
-            if (ct.CanBeCanceled) _registration = ct.UnsafeRegister(static s => ((AsyncSignal)s!).Cancel(), this);
+            if (ct.CanBeCanceled) _registration = ct.UnsafeRegister(static (s, token) => ((AsyncSignal)s!).Cancel(token), this);
             return new ValueTask(this, _core.Version);
         }
     }
 
-    private void Cancel()
+    /// <summary>
+    /// The registration's callback. Set unregisters without waiting for a callback already running, so a late one
+    /// may find the next wait pending: it cancels only a wait on the token that fired.
+    /// </summary>
+    private void Cancel(CancellationToken fired)
     {
-        CancellationToken token;
         lock (_lock)
         {
-            if (!_waiting) return;
+            if (!_waiting || fired != _waitToken) return;
             _waiting = false;
-            token = _waitToken;
             _registration = default;
         }
-        _core.SetException(new OperationCanceledException(token));
+        _core.SetException(new OperationCanceledException(fired));
     }
 
     void IValueTaskSource.GetResult(short token) => _core.GetResult(token);

@@ -353,8 +353,10 @@ internal sealed class SshChannel : ISendGuard
                     _unacked += (uint)n;
                     adjust = TakeAdjustLocked();
                 }
-                else if (_eofReceived && (_error is null or SshException { ErrorId: SshErrorIds.ChannelClosed }))
+                else if (_eofReceived)
                 {
+                    // The peer's EOF or CLOSE: all it sent has been read, so the end is clean even if the connection
+                    // failed after it.
                     return 0;
                 }
                 else if (_error is not null)

@@ -493,7 +493,16 @@ public sealed class SshClient : IAsyncDisposable
         using (var w = new SshWriter())
         {
             w.Byte(SshMsg.ChannelOpen).String(type).UInt32(ch.LocalId).UInt32(ch.WindowSize).UInt32(ch.MaxPacket).Raw(extra.Span);
-            await Transport.SendAsync(w.ToArray(), default, null, fromReader: false, ct).ConfigureAwait(false);
+            try
+            {
+                await Transport.SendAsync(w.ToArray(), default, null, fromReader: false, ct).ConfigureAwait(false);
+            }
+            catch
+            {
+                // Never sent (cancelled, or the connection failed): the server knows nothing of this channel id.
+                lock (_lock) _channels.Remove(ch.LocalId);
+                throw;
+            }
         }
         try
         {

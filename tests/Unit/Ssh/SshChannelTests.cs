@@ -68,4 +68,23 @@ public sealed class SshChannelTests
         Assert.False(channel.OnSending(SshMsg.ChannelClose));
         Assert.Throws<SshException>(() => channel.OnSending(SshMsg.ChannelData));
     }
+
+    [Fact]
+    public async Task Data_and_EOF_that_arrived_before_the_connection_failed_end_the_read_side_cleanly()
+    {
+        var channel = new SshChannel(null!, localId: 0, windowSize: 1 << 20, maxPacket: 32 * 1024, collect: false);
+        channel.OnData("last words"u8, extended: false);
+        channel.OnEof();
+        channel.Fail(new SshException(SshErrorIds.ConnectionLost, KtConnect.Engine.KtErrorCategory.ConnectionError, "gone"));
+        var buffer = new byte[64];
+        Assert.Equal(10, await channel.ReadAsync(buffer, CancellationToken.None));
+        Assert.Equal(0, await channel.ReadAsync(buffer, CancellationToken.None));
+
+        // Without the EOF the same failure is the reader's error once the data is read.
+        var cut = new SshChannel(null!, localId: 1, windowSize: 1 << 20, maxPacket: 32 * 1024, collect: false);
+        cut.OnData("half"u8, extended: false);
+        cut.Fail(new SshException(SshErrorIds.ConnectionLost, KtConnect.Engine.KtErrorCategory.ConnectionError, "gone"));
+        Assert.Equal(4, await cut.ReadAsync(buffer, CancellationToken.None));
+        Assert.Equal(SshErrorIds.ConnectionLost, (await Assert.ThrowsAsync<SshException>(() => cut.ReadAsync(buffer, CancellationToken.None).AsTask())).ErrorId);
+    }
 }
