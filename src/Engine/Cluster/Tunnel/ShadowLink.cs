@@ -167,7 +167,7 @@ public sealed class ShadowLink : IAsyncDisposable
     public async Task<SshChannelStream> OpenAsync(string host, int port, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(host);
-        using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _cts.Token);
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, LifetimeToken());
         wait.CancelAfter(_options.OpenWaitTimeout);
         Exception? last = null;
         while (true)
@@ -213,7 +213,7 @@ public sealed class ShadowLink : IAsyncDisposable
     internal async Task<(SshClient Client, SshRemoteForward Forward)> RequestForwardAsync(string bindAddress, int port,
         Func<SshChannelStream, CancellationToken, Task> handler, CancellationToken cancellationToken)
     {
-        using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _cts.Token);
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, LifetimeToken());
         wait.CancelAfter(_options.OpenWaitTimeout);
         var (_, client) = await WaitForConnectionAsync(null, cancellationToken, wait.Token).ConfigureAwait(false);
         return (client, await client.ForwardRemoteAsync(bindAddress, port, handler, cancellationToken).ConfigureAwait(false));
@@ -231,8 +231,7 @@ public sealed class ShadowLink : IAsyncDisposable
                 if (_failure is not null)
                     throw new ShadowLinkException(TunnelErrorIds.LinkFailed, KtErrorCategory.ConnectionError,
                         $"The link to shadow pod {Target} has failed: {_failure.Message}", _failure, Target);
-                if (_disposed != 0)
-                    throw new ShadowLinkException(TunnelErrorIds.LinkClosed, KtErrorCategory.OperationStopped, "The link to the shadow pod is closed.", null, Target);
+                if (_disposed != 0) throw Closed();
                 if (Pick() is { } picked) return picked;
                 healthy = _healthy.Task;
             }
@@ -267,6 +266,19 @@ public sealed class ShadowLink : IAsyncDisposable
         }
         return best;
     }
+
+    /// <summary>The link's own token; a link already disposed (its source with it) throws <see cref="Closed"/>.</summary>
+    private CancellationToken LifetimeToken()
+    {
+        lock (_lock)
+        {
+            if (_disposed != 0) throw Closed();
+            return _cts.Token;
+        }
+    }
+
+    private ShadowLinkException Closed() =>
+        new(TunnelErrorIds.LinkClosed, KtErrorCategory.OperationStopped, "The link to the shadow pod is closed.", null, Target);
 
     private ShadowLinkException Unavailable(Exception inner)
     {

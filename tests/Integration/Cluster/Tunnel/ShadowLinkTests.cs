@@ -163,6 +163,22 @@ public sealed class ShadowLinkTests
         Assert.Equal("hello from the laptop\n", text);
     }
 
+    [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task A_link_disposed_before_its_users_fails_them_as_closed_and_its_remote_forward_still_disposes()
+    {
+        // Teardown order is not always forwards first (a replaced shadow's link goes while its forwards are still
+        // registered): what comes after the link's end gets its typed error, not an ObjectDisposedException.
+        await using var lab = await ShadowLab.StartAsync();
+        var link = await ShadowLink.StartAsync(lab.Kube, lab.Options(connections: 1));
+        var forward = await link.ForwardRemoteAsync("127.0.0.1", 0, (_, _) => Task.CompletedTask);
+        await link.DisposeAsync();
+        var e = await Assert.ThrowsAsync<ShadowLinkException>(() => link.OpenAsync("127.0.0.1", lab.Sshd.Port));
+        Assert.Equal(TunnelErrorIds.LinkClosed, e.ErrorId);
+        // The forward's connection ended with the link: it asks the link again and learns that it is closed.
+        await Wait.UntilAsync(() => forward.LastError is ShadowLinkException { ErrorId: TunnelErrorIds.LinkClosed }, "the forward to see the link closed");
+        await forward.DisposeAsync();
+    }
+
     private static async Task<string> ReadAllFromAsync(int port)
     {
         using var c = new TcpClient();
