@@ -62,10 +62,13 @@ public sealed class ShadowRemoteForward : IAsyncDisposable
                     try
                     {
                         var (next, forward) = await _link.RequestForwardAsync(BindAddress, BoundPort, _handler, ct).ConfigureAwait(false);
+                        var lost = _current;
                         client = next;
                         _client = next;
                         _current = forward;
                         Interlocked.Increment(ref _reestablished);
+                        // The lost connection's forward: its handlers are cancelled and awaited, its token source freed.
+                        await lost.DisposeAsync().ConfigureAwait(false);
                         break;
                     }
                     catch (ShadowLinkException e) when (e.ErrorId is TunnelErrorIds.LinkFailed or TunnelErrorIds.LinkClosed)

@@ -164,6 +164,34 @@ public sealed class ShadowLinkTests
     }
 
     [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task Handlers_of_a_forward_lost_with_its_connection_are_cancelled_once_it_is_requested_again()
+    {
+        await using var lab = await ShadowLab.StartAsync();
+        await using var link = await ShadowLink.StartAsync(lab.Kube, lab.Options(connections: 1));
+        var handlerStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var handlerCancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var forward = await link.ForwardRemoteAsync("127.0.0.1", 0, async (_, ct) =>
+        {
+            handlerStarted.TrySetResult();
+            try
+            {
+                await Task.Delay(Timeout.Infinite, ct);
+            }
+            catch (OperationCanceledException)
+            {
+                handlerCancelled.TrySetResult();
+            }
+        });
+        using var held = new TcpClient();
+        await held.ConnectAsync(IPAddress.Loopback, forward.BoundPort);
+        await handlerStarted.Task.WaitAsync(TimeSpan.FromSeconds(30));
+
+        lab.Sshd.KillOneConnection();
+        await Wait.UntilAsync(() => forward.Reestablished >= 1, "the forward requested again");
+        await handlerCancelled.Task.WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    [LinuxRootFact("sshd", "ssh-keygen")]
     public async Task A_link_disposed_before_its_users_fails_them_as_closed_and_its_remote_forward_still_disposes()
     {
         // Teardown order is not always forwards first (a replaced shadow's link goes while its forwards are still
