@@ -260,18 +260,7 @@ public sealed class SshHostilePeerTests
             Assert.IsType<KtConnect.Engine.Kube.KubeConnectionException>(write.InnerException);
         }
 
-        (client, stream) = await ConnectBreakableAsync(sshd, key);
-        await using (client)
-        {
-            await using var channel = await client.OpenDirectTcpIpAsync("127.0.0.1", echo.Port);
-            var disconnected = new TaskCompletionSource();
-            client.Disconnected += (_, _) => disconnected.TrySetResult();
-            stream.BreakReads();
-            var read = await Assert.ThrowsAsync<SshException>(() => channel.ReadAsync(new byte[10]).AsTask().WaitAsync(Quick));
-            Assert.Equal(SshErrorIds.ConnectionLost, read.ErrorId);
-            await disconnected.Task.WaitAsync(Quick);
-            Assert.False(client.IsConnected);
-        }
+        await BreakReadsUnderAConnectionAsync(sshd, key, echo);
     }
 
     [LinuxRootFact("sshd", "ssh-keygen")]
@@ -282,18 +271,28 @@ public sealed class SshHostilePeerTests
         using var key = SshKeyPair.GenerateEcdsa();
         await using var sshd = await SshdProcess.StartAsync(key);
         await using var echo = new EchoServer();
+        var read = await BreakReadsUnderAConnectionAsync(sshd, key, echo, new OperationCanceledException("The WebSocket was aborted (test)."));
+        Assert.IsType<OperationCanceledException>(read.InnerException);
+    }
+
+    /// <summary>
+    /// Breaks the reads under a fresh connection (with <paramref name="error"/>, or a port-forward's typed error): a
+    /// pending channel read fails with SshConnectionLost (returned), and Disconnected and IsConnected say it ended.
+    /// </summary>
+    private static async Task<SshException> BreakReadsUnderAConnectionAsync(SshdProcess sshd, SshKeyPair key, EchoServer echo, Exception? error = null)
+    {
         var (client, stream) = await ConnectBreakableAsync(sshd, key);
         await using (client)
         {
             await using var channel = await client.OpenDirectTcpIpAsync("127.0.0.1", echo.Port);
             var disconnected = new TaskCompletionSource();
             client.Disconnected += (_, _) => disconnected.TrySetResult();
-            stream.BreakReads(new OperationCanceledException("The WebSocket was aborted (test)."));
+            stream.BreakReads(error);
             var read = await Assert.ThrowsAsync<SshException>(() => channel.ReadAsync(new byte[10]).AsTask().WaitAsync(Quick));
             Assert.Equal(SshErrorIds.ConnectionLost, read.ErrorId);
-            Assert.IsType<OperationCanceledException>(read.InnerException);
             await disconnected.Task.WaitAsync(Quick);
             Assert.False(client.IsConnected);
+            return read;
         }
     }
 
