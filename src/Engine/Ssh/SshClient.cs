@@ -618,7 +618,14 @@ public sealed class SshClient : IAsyncDisposable
         }
         Transport.Fail(error);
         await _lifetime.CancelAsync().ConfigureAwait(false);
-        await _stream.DisposeAsync().ConfigureAwait(false);
+        try
+        {
+            await _stream.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // A stream that fails to close is closed as far as we are concerned; the channels must still hear of the end.
+        }
         foreach (var c in channels) c.Fail(error);
         foreach (var r in replies) r.TrySetException(error);
         try

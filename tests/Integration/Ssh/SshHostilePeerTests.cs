@@ -275,13 +275,24 @@ public sealed class SshHostilePeerTests
         Assert.IsType<OperationCanceledException>(read.InnerException);
     }
 
+    [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task A_stream_that_throws_as_it_is_closed_does_not_keep_the_channels_from_hearing_of_the_end()
+    {
+        using var key = SshKeyPair.GenerateEcdsa();
+        await using var sshd = await SshdProcess.StartAsync(key);
+        await using var echo = new EchoServer();
+        await BreakReadsUnderAConnectionAsync(sshd, key, echo, disposeError: new IOException("The close handshake failed (test)."));
+    }
+
     /// <summary>
     /// Breaks the reads under a fresh connection (with <paramref name="error"/>, or a port-forward's typed error): a
     /// pending channel read fails with SshConnectionLost (returned), and Disconnected and IsConnected say it ended.
     /// </summary>
-    private static async Task<SshException> BreakReadsUnderAConnectionAsync(SshdProcess sshd, SshKeyPair key, EchoServer echo, Exception? error = null)
+    private static async Task<SshException> BreakReadsUnderAConnectionAsync(SshdProcess sshd, SshKeyPair key, EchoServer echo, Exception? error = null,
+        Exception? disposeError = null)
     {
         var (client, stream) = await ConnectBreakableAsync(sshd, key);
+        stream.DisposeError = disposeError;
         await using (client)
         {
             await using var channel = await client.OpenDirectTcpIpAsync("127.0.0.1", echo.Port);
@@ -383,6 +394,9 @@ public sealed class SshHostilePeerTests
         /// <summary>Runs after each read that returned bytes, before the reader sees them.</summary>
         public Action? AfterRead { get; init; }
 
+        /// <summary>Disposal closes the inner stream, then throws this (a port-forward whose close handshake failed).</summary>
+        public Exception? DisposeError { get; set; }
+
         private static KtConnect.Engine.Kube.KubeConnectionException Broken() => new("The port-forward WebSocket broke (test).");
 
         public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
@@ -425,6 +439,7 @@ public sealed class SshHostilePeerTests
         {
             if (disposing) inner.Dispose();
             base.Dispose(disposing);
+            if (disposing && DisposeError is { } e) throw e;
         }
     }
 
