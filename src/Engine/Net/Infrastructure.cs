@@ -185,6 +185,8 @@ internal sealed class ByteRing
     public Memory<byte> BorrowFree(int max)
     {
         if (_lent) throw new InvalidOperationException("The ring's bytes are already lent.");
+        // Emptied by ACKs during the last loan, the head stayed put: from the start, the whole array can be lent.
+        if (Count == 0) _head = 0;
         var want = Math.Min(max, _max - Count);
         if (want <= 0) return Memory<byte>.Empty;
         EnsureCapacity(Count + want);

@@ -63,6 +63,15 @@ public sealed class ByteRingTests
         ring.Peek(0, read);
         Assert.Equal(Enumerable.Range(1, 10).Select(i => (byte)i), read);
 
+        // Emptied while lent, the head stayed where it was; the next loan starts from the array's start, in one piece.
+        var emptied = new ByteRing(4096, new MemoryBudget(1 << 30));
+        emptied.Append(new byte[3000]);
+        emptied.Discard(2000);
+        var tail = emptied.BorrowFree(4096);
+        emptied.Discard(1000);
+        emptied.EndBorrowFree(tail, 0);
+        Assert.Equal(4096, emptied.BorrowFree(4096).Length);
+
         // A ring released during a loan drops what the loan wrote.
         var again = ring.BorrowFree(16);
         ring.Release();

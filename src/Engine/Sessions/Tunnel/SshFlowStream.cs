@@ -7,7 +7,8 @@ namespace KtConnect.Engine.Sessions.Tunnel;
 /// An SSH channel as the Net stack and the DNS client expect a flow's far end: <see cref="IHalfCloseStream"/> maps
 /// to channel EOF, and the SSH layer's typed errors surface as <see cref="IOException"/> (inner: the
 /// <see cref="SshException"/>) because the relays treat IOException as "this flow broke" and nothing else.
-/// Zero-byte reads are passed through; the SSH channel answers them at once (see README: not a wait).
+/// Zero-byte reads are passed through; the SSH channel completes one once data, EOF or a failure is there (a wait,
+/// as on a socket), so a relay holds no buffer, and no lent send space, while its flow is idle.
 /// </summary>
 public sealed class SshFlowStream : Stream, IHalfCloseStream
 {
