@@ -51,11 +51,14 @@ public sealed class PortForwardStream : Stream
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
-        if (buffer.Length == 0) return 0;
+        // A zero-byte read waits, as a socket's does, until a read would not wait (data, the error channel, EOF), and
+        // takes nothing: what arrives meanwhile is kept in our own buffer.
+        var waitOnly = buffer.IsEmpty;
         while (true)
         {
             if (_pendingLength > 0)
             {
+                if (waitOnly) return 0;
                 var n = Math.Min(_pendingLength, buffer.Length);
                 _recv.AsSpan(_pendingOffset, n).CopyTo(buffer.Span);
                 _pendingOffset += n;
@@ -68,7 +71,7 @@ public sealed class PortForwardStream : Stream
 
             // Inside a data message the pod's bytes go straight into the caller's buffer. A message's first byte (its
             // channel), a port prefix and error text go through our own buffer, which the demuxer reads.
-            var direct = !_messageStart && _demux.InDataPayload;
+            var direct = !waitOnly && !_messageStart && _demux.InDataPayload;
             var target = direct ? buffer : _recv.AsMemory(0, _messageStart ? 1 : MaxMessage);
             ValueWebSocketReceiveResult result;
             _reading = true;
@@ -76,8 +79,10 @@ public sealed class PortForwardStream : Stream
             {
                 result = await _ws.ReceiveAsync(target, cancellationToken).ConfigureAwait(false);
             }
-            catch (WebSocketException ex)
+            catch (Exception ex) when (ex is WebSocketException || (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested))
             {
+                // A socket aborted under us (a cancelled send aborts the whole WebSocket) ends the receive with
+                // OperationCanceledException although this read was not cancelled: the connection broke.
                 if (_disposed != 0) throw new ObjectDisposedException(nameof(PortForwardStream));
                 throw new KubeConnectionException($"The port-forward WebSocket to pod {_pod} port {Port} broke: {ex.Message}", ex, _pod);
             }
@@ -98,7 +103,8 @@ public sealed class PortForwardStream : Stream
                     $"The port-forward to pod {_pod} sent a text frame; only binary v4.channel.k8s.io is supported.", null, _pod);
             }
             var (offset, length) = _demux.Process(target.Span[..result.Count], _messageStart, result.EndOfMessage);
-            _messageStart = result.EndOfMessage;
+            // An empty first frame (a re-framing proxy may send one) leaves the channel byte to the next.
+            _messageStart = result.EndOfMessage || (_messageStart && result.Count == 0);
             if (direct)
             {
                 if (length > 0) return length;

@@ -106,6 +106,61 @@ public sealed class PortForwardStreamTests
         Assert.Equal(Encoding.ASCII.GetString(payload), Encoding.ASCII.GetString(received.ToArray()));
     }
 
+    [Fact]
+    public async Task A_message_whose_first_frame_is_empty_still_starts_with_its_channel_byte()
+    {
+        // A proxy may re-frame a message so that its first frame carries nothing: the channel byte is then in the next.
+        await using var sim = await SimCluster.StartAsync();
+        sim.Server.Hooks.BeforeRequest = async ctx =>
+        {
+            if (!ctx.WebSockets.IsWebSocketRequest) return false;
+            using var ws = await ctx.WebSockets.AcceptWebSocketAsync("v4.channel.k8s.io");
+            async Task Send(byte[] piece, bool end) => await ws.SendAsync(piece, WebSocketMessageType.Binary, end, CancellationToken.None);
+            await Send([], false);
+            await Send([0, 0x50, 0, .. "hello "u8.ToArray()], true);
+            await Send([1, 0x50, 0], true);
+            await Send([], false);
+            await Send([0, .. "world"u8.ToArray()], true);
+            await ws.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
+            return true;
+        };
+        await using var stream = await sim.Client.PortForwardAsync("any", 80);
+        using var all = new MemoryStream();
+        await stream.CopyToAsync(all).WaitAsync(Deadline);
+        Assert.Equal("hello world", Encoding.ASCII.GetString(all.ToArray()));
+    }
+
+    [Fact]
+    public async Task A_zero_byte_read_waits_for_data_takes_none_and_reports_the_error_channel()
+    {
+        // As on a socket: relays wait for data this way without holding a buffer; a 0 before EOF would end them.
+        var goOn = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var sim = await SimCluster.StartAsync();
+        sim.Server.Hooks.BeforeRequest = async ctx =>
+        {
+            if (!ctx.WebSockets.IsWebSocketRequest) return false;
+            using var ws = await ctx.WebSockets.AcceptWebSocketAsync("v4.channel.k8s.io");
+            async Task Send(byte[] piece) => await ws.SendAsync(piece, WebSocketMessageType.Binary, true, CancellationToken.None);
+            await Send([0, 0x50, 0]);
+            await Send([1, 0x50, 0]);
+            await goOn.Task;
+            await Send([0, .. "data"u8.ToArray()]);
+            await Send([1, .. "connection refused"u8.ToArray()]);
+            await ws.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
+            return true;
+        };
+        await using var stream = await sim.Client.PortForwardAsync("any", 80);
+        var wait = stream.ReadAsync(Memory<byte>.Empty).AsTask();
+        await Task.Delay(300);
+        Assert.False(wait.IsCompleted);
+        goOn.SetResult();
+        Assert.Equal(0, await wait.WaitAsync(Deadline));
+        var buf = new byte[16];
+        Assert.Equal("data", Encoding.ASCII.GetString(buf, 0, await stream.ReadAsync(buf).AsTask().WaitAsync(Deadline)));
+        var e = await Assert.ThrowsAsync<KubePortForwardException>(() => stream.ReadAsync(Memory<byte>.Empty).AsTask().WaitAsync(Deadline));
+        Assert.Contains("connection refused", e.Message, StringComparison.Ordinal);
+    }
+
     private sealed class Refreshing(string first, string second) : IKubeCredentials
     {
         public int Refreshes { get; private set; }
