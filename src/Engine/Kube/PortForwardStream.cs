@@ -119,8 +119,8 @@ public sealed class PortForwardStream : Stream
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
         if (buffer.IsEmpty) return;
-        var frame = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length, MaxMessage - 1) + 1);
         await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        var frame = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length, MaxMessage - 1) + 1);
         try
         {
             while (!buffer.IsEmpty)
@@ -178,8 +178,9 @@ public sealed class PortForwardStream : Stream
                 else await _ws.CloseAsync(WebSocketCloseStatus.NormalClosure, null, timeout.Token).ConfigureAwait(false);
             }
         }
-        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException)
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
         {
+            // InvalidOperationException: a read that started as we closed has a receive outstanding besides ours.
             _ws.Abort();
         }
         Release();
