@@ -26,11 +26,15 @@ public sealed class ClusterUndoHandler : IJournalUndoHandler
         if (!ClusterRecovery.SameServer(change.Server, _client.Configuration.Server))
             throw new KtException(ClusterRecovery.ServerMismatchErrorId, KtErrorCategory.InvalidOperation,
                 $"Journal entry {entry.Id} belongs to API server {change.Server}, not {_client.Configuration.Server}; it is left.", target: entry.Id);
-        return UndoAsync(change, cancellationToken);
+        return UndoAsync(change, cancellationToken, entry.SessionId);
     }
 
-    /// <summary>Undoes one change (see the class summary).</summary>
-    public async Task UndoAsync(ClusterChange change, CancellationToken cancellationToken)
+    /// <summary>
+    /// Undoes one change (see the class summary). With <paramref name="sessionId"/> (the journal entry's), an object
+    /// of that name made by another session since (its <c>ktconnect.io/session</c> says so) is not deleted: the name
+    /// was freed and taken again, and the object may belong to a live session.
+    /// </summary>
+    public async Task UndoAsync(ClusterChange change, CancellationToken cancellationToken, string? sessionId = null)
     {
         ArgumentNullException.ThrowIfNull(change);
         try
@@ -38,7 +42,7 @@ public sealed class ClusterUndoHandler : IJournalUndoHandler
             switch (change.Change)
             {
                 case ClusterChangeKind.Created:
-                    await DeleteAsync(change, cancellationToken).ConfigureAwait(false);
+                    await DeleteAsync(change, sessionId, cancellationToken).ConfigureAwait(false);
                     break;
                 case ClusterChangeKind.SelectorChanged:
                     await RestoreSelectorAsync(change, cancellationToken).ConfigureAwait(false);
@@ -60,23 +64,25 @@ public sealed class ClusterUndoHandler : IJournalUndoHandler
         }
     }
 
-    private Task DeleteAsync(ClusterChange c, CancellationToken ct) => c.ObjectKind switch
+    private Task DeleteAsync(ClusterChange c, string? sessionId, CancellationToken ct) => c.ObjectKind switch
     {
-        KtObjectKind.Pod => DeleteIfOursAsync(_client.Pods, c, ct),
-        KtObjectKind.ConfigMap => DeleteIfOursAsync(_client.ConfigMaps, c, ct),
-        KtObjectKind.Deployment => DeleteIfOursAsync(_client.Deployments, c, ct),
-        KtObjectKind.Service => DeleteIfOursAsync(_client.Services, c, ct),
+        KtObjectKind.Pod => DeleteIfOursAsync(_client.Pods, c, sessionId, ct),
+        KtObjectKind.ConfigMap => DeleteIfOursAsync(_client.ConfigMaps, c, sessionId, ct),
+        KtObjectKind.Deployment => DeleteIfOursAsync(_client.Deployments, c, sessionId, ct),
+        KtObjectKind.Service => DeleteIfOursAsync(_client.Services, c, sessionId, ct),
         _ => throw new ArgumentOutOfRangeException(nameof(c)),
     };
 
     /// <summary>
-    /// Deletes the object only while it is a kt object (<c>control-by=kt</c>): by the time a crashed session is undone
-    /// someone may have deleted ours and made their own of that name. The delete is bound to the uid that was checked.
+    /// Deletes the object only while it is a kt object (<c>control-by=kt</c>) and, when it names its session, that
+    /// session is <paramref name="sessionId"/>: by the time a crashed session is undone someone may have deleted ours
+    /// and made their own of that name, kt or not. The delete is bound to the uid that was checked.
     /// </summary>
-    private static async Task DeleteIfOursAsync<T>(ResourceClient<T> client, ClusterChange c, CancellationToken ct) where T : KubeObject
+    private static async Task DeleteIfOursAsync<T>(ResourceClient<T> client, ClusterChange c, string? sessionId, CancellationToken ct) where T : KubeObject
     {
         var current = await client.TryGetAsync(c.Name, c.Namespace, ct).ConfigureAwait(false);
         if (current is null || current.Metadata.GetLabel(KtConventions.ControlByLabel) != KtConventions.ControlByValue) return;
+        if (sessionId is not null && current.Metadata.GetAnnotation(ExchangeHolders.SessionAnnotation) is { } owner && owner != sessionId) return;
         await client.DeleteIfExistsAsync(c.Name, c.Namespace, new DeleteOptions
         {
             PropagationPolicy = PropagationPolicy.Background,

@@ -5,6 +5,7 @@ using KtConnect.Engine.Kube;
 using KtConnect.Engine.Sessions;
 using KtConnect.Engine.Sessions.Clean;
 using KtConnect.KubeSim.Api;
+using KtConnect.KubeSim.Testing;
 using KtConnect.Tests.Unit.Common;
 using KtConnect.Tests.Unit.Kube;
 
@@ -146,6 +147,28 @@ public sealed class ClusterRecoveryTests : IDisposable
         sim.Server.Apply($$$"""{"apiVersion":"v1","kind":"Service","metadata":{"name":"orders-next","namespace":"{{{Ns}}}","labels":{"control-by":"kt"}},"spec":{"ports":[{"port":80}]}}""");
         await handler.UndoAsync(Change(sim.Client, KtObjectKind.Service, "orders-next", ClusterChangeKind.Created), default);
         Assert.Null(await sim.Client.Services.TryGetAsync("orders-next", Ns));
+    }
+
+    [Fact]
+    public async Task A_crashed_sessions_entry_leaves_an_object_of_the_same_name_that_another_session_made_since()
+    {
+        // Machine A's mesh crashed; its shadow was cleaned up elsewhere and machine B's live mesh made one of the same
+        // name. A's next command undoes A's journal: B's shadow stays, while A's own is deleted.
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false }, Ns);
+        string Pod(string name, string session) =>
+            $$$"""{"apiVersion":"v1","kind":"Pod","metadata":{"name":"{{{name}}}","namespace":"{{{Ns}}}","labels":{"control-by":"kt"},"annotations":{"ktconnect.io/session":"{{{session}}}"}},"spec":{"containers":[{"name":"c","image":"shadow"}]}}""";
+        sim.Server.Apply(Pod("orders-kt-mesh-v1", "session-b"));
+        sim.Server.Apply(Pod("orders-kt-mesh-v2", "session-a"));
+        var journal = new ChangeJournal(JournalDir);
+        await ClusterJournal.RecordAsync(journal, Change(sim.Client, KtObjectKind.Pod, "orders-kt-mesh-v1", ClusterChangeKind.Created), "session-a");
+        await ClusterJournal.RecordAsync(journal, Change(sim.Client, KtObjectKind.Pod, "orders-kt-mesh-v2", ClusterChangeKind.Created), "session-a");
+        await JournalFiles.SimulateCrashAsync(JournalDir);
+
+        await journal.UndoAsync([new ClusterUndoHandler(sim.Client)]);
+
+        Assert.NotNull(await sim.Client.Pods.TryGetAsync("orders-kt-mesh-v1", Ns));
+        await Wait.UntilAsync(async () => await sim.Client.Pods.TryGetAsync("orders-kt-mesh-v2", Ns) is null, "session A's own shadow to be deleted");
+        Assert.Empty(journal.ReadAll());
     }
 
     [Fact]
