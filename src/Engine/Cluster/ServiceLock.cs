@@ -89,6 +89,12 @@ public sealed class ServiceLock : IAsyncDisposable
         {
             // Gone, already removed, or taken over after it went stale: not ours to remove any more.
         }
+        catch
+        {
+            // Not removed (cancelled, or the API server did not answer): a later release, the session's undo, tries again.
+            Interlocked.Exchange(ref _released, 0);
+            throw;
+        }
     }
 
     public async ValueTask DisposeAsync() => await ReleaseAsync(CancellationToken.None).ConfigureAwait(false);

@@ -21,6 +21,18 @@ public sealed class ServiceLockTests
     }
 
     [Fact]
+    public async Task A_release_that_did_not_happen_is_tried_again_by_the_next()
+    {
+        // A start cancelled while releasing its lock: the session's undo disposes the lock, which must remove it then.
+        await using var sim = await StartAsync();
+        var held = await ServiceLock.AcquireAsync(sim.Client, Ns, "orders");
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => held.ReleaseAsync(new CancellationToken(canceled: true)));
+        Assert.Equal(held.Value, Lock(sim.Server));
+        await held.DisposeAsync();
+        Assert.Null(Lock(sim.Server));
+    }
+
+    [Fact]
     public async Task One_holder_at_a_time_and_release_removes_only_our_lock()
     {
         await using var sim = await StartAsync();
