@@ -293,8 +293,8 @@ public sealed class ShadowPods
                 var authorized = cm.Data?.GetValueOrDefault(KtConventions.ConfigMapAuthorizedKey) ?? spec.AuthorizedKey;
                 var privateKey = cm.Data?.GetValueOrDefault(KtConventions.ConfigMapPrivateKey);
                 var (created, target, count) = spec.UseDeployment
-                    ? await JoinAsync(_client.Deployments, spec, () => spec.BuildDeployment(now), d => d.Spec?.Selector?.MatchLabels?.GetValueOrDefault(KtConventions.TargetLabel), cancellationToken).ConfigureAwait(false)
-                    : await JoinAsync(_client.Pods, spec, () => spec.BuildPod(now), p => p.Metadata.GetLabel(KtConventions.TargetLabel), cancellationToken).ConfigureAwait(false);
+                    ? await JoinAsync(_client.Deployments, spec, () => spec.BuildDeployment(now), d => d.Spec?.Selector?.MatchLabels?.GetValueOrDefault(KtConventions.TargetLabel), now, cancellationToken).ConfigureAwait(false)
+                    : await JoinAsync(_client.Pods, spec, () => spec.BuildPod(now), p => p.Metadata.GetLabel(KtConventions.TargetLabel), now, cancellationToken).ConfigureAwait(false);
                 // Counted in: the release is registered before anything else can fail.
                 var lease = new SharedShadowLease(this, spec.Namespace, spec.Name, spec.UseDeployment, created, count, target, authorized, privateKey);
                 defer?.Invoke($"Release shared shadow {spec.Namespace}/{spec.Name}", lease.ReleaseAsync);
@@ -328,7 +328,7 @@ public sealed class ShadowPods
     }
 
     private static async Task<(bool Created, string? Target, int Count)> JoinAsync<T>(ResourceClient<T> client, ShadowPodSpec spec, Func<T> build,
-        Func<T, string?> target, CancellationToken ct) where T : KubeObject
+        Func<T, string?> target, DateTimeOffset now, CancellationToken ct) where T : KubeObject
     {
         try
         {
@@ -341,7 +341,7 @@ public sealed class ShadowPods
         }
         try
         {
-            var updated = await ChangeRefCountAsync(client, spec.Name, spec.Namespace, +1, ct).ConfigureAwait(false);
+            var updated = await ChangeRefCountAsync(client, spec.Name, spec.Namespace, +1, ct, now).ConfigureAwait(false);
             return (false, target(updated), KtConventions.ParseRefCount(updated.Metadata.GetAnnotation(KtConventions.RefCountAnnotation)));
         }
         catch (KubeNotFoundException)
@@ -353,9 +353,12 @@ public sealed class ShadowPods
     /// <summary>
     /// kt-ref-count += delta (never below 0) as a compare-and-swap that needs only get and patch (the verbs kt-connect's
     /// minimal RBAC grants): a JSON patch that tests the resourceVersion read, then sets the annotation. A failed test
-    /// (someone else changed the object) re-reads and tries again, with jitter.
+    /// (someone else changed the object) re-reads and tries again, with jitter. A joiner passes <paramref name="heartbeat"/>
+    /// (cluster time): the same patch stamps the object, whose heartbeat may be old if its last user crashed, so no
+    /// clean judges it stale before the joiner's first beat.
     /// </summary>
-    internal static async Task<T> ChangeRefCountAsync<T>(ResourceClient<T> client, string name, string ns, int delta, CancellationToken ct)
+    internal static async Task<T> ChangeRefCountAsync<T>(ResourceClient<T> client, string name, string ns, int delta, CancellationToken ct,
+        DateTimeOffset? heartbeat = null)
         where T : KubeObject
     {
         for (var attempt = 0; ; attempt++)
@@ -367,6 +370,8 @@ public sealed class ShadowPods
             var ops = new JsonPatchBuilder().Test("/metadata/resourceVersion", current.Metadata.ResourceVersion);
             if (current.Metadata.Annotations is null) ops.Add("/metadata/annotations", new System.Text.Json.Nodes.JsonObject());
             ops.Add("/metadata/annotations/" + JsonPatchBuilder.Escape(KtConventions.RefCountAnnotation), value);
+            if (heartbeat is { } now)
+                ops.Add("/metadata/annotations/" + JsonPatchBuilder.Escape(KtConventions.HeartbeatAnnotation), KtConventions.FormatUnixSeconds(now));
             try
             {
                 return await client.PatchAsync(name, KubePatch.Json(ops), ns, ct).ConfigureAwait(false);

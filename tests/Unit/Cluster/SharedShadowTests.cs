@@ -57,6 +57,24 @@ public sealed class SharedShadowTests
         Assert.Equal(0, ShadowPodTests.KtObjects(sim.Server));
     }
 
+    [Fact]
+    public async Task Joining_a_shared_shadow_whose_users_all_crashed_stamps_its_heartbeat_at_once()
+    {
+        // Its heartbeat is old; a clean on any machine before the joiner's first beat (one interval) must not find it stale.
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false });
+        var shadows = new ShadowPods(sim.Client);
+        await shadows.AcquireSharedAsync(Spec(1), null);
+        sim.Server.Store.Mutate(ResourceTypes.Pods, Ns, KtConventions.SharedShadowName, pod =>
+        {
+            pod["metadata"]!["annotations"]![KtConventions.HeartbeatAnnotation] = "1";
+            return pod;
+        });
+        await shadows.AcquireSharedAsync(Spec(2), null);
+        var stamped = sim.Server.Store.Get(ResourceTypes.Pods, Ns, KtConventions.SharedShadowName)!["metadata"]!["annotations"]![KtConventions.HeartbeatAnnotation]!.GetValue<string>();
+        Assert.True(long.Parse(stamped, System.Globalization.CultureInfo.InvariantCulture) >= sim.Client.Clock.UtcNow.ToUnixTimeSeconds() - 60);
+        Assert.Equal("2", RefCount(sim.Server, ResourceTypes.Pods));
+    }
+
     /// <summary>Compile-time check: a session's Defer is what creation and acquisition take.</summary>
     internal static DeferUndo Adapt(KtConnect.Engine.Sessions.SessionContext context) => context.Defer;
 

@@ -383,7 +383,8 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
             {
                 try
                 {
-                    router = await ShadowPods.ChangeRefCountAsync(_client.Pods, name, _namespace, +1, cancellationToken).ConfigureAwait(false);
+                    var now = await ShadowPods.ClusterNowAsync(_client, cancellationToken).ConfigureAwait(false);
+                    router = await ShadowPods.ChangeRefCountAsync(_client.Pods, name, _namespace, +1, cancellationToken, now).ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is KubeNotFoundException or ShadowPods.SharedShadowChangedException)
                 {
