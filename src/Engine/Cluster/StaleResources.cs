@@ -188,7 +188,8 @@ public sealed class StaleResources
             if (config.TryGetValue(KtConventions.ConfigApp, out var app) && config.TryGetValue(KtConventions.ConfigReplicas, out var r)
                 && int.TryParse(r, NumberStyles.None, CultureInfo.InvariantCulture, out var replicas)
                 && deploymentsByName.TryGetValue(app, out var target) && scaled.Add(app)
-                && (target.Spec?.Replicas ?? 1) != replicas)
+                // We scaled it to 0: any other count is someone's since (by hand, or their own autoscaler).
+                && (target.Spec?.Replicas ?? 1) == 0 && replicas != 0)
             {
                 if (owners.Find(KtObjectKind.Deployment, app) is { Alive: true } live)
                     kept.Add($"kept: Deployment {ns}/{app} scaled as it is: scaled by a live session on this machine ({live})");
@@ -353,6 +354,14 @@ public sealed class StaleResources
         await _client.Services.UpdateWithRetryAsync(name, svc =>
         {
             var annotation = svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation);
+            if (selector is null && annotation is not null && svc.Spec?.Selector?.ContainsKey(KtConventions.RoleLabel) != true)
+            {
+                // The selector no longer points at a kt pod: someone set their own since (a helm upgrade or kubectl
+                // apply keeps our annotation). Theirs stays; only our leftovers go.
+                svc.Metadata.Annotations!.Remove(KtConventions.SelectorAnnotation);
+                if (removeLock) svc.Metadata.Annotations.Remove(KtConventions.LockAnnotation);
+                return changed = true;
+            }
             var original = annotation is not null ? KtConventions.ParseSelector(annotation, svc.Key) : selector;
             if (original is null) return changed = false;
             svc.Spec ??= new ServiceSpec();

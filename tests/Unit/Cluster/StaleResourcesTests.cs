@@ -92,6 +92,10 @@ public sealed class StaleResourcesTests
         Deployment(s, "billing", 0);
         Pod(s, "billing-kt-exchange-bbbbb", new() { ["control-by"] = "kt", ["kt-role"] = "shadow-exchange", ["app"] = "billing" },
             new() { ["kt-config"] = "app=billing,replicas=3", ["kt-last-heart-beat"] = old });
+        // 2b. The same for "audit", which someone scaled to 5 by hand since: their count stays, the shadow goes.
+        Deployment(s, "audit", 5);
+        Pod(s, "audit-kt-exchange-ggggg", new() { ["control-by"] = "kt", ["kt-role"] = "shadow-exchange", ["app"] = "audit" },
+            new() { ["kt-config"] = "app=audit,replicas=3", ["kt-last-heart-beat"] = old });
         // 3. A live exchange of another user.
         Service(s, "live", new() { ["kt-role"] = "shadow-exchange", ["kt-target"] = "TTTTTTTTTTTTTTTTTTT2" }, new() { ["kt-selector"] = """{"app":"live"}""" });
         Pod(s, "live-kt-exchange-ccccc", Shadow("TTTTTTTTTTTTTTTTTTT2"), new() { ["kt-config"] = "service=live", ["kt-last-heart-beat"] = fresh });
@@ -121,6 +125,7 @@ public sealed class StaleResourcesTests
             "UnlockService locked",
             "DeleteConfigMap orders-kt-exchange-aaaaa",
             "DeleteDeployment kt-connect-shadow-ddddd",
+            "DeletePod audit-kt-exchange-ggggg",
             "DeletePod billing-kt-exchange-bbbbb",
             "DeletePod orders-kt-exchange-aaaaa",
             "DeleteService preview",
@@ -140,6 +145,7 @@ public sealed class StaleResourcesTests
         Assert.Null(orders.Metadata.GetAnnotation("kt-selector"));
         Assert.Equal(new Dictionary<string, string> { ["app"] = "crashed" }, (await sim.Client.Services.GetAsync("crashed", Ns)).Spec!.Selector);
         Assert.Equal(3, (await sim.Client.Deployments.GetAsync("billing", Ns)).Spec!.Replicas);
+        Assert.Equal(5, (await sim.Client.Deployments.GetAsync("audit", Ns)).Spec!.Replicas);
         Assert.Null((await sim.Client.Services.GetAsync("locked", Ns)).Metadata.GetAnnotation("kt-lock"));
         Assert.Equal(fresh, (await sim.Client.Services.GetAsync("locking", Ns)).Metadata.GetAnnotation("kt-lock"));
         var live = await sim.Client.Services.GetAsync("live", Ns);
@@ -184,6 +190,14 @@ public sealed class StaleResourcesTests
         Assert.Equal(new Dictionary<string, string> { ["app"] = "orders" }, svc.Spec!.Selector);
         Assert.Null(svc.Metadata.GetAnnotation("kt-lock"));
         Assert.False(await stale.RestoreServiceAsync(Ns, "orders")); // nothing recorded any more
+
+        // A selector someone set since (a helm upgrade keeps our annotation) is theirs: only our annotations go.
+        Service(sim.Server, "pay", new() { ["app"] = "pay-v2" }, new() { ["kt-selector"] = """{"app":"pay"}""", ["kt-lock"] = "1" });
+        Assert.True(await stale.RestoreServiceAsync(Ns, "pay"));
+        var pay = await sim.Client.Services.GetAsync("pay", Ns);
+        Assert.Equal(new Dictionary<string, string> { ["app"] = "pay-v2" }, pay.Spec!.Selector);
+        Assert.Null(pay.Metadata.GetAnnotation("kt-selector"));
+        Assert.Null(pay.Metadata.GetAnnotation("kt-lock"));
     }
 
     [Fact]
