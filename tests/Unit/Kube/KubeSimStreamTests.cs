@@ -120,7 +120,10 @@ public sealed class KubeSimStreamTests
         await Wait.UntilAsync(() => watcher.WatchCount >= 3, "a third watch request", Deadline);
         await sim.Client.Pods.CreateAsync(PodOf("second"));
         await done.Task.WaitAsync(Deadline);
-        Assert.Equal(["Added first", "Added second"], received.Where(r => !r.StartsWith("Modified", StringComparison.Ordinal)));
+        string[] added;
+        // Under the lock: the pods' later status updates may still be arriving.
+        lock (received) added = received.Where(r => !r.StartsWith("Modified", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(["Added first", "Added second"], added);
         Assert.Equal(1, watcher.ListCount);
         Assert.True(watcher.WatchCount >= 3);
     }
