@@ -354,7 +354,7 @@ public sealed class StaleResources
         await _client.Services.UpdateWithRetryAsync(name, svc =>
         {
             var annotation = svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation);
-            if (selector is null && annotation is not null && svc.Spec?.Selector?.ContainsKey(KtConventions.RoleLabel) != true)
+            if (annotation is not null && svc.Spec?.Selector?.ContainsKey(KtConventions.RoleLabel) != true)
             {
                 // The selector no longer points at a kt pod: someone set their own since (a helm upgrade or kubectl
                 // apply keeps our annotation). Theirs stays; only our leftovers go.

@@ -193,7 +193,8 @@ public sealed class StaleResourcesTests
 
         // A selector someone set since (a helm upgrade keeps our annotation) is theirs: only our annotations go.
         Service(sim.Server, "pay", new() { ["app"] = "pay-v2" }, new() { ["kt-selector"] = """{"app":"pay"}""", ["kt-lock"] = "1" });
-        Assert.True(await stale.RestoreServiceAsync(Ns, "pay"));
+        // (A plan's restore passes the recorded selector, as here.)
+        Assert.True(await stale.RestoreServiceAsync(Ns, "pay", new Dictionary<string, string> { ["app"] = "pay" }));
         var pay = await sim.Client.Services.GetAsync("pay", Ns);
         Assert.Equal(new Dictionary<string, string> { ["app"] = "pay-v2" }, pay.Spec!.Selector);
         Assert.Null(pay.Metadata.GetAnnotation("kt-selector"));
