@@ -26,15 +26,18 @@ public sealed class ClusterUndoHandler : IJournalUndoHandler
         if (!ClusterRecovery.SameServer(change.Server, _client.Configuration.Server))
             throw new KtException(ClusterRecovery.ServerMismatchErrorId, KtErrorCategory.InvalidOperation,
                 $"Journal entry {entry.Id} belongs to API server {change.Server}, not {_client.Configuration.Server}; it is left.", target: entry.Id);
-        return UndoAsync(change, cancellationToken, entry.SessionId);
+        return UndoAsync(change, entry.SessionId, cancellationToken);
     }
+
+    /// <summary>Undoes one change (see the class summary).</summary>
+    public Task UndoAsync(ClusterChange change, CancellationToken cancellationToken) => UndoAsync(change, null, cancellationToken);
 
     /// <summary>
     /// Undoes one change (see the class summary). With <paramref name="sessionId"/> (the journal entry's), an object
     /// of that name made by another session since (its <c>ktconnect.io/session</c> says so) is not deleted: the name
     /// was freed and taken again, and the object may belong to a live session.
     /// </summary>
-    public async Task UndoAsync(ClusterChange change, CancellationToken cancellationToken, string? sessionId = null)
+    public async Task UndoAsync(ClusterChange change, string? sessionId, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(change);
         try
