@@ -13,7 +13,7 @@ public sealed record LocalOwner(int Pid, string? SessionId, bool Alive)
 /// <summary>
 /// What this machine's journal says about the kt objects of one API server and namespace: which process made or
 /// changed each one (Created, SelectorChanged, Scaled, Locked entries) and whether that process is alive (pid plus
-/// process start time, <see cref="ChangeJournal.IsOrphaned"/>). An object no entry names is unknown here: it may
+/// process identity, <see cref="ChangeJournal.IsOrphaned"/>). An object no entry names is unknown here: it may
 /// belong to another machine.
 /// </summary>
 public sealed class LocalOwners

@@ -24,6 +24,12 @@ public sealed record JournalEntry
     /// <summary>Start time of the owner process, so a reused pid is not mistaken for a live owner.</summary>
     public DateTimeOffset? OwnerStartTime { get; init; }
 
+    /// <summary>
+    /// The owner's <see cref="ProcessIdentity"/> where the platform has one (Linux); preferred over
+    /// <see cref="OwnerStartTime"/>, which a wall-clock step moves there.
+    /// </summary>
+    public string? OwnerIdentity { get; init; }
+
     public required DateTimeOffset Time { get; init; }
 
     public required IReadOnlyDictionary<string, string> Data { get; init; }
@@ -101,6 +107,7 @@ public sealed class ChangeJournal : IChangeJournal
             SessionId = sessionId,
             OwnerPid = Environment.ProcessId,
             OwnerStartTime = ThisProcessStart,
+            OwnerIdentity = ProcessIdentity.Current,
             Time = DateTimeOffset.UtcNow,
             Data = new Dictionary<string, string>(data),
             Description = description,
@@ -177,16 +184,25 @@ public sealed class ChangeJournal : IChangeJournal
         if (entry.OwnerPid == Environment.ProcessId)
         {
             // Our pid, written by an earlier process that had it (a container's pid 1, Windows reusing pids).
-            if (entry.OwnerStartTime is { } recorded && ThisProcessStart is { } mine && Math.Abs((recorded - mine).TotalSeconds) > 2) return true;
-            return entry.SessionId is { } id && EndedSessions.ContainsKey(id);
+            if (entry.OwnerIdentity is { } id && ProcessIdentity.Current is { } me)
+            {
+                if (id != me) return true;
+            }
+            else if (entry.OwnerStartTime is { } recorded && ThisProcessStart is { } mine && Math.Abs((recorded - mine).TotalSeconds) > 2)
+            {
+                return true;
+            }
+            return entry.SessionId is { } session && EndedSessions.ContainsKey(session);
         }
+        if (entry.OwnerIdentity is { } owner && ProcessIdentity.Of(entry.OwnerPid, out var exited) is { } now)
+            return exited || now != owner;
         try
         {
             using var p = Process.GetProcessById(entry.OwnerPid);
             if (p.HasExited) return true;
             var started = TryStartTime(p);
-            return entry.OwnerStartTime is { } recorded && started is { } now
-                && Math.Abs((recorded - now).TotalSeconds) > 2;
+            return entry.OwnerStartTime is { } recorded && started is { } then
+                && Math.Abs((recorded - then).TotalSeconds) > 2;
         }
         catch (ArgumentException)
         {

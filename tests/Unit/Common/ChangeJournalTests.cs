@@ -92,8 +92,47 @@ public sealed class ChangeJournalTests : IDisposable
         var mine = await journal.RecordAsync("route", new Dictionary<string, string> { ["what"] = "mine" }, "mine", "s1");
         Assert.False(ChangeJournal.IsOrphaned(mine));
         // A container's pid 1 restarted, or Windows reused the pid: same pid, another process.
-        Assert.True(ChangeJournal.IsOrphaned(mine with { OwnerStartTime = mine.OwnerStartTime!.Value.AddMinutes(-10) }));
-        Assert.False(ChangeJournal.IsOrphaned(mine with { OwnerStartTime = null }));
+        var earlier = mine.OwnerStartTime!.Value.AddMinutes(-10);
+        Assert.True(ChangeJournal.IsOrphaned(mine with { OwnerStartTime = earlier, OwnerIdentity = null }));
+        Assert.False(ChangeJournal.IsOrphaned(mine with { OwnerStartTime = null, OwnerIdentity = null }));
+        if (!OperatingSystem.IsLinux()) return;
+        // Linux: the identity decides. Another boot or another start tick is another process ...
+        Assert.True(ChangeJournal.IsOrphaned(mine with { OwnerIdentity = "another-boot/1" }));
+        // ... and a start time moved by a wall-clock step is still this one.
+        Assert.False(ChangeJournal.IsOrphaned(mine with { OwnerStartTime = earlier }));
+    }
+
+    [Fact]
+    public async Task A_live_process_whose_start_time_moved_with_the_clock_still_owns_its_entries_on_linux()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        using var sleeper = Process.Start(new ProcessStartInfo("sleep", "60"))!;
+        try
+        {
+            var identity = ProcessIdentity.Of(sleeper.Id, out var exited);
+            Assert.NotNull(identity);
+            Assert.False(exited);
+            var entry = new JournalEntry
+            {
+                Id = "x", Kind = "route", OwnerPid = sleeper.Id, Time = DateTimeOffset.UtcNow, Data = new Dictionary<string, string>(),
+                // What Process.StartTime said before the clock was set back an hour.
+                OwnerStartTime = new DateTimeOffset(sleeper.StartTime.ToUniversalTime(), TimeSpan.Zero).AddHours(1),
+                OwnerIdentity = identity,
+            };
+            Assert.False(ChangeJournal.IsOrphaned(entry));
+            // Without the identity (an entry from an older kt) the start times decide, as before.
+            Assert.True(ChangeJournal.IsOrphaned(entry with { OwnerIdentity = null }));
+            // The same pid started at another tick is another process.
+            Assert.True(ChangeJournal.IsOrphaned(entry with { OwnerIdentity = identity + "0" }));
+
+            sleeper.Kill();
+            await sleeper.WaitForExitAsync();
+            Assert.True(ChangeJournal.IsOrphaned(entry));
+        }
+        finally
+        {
+            if (!sleeper.HasExited) sleeper.Kill();
+        }
     }
 
     private void WriteForeign(int pid, string what, int order)
