@@ -95,8 +95,8 @@ public sealed class StaleResources
         var kt = new ListOptions { LabelSelector = KtConventions.ControlBySelector };
         var warnings = new List<string>();
         // What we may not list we cannot clean; say so instead of failing the whole plan (kt-connect's minimal RBAC
-        // grants no list on configmaps or deployments, §1.9.10).
-        async Task<List<T>> List<T>(ResourceClient<T> client, ListOptions? options) where T : KubeObject
+        // grants no list on configmaps or deployments, §1.9.10). Null: not listable.
+        async Task<List<T>?> List<T>(ResourceClient<T> client, ListOptions? options, string consequence) where T : KubeObject
         {
             try
             {
@@ -104,15 +104,21 @@ public sealed class StaleResources
             }
             catch (KubeForbiddenException e)
             {
-                warnings.Add($"Cannot list {client.Resource.Plural} in '{ns}' ({e.ServerMessage}); they were not checked.");
-                return [];
+                warnings.Add($"Cannot list {client.Resource.Plural} in '{ns}' ({e.ServerMessage}); {consequence}");
+                return null;
             }
         }
-        var pods = await List(_client.Pods, null).ConfigureAwait(false);
-        var allDeployments = await List(_client.Deployments, null).ConfigureAwait(false);
+        // What cannot be seen is taken to be alive: without pods no Service is known to be unserved and no ConfigMap
+        // to have lost its shadow; without Deployments no Deployment-made pod is known to have lost its Deployment.
+        var listedPods = await List(_client.Pods, null,
+            "they were not checked, and no Service selector or ConfigMap is restored or deleted.").ConfigureAwait(false);
+        var listedDeployments = await List(_client.Deployments, null,
+            "they were not checked, and no pod a Deployment made is deleted.").ConfigureAwait(false);
+        var pods = listedPods ?? [];
+        var allDeployments = listedDeployments ?? [];
         var deployments = allDeployments.Where(d => d.Metadata.GetLabel(KtConventions.ControlByLabel) == KtConventions.ControlByValue).ToList();
-        var configMaps = await List(_client.ConfigMaps, kt).ConfigureAwait(false);
-        var services = await List(_client.Services, null).ConfigureAwait(false);
+        var configMaps = await List(_client.ConfigMaps, kt, "they were not checked.").ConfigureAwait(false) ?? [];
+        var services = await List(_client.Services, null, "they were not checked.").ConfigureAwait(false) ?? [];
         if (!_client.Clock.IsKnown) await _client.GetServerVersionAsync(cancellationToken).ConfigureAwait(false);
         var now = _client.Clock.UtcNow; // cluster time: the server's Date header, never the local clock
         var owners = LocalOwners.Read(_journal, _client.Configuration.Server, ns);
@@ -153,7 +159,8 @@ public sealed class StaleResources
         var stalePods = new HashSet<string>(StringComparer.Ordinal);
         foreach (var p in ktPods)
         {
-            if (p.Metadata.OwnerReferences is { Count: > 0 } && p.Metadata.GetLabel(KtConventions.TargetLabel) is { } t && liveTargets.Contains(t)) continue;
+            if (p.Metadata.OwnerReferences is { Count: > 0 } && (listedDeployments is null
+                || p.Metadata.GetLabel(KtConventions.TargetLabel) is { } t && liveTargets.Contains(t))) continue;
             if (Stale(KtObjectKind.Pod, p)) stalePods.Add(p.Metadata.Name ?? "");
         }
         foreach (var router in ktPods.Where(p => p.Metadata.GetLabel(KtConventions.RoleLabel) == KtConventions.Roles.Router && stalePods.Contains(p.Metadata.Name ?? "")))
@@ -207,7 +214,7 @@ public sealed class StaleResources
         void RestoreService(Service svc, string reason)
         {
             var annotation = svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation);
-            if (annotation is null || !restoredServices.Add(svc.Metadata.Name ?? "")) return;
+            if (annotation is null || listedPods is null || !restoredServices.Add(svc.Metadata.Name ?? "")) return;
             if (HeldBy(svc) is { } holder)
             {
                 kept.Add($"kept: the selector of Service {ns}/{svc.Metadata.Name}: {holder}");
@@ -262,7 +269,7 @@ public sealed class StaleResources
         // A shadow's ConfigMap goes with its shadow: kept while a pod or Deployment of the same name is.
         var keptShadows = ktPods.Where(p => !stalePods.Contains(p.Metadata.Name ?? "")).Select(p => p.Metadata.Name)
             .Concat(deployments.Except(staleDeployments).Select(d => d.Metadata.Name)).OfType<string>().ToHashSet(StringComparer.Ordinal);
-        foreach (var cm in configMaps.Where(cm => Stale(KtObjectKind.ConfigMap, cm)))
+        foreach (var cm in configMaps.Where(cm => listedPods is not null && Stale(KtObjectKind.ConfigMap, cm)))
         {
             if (keptShadows.Contains(cm.Metadata.Name ?? ""))
             {

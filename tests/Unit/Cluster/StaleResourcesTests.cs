@@ -217,6 +217,59 @@ public sealed class StaleResourcesTests
         Assert.Contains(plan.Warnings, w => w.Contains("Cannot list configmaps", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task What_cannot_be_listed_is_taken_to_be_alive()
+    {
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false });
+        var s = sim.Server;
+        var now = sim.Client.Clock.UtcNow;
+        var old = KtConventions.FormatUnixSeconds(now.AddMinutes(-30));
+        var fresh = KtConventions.FormatUnixSeconds(now);
+        // A live selector exchange (its pod beats), whose ConfigMap beat last long ago.
+        Service(s, "orders", new() { ["kt-role"] = "shadow-exchange", ["kt-target"] = "TTTTTTTTTTTTTTTTTTT1" }, new() { ["kt-selector"] = """{"app":"orders"}""" });
+        Pod(s, "orders-kt-exchange-aaaaa", new() { ["control-by"] = "kt", ["kt-role"] = "shadow-exchange", ["kt-target"] = "TTTTTTTTTTTTTTTTTTT1" },
+            new() { ["kt-config"] = "service=orders", ["kt-last-heart-beat"] = fresh });
+        ConfigMap(s, "orders-kt-exchange-aaaaa", old);
+        // A live shadow Deployment whose pod carries the template's old heartbeat, as such pods do.
+        s.Apply(new JsonObject
+        {
+            ["apiVersion"] = "v1",
+            ["kind"] = "Pod",
+            ["metadata"] = new JsonObject
+            {
+                ["name"] = "kt-connect-shadow-ddddd-abc-xyz", ["namespace"] = Ns,
+                ["labels"] = new JsonObject { ["control-by"] = "kt", ["kt-role"] = "shadow-connect", ["kt-target"] = "TTTTTTTTTTTTTTTTTTT4" },
+                ["annotations"] = new JsonObject { ["kt-last-heart-beat"] = old },
+                ["ownerReferences"] = JsonNode.Parse("""[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"kt-connect-shadow-ddddd-abc","uid":"u1"}]"""),
+            },
+            ["spec"] = JsonNode.Parse("""{"containers":[{"name":"standalone","image":"shadow"}]}"""),
+        });
+        s.Apply(new JsonObject
+        {
+            ["apiVersion"] = "apps/v1",
+            ["kind"] = "Deployment",
+            ["metadata"] = Meta("kt-connect-shadow-ddddd", new() { ["control-by"] = "kt" }, new() { ["kt-last-heart-beat"] = fresh }),
+            ["spec"] = JsonNode.Parse("""
+                {"replicas":1,"selector":{"matchLabels":{"kt-target":"TTTTTTTTTTTTTTTTTTT4"}},
+                 "template":{"metadata":{"labels":{"kt-target":"TTTTTTTTTTTTTTTTTTT4"}},"spec":{"containers":[{"name":"app","image":"app"}]}}}
+                """),
+        });
+
+        // Everything listable: only the ConfigMap, whose shadow is live, is kept; nothing is planned.
+        Assert.Empty((await new StaleResources(sim.Client).PlanAsync(Ns)).Actions);
+
+        s.Hooks.Authorize = i => !(i.Verb == "list" && i.Resource == "pods");
+        var noPods = await new StaleResources(sim.Client).PlanAsync(Ns);
+        Assert.Empty(noPods.Actions);
+        Assert.Contains(noPods.Warnings, w => w.Contains("Cannot list pods", StringComparison.Ordinal)
+            && w.Contains("no Service selector or ConfigMap is restored or deleted", StringComparison.Ordinal));
+
+        s.Hooks.Authorize = i => !(i.Verb == "list" && i.Resource == "deployments");
+        var noDeployments = await new StaleResources(sim.Client).PlanAsync(Ns);
+        Assert.Empty(noDeployments.Actions);
+        Assert.Contains(noDeployments.Warnings, w => w.Contains("Cannot list deployments", StringComparison.Ordinal));
+    }
+
     private static void Journal(ChangeJournal journal, KubeSimServer s, Uri server, KtObjectKind kind, string name, ClusterChangeKind change, string session) =>
         ClusterJournal.RecordAsync(journal, new ClusterChange
         {
