@@ -292,9 +292,10 @@ public sealed class ShadowPods
                 }
                 var authorized = cm.Data?.GetValueOrDefault(KtConventions.ConfigMapAuthorizedKey) ?? spec.AuthorizedKey;
                 var privateKey = cm.Data?.GetValueOrDefault(KtConventions.ConfigMapPrivateKey);
-                var (created, target, count) = spec.UseDeployment
-                    ? await JoinAsync(_client.Deployments, spec, () => spec.BuildDeployment(now), d => d.Spec?.Selector?.MatchLabels?.GetValueOrDefault(KtConventions.TargetLabel), now, cancellationToken).ConfigureAwait(false)
-                    : await JoinAsync(_client.Pods, spec, () => spec.BuildPod(now), p => p.Metadata.GetLabel(KtConventions.TargetLabel), now, cancellationToken).ConfigureAwait(false);
+                var (created, target, count) = await SendJoinAsync(ct => spec.UseDeployment
+                    ? JoinAsync(_client.Deployments, spec, () => spec.BuildDeployment(now), d => d.Spec?.Selector?.MatchLabels?.GetValueOrDefault(KtConventions.TargetLabel), now, ct)
+                    : JoinAsync(_client.Pods, spec, () => spec.BuildPod(now), p => p.Metadata.GetLabel(KtConventions.TargetLabel), now, ct),
+                    $"{spec.Namespace}/{spec.Name}").ConfigureAwait(false);
                 // Counted in: the release is registered before anything else can fail.
                 var lease = new SharedShadowLease(this, spec.Namespace, spec.Name, spec.UseDeployment, created, count, target, authorized, privateKey);
                 defer?.Invoke($"Release shared shadow {spec.Namespace}/{spec.Name}", lease.ReleaseAsync);
@@ -324,6 +325,27 @@ public sealed class ShadowPods
                 // The shared shadow disappeared or was terminating between our steps: start over.
                 await Task.Delay(TimeSpan.FromMilliseconds(200 * (attempt + 1)), cancellationToken).ConfigureAwait(false);
             }
+        }
+    }
+
+    /// <summary>
+    /// How long a join (a create of a shared object, or its count + 1) may take. A join is sent without the caller's
+    /// cancellation: its undo can be registered only once its answer is in, and a cancel that cut the request off after
+    /// the server applied it would leave a count that nobody takes back. The caller's cancel is seen at its next step.
+    /// </summary>
+    internal static readonly TimeSpan JoinTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>Sends a join (see <see cref="JoinTimeout"/>); no answer in time is <see cref="KubeRequestTimeoutException"/>.</summary>
+    internal static async Task<T> SendJoinAsync<T>(Func<CancellationToken, Task<T>> join, string what)
+    {
+        using var timeout = new CancellationTokenSource(JoinTimeout);
+        try
+        {
+            return await join(timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException e) when (timeout.IsCancellationRequested)
+        {
+            throw new KubeRequestTimeoutException($"Joining {what} got no answer within {JoinTimeout.TotalSeconds:0} s.", e, what);
         }
     }
 

@@ -53,6 +53,7 @@ internal sealed class ApiHandler
         try
         {
             if (_hooks.BeforeRequest is { } before && await before(context).ConfigureAwait(false)) return;
+            ct = context.RequestAborted; // the hook may have replaced it
             await DispatchAsync(context, ct).ConfigureAwait(false);
         }
         catch (KubeApiException e) when (!context.Response.HasStarted)

@@ -14,7 +14,9 @@ public sealed class KubeSimHooks
 
     /// <summary>
     /// Runs first for every request (after nothing else). Return true when the hook wrote the response itself, for
-    /// example a 429 with Retry-After or a 500, to test client retries; false to let the server answer.
+    /// example a 429 with Retry-After or a 500, to test client retries; false to let the server answer. Setting
+    /// <c>RequestAborted</c> to <c>CancellationToken.None</c> makes the server finish the request even if its client
+    /// leaves, as a real API server does once a write has reached etcd.
     /// </summary>
     public Func<HttpContext, Task<bool>>? BeforeRequest { get; set; }
 

@@ -1,7 +1,9 @@
 using KtConnect.Engine.Cluster;
 using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Store;
+using KtConnect.KubeSim.Testing;
 using KtConnect.Tests.Unit.Kube;
+using Microsoft.AspNetCore.Http;
 
 namespace KtConnect.Tests.Unit.Cluster;
 
@@ -73,6 +75,42 @@ public sealed class SharedShadowTests
         var stamped = sim.Server.Store.Get(ResourceTypes.Pods, Ns, KtConventions.SharedShadowName)!["metadata"]!["annotations"]![KtConventions.HeartbeatAnnotation]!.GetValue<string>();
         Assert.True(long.Parse(stamped, System.Globalization.CultureInfo.InvariantCulture) >= sim.Client.Clock.UtcNow.ToUnixTimeSeconds() - 60);
         Assert.Equal("2", RefCount(sim.Server, ResourceTypes.Pods));
+    }
+
+    [Fact]
+    public async Task A_cancel_that_lands_while_the_join_is_in_flight_leaves_the_count_as_it_was()
+    {
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false });
+        var shadows = new ShadowPods(sim.Client);
+        await shadows.AcquireSharedAsync(Spec(1), null);
+        using var cancel = new CancellationTokenSource();
+        // The user presses Ctrl+C just as the joiner's count + 1 reaches the server, which applies it all the same.
+        sim.Server.Hooks.BeforeRequest = async http =>
+        {
+            if (http.Request.Method == "PATCH")
+            {
+                // The whole request is in when the cancel lands, and the server goes on to apply it.
+                http.Request.EnableBuffering();
+                await http.Request.Body.CopyToAsync(Stream.Null);
+                http.Request.Body.Position = 0;
+                http.RequestAborted = CancellationToken.None;
+                await cancel.CancelAsync();
+                await Task.Delay(300);
+            }
+            return false;
+        };
+        var undo = new List<Func<CancellationToken, Task>>();
+        try
+        {
+            await shadows.AcquireSharedAsync(Spec(2), (_, u) => undo.Add(u), cancel.Token);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        sim.Server.Hooks.BeforeRequest = null;
+        await Wait.UntilAsync(() => RefCount(sim.Server, ResourceTypes.Pods) == "2", "the server to apply the join");
+        foreach (var u in undo) await u(CancellationToken.None);
+        Assert.Equal("1", RefCount(sim.Server, ResourceTypes.Pods));
     }
 
     /// <summary>Compile-time check: a session's Defer is what creation and acquisition take.</summary>

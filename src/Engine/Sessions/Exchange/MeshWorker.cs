@@ -384,7 +384,9 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
                 try
                 {
                     var now = await ShadowPods.ClusterNowAsync(_client, cancellationToken).ConfigureAwait(false);
-                    router = await ShadowPods.ChangeRefCountAsync(_client.Pods, name, _namespace, +1, cancellationToken, now).ConfigureAwait(false);
+                    // Not cut off by a cancel once sent (ShadowPods.JoinTimeout): Joined is set from its answer.
+                    router = await ShadowPods.SendJoinAsync(ct => ShadowPods.ChangeRefCountAsync(_client.Pods, name, _namespace, +1, ct, now),
+                        $"{_namespace}/{name}").ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is KubeNotFoundException or ShadowPods.SharedShadowChangedException)
                 {
