@@ -165,7 +165,22 @@ public sealed class ConnectWorker(KubeClient client, string ns, ConnectOptions o
             context.Output.Verbose($"The tun device is {tun.Name}, not {_options.TunName}: {(OperatingSystem.IsMacOS() ? "macOS names utun devices itself" : "the system named it")}.");
         var stack = new UserSpaceStack(tun, dialer, new StackOptions { Mtu = StackOptions.RecommendedMtu });
         stack.Start();
-        context.Defer("stop the user-space TCP/IP stack", _ => stack.DisposeAsync().AsTask());
+        var stopping = false;
+        context.Defer("stop the user-space TCP/IP stack", _ =>
+        {
+            Volatile.Write(ref stopping, true);
+            return stack.DisposeAsync().AsTask();
+        });
+        // A device that stops delivering packets (deleted under us, its driver gone) leaves nothing reachable: the session
+        // ends Failed and is undone, rather than showing Running.
+        _ = stack.Completion.ContinueWith(done =>
+        {
+            if (Volatile.Read(ref stopping)) return;
+            var cause = done.Exception?.InnerException;
+            context.Fail(new KtException("TunDeviceLost", KtErrorCategory.DeviceError,
+                $"The tun device {tun.Name} stopped delivering packets{(cause is null ? "" : $" ({cause.Message})")}; cluster addresses are no longer reachable.",
+                cause, tun.Name));
+        }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         if (_options.SkipRoutes)
         {
             context.Output.Verbose($"Device {tun.Name} is up without routes (--disableTunRoute): route the cluster's ranges to it yourself.");

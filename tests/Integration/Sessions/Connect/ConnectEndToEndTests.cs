@@ -88,6 +88,29 @@ public sealed class ConnectEndToEndTests(ConnectClusterFixture f)
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task A_tun_device_deleted_under_the_session_ends_it_failed_and_everything_is_restored()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var laptopBefore = await f.LaptopStateAsync();
+        var kt = await f.StartKtAsync("connect", "-n", "dev", "--mode", "tun");
+        try
+        {
+            var deleted = await f.Cluster.RunInLaptopAsync(["ip", "link", "delete", "kt0"]);
+            Assert.True(deleted.ExitCode == 0, deleted.StandardError);
+            await kt.Process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(2));
+        }
+        finally
+        {
+            if (!kt.Process.HasExited) await kt.SignalAndWaitAsync(SigInt);
+        }
+
+        Assert.NotEqual(0, kt.Process.ExitCode);
+        Assert.Contains("The tun device kt0 stopped delivering packets", kt.Stderr, StringComparison.Ordinal);
+        Assert.True(before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, before.Diff(f.Cluster.Snapshot("dev")).ToString());
+        Assert.Equal(laptopBefore, await f.LaptopStateAsync());
+    }
+
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
     public async Task Ktctls_disableTunRoute_and_includeDomains_give_the_device_and_dns_without_routes_and_a_stub_domain()
     {
         var laptopBefore = await f.LaptopStateAsync();
