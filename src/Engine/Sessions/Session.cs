@@ -8,8 +8,9 @@ namespace KtConnect.Engine.Sessions;
 public sealed class Session
 {
     private readonly object _gate = new();
-    private readonly List<(string Description, Func<CancellationToken, Task> Undo)> _undo = [];
+    private readonly UndoScope _undo = new();
     private readonly CancellationTokenSource _stopping = new();
+    private readonly CancellationTokenSource _exiting = new();
     private readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<SessionResource> _resources = [];
     private readonly List<string> _localPorts = [];
@@ -75,6 +76,12 @@ public sealed class Session
 
     /// <summary>Cancelled when the session starts stopping: background loops watch it.</summary>
     public CancellationToken Stopping => _stopping.Token;
+
+    /// <summary>Cancelled when the process exits (or the module is removed) while the session is undone: see <see cref="SessionContext.Exiting"/>.</summary>
+    internal CancellationToken Exiting => _exiting.Token;
+
+    /// <summary>Says that the stop that follows has only the exit's time (<see cref="SessionRegistry.ExitTimeout"/>).</summary>
+    internal void MarkExiting() => _exiting.Cancel();
 
     public SessionState State
     {
@@ -197,10 +204,7 @@ public sealed class Session
         System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
     }
 
-    internal void Defer(string description, Func<CancellationToken, Task> undo)
-    {
-        lock (_gate) _undo.Add((description, undo));
-    }
+    internal void Defer(string description, Func<CancellationToken, Task> undo, TimeSpan? timeout) => _undo.Defer(description, undo, timeout);
 
     internal void AddResource(SessionResource resource)
     {
@@ -283,31 +287,11 @@ public sealed class Session
     /// <summary>Runs every registered undo, last first, each bounded; returns an error describing failures, or null.</summary>
     private async Task<Exception?> UndoAllAsync()
     {
-        List<(string Description, Func<CancellationToken, Task> Undo)> undo;
-        lock (_gate)
-        {
-            undo = [.. _undo];
-            _undo.Clear();
-        }
-        var failures = new List<string>();
-        Exception? first = null;
-        for (var i = undo.Count - 1; i >= 0; i--)
-        {
-            try
-            {
-                Output.Verbose($"Restoring: {undo[i].Description}");
-                await UndoScope.RunStepAsync(undo[i].Undo, UndoTimeout).ConfigureAwait(false);
-            }
-            catch (Exception e)
-            {
-                first ??= e;
-                failures.Add($"{undo[i].Description}: {e.Message}");
-                Output.Warning($"Could not restore {undo[i].Description}: {e.Message}");
-            }
-        }
+        var failures = await _undo.RunAllAsync(Output, UndoTimeout, Output.Verbose).ConfigureAwait(false);
         return failures.Count == 0 ? null
             : new KtException("SessionRestoreFailed", KtErrorCategory.InvalidOperation,
-                "Some changes could not be undone (Clear-KtResource retries them): " + string.Join("; ", failures), first);
+                "Some changes could not be undone (Clear-KtResource retries them): " + string.Join("; ", failures.Select(f => $"{f.Description}: {f.Error.Message}")),
+                failures[0].Error);
     }
 
     /// <summary>How long one undo step may take before the next is tried.</summary>

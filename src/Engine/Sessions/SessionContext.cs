@@ -33,13 +33,22 @@ public sealed class SessionContext
     public CancellationToken Stopping => _session.Stopping;
 
     /// <summary>
-    /// Registers how to undo a change. Undo runs last-registered first, on stop, on a failed start and at
-    /// process exit, each with its own timeout; it must be idempotent.
+    /// Cancelled when the process exits (or the module is removed): the undo then has only the exit's few seconds, so
+    /// a step that would only wait (for pods to be ready) stops waiting and leaves the time to the steps that undo.
     /// </summary>
-    public void Defer(string description, Func<CancellationToken, Task> undo)
+    public CancellationToken Exiting => _session.Exiting;
+
+    /// <summary>
+    /// Registers how to undo a change. Undo runs last-registered first, on stop, on a failed start and at
+    /// process exit, each with its own timeout (60 s); it must be idempotent.
+    /// </summary>
+    public void Defer(string description, Func<CancellationToken, Task> undo) => Defer(description, undo, null);
+
+    /// <summary>As <see cref="Defer(string, Func{CancellationToken, Task})"/>, for a step that may take <paramref name="timeout"/>.</summary>
+    public void Defer(string description, Func<CancellationToken, Task> undo, TimeSpan? timeout)
     {
-        if (_scope is not null) _scope.Defer(description, undo);
-        else _session.Defer(description, undo);
+        if (_scope is not null) _scope.Defer(description, undo, timeout);
+        else _session.Defer(description, undo, timeout);
     }
 
     public void AddResource(string kind, string name, string action) => _session.AddResource(new SessionResource(kind, name, action));

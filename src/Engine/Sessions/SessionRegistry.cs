@@ -69,6 +69,7 @@ public sealed class SessionRegistry
     /// </summary>
     public void StopAll()
     {
+        foreach (var s in _sessions.Values) s.MarkExiting();
         try
         {
             StopAllAsync().Wait(ExitTimeout);

@@ -8,7 +8,7 @@ namespace KtConnect.Engine.Sessions;
 public sealed class UndoScope
 {
     private readonly object _gate = new();
-    private readonly List<(string Description, Func<CancellationToken, Task> Undo)> _undo = [];
+    private readonly List<(string Description, Func<CancellationToken, Task> Undo, TimeSpan? Timeout)> _undo = [];
 
     /// <summary>A failure reported through the scoped context; null passes it to the session.</summary>
     public Action<Exception>? OnFail { get; init; }
@@ -19,36 +19,44 @@ public sealed class UndoScope
     /// <summary>A recovered link reported through the scoped context; null passes it to the session.</summary>
     public Action? OnRecovered { get; init; }
 
-    public void Defer(string description, Func<CancellationToken, Task> undo)
+    /// <summary>
+    /// Registers a step. <paramref name="timeout"/> is how long it may take when that is not the undo's usual bound (a wait
+    /// the user sized, a step made of bounded steps: <see cref="Timeout.InfiniteTimeSpan"/>).
+    /// </summary>
+    public void Defer(string description, Func<CancellationToken, Task> undo, TimeSpan? timeout = null)
     {
-        lock (_gate) _undo.Add((description, undo));
+        lock (_gate) _undo.Add((description, undo, timeout));
     }
 
-    /// <summary>Runs every step once, last first, each bounded by <paramref name="stepTimeout"/>; failures are warned and the first is returned.</summary>
-    public async Task<Exception?> UndoAsync(IKtOutput output, TimeSpan stepTimeout)
+    /// <summary>Runs every step once, last first, each bounded by its own timeout or <paramref name="stepTimeout"/>; failures are warned and the first is returned.</summary>
+    public async Task<Exception?> UndoAsync(IKtOutput output, TimeSpan stepTimeout) =>
+        (await RunAllAsync(output, stepTimeout, output.Debug).ConfigureAwait(false)).FirstOrDefault().Error;
+
+    /// <summary>As <see cref="UndoAsync"/>, saying each step to <paramref name="say"/>; returns every failure.</summary>
+    internal async Task<IReadOnlyList<(string Description, Exception Error)>> RunAllAsync(IKtOutput output, TimeSpan stepTimeout, Action<string> say)
     {
         ArgumentNullException.ThrowIfNull(output);
-        List<(string Description, Func<CancellationToken, Task> Undo)> undo;
+        List<(string Description, Func<CancellationToken, Task> Undo, TimeSpan? Timeout)> undo;
         lock (_gate)
         {
             undo = [.. _undo];
             _undo.Clear();
         }
-        Exception? first = null;
+        var failures = new List<(string, Exception)>();
         for (var i = undo.Count - 1; i >= 0; i--)
         {
             try
             {
-                output.Debug($"undo: {undo[i].Description}");
-                await RunStepAsync(undo[i].Undo, stepTimeout).ConfigureAwait(false);
+                say($"Restoring: {undo[i].Description}");
+                await RunStepAsync(undo[i].Undo, undo[i].Timeout ?? stepTimeout).ConfigureAwait(false);
             }
             catch (Exception e)
             {
-                first ??= e;
+                failures.Add((undo[i].Description, e));
                 output.Warning($"Could not restore {undo[i].Description}: {e.Message}");
             }
         }
-        return first;
+        return failures;
     }
 
     /// <summary>

@@ -326,6 +326,59 @@ public sealed class SessionTests
         Assert.Contains(output.Warnings, w => w.Contains("stuck", StringComparison.Ordinal) && w.Contains("did not finish within 0.2 s", StringComparison.Ordinal));
         Assert.False(stuck.Task.IsCompleted);
     }
+
+    [Fact]
+    public async Task A_step_registered_with_its_own_timeout_may_take_longer_than_the_usual_bound()
+    {
+        var scope = new UndoScope();
+        var release = new TaskCompletionSource();
+        var slowDone = false;
+        scope.Defer("slow but bounded by its own time", async ct =>
+        {
+            await release.Task.WaitAsync(ct);
+            slowDone = true;
+        }, TimeSpan.FromMinutes(1));
+        scope.Defer("releases the slow one only after the usual bound has passed", async ct =>
+        {
+            await Task.CompletedTask;
+            _ = Task.Run(async () =>
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(600));
+                release.TrySetResult();
+            });
+        });
+
+        Assert.Null(await scope.UndoAsync(NullOutput.Instance, TimeSpan.FromMilliseconds(200)));
+        Assert.True(slowDone);
+    }
+
+    [Fact]
+    public async Task At_process_exit_a_step_that_only_waits_is_told_to_stop_waiting()
+    {
+        var registry = new SessionRegistry { ExitTimeout = TimeSpan.FromMinutes(1) };
+        var steps = new List<string>();
+        await registry.StartAsync(Request, new Worker((ctx, _) =>
+        {
+            ctx.Defer("delete the shadow", _ => { lock (steps) steps.Add("deleted"); return Task.CompletedTask; });
+            ctx.Defer("wait for pods", async ct =>
+            {
+                try
+                {
+                    await Task.Delay(Timeout.Infinite, CancellationTokenSource.CreateLinkedTokenSource(ct, ctx.Exiting).Token);
+                }
+                catch (OperationCanceledException) when (ctx.Exiting.IsCancellationRequested)
+                {
+                    lock (steps) steps.Add("stopped waiting");
+                }
+            }, Timeout.InfiniteTimeSpan);
+            return Task.CompletedTask;
+        }));
+
+        registry.StopAll(); // what ProcessExit runs
+
+        Assert.Equal(["stopped waiting", "deleted"], steps);
+        Assert.Equal(SessionState.Stopped, registry.Get(1)!.State);
+    }
 }
 
 public sealed class SessionWaiterTests

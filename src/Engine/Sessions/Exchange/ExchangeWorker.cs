@@ -227,6 +227,11 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
             OriginalReplicas = replicas,
         }, sessionId, cancellationToken).ConfigureAwait(false);
         var watchState = new ScaleWatchState();
+        // Two steps, the wait registered first so that it runs after the scale-back (undo runs last first) and before the
+        // shadow goes: the Service is never left empty unnoticed. The wait has the time the user gave it, and none at exit.
+        context.Defer($"wait for Deployment {_namespace}/{name} to be ready", ct => watchState.ScaledBack
+            ? WaitReadyAsync(context, name, replicas, ct)
+            : Task.CompletedTask, _options.RecoverWaitTime + TimeSpan.FromSeconds(10));
         context.Defer($"scale Deployment {_namespace}/{name} back to {replicas}", async ct =>
         {
             watchState.Stopped = true;
@@ -234,20 +239,13 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
             try
             {
                 await _client.Deployments.SetReplicasAsync(name, replicas, _namespace, ct).ConfigureAwait(false);
-                // Scaled back: the change is undone, whatever the wait below comes to.
-                await journal.CompleteAsync(entry, ct).ConfigureAwait(false);
-                await WaitReadyAsync(context.Output, name, replicas, ct).ConfigureAwait(false);
+                watchState.ScaledBack = true;
             }
             catch (KubeNotFoundException)
             {
                 context.Output.Warning($"Deployment {_namespace}/{name} no longer exists: there is nothing to scale back.");
-                await journal.CompleteAsync(entry, ct).ConfigureAwait(false);
             }
-            catch (OperationCanceledException) when (ct.IsCancellationRequested)
-            {
-                // The stop's time for this step ran out while the pods were still starting: they were scaled back all the same.
-                context.Output.Warning($"Deployment {_namespace}/{name} was scaled back to {replicas}; stopped waiting for its pods to be ready.");
-            }
+            await journal.CompleteAsync(entry, ct).ConfigureAwait(false);
         });
         output.Progress("Exchanging", $"Scaling Deployment {_namespace}/{name} to 0");
         await _client.Deployments.SetReplicasAsync(name, 0, _namespace, cancellationToken).ConfigureAwait(false);
@@ -323,23 +321,35 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
         }
     }
 
-    /// <summary>Scale mode's stop waits for the original pods (bounded by RecoverWaitTime) so the Service is never left empty unnoticed.</summary>
-    private async Task WaitReadyAsync(IKtOutput output, string name, int replicas, CancellationToken cancellationToken)
+    /// <summary>
+    /// Scale mode's stop waits for the original pods (bounded by RecoverWaitTime) so the Service is never left empty
+    /// unnoticed; at process exit it does not wait.
+    /// </summary>
+    private async Task WaitReadyAsync(SessionContext context, string name, int replicas, CancellationToken cancellationToken)
     {
         if (replicas == 0) return;
+        var output = context.Output;
         var deadline = DateTime.UtcNow + _options.RecoverWaitTime;
         output.Progress("Restoring", $"Waiting for Deployment {_namespace}/{name} to have {replicas} ready replicas");
-        while (true)
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, context.Exiting);
+        try
         {
-            var d = await _client.Deployments.GetAsync(name, _namespace, cancellationToken).ConfigureAwait(false);
-            if ((d.Status?.ReadyReplicas ?? 0) >= replicas) return;
-            if (DateTime.UtcNow >= deadline)
+            while (true)
             {
-                output.Warning($"Deployment {_namespace}/{name} was scaled back to {replicas} but has {d.Status?.ReadyReplicas ?? 0} ready replicas after " +
-                    $"{_options.RecoverWaitTime.TotalSeconds:0} s; the shadow is removed anyway.");
-                return;
+                var d = await _client.Deployments.GetAsync(name, _namespace, wait.Token).ConfigureAwait(false);
+                if ((d.Status?.ReadyReplicas ?? 0) >= replicas) return;
+                if (DateTime.UtcNow >= deadline)
+                {
+                    output.Warning($"Deployment {_namespace}/{name} was scaled back to {replicas} but has {d.Status?.ReadyReplicas ?? 0} ready replicas after " +
+                        $"{_options.RecoverWaitTime.TotalSeconds:0} s; the shadow is removed anyway.");
+                    return;
+                }
+                await Task.Delay(TimeSpan.FromMilliseconds(500), wait.Token).ConfigureAwait(false);
             }
-            await Task.Delay(TimeSpan.FromMilliseconds(500), cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (context.Exiting.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            output.Warning($"Deployment {_namespace}/{name} was scaled back to {replicas}; not waiting for its pods to be ready as the process exits.");
         }
     }
 
@@ -518,6 +528,9 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
     private sealed class ScaleWatchState
     {
         public volatile bool Stopped;
+
+        /// <summary>The stop scaled the Deployment back: its pods are waited for.</summary>
+        public volatile bool ScaledBack;
 
         /// <summary>The shadow is being replaced: the Deployment runs its pods meanwhile.</summary>
         public volatile bool Suspended;

@@ -71,14 +71,22 @@ internal sealed class ShadowGuard
     /// <summary>Starts the first shadow. Its undo (and every later one's) is registered on the session here, in this place of the undo order.</summary>
     public async Task<ShadowConnection> StartAsync(CancellationToken cancellationToken)
     {
+        // One step made of the shadow's own steps, each bounded by the usual 60 s: the whole may take longer than one.
         _root.Defer($"remove the shadow of {_what}", async ct =>
         {
-            await StopRecoveryAsync().ConfigureAwait(false);
+            try
+            {
+                await StopRecoveryAsync().WaitAsync(Session.UndoTimeout, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                _root.Output.Warning($"The replacement of the shadow of {_what} did not stop within {Session.UndoTimeout.TotalSeconds:0} s; removing the shadow in use.");
+            }
             if (Volatile.Read(ref _current) is { } g)
             {
-                if (await g.Scope.UndoAsync(_root.Output, TimeSpan.FromSeconds(60)).ConfigureAwait(false) is { } e) throw e;
+                if (await g.Scope.UndoAsync(_root.Output, Session.UndoTimeout).ConfigureAwait(false) is { } e) throw e;
             }
-        });
+        }, Timeout.InfiniteTimeSpan);
         var first = await NewGenerationAsync(cancellationToken).ConfigureAwait(false);
         return first.Connection!;
     }
