@@ -177,16 +177,19 @@ public sealed class Session
         }
         if (error is null)
         {
-            // A stop that arrived while the worker was finishing wins: the session never shows Running.
+            // A stop that arrived while the worker was finishing wins: the session never shows Running. One that arrives
+            // after this decision stops a Running session, on its own path.
             SessionState previous;
+            bool running;
             lock (_gate)
             {
                 previous = _state;
-                if (!_stopping.IsCancellationRequested) _state = SessionState.Running;
+                running = !_stopping.IsCancellationRequested;
+                if (running) _state = SessionState.Running;
             }
-            if (previous != SessionState.Running && State == SessionState.Running)
+            if (running)
             {
-                StateChanged?.Invoke(this, new SessionStateChangedEventArgs(Snapshot(), previous));
+                if (previous != SessionState.Running) RaiseStateChanged(previous);
                 return;
             }
             error = new OperationCanceledException("The session was stopped while it was starting.");
@@ -320,6 +323,24 @@ public sealed class Session
             if (previous == state || previous is SessionState.Stopped or SessionState.Failed) return;
             _state = state;
         }
-        StateChanged?.Invoke(this, new SessionStateChangedEventArgs(Snapshot(), previous));
+        RaiseStateChanged(previous);
+    }
+
+    /// <summary>Tells every handler; one that throws is said and skipped, never allowed to stop a stop or its undo.</summary>
+    private void RaiseStateChanged(SessionState previous)
+    {
+        if (StateChanged is not { } handlers) return;
+        var args = new SessionStateChangedEventArgs(Snapshot(), previous);
+        foreach (var handler in handlers.GetInvocationList().Cast<EventHandler<SessionStateChangedEventArgs>>())
+        {
+            try
+            {
+                handler(this, args);
+            }
+            catch (Exception e)
+            {
+                Output.Warning($"A handler of session {Id}'s state changes failed: {e.Message}");
+            }
+        }
     }
 }

@@ -328,6 +328,27 @@ public sealed class SessionTests
     }
 
     [Fact]
+    public async Task A_state_change_handler_that_throws_stops_neither_the_start_nor_the_stop_and_its_undo()
+    {
+        var registry = new SessionRegistry();
+        registry.SessionStateChanged += (_, _) => throw new InvalidOperationException("a script's handler broke");
+        var undone = false;
+        var output = new RecordingOutput();
+        var session = await registry.StartAsync(Request, new Worker((ctx, _) =>
+        {
+            ctx.Defer("delete pod", _ => { undone = true; return Task.CompletedTask; });
+            return Task.CompletedTask;
+        }), output);
+
+        await session.StopAsync().WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.True(undone);
+        Assert.True(session.Completion.IsCompleted);
+        Assert.Equal(SessionState.Stopped, session.State);
+        Assert.Contains(output.Warnings, w => w.Contains("a script's handler broke", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task A_step_registered_with_its_own_timeout_may_take_longer_than_the_usual_bound()
     {
         var scope = new UndoScope();
