@@ -23,7 +23,10 @@ public enum CleanupActionKind
 /// <summary>One change <see cref="StaleResources"/> proposes; <see cref="Description"/> is what -WhatIf prints.</summary>
 public sealed record CleanupAction(CleanupActionKind Kind, string Namespace, string Name, string Reason)
 {
-    /// <summary>RestoreServiceSelector: the selector to put back.</summary>
+    /// <summary>
+    /// RestoreServiceSelector: the selector to put back; null when the Service's selector was set since by someone else
+    /// (it has no kt-role), which stays: only our annotations go.
+    /// </summary>
     public IReadOnlyDictionary<string, string>? Selector { get; init; }
 
     /// <summary>ScaleDeployment: the replicas to restore.</summary>
@@ -31,7 +34,9 @@ public sealed record CleanupAction(CleanupActionKind Kind, string Namespace, str
 
     public string Description => Kind switch
     {
-        CleanupActionKind.RestoreServiceSelector => $"Restore selector of Service {Namespace}/{Name} to {KtConventions.FormatSelector(Selector!)} ({Reason})",
+        CleanupActionKind.RestoreServiceSelector when Selector is null =>
+            $"Remove kt-selector from Service {Namespace}/{Name}, keeping the selector someone set since ({Reason})",
+        CleanupActionKind.RestoreServiceSelector => $"Restore selector of Service {Namespace}/{Name} to {KtConventions.FormatSelector(Selector)} ({Reason})",
         CleanupActionKind.ScaleDeployment => $"Scale Deployment {Namespace}/{Name} back to {Replicas} replicas ({Reason})",
         CleanupActionKind.UnlockService => $"Remove kt-lock from Service {Namespace}/{Name} ({Reason})",
         _ => $"Delete {Kind.ToString()[6..]} {Namespace}/{Name} ({Reason})",
@@ -222,9 +227,10 @@ public sealed class StaleResources
             }
             try
             {
+                var ownSelector = svc.Spec?.Selector?.ContainsKey(KtConventions.RoleLabel) != true;
                 restores.Add(new CleanupAction(CleanupActionKind.RestoreServiceSelector, ns, svc.Metadata.Name ?? "", reason)
                 {
-                    Selector = KtConventions.ParseSelector(annotation, svc.Key),
+                    Selector = ownSelector ? null : KtConventions.ParseSelector(annotation, svc.Key),
                 });
             }
             catch (KtAnnotationInvalidException e)

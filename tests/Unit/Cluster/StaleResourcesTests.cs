@@ -193,6 +193,9 @@ public sealed class StaleResourcesTests
 
         // A selector someone set since (a helm upgrade keeps our annotation) is theirs: only our annotations go.
         Service(sim.Server, "pay", new() { ["app"] = "pay-v2" }, new() { ["kt-selector"] = """{"app":"pay"}""", ["kt-lock"] = "1" });
+        var planned = Assert.Single((await stale.PlanAsync(Ns)).Actions, a => a.Name == "pay" && a.Kind == CleanupActionKind.RestoreServiceSelector);
+        Assert.Null(planned.Selector);
+        Assert.StartsWith("Remove kt-selector from Service kt-test/pay, keeping the selector someone set since (", planned.Description, StringComparison.Ordinal);
         // (A plan's restore passes the recorded selector, as here.)
         Assert.True(await stale.RestoreServiceAsync(Ns, "pay", new Dictionary<string, string> { ["app"] = "pay" }));
         var pay = await sim.Client.Services.GetAsync("pay", Ns);
