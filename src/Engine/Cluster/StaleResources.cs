@@ -32,6 +32,18 @@ public sealed record CleanupAction(CleanupActionKind Kind, string Namespace, str
     /// <summary>ScaleDeployment: the replicas to restore.</summary>
     public int? Replicas { get; init; }
 
+    /// <summary>
+    /// A delete's object as it was planned: its uid and <c>kt-last-heart-beat</c>. An object replaced since, or stamped
+    /// by a session that joined it, is left (<c>CleanupTargetChanged</c>). Null: deleted by name.
+    /// </summary>
+    public string? Uid { get; init; }
+
+    /// <inheritdoc cref="Uid"/>
+    public string? Heartbeat { get; init; }
+
+    /// <summary>UnlockService: the <c>kt-lock</c> value planned for removal; a lock taken since stays.</summary>
+    public string? Lock { get; init; }
+
     public string Description => Kind switch
     {
         CleanupActionKind.RestoreServiceSelector when Selector is null =>
@@ -193,6 +205,12 @@ public sealed class StaleResources
             return live is null ? null : $"it selects the live kt pod {live.Metadata.Name}";
         }
 
+        CleanupAction Delete(CleanupActionKind kind, KubeObject o) => new(kind, ns, o.Metadata.Name ?? "", Age(o))
+        {
+            Uid = o.Metadata.Uid,
+            Heartbeat = o.Metadata.GetAnnotation(KtConventions.HeartbeatAnnotation),
+        };
+
         void Recover(KubeObject owner)
         {
             var config = KtConventions.ParseConfig(owner.Metadata.GetAnnotation(KtConventions.ConfigAnnotation));
@@ -242,12 +260,12 @@ public sealed class StaleResources
         foreach (var p in ktPods.Where(p => stalePods.Contains(p.Metadata.Name ?? "")))
         {
             Recover(p);
-            deletes.Add(new CleanupAction(CleanupActionKind.DeletePod, ns, p.Metadata.Name ?? "", Age(p)));
+            deletes.Add(Delete(CleanupActionKind.DeletePod, p));
         }
         foreach (var d in staleDeployments)
         {
             Recover(d);
-            deletes.Add(new CleanupAction(CleanupActionKind.DeleteDeployment, ns, d.Metadata.Name ?? "", Age(d)));
+            deletes.Add(Delete(CleanupActionKind.DeleteDeployment, d));
         }
 
         foreach (var svc in services)
@@ -265,11 +283,14 @@ public sealed class StaleResources
                 if (owners.Find(KtObjectKind.Service, name) is { Alive: true } owner)
                     kept.Add($"kept: the kt-lock of Service {ns}/{name}: held by a live session on this machine ({owner})");
                 else
-                    restores.Add(new CleanupAction(CleanupActionKind.UnlockService, ns, name, "kt-lock older than 180 s"));
+                    restores.Add(new CleanupAction(CleanupActionKind.UnlockService, ns, name, "kt-lock older than 180 s")
+                    {
+                        Lock = svc.Metadata.GetAnnotation(KtConventions.LockAnnotation),
+                    });
             }
             if (svc.Metadata.GetLabel(KtConventions.ControlByLabel) == KtConventions.ControlByValue && Stale(KtObjectKind.Service, svc))
             {
-                deletes.Add(new CleanupAction(CleanupActionKind.DeleteService, ns, name, Age(svc)));
+                deletes.Add(Delete(CleanupActionKind.DeleteService, svc));
             }
         }
         // A shadow's ConfigMap goes with its shadow: kept while a pod or Deployment of the same name is.
@@ -282,7 +303,7 @@ public sealed class StaleResources
                 kept.Add($"kept: ConfigMap {ns}/{cm.Metadata.Name} ({Age(cm)}): its shadow is kept");
                 continue;
             }
-            deletes.Add(new CleanupAction(CleanupActionKind.DeleteConfigMap, ns, cm.Metadata.Name ?? "", Age(cm)));
+            deletes.Add(Delete(CleanupActionKind.DeleteConfigMap, cm));
         }
         return new CleanupPlan(ns, now, limit, [.. restores, .. deletes]) { Warnings = warnings, Kept = kept };
     }
@@ -321,35 +342,88 @@ public sealed class StaleResources
 
     private async Task ApplyAsync(CleanupAction a, CancellationToken ct)
     {
-        var background = new DeleteOptions { PropagationPolicy = PropagationPolicy.Background };
         switch (a.Kind)
         {
             case CleanupActionKind.RestoreServiceSelector:
                 await RestoreServiceAsync(a.Namespace, a.Name, a.Selector, ct).ConfigureAwait(false);
                 break;
             case CleanupActionKind.ScaleDeployment:
-                await _client.Deployments.SetReplicasAsync(a.Name, a.Replicas ?? 1, a.Namespace, ct).ConfigureAwait(false);
+                // Only from the 0 we left: a count set since (by hand, by a new exchange) stays. On the Deployment, not its
+                // scale subresource, whose spec leaves a 0 out (omitempty) and so cannot be tested.
+                var scale = new JsonPatchBuilder().Test("/spec/replicas", 0).Replace("/spec/replicas", a.Replicas ?? 1);
+                try
+                {
+                    await _client.Deployments.PatchAsync(a.Name, KubePatch.Json(scale), a.Namespace, ct).ConfigureAwait(false);
+                }
+                catch (KubeInvalidException e)
+                {
+                    // Already at the count (this plan ran before) is done.
+                    var now = await _client.Deployments.GetAsync(a.Name, a.Namespace, ct).ConfigureAwait(false);
+                    if (now.Spec?.Replicas != (a.Replicas ?? 1)) throw Changed(a, "it was scaled since, and its count stays", e);
+                }
                 break;
             case CleanupActionKind.UnlockService:
-                await _client.Services.UpdateWithRetryAsync(a.Name, s => s.Metadata.Annotations?.Remove(KtConventions.LockAnnotation) == true, a.Namespace, ct)
-                    .ConfigureAwait(false);
+                var taken = false;
+                await _client.Services.UpdateWithRetryAsync(a.Name, s =>
+                {
+                    var current = s.Metadata.GetAnnotation(KtConventions.LockAnnotation);
+                    taken = a.Lock is not null && current is not null && current != a.Lock;
+                    return !taken && s.Metadata.Annotations?.Remove(KtConventions.LockAnnotation) == true;
+                }, a.Namespace, ct).ConfigureAwait(false);
+                if (taken) throw Changed(a, "its kt-lock was taken again, and stays");
                 break;
             case CleanupActionKind.DeletePod:
-                await _client.Pods.DeleteIfExistsAsync(a.Name, a.Namespace, background, ct).ConfigureAwait(false);
+                await DeleteAsPlannedAsync(_client.Pods, a, ct).ConfigureAwait(false);
                 break;
             case CleanupActionKind.DeleteDeployment:
-                await _client.Deployments.DeleteIfExistsAsync(a.Name, a.Namespace, background, ct).ConfigureAwait(false);
+                await DeleteAsPlannedAsync(_client.Deployments, a, ct).ConfigureAwait(false);
                 break;
             case CleanupActionKind.DeleteService:
-                await _client.Services.DeleteIfExistsAsync(a.Name, a.Namespace, background, ct).ConfigureAwait(false);
+                await DeleteAsPlannedAsync(_client.Services, a, ct).ConfigureAwait(false);
                 break;
             case CleanupActionKind.DeleteConfigMap:
-                await _client.ConfigMaps.DeleteIfExistsAsync(a.Name, a.Namespace, background, ct).ConfigureAwait(false);
+                await DeleteAsPlannedAsync(_client.ConfigMaps, a, ct).ConfigureAwait(false);
                 break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(a));
         }
     }
+
+    /// <summary>
+    /// Deletes the object only while it is the one planned (same uid, same heartbeat): a session that joined it since
+    /// (a shared shadow's joiner stamps it) or a new object of the same name is left. The delete carries the uid and the
+    /// resourceVersion just read, so nothing can slip in between the check and the delete.
+    /// </summary>
+    private static async Task DeleteAsPlannedAsync<T>(ResourceClient<T> client, CleanupAction a, CancellationToken ct) where T : KubeObject
+    {
+        var options = new DeleteOptions { PropagationPolicy = PropagationPolicy.Background };
+        if (a.Uid is null)
+        {
+            await client.DeleteIfExistsAsync(a.Name, a.Namespace, options, ct).ConfigureAwait(false);
+            return;
+        }
+        for (var attempt = 0; ; attempt++)
+        {
+            if (await client.TryGetAsync(a.Name, a.Namespace, ct).ConfigureAwait(false) is not { } current) return;
+            if (current.Metadata.Uid != a.Uid) throw Changed(a, "another object of that name was made, and stays");
+            if (current.Metadata.GetAnnotation(KtConventions.HeartbeatAnnotation) != a.Heartbeat)
+                throw Changed(a, "it has a new heartbeat (a session uses it), and stays");
+            options.PreconditionUid = a.Uid;
+            options.PreconditionResourceVersion = current.Metadata.ResourceVersion;
+            try
+            {
+                await client.DeleteAsync(a.Name, a.Namespace, options, ct).ConfigureAwait(false);
+                return;
+            }
+            catch (KubeConflictException) when (attempt < 5)
+            {
+                // Changed between our read and the delete (a status update): read again and judge again.
+            }
+        }
+    }
+
+    private static KtException Changed(CleanupAction a, string what, Exception? inner = null) =>
+        new("CleanupTargetChanged", KtErrorCategory.ResourceBusy, $"changed since it was planned: {what}", inner, a.Name);
 
     /// <summary>
     /// Restore-KtService / ktctl recover's selector part: spec.selector from <c>kt-selector</c> (or <paramref name="selector"/>),

@@ -273,6 +273,52 @@ public sealed class StaleResourcesTests
         Assert.Contains(noDeployments.Warnings, w => w.Contains("Cannot list deployments", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task What_changed_between_the_plan_and_its_execution_is_left()
+    {
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false });
+        var s = sim.Server;
+        var old = KtConventions.FormatUnixSeconds(sim.Client.Clock.UtcNow.AddMinutes(-30));
+        var shadow = new Dictionary<string, string> { ["control-by"] = "kt", ["kt-role"] = "shadow-connect" };
+        Pod(s, "kt-connect-shadow-daemon", shadow, new() { ["kt-last-heart-beat"] = old, ["kt-ref-count"] = "1" });
+        Pod(s, "kt-connect-shadow-aaaaa", shadow, new() { ["kt-last-heart-beat"] = old });
+        ConfigMap(s, "kt-connect-shadow-bbbbb", old);
+        Deployment(s, "billing", 0);
+        Pod(s, "billing-kt-exchange-ccccc", new() { ["control-by"] = "kt", ["kt-role"] = "shadow-exchange", ["app"] = "billing" },
+            new() { ["kt-config"] = "app=billing,replicas=3", ["kt-last-heart-beat"] = old });
+        Service(s, "locked", new() { ["app"] = "locked" }, new() { ["kt-lock"] = old });
+        var stale = new StaleResources(sim.Client);
+        var plan = await stale.PlanAsync(Ns);
+        Assert.Equal(6, plan.Actions.Count);
+
+        // Meanwhile: a session joins the shared shadow (stamping it), another makes a new ConfigMap of that name,
+        // someone scales billing by hand, and a session locks the Service.
+        var fresh = KtConventions.FormatUnixSeconds(sim.Client.Clock.UtcNow);
+        s.Store.Mutate(ResourceTypes.Pods, Ns, "kt-connect-shadow-daemon", pod =>
+        {
+            pod["metadata"]!["annotations"]!["kt-last-heart-beat"] = fresh;
+            pod["metadata"]!["annotations"]!["kt-ref-count"] = "2";
+            return pod;
+        });
+        s.Store.Delete(ResourceTypes.ConfigMaps, Ns, "kt-connect-shadow-bbbbb");
+        ConfigMap(s, "kt-connect-shadow-bbbbb", old);
+        await sim.Client.Deployments.SetReplicasAsync("billing", 2, Ns);
+        await sim.Client.Services.UpdateWithRetryAsync("locked", svc => svc.Metadata.Annotations!.Remove("kt-lock") | svc.Metadata.Annotations.TryAdd("kt-lock", fresh), Ns);
+
+        var outcomes = await stale.ExecuteAsync(plan);
+        var done = outcomes.Where(o => o.Done).Select(o => $"{o.Action.Kind} {o.Action.Name}").Order(StringComparer.Ordinal);
+        Assert.Equal(["DeletePod billing-kt-exchange-ccccc", "DeletePod kt-connect-shadow-aaaaa"], done);
+        var left = outcomes.Where(o => !o.Done).ToDictionary(o => o.Action.Name, o => o.Error!);
+        Assert.Contains("new heartbeat", left["kt-connect-shadow-daemon"], StringComparison.Ordinal);
+        Assert.Contains("another object of that name", left["kt-connect-shadow-bbbbb"], StringComparison.Ordinal);
+        Assert.Contains("scaled since", left["billing"], StringComparison.Ordinal);
+        Assert.Contains("kt-lock was taken again", left["locked"], StringComparison.Ordinal);
+        Assert.NotNull(s.Store.Get(ResourceTypes.Pods, Ns, "kt-connect-shadow-daemon"));
+        Assert.NotNull(s.Store.Get(ResourceTypes.ConfigMaps, Ns, "kt-connect-shadow-bbbbb"));
+        Assert.Equal(2, (await sim.Client.Deployments.GetAsync("billing", Ns)).Spec!.Replicas);
+        Assert.Equal(fresh, (await sim.Client.Services.GetAsync("locked", Ns)).Metadata.GetAnnotation("kt-lock"));
+    }
+
     private static void Journal(ChangeJournal journal, KubeSimServer s, Uri server, KtObjectKind kind, string name, ClusterChangeKind change, string session) =>
         ClusterJournal.RecordAsync(journal, new ClusterChange
         {
