@@ -446,19 +446,36 @@ public sealed class SshClient : IAsyncDisposable
     // ------------------------------------------------------------------ global requests
 
     /// <summary>Sends a global request; with a reply, returns the REQUEST_SUCCESS data or null for failure.</summary>
-    internal async Task<byte[]?> GlobalRequestAsync(string name, ReadOnlyMemory<byte> data, bool wantReply, CancellationToken ct)
+    /// <summary>
+    /// Sends a global request and, with <paramref name="wantReply"/>, waits for its reply (null: refused). A cancel that
+    /// lands after the request went out hands the reply still to come to <paramref name="abandoned"/>: the server acts on
+    /// the request all the same.
+    /// </summary>
+    internal async Task<byte[]?> GlobalRequestAsync(string name, ReadOnlyMemory<byte> data, bool wantReply, CancellationToken ct,
+        Action<Task<byte[]?>>? abandoned = null)
     {
         using var w = new SshWriter();
         w.Byte(SshMsg.GlobalRequest).String(name).Boolean(wantReply);
         var guard = new GlobalGuard(this, wantReply);
-        await Transport.SendAsync(w.ToArray(), data, guard, fromReader: false, ct).ConfigureAwait(false);
-        return wantReply ? await guard.Reply.Task.WaitAsync(ct).ConfigureAwait(false) : null;
+        try
+        {
+            await Transport.SendAsync(w.ToArray(), data, guard, fromReader: false, ct).ConfigureAwait(false);
+            return wantReply ? await guard.Reply.Task.WaitAsync(ct).ConfigureAwait(false) : null;
+        }
+        catch (OperationCanceledException) when (guard.Sent && abandoned is not null)
+        {
+            abandoned(guard.Reply.Task);
+            throw;
+        }
     }
 
     /// <summary>Replies to global requests come in request order; the slot is queued under the write lock.</summary>
     private sealed class GlobalGuard(SshClient client, bool wantReply) : ISendGuard
     {
         public TaskCompletionSource<byte[]?> Reply { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>The request went out with its reply slot queued.</summary>
+        public volatile bool Sent;
 
         public bool OnSending(byte msg)
         {
@@ -468,6 +485,7 @@ public sealed class SshClient : IAsyncDisposable
                 if (client._terminated.Task.IsCompleted) throw client._terminated.Task.Result;
                 client._globalReplies.Enqueue(Reply);
             }
+            Sent = true;
             return true;
         }
     }
@@ -570,7 +588,13 @@ public sealed class SshClient : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfGreaterThan(port, 65535);
         using var w = new SshWriter();
         w.String(bindAddress).UInt32((uint)port);
-        var reply = await GlobalRequestAsync("tcpip-forward", w.ToArray(), wantReply: true, cancellationToken).ConfigureAwait(false)
+        // Cancelled once sent: if sshd then listens, nothing of ours would ever cancel it, so its reply takes it back.
+        var reply = await GlobalRequestAsync("tcpip-forward", w.ToArray(), wantReply: true, cancellationToken,
+                abandoned: late => late.ContinueWith(t =>
+                {
+                    if (t.IsCompletedSuccessfully && t.Result is { } granted)
+                        _ = CancelListeningAsync(bindAddress, port == 0 ? (int)new SshReader(granted).ReadUInt32() : port);
+                }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default)).ConfigureAwait(false)
             ?? throw new SshException(SshErrorIds.ForwardRejected, KtErrorCategory.PermissionDenied,
                 $"The SSH server refused to listen on {bindAddress}:{port} (port in use, or forwarding disabled).", null, $"{bindAddress}:{port}");
         var bound = port;
@@ -586,17 +610,30 @@ public sealed class SshClient : IAsyncDisposable
 
     internal async Task CancelRemoteForwardAsync(SshRemoteForward forward)
     {
-        using var w = new SshWriter();
-        w.String(forward.BindAddress).UInt32((uint)forward.BoundPort);
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         try
         {
-            await GlobalRequestAsync("cancel-tcpip-forward", w.ToArray(), wantReply: true, timeout.Token).ConfigureAwait(false);
+            await CancelListeningAsync(forward.BindAddress, forward.BoundPort, throwOnFailure: true).ConfigureAwait(false);
         }
         finally
         {
             // Opens that race the reply are still dispatched until here (RFC 4254 §7.1).
             lock (_lock) _forwards.Remove((forward.BindAddress, forward.BoundPort));
+        }
+    }
+
+    /// <summary><c>cancel-tcpip-forward</c>, bounded by 10 s; without <paramref name="throwOnFailure"/> a failure is dropped.</summary>
+    private async Task CancelListeningAsync(string bindAddress, int port, bool throwOnFailure = false)
+    {
+        using var w = new SshWriter();
+        w.String(bindAddress).UInt32((uint)port);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        try
+        {
+            await GlobalRequestAsync("cancel-tcpip-forward", w.ToArray(), wantReply: true, timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (!throwOnFailure && e is SshException or OperationCanceledException or ObjectDisposedException)
+        {
+            // The connection is gone, and the listener with it.
         }
     }
 

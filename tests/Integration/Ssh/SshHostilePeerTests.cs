@@ -443,6 +443,33 @@ public sealed class SshHostilePeerTests
         }
     }
 
+    [LinuxRootFact("sshd", "ssh-keygen")]
+    public async Task A_remote_forward_cancelled_after_its_request_went_out_does_not_leave_sshd_listening()
+    {
+        using var key = SshKeyPair.GenerateEcdsa();
+        await using var sshd = await SshdProcess.StartAsync(key);
+        await using var proxy = new TcpProxy(sshd.Port);
+        await using var client = await ConnectViaAsync(proxy, sshd, key);
+        var port = SshdProcess.FreePort();
+        bool Listening() => System.Net.NetworkInformation.IPGlobalProperties.GetIPGlobalProperties().GetActiveTcpListeners()
+            .Any(e => e.Port == port && IPAddress.IsLoopback(e.Address));
+
+        // sshd gets the request and listens; its "granted" is held back until the caller has given up.
+        proxy.FreezeServer();
+        using var cancel = new CancellationTokenSource();
+        var request = client.ForwardRemoteAsync("127.0.0.1", port, (_, _) => Task.CompletedTask, cancel.Token);
+        await Wait.UntilAsync(Listening, "sshd to listen on the forwarded port", Quick);
+        await cancel.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => request);
+        proxy.ThawServer();
+
+        await Wait.UntilAsync(() => !Listening(), "sshd to stop listening once the late grant is answered with a cancel", Quick);
+        Assert.True(client.IsConnected);
+        // The port is free for a forward that is wanted.
+        await using var again = await client.ForwardRemoteAsync("127.0.0.1", port, (_, _) => Task.CompletedTask).WaitAsync(Quick);
+        Assert.Equal(port, again.BoundPort);
+    }
+
     private static async Task<SshClient> ConnectViaAsync(TcpProxy proxy, SshdProcess sshd, SshKeyPair key, TimeSpan? keepalive = null)
     {
         var tcp = new TcpClient { NoDelay = true };

@@ -4,8 +4,8 @@ using System.Net.Sockets;
 namespace KtConnect.Tests.Integration.Ssh;
 
 /// <summary>
-/// A loopback relay between our client and sshd that can misbehave on demand: freeze (a stalled peer),
-/// cut the connection, or flip a bit in what the server sends (a bad MAC).
+/// A loopback relay between our client and sshd that can misbehave on demand: freeze (a stalled peer), hold back the
+/// server's answers, cut the connection, or flip a bit in what the server sends (a bad MAC).
 /// </summary>
 internal sealed class TcpProxy : IAsyncDisposable
 {
@@ -16,6 +16,7 @@ internal sealed class TcpProxy : IAsyncDisposable
     private readonly List<Task> _pumps = [];
     private readonly List<TcpClient> _sockets = [];
     private volatile TaskCompletionSource _thaw = Done();
+    private volatile TaskCompletionSource _thawServer = Done();
     private long _serverBytes;
 
     public TcpProxy(int targetPort)
@@ -47,6 +48,11 @@ internal sealed class TcpProxy : IAsyncDisposable
 
     /// <summary>Stops relaying in both directions, keeping the sockets open: the peer looks alive but silent.</summary>
     public void Freeze() => _thaw = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Holds back what the server sends (what the client sends still goes through) until <see cref="ThawServer"/>.</summary>
+    public void FreezeServer() => _thawServer = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public void ThawServer() => _thawServer.TrySetResult();
 
     public void Cut()
     {
@@ -100,6 +106,7 @@ internal sealed class TcpProxy : IAsyncDisposable
                 await _thaw.Task.WaitAsync(_cts.Token).ConfigureAwait(false);
                 if (fromServer)
                 {
+                    await _thawServer.Task.WaitAsync(_cts.Token).ConfigureAwait(false);
                     if (CorruptNextServerChunk)
                     {
                         CorruptNextServerChunk = false;
