@@ -107,6 +107,8 @@ internal sealed class ByteRing
     private int _head;
     // While a reader holds memory lent by Borrow, an array the ring replaces goes back to the pool only at EndBorrow.
     private bool _lent;
+    // The loan is of free space (BorrowFree), which an Append would write over.
+    private bool _lentFree;
     private byte[]? _retired;
 
     public ByteRing(int max, MemoryBudget budget)
@@ -127,6 +129,7 @@ internal sealed class ByteRing
     /// <summary>Appends as much of <paramref name="data"/> as fits; returns how much.</summary>
     public int Append(ReadOnlySpan<byte> data)
     {
+        if (_lentFree) throw new InvalidOperationException("The ring's free space is lent: end that loan before appending.");
         var want = Math.Min(data.Length, _max - Count);
         if (want <= 0) return 0;
         EnsureCapacity(Count + want);
@@ -194,7 +197,7 @@ internal sealed class ByteRing
         if (buf is null || Count == buf.Length) return Memory<byte>.Empty;
         var tail = (_head + Count) & (buf.Length - 1);
         var n = Math.Min(want, Math.Min(buf.Length - Count, buf.Length - tail));
-        _lent = true;
+        _lent = _lentFree = true;
         return buf.AsMemory(tail, n);
     }
 
@@ -214,7 +217,7 @@ internal sealed class ByteRing
     /// <summary>Ends the loan of <see cref="Borrow"/>; an array replaced meanwhile goes back to the pool now.</summary>
     public void EndBorrow()
     {
-        _lent = false;
+        _lent = _lentFree = false;
         if (_retired is null) return;
         ArrayPool<byte>.Shared.Return(_retired);
         _retired = null;
@@ -223,6 +226,7 @@ internal sealed class ByteRing
     public void Discard(int n)
     {
         if (n < 0 || n > Count) throw new ArgumentOutOfRangeException(nameof(n));
+        if (_lent && !_lentFree) throw new InvalidOperationException("The ring's bytes are lent: end that loan before discarding.");
         if (n == 0) return;
         _head = (_head + n) & (_buffer!.Length - 1);
         Count -= n;

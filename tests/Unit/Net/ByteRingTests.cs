@@ -78,4 +78,30 @@ public sealed class ByteRingTests
         ring.EndBorrowFree(again, 16);
         Assert.Equal(0, ring.Count);
     }
+
+    [Fact]
+    public void What_would_write_over_a_loan_is_refused_and_what_would_not_is_allowed()
+    {
+        var ring = new ByteRing(4096, new MemoryBudget(1 << 30));
+        ring.Append(new byte[] { 1, 2, 3 });
+
+        // A read loan: new bytes may arrive behind it, but nothing may consume it from under the reader.
+        var lent = ring.Borrow();
+        Assert.Equal(2, ring.Append(new byte[] { 4, 5 }));
+        Assert.Throws<InvalidOperationException>(() => ring.Discard(1));
+        ring.EndBorrow();
+        ring.Discard(3);
+
+        // A loan of free space: ACKs may consume what was sent, but an append would land in the writer's space.
+        var space = ring.BorrowFree(16);
+        ring.Discard(2);
+        Assert.Throws<InvalidOperationException>(() => ring.Append(new byte[] { 9 }));
+        space.Span[0] = 7;
+        ring.EndBorrowFree(space, 1);
+        Assert.Equal(1, ring.Append(new byte[] { 8 }));
+        var read = new byte[2];
+        ring.Peek(0, read);
+        Assert.Equal(new byte[] { 7, 8 }, read);
+        Assert.Equal(3, lent.Length);
+    }
 }
