@@ -226,8 +226,8 @@ internal sealed class ByteRing
     public void Discard(int n)
     {
         if (n < 0 || n > Count) throw new ArgumentOutOfRangeException(nameof(n));
-        if (_lent && !_lentFree) throw new InvalidOperationException("The ring's bytes are lent: end that loan before discarding.");
         if (n == 0) return;
+        if (_lent && !_lentFree) throw new InvalidOperationException("The ring's bytes are lent: end that loan before discarding.");
         _head = (_head + n) & (_buffer!.Length - 1);
         Count -= n;
         // Back to the start when empty, unless a writer is filling space lent after the tail.

@@ -81,7 +81,7 @@ public sealed class Session
     internal CancellationToken Exiting => _exiting.Token;
 
     /// <summary>Says that the stop that follows has only the exit's time (<see cref="SessionRegistry.ExitTimeout"/>).</summary>
-    internal void MarkExiting() => _exiting.Cancel();
+    internal void MarkExiting() => _ = _exiting.CancelAsync(); // its callbacks run on the pool, not on the exiting thread
 
     public SessionState State
     {
@@ -181,15 +181,20 @@ public sealed class Session
             // after this decision stops a Running session, on its own path.
             SessionState previous;
             bool running;
+            SessionStateChangedEventArgs? args = null;
             lock (_gate)
             {
                 previous = _state;
                 running = !_stopping.IsCancellationRequested;
-                if (running) _state = SessionState.Running;
+                if (running)
+                {
+                    _state = SessionState.Running;
+                    args = new SessionStateChangedEventArgs(Snapshot(), previous);
+                }
             }
             if (running)
             {
-                if (previous != SessionState.Running) RaiseStateChanged(previous);
+                if (previous != SessionState.Running) RaiseStateChanged(args);
                 return;
             }
             error = new OperationCanceledException("The session was stopped while it was starting.");
@@ -316,21 +321,23 @@ public sealed class Session
     private void SetState(SessionState state, SessionState? onlyFrom = null)
     {
         SessionState previous;
+        SessionStateChangedEventArgs args;
         lock (_gate)
         {
             previous = _state;
             if (onlyFrom is { } from && previous != from) return;
             if (previous == state || previous is SessionState.Stopped or SessionState.Failed) return;
             _state = state;
+            // The snapshot of this transition, taken with it: a later one cannot show in this event.
+            args = new SessionStateChangedEventArgs(Snapshot(), previous);
         }
-        RaiseStateChanged(previous);
+        RaiseStateChanged(args);
     }
 
     /// <summary>Tells every handler; one that throws is said and skipped, never allowed to stop a stop or its undo.</summary>
-    private void RaiseStateChanged(SessionState previous)
+    private void RaiseStateChanged(SessionStateChangedEventArgs? args)
     {
-        if (StateChanged is not { } handlers) return;
-        var args = new SessionStateChangedEventArgs(Snapshot(), previous);
+        if (args is null || StateChanged is not { } handlers) return;
         foreach (var handler in handlers.GetInvocationList().Cast<EventHandler<SessionStateChangedEventArgs>>())
         {
             try

@@ -66,7 +66,8 @@ public sealed class UndoScope
     /// </summary>
     internal static async Task RunStepAsync(Func<CancellationToken, Task> undo, TimeSpan timeout)
     {
-        using var cts = new CancellationTokenSource(timeout);
+        // A bound beyond what a timer takes (~24.8 days, say a huge --recoverWaitTime) is no bound.
+        using var cts = new CancellationTokenSource(timeout.TotalMilliseconds >= int.MaxValue ? Timeout.InfiniteTimeSpan : timeout);
         try
         {
             await undo(cts.Token).WaitAsync(cts.Token).ConfigureAwait(false);

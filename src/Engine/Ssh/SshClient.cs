@@ -445,9 +445,9 @@ public sealed class SshClient : IAsyncDisposable
 
     // ------------------------------------------------------------------ global requests
 
-    /// <summary>Sends a global request; with a reply, returns the REQUEST_SUCCESS data or null for failure.</summary>
     /// <summary>
-    /// Sends a global request and, with <paramref name="wantReply"/>, waits for its reply (null: refused). A cancel that
+    /// Sends a global request and, with <paramref name="wantReply"/>, waits for its reply: the REQUEST_SUCCESS data, or
+    /// null when refused. A cancel that
     /// lands after the request went out hands the reply still to come to <paramref name="abandoned"/>: the server acts on
     /// the request all the same.
     /// </summary>
@@ -592,8 +592,16 @@ public sealed class SshClient : IAsyncDisposable
         var reply = await GlobalRequestAsync("tcpip-forward", w.ToArray(), wantReply: true, cancellationToken,
                 abandoned: late => late.ContinueWith(t =>
                 {
-                    if (t.IsCompletedSuccessfully && t.Result is { } granted)
+                    // A connection that failed first took the listener with it (and the fault is seen here, not left unobserved).
+                    if (t.Exception is not null || t.Result is not { } granted) return;
+                    try
+                    {
                         _ = CancelListeningAsync(bindAddress, port == 0 ? (int)new SshReader(granted).ReadUInt32() : port);
+                    }
+                    catch (SshException)
+                    {
+                        // A grant without its port: nothing to name in a cancel.
+                    }
                 }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default)).ConfigureAwait(false)
             ?? throw new SshException(SshErrorIds.ForwardRejected, KtErrorCategory.PermissionDenied,
                 $"The SSH server refused to listen on {bindAddress}:{port} (port in use, or forwarding disabled).", null, $"{bindAddress}:{port}");

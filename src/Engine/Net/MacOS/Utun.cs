@@ -162,12 +162,27 @@ public sealed partial class MacUtunDevice : ITunDevice
         {
             fds[0] = new PollFd { Fd = _fd, Events = 1 };
             fds[1] = new PollFd { Fd = _wake[0], Events = 1 };
-            if (Poll(fds, 2, -1) < 0) continue;
+            if (Poll(fds, 2, -1) < 0)
+            {
+                if (Marshal.GetLastPInvokeError() == EINTR) continue;
+                throw ReadFailed("poll");
+            }
             if (Volatile.Read(ref _disposed) != 0) break;
-            if ((fds[0].Revents & 1) == 0) continue;
+            if ((fds[0].Revents & 1) == 0)
+            {
+                // POLLERR, POLLHUP or POLLNVAL without data: the device is gone; polling again would spin.
+                if ((fds[0].Revents & (0x8 | 0x10 | 0x20)) != 0) throw new TunDeviceException("TunReadFailed", $"{Name} reports an error (poll revents 0x{fds[0].Revents:x}).", target: Name);
+                continue;
+            }
             nint n;
             fixed (byte* p = frame) n = Read(_fd, p, frame.Length);
-            if (n <= 0) continue;
+            if (n == 0) break;
+            if (n < 0)
+            {
+                var errno = Marshal.GetLastPInvokeError();
+                if (errno is EINTR or EAGAIN) continue;
+                throw ReadFailed("read");
+            }
             if (!UtunFraming.TryUnwrap(frame.AsSpan(0, (int)n), out var offset, out var length)) continue;
             frame.AsSpan(offset, length).CopyTo(buffer);
             return length;
@@ -212,6 +227,12 @@ public sealed partial class MacUtunDevice : ITunDevice
         byte one = 1;
         Write(_wake[1], &one, 1);
     }
+
+    private const int EINTR = 4;
+    private const int EAGAIN = 35; // macOS
+
+    private TunDeviceException ReadFailed(string what) =>
+        new("TunReadFailed", $"{what} on {Name} failed: errno {Marshal.GetLastPInvokeError()}.", target: Name);
 
     private static TunDeviceException Error(string id, string what) =>
         new(id, $"{what} failed: errno {Marshal.GetLastPInvokeError()}. Creating a utun device needs root.");

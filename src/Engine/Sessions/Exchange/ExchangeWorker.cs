@@ -347,9 +347,15 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
                 await Task.Delay(TimeSpan.FromMilliseconds(500), wait.Token).ConfigureAwait(false);
             }
         }
-        catch (OperationCanceledException) when (context.Exiting.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (wait.IsCancellationRequested)
         {
-            output.Warning($"Deployment {_namespace}/{name} was scaled back to {replicas}; not waiting for its pods to be ready as the process exits.");
+            // Only a wait: what it waited for was undone already, so running out of time is said, not a failed restore.
+            output.Warning($"Deployment {_namespace}/{name} was scaled back to {replicas}; " +
+                (context.Exiting.IsCancellationRequested ? "not waiting for its pods to be ready as the process exits." : "stopped waiting for its pods to be ready."));
+        }
+        catch (KubeNotFoundException)
+        {
+            output.Warning($"Deployment {_namespace}/{name} was deleted after it was scaled back; there are no pods to wait for.");
         }
     }
 
