@@ -21,6 +21,9 @@ internal sealed class ExecCredentialPlugin
 {
     public const string ExecInfoVariable = "KUBERNETES_EXEC_INFO";
 
+    /// <summary>ETXTBSY (Linux, macOS): exec of a file still open for writing.</summary>
+    private const int TextFileBusy = 26;
+
     private readonly KubeExecConfig _config;
     private readonly string _userName;
     private readonly string _sourceFile;
@@ -118,19 +121,29 @@ internal sealed class ExecCredentialPlugin
 
         using var process = new Process { StartInfo = psi };
         Interlocked.Increment(ref _runs);
-        try
+        for (var attempt = 0; ; attempt++)
         {
-            process.Start();
-        }
-        catch (Win32Exception e)
-        {
-            var missing = !ProcessRunner.IsOnPath(_config.Command);
-            var hint = string.IsNullOrWhiteSpace(_config.InstallHint) ? "" : " " + _config.InstallHint.Trim();
-            throw new ExecPluginFailedException(_config.Command,
-                missing
-                    ? $"{Describe} was not found. It is a client-go credential plugin that must be installed.{hint}"
-                    : $"{Describe} could not be started: {e.Message}",
-                inner: e, notFound: missing);
+            try
+            {
+                process.Start();
+                break;
+            }
+            catch (Win32Exception e) when (e.NativeErrorCode == TextFileBusy && !OperatingSystem.IsWindows() && attempt < 10)
+            {
+                // ETXTBSY: the plugin file is still open for writing somewhere (just installed or updated, or its writer's
+                // fd inherited by a process another thread is forking). It clears in moments.
+                await Task.Delay(TimeSpan.FromMilliseconds(20), cancellationToken).ConfigureAwait(false);
+            }
+            catch (Win32Exception e)
+            {
+                var missing = !ProcessRunner.IsOnPath(_config.Command);
+                var hint = string.IsNullOrWhiteSpace(_config.InstallHint) ? "" : " " + _config.InstallHint.Trim();
+                throw new ExecPluginFailedException(_config.Command,
+                    missing
+                        ? $"{Describe} was not found. It is a client-go credential plugin that must be installed.{hint}"
+                        : $"{Describe} could not be started: {e.Message}",
+                    inner: e, notFound: missing);
+            }
         }
 
         if (!interactive) process.StandardInput.Close();
