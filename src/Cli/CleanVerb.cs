@@ -47,7 +47,8 @@ internal static class CleanVerb
                 foreach (var action in plan.Actions)
                 {
                     var outcome = report.Outcomes.FirstOrDefault(o => o.Action == action);
-                    var state = options.DryRun ? "would" : outcome is { Done: true } ? "done:" : outcome?.Error is { } err ? $"FAILED ({err}):" : "skipped:";
+                    var state = options.DryRun ? "would" : outcome is { Done: true } ? "done:" : outcome?.Error is { } err ? $"FAILED ({err}):"
+                        : outcome?.KeptBecause is { } why ? $"kept ({why}):" : "skipped:";
                     await stdout.WriteLineAsync($"cluster: {state} {action.Description}").ConfigureAwait(false);
                 }
                 if (plan.Actions.Count == 0 && report.Cluster.Count == 0)

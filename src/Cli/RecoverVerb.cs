@@ -29,8 +29,9 @@ internal static class RecoverVerb
             }
             var outcomes = await Recoverer.ExecuteAsync(options, plan).ConfigureAwait(false);
             foreach (var o in outcomes)
-                await stdout.WriteLineAsync(o.Done ? $"done: {o.Action.Description}" : $"FAILED ({o.Error}): {o.Action.Description}").ConfigureAwait(false);
-            return outcomes.All(o => o.Done) ? 0 : 1;
+                await stdout.WriteLineAsync(o.Done ? $"done: {o.Action.Description}"
+                    : o.KeptBecause is { } why ? $"kept ({why}): {o.Action.Description}" : $"FAILED ({o.Error}): {o.Action.Description}").ConfigureAwait(false);
+            return outcomes.All(o => o.Done || o.KeptBecause is not null) ? 0 : 1;
         }
         catch (KtException e)
         {

@@ -118,6 +118,7 @@ public sealed class ClearKtResourceCommand : KtKubeCmdlet
         foreach (var o in report.Outcomes)
         {
             WriteObject(new KtCleanupResult(KtCleanupScope.Cluster, o.Action.Description, o.Done, o.Error));
+            if (o.KeptBecause is { } why) WriteWarning($"Kept: {o.Action.Description}: {why}.");
             if (!o.Done && o.Error is not null)
                 WriteKtError(new KtException("ClearKtResourceFailed", KtErrorCategory.InvalidOperation, $"Could not {o.Action.Description}: {o.Error}",
                     target: o.Action.Name));

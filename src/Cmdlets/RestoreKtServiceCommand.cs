@@ -43,6 +43,7 @@ public sealed class RestoreKtServiceCommand : KtKubeCmdlet
         foreach (var o in outcomes)
         {
             WriteObject(new KtCleanupResult(KtCleanupScope.Cluster, o.Action.Description, o.Done, o.Error));
+            if (o.KeptBecause is { } why) WriteWarning($"Kept: {o.Action.Description}: {why}.");
             if (!o.Done && o.Error is not null)
                 WriteKtError(new KtException("RestoreKtServiceFailed", KtErrorCategory.InvalidOperation, $"Could not {o.Action.Description}: {o.Error}",
                     target: o.Action.Name));

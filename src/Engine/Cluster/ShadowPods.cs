@@ -332,8 +332,9 @@ public sealed class ShadowPods
     /// How long a join (a create of a shared object, or its count + 1) may take. A join is sent without the caller's
     /// cancellation: its undo can be registered only once its answer is in, and a cancel that cut the request off after
     /// the server applied it would leave a count that nobody takes back. The caller's cancel is seen at its next step.
+    /// Short enough that a Ctrl+C, or process exit's 30 s, still has time for the undo after it.
     /// </summary>
-    internal static readonly TimeSpan JoinTimeout = TimeSpan.FromSeconds(30);
+    internal static readonly TimeSpan JoinTimeout = TimeSpan.FromSeconds(10);
 
     /// <summary>Sends a join (see <see cref="JoinTimeout"/>); no answer in time is <see cref="KubeRequestTimeoutException"/>.</summary>
     internal static async Task<T> SendJoinAsync<T>(Func<CancellationToken, Task<T>> join, string what)
@@ -345,7 +346,9 @@ public sealed class ShadowPods
         }
         catch (OperationCanceledException e) when (timeout.IsCancellationRequested)
         {
-            throw new KubeRequestTimeoutException($"Joining {what} got no answer within {JoinTimeout.TotalSeconds:0} s.", e, what);
+            throw new KubeRequestTimeoutException(
+                $"Joining {what} got no answer within {JoinTimeout.TotalSeconds:0} s; if the server applied it, its kt-ref-count is one too high, " +
+                "and it outlives its last user until its heartbeat is stale and kt clean removes it.", e, what);
         }
     }
 

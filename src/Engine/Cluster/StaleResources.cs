@@ -33,8 +33,8 @@ public sealed record CleanupAction(CleanupActionKind Kind, string Namespace, str
     public int? Replicas { get; init; }
 
     /// <summary>
-    /// A delete's object as it was planned: its uid and <c>kt-last-heart-beat</c>. An object replaced since, or stamped
-    /// by a session that joined it, is left (<c>CleanupTargetChanged</c>). Null: deleted by name.
+    /// The object as it was planned: its uid and (a delete's) <c>kt-last-heart-beat</c>. An object replaced since, or
+    /// stamped by a session that joined it, is left (<c>CleanupTargetChanged</c>). Null: by name.
     /// </summary>
     public string? Uid { get; init; }
 
@@ -43,6 +43,12 @@ public sealed record CleanupAction(CleanupActionKind Kind, string Namespace, str
 
     /// <summary>UnlockService: the <c>kt-lock</c> value planned for removal; a lock taken since stays.</summary>
     public string? Lock { get; init; }
+
+    /// <summary>
+    /// RestoreServiceSelector: the Service's selector and <c>kt-selector</c> as planned; a Service exchanged again since
+    /// (a new kt-target) or changed by hand is left.
+    /// </summary>
+    public string? PlannedSelector { get; init; }
 
     public string Description => Kind switch
     {
@@ -75,8 +81,14 @@ public sealed record CleanupPlan(string Namespace, DateTimeOffset ClusterTime, T
     public string? Service { get; init; }
 }
 
-/// <summary>The outcome of one action.</summary>
-public sealed record CleanupOutcome(CleanupAction Action, bool Done, string? Error);
+/// <summary>
+/// The outcome of one action. <see cref="KeptBecause"/>: not done on purpose, since the object changed after it was
+/// planned (a session took it up again): neither done nor failed.
+/// </summary>
+public sealed record CleanupOutcome(CleanupAction Action, bool Done, string? Error)
+{
+    public string? KeptBecause { get; init; }
+}
 
 /// <summary>
 /// Finds what crashed KtConnect or ktctl sessions left in a namespace (objects labelled <c>control-by=kt</c> whose
@@ -130,7 +142,7 @@ public sealed class StaleResources
         var listedPods = await List(_client.Pods, null,
             "they were not checked, and no Service selector or ConfigMap is restored or deleted.").ConfigureAwait(false);
         var listedDeployments = await List(_client.Deployments, null,
-            "they were not checked, and no pod a Deployment made is deleted.").ConfigureAwait(false);
+            "they were not checked, and no Deployment is scaled back and no pod a Deployment made or ConfigMap is deleted.").ConfigureAwait(false);
         var pods = listedPods ?? [];
         var allDeployments = listedDeployments ?? [];
         var deployments = allDeployments.Where(d => d.Metadata.GetLabel(KtConventions.ControlByLabel) == KtConventions.ControlByValue).ToList();
@@ -176,8 +188,10 @@ public sealed class StaleResources
         var stalePods = new HashSet<string>(StringComparer.Ordinal);
         foreach (var p in ktPods)
         {
+            // A Deployment's pod is judged with it and goes with it (its delete propagates): deleted on its own, it would
+            // go even when a session joined the Deployment after the plan (a join stamps the Deployment, not its pods).
             if (p.Metadata.OwnerReferences is { Count: > 0 } && (listedDeployments is null
-                || p.Metadata.GetLabel(KtConventions.TargetLabel) is { } t && liveTargets.Contains(t))) continue;
+                || p.Metadata.GetLabel(KtConventions.TargetLabel) is { } t && (liveTargets.Contains(t) || staleTargets.Contains(t)))) continue;
             if (Stale(KtObjectKind.Pod, p)) stalePods.Add(p.Metadata.Name ?? "");
         }
         foreach (var router in ktPods.Where(p => p.Metadata.GetLabel(KtConventions.RoleLabel) == KtConventions.Roles.Router && stalePods.Contains(p.Metadata.Name ?? "")))
@@ -224,7 +238,11 @@ public sealed class StaleResources
                 if (owners.Find(KtObjectKind.Deployment, app) is { Alive: true } live)
                     kept.Add($"kept: Deployment {ns}/{app} scaled as it is: scaled by a live session on this machine ({live})");
                 else
-                    restores.Add(new CleanupAction(CleanupActionKind.ScaleDeployment, ns, app, $"scale exchange {owner.Metadata.Name} is stale") { Replicas = replicas });
+                    restores.Add(new CleanupAction(CleanupActionKind.ScaleDeployment, ns, app, $"scale exchange {owner.Metadata.Name} is stale")
+                    {
+                        Replicas = replicas,
+                        Uid = target.Metadata.Uid,
+                    });
             }
             if (role is KtConventions.Roles.Router or KtConventions.Roles.ShadowExchange
                 && config.TryGetValue(KtConventions.ConfigService, out var svcName)
@@ -245,10 +263,12 @@ public sealed class StaleResources
             }
             try
             {
-                var ownSelector = svc.Spec?.Selector?.ContainsKey(KtConventions.RoleLabel) != true;
+                var setSince = svc.Spec?.Selector?.ContainsKey(KtConventions.RoleLabel) != true;
                 restores.Add(new CleanupAction(CleanupActionKind.RestoreServiceSelector, ns, svc.Metadata.Name ?? "", reason)
                 {
-                    Selector = ownSelector ? null : KtConventions.ParseSelector(annotation, svc.Key),
+                    Selector = setSince ? null : KtConventions.ParseSelector(annotation, svc.Key),
+                    Uid = svc.Metadata.Uid,
+                    PlannedSelector = KtConventions.FormatSelector(svc.Spec?.Selector ?? new Dictionary<string, string>()) + " " + annotation,
                 });
             }
             catch (KtAnnotationInvalidException e)
@@ -296,7 +316,7 @@ public sealed class StaleResources
         // A shadow's ConfigMap goes with its shadow: kept while a pod or Deployment of the same name is.
         var keptShadows = ktPods.Where(p => !stalePods.Contains(p.Metadata.Name ?? "")).Select(p => p.Metadata.Name)
             .Concat(deployments.Except(staleDeployments).Select(d => d.Metadata.Name)).OfType<string>().ToHashSet(StringComparer.Ordinal);
-        foreach (var cm in configMaps.Where(cm => listedPods is not null && Stale(KtObjectKind.ConfigMap, cm)))
+        foreach (var cm in configMaps.Where(cm => listedPods is not null && listedDeployments is not null && Stale(KtObjectKind.ConfigMap, cm)))
         {
             if (keptShadows.Contains(cm.Metadata.Name ?? ""))
             {
@@ -332,6 +352,10 @@ public sealed class StaleResources
             {
                 outcomes.Add(new CleanupOutcome(action, true, null));
             }
+            catch (KtException e) when (e.ErrorId == TargetChanged)
+            {
+                outcomes.Add(new CleanupOutcome(action, false, null) { KeptBecause = e.Message });
+            }
             catch (KtException e)
             {
                 outcomes.Add(new CleanupOutcome(action, false, e.Message));
@@ -345,21 +369,40 @@ public sealed class StaleResources
         switch (a.Kind)
         {
             case CleanupActionKind.RestoreServiceSelector:
-                await RestoreServiceAsync(a.Namespace, a.Name, a.Selector, ct).ConfigureAwait(false);
+                string? moved = null;
+                await RestoreServiceAsync(a.Namespace, a.Name, a.Selector, removeLock: true, svc =>
+                {
+                    if (svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation) is null) return false; // restored already
+                    moved = a.Uid is not null && svc.Metadata.Uid != a.Uid ? "another Service of that name was made since"
+                        : a.PlannedSelector is not null && a.PlannedSelector != KtConventions.FormatSelector(svc.Spec?.Selector ?? new Dictionary<string, string>())
+                            + " " + svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation)
+                            ? "its selector was changed since (exchanged again, or by hand), and stays" : null;
+                    return moved is null;
+                }, ct).ConfigureAwait(false);
+                if (moved is not null) throw Changed(a, moved);
                 break;
             case CleanupActionKind.ScaleDeployment:
-                // Only from the 0 we left: a count set since (by hand, by a new exchange) stays. On the Deployment, not its
-                // scale subresource, whose spec leaves a 0 out (omitempty) and so cannot be tested.
-                var scale = new JsonPatchBuilder().Test("/spec/replicas", 0).Replace("/spec/replicas", a.Replicas ?? 1);
+                // Only the Deployment planned, and only from the 0 we left: a count set since (by hand, by a new exchange)
+                // stays. Patched on the Deployment (kt-connect's RBAC grants patch there), not its scale subresource, whose
+                // spec leaves a 0 out (omitempty) and so cannot be tested.
+                if (a.Uid is null)
+                {
+                    // Not planned from what was seen (kt recover names the Service): scaled as asked.
+                    await _client.Deployments.SetReplicasAsync(a.Name, a.Replicas ?? 1, a.Namespace, ct).ConfigureAwait(false);
+                    break;
+                }
+                var scale = new JsonPatchBuilder().Test("/metadata/uid", a.Uid).Test("/spec/replicas", 0).Replace("/spec/replicas", a.Replicas ?? 1);
                 try
                 {
                     await _client.Deployments.PatchAsync(a.Name, KubePatch.Json(scale), a.Namespace, ct).ConfigureAwait(false);
                 }
                 catch (KubeInvalidException e)
                 {
-                    // Already at the count (this plan ran before) is done.
                     var now = await _client.Deployments.GetAsync(a.Name, a.Namespace, ct).ConfigureAwait(false);
-                    if (now.Spec?.Replicas != (a.Replicas ?? 1)) throw Changed(a, "it was scaled since, and its count stays", e);
+                    if (now.Metadata.Uid != a.Uid) throw Changed(a, "another Deployment of that name was made since", e);
+                    if (now.Spec?.Replicas == (a.Replicas ?? 1)) break; // already at the count: this plan ran before
+                    if (now.Spec?.Replicas != 0) throw Changed(a, "it was scaled since, and its count stays", e);
+                    throw; // still at 0: refused for another reason (an admission policy)
                 }
                 break;
             case CleanupActionKind.UnlockService:
@@ -394,7 +437,7 @@ public sealed class StaleResources
     /// (a shared shadow's joiner stamps it) or a new object of the same name is left. The delete carries the uid and the
     /// resourceVersion just read, so nothing can slip in between the check and the delete.
     /// </summary>
-    private static async Task DeleteAsPlannedAsync<T>(ResourceClient<T> client, CleanupAction a, CancellationToken ct) where T : KubeObject
+    private async Task DeleteAsPlannedAsync<T>(ResourceClient<T> client, CleanupAction a, CancellationToken ct) where T : KubeObject
     {
         var options = new DeleteOptions { PropagationPolicy = PropagationPolicy.Background };
         if (a.Uid is null)
@@ -405,9 +448,10 @@ public sealed class StaleResources
         for (var attempt = 0; ; attempt++)
         {
             if (await client.TryGetAsync(a.Name, a.Namespace, ct).ConfigureAwait(false) is not { } current) return;
-            if (current.Metadata.Uid != a.Uid) throw Changed(a, "another object of that name was made, and stays");
+            if (current.Metadata.Uid != a.Uid) throw Changed(a, "another object of that name was made since");
             if (current.Metadata.GetAnnotation(KtConventions.HeartbeatAnnotation) != a.Heartbeat)
-                throw Changed(a, "it has a new heartbeat (a session uses it), and stays");
+                throw Changed(a, "it has a newer heartbeat than planned: a session may use it");
+            if (await UserAsync(a, ct).ConfigureAwait(false) is { } user) throw Changed(a, user);
             options.PreconditionUid = a.Uid;
             options.PreconditionResourceVersion = current.Metadata.ResourceVersion;
             try
@@ -422,8 +466,33 @@ public sealed class StaleResources
         }
     }
 
+    /// <summary>
+    /// What still uses a companion object planned for deletion: a shadow's ConfigMap while the shadow (pod or Deployment of
+    /// the same name) is there, a mesh stuntman Service while its router is. A session that joined the shadow or router
+    /// after the plan stamped that object only, not its companion.
+    /// </summary>
+    private async Task<string?> UserAsync(CleanupAction a, CancellationToken ct)
+    {
+        static bool Present(KubeObject? o) => o is not null && o.Metadata.DeletionTimestamp is null;
+        switch (a.Kind)
+        {
+            case CleanupActionKind.DeleteConfigMap:
+                if (Present(await _client.Pods.TryGetAsync(a.Name, a.Namespace, ct).ConfigureAwait(false))
+                    || Present(await _client.Deployments.TryGetAsync(a.Name, a.Namespace, ct).ConfigureAwait(false)))
+                    return "its shadow is still there";
+                return null;
+            case CleanupActionKind.DeleteService when a.Name.EndsWith(KtConventions.StuntmanName(""), StringComparison.Ordinal):
+                var router = KtConventions.RouterName(a.Name[..^KtConventions.StuntmanName("").Length]);
+                return Present(await _client.Pods.TryGetAsync(router, a.Namespace, ct).ConfigureAwait(false)) ? $"its router {router} is still there" : null;
+            default:
+                return null;
+        }
+    }
+
+    private const string TargetChanged = "CleanupTargetChanged";
+
     private static KtException Changed(CleanupAction a, string what, Exception? inner = null) =>
-        new("CleanupTargetChanged", KtErrorCategory.ResourceBusy, $"changed since it was planned: {what}", inner, a.Name);
+        new(TargetChanged, KtErrorCategory.ResourceBusy, what, inner, a.Name);
 
     /// <summary>
     /// Restore-KtService / ktctl recover's selector part: spec.selector from <c>kt-selector</c> (or <paramref name="selector"/>),
@@ -434,12 +503,17 @@ public sealed class StaleResources
         CancellationToken cancellationToken = default) => await RestoreServiceAsync(ns, name, selector, removeLock: true, cancellationToken).ConfigureAwait(false);
 
     /// <summary>As above; with <paramref name="removeLock"/> false a kt-lock stays (its holder is still working under it).</summary>
-    public async Task<bool> RestoreServiceAsync(string ns, string name, IReadOnlyDictionary<string, string>? selector, bool removeLock,
-        CancellationToken cancellationToken)
+    public Task<bool> RestoreServiceAsync(string ns, string name, IReadOnlyDictionary<string, string>? selector, bool removeLock,
+        CancellationToken cancellationToken) => RestoreServiceAsync(ns, name, selector, removeLock, null, cancellationToken);
+
+    /// <summary>As above; <paramref name="stillAsPlanned"/> sees the Service as read for the update, and false leaves it.</summary>
+    private async Task<bool> RestoreServiceAsync(string ns, string name, IReadOnlyDictionary<string, string>? selector, bool removeLock,
+        Func<Service, bool>? stillAsPlanned, CancellationToken cancellationToken)
     {
         var changed = false;
         await _client.Services.UpdateWithRetryAsync(name, svc =>
         {
+            if (stillAsPlanned is not null && !stillAsPlanned(svc)) return changed = false;
             var annotation = svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation);
             if (annotation is not null && svc.Spec?.Selector?.ContainsKey(KtConventions.RoleLabel) != true)
             {

@@ -14,6 +14,22 @@ namespace KtConnect.Engine;
 /// </remarks>
 public static class ProcessIdentity
 {
+    /// <summary>This boot's id; empty where it cannot be read (a sandbox), which still tells processes of this boot apart.</summary>
+    private static readonly string BootId = ReadBootId();
+
+    private static string ReadBootId()
+    {
+        if (!OperatingSystem.IsLinux()) return "";
+        try
+        {
+            return File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return "";
+        }
+    }
+
     /// <summary>This process's identity, or null where the platform has none.</summary>
     public static string? Current { get; } = Of(Environment.ProcessId, out _);
 
@@ -27,16 +43,17 @@ public static class ProcessIdentity
         if (!OperatingSystem.IsLinux()) return null;
         try
         {
-            var bootId = File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim();
-            var stat = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
+            var proc = $"/proc/{pid.ToString(CultureInfo.InvariantCulture)}";
+            var stat = File.ReadAllText(proc + "/stat");
             // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so count fields after the last ')'.
             var close = stat.LastIndexOf(')');
             if (close < 0) return null;
             var fields = stat[(close + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
             // fields[0] is field 3 (state); the start time is field 22.
-            if (fields.Length < 20 || bootId.Length == 0) return null;
-            exited = fields[0] is "Z" or "X";
-            return $"{bootId}/{fields[19]}";
+            if (fields.Length < 20) return null;
+            // Z is the main thread's state: the process has exited only if no other thread of it still runs.
+            exited = fields[0] is "Z" or "X" && Directory.GetDirectories(proc + "/task").Length <= 1;
+            return $"{BootId}/{fields[19]}";
         }
         catch (IOException)
         {

@@ -281,42 +281,80 @@ public sealed class StaleResourcesTests
         var old = KtConventions.FormatUnixSeconds(sim.Client.Clock.UtcNow.AddMinutes(-30));
         var shadow = new Dictionary<string, string> { ["control-by"] = "kt", ["kt-role"] = "shadow-connect" };
         Pod(s, "kt-connect-shadow-daemon", shadow, new() { ["kt-last-heart-beat"] = old, ["kt-ref-count"] = "1" });
+        ConfigMap(s, "kt-connect-shadow-daemon", old);
         Pod(s, "kt-connect-shadow-aaaaa", shadow, new() { ["kt-last-heart-beat"] = old });
         ConfigMap(s, "kt-connect-shadow-bbbbb", old);
         Deployment(s, "billing", 0);
         Pod(s, "billing-kt-exchange-ccccc", new() { ["control-by"] = "kt", ["kt-role"] = "shadow-exchange", ["app"] = "billing" },
             new() { ["kt-config"] = "app=billing,replicas=3", ["kt-last-heart-beat"] = old });
         Service(s, "locked", new() { ["app"] = "locked" }, new() { ["kt-lock"] = old });
+        Service(s, "orders", new() { ["kt-role"] = "shadow-exchange", ["kt-target"] = "TTTTTTTTTTTTTTTTTTT1" }, new() { ["kt-selector"] = """{"app":"orders"}""" });
+        // A shared shadow Deployment and its pod, which carries the template's heartbeat.
+        s.Apply(new JsonObject
+        {
+            ["apiVersion"] = "apps/v1",
+            ["kind"] = "Deployment",
+            ["metadata"] = Meta("kt-connect-shadow-eeeee", new() { ["control-by"] = "kt" }, new() { ["kt-last-heart-beat"] = old }),
+            ["spec"] = JsonNode.Parse("""
+                {"replicas":1,"selector":{"matchLabels":{"kt-target":"TTTTTTTTTTTTTTTTTTT9"}},
+                 "template":{"metadata":{"labels":{"kt-target":"TTTTTTTTTTTTTTTTTTT9"}},"spec":{"containers":[{"name":"app","image":"app"}]}}}
+                """),
+        });
+        s.Apply(new JsonObject
+        {
+            ["apiVersion"] = "v1",
+            ["kind"] = "Pod",
+            ["metadata"] = new JsonObject
+            {
+                ["name"] = "kt-connect-shadow-eeeee-abc-xyz", ["namespace"] = Ns,
+                ["labels"] = new JsonObject { ["control-by"] = "kt", ["kt-role"] = "shadow-connect", ["kt-target"] = "TTTTTTTTTTTTTTTTTTT9" },
+                ["annotations"] = new JsonObject { ["kt-last-heart-beat"] = old },
+                ["ownerReferences"] = JsonNode.Parse("""[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"kt-connect-shadow-eeeee-abc","uid":"u1"}]"""),
+            },
+            ["spec"] = JsonNode.Parse("""{"containers":[{"name":"standalone","image":"shadow"}]}"""),
+        });
         var stale = new StaleResources(sim.Client);
         var plan = await stale.PlanAsync(Ns);
-        Assert.Equal(6, plan.Actions.Count);
+        // The Deployment's pod goes with it, not on its own.
+        Assert.DoesNotContain(plan.Actions, a => a.Name == "kt-connect-shadow-eeeee-abc-xyz");
+        Assert.Equal(9, plan.Actions.Count);
 
-        // Meanwhile: a session joins the shared shadow (stamping it), another makes a new ConfigMap of that name,
-        // someone scales billing by hand, and a session locks the Service.
+        // Meanwhile: sessions join the shared shadow pod and the shared Deployment (stamping them, not their ConfigMaps or
+        // pods), another makes a new ConfigMap of a name planned, someone scales billing by hand, a session locks a
+        // Service, and another exchanges orders again.
         var fresh = KtConventions.FormatUnixSeconds(sim.Client.Clock.UtcNow);
-        s.Store.Mutate(ResourceTypes.Pods, Ns, "kt-connect-shadow-daemon", pod =>
+        JsonObject Stamp(JsonObject o)
         {
-            pod["metadata"]!["annotations"]!["kt-last-heart-beat"] = fresh;
-            pod["metadata"]!["annotations"]!["kt-ref-count"] = "2";
-            return pod;
-        });
+            o["metadata"]!["annotations"]!["kt-last-heart-beat"] = fresh;
+            return o;
+        }
+        s.Store.Mutate(ResourceTypes.Pods, Ns, "kt-connect-shadow-daemon", Stamp);
+        s.Store.Mutate(ResourceTypes.Deployments, Ns, "kt-connect-shadow-eeeee", Stamp);
         s.Store.Delete(ResourceTypes.ConfigMaps, Ns, "kt-connect-shadow-bbbbb");
         ConfigMap(s, "kt-connect-shadow-bbbbb", old);
         await sim.Client.Deployments.SetReplicasAsync("billing", 2, Ns);
         await sim.Client.Services.UpdateWithRetryAsync("locked", svc => svc.Metadata.Annotations!.Remove("kt-lock") | svc.Metadata.Annotations.TryAdd("kt-lock", fresh), Ns);
+        await sim.Client.Services.UpdateWithRetryAsync("orders", svc => (svc.Spec!.Selector!["kt-target"] = "TTTTTTTTTTTTTTTTTTT2") is not null, Ns);
 
         var outcomes = await stale.ExecuteAsync(plan);
+        Assert.All(outcomes, o => Assert.Null(o.Error));
         var done = outcomes.Where(o => o.Done).Select(o => $"{o.Action.Kind} {o.Action.Name}").Order(StringComparer.Ordinal);
         Assert.Equal(["DeletePod billing-kt-exchange-ccccc", "DeletePod kt-connect-shadow-aaaaa"], done);
-        var left = outcomes.Where(o => !o.Done).ToDictionary(o => o.Action.Name, o => o.Error!);
-        Assert.Contains("new heartbeat", left["kt-connect-shadow-daemon"], StringComparison.Ordinal);
-        Assert.Contains("another object of that name", left["kt-connect-shadow-bbbbb"], StringComparison.Ordinal);
-        Assert.Contains("scaled since", left["billing"], StringComparison.Ordinal);
-        Assert.Contains("kt-lock was taken again", left["locked"], StringComparison.Ordinal);
+        var kept = outcomes.Where(o => !o.Done).ToDictionary(o => $"{o.Action.Kind} {o.Action.Name}", o => o.KeptBecause!);
+        Assert.Contains("newer heartbeat", kept["DeletePod kt-connect-shadow-daemon"], StringComparison.Ordinal);
+        Assert.Contains("its shadow is still there", kept["DeleteConfigMap kt-connect-shadow-daemon"], StringComparison.Ordinal);
+        Assert.Contains("newer heartbeat", kept["DeleteDeployment kt-connect-shadow-eeeee"], StringComparison.Ordinal);
+        Assert.Contains("another object of that name", kept["DeleteConfigMap kt-connect-shadow-bbbbb"], StringComparison.Ordinal);
+        Assert.Contains("scaled since", kept["ScaleDeployment billing"], StringComparison.Ordinal);
+        Assert.Contains("kt-lock was taken again", kept["UnlockService locked"], StringComparison.Ordinal);
+        Assert.Contains("selector was changed since", kept["RestoreServiceSelector orders"], StringComparison.Ordinal);
         Assert.NotNull(s.Store.Get(ResourceTypes.Pods, Ns, "kt-connect-shadow-daemon"));
+        Assert.NotNull(s.Store.Get(ResourceTypes.ConfigMaps, Ns, "kt-connect-shadow-daemon"));
+        Assert.NotNull(s.Store.Get(ResourceTypes.Pods, Ns, "kt-connect-shadow-eeeee-abc-xyz"));
         Assert.NotNull(s.Store.Get(ResourceTypes.ConfigMaps, Ns, "kt-connect-shadow-bbbbb"));
         Assert.Equal(2, (await sim.Client.Deployments.GetAsync("billing", Ns)).Spec!.Replicas);
         Assert.Equal(fresh, (await sim.Client.Services.GetAsync("locked", Ns)).Metadata.GetAnnotation("kt-lock"));
+        Assert.Equal("TTTTTTTTTTTTTTTTTTT2", (await sim.Client.Services.GetAsync("orders", Ns)).Spec!.Selector!["kt-target"]);
     }
 
     private static void Journal(ChangeJournal journal, KubeSimServer s, Uri server, KtObjectKind kind, string name, ClusterChangeKind change, string session) =>
