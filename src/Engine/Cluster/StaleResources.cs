@@ -268,7 +268,7 @@ public sealed class StaleResources
                 {
                     Selector = setSince ? null : KtConventions.ParseSelector(annotation, svc.Key),
                     Uid = svc.Metadata.Uid,
-                    PlannedSelector = KtConventions.FormatSelector(svc.Spec?.Selector ?? new Dictionary<string, string>()) + " " + annotation,
+                    PlannedSelector = SelectorState(svc),
                 });
             }
             catch (KtAnnotationInvalidException e)
@@ -374,8 +374,7 @@ public sealed class StaleResources
                 {
                     if (svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation) is null) return false; // restored already
                     moved = a.Uid is not null && svc.Metadata.Uid != a.Uid ? "another Service of that name was made since"
-                        : a.PlannedSelector is not null && a.PlannedSelector != KtConventions.FormatSelector(svc.Spec?.Selector ?? new Dictionary<string, string>())
-                            + " " + svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation)
+                        : a.PlannedSelector is not null && a.PlannedSelector != SelectorState(svc)
                             ? "its selector was changed since (exchanged again, or by hand), and stays" : null;
                     return moved is null;
                 }, ct).ConfigureAwait(false);
@@ -391,18 +390,12 @@ public sealed class StaleResources
                     await _client.Deployments.SetReplicasAsync(a.Name, a.Replicas ?? 1, a.Namespace, ct).ConfigureAwait(false);
                     break;
                 }
-                var scale = new JsonPatchBuilder().Test("/metadata/uid", a.Uid).Test("/spec/replicas", 0).Replace("/spec/replicas", a.Replicas ?? 1);
-                try
+                switch (await ScaleBackFromZeroAsync(_client, a.Namespace, a.Name, a.Replicas ?? 1, a.Uid, ct).ConfigureAwait(false))
                 {
-                    await _client.Deployments.PatchAsync(a.Name, KubePatch.Json(scale), a.Namespace, ct).ConfigureAwait(false);
-                }
-                catch (KubeInvalidException e)
-                {
-                    var now = await _client.Deployments.GetAsync(a.Name, a.Namespace, ct).ConfigureAwait(false);
-                    if (now.Metadata.Uid != a.Uid) throw Changed(a, "another Deployment of that name was made since", e);
-                    if (now.Spec?.Replicas == (a.Replicas ?? 1)) break; // already at the count: this plan ran before
-                    if (now.Spec?.Replicas != 0) throw Changed(a, "it was scaled since, and its count stays", e);
-                    throw; // still at 0: refused for another reason (an admission policy)
+                    case ScaleBack.Replaced:
+                        throw Changed(a, "another Deployment of that name was made since");
+                    case ScaleBack.ScaledSince:
+                        throw Changed(a, "it was scaled since, and its count stays");
                 }
                 break;
             case CleanupActionKind.UnlockService:
@@ -488,6 +481,41 @@ public sealed class StaleResources
                 return null;
         }
     }
+
+    internal enum ScaleBack { Done, ScaledSince, Replaced }
+
+    /// <summary>
+    /// Scales a Deployment that a scale exchange left at 0 back to <paramref name="replicas"/>, only from 0 (any other
+    /// count was set since, by hand or by someone's exchange) and, with <paramref name="uid"/>, only that Deployment. A
+    /// compare-and-swap on the scale subresource (get, then a JSON patch that tests its resourceVersion): the verbs a
+    /// scale exchange itself uses. Already at <paramref name="replicas"/> is done.
+    /// </summary>
+    internal static async Task<ScaleBack> ScaleBackFromZeroAsync(KubeClient client, string ns, string name, int replicas, string? uid,
+        CancellationToken ct)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            var scale = await client.Deployments.GetScaleAsync(name, ns, ct).ConfigureAwait(false);
+            if (uid is not null && scale.Metadata.Uid != uid) return ScaleBack.Replaced;
+            var now = scale.Spec?.Replicas ?? 0; // a 0 is left out on the wire
+            if (now == replicas) return ScaleBack.Done;
+            if (now != 0) return ScaleBack.ScaledSince;
+            var patch = new JsonPatchBuilder().Test("/metadata/resourceVersion", scale.Metadata.ResourceVersion).Add("/spec/replicas", replicas);
+            try
+            {
+                await client.Deployments.PatchScaleAsync(name, KubePatch.Json(patch), ns, ct).ConfigureAwait(false);
+                return ScaleBack.Done;
+            }
+            catch (KubeApiException e) when (e is KubeInvalidException or KubeConflictException && attempt < 5)
+            {
+                // Changed between the read and the patch: read again and judge again.
+            }
+        }
+    }
+
+    /// <summary>A Service's selector and <c>kt-selector</c> in one string, to tell whether they changed.</summary>
+    private static string SelectorState(Service svc) =>
+        KtConventions.FormatSelector(svc.Spec?.Selector ?? new Dictionary<string, string>()) + " " + svc.Metadata.GetAnnotation(KtConventions.SelectorAnnotation);
 
     private const string TargetChanged = "CleanupTargetChanged";
 

@@ -123,11 +123,9 @@ public sealed class ClusterUndoHandler : IJournalUndoHandler
 
     private async Task ScaleBackAsync(ClusterChange c, CancellationToken ct)
     {
-        if (c.OriginalReplicas is not { } replicas) return;
-        var scale = await _client.Deployments.GetScaleAsync(c.Name, c.Namespace, ct).ConfigureAwait(false);
         // We scaled it to 0: any other count is someone's since (scaled back by hand, or by their own tool).
-        if ((scale.Spec?.Replicas ?? 0) != 0) return; // replicas 0 is omitted on the wire
-        await _client.Deployments.SetReplicasAsync(c.Name, replicas, c.Namespace, ct).ConfigureAwait(false);
+        if (c.OriginalReplicas is { } replicas)
+            await StaleResources.ScaleBackFromZeroAsync(_client, c.Namespace, c.Name, replicas, uid: null, ct).ConfigureAwait(false);
     }
 
     private Task UnlockAsync(ClusterChange c, CancellationToken ct) =>
