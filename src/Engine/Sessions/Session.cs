@@ -309,7 +309,14 @@ public sealed class Session
     {
         lock (_gate)
         {
-            if (undoError is not null) _lastError = undoError;
+            // What ended the session stays in the error an undo failure adds to it (a lost tun device, then a route that
+            // could not be removed): the ErrorId says a restore failed, the message says both.
+            if (undoError is not null)
+            {
+                _lastError = _failRequested && _lastError is { } cause && undoError is KtException restore
+                    ? new KtException(restore.ErrorId, restore.Category, $"{cause.Message} {restore.Message}", cause, restore.Target)
+                    : undoError;
+            }
             _endTime = DateTimeOffset.Now;
         }
         // Whatever the undo left in the journal is now for Clear-KtResource (or the next command) to retry.
@@ -334,19 +341,24 @@ public sealed class Session
         RaiseStateChanged(args);
     }
 
-    /// <summary>Tells every handler; one that throws is said and skipped, never allowed to stop a stop or its undo.</summary>
     private void RaiseStateChanged(SessionStateChangedEventArgs? args)
     {
-        if (args is null || StateChanged is not { } handlers) return;
+        if (args is not null) RaiseEach(StateChanged, this, args, Output);
+    }
+
+    /// <summary>Tells every handler; one that throws is said and skipped, never allowed to stop a stop or its undo.</summary>
+    internal static void RaiseEach(EventHandler<SessionStateChangedEventArgs>? handlers, object sender, SessionStateChangedEventArgs args, IKtOutput output)
+    {
+        if (handlers is null) return;
         foreach (var handler in handlers.GetInvocationList().Cast<EventHandler<SessionStateChangedEventArgs>>())
         {
             try
             {
-                handler(this, args);
+                handler(sender, args);
             }
             catch (Exception e)
             {
-                Output.Warning($"A handler of session {Id}'s state changes failed: {e.Message}");
+                output.Warning($"A handler of session {args.Session.Id}'s state changes failed: {e.Message}");
             }
         }
     }

@@ -36,7 +36,7 @@ public sealed class SessionRegistry
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(worker);
         var session = new Session(Interlocked.Increment(ref _nextId), request, output ?? NullOutput.Instance);
-        session.StateChanged += (_, e) => SessionStateChanged?.Invoke(this, e);
+        session.StateChanged += (_, e) => Session.RaiseEach(SessionStateChanged, this, e, session.Output);
         _sessions[session.Id] = session;
         await session.StartAsync(worker, cancellationToken).ConfigureAwait(false);
         return session;

@@ -357,6 +357,35 @@ public sealed class StaleResourcesTests
         Assert.Equal("TTTTTTTTTTTTTTTTTTT2", (await sim.Client.Services.GetAsync("orders", Ns)).Spec!.Selector!["kt-target"]);
     }
 
+    [Fact]
+    public async Task A_delete_that_meets_a_status_update_reads_again_and_goes_ahead()
+    {
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false });
+        var s = sim.Server;
+        var old = KtConventions.FormatUnixSeconds(sim.Client.Clock.UtcNow.AddMinutes(-30));
+        Pod(s, "kt-connect-shadow-aaaaa", new() { ["control-by"] = "kt", ["kt-role"] = "shadow-connect" }, new() { ["kt-last-heart-beat"] = old });
+        var stale = new StaleResources(sim.Client);
+        var plan = await stale.PlanAsync(Ns);
+        var deletes = 0;
+        // The kubelet updates the pod's status between our read and our delete, once: the resourceVersion moves on.
+        s.Hooks.BeforeRequest = http =>
+        {
+            if (http.Request.Method == "DELETE" && Interlocked.Increment(ref deletes) == 1)
+                s.Store.Mutate(ResourceTypes.Pods, Ns, "kt-connect-shadow-aaaaa", pod =>
+                {
+                    pod["status"] = new JsonObject { ["phase"] = "Running" };
+                    return pod;
+                }, subresource: "status");
+            return Task.FromResult(false);
+        };
+
+        var outcome = Assert.Single(await stale.ExecuteAsync(plan));
+
+        Assert.True(outcome.Done, outcome.Error ?? outcome.KeptBecause);
+        Assert.Equal(2, deletes);
+        Assert.Null(s.Store.Get(ResourceTypes.Pods, Ns, "kt-connect-shadow-aaaaa"));
+    }
+
     private static void Journal(ChangeJournal journal, KubeSimServer s, Uri server, KtObjectKind kind, string name, ClusterChangeKind change, string session) =>
         ClusterJournal.RecordAsync(journal, new ClusterChange
         {

@@ -328,10 +328,34 @@ public sealed class SessionTests
     }
 
     [Fact]
+    public async Task A_failure_whose_undo_also_fails_keeps_both_in_the_last_error()
+    {
+        var registry = new SessionRegistry();
+        SessionContext? context = null;
+        var session = await registry.StartAsync(Request, new Worker((ctx, _) =>
+        {
+            context = ctx;
+            ctx.Defer("remove routes", _ => throw new IOException("the route table is locked"));
+            return Task.CompletedTask;
+        }));
+
+        context!.Fail(new KtException("TunDeviceLost", KtErrorCategory.DeviceError, "The tun device kt0 stopped delivering packets."));
+        await session.Completion;
+
+        var end = session.Snapshot();
+        Assert.Equal(SessionState.Failed, end.State);
+        Assert.Equal("SessionRestoreFailed", end.LastErrorId);
+        Assert.StartsWith("The tun device kt0 stopped delivering packets. Some changes could not be undone", end.LastError, StringComparison.Ordinal);
+        Assert.Contains("the route table is locked", end.LastError, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_state_change_handler_that_throws_stops_neither_the_start_nor_the_stop_and_its_undo()
     {
         var registry = new SessionRegistry();
+        var seen = new List<SessionState>();
         registry.SessionStateChanged += (_, _) => throw new InvalidOperationException("a script's handler broke");
+        registry.SessionStateChanged += (_, e) => { lock (seen) seen.Add(e.Session.State); };
         var undone = false;
         var output = new RecordingOutput();
         var session = await registry.StartAsync(Request, new Worker((ctx, _) =>
@@ -346,6 +370,8 @@ public sealed class SessionTests
         Assert.True(session.Completion.IsCompleted);
         Assert.Equal(SessionState.Stopped, session.State);
         Assert.Contains(output.Warnings, w => w.Contains("a script's handler broke", StringComparison.Ordinal));
+        // The handlers after the broken one still hear every change.
+        Assert.Equal([SessionState.Running, SessionState.Stopping, SessionState.Stopped], seen);
     }
 
     [Fact]
