@@ -67,6 +67,31 @@ public sealed class StaleResourcesTests
                 .Replace("NAME", name, StringComparison.Ordinal)),
         });
 
+    /// <summary>A shadow Deployment (kt-target <paramref name="target"/>) and the pod it made, which carries the template's heartbeat.</summary>
+    private static void ShadowDeployment(KubeSimServer s, string name, string target, string beat, string podBeat)
+    {
+        s.Apply(new JsonObject
+        {
+            ["apiVersion"] = "apps/v1",
+            ["kind"] = "Deployment",
+            ["metadata"] = Meta(name, new() { ["control-by"] = "kt" }, new() { ["kt-last-heart-beat"] = beat }),
+            ["spec"] = JsonNode.Parse("""
+                {"replicas":1,"selector":{"matchLabels":{"kt-target":"TARGET"}},
+                 "template":{"metadata":{"labels":{"kt-target":"TARGET"}},"spec":{"containers":[{"name":"app","image":"app"}]}}}
+                """.Replace("TARGET", target, StringComparison.Ordinal)),
+        });
+        var pod = Meta(name + "-abc-xyz", new() { ["control-by"] = "kt", ["kt-role"] = "shadow-connect", ["kt-target"] = target },
+            new() { ["kt-last-heart-beat"] = podBeat });
+        pod["ownerReferences"] = JsonNode.Parse($$"""[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"{{name}}-abc","uid":"u1"}]""");
+        s.Apply(new JsonObject
+        {
+            ["apiVersion"] = "v1",
+            ["kind"] = "Pod",
+            ["metadata"] = pod,
+            ["spec"] = JsonNode.Parse("""{"containers":[{"name":"standalone","image":"shadow"}]}"""),
+        });
+    }
+
     [Fact]
     public async Task Plan_restores_selectors_and_replicas_deletes_orphans_and_leaves_live_objects()
     {
@@ -234,29 +259,7 @@ public sealed class StaleResourcesTests
             new() { ["kt-config"] = "service=orders", ["kt-last-heart-beat"] = fresh });
         ConfigMap(s, "orders-kt-exchange-aaaaa", old);
         // A live shadow Deployment whose pod carries the template's old heartbeat, as such pods do.
-        s.Apply(new JsonObject
-        {
-            ["apiVersion"] = "v1",
-            ["kind"] = "Pod",
-            ["metadata"] = new JsonObject
-            {
-                ["name"] = "kt-connect-shadow-ddddd-abc-xyz", ["namespace"] = Ns,
-                ["labels"] = new JsonObject { ["control-by"] = "kt", ["kt-role"] = "shadow-connect", ["kt-target"] = "TTTTTTTTTTTTTTTTTTT4" },
-                ["annotations"] = new JsonObject { ["kt-last-heart-beat"] = old },
-                ["ownerReferences"] = JsonNode.Parse("""[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"kt-connect-shadow-ddddd-abc","uid":"u1"}]"""),
-            },
-            ["spec"] = JsonNode.Parse("""{"containers":[{"name":"standalone","image":"shadow"}]}"""),
-        });
-        s.Apply(new JsonObject
-        {
-            ["apiVersion"] = "apps/v1",
-            ["kind"] = "Deployment",
-            ["metadata"] = Meta("kt-connect-shadow-ddddd", new() { ["control-by"] = "kt" }, new() { ["kt-last-heart-beat"] = fresh }),
-            ["spec"] = JsonNode.Parse("""
-                {"replicas":1,"selector":{"matchLabels":{"kt-target":"TTTTTTTTTTTTTTTTTTT4"}},
-                 "template":{"metadata":{"labels":{"kt-target":"TTTTTTTTTTTTTTTTTTT4"}},"spec":{"containers":[{"name":"app","image":"app"}]}}}
-                """),
-        });
+        ShadowDeployment(s, "kt-connect-shadow-ddddd", "TTTTTTTTTTTTTTTTTTT4", beat: fresh, podBeat: old);
 
         // Everything listable: only the ConfigMap, whose shadow is live, is kept; nothing is planned.
         Assert.Empty((await new StaleResources(sim.Client).PlanAsync(Ns)).Actions);
@@ -289,30 +292,8 @@ public sealed class StaleResourcesTests
             new() { ["kt-config"] = "app=billing,replicas=3", ["kt-last-heart-beat"] = old });
         Service(s, "locked", new() { ["app"] = "locked" }, new() { ["kt-lock"] = old });
         Service(s, "orders", new() { ["kt-role"] = "shadow-exchange", ["kt-target"] = "TTTTTTTTTTTTTTTTTTT1" }, new() { ["kt-selector"] = """{"app":"orders"}""" });
-        // A shared shadow Deployment and its pod, which carries the template's heartbeat.
-        s.Apply(new JsonObject
-        {
-            ["apiVersion"] = "apps/v1",
-            ["kind"] = "Deployment",
-            ["metadata"] = Meta("kt-connect-shadow-eeeee", new() { ["control-by"] = "kt" }, new() { ["kt-last-heart-beat"] = old }),
-            ["spec"] = JsonNode.Parse("""
-                {"replicas":1,"selector":{"matchLabels":{"kt-target":"TTTTTTTTTTTTTTTTTTT9"}},
-                 "template":{"metadata":{"labels":{"kt-target":"TTTTTTTTTTTTTTTTTTT9"}},"spec":{"containers":[{"name":"app","image":"app"}]}}}
-                """),
-        });
-        s.Apply(new JsonObject
-        {
-            ["apiVersion"] = "v1",
-            ["kind"] = "Pod",
-            ["metadata"] = new JsonObject
-            {
-                ["name"] = "kt-connect-shadow-eeeee-abc-xyz", ["namespace"] = Ns,
-                ["labels"] = new JsonObject { ["control-by"] = "kt", ["kt-role"] = "shadow-connect", ["kt-target"] = "TTTTTTTTTTTTTTTTTTT9" },
-                ["annotations"] = new JsonObject { ["kt-last-heart-beat"] = old },
-                ["ownerReferences"] = JsonNode.Parse("""[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"kt-connect-shadow-eeeee-abc","uid":"u1"}]"""),
-            },
-            ["spec"] = JsonNode.Parse("""{"containers":[{"name":"standalone","image":"shadow"}]}"""),
-        });
+        // A shared shadow Deployment and its pod.
+        ShadowDeployment(s, "kt-connect-shadow-eeeee", "TTTTTTTTTTTTTTTTTTT9", beat: old, podBeat: old);
         var stale = new StaleResources(sim.Client);
         var plan = await stale.PlanAsync(Ns);
         // The Deployment's pod goes with it, not on its own.
