@@ -109,6 +109,10 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
             Assert.Equal(0, await kt.SignalAndWaitAsync(SigInt));
         }
 
+        // The undo's order: the Deployment back, its pods waited for, and only then the shadow removed.
+        var steps = new[] { "Restoring: scale Deployment dev/pay back to 1", "Restoring: wait for Deployment dev/pay to be ready", "Restoring: remove the shadow of" }
+            .Select(step => kt.Stderr.IndexOf(step, StringComparison.Ordinal)).ToArray();
+        Assert.True(steps[0] >= 0 && steps[0] < steps[1] && steps[1] < steps[2], kt.Stderr);
         // Stop waited for the original pods: they answer at once.
         var d = f.Cluster.Store.Get(ResourceTypes.Deployments, "dev", "pay")!;
         Assert.Equal(1, d["status"]?["readyReplicas"]?.GetValue<int>());
