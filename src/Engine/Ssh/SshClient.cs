@@ -447,9 +447,8 @@ public sealed class SshClient : IAsyncDisposable
 
     /// <summary>
     /// Sends a global request and, with <paramref name="wantReply"/>, waits for its reply: the REQUEST_SUCCESS data, or
-    /// null when refused. A cancel that
-    /// lands after the request went out hands the reply still to come to <paramref name="abandoned"/>: the server acts on
-    /// the request all the same.
+    /// null when refused. A cancel that lands after the request went out hands the reply still to come to
+    /// <paramref name="abandoned"/>: the server acts on the request all the same.
     /// </summary>
     internal async Task<byte[]?> GlobalRequestAsync(string name, ReadOnlyMemory<byte> data, bool wantReply, CancellationToken ct,
         Action<Task<byte[]?>>? abandoned = null)
@@ -596,7 +595,7 @@ public sealed class SshClient : IAsyncDisposable
                     if (t.Exception is not null || t.Result is not { } granted) return;
                     try
                     {
-                        _ = CancelListeningAsync(bindAddress, port == 0 ? (int)new SshReader(granted).ReadUInt32() : port);
+                        _ = CancelListeningAsync(bindAddress, BoundPort(port, granted));
                     }
                     catch (SshException)
                     {
@@ -605,16 +604,14 @@ public sealed class SshClient : IAsyncDisposable
                 }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default)).ConfigureAwait(false)
             ?? throw new SshException(SshErrorIds.ForwardRejected, KtErrorCategory.PermissionDenied,
                 $"The SSH server refused to listen on {bindAddress}:{port} (port in use, or forwarding disabled).", null, $"{bindAddress}:{port}");
-        var bound = port;
-        if (port == 0)
-        {
-            var r = new SshReader(reply);
-            bound = (int)r.ReadUInt32();
-        }
+        var bound = BoundPort(port, reply);
         var forward = new SshRemoteForward(this, bindAddress, bound, handler);
         lock (_lock) _forwards[(bindAddress, bound)] = forward;
         return forward;
     }
+
+    /// <summary>The port a granted <c>tcpip-forward</c> listens on: the one asked for, or for 0 the one sshd's reply names.</summary>
+    private static int BoundPort(int asked, byte[] grant) => asked == 0 ? (int)new SshReader(grant).ReadUInt32() : asked;
 
     internal async Task CancelRemoteForwardAsync(SshRemoteForward forward)
     {

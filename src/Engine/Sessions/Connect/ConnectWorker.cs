@@ -165,17 +165,13 @@ public sealed class ConnectWorker(KubeClient client, string ns, ConnectOptions o
             context.Output.Verbose($"The tun device is {tun.Name}, not {_options.TunName}: {(OperatingSystem.IsMacOS() ? "macOS names utun devices itself" : "the system named it")}.");
         var stack = new UserSpaceStack(tun, dialer, new StackOptions { Mtu = StackOptions.RecommendedMtu });
         stack.Start();
-        var stopping = false;
-        context.Defer("stop the user-space TCP/IP stack", _ =>
-        {
-            Volatile.Write(ref stopping, true);
-            return stack.DisposeAsync().AsTask();
-        });
+        context.Defer("stop the user-space TCP/IP stack", _ => stack.DisposeAsync().AsTask());
         // A device that stops delivering packets (deleted under us, its driver gone) leaves nothing reachable: the session
-        // ends Failed and is undone, rather than showing Running.
+        // ends Failed and is undone, rather than showing Running. Every undo runs after Stopping is cancelled, so the
+        // stack's own disposal is never taken for a loss.
         _ = stack.Completion.ContinueWith(done =>
         {
-            if (Volatile.Read(ref stopping)) return;
+            if (context.Stopping.IsCancellationRequested) return;
             var cause = done.Exception?.InnerException;
             context.Fail(new KtException("TunDeviceLost", KtErrorCategory.DeviceError,
                 $"The tun device {tun.Name} stopped delivering packets{(cause is null ? "" : $" ({cause.Message})")}; cluster addresses are no longer reachable.",
