@@ -37,7 +37,7 @@ internal sealed class SshChannel : ISendGuard
     private bool _eofSent;
     private bool _closeSent;
     private bool _abandoned;
-    private bool _wakePending;
+    private int _wakePending;
     private Exception? _error;
     private readonly MemoryStream? _stdout;
     private readonly MemoryStream? _stderr;
@@ -175,24 +175,20 @@ internal sealed class SshChannel : ISendGuard
     }
 
     /// <summary>
-    /// Reader loop only: true the first time this channel receives data after its reader was last woken, so the
-    /// client lists it once in the batch it wakes with <see cref="WakeReader"/>.
+    /// True the first time this channel receives data after its reader was last woken, so the client lists it once
+    /// in the batch it wakes with <see cref="WakeReader"/>. The reader loop may be dispatching on one thread while
+    /// another still wakes the batch it queued before its read.
     /// </summary>
-    public bool TakeWakeSlot()
-    {
-        if (_wakePending) return false;
-        _wakePending = true;
-        return true;
-    }
+    public bool TakeWakeSlot() => Interlocked.Exchange(ref _wakePending, 1) == 0;
 
     /// <summary>
-    /// Reader loop only, between socket reads: wakes the application's reader for the data <see cref="OnData"/> stored.
+    /// Between socket reads: wakes the application's reader for the data <see cref="OnData"/> stored.
     /// It continues on this thread until it next waits: it moves a whole batch of packets on at once, with no
     /// thread hop. No lock is held here.
     /// </summary>
     public void WakeReader()
     {
-        _wakePending = false;
+        Volatile.Write(ref _wakePending, 0);
         _dataSignal.Set(inline: true);
     }
 

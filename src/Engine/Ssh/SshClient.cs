@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 
@@ -28,7 +29,9 @@ public sealed class SshClient : IAsyncDisposable
     private readonly TaskCompletionSource<Exception> _terminated = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly bool _ownsIdentity;
     private uint _nextChannelId;
-    private readonly Queue<SshChannel> _received = new();
+    // Filled by dispatch and emptied by WakeReceivers, which can run on two threads at once: a read started before
+    // WakeReceivers can complete on another thread, whose dispatch queues more while this one still wakes.
+    private readonly ConcurrentQueue<SshChannel> _received = new();
     private Task? _readLoop;
     private Task? _timerLoop;
     private Task _keepaliveSend = Task.CompletedTask;
