@@ -6,31 +6,44 @@ namespace KtConnect.Cli;
 
 /// <summary>
 /// How every `kt` verb runs: start a session, print what it holds, stay in the foreground until Ctrl+C or
-/// SIGTERM (or the session dies), then stop it, which restores everything it changed.
+/// SIGTERM (or the session dies), then stop it, which restores everything it changed. A stop after Ctrl+C waits for
+/// what the session gave back to be ready again (scale mode's pods, up to RecoverWaitTime). SIGTERM, or a second
+/// Ctrl+C, still undoes everything but no longer waits: a supervisor that sent SIGTERM kills soon after, and the
+/// shadow must be gone by then.
 /// </summary>
 internal static class Foreground
 {
     public static async Task<int> RunAsync(Func<IKtOutput, CancellationToken, Task<Session>> start, TextWriter stdout, TextWriter stderr, bool debug)
     {
         using var stop = new CancellationTokenSource();
+        Session? session = null;
+        var hurry = 0;
+        void Hurry()
+        {
+            Volatile.Write(ref hurry, 1);
+            Volatile.Read(ref session)?.MarkExiting();
+        }
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {
             e.Cancel = true;
+            if (stop.IsCancellationRequested) Hurry();
             stop.Cancel();
         };
         Console.CancelKeyPress += onCancel;
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c =>
         {
             c.Cancel = true;
+            Hurry();
             stop.Cancel();
         });
         var output = new ConsoleOutput(stderr, debug);
         try
         {
-            Session session;
+            Session started;
             try
             {
-                session = await start(output, stop.Token).ConfigureAwait(false);
+                started = await start(output, stop.Token).ConfigureAwait(false);
+                Volatile.Write(ref session, started);
             }
             catch (KtException e)
             {
@@ -44,26 +57,29 @@ internal static class Foreground
             }
 
             // A dropped link and its recovery are worth a line each: the session keeps running meanwhile.
-            session.StateChanged += (_, e) =>
+            started.StateChanged += (_, e) =>
             {
                 if (e.Session.State == SessionState.Reconnecting)
                     output.Warning($"the connection to the cluster dropped ({e.Session.LastError}); reconnecting");
                 else if (e.Session.State == SessionState.Running && e.PreviousState == SessionState.Reconnecting)
                     output.Verbose("Reconnected.");
             };
-            await PrintAsync(session.Snapshot(), stdout).ConfigureAwait(false);
+            await PrintAsync(started.Snapshot(), stdout).ConfigureAwait(false);
             await stdout.FlushAsync(CancellationToken.None).ConfigureAwait(false);
             try
             {
-                await session.Completion.WaitAsync(stop.Token).ConfigureAwait(false);
+                await started.Completion.WaitAsync(stop.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {
                 // Ctrl+C or SIGTERM: stop below.
             }
-            await stderr.WriteLineAsync("Stopping and restoring ...").ConfigureAwait(false);
-            await session.StopAsync(output, CancellationToken.None).ConfigureAwait(false);
-            var end = session.Snapshot();
+            await stderr.WriteLineAsync(Volatile.Read(ref hurry) != 0 ? "Stopping and restoring, without waiting for pods ..."
+                : stop.IsCancellationRequested ? "Stopping and restoring (Ctrl+C again: do not wait for pods) ..." : "Stopping and restoring ...").ConfigureAwait(false);
+            // A signal that came before the session was assigned above found nothing to hurry.
+            if (Volatile.Read(ref hurry) != 0) started.MarkExiting();
+            await started.StopAsync(output, CancellationToken.None).ConfigureAwait(false);
+            var end = started.Snapshot();
             if (end.LastError is not null && (end.State == SessionState.Failed || end.LastErrorId == "SessionRestoreFailed"))
             {
                 await stderr.WriteLineAsync($"kt: {end.LastError}" + (end.LastErrorId is null ? "" : $" ({end.LastErrorId})")).ConfigureAwait(false);

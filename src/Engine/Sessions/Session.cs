@@ -77,10 +77,13 @@ public sealed class Session
     /// <summary>Cancelled when the session starts stopping: background loops watch it.</summary>
     public CancellationToken Stopping => _stopping.Token;
 
-    /// <summary>Cancelled when the process exits (or the module is removed) while the session is undone: see <see cref="SessionContext.Exiting"/>.</summary>
+    /// <summary>Cancelled when the process is about to end while the session is undone: see <see cref="SessionContext.Exiting"/>.</summary>
     internal CancellationToken Exiting => _exiting.Token;
 
-    /// <summary>Says that the stop that follows has only the exit's time (<see cref="SessionRegistry.ExitTimeout"/>).</summary>
+    /// <summary>
+    /// Says that the stop (the one that follows, or the one running) has only an exit's time: at process exit
+    /// <see cref="SessionRegistry.ExitTimeout"/>, after `kt`'s SIGTERM whatever its supervisor allows.
+    /// </summary>
     internal void MarkExiting() => _ = _exiting.CancelAsync(); // its callbacks run on the pool, not on the exiting thread
 
     public SessionState State

@@ -33,8 +33,9 @@ public sealed class SessionContext
     public CancellationToken Stopping => _session.Stopping;
 
     /// <summary>
-    /// Cancelled when the process exits (or the module is removed): the undo then has only the exit's few seconds, so
-    /// a step that would only wait (for pods to be ready) stops waiting and leaves the time to the steps that undo.
+    /// Cancelled when the process exits (or the module is removed, or `kt` gets SIGTERM or a second Ctrl+C): the undo
+    /// then has only a few seconds, so a step that would only wait (for pods to be ready) stops waiting and leaves the
+    /// time to the steps that undo.
     /// </summary>
     public CancellationToken Exiting => _session.Exiting;
 

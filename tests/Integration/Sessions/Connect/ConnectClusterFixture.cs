@@ -121,7 +121,7 @@ public sealed class KtProcess
     /// </summary>
     public async Task<int> SignalAndWaitAsync(int signal)
     {
-        kill(Process.Id, signal);
+        Signal(signal);
         try
         {
             await Process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(2));
@@ -134,6 +134,9 @@ public sealed class KtProcess
         }
         return Process.ExitCode;
     }
+
+    /// <summary>Sends a signal (SIGINT = Ctrl+C, SIGTERM) and returns.</summary>
+    public void Signal(int signal) => kill(Process.Id, signal);
 
     [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
     private static extern int kill(int pid, int sig);
