@@ -17,7 +17,20 @@ public sealed class StopKtSessionCommand : KtSessionTargetCmdlet
         {
             var snap = session.Snapshot();
             if (!ShouldProcess($"{snap.Kind} session {session.Id} ({snap.Namespace}/{snap.Target})", "Stop and restore")) continue;
-            Run((output, ct) => session.StopAsync(output, ct));
+            // Ctrl+C returns at once, and the stop goes on in the background without waiting for pods (scale mode), as a
+            // second Ctrl+C does in kt: what is undone is done, only the wait for the workload to be ready is skipped.
+            Run(async (output, ct) =>
+            {
+                try
+                {
+                    await session.StopAsync(output, ct).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (ct.IsCancellationRequested)
+                {
+                    session.MarkExiting();
+                    throw;
+                }
+            });
             session.DetachOutput();
             var stopped = new KtSession(session.Snapshot());
             if (stopped.LastErrorId == "SessionRestoreFailed") WriteWarning(stopped.LastError);

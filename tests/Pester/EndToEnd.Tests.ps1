@@ -330,6 +330,37 @@ $line = 'Connect-KtCluster -Context kube'
         }
     }
 
+    Context 'Stop-KtSession' {
+        It 'stopped with Ctrl+C, it returns and the stop goes on without waiting for the scale-mode pods' {
+            # The Deployment's image cannot be pulled: its pods are never ready, so a stop that waits for them waits the
+            # whole -RecoverWaitTime (600 s).
+            New-TestWorkload -Cluster $Cluster -Name stall -Image 'unknown/missing:1.0' -NoWait
+            try {
+                $r = Invoke-LaptopPwsh $Cluster ($LocalServer + @'
+$s = Start-KtExchange -Service stall -Namespace dev -Port 8080:80 -Mode Scale -RecoverWaitTime 600 -WarningAction SilentlyContinue
+$job = Start-ThreadJob { param($id, $module) Import-Module $module; Stop-KtSession -Id $id -WarningAction SilentlyContinue } -ArgumentList $s.Id, $Module
+$deadline = [DateTime]::UtcNow.AddSeconds(60)
+while ((Get-KtSession -Id $s.Id).State -eq 'Running' -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 50 }
+"BEFORE $((Get-KtSession -Id $s.Id).State)"
+# Stop-Job stops the thread's pipeline as Ctrl+C stops a console's.
+$job | Stop-Job
+$done = Wait-KtSession -InputObject $s -Timeout 60
+"WAITED $($done.State)"
+'@)
+                $r.ExitCode | Should -Be 0 -Because $r.Errors
+                $r.Output | Should -Match 'BEFORE Stopping'
+                $r.Output | Should -Match 'WAITED Stopped'
+                (Invoke-Kube $Cluster /apis/apps/v1/namespaces/dev/deployments/stall).spec.replicas | Should -Be 1
+                (Invoke-Kube $Cluster '/api/v1/namespaces/dev/pods?labelSelector=kt-role%3Dshadow-exchange').items | Should -BeNullOrEmpty
+            }
+            finally {
+                Invoke-Kube $Cluster /api/v1/namespaces/dev/services/stall -Method DELETE | Out-Null
+                Invoke-Kube $Cluster /apis/apps/v1/namespaces/dev/deployments/stall -Method DELETE | Out-Null
+                Wait-Until -What 'the stall pods to go' { -not (Invoke-Kube $Cluster '/api/v1/namespaces/dev/pods?labelSelector=app%3Dstall').items } | Out-Null
+            }
+        }
+    }
+
     Context 'the end of a pwsh or of the module' {
         It '<How> stops and restores every session of the module' -ForEach @(
             @{ How = 'Remove-Module'; Ending = "Remove-Module KtConnect`n'REMOVED'`nWait-Go" }

@@ -93,9 +93,13 @@ function Invoke-Kube {
 }
 
 function New-TestWorkload {
-    <# A Deployment running the echo image (it answers with its pod's name) and, unless -NoService, its Service. #>
+    <#
+    A Deployment running the echo image (it answers with its pod's name) and, unless -NoService, its Service; waits
+    for its pods to be ready, unless -NoWait (an -Image that cannot be pulled, such as unknown/..., is never ready).
+    #>
     param([Parameter(Mandatory)] $Cluster, [string] $Namespace = 'dev', [Parameter(Mandatory)] [string] $Name,
-        [int] $Replicas = 1, [int[]] $Port = 80, [int[]] $TargetPort = 8080, [switch] $NoService)
+        [int] $Replicas = 1, [int[]] $Port = 80, [int[]] $TargetPort = 8080, [switch] $NoService,
+        [string] $Image = 'ktconnect/echo:1.0', [switch] $NoWait)
     $labels = @{ app = $Name }
     $containerPorts = @(for ($i = 0; $i -lt $TargetPort.Count; $i++) { @{ containerPort = $TargetPort[$i]; name = "http$i" } })
     $servicePorts = @(for ($i = 0; $i -lt $Port.Count; $i++) { @{ name = "http$i"; port = $Port[$i]; targetPort = $TargetPort[$i] } })
@@ -103,7 +107,7 @@ function New-TestWorkload {
         apiVersion = 'apps/v1'; kind = 'Deployment'; metadata = @{ name = $Name; labels = $labels }
         spec = @{
             replicas = $Replicas; selector = @{ matchLabels = $labels }
-            template = @{ metadata = @{ labels = $labels }; spec = @{ containers = @(@{ name = $Name; image = 'ktconnect/echo:1.0'; ports = $containerPorts }) } }
+            template = @{ metadata = @{ labels = $labels }; spec = @{ containers = @(@{ name = $Name; image = $Image; ports = $containerPorts }) } }
         }
     } | Out-Null
     if (-not $NoService) {
@@ -112,6 +116,7 @@ function New-TestWorkload {
             spec = @{ selector = $labels; ports = $servicePorts }
         } | Out-Null
     }
+    if ($NoWait) { return }
     Wait-Until -What "deployment $Namespace/$Name ready" -TimeoutSec 120 {
         $d = Invoke-Kube $Cluster "/apis/apps/v1/namespaces/$Namespace/deployments/$Name"
         $d.status.PSObject.Properties['readyReplicas'] -and $d.status.readyReplicas -eq $Replicas
