@@ -1,15 +1,16 @@
 using System.Runtime.InteropServices;
+using System.Text;
 using KtConnect.Engine;
 using KtConnect.Engine.Sessions;
 
 namespace KtConnect.Cli;
 
 /// <summary>
-/// How every `kt` verb runs: start a session, print what it holds, stay in the foreground until Ctrl+C or
-/// SIGTERM (or the session dies), then stop it, which restores everything it changed. A stop after Ctrl+C waits for
-/// what the session gave back to be ready again (scale mode's pods, up to RecoverWaitTime). SIGTERM, or a second
-/// Ctrl+C, still undoes everything but no longer waits: a supervisor that sent SIGTERM kills soon after, and the
-/// shadow must be gone by then.
+/// How every `kt` verb runs: start a session, print what it holds, stay in the foreground until Ctrl+C, SIGTERM or
+/// SIGHUP (or the session dies), then stop it, which restores everything it changed. A stop after Ctrl+C waits for
+/// what the session gave back to be ready again (scale mode's pods, up to RecoverWaitTime). SIGTERM, SIGHUP or a
+/// second Ctrl+C still undo everything but no longer wait: a supervisor that sent SIGTERM kills soon after, a closed
+/// terminal's process has seconds, and the shadow must be gone by then.
 /// </summary>
 internal static class Foreground
 {
@@ -30,12 +31,18 @@ internal static class Foreground
             stop.Cancel();
         };
         Console.CancelKeyPress += onCancel;
-        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c =>
+        Action<PosixSignalContext> hurried = c =>
         {
             c.Cancel = true;
             Hurry();
             stop.Cancel();
-        });
+        };
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, hurried);
+        // SIGHUP: the terminal was closed (on Windows, the console window). kt started with nohup keeps running: .NET
+        // leaves an inherited ignore in place. Writes to a closed terminal fail, and must not keep the stop from running.
+        using var hangup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, hurried);
+        stdout = new QuietWhenGone(stdout);
+        stderr = new QuietWhenGone(stderr);
         var output = new ConsoleOutput(stderr, debug);
         try
         {
@@ -91,6 +98,43 @@ internal static class Foreground
         finally
         {
             Console.CancelKeyPress -= onCancel;
+        }
+    }
+
+    /// <summary>A writer that drops what it cannot write: after SIGHUP every write to the terminal fails with EIO.</summary>
+    private sealed class QuietWhenGone(TextWriter inner) : TextWriter
+    {
+        public override Encoding Encoding => inner.Encoding;
+
+        public override void Write(char value) => Try(() => inner.Write(value));
+
+        public override void Write(string? value) => Try(() => inner.Write(value));
+
+        public override void WriteLine(string? value) => Try(() => inner.WriteLine(value));
+
+        public override void Flush() => Try(inner.Flush);
+
+        public override Task WriteLineAsync(string? value)
+        {
+            WriteLine(value);
+            return Task.CompletedTask;
+        }
+
+        public override Task FlushAsync(CancellationToken cancellationToken)
+        {
+            Flush();
+            return Task.CompletedTask;
+        }
+
+        private static void Try(Action write)
+        {
+            try
+            {
+                write();
+            }
+            catch (IOException)
+            {
+            }
         }
     }
 

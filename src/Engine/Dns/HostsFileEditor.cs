@@ -151,7 +151,9 @@ public sealed class HostsFileEditor(DnsSystemPaths paths, IChangeJournal journal
             throw ReadOnly(path, null);
         try
         {
-            AtomicFile.Write(path, content);
+            // A hosts file that is a symlink (dotfiles, some containers and WSL set-ups) stays one: the file it points to
+            // is replaced, not the link.
+            AtomicFile.Write(File.ResolveLinkTarget(path, returnFinalTarget: true)?.FullName ?? path, content);
         }
         catch (UnauthorizedAccessException e)
         {

@@ -297,6 +297,25 @@ public sealed class DnsConfiguratorTests : IDisposable
     }
 
     [Fact]
+    public async Task A_hosts_file_that_is_a_symlink_stays_one_and_its_target_gets_the_block()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        var path = Path.Combine(_root, "etc", "hosts");
+        var target = Path.Combine(_root, "dotfiles", "hosts");
+        Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+        await File.WriteAllTextAsync(target, "127.0.0.1 localhost\n");
+        File.Delete(path);
+        File.CreateSymbolicLink(path, target);
+        var editor = new HostsFileEditor(_paths, _journal);
+        var entry = await editor.ApplyAsync("s1", [new HostsEntry(IPAddress.Parse("10.96.0.20"), ["orders"])], "s1", default);
+        Assert.Equal(target, new FileInfo(path).LinkTarget);
+        Assert.Contains("10.96.0.20 orders", await File.ReadAllTextAsync(target), StringComparison.Ordinal);
+        await editor.RevertAsync(entry, default);
+        Assert.Equal(target, new FileInfo(path).LinkTarget);
+        Assert.Equal("127.0.0.1 localhost\n", await File.ReadAllTextAsync(target));
+    }
+
+    [Fact]
     public async Task Processes_editing_one_hosts_file_take_turns()
     {
         var path = Path.Combine(_root, "etc", "hosts");

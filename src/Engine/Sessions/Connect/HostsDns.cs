@@ -150,7 +150,18 @@ public sealed class HostsDns : IAsyncDisposable
         {
             _output.Verbose($"The hosts file updater had stopped: {e.Message}");
         }
-        foreach (var w in _watchers) await w.DisposeAsync().ConfigureAwait(false);
+        foreach (var w in _watchers)
+        {
+            // A watch that ended with a fault of its own is past mattering here, and must not keep the block in the file.
+            try
+            {
+                await w.DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                _output.Verbose($"A Service watch of the hosts file updater had failed: {e.Message}");
+            }
+        }
         if (_entry is { } entry)
         {
             _entry = null;

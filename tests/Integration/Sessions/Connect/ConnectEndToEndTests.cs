@@ -12,6 +12,7 @@ public sealed class ConnectEndToEndTests(ConnectClusterFixture f)
 {
     private const int SigInt = 2;
     private const int SigTerm = 15;
+    private const int SigHup = 1;
 
     private async Task<(int Code, string Output)> CurlInLaptop(params string[] args)
     {
@@ -177,7 +178,8 @@ public sealed class ConnectEndToEndTests(ConnectClusterFixture f)
         }
         finally
         {
-            Assert.Equal(0, await kt.SignalAndWaitAsync(SigInt));
+            // The terminal closed: SIGHUP restores too (the hosts file must not keep names nothing answers).
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigHup));
         }
 
         Assert.Equal(laptopBefore, await f.LaptopStateAsync());
