@@ -37,7 +37,8 @@ public sealed class ResolvedDnsConfigurator(DnsSystemPaths paths, IChangeJournal
                 $"'{resolvectl}' was not found on PATH; systemd-resolved cannot be configured.");
         if (string.IsNullOrEmpty(request.LinkName))
             throw new DnsConfigurationException("DnsResolvedLinkMissing", KtErrorCategory.InvalidArgument,
-                "systemd-resolved needs a network link to attach the cluster's DNS to (the tun device).");
+                "systemd-resolved needs a network link to attach the cluster's DNS to, and only tun mode has one: connect with " +
+                "--mode tun (-Mode Tun), or keep this mode with --dnsMode hosts (-DnsMode Hosts).");
     }
 
     /// <summary>The commands <see cref="ApplyAsync"/> runs, in order (public so their shape is unit-tested).</summary>

@@ -5,6 +5,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using KtConnect.Engine;
 using KtConnect.Engine.Dns;
+using KtConnect.Engine.Sessions.Connect;
 
 namespace KtConnect.Tests.Unit.Dns;
 
@@ -197,6 +198,22 @@ public sealed class DnsConfiguratorTests : IDisposable
         Assert.Equal(KtErrorCategory.PermissionDenied, e2.Category);
         // The failed revert leaves the entry for the next start to retry.
         Assert.Single(_journal.ReadAll());
+    }
+
+    [Theory]
+    [InlineData(ConnectMode.Redirect, "DnsResolvedLinkMissing")]
+    [InlineData(ConnectMode.Tun, null)]
+    public void With_systemd_resolved_redirect_mode_is_refused_before_any_change_and_tun_mode_is_not(ConnectMode mode, string? errorId)
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        var resolved = new ResolvedDnsConfigurator(_paths, _journal, resolvectl: FakeResolvectl());
+        Assert.True(resolved.IsAvailable);
+        var options = new ConnectOptions { Mode = mode };
+        var e = Record.Exception(() => ConnectWorker.CheckDnsBeforeChanges(options, resolved));
+        Assert.Equal(errorId, (e as KtException)?.ErrorId);
+        if (e is not null) Assert.Contains("--dnsMode hosts", e.Message, StringComparison.Ordinal);
+        Assert.Empty(ResolvectlCalls());
+        Assert.Empty(_journal.ReadAll());
     }
 
     [Fact]

@@ -80,8 +80,14 @@ public sealed partial record ConnectOptions : ShadowOptions
     /// </summary>
     public string TunName { get; init; } = OperatingSystem.IsLinux() ? "kt0" : OperatingSystem.IsWindows() ? "KtConnect" : "utun";
 
-    /// <summary>Where the split-DNS server listens; resolv.conf and NRPT need port 53.</summary>
-    public System.Net.IPEndPoint DnsListen { get; init; } = new(System.Net.IPAddress.Parse("127.0.0.153"), 53);
+    /// <summary>
+    /// Where the split-DNS server listens; resolv.conf and NRPT need port 53. macOS gives its loopback only 127.0.0.1
+    /// (another 127.x address cannot be bound without an alias), and its /etc/resolver files can name a port: there the
+    /// server takes a free port on 127.0.0.1.
+    /// </summary>
+    public System.Net.IPEndPoint DnsListen { get; init; } = OperatingSystem.IsMacOS()
+        ? new(System.Net.IPAddress.Loopback, 0)
+        : new(System.Net.IPAddress.Parse("127.0.0.153"), 53);
 
     /// <summary>
     /// kt-connect's --shareShadow: join (or create) the ref-counted shadow <c>kt-connect-shadow-daemon</c>, logging in with

@@ -35,6 +35,7 @@ public sealed class ConnectWorker(KubeClient client, string ns, ConnectOptions o
 
         // Checks that change nothing (the namespace was checked by ClusterWorker).
         if (_options.Mode != ConnectMode.Socks) EnsurePrivileges(_options.Mode);
+        if (_options.Mode != ConnectMode.Socks && _options.DnsMode == DnsMode.Split) CheckDnsBeforeChanges(_options, DnsConfigurator(journal));
         await LocalRecovery.UndoAsync(journal, output: output, cancellationToken: cancellationToken).ConfigureAwait(false);
         IReadOnlyList<Cidr> ranges = [];
         IReadOnlyList<IPAddress> apiServer = await ClusterRanges.ApiServerAddressesAsync(_client.Configuration.Server, cancellationToken).ConfigureAwait(false);
@@ -257,8 +258,7 @@ public sealed class ConnectWorker(KubeClient client, string ns, ConnectOptions o
     {
         var (nameserver, podDomain) = ParsePodResolvConf(await PodResolvConfAsync(podName, cancellationToken).ConfigureAwait(false), _namespace);
         var clusterDomain = _options.ClusterDomain?.TrimEnd('.') ?? podDomain;
-        var paths = _options.SystemRoot is null ? null : new DnsSystemPaths(_options.SystemRoot);
-        var configurator = DnsConfigurators.ForThisMachine(journal, paths);
+        var configurator = DnsConfigurator(journal);
         var dnsOptions = new SplitDnsOptions
         {
             ListenEndPoint = _options.DnsListen,
@@ -280,6 +280,26 @@ public sealed class ConnectWorker(KubeClient client, string ns, ConnectOptions o
         context.Defer($"restore DNS ({configurator.Name})", ct => configurator.RevertAsync(applied, ct));
         foreach (var suffix in request.RoutedSuffixes) context.AddDnsSuffix(suffix);
         context.Output.Verbose($"Cluster names resolve through {server.EndPoint} ({configurator.Name}); other names as before.");
+    }
+
+    private IDnsConfigurator DnsConfigurator(ChangeJournal journal) =>
+        DnsConfigurators.ForThisMachine(journal, _options.SystemRoot is null ? null : new DnsSystemPaths(_options.SystemRoot));
+
+    /// <summary>
+    /// Split DNS's checks that need nothing from the cluster, before any change: systemd-resolved needs a link to attach
+    /// the cluster's names to (the tun device; redirect mode has none), resolv.conf and NRPT need port 53. They run again
+    /// with the cluster domain once the shadow pod told it.
+    /// </summary>
+    internal static void CheckDnsBeforeChanges(ConnectOptions options, IDnsConfigurator configurator)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(configurator);
+        configurator.CheckPrerequisites(new DnsConfigurationRequest
+        {
+            Server = options.DnsListen,
+            RoutedSuffixes = [options.ClusterDomain?.TrimEnd('.') ?? "cluster.local"],
+            LinkName = options.Mode == ConnectMode.Tun ? options.TunName : null,
+        });
     }
 
     /// <summary>The cluster DNS address and cluster domain from the shadow pod's resolv.conf.</summary>
