@@ -30,11 +30,4 @@ public static class IcmpMessage
         return ipLen + len;
     }
 
-    /// <summary>True for ICMP/ICMPv6 error messages: never answered with another error (RFC 1122, RFC 4443).</summary>
-    public static bool IsError(ReadOnlySpan<byte> packet, in IpPacket ip)
-    {
-        if (ip.PayloadLength < 1) return false;
-        var type = packet[ip.PayloadOffset];
-        return ip.IsV6 ? type < 128 : type is 3 or 4 or 5 or 11 or 12;
-    }
 }

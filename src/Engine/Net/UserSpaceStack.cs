@@ -411,7 +411,8 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
                 return;
             }
         }
-        if (IcmpMessage.IsError(packet, ip)) return;
+        // RFC 1122 §3.2.2: no ICMP error about a datagram sent to a multicast or broadcast address.
+        if (IsMulticastOrBroadcast(ip)) return;
         var buffer = ArrayPool<byte>.Shared.Rent(1400);
         try
         {
@@ -425,6 +426,9 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
             ArrayPool<byte>.Shared.Return(buffer);
         }
     }
+
+    private static bool IsMulticastOrBroadcast(in IpPacket ip) =>
+        ip.IsV6 ? ip.Destination >> 120 == 0xFF : ip.Destination >> 28 == 0xE || ip.Destination == 0xFFFFFFFF;
 
     private async Task RunUdpAsync(FlowKey key, byte[] payload, CancellationToken cancellationToken)
     {

@@ -152,7 +152,6 @@ public class PacketCodecTests
         var sum = v6 ? Checksum.PseudoHeader(true, reply.Source, reply.Destination, IpProtocol.IcmpV6, icmp.Length) : 0;
         Assert.Equal(0, Checksum.Finish(Checksum.Add(sum, icmp)));
         Assert.Equal(orig.AsSpan(0, n).ToArray(), icmp[8..].ToArray());
-        Assert.True(IcmpMessage.IsError(buf.AsSpan(0, m), reply));
     }
 
     [Fact]

@@ -8,6 +8,8 @@ public class UserSpaceStackTests
 {
     private static readonly UInt128 Client = IpPacket.FromAddress(IPAddress.Parse("10.0.0.2"));
     private static readonly UInt128 Cluster = IpPacket.FromAddress(IPAddress.Parse("10.96.0.10"));
+    private static readonly UInt128 Client6 = IpPacket.FromAddress(IPAddress.Parse("fd00::2"));
+    private static readonly UInt128 Cluster6 = IpPacket.FromAddress(IPAddress.Parse("fd00:96::10"));
 
     private sealed class Refusing : IFlowDialer
     {
@@ -143,6 +145,19 @@ public class UserSpaceStackTests
         IpPacket.TryParse(reply, out var ip);
         Assert.Equal(IpProtocol.Icmp, ip.Protocol);
         Assert.Equal(3, reply[ip.PayloadOffset]);
+        // Whatever the source port (its first byte is no ICMP type), and over IPv6 too.
+        foreach (var (v6, from, to, port) in new[] { (false, Client, Cluster, 800), (true, Client6, Cluster6, 5000) })
+        {
+            n = UdpDatagram.Write(buf, v6, from, to, (ushort)port, 9999, "x"u8);
+            stack.HandlePacket(buf.AsSpan(0, n));
+            reply = Assert.Single(sink.Take());
+            IpPacket.TryParse(reply, out ip);
+            Assert.Equal((v6 ? IpProtocol.IcmpV6 : IpProtocol.Icmp, v6 ? 1 : 3), (ip.Protocol, (int)reply[ip.PayloadOffset]));
+        }
+        // Not about a datagram to a multicast address.
+        n = UdpDatagram.Write(buf, false, Client, IpPacket.FromAddress(IPAddress.Parse("224.0.0.251")), 5353, 5353, "x"u8);
+        stack.HandlePacket(buf.AsSpan(0, n));
+        Assert.Empty(sink.Take());
 
         // An ICMP echo request: no reply.
         var echo = new byte[28];
