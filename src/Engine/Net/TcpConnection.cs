@@ -1021,6 +1021,9 @@ public sealed class TcpConnection
             _rcvAdvertisedEdge = _rcvNxt + (uint)Math.Min(free, 65535);
             return (ushort)Math.Min(free, 65535);
         }
+        // Never left of the edge already advertised: segments stored past a hole take space, and a window that shrank
+        // with each of them would make every dup ACK a different one, which a sender (RFC 5681 §2) does not count.
+        if (Gt(_rcvAdvertisedEdge, _rcvNxt)) free = Math.Max(free, (int)Math.Min(_rcvAdvertisedEdge - _rcvNxt, int.MaxValue));
         var scaled = Math.Min(free >> _rcvScale, 65535);
         var edge = _rcvNxt + (uint)(scaled << _rcvScale);
         if (Gt(edge, _rcvAdvertisedEdge)) _rcvAdvertisedEdge = edge;

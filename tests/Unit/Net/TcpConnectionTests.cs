@@ -257,6 +257,23 @@ public class TcpConnectionTests
     }
 
     [Fact]
+    public void DupAcks_ForAHole_CarryTheSameWindow_SoASenderCountsThemAndRetransmitsFast()
+    {
+        // RFC 5681 §2: an ACK is a duplicate only if its window is unchanged (BSD and macOS check it). Storing the segments
+        // past the hole must not shrink the window each dup ACK advertises.
+        var h = new TcpHarness();
+        h.Establish();
+        var data = new byte[1000];
+        for (var i = 1; i <= 4; i++) h.Feed(TcpFlags.Ack, C + (uint)(i * 1000), S, data);
+        var dups = h.Take();
+        Assert.Equal(4, dups.Count);
+        Assert.All(dups, d => Assert.Equal(C, d.Ack));
+        Assert.Single(dups.Select(d => d.Segment.Window).Distinct());
+        h.Feed(TcpFlags.Ack, C, S, data);
+        Assert.Equal(C + 5000, Assert.Single(h.Take()).Ack);
+    }
+
+    [Fact]
     public async Task OverlappingRetransmission_IsTrimmed()
     {
         var h = new TcpHarness();
