@@ -260,6 +260,7 @@ public sealed class TcpConnection
                     _recv.Discard(n);
                     MaybeSendWindowUpdate();
                     RejoinTimerList();
+                    TrimIfDone();
                     return n;
                 }
                 if (_finReceived) return 0;
@@ -292,10 +293,13 @@ public sealed class TcpConnection
         lock (_gate)
         {
             _recv.EndBorrow();
-            if (consumed == 0 || _recv.Count < consumed) return;
-            _recv.Discard(consumed);
-            MaybeSendWindowUpdate();
-            RejoinTimerList();
+            if (consumed > 0 && _recv.Count >= consumed)
+            {
+                _recv.Discard(consumed);
+                MaybeSendWindowUpdate();
+                RejoinTimerList();
+            }
+            TrimIfDone();
         }
     }
 
@@ -389,7 +393,12 @@ public sealed class TcpConnection
     {
         lock (_gate)
         {
-            if (State is TcpState.Closed or TcpState.TimeWait) return;
+            if (State is TcpState.Closed or TcpState.TimeWait)
+            {
+                // The client is done; what it sent that the relay could not deliver goes, and so does its buffer.
+                _recv.Release();
+                return;
+            }
             if (State != TcpState.Dialing) Emit(TcpFlags.Rst | TcpFlags.Ack, _sndNxt, _rcvNxt, 0, 0, false);
             else Emit(TcpFlags.Rst | TcpFlags.Ack, 0, _rcvNxt, 0, 0, false);
             Interlocked.Increment(ref _counters.TcpResetsSent);
@@ -991,6 +1000,15 @@ public sealed class TcpConnection
         _writable.Set();
     }
 
+    /// <summary>
+    /// A flow past its last segment from the client (TIME-WAIT, closed) is off the timer that trims buffers: its receive
+    /// buffer goes back to the budget as soon as the relay has read the last of it.
+    /// </summary>
+    private void TrimIfDone()
+    {
+        if (State is TcpState.TimeWait or TcpState.Closed) _recv.TrimIfEmpty();
+    }
+
     private void CloseLocked(bool reset)
     {
         if (reset) _reset = true;
@@ -1000,6 +1018,7 @@ public sealed class TcpConnection
         _ackDeadline = 0;
         _send.Release();
         if (reset) _recv.Release();
+        else _recv.TrimIfEmpty(); // otherwise when the relay has read the rest (EndRead, ReadAsync)
         ClearOutOfOrder();
         SignalReadable();
         _writable.Set();

@@ -273,6 +273,41 @@ public class TcpConnectionTests
         Assert.Equal(C + 5000, Assert.Single(h.Take()).Ack);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_flow_that_closes_while_its_relay_still_holds_received_bytes_gives_its_buffer_back_to_the_budget(bool relayFails)
+    {
+        var h = new TcpHarness();
+        h.Establish();
+        var data = new byte[1000];
+        for (var i = 0; i < 20; i++) h.Feed(TcpFlags.Ack, C + (uint)(i * 1000), S, data);
+        Assert.True(h.Budget.Used > 0);
+        // The relay lends the bytes to a far end that does not read them yet; meanwhile both sides close.
+        var lent = h.Conn.BeginRead();
+        h.Conn.ShutdownWrite();
+        h.Feed(TcpFlags.Ack, C + 20000, S + 1);
+        h.Feed(TcpFlags.Fin | TcpFlags.Ack, C + 20000, S + 1);
+        Assert.Equal(TcpState.TimeWait, h.Conn.State);
+        if (relayFails)
+        {
+            h.Conn.EndRead(0);
+            h.Conn.Abort();
+        }
+        else
+        {
+            while (!lent.IsEmpty)
+            {
+                h.Conn.EndRead(lent.Length);
+                lent = h.Conn.BeginRead();
+            }
+            h.Conn.EndRead(0);
+        }
+        h.Advance(h.Options.TimeWaitMs + 1);
+        Assert.Equal(TcpState.Closed, h.Conn.State);
+        Assert.Equal(0, h.Budget.Used);
+    }
+
     [Fact]
     public async Task OverlappingRetransmission_IsTrimmed()
     {
