@@ -399,7 +399,9 @@ public sealed class TcpConnection
                 _recv.Release();
                 return;
             }
-            if (State != TcpState.Dialing) Emit(TcpFlags.Rst | TcpFlags.Ack, _sndNxt, _rcvNxt, 0, 0, false);
+            // At the highest sequence sent: after a go-back-N _sndNxt can lie below the client's rcv_nxt, where a reset is
+            // ignored; at or past it the reset is taken, or challenged (answered in the Closed state).
+            if (State != TcpState.Dialing) Emit(TcpFlags.Rst | TcpFlags.Ack, _sndMax, _rcvNxt, 0, 0, false);
             else Emit(TcpFlags.Rst | TcpFlags.Ack, 0, _rcvNxt, 0, 0, false);
             Interlocked.Increment(ref _counters.TcpResetsSent);
             CloseLocked(reset: true);
@@ -465,6 +467,18 @@ public sealed class TcpConnection
         switch (State)
         {
             case TcpState.Closed:
+                // As for a flow the stack does not know (RFC 9293 §3.10.7.1): a client that missed our reset, or challenged
+                // it (RFC 5961), learns that the connection is gone rather than waiting on it.
+                if ((seg.Flags & TcpFlags.Rst) == 0)
+                {
+                    if ((seg.Flags & TcpFlags.Ack) != 0) SendRst(seg.Acknowledgment);
+                    else
+                    {
+                        var length = (uint)seg.DataLength + ((seg.Flags & TcpFlags.Syn) != 0 ? 1u : 0u) + ((seg.Flags & TcpFlags.Fin) != 0 ? 1u : 0u);
+                        Emit(TcpFlags.Rst | TcpFlags.Ack, 0, seg.Sequence + length, 0, 0, false);
+                        Interlocked.Increment(ref _counters.TcpResetsSent);
+                    }
+                }
                 return;
             case TcpState.Dialing:
                 // Retransmitted SYNs wait for the dial; a RST abandons the attempt.
@@ -922,7 +936,7 @@ public sealed class TcpConnection
         }
         if (++_retransmits > _options.MaxRetransmits)
         {
-            Emit(TcpFlags.Rst | TcpFlags.Ack, _sndNxt, _rcvNxt, 0, 0, false);
+            Emit(TcpFlags.Rst | TcpFlags.Ack, _sndMax, _rcvNxt, 0, 0, false);
             Interlocked.Increment(ref _counters.TcpResetsSent);
             CloseLocked(reset: true);
             return;

@@ -348,6 +348,30 @@ public class TcpConnectionTests
     }
 
     [Fact]
+    public async Task An_abort_after_a_retransmission_resets_at_the_highest_sequence_sent_and_answers_the_clients_challenge_ack()
+    {
+        var h = new TcpHarness(new TcpOptions { InitialRtoMs = 1000, MinRtoMs = 1000 });
+        h.Establish();
+        await h.Conn.WriteAsync(new byte[2500], CancellationToken.None);
+        Assert.Equal(3, h.Take().Count);
+        // The client got it all but its ACKs were lost: we go back to S and resend the first segment.
+        h.Advance(1000);
+        Assert.Equal(S, Assert.Single(h.Take()).Seq);
+        // The far end fails. A reset below the client's rcv_nxt (S + 2500) would be ignored.
+        h.Conn.Abort();
+        var rst = Assert.Single(h.Take());
+        Assert.Equal((TcpFlags.Rst | TcpFlags.Ack, S + 2500), (rst.Flags, rst.Seq));
+        // A reset that is in the window but not exact gets a challenge ACK (RFC 5961 §3.2): the closed flow answers it
+        // with a reset at the sequence the client asks for, as the stack does for a flow it does not know.
+        h.Feed(TcpFlags.Ack, C, S + 2000);
+        var answer = Assert.Single(h.Take());
+        Assert.Equal((TcpFlags.Rst, S + 2000), (answer.Flags, answer.Seq));
+        // A reset is never answered.
+        h.Feed(TcpFlags.Rst, C, 0);
+        Assert.Empty(h.Take());
+    }
+
+    [Fact]
     public async Task ThreeDuplicateAcks_TriggerFastRetransmit()
     {
         var h = new TcpHarness();
