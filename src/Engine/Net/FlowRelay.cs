@@ -19,7 +19,7 @@ public static class FlowRelay
         ArgumentNullException.ThrowIfNull(connection);
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(logger);
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, connection.ResetToken);
         var up = UpAsync(connection, stream, bufferSize, cts);
         var down = DownAsync(connection, stream, bufferSize, cts);
         await Task.WhenAll(up, down).ConfigureAwait(false);

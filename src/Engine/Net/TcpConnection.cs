@@ -388,6 +388,23 @@ public sealed class TcpConnection
         }
     }
 
+    private CancellationTokenSource? _resetSource;
+
+    /// <summary>
+    /// Cancelled when the flow is reset, by the client or given up here: a relay waiting on a far end that neither reads
+    /// nor writes stops, and closes it, rather than keep it open for a client that is gone.
+    /// </summary>
+    public CancellationToken ResetToken
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _reset ? new CancellationToken(canceled: true) : (_resetSource ??= new CancellationTokenSource()).Token;
+            }
+        }
+    }
+
     /// <summary>Resets the client's connection (the far end failed or reset).</summary>
     public void Abort()
     {
@@ -1025,7 +1042,12 @@ public sealed class TcpConnection
 
     private void CloseLocked(bool reset)
     {
-        if (reset) _reset = true;
+        if (reset)
+        {
+            _reset = true;
+            // Callbacks on the pool: the relay's continuations must not run under this lock.
+            _ = _resetSource?.CancelAsync();
+        }
         State = TcpState.Closed;
         _rtoDeadline = 0;
         _persistDeadline = 0;

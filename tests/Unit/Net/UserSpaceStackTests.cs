@@ -22,10 +22,12 @@ public class UserSpaceStackTests
         }
     }
 
-    private static byte[] Tcp(TcpFlags flags, uint seq, uint ack, ushort mss = 0)
+    private static byte[] Tcp(TcpFlags flags, uint seq, uint ack, ushort mss = 0, byte[]? data = null)
     {
-        var buf = new byte[100];
-        var n = TcpSegment.Write(buf, false, Client, Cluster, 40000, 80, seq, ack, flags, 1000, 0, mss, mss != 0 ? 7 : -1);
+        data ??= [];
+        var buf = new byte[100 + data.Length];
+        data.CopyTo(buf, TcpSegment.HeaderSpace(false, mss != 0));
+        var n = TcpSegment.Write(buf, false, Client, Cluster, 40000, 80, seq, ack, flags, 1000, data.Length, mss, mss != 0 ? 7 : -1);
         return buf[..n];
     }
 
@@ -74,6 +76,63 @@ public class UserSpaceStackTests
             public override void SetLength(long value) => throw new NotSupportedException();
             public override void Write(byte[] buffer, int offset, int count) { }
         }
+    }
+
+    /// <summary>A far end that neither reads nor writes: both wait until cancelled.</summary>
+    private sealed class StuckFarEnd : IFlowDialer
+    {
+        public TaskCompletionSource Writing { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource Disposed { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task<Stream> DialAsync(IPEndPoint destination, CancellationToken cancellationToken) => Task.FromResult<Stream>(new Stuck(this));
+
+        private sealed class Stuck(StuckFarEnd far) : Stream
+        {
+            public override bool CanRead => true;
+            public override bool CanSeek => false;
+            public override bool CanWrite => true;
+            public override long Length => throw new NotSupportedException();
+            public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+            public override void Flush() { }
+            public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+            public override void SetLength(long value) => throw new NotSupportedException();
+            public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+            public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+            {
+                await Task.Delay(Timeout.Infinite, cancellationToken);
+                return 0;
+            }
+
+            public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+            {
+                far.Writing.TrySetResult();
+                await Task.Delay(Timeout.Infinite, cancellationToken);
+            }
+
+            protected override void Dispose(bool disposing)
+            {
+                far.Disposed.TrySetResult();
+                base.Dispose(disposing);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task A_client_reset_ends_the_relay_of_a_far_end_that_neither_reads_nor_writes()
+    {
+        var sink = new ListSink();
+        var far = new StuckFarEnd();
+        await using var stack = new UserSpaceStack(sink, far);
+        stack.HandlePacket(Tcp(TcpFlags.Syn, 100, 0, 1460));
+        var synAck = Sent.Parse(Assert.Single(await WaitForAsync(sink, 1)));
+        stack.HandlePacket(Tcp(TcpFlags.Ack | TcpFlags.Psh, 101, synAck.Seq + 1, data: "ping"u8.ToArray()));
+        await far.Writing.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        stack.HandlePacket(Tcp(TcpFlags.Rst, 105, 0));
+        // The far end hears of it: its stream is closed (for an SSH channel, the pod's connection goes too).
+        await far.Disposed.Task.WaitAsync(TimeSpan.FromSeconds(10));
     }
 
     [Fact]
