@@ -32,6 +32,7 @@ public static class DnsErrorIds
     public const string ResolvedUnavailable = "DnsResolvedUnavailable";
     public const string ResolvedCommandFailed = "DnsResolvedCommandFailed";
     public const string ResolvConfMissing = "DnsResolvConfMissing";
+    public const string ResolvConfNotOriginal = "DnsResolvConfNotOriginal";
     public const string AccessDenied = "DnsConfigurationAccessDenied";
     public const string HostsFileReadOnly = "DnsHostsFileReadOnly";
     public const string HostsFileMissing = "DnsHostsFileMissing";

@@ -74,6 +74,17 @@ public sealed class ResolvConfConfigurator(DnsSystemPaths paths, IChangeJournal 
         {
             throw Denied(path, e);
         }
+        if (original.AsSpan().StartsWith(Encoding.UTF8.GetBytes(Marker)))
+        {
+            // A KtConnect that died without undoing this, and whose journal this process cannot see (another user's home):
+            // the file it kept is the machine's own, and that is what our undo must give back, not its generated file.
+            if (!File.Exists(BackupPath))
+                throw new DnsConfigurationException(DnsErrorIds.ResolvConfNotOriginal, KtErrorCategory.ResourceExists,
+                    $"{path} was written by KtConnect and its original is not in {BackupPath}; put the machine's own resolv.conf back, " +
+                    "or connect with --dnsMode hosts (-DnsMode Hosts).", target: path);
+            original = await File.ReadAllBytesAsync(BackupPath, cancellationToken).ConfigureAwait(false);
+            link = null;
+        }
         var content = Encoding.UTF8.GetBytes(Render(Encoding.UTF8.GetString(original), request, request.SessionId));
         var data = new Dictionary<string, string>
         {

@@ -122,6 +122,27 @@ public sealed class DnsConfiguratorTests : IDisposable
     }
 
     [Fact]
+    public async Task A_resolv_conf_left_by_a_KtConnect_whose_journal_is_elsewhere_is_restored_to_the_original_it_kept()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        var c = new ResolvConfConfigurator(_paths, _journal);
+        await File.WriteAllTextAsync(_paths.ResolvConf, ResolvConfConfigurator.Marker + " (session other)\nnameserver 127.0.0.153\n");
+        await File.WriteAllTextAsync(c.BackupPath, OriginalResolvConf);
+        var handle = await c.ApplyAsync(Request(), default);
+        Assert.Contains("192.168.1.1", string.Join(",", c.OriginalUpstreams()), StringComparison.Ordinal);
+        await c.RevertAsync(handle, default);
+        Assert.Equal(OriginalResolvConf, await File.ReadAllTextAsync(_paths.ResolvConf));
+
+        // Without the file it kept, the original is unknown: refused, nothing changed.
+        var left = ResolvConfConfigurator.Marker + " (session other)\nnameserver 127.0.0.153\n";
+        await File.WriteAllTextAsync(_paths.ResolvConf, left);
+        var e = await Assert.ThrowsAsync<DnsConfigurationException>(() => c.ApplyAsync(Request(), default));
+        Assert.Equal("DnsResolvConfNotOriginal", e.ErrorId);
+        Assert.Equal(left, await File.ReadAllTextAsync(_paths.ResolvConf));
+        Assert.Empty(_journal.ReadAll());
+    }
+
+    [Fact]
     public async Task Resolv_conf_prerequisites_are_typed_errors()
     {
         var c = new ResolvConfConfigurator(_paths, _journal);

@@ -35,8 +35,8 @@ public sealed class ConnectWorker(KubeClient client, string ns, ConnectOptions o
 
         // Checks that change nothing (the namespace was checked by ClusterWorker).
         if (_options.Mode != ConnectMode.Socks) EnsurePrivileges(_options.Mode);
-        if (_options.Mode != ConnectMode.Socks && _options.DnsMode == DnsMode.Split) CheckDnsBeforeChanges(_options, DnsConfigurator(journal));
         await LocalRecovery.UndoAsync(journal, output: output, cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (_options.Mode != ConnectMode.Socks && _options.DnsMode == DnsMode.Split) CheckDnsBeforeChanges(_options, DnsConfigurator(journal));
         IReadOnlyList<Cidr> ranges = [];
         IReadOnlyList<IPAddress> apiServer = await ClusterRanges.ApiServerAddressesAsync(_client.Configuration.Server, cancellationToken).ConfigureAwait(false);
         if (_options.Mode != ConnectMode.Socks && !_options.SkipRoutes)
