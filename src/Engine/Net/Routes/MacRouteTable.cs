@@ -22,6 +22,10 @@ public sealed class MacRouteTable : IRouteTable
 
     public async Task RemoveAsync(IPNetwork destination, string device, CancellationToken cancellationToken)
     {
+        // A utun device goes with the process that opened it, and its routes with it. Its name is soon handed to the next
+        // one (the lowest free unit), whose routes to the same ranges a delete by (range, device) would remove: a crashed
+        // session's entry is done once its device is gone, before another live session can take the name.
+        if (!System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces().Any(n => n.Name == device)) return;
         var (file, args) = Command("delete", destination, device);
         var r = await ProcessRunner.RunAsync(file, args, cancellationToken: cancellationToken).ConfigureAwait(false);
         if (!r.Succeeded && (r.StandardError + r.StandardOutput).Contains("not in table", StringComparison.Ordinal)) return;

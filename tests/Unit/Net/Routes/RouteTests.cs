@@ -92,6 +92,14 @@ fe80::%lo0/64                           fe80::1%lo0                             
     }
 
     [Fact]
+    public async Task Mac_route_of_a_utun_device_that_is_gone_is_undone_without_a_command()
+    {
+        // The routes went with the device; a delete by the name could hit the next session's device of that name. (No
+        // `route` runs here: on this machine it would fail, or not exist.)
+        await new MacRouteTable().RemoveAsync(N("10.96.0.0/12"), "utun-gone-" + Guid.NewGuid().ToString("N")[..6], CancellationToken.None);
+    }
+
+    [Fact]
     public unsafe void WindowsIpHelperStructs_HaveTheNetioapiLayout()
     {
         Assert.Equal(28, sizeof(SockaddrInet));
