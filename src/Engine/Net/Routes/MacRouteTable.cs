@@ -4,20 +4,24 @@ using System.Net.Sockets;
 namespace KtConnect.Engine.Net.Routes;
 
 /// <summary>macOS routes with `route` (add/delete through the utun interface) and `netstat -rn` (read).</summary>
-public sealed class MacRouteTable : IRouteTable
+/// <param name="run">Runs a command (tests pass one that records); <see cref="ProcessRunner"/> by default.</param>
+public sealed class MacRouteTable(Func<string, IReadOnlyList<string>, CancellationToken, Task<ProcessResult>>? run = null) : IRouteTable
 {
+    private readonly Func<string, IReadOnlyList<string>, CancellationToken, Task<ProcessResult>> _run =
+        run ?? ((file, args, ct) => ProcessRunner.RunAsync(file, args, cancellationToken: ct));
+
     public string Platform => "macos";
 
     public async Task<IReadOnlyList<RouteEntry>> ReadAsync(CancellationToken cancellationToken)
     {
-        var r = await ProcessRunner.RunAsync("netstat", ["-rn"], cancellationToken: cancellationToken).ConfigureAwait(false);
+        var r = await _run("netstat", ["-rn"], cancellationToken).ConfigureAwait(false);
         return Parse(r.EnsureSuccess("RouteReadFailed").StandardOutput);
     }
 
     public async Task AddAsync(IPNetwork destination, string device, CancellationToken cancellationToken)
     {
         var (file, args) = Command("add", destination, device);
-        (await ProcessRunner.RunAsync(file, args, cancellationToken: cancellationToken).ConfigureAwait(false)).EnsureSuccess("RouteAddFailed");
+        (await _run(file, args, cancellationToken).ConfigureAwait(false)).EnsureSuccess("RouteAddFailed");
     }
 
     public async Task RemoveAsync(IPNetwork destination, string device, CancellationToken cancellationToken)
@@ -27,7 +31,7 @@ public sealed class MacRouteTable : IRouteTable
         // session's entry is done once its device is gone, before another live session can take the name.
         if (!System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces().Any(n => n.Name == device)) return;
         var (file, args) = Command("delete", destination, device);
-        var r = await ProcessRunner.RunAsync(file, args, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var r = await _run(file, args, cancellationToken).ConfigureAwait(false);
         if (!r.Succeeded && (r.StandardError + r.StandardOutput).Contains("not in table", StringComparison.Ordinal)) return;
         r.EnsureSuccess("RouteRemoveFailed");
     }

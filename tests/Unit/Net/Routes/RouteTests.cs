@@ -94,9 +94,18 @@ fe80::%lo0/64                           fe80::1%lo0                             
     [Fact]
     public async Task Mac_route_of_a_utun_device_that_is_gone_is_undone_without_a_command()
     {
-        // The routes went with the device; a delete by the name could hit the next session's device of that name. (No
-        // `route` runs here: on this machine it would fail, or not exist.)
-        await new MacRouteTable().RemoveAsync(N("10.96.0.0/12"), "utun-gone-" + Guid.NewGuid().ToString("N")[..6], CancellationToken.None);
+        var calls = new List<string>();
+        var table = new MacRouteTable((file, args, _) =>
+        {
+            calls.Add(file + " " + string.Join(' ', args));
+            return Task.FromResult(new ProcessResult(file, args, 0, "", ""));
+        });
+        // The routes went with the device; a delete by its name could hit the next session's device of that name.
+        await table.RemoveAsync(N("10.96.0.0/12"), "utun-gone-" + Guid.NewGuid().ToString("N")[..6], CancellationToken.None);
+        Assert.Empty(calls);
+        var present = System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces()[0].Name;
+        await table.RemoveAsync(N("10.96.0.0/12"), present, CancellationToken.None);
+        Assert.Equal([$"route -n delete -net 10.96.0.0/12 -interface {present}"], calls);
     }
 
     [Fact]
