@@ -22,8 +22,10 @@ internal static class GlobalOptions
             AlwaysPullImage = a.Flag("forceUpdate"),
             PodCreationTimeout = TimeSpan.FromSeconds(a.Int("podCreationTimeout", 60)),
         };
+        // The cmdlets' range: 0 would create a shadow only to time it out at once.
+        if (options.PodCreationTimeout.TotalSeconds is < 1 or > 3600)
+            throw ParsedArgs.Usage($"--podCreationTimeout must be 1 to 3600 seconds, not {options.PodCreationTimeout.TotalSeconds}");
         if (a.Get("image") is { } image) options = options with { Image = image };
-        options.ValidateShadow();
         if (a.Get("ipVersion") is { } ipVersion && ipVersion is not ("4" or "6")) throw ParsedArgs.Usage($"--ipVersion must be 4 or 6, not '{ipVersion}'");
         return (T)options;
     }

@@ -84,8 +84,8 @@ public sealed class ConnectKtClusterCommand : KtClusterCmdlet
     [Parameter]
     public SwitchParameter ShareShadow { get; set; }
 
+    /// <summary>ktctl's --podQuota (checked, as kt checks it, before any change: PodQuotaInvalid).</summary>
     [Parameter]
-    [ValidatePattern(@"^(\d+(\.\d+)?c)?(,?\d+[kKmMgG])?$")]
     public string? PodQuota { get; set; }
 
     protected override void EndProcessing()

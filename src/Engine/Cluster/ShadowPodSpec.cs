@@ -83,14 +83,18 @@ public sealed record ShadowPodSpec
         new("KT_LOCAL_DOMAIN", localDomain),
     ];
 
-    /// <summary>The labels without <c>control-by</c>: kt-role, kt-target, role labels, extra labels (Deployment selector and template).</summary>
+    /// <summary>
+    /// The labels without <c>control-by</c>: extra labels, then the role labels, kt-role and kt-target (Deployment selector
+    /// and template). The user's extra labels never replace one of ours: an <c>app</c> of theirs over the Service's selector
+    /// would leave a scale-mode exchange's Service with no endpoints.
+    /// </summary>
     public Dictionary<string, string> SelectorLabels()
     {
         var labels = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (ExtraLabels is not null) foreach (var (k, v) in ExtraLabels) labels[k] = v;
         if (RoleLabels is not null) foreach (var (k, v) in RoleLabels) labels[k] = v;
         labels[KtConventions.RoleLabel] = Role;
         if (Target is not null) labels[KtConventions.TargetLabel] = Target;
-        if (ExtraLabels is not null) foreach (var (k, v) in ExtraLabels) labels[k] = v;
         return labels;
     }
 

@@ -56,15 +56,25 @@ public abstract record ShadowOptions
     /// <summary>The session's mode as sessions list it (tun, selector, auto, ClusterIP...); null when the kind has none.</summary>
     public virtual string? ModeName => null;
 
-    /// <summary>Checks what can be checked without the cluster or the machine; throws a typed error. Run once when a session starts.</summary>
-    public virtual void Validate()
-    {
-    }
-
-    /// <summary>Checks the shadow options every kind shares (the pod quota: <c>PodQuotaInvalid</c>).</summary>
-    public void ValidateShadow()
+    /// <summary>
+    /// Checks what can be checked without the cluster or the machine (the shadow options every kind shares, then the
+    /// kind's own); throws a typed error. Run when a session starts, before any change.
+    /// </summary>
+    public void Validate()
     {
         if (PodQuota is not null) Cluster.PodQuota.Parse(PodQuota);
+        foreach (var key in Labels.Keys)
+        {
+            if (key is KtConventions.RoleLabel or KtConventions.TargetLabel or KtConventions.ControlByLabel)
+                throw new KtException("ShadowLabelReserved", KtErrorCategory.InvalidArgument,
+                    $"The label '{key}' is KtConnect's own: clean and recover find its shadows by it, so --withLabel (-Label) cannot set it.", target: key);
+        }
+        ValidateKind();
+    }
+
+    /// <summary>The kind's own checks, after the shared ones.</summary>
+    protected virtual void ValidateKind()
+    {
     }
 
     /// <summary>A shadow spec carrying these options; the caller sets what is specific to its role.</summary>

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using KtConnect.Engine.Cluster;
+using KtConnect.Engine;
 using Microsoft.AspNetCore.Http;
 using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Store;
@@ -34,6 +35,37 @@ public sealed class ShadowPodTests
             .Sum(t => server.Store.List(t, Ns, LabelSelectorParse("control-by=kt")).Items.Count);
 
     private static KtConnect.KubeSim.Store.LabelSelector LabelSelectorParse(string s) => KtConnect.KubeSim.Store.LabelSelector.Parse(s);
+
+    [Fact]
+    public void Extra_labels_never_replace_the_labels_the_shadow_must_carry()
+    {
+        // A scale-mode shadow carries the Service's selector; a --withLabel app=... over it would leave the Service empty.
+        var spec = Spec("orders-kt-exchange-abcde") with
+        {
+            Role = KtConventions.Roles.ShadowExchange,
+            RoleLabels = new Dictionary<string, string> { ["app"] = "orders" },
+            ExtraLabels = new Dictionary<string, string> { ["app"] = "alice", ["team"] = "a" },
+        };
+        Assert.Equal(new Dictionary<string, string> { ["app"] = "orders", ["team"] = "a", ["kt-role"] = "shadow-exchange", ["control-by"] = "kt" },
+            spec.Labels());
+    }
+
+    [Theory]
+    [InlineData("kt-role", null, "ShadowLabelReserved")]
+    [InlineData("control-by", null, "ShadowLabelReserved")]
+    [InlineData("team", "lots", "PodQuotaInvalid")]
+    [InlineData("team", "0.5c,512Mi", null)]
+    public void Shadow_options_are_checked_before_any_change(string label, string? quota, string? errorId)
+    {
+        var options = new KtConnect.Engine.Sessions.Exchange.ExchangeOptions
+        {
+            Service = "orders",
+            Ports = [KtConnect.Engine.Sessions.Exchange.ExposedPort.Parse("8080")],
+            Labels = new Dictionary<string, string> { [label] = "x" },
+            PodQuota = quota,
+        };
+        Assert.Equal(errorId, (Record.Exception(options.Validate) as KtException)?.ErrorId);
+    }
 
     [Fact]
     public async Task Created_pod_and_configmap_match_kt_connect_field_by_field()

@@ -110,7 +110,7 @@ public sealed partial record ConnectOptions : ShadowOptions
     public override string? ModeName => Mode.ToString().ToLowerInvariant();
 
     /// <summary>Checks what can be checked without the cluster or the machine; throws InvalidConnectOption.</summary>
-    public override void Validate()
+    protected override void ValidateKind()
     {
         static KtException Invalid(string message, object? target) => new("InvalidConnectOption", KtErrorCategory.InvalidArgument, message, target: target);
         if (!System.Net.IPAddress.IsLoopback(ProxyAddress))

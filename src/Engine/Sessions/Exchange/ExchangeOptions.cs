@@ -44,7 +44,7 @@ public sealed record ExchangeOptions : ShadowOptions
     public override string? ModeName => Mode.ToString().ToLowerInvariant();
 
     /// <summary>Throws a typed error when the options cannot work, before anything is changed.</summary>
-    public override void Validate()
+    protected override void ValidateKind()
     {
         ServiceTargets.Validate(Service, Deployment, "exchange");
         ExposedPort.Validate(Ports);
@@ -75,7 +75,7 @@ public sealed record PreviewOptions : ShadowOptions
 
     public override string? ModeName => ServiceType.ToString();
 
-    public override void Validate()
+    protected override void ValidateKind()
     {
         if (string.IsNullOrWhiteSpace(Name) || Name.Length > 63 || !System.Text.RegularExpressions.Regex.IsMatch(Name, "^[a-z]([-a-z0-9]*[a-z0-9])?$"))
             throw new KtException("InvalidPreviewName", KtErrorCategory.InvalidArgument,

@@ -81,7 +81,7 @@ public sealed record MeshOptions : ShadowOptions
     /// <summary>Throws a typed error when the options cannot work, before anything is changed.</summary>
     public override string? ModeName => Mode.ToString().ToLowerInvariant();
 
-    public override void Validate()
+    protected override void ValidateKind()
     {
         ServiceTargets.Validate(Service, Deployment, "mesh");
         ExposedPort.Validate(Ports);
