@@ -17,12 +17,12 @@ internal static class Foreground
     public static async Task<int> RunAsync(Func<IKtOutput, CancellationToken, Task<Session>> start, TextWriter stdout, TextWriter stderr, bool debug)
     {
         using var stop = new CancellationTokenSource();
-        Session? session = null;
         var hurry = 0;
         void Hurry()
         {
             Volatile.Write(ref hurry, 1);
-            Volatile.Read(ref session)?.MarkExiting();
+            // Every session of this process, the one still starting (its undo may be waiting for pods) included.
+            foreach (var s in SessionRegistry.Default.List()) s.MarkExiting();
         }
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {
@@ -33,7 +33,9 @@ internal static class Foreground
         Console.CancelKeyPress += onCancel;
         Action<PosixSignalContext> hurried = c =>
         {
-            c.Cancel = true;
+            // On Windows these are the console's close, logoff and shutdown events: the process ends as soon as a handler
+            // that cancels returns. Not cancelling lets the runtime run ProcessExit, whose StopAll waits for this stop.
+            c.Cancel = !OperatingSystem.IsWindows();
             Hurry();
             stop.Cancel();
         };
@@ -50,7 +52,6 @@ internal static class Foreground
             try
             {
                 started = await start(output, stop.Token).ConfigureAwait(false);
-                Volatile.Write(ref session, started);
             }
             catch (KtException e)
             {
@@ -83,7 +84,7 @@ internal static class Foreground
             }
             await stderr.WriteLineAsync(Volatile.Read(ref hurry) != 0 ? "Stopping and restoring, without waiting for pods ..."
                 : stop.IsCancellationRequested ? "Stopping and restoring (Ctrl+C again: do not wait for pods) ..." : "Stopping and restoring ...").ConfigureAwait(false);
-            // A signal that came before the session was assigned above found nothing to hurry.
+            // A signal that came before the session was registered found nothing to hurry.
             if (Volatile.Read(ref hurry) != 0) started.MarkExiting();
             await started.StopAsync(output, CancellationToken.None).ConfigureAwait(false);
             var end = started.Snapshot();

@@ -47,6 +47,7 @@ public sealed class StartKtForwardCommand : KtClusterCmdlet
         var ports = Port.Length == 0 ? "its port" : "port(s) " + string.Join(", ", Port);
         if (!ShouldProcess($"Service '{Service}' in namespace '{Namespace ?? "(context default)"}'", $"Forward local {ports} on 127.0.0.1"))
             return;
-        StartSession((output, ct) => Forwarder.StartAsync(options, output, SessionRegistry.Default, cancellationToken: ct), Service);
+        // One session per pipeline object: a Service that cannot be forwarded is that object's error, and the next ones go on.
+        StartSession((output, ct) => Forwarder.StartAsync(options, output, SessionRegistry.Default, cancellationToken: ct), Service, terminating: false);
     }
 }

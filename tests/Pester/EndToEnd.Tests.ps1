@@ -254,13 +254,20 @@ $job | Wait-Job | Receive-Job
             $r.Output | Should -Match 'WAITED Stopped'
         }
 
-        It 'a missing Service is a terminating error with its ErrorId, like the other cmdlets' {
+        It 'a missing Service is an error with its ErrorId, and the pipeline''s next Service is still forwarded' {
             $r = Invoke-LaptopPwsh $Cluster @'
 try { Start-KtForward -Service nosuch -Namespace dev -Port 18081 ; 'NOERROR' } catch { "ERRORID $($_.FullyQualifiedErrorId)" }
 "AFTER $((Get-KtSession -IncludeEnded).Count)"
+$s = [pscustomobject]@{ Service = 'nosuch' }, [pscustomobject]@{ Service = 'orders' } |
+    Start-KtForward -Namespace dev -Port 18083:80 -ErrorAction SilentlyContinue -ErrorVariable errs
+"PIPELINE $(@($s).Count) $($s.Target) $($s.State) ERRORS $($errs.Count) $($errs[0].FullyQualifiedErrorId)"
+$s | Stop-KtSession
 '@
+            $r.ExitCode | Should -Be 0 -Because $r.Errors
             $r.Output | Should -Match 'ERRORID \w+NotFound,'
             $r.Output | Should -Not -Match 'NOERROR'
+            $r.Output | Should -Match 'AFTER 0'
+            $r.Output | Should -Match 'PIPELINE 1 \S*orders\S* Running ERRORS 1 \w+NotFound,'
         }
     }
 

@@ -160,6 +160,12 @@ public sealed class HostsFileEditor(DnsSystemPaths paths, IChangeJournal journal
             throw new DnsConfigurationException(DnsErrorIds.AccessDenied, KtErrorCategory.PermissionDenied,
                 $"No permission to change {path}; run as root or Administrator.", e, path);
         }
+        catch (IOException e) when (OperatingSystem.IsWindows())
+        {
+            // A sharing violation: another program (an antivirus, an endpoint agent) holds the file open.
+            throw new DnsConfigurationException(DnsErrorIds.HostsFileBusy, KtErrorCategory.ResourceBusy,
+                $"{path} is held open by another program; try again, or close it.", e, path);
+        }
         catch (IOException e)
         {
             throw ReadOnly(path, e);

@@ -46,7 +46,31 @@ public sealed class ResolvConfConfigurator(DnsSystemPaths paths, IChangeJournal 
         if (request.Server.Port != 53)
             throw new DnsConfigurationException(DnsErrorIds.PortNotSupported, KtErrorCategory.InvalidArgument,
                 $"resolv.conf cannot name a port; the DNS server must listen on port 53, not {request.Server.Port}.", target: request.Server);
+        if (LeftByKtConnect() && !File.Exists(BackupPath)) throw NotOriginal(paths.ResolvConf);
     }
+
+    /// <summary>
+    /// The file is one KtConnect generated, and this process's journal (recovered before this check) does not undo it:
+    /// a KtConnect of another home died without undoing it. Another live session cannot be behind it, as it would hold the
+    /// server's address (127.0.0.153:53).
+    /// </summary>
+    private bool LeftByKtConnect()
+    {
+        try
+        {
+            using var reader = new StreamReader(paths.ResolvConf);
+            return reader.ReadLine()?.StartsWith(Marker, StringComparison.Ordinal) == true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    private DnsConfigurationException NotOriginal(string path) =>
+        new(DnsErrorIds.ResolvConfNotOriginal, KtErrorCategory.ResourceExists,
+            $"{path} was written by KtConnect and its original is not in {BackupPath}; put the machine's own resolv.conf back, " +
+            "or connect with --dnsMode hosts (-DnsMode Hosts).", target: path);
 
     /// <summary>The new file for <paramref name="original"/> (public so its shape is unit-tested).</summary>
     public static string Render(string original, DnsConfigurationRequest request, string? sessionId)
@@ -78,10 +102,7 @@ public sealed class ResolvConfConfigurator(DnsSystemPaths paths, IChangeJournal 
         {
             // A KtConnect that died without undoing this, and whose journal this process cannot see (another user's home):
             // the file it kept is the machine's own, and that is what our undo must give back, not its generated file.
-            if (!File.Exists(BackupPath))
-                throw new DnsConfigurationException(DnsErrorIds.ResolvConfNotOriginal, KtErrorCategory.ResourceExists,
-                    $"{path} was written by KtConnect and its original is not in {BackupPath}; put the machine's own resolv.conf back, " +
-                    "or connect with --dnsMode hosts (-DnsMode Hosts).", target: path);
+            if (!File.Exists(BackupPath)) throw NotOriginal(path);
             original = await File.ReadAllBytesAsync(BackupPath, cancellationToken).ConfigureAwait(false);
             link = null;
         }

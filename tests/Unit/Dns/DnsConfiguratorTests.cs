@@ -136,6 +136,7 @@ public sealed class DnsConfiguratorTests : IDisposable
         // Without the file it kept, the original is unknown: refused, nothing changed.
         var left = ResolvConfConfigurator.Marker + " (session other)\nnameserver 127.0.0.153\n";
         await File.WriteAllTextAsync(_paths.ResolvConf, left);
+        Assert.Equal("DnsResolvConfNotOriginal", Assert.Throws<DnsConfigurationException>(() => c.CheckPrerequisites(Request())).ErrorId);
         var e = await Assert.ThrowsAsync<DnsConfigurationException>(() => c.ApplyAsync(Request(), default));
         Assert.Equal("DnsResolvConfNotOriginal", e.ErrorId);
         Assert.Equal(left, await File.ReadAllTextAsync(_paths.ResolvConf));

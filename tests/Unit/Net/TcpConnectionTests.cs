@@ -303,6 +303,9 @@ public class TcpConnectionTests
             }
             h.Conn.EndRead(0);
         }
+        // Given back at once, in TIME-WAIT: no timer trims a flow there.
+        Assert.Equal(TcpState.TimeWait, h.Conn.State);
+        Assert.Equal(0, h.Budget.Used);
         h.Advance(h.Options.TimeWaitMs + 1);
         Assert.Equal(TcpState.Closed, h.Conn.State);
         Assert.Equal(0, h.Budget.Used);

@@ -297,7 +297,8 @@ public sealed class ConnectWorker(KubeClient client, string ns, ConnectOptions o
         configurator.CheckPrerequisites(new DnsConfigurationRequest
         {
             Server = options.DnsListen,
-            RoutedSuffixes = [options.ClusterDomain?.TrimEnd('.') ?? "cluster.local"],
+            // The cluster's domain is known only from the shadow pod, unless given.
+            RoutedSuffixes = options.ClusterDomain is { } domain ? [domain.TrimEnd('.')] : [],
             LinkName = options.Mode == ConnectMode.Tun ? options.TunName : null,
         });
     }
