@@ -45,8 +45,14 @@ internal static class CommandLine
             await stderr.WriteLineAsync("kt: " + e.Message).ConfigureAwait(false);
             return 2;
         }
-        if (parsed.Flag("version") && parsed.Verb.Length == 0)
+        if (parsed.Flag("version"))
         {
+            // ktctl's --version belongs to kt alone: `kt connect -v` must not start a connect with the flag ignored.
+            if (parsed.Verb.Length > 0)
+            {
+                await stderr.WriteLineAsync($"kt: --version (-v) takes no command, not '{parsed.Verb}' (InvalidCommandLine)").ConfigureAwait(false);
+                return 2;
+            }
             await stdout.WriteLineAsync(Program.Version).ConfigureAwait(false);
             return 0;
         }

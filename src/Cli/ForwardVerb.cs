@@ -30,7 +30,8 @@ internal static class ForwardVerb
 
     internal static ForwardOptions Parse(ParsedArgs a)
     {
-        if (a.Positional.Count == 0) throw ParsedArgs.Usage("forward needs a Service name: kt forward <service> [<localPort>[:<servicePort>]]...");
+        if (a.Positional.Count == 0 || string.IsNullOrWhiteSpace(a.Positional[0]))
+            throw ParsedArgs.Usage("forward needs a Service name: kt forward <service> [<localPort>[:<servicePort>]]...");
         return GlobalOptions.Apply(a, new ForwardOptions()) with
         {
             Service = a.Positional[0],

@@ -20,6 +20,12 @@ public static class Program
             await Console.Error.WriteLineAsync($"kt: {e.Message} ({e.ErrorId})").ConfigureAwait(false);
             return 1;
         }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or FormatException)
+        {
+            // Whatever a check missed is still one line and a failure, not a stack trace.
+            await Console.Error.WriteLineAsync($"kt: {e.Message}").ConfigureAwait(false);
+            return 1;
+        }
     }
 
     internal static string Version =>

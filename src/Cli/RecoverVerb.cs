@@ -12,7 +12,7 @@ internal static class RecoverVerb
 
     private static async Task<int> RunAsync(ParsedArgs a, TextWriter stdout, TextWriter stderr)
     {
-        if (a.Positional.Count != 1)
+        if (a.Positional.Count != 1 || string.IsNullOrWhiteSpace(a.Positional[0]))
         {
             await stderr.WriteLineAsync("kt: recover takes exactly one Service name: kt recover <service> (InvalidCommandLine)").ConfigureAwait(false);
             return 2;

@@ -70,5 +70,14 @@ public sealed class FlagParserTests
         Assert.Equal(0, await CommandLine.RunAsync(["--help"], stdout, stderr));
         Assert.Equal(2, await CommandLine.RunAsync(["teleport"], new StringWriter(), stderr));
         Assert.Contains("unknown command 'teleport'", stderr.ToString(), StringComparison.Ordinal);
+        // With a command, --version is an error, not ignored (that would start a connect).
+        foreach (var args in new[] { new[] { "connect", "-v" }, ["-v", "connect"], ["recover", "--version", "orders"] })
+        {
+            var err = new StringWriter();
+            Assert.Equal(2, await CommandLine.RunAsync(args, new StringWriter(), err));
+            Assert.Contains("takes no command", err.ToString(), StringComparison.Ordinal);
+        }
+        // An empty name (an unset variable in a script) is a usage error too.
+        Assert.Equal(2, await CommandLine.RunAsync(["recover", ""], new StringWriter(), new StringWriter()));
     }
 }

@@ -23,6 +23,7 @@ public sealed class ForwardVerbTests
     public void Kt_forward_without_a_service_or_with_a_bad_port_is_a_usage_error()
     {
         Assert.Equal("InvalidCommandLine", Assert.Throws<KtException>(() => ForwardVerb.Parse(Parse("forward"))).ErrorId);
+        Assert.Equal("InvalidCommandLine", Assert.Throws<KtException>(() => ForwardVerb.Parse(Parse("forward", ""))).ErrorId);
         Assert.Equal(ForwardErrors.InvalidPort, Assert.Throws<KtException>(() => ForwardVerb.Parse(Parse("forward", "orders", "80:x"))).ErrorId);
     }
 
