@@ -38,7 +38,7 @@ public sealed partial record ConnectOptions : ShadowOptions
     /// <summary>Extra ranges to route (CIDRs).</summary>
     public IReadOnlyList<string> IncludeIps { get; init; } = [];
 
-    /// <summary>Ranges or addresses never routed, in every mode.</summary>
+    /// <summary>Ranges or addresses never routed (tun and redirect modes).</summary>
     public IReadOnlyList<string> ExcludeIps { get; init; } = [];
 
     /// <summary>Do not sample pod addresses when the cluster does not reveal its pod ranges.</summary>
@@ -129,6 +129,9 @@ public sealed partial record ConnectOptions : ShadowOptions
             throw Invalid("More domains and the DNS cache's TTL are for the split DNS (tun or redirect mode, --dnsMode split).", DnsMode);
         if (SkipRoutes && (IncludeIps.Count > 0 || ExcludeIps.Count > 0 || IgnoreRouteConflicts))
             throw Invalid("Without routes there is nothing for --includeIps, --excludeIps or --ignoreRouteConflicts to change.", SkipRoutes);
+        if (Mode == ConnectMode.Socks && (IncludeIps.Count > 0 || ExcludeIps.Count > 0 || IgnoreRouteConflicts || DisablePodIp))
+            throw Invalid("Socks mode routes nothing (the proxy dials any address through the cluster): --includeIps, --excludeIps, " +
+                "--ignoreRouteConflicts and --disablePodIp are for tun and redirect modes.", Mode);
         if (DnsCacheTtl < TimeSpan.Zero) throw Invalid($"The DNS cache TTL cannot be negative ({DnsCacheTtl.Value.TotalSeconds} s).", DnsCacheTtl);
         foreach (var cidr in IncludeIps.Concat(ExcludeIps)) Cidr.Parse(cidr);
         foreach (var domain in IncludeDomains.Append(ClusterDomain ?? "cluster.local"))

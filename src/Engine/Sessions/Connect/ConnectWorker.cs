@@ -34,7 +34,8 @@ public sealed class ConnectWorker(KubeClient client, string ns, ConnectOptions o
         var sessionId = context.JournalId;
 
         // Checks that change nothing (the namespace was checked by ClusterWorker).
-        if (_options.Mode != ConnectMode.Socks) EnsurePrivileges(_options.Mode);
+        // Socks mode needs no privileges, unless it writes the hosts file (ktctl's --disableTunDevice --dnsMode hosts).
+        if (_options.Mode != ConnectMode.Socks || _options.DnsMode == DnsMode.Hosts) EnsurePrivileges(_options.Mode);
         await LocalRecovery.UndoAsync(journal, output: output, cancellationToken: cancellationToken).ConfigureAwait(false);
         if (_options.Mode != ConnectMode.Socks && _options.DnsMode == DnsMode.Split) CheckDnsBeforeChanges(_options, DnsConfigurator(journal));
         IReadOnlyList<Cidr> ranges = [];
@@ -87,7 +88,9 @@ public sealed class ConnectWorker(KubeClient client, string ns, ConnectOptions o
 
         if (_options.Mode != ConnectMode.Socks && _options.DnsMode == DnsMode.Split)
             await StartDnsAsync(context, journal, link, podName, sessionId, cancellationToken).ConfigureAwait(false);
-        if (_options.Mode != ConnectMode.Socks && _options.DnsMode == DnsMode.Hosts)
+        // In socks mode too, as ktctl does: a client that resolves names itself (SOCKS5 without remote names) then asks the
+        // proxy for a Service's ClusterIP.
+        if (_options.DnsMode == DnsMode.Hosts)
             await StartHostsAsync(context, journal, podName, sessionId, cancellationToken).ConfigureAwait(false);
         output.Progress("Connecting", "Connected", 100, completed: true);
     }
@@ -129,8 +132,11 @@ public sealed class ConnectWorker(KubeClient client, string ns, ConnectOptions o
             if (new System.Security.Principal.WindowsPrincipal(identity).IsInRole(System.Security.Principal.WindowsBuiltInRole.Administrator)) return;
         }
         throw new KtException("ConnectNeedsPrivileges", KtErrorCategory.PermissionDenied,
-            $"Connect in {mode.ToString().ToLowerInvariant()} mode changes routes and DNS and needs root (Administrator on Windows). " +
-            "Run it elevated, or use --mode socks (-Mode Socks), which needs no privileges.");
+            mode == ConnectMode.Socks
+                ? "Socks mode with --dnsMode hosts (-DnsMode Hosts) writes the hosts file and needs root (Administrator on Windows). " +
+                  "Run it elevated, or leave the DNS mode out: socks mode alone needs no privileges."
+                : $"Connect in {mode.ToString().ToLowerInvariant()} mode changes routes and DNS and needs root (Administrator on Windows). " +
+                  "Run it elevated, or use --mode socks (-Mode Socks), which needs no privileges.");
     }
 
     [System.Runtime.InteropServices.DllImport("libc", SetLastError = false)]

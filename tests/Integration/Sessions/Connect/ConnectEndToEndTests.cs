@@ -222,9 +222,11 @@ public sealed class ConnectEndToEndTests(ConnectClusterFixture f)
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "curl")]
-    public async Task Ktctls_disableTunDevice_is_socks_mode_on_the_proxyAddr_given()
+    public async Task Ktctls_disableTunDevice_is_socks_mode_on_the_proxyAddr_given_and_writes_the_hosts_file_in_hosts_mode()
     {
-        var kt = await f.StartKtAsync("connect", "-n", "dev", "--disableTunDevice", "--proxyAddr", "127.0.0.3", "--proxyPort", "2226");
+        var laptopBefore = await f.LaptopStateAsync();
+        var hostsFile = Path.Combine(f.Cluster.Laptop.EtcDirectory, "hosts");
+        var kt = await f.StartKtAsync("connect", "-n", "dev", "--disableTunDevice", "--proxyAddr", "127.0.0.3", "--proxyPort", "2226", "--dnsMode", "hosts");
         try
         {
             Assert.Contains("127.0.0.3:2226", kt.Stdout, StringComparison.Ordinal);
@@ -232,11 +234,17 @@ public sealed class ConnectEndToEndTests(ConnectClusterFixture f)
             Assert.True(code == 0, output + kt.Stderr);
             Assert.Contains("orders-", output, StringComparison.Ordinal);
             Assert.NotEqual(0, (await CurlInLaptop("--socks5-hostname", "127.0.0.1:2226", "http://orders/")).Code);
+            // As ktctl: the names are in the hosts file, so a client that resolves them itself asks the proxy for the ClusterIP.
+            Assert.Contains($"{f.OrdersClusterIp} orders orders.dev", await File.ReadAllTextAsync(hostsFile), StringComparison.Ordinal);
+            (code, output) = await CurlInLaptop("--socks5", "127.0.0.3:2226", "http://orders/");
+            Assert.True(code == 0, output + kt.Stderr);
+            Assert.Contains("orders-", output, StringComparison.Ordinal);
         }
         finally
         {
             Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
         }
+        Assert.Equal(laptopBefore, await f.LaptopStateAsync());
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]

@@ -31,12 +31,12 @@ public sealed class ConnectParsingTests
     public void Kt_connect_flags_map_onto_options_with_kt_connect_names()
     {
         var o = ConnectVerb.Parse(Args("connect", "-n", "dev", "--context", "kind", "--mode", "socks", "--proxyPort", "1080",
-            "--excludeIps", "10.8.0.0/16", "--withLabel", "team=a", "--podQuota", "0.5c,512m", "--useShadowDeployment", "-i", "my/shadow:1"));
+            "--withLabel", "team=a", "--podQuota", "0.5c,512m", "--useShadowDeployment", "-i", "my/shadow:1"));
         Assert.Equal("dev", o.Namespace);
         Assert.Equal("kind", o.Context);
         Assert.Equal(ConnectMode.Socks, o.Mode);
         Assert.Equal(1080, o.ProxyPort);
-        Assert.Equal(["10.8.0.0/16"], o.ExcludeIps);
+        Assert.Equal(["10.8.0.0/16"], ConnectVerb.Parse(Args("connect", "--excludeIps", "10.8.0.0/16")).ExcludeIps);
         Assert.Equal("a", o.Labels["team"]);
         Assert.True(o.UseShadowDeployment);
         Assert.Equal("my/shadow:1", o.Image);
@@ -118,6 +118,9 @@ public sealed class ConnectParsingTests
     [InlineData("InvalidCommandLine", "connect", "--ingressIp", "ingress.local")]
     [InlineData("InvalidConnectOption", "connect", "--ingressIp", "10.0.0.1", "--dnsMode", "hosts")]
     [InlineData("InvalidConnectOption", "connect", "--ingressIp", "10.0.0.1", "--mode", "socks")]
+    [InlineData("InvalidConnectOption", "connect", "--mode", "socks", "--excludeIps", "10.8.0.0/16")]
+    [InlineData("InvalidConnectOption", "connect", "--disableTunDevice", "--includeIps", "10.9.0.0/16")]
+    [InlineData("InvalidConnectOption", "connect", "--mode", "socks", "--disablePodIp")]
     public void Bad_ktctl_flag_values_are_refused_before_anything_happens(string errorId, params string[] args) =>
         Assert.Equal(errorId, Assert.Throws<KtException>(() => ConnectVerb.Parse(Args(args))).ErrorId);
 
