@@ -11,6 +11,9 @@ public static class Forwarder
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentException.ThrowIfNullOrEmpty(options.Service);
+        // A forward changes nothing in the cluster, so it leaves a crashed session's leftovers there to the commands that
+        // make changes (and to clean), as ktctl's forward does: a refused forward must change nothing either.
+        options = options with { SkipCleanup = true };
         return ClusterSessions.StartAsync(options, SessionKind.Forward,
             (client, ns) => new ForwardWorker(client, ns, options), output, registry, loader, options.Service, cancellationToken);
     }
