@@ -8,7 +8,7 @@ internal static class ConnectVerb
 {
     internal static readonly IReadOnlyList<FlagSpec> Flags =
     [
-        new("mode", null, true, "tun (default, needs root; ktctl's tun2socks), redirect (nftables/iptables or pf; ktctl's sshuttle) or socks (no privileges)", "tun"),
+        new("mode", null, true, "tun (default, needs root; ktctl's tun2socks), redirect (nftables/iptables or pf; ktctl's sshuttle) or socks (no privileges, unless --dnsMode hosts)", "tun"),
         new("dnsMode", null, true, "split (cluster suffixes to the cluster, the rest as before), hosts[:ns1,ns2] (Service names in the hosts file) or none", "split"),
         new("includeIps", null, true, "Extra CIDRs to route, comma separated"),
         new("excludeIps", null, true, "CIDRs or addresses never routed, comma separated"),

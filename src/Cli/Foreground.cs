@@ -17,6 +17,7 @@ internal static class Foreground
     public static async Task<int> RunAsync(Func<IKtOutput, CancellationToken, Task<Session>> start, TextWriter stdout, TextWriter stderr, bool debug)
     {
         using var stop = new CancellationTokenSource();
+        using var stopped = new ManualResetEventSlim();
         var hurry = 0;
         void Hurry()
         {
@@ -33,11 +34,12 @@ internal static class Foreground
         Console.CancelKeyPress += onCancel;
         Action<PosixSignalContext> hurried = c =>
         {
-            // On Windows these are the console's close, logoff and shutdown events: the process ends as soon as a handler
-            // that cancels returns. Not cancelling lets the runtime run ProcessExit, whose StopAll waits for this stop.
-            c.Cancel = !OperatingSystem.IsWindows();
+            c.Cancel = true;
             Hurry();
             stop.Cancel();
+            // On Windows these are the console's close and the system's shutdown: the process ends as soon as this handler
+            // returns (and .NET 10 raises no ProcessExit for them), within about 5 s in any case. So wait here for the stop.
+            if (OperatingSystem.IsWindows()) stopped.Wait(TimeSpan.FromSeconds(4.5));
         };
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, hurried);
         // SIGHUP: the terminal was closed (on Windows, the console window). kt started with nohup keeps running: .NET
@@ -99,6 +101,7 @@ internal static class Foreground
         finally
         {
             Console.CancelKeyPress -= onCancel;
+            stopped.Set();
         }
     }
 

@@ -123,7 +123,7 @@ public sealed class ConnectKtClusterCommand : KtClusterCmdlet
         }
 
         var target = $"namespace '{Namespace ?? "(context default)"}'" + (Context is null ? "" : $" in context '{Context}'");
-        if (!ShouldProcess(target, $"Connect in {Mode} mode ({(ShareShadow ? "join or create the shared shadow pod" : "create a shadow pod")}{(Mode == KtConnectMode.Socks ? "" : ", routes and DNS")})"))
+        if (!ShouldProcess(target, $"Connect in {Mode} mode ({(ShareShadow ? "join or create the shared shadow pod" : "create a shadow pod")}{(Mode != KtConnectMode.Socks ? ", routes and DNS" : DnsMode == KtDnsMode.Hosts ? ", the hosts file" : "")})"))
             return;
         StartSession((output, ct) => Connector.StartAsync(options, output, SessionRegistry.Default, cancellationToken: ct), null);
         base.EndProcessing();

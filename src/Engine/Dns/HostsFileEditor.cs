@@ -160,7 +160,7 @@ public sealed class HostsFileEditor(DnsSystemPaths paths, IChangeJournal journal
             throw new DnsConfigurationException(DnsErrorIds.AccessDenied, KtErrorCategory.PermissionDenied,
                 $"No permission to change {path}; run as root or Administrator.", e, path);
         }
-        catch (IOException e) when (OperatingSystem.IsWindows())
+        catch (IOException e) when (OperatingSystem.IsWindows() && (e.HResult & 0xFFFF) is 0x20 or 0x21)
         {
             // A sharing violation: another program (an antivirus, an endpoint agent) holds the file open.
             throw new DnsConfigurationException(DnsErrorIds.HostsFileBusy, KtErrorCategory.ResourceBusy,

@@ -62,6 +62,15 @@ public abstract record ShadowOptions
     /// </summary>
     public void Validate()
     {
+        if (CreatesShadow) ValidateShadow();
+        ValidateKind();
+    }
+
+    /// <summary>False for a kind that makes nothing in the cluster (Forward): it accepts the shadow options and ignores them.</summary>
+    protected virtual bool CreatesShadow => true;
+
+    private void ValidateShadow()
+    {
         if (PodQuota is not null) Cluster.PodQuota.Parse(PodQuota);
         foreach (var key in Labels.Keys)
         {
@@ -69,7 +78,6 @@ public abstract record ShadowOptions
                 throw new KtException("ShadowLabelReserved", KtErrorCategory.InvalidArgument,
                     $"The label '{key}' is KtConnect's own: clean and recover find its shadows by it, so --withLabel (-Label) cannot set it.", target: key);
         }
-        ValidateKind();
     }
 
     /// <summary>The kind's own checks, after the shared ones.</summary>

@@ -65,6 +65,9 @@ public sealed class ShadowPodTests
             PodQuota = quota,
         };
         Assert.Equal(errorId, (Record.Exception(options.Validate) as KtException)?.ErrorId);
+        // A forward makes no shadow: it takes the shadow options and ignores them, as its help says.
+        var forward = new KtConnect.Engine.Sessions.Forward.ForwardOptions { Service = "orders", Labels = options.Labels, PodQuota = quota };
+        Assert.Null(Record.Exception(forward.Validate));
     }
 
     [Fact]

@@ -11,7 +11,7 @@ public enum ConnectMode
     /// <summary>Kernel redirect (nftables/iptables) of the cluster ranges to a transparent listener. Linux, needs privileges.</summary>
     Redirect,
 
-    /// <summary>SOCKS5 and HTTP CONNECT on 127.0.0.1 only; no privileges, no routes, no DNS change.</summary>
+    /// <summary>SOCKS5 and HTTP CONNECT on 127.0.0.1 only; no routes, no resolver change, no privileges (unless hosts DNS).</summary>
     Socks,
 }
 

@@ -34,8 +34,7 @@ public sealed class ConnectWorker(KubeClient client, string ns, ConnectOptions o
         var sessionId = context.JournalId;
 
         // Checks that change nothing (the namespace was checked by ClusterWorker).
-        // Socks mode needs no privileges, unless it writes the hosts file (ktctl's --disableTunDevice --dnsMode hosts).
-        if (_options.Mode != ConnectMode.Socks || _options.DnsMode == DnsMode.Hosts) EnsurePrivileges(_options.Mode);
+        if (NeedsPrivileges(_options)) EnsurePrivileges(_options.Mode);
         await LocalRecovery.UndoAsync(journal, output: output, cancellationToken: cancellationToken).ConfigureAwait(false);
         if (_options.Mode != ConnectMode.Socks && _options.DnsMode == DnsMode.Split) CheckDnsBeforeChanges(_options, DnsConfigurator(journal));
         IReadOnlyList<Cidr> ranges = [];
@@ -118,6 +117,9 @@ public sealed class ConnectWorker(KubeClient client, string ns, ConnectOptions o
         var ourDevice = options.Mode == ConnectMode.Tun ? options.TunName : "";
         return RouteConflicts.Find(ranges.Select(ToNetwork), table, apiServer, ourDevice);
     }
+
+    /// <summary>Socks mode needs no privileges, unless it writes the hosts file (ktctl's --disableTunDevice --dnsMode hosts).</summary>
+    internal static bool NeedsPrivileges(ConnectOptions options) => options.Mode != ConnectMode.Socks || options.DnsMode == DnsMode.Hosts;
 
     /// <summary>Tun and redirect modes change routes, firewall and DNS: refuse early, with the way out, when not elevated.</summary>
     internal static void EnsurePrivileges(ConnectMode mode)

@@ -16,6 +16,6 @@ public static class Connector
         ArgumentNullException.ThrowIfNull(options);
         return ClusterSessions.StartAsync(options, SessionKind.Connect,
             (client, ns) => new ConnectWorker(client, ns, options), output, registry, loader, cancellationToken: cancellationToken,
-            checkMachine: () => { if (options.Mode != ConnectMode.Socks) ConnectWorker.EnsurePrivileges(options.Mode); });
+            checkMachine: () => { if (ConnectWorker.NeedsPrivileges(options)) ConnectWorker.EnsurePrivileges(options.Mode); });
     }
 }

@@ -31,6 +31,8 @@ public sealed record PortMapping(int Local, int? Remote)
 /// <summary>What `kt forward` and Start-KtForward are asked to do.</summary>
 public sealed record ForwardOptions : ShadowOptions
 {
+    protected override bool CreatesShadow => false;
+
     /// <summary>The Service whose ready pods receive the connections.</summary>
     public string Service { get; init; } = "";
 

@@ -125,6 +125,15 @@ public sealed class ConnectParsingTests
         Assert.Equal(errorId, Assert.Throws<KtException>(() => ConnectVerb.Parse(Args(args))).ErrorId);
 
     [Theory]
+    [InlineData(false, "connect", "--mode", "socks")]
+    [InlineData(true, "connect", "--mode", "socks", "--dnsMode", "hosts")]
+    [InlineData(true, "connect", "--disableTunDevice", "--dnsMode", "hosts")]
+    [InlineData(true, "connect", "--mode", "redirect")]
+    [InlineData(true, "connect")]
+    public void Privileges_are_needed_unless_socks_mode_leaves_the_hosts_file_alone(bool needed, params string[] args) =>
+        Assert.Equal(needed, ConnectWorker.NeedsPrivileges(ConnectVerb.Parse(Args(args))));
+
+    [Theory]
     [InlineData("InvalidCommandLine", "connect", "--mode", "vpn")]
     [InlineData("InvalidCommandLine", "connect", "extra")]
     [InlineData("InvalidCidr", "connect", "--excludeIps", "10.0.0/8")]
