@@ -20,7 +20,17 @@ public sealed class ModuleInit : IModuleAssemblyInitializer, IModuleAssemblyClea
 
     private static readonly DependencyLoadContext Context = new(DependencyDirectory);
 
-    public void OnImport() => AssemblyLoadContext.Default.Resolving += ResolveDependency;
+    private static PosixSignalRegistration[] _signals = [];
+
+    public void OnImport()
+    {
+        AssemblyLoadContext.Default.Resolving += ResolveDependency;
+        // Since .NET 10 a SIGTERM (a CI agent cancelling, a supervisor) or SIGHUP (a closed terminal; on Windows the console
+        // window's close and shutdown) ends the process without ProcessExit: the sessions are stopped here first. Not
+        // cancelled, so the signal's own action (the end of pwsh) follows; pwsh started with them ignored keeps ignoring them.
+        _signals = [.. new[] { PosixSignal.SIGTERM, PosixSignal.SIGHUP }.Select(signal =>
+            PosixSignalRegistration.Create(signal, _ => ModuleLifetime.OnRemove(Context)))];
+    }
 
     /// <summary>Remove-Module: every session this module started is stopped and undone before the module goes.</summary>
     public void OnRemove(PSModuleInfo psModuleInfo)
@@ -31,6 +41,8 @@ public sealed class ModuleInit : IModuleAssemblyInitializer, IModuleAssemblyClea
         }
         finally
         {
+            foreach (var registration in _signals) registration.Dispose();
+            _signals = [];
             AssemblyLoadContext.Default.Resolving -= ResolveDependency;
         }
     }
@@ -39,7 +51,7 @@ public sealed class ModuleInit : IModuleAssemblyInitializer, IModuleAssemblyClea
         Context.Ships(name) ? Context.LoadFromAssemblyName(name) : null;
 }
 
-/// <summary>What runs when the module is removed: the sessions of this process are stopped and undone.</summary>
+/// <summary>What runs when the module is removed, or pwsh is terminated: the sessions of this process are stopped and undone.</summary>
 internal static class ModuleLifetime
 {
     internal static void OnRemove(DependencyLoadContext context)

@@ -372,6 +372,8 @@ $done = Wait-KtSession -InputObject $s -Timeout 60
         It '<How> stops and restores every session of the module' -ForEach @(
             @{ How = 'Remove-Module'; Ending = "Remove-Module KtConnect`n'REMOVED'`nWait-Go" }
             @{ How = 'exiting pwsh'; Ending = 'exit 0' }
+            # What a CI agent or a supervisor sends; since .NET 10 it ends a process without ProcessExit unless handled.
+            @{ How = 'SIGTERM to pwsh'; Ending = 'Wait-Go' }
         ) {
             $script:Pwsh = Start-LaptopPwsh $Cluster ($LocalServer + @"
 `$null = Start-KtExchange -Service orders -Namespace dev -Port 8080:80
@@ -382,12 +384,16 @@ $Ending
 "@)
             Wait-LaptopOutput $Pwsh 'RUNNING' | Out-Null
             Wait-ClusterAnswer $Cluster $Orders 'LOCAL-LAPTOP-ANSWER' | Out-Null
-            Send-LaptopGo $Pwsh
+            if ($How -eq 'SIGTERM to pwsh') {
+                & kill -TERM $Pwsh.Process.Id
+                Wait-LaptopExit $Pwsh | Out-Null
+            }
+            else { Send-LaptopGo $Pwsh }
             if ($How -eq 'Remove-Module') {
                 Wait-LaptopOutput $Pwsh 'REMOVED' | Out-Null
                 $Pwsh.Process.HasExited | Should -BeFalse
             }
-            else {
+            elseif ($How -eq 'exiting pwsh') {
                 Wait-LaptopExit $Pwsh | Should -Be 0
             }
             Get-ClusterSnapshot $Cluster | Should -Be $Baseline
