@@ -29,5 +29,4 @@ public static class IcmpMessage
         BinaryPrimitives.WriteUInt16BigEndian(m[2..], Checksum.Finish(Checksum.Add(sum, m)));
         return ipLen + len;
     }
-
 }
