@@ -132,16 +132,28 @@ public sealed record ShadowPodSpec
                 Name = Name,
                 Namespace = Namespace,
                 Labels = Labels(),
-                Annotations = new Dictionary<string, string>(StringComparer.Ordinal)
-                {
-                    [KtConventions.HeartbeatAnnotation] = KtConventions.FormatUnixSeconds(clusterNow),
-                },
+                Annotations = ConfigMapAnnotations(clusterNow),
             },
             Data = data,
         };
     }
 
-    /// <summary>The pod's and the Deployment's metadata: name, namespace, kt labels and annotations (the ConfigMap has only the heartbeat).</summary>
+    /// <summary>
+    /// The heartbeat, and the session the shadow belongs to when it names one: undoing a crashed session never deletes
+    /// another laptop's ConfigMap of the same name (a mesh shadow's name is fixed by Service and version).
+    /// </summary>
+    private Dictionary<string, string> ConfigMapAnnotations(DateTimeOffset clusterNow)
+    {
+        var annotations = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            [KtConventions.HeartbeatAnnotation] = KtConventions.FormatUnixSeconds(clusterNow),
+        };
+        if (ExtraAnnotations?.TryGetValue(ExchangeHolders.SessionAnnotation, out var session) == true)
+            annotations[ExchangeHolders.SessionAnnotation] = session;
+        return annotations;
+    }
+
+    /// <summary>The pod's and the Deployment's metadata: name, namespace, kt labels and annotations (the ConfigMap has the heartbeat and the session).</summary>
     private ObjectMeta Metadata(DateTimeOffset clusterNow) => new()
     {
         Name = Name,

@@ -55,6 +55,9 @@ internal static class KtServices
     {
         var name = service.Metadata.Name!;
         var ns = service.Metadata.Namespace!;
+        // Named after the session, so that undoing a crashed session of ours never deletes another laptop's Service that
+        // took the name since (ClusterUndoHandler deletes only a kt object of its own session or of none).
+        (service.Metadata.Annotations ??= new Dictionary<string, string>(StringComparer.Ordinal))[ExchangeHolders.SessionAnnotation] = sessionId;
         var serviceRef = new KtObjectRef(KtObjectKind.Service, ns, name);
         var entry = (await ClusterRecovery.RecordCreatedAsync(journal, client, [serviceRef], sessionId, cancellationToken).ConfigureAwait(false))[0];
         var created = false;

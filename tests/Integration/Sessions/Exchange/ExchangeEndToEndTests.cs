@@ -305,6 +305,13 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
             var svc = f.Service("orders-next")!;
             Assert.Equal("kt", svc["metadata"]!["labels"]!["control-by"]!.GetValue<string>());
             Assert.NotNull(svc["metadata"]!["annotations"]!["kt-last-heart-beat"]);
+            // Named after its session, as the shadow and its ConfigMap are: undoing a crashed session of this laptop must
+            // never delete another laptop's Service that took the name since.
+            var session = svc["metadata"]!["annotations"]!["ktconnect.io/session"]!.GetValue<string>();
+            var shadow = f.Cluster.Pods("dev", "kt-role=shadow-preview").Single();
+            Assert.Equal(session, shadow["metadata"]!["annotations"]!["ktconnect.io/session"]!.GetValue<string>());
+            var configMap = f.Cluster.Store.Get(ResourceTypes.ConfigMaps, "dev", shadow["metadata"]!["name"]!.GetValue<string>())!;
+            Assert.Equal(session, configMap["metadata"]!["annotations"]!["ktconnect.io/session"]!.GetValue<string>());
             Assert.Equal("shadow-preview", svc["spec"]!["selector"]!["kt-role"]!.GetValue<string>());
             Assert.Equal("ClusterIP", svc["spec"]!["type"]!.GetValue<string>());
             Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://orders-next.dev/", "laptop"), StringComparison.Ordinal);
