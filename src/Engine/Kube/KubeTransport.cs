@@ -96,11 +96,14 @@ internal sealed class KubeTransport : IDisposable
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
+            HttpResponseMessage response;
+            // The request is built (credentials fetched) with the caller's time, before the request's own: an exec plugin
+            // has its own bound, and a login it runs may take minutes.
+            var built = await BuildAsync(request, cancellationToken).ConfigureAwait(false);
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(streaming ? _options.StreamConnectTimeout : _options.RequestTimeout);
             var sent = DateTimeOffset.UtcNow;
-            HttpResponseMessage response;
-            using (var message = await BuildAsync(request, timeout.Token).ConfigureAwait(false))
+            using (var message = built)
             {
                 try
                 {

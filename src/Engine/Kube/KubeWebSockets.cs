@@ -67,11 +67,20 @@ internal sealed partial class KubeWebSockets : IDisposable
             ws.Options.SetRequestHeader("User-Agent", _transport.Options.UserAgent);
             if (_transport.Configuration.HostHeader is string host) ws.Options.SetRequestHeader("Host", host);
             var capture = new UpgradeCapture();
+            try
+            {
+                // Credentials first, with the caller's time: an exec plugin has its own bound (a login may take minutes).
+                await _transport.Configuration.Credentials.ApplyAsync((n, v) => ws.Options.SetRequestHeader(n, v), cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                ws.Dispose();
+                throw;
+            }
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(_transport.Options.StreamConnectTimeout);
             try
             {
-                await _transport.Configuration.Credentials.ApplyAsync((n, v) => ws.Options.SetRequestHeader(n, v), timeout.Token).ConfigureAwait(false);
                 CurrentCapture.Value = capture;
                 await ws.ConnectAsync(uri, _invoker, timeout.Token).ConfigureAwait(false);
             }

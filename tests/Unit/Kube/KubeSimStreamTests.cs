@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using KtConnect.Engine.Kube;
 using KtConnect.Engine.Kube.Models;
@@ -274,6 +275,33 @@ public sealed class KubeSimStreamTests
         Assert.Contains("/home/u/.kube/config", ex.Message, StringComparison.Ordinal);
         var pf = await Assert.ThrowsAsync<KubeConnectionException>(() => client.PortForwardAsync("p", 22).WaitAsync(Deadline));
         Assert.Contains("gone-ctx", pf.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>Credentials that take their time, as an exec plugin running a login does, then hand out the admin token.</summary>
+    private sealed class SlowCredentials(string token, TimeSpan delay) : IKubeCredentials
+    {
+        public X509Certificate2? CurrentClientCertificate => null;
+
+        public async ValueTask ApplyAsync(Action<string, string> setHeader, CancellationToken cancellationToken)
+        {
+            await Task.Delay(delay, cancellationToken);
+            setHeader("Authorization", "Bearer " + token);
+        }
+
+        public ValueTask<bool> OnUnauthorizedAsync(CancellationToken cancellationToken) => ValueTask.FromResult(false);
+    }
+
+    [Fact]
+    public async Task Credentials_slower_than_the_request_timeout_are_waited_for_by_requests_and_port_forwards()
+    {
+        // An exec plugin has its own bound (a login may take minutes); the request's 30 s are for the server.
+        await using var sim = await SimCluster.StartAsync();
+        using var client = sim.NewClient(new SlowCredentials(sim.Server.AdminToken, TimeSpan.FromMilliseconds(800)),
+            new KubeClientOptions { RequestTimeout = TimeSpan.FromMilliseconds(300), StreamConnectTimeout = TimeSpan.FromMilliseconds(300) });
+        Assert.Equal(sim.Namespace, (await client.Namespaces.GetAsync(sim.Namespace).WaitAsync(Deadline)).Metadata.Name);
+        // The WebSocket upgrade too: the server answers (no such pod), where before the credentials' wait timed it out.
+        var e = await Assert.ThrowsAnyAsync<KtConnect.Engine.KtException>(() => client.PortForwardAsync("no-such-pod", 22).WaitAsync(Deadline));
+        Assert.NotEqual("KubeRequestTimeout", e.ErrorId);
     }
 
     [Fact]
