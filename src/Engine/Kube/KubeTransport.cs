@@ -190,7 +190,7 @@ internal sealed class KubeTransport : IDisposable
             content.Headers.TryAddWithoutValidation("Content-Type", request.ContentType ?? "application/json");
             message.Content = content;
         }
-        // Added, never replaced: Impersonate-Group and Impersonate-Extra-* repeat.
+        // Added, never replaced (one value each: several groups are refused in KubeCredentials).
         await _config.Credentials.ApplyAsync((name, value) => message.Headers.TryAddWithoutValidation(name, value), cancellationToken)
             .ConfigureAwait(false);
         return message;

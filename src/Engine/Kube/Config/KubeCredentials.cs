@@ -194,6 +194,13 @@ public sealed class KubeCredentials : IKubeCredentials, IRotatingClientCertifica
 
     private static List<KeyValuePair<string, string>> Impersonation(KubeUser user)
     {
+        // The API server takes each header line as one group (or extra value); .NET sends a header with several values as
+        // one comma-joined line (HTTP), or only the last one (WebSocket upgrade). Refused, rather than impersonating a wrong
+        // group name or a single group.
+        if (user.ImpersonateGroups.Count > 1 || user.ImpersonateUserExtra.Any(kv => kv.Value.Count > 1))
+            throw new KubeCredentialException(
+                $"User '{user.Name}' ({user.SourceFile}) impersonates more than one group (as-groups) or extra value (as-user-extra), which " +
+                "KtConnect cannot send as separate headers; give one, or use a user with those rights.", null, user.Name);
         var headers = new List<KeyValuePair<string, string>>();
         if (user.Impersonate is not null) headers.Add(new("Impersonate-User", user.Impersonate));
         if (user.ImpersonateUid is not null) headers.Add(new("Impersonate-Uid", user.ImpersonateUid));

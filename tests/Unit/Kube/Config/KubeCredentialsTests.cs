@@ -174,24 +174,28 @@ public sealed class KubeCredentialsTests : IDisposable
     }
 
     [Fact]
-    public async Task Impersonation_headers_are_sent_with_repeated_groups_and_escaped_extra_keys()
+    public async Task Impersonation_headers_are_sent_with_escaped_extra_keys_and_several_groups_are_refused()
     {
         var creds = Resolve("""
             token: t
             as: jane
             as-uid: "1234"
-            as-groups: [dev, ops]
+            as-groups: [dev]
             as-user-extra:
-              scopes.example.com/team: [a, b]
+              scopes.example.com/team: [a]
               reason: [debug]
             """).Credentials;
         var headers = await HeadersAsync(creds);
         Assert.Equal(["Bearer t"], headers["Authorization"]);
         Assert.Equal(["jane"], headers["Impersonate-User"]);
         Assert.Equal(["1234"], headers["Impersonate-Uid"]);
-        Assert.Equal(["dev", "ops"], headers["Impersonate-Group"]);
+        Assert.Equal(["dev"], headers["Impersonate-Group"]);
         Assert.Equal(["debug"], headers["Impersonate-Extra-reason"]);
-        Assert.Equal(["a", "b"], headers["Impersonate-Extra-scopes.example.com%2Fteam"]);
+        Assert.Equal(["a"], headers["Impersonate-Extra-scopes.example.com%2Fteam"]);
+        // .NET would send one comma-joined line, which the API server takes for one group "dev, ops".
+        Assert.Contains("more than one group", Assert.Throws<KubeCredentialException>(() => Resolve("token: t\nas: jane\nas-groups: [dev, ops]")).Message,
+            StringComparison.Ordinal);
+        Assert.Throws<KubeCredentialException>(() => Resolve("token: t\nas: jane\nas-user-extra: {team: [a, b]}"));
     }
 
     [Fact]
