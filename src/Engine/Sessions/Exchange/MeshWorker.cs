@@ -27,6 +27,9 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
     /// <summary>Ports not exposed that the shadow relays to the original pods.</summary>
     private IReadOnlyList<UncoveredPort> _relayed = [];
 
+    /// <summary>The Service's named targetPorts by number: the router's container ports carry those names.</summary>
+    private IReadOnlyDictionary<int, string> _routerPortNames = new Dictionary<int, string>();
+
     /// <summary>The original pods' selector now (a redeploy may change it): where relayed ports go.</summary>
     private volatile IReadOnlyDictionary<string, string>? _podSelector;
 
@@ -76,7 +79,10 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
         if (_options.Mode == MeshMode.Manual)
             await StartManualAsync(context, service, original, mappings, cancellationToken).ConfigureAwait(false);
         else
+        {
+            _routerPortNames = RouterPortNames(service, named);
             await StartAutoAsync(context, PortMapper.AllPorts(service, named), mappings, cancellationToken).ConfigureAwait(false);
+        }
         output.Progress("Meshing", "Meshed", 100, completed: true);
     }
 
@@ -365,7 +371,7 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
                 membership.Joined = true; // before the create: one whose answer is lost is still left again
                 try
                 {
-                    router = await _client.Pods.CreateAsync(BuildRouter(name, ports), _namespace, cancellationToken).ConfigureAwait(false);
+                    router = await _client.Pods.CreateAsync(BuildRouter(name, ports, _routerPortNames), _namespace, cancellationToken).ConfigureAwait(false);
                 }
                 catch (KubeAlreadyExistsException)
                 {
@@ -483,7 +489,7 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
     }
 
     /// <summary>kt-connect's router pod: kt-role=router, a kt-target, count 1, kt-config=service=&lt;svc&gt;, one container port per target port.</summary>
-    internal Pod BuildRouter(string name, IReadOnlyList<(int Port, int Target)> ports)
+    internal Pod BuildRouter(string name, IReadOnlyList<(int Port, int Target)> ports, IReadOnlyDictionary<int, string> portNames)
     {
         var labels = new Dictionary<string, string>(_options.Labels, StringComparer.Ordinal)
         {
@@ -513,13 +519,31 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
                         Name = KtConventions.ContainerName,
                         Image = _options.RouterImage,
                         ImagePullPolicy = "IfNotPresent",
-                        Ports = [.. ports.Select(p => p.Target).Distinct().Select(t => new ContainerPortSpec { Name = "router-" + t, ContainerPort = t })],
+                        Ports = [.. ports.Select(p => p.Target).Distinct().Select(t => new ContainerPortSpec
+                        {
+                            Name = portNames.GetValueOrDefault(t) ?? "router-" + t,
+                            ContainerPort = t,
+                        })],
                     },
                 ],
                 NodeSelector = _options.NodeSelector.Count > 0 ? new Dictionary<string, string>(_options.NodeSelector, StringComparer.Ordinal) : null,
                 ImagePullSecrets = _options.ImagePullSecret is null ? null : [new LocalObjectReference { Name = _options.ImagePullSecret }],
             },
         };
+    }
+
+    /// <summary>
+    /// A Service port whose targetPort is a name (<c>http</c>, as most charts write it) reaches the pods that select it
+    /// through a container port of that name: the router must carry it too, or that port of the Service has no endpoints.
+    /// </summary>
+    internal static IReadOnlyDictionary<int, string> RouterPortNames(Service service, IReadOnlyDictionary<string, int> named)
+    {
+        var names = new Dictionary<int, string>();
+        foreach (var p in service.Spec?.Ports ?? [])
+        {
+            if (p.TargetPort?.StringValue is { } name && named.TryGetValue(name, out var number)) names.TryAdd(number, name);
+        }
+        return names;
     }
 
     private static bool IsMeshedByRouter(Service service) =>

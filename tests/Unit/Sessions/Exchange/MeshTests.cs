@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using KtConnect.Engine;
+using KtConnect.Engine.Kube.Models;
 using KtConnect.Engine.Sessions.Exchange;
 using KtConnect.Engine.Sessions;
 using KtConnect.KubeSim.Api;
@@ -155,7 +156,7 @@ public sealed class MeshTests : IDisposable
             RouterImage = "my/router:1",
             Labels = new Dictionary<string, string> { ["team"] = "a" },
         });
-        var pod = worker.BuildRouter("orders-kt-router", [(80, 8080), (81, 8081), (82, 8080)]);
+        var pod = worker.BuildRouter("orders-kt-router", [(80, 8080), (81, 8081), (82, 8080)], new Dictionary<int, string>());
         var m = pod.Metadata;
         Assert.Equal(("router", "kt", "a"), (m.Labels!["kt-role"], m.Labels["control-by"], m.Labels["team"]));
         Assert.Matches("^[A-Za-z]{20}$", m.Labels["kt-target"]);
@@ -163,5 +164,15 @@ public sealed class MeshTests : IDisposable
         var c = Assert.Single(pod.Spec!.Containers!);
         Assert.Equal(("standalone", "my/router:1"), (c.Name, c.Image));
         Assert.Equal([("router-8080", 8080), ("router-8081", 8081)], c.Ports!.Select(p => (p.Name!, p.ContainerPort)));
+
+        // A Service whose targetPort is a name reaches the router through a container port of that name.
+        var service = new Service
+        {
+            Metadata = new ObjectMeta { Name = "orders", Namespace = Ns },
+            Spec = new ServiceSpec { Ports = [new ServicePort { Port = 80, TargetPort = "http" }, new ServicePort { Port = 81, TargetPort = 8081 }] },
+        };
+        var names = MeshWorker.RouterPortNames(service, new Dictionary<string, int> { ["http"] = 8080, ["metrics"] = 9090 });
+        var named = worker.BuildRouter("orders-kt-router", [(80, 8080), (81, 8081)], names).Spec!.Containers![0].Ports!;
+        Assert.Equal([("http", 8080), ("router-8081", 8081)], named.Select(p => (p.Name!, p.ContainerPort)));
     }
 }
