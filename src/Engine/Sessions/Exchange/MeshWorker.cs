@@ -80,6 +80,7 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
             await StartManualAsync(context, service, original, mappings, cancellationToken).ConfigureAwait(false);
         else
         {
+            ThrowIfNotAllTcp(service);
             _routerPortNames = RouterPortNames(service, named);
             await StartAutoAsync(context, PortMapper.AllPorts(service, named), mappings, cancellationToken).ConfigureAwait(false);
         }
@@ -530,6 +531,20 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
                 ImagePullSecrets = _options.ImagePullSecret is null ? null : [new LocalObjectReference { Name = _options.ImagePullSecret }],
             },
         };
+    }
+
+    /// <summary>
+    /// Auto mode points the whole Service at the router, which carries TCP only: a UDP port (DNS, QUIC) would lose every
+    /// client. Refused before any change; manual mode leaves the Service to the service mesh.
+    /// </summary>
+    internal static void ThrowIfNotAllTcp(Service service)
+    {
+        var other = (service.Spec?.Ports ?? []).Where(p => !PortMapper.IsTcp(p)).ToList();
+        if (other.Count > 0)
+            throw new KtException("MeshPortNotTcp", KtErrorCategory.InvalidArgument,
+                $"Service '{service.Metadata.Namespace}/{service.Metadata.Name}' has {string.Join(", ", other.Select(p => $"{p.Port}/{p.Protocol}"))}, which " +
+                "the router cannot carry: every client would lose it. Use --mode manual (-Mode Manual) and route with your service mesh.",
+                null, service.Metadata.Name);
     }
 
     /// <summary>

@@ -80,10 +80,16 @@ public static class PortMapper
         var ports = service.Spec?.Ports ?? [];
         if (ports.Count == 0)
             throw new KtException("ServiceHasNoPorts", KtErrorCategory.InvalidData, $"Service '{name}' has no ports to exchange.", null, name);
-        var resolved = ports.Select(p => (Port: p, Target: TargetOf(p, namedPorts))).ToList();
+        // Only TCP is carried (remote forwards, the router): a UDP port of the same number is left alone (and listed as
+        // uncovered), a UDP port alone is refused.
+        var resolved = ports.Where(IsTcp).Select(p => (Port: p, Target: TargetOf(p, namedPorts))).ToList();
         var result = new List<PortMapping>();
         foreach (var e in exposed)
         {
+            if (!resolved.Any(r => r.Target == e.Remote || r.Port.Port == e.Remote)
+                && ports.FirstOrDefault(p => !IsTcp(p) && (p.Port == e.Remote || TargetOf(p, namedPorts) == e.Remote)) is { } other)
+                throw new KtException("PortNotTcp", KtErrorCategory.InvalidArgument,
+                    $"Port {e.Remote} of Service '{name}' is {other.Protocol}; only TCP ports can be exposed.", null, e.Remote);
             var byTarget = resolved.FirstOrDefault(r => r.Target == e.Remote);
             if (byTarget.Port is not null)
             {
@@ -129,7 +135,7 @@ public static class PortMapper
         foreach (var p in service.Spec?.Ports ?? [])
         {
             var target = TargetOf(p, namedPorts);
-            if (mappings.Any(m => m.ServicePort == p.Port || (target is not null && m.TargetPort == target))) continue;
+            if (IsTcp(p) && mappings.Any(m => m.ServicePort == p.Port || (target is not null && m.TargetPort == target))) continue;
             result.Add(new UncoveredPort(p.Port, p.Name, target, p.TargetPort?.StringValue, (p.Protocol ?? "TCP").ToUpperInvariant()));
         }
         return result;
@@ -141,6 +147,9 @@ public static class PortMapper
         ArgumentNullException.ThrowIfNull(service);
         return [.. (service.Spec?.Ports ?? []).Select(p => (p.Port, Target: TargetOf(p, named))).Where(p => p.Target is not null).Select(p => (p.Port, p.Target!.Value))];
     }
+
+    /// <summary>TCP (a port without a protocol is TCP).</summary>
+    public static bool IsTcp(ServicePort port) => string.Equals(port?.Protocol ?? "TCP", "TCP", StringComparison.OrdinalIgnoreCase);
 
     private static int? TargetOf(ServicePort p, IReadOnlyDictionary<string, int>? named)
     {

@@ -122,8 +122,24 @@ public sealed class PortMappingTests
         var named = PortMapper.Uncovered(svc, PortMapper.Map(svc, [new ExposedPort(18081, 81)]), new Dictionary<string, int> { ["web"] = 9000 });
         Assert.Equal([80, 53, 82], named.Select(u => u.ServicePort));
         Assert.Equal((9000, "web", true), (named[2].TargetPort!.Value, named[2].NamedTarget!, named[2].CanRelay));
-        Assert.Empty(PortMapper.Uncovered(svc, PortMapper.Map(svc, [new ExposedPort(1, 80), new ExposedPort(2, 81), new ExposedPort(3, 53)],
+        // Every TCP port exposed: only the UDP one is left (it cannot be exposed).
+        Assert.Equal([53], PortMapper.Uncovered(svc, PortMapper.Map(svc, [new ExposedPort(1, 80), new ExposedPort(2, 81)],
             new Dictionary<string, int> { ["web"] = 9000 }).Concat(PortMapper.Map(svc, [new ExposedPort(4, 9000)], new Dictionary<string, int> { ["web"] = 9000 })).ToList(),
-            new Dictionary<string, int> { ["web"] = 9000 }));
+            new Dictionary<string, int> { ["web"] = 9000 }).Select(u => u.ServicePort));
+    }
+
+    [Fact]
+    public void Only_tcp_ports_are_exposed_and_a_udp_port_of_the_same_number_stays_uncovered()
+    {
+        var web = Orders(new ServicePort { Name = "https", Port = 443, TargetPort = 8443 },
+            new ServicePort { Name = "quic", Port = 443, TargetPort = 8443, Protocol = "UDP" }, new ServicePort { Name = "syslog", Port = 514, Protocol = "UDP" });
+        var m = Assert.Single(PortMapper.Map(web, [ExposedPort.Parse("18443:443")]));
+        Assert.Equal(("https", 8443), (m.ServicePortName, m.TargetPort));
+        // HTTP/3's UDP 443 is not carried by the exchange: it is listed with the ports left out, not taken for covered.
+        Assert.Equal([(443, "UDP"), (514, "UDP")], PortMapper.Uncovered(web, [m]).Select(u => (u.ServicePort, u.Protocol)));
+        Assert.Equal("PortNotTcp", Assert.Throws<KtException>(() => PortMapper.Map(web, [ExposedPort.Parse("514")])).ErrorId);
+        // Auto mesh points the whole Service at the router, which carries TCP only: refused.
+        Assert.Equal("MeshPortNotTcp", Assert.Throws<KtException>(() => MeshWorker.ThrowIfNotAllTcp(web)).ErrorId);
+        MeshWorker.ThrowIfNotAllTcp(Orders(new ServicePort { Port = 80, TargetPort = 8080 }));
     }
 }
