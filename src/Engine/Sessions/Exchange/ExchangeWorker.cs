@@ -226,19 +226,20 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
         {
             OriginalReplicas = replicas,
         }, sessionId, cancellationToken).ConfigureAwait(false);
-        var watchState = new ScaleWatchState();
+        var watchState = new ScaleWatchState { Replicas = replicas };
         // Two steps, the wait registered first so that it runs after the scale-back (undo runs last first) and before the
         // shadow goes: the Service is never left empty unnoticed. The wait has the time the user gave it, and none at exit.
         context.Defer($"wait for Deployment {_namespace}/{name} to be ready", ct => watchState.ScaledBack
-            ? WaitReadyAsync(context, name, replicas, ct)
+            ? WaitReadyAsync(context, name, watchState.Replicas, ct)
             : Task.CompletedTask, _options.RecoverWaitTime + TimeSpan.FromSeconds(10));
-        context.Defer($"scale Deployment {_namespace}/{name} back to {replicas}", async ct =>
+        context.Defer($"scale Deployment {_namespace}/{name} back", async ct =>
         {
             watchState.Stopped = true;
             await guard.StopRecoveryAsync().ConfigureAwait(false);
             try
             {
-                await _client.Deployments.SetReplicasAsync(name, replicas, _namespace, ct).ConfigureAwait(false);
+                output.Progress("Restoring", $"Scaling Deployment {_namespace}/{name} back to {watchState.Replicas}");
+                await _client.Deployments.SetReplicasAsync(name, watchState.Replicas, _namespace, ct).ConfigureAwait(false);
                 watchState.ScaledBack = true;
             }
             catch (KubeNotFoundException)
@@ -266,8 +267,8 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
             if (watchState.Stopped) return;
             try
             {
-                await _client.Deployments.SetReplicasAsync(name, replicas, _namespace, ct).ConfigureAwait(false);
-                context.Output.Warning($"Deployment {_namespace}/{name} is scaled back to {replicas} until the new shadow runs.");
+                await _client.Deployments.SetReplicasAsync(name, watchState.Replicas, _namespace, ct).ConfigureAwait(false);
+                context.Output.Warning($"Deployment {_namespace}/{name} is scaled back to {watchState.Replicas} until the new shadow runs.");
             }
             catch (KubeNotFoundException)
             {
@@ -301,7 +302,10 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
             return;
         }
         if (ev.Type is not (WatchEventType.Added or WatchEventType.Modified) || ev.Object?.Spec?.Replicas is not { } current || current == 0) return;
-        context.Output.Warning($"Deployment {_namespace}/{name} was scaled to {current} by someone else (e.g. a redeploy); scaling it to 0 again.");
+        // Their count is what the Deployment gets back at the end, not the one it had at the start.
+        state.Replicas = current;
+        context.Output.Warning($"Deployment {_namespace}/{name} was scaled to {current} by someone else (e.g. a redeploy); scaling it to 0 again, " +
+            $"and back to {current} when the session stops.");
         try
         {
             await Task.Delay(_options.ReapplyDelay, context.Stopping).ConfigureAwait(false);
@@ -540,6 +544,12 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
 
         /// <summary>The shadow is being replaced: the Deployment runs its pods meanwhile.</summary>
         public volatile bool Suspended;
+
+        /// <summary>
+        /// What the Deployment is given back: its count at the start, or the last one someone set since (a `kubectl scale`,
+        /// a redeploy), which the watch takes back to 0 but remembers.
+        /// </summary>
+        public volatile int Replicas;
     }
 
     private static bool IsOurs(Service svc, SelectorWatchState state) =>

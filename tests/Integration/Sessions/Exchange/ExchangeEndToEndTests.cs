@@ -110,14 +110,23 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
         }
 
         // The undo's order: the Deployment back, its pods waited for, and only then the shadow removed.
-        var steps = new[] { "Restoring: scale Deployment dev/pay back to 1", "Restoring: wait for Deployment dev/pay to be ready", "Restoring: remove the shadow of" }
+        var steps = new[] { "Restoring: scale Deployment dev/pay back", "Restoring: wait for Deployment dev/pay to be ready", "Restoring: remove the shadow of" }
             .Select(step => kt.Stderr.IndexOf(step, StringComparison.Ordinal)).ToArray();
         Assert.True(steps[0] >= 0 && steps[0] < steps[1] && steps[1] < steps[2], kt.Stderr);
-        // Stop waited for the original pods: they answer at once.
+        // Back to the count someone set while the session ran (2), not the one it started with; stop waited for those pods.
         var d = f.Cluster.Store.Get(ResourceTypes.Deployments, "dev", "pay")!;
-        Assert.Equal(1, d["status"]?["readyReplicas"]?.GetValue<int>());
+        Assert.Equal((2, 2), (d["spec"]!["replicas"]!.GetValue<int>(), d["status"]?["readyReplicas"]?.GetValue<int>() ?? 0));
         Assert.Empty(f.Cluster.Pods("dev", "kt-role=shadow-exchange"));
         Assert.Contains("pay-", await f.WaitAnswerAsync("http://pay.dev/", "pay-"), StringComparison.Ordinal);
+        // The fixture's Deployment as the next tests expect it.
+        f.Cluster.Store.Mutate(ResourceTypes.Deployments, "dev", "pay", o =>
+        {
+            o["spec"]!["replicas"] = 1;
+            return o;
+        });
+        await f.Cluster.WaitForAsync(ResourceTypes.Deployments, "dev", "pay", x => (x?["status"]?["replicas"]?.GetValue<int>() ?? 0) == 1
+            && (x?["status"]?["readyReplicas"]?.GetValue<int>() ?? 0) == 1);
+        await f.WaitServedAsync("pay", 1);
         Assert.Equal(before, f.Workloads());
     }
 
