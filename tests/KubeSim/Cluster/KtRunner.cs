@@ -11,7 +11,8 @@ namespace KtConnect.KubeSim.Cluster;
 /// </summary>
 public sealed class KtRunner(SimCluster cluster)
 {
-    private readonly string _home = Directory.CreateTempSubdirectory("ktsim-kthome-").FullName;
+    // Inside the cluster's state directory, so it goes with the cluster (a temp directory of /tmp stayed behind each run).
+    private readonly string _home = Directory.CreateDirectory(Path.Combine(cluster.Node.StateDirectory, "kthome-" + Guid.NewGuid().ToString("N")[..8])).FullName;
     private string? _kubeconfig;
 
     /// <summary>The admin kubeconfig kt gets (written on first use into its HOME).</summary>
