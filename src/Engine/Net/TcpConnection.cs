@@ -488,13 +488,9 @@ public sealed class TcpConnection
                 // it (RFC 5961), learns that the connection is gone rather than waiting on it.
                 if ((seg.Flags & TcpFlags.Rst) == 0)
                 {
-                    if ((seg.Flags & TcpFlags.Ack) != 0) SendRst(seg.Acknowledgment);
-                    else
-                    {
-                        var length = (uint)seg.DataLength + ((seg.Flags & TcpFlags.Syn) != 0 ? 1u : 0u) + ((seg.Flags & TcpFlags.Fin) != 0 ? 1u : 0u);
-                        Emit(TcpFlags.Rst | TcpFlags.Ack, 0, seg.Sequence + length, 0, 0, false);
-                        Interlocked.Increment(ref _counters.TcpResetsSent);
-                    }
+                    var (flags, seq, ack) = seg.ResetReply();
+                    Emit(flags, seq, ack, 0, 0, false);
+                    Interlocked.Increment(ref _counters.TcpResetsSent);
                 }
                 return;
             case TcpState.Dialing:

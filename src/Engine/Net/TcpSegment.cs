@@ -34,6 +34,15 @@ public struct TcpSegment
     public int WindowScale;
     public bool SackPermitted;
 
+    /// <summary>
+    /// The reset that answers this segment when no connection takes it (RFC 9293 §3.10.7.1): at its acknowledgment when
+    /// it has one, else acknowledging all it occupies (data, SYN, FIN).
+    /// </summary>
+    public readonly (TcpFlags Flags, uint Sequence, uint Acknowledgment) ResetReply() =>
+        (Flags & TcpFlags.Ack) != 0
+            ? (TcpFlags.Rst, Acknowledgment, 0)
+            : (TcpFlags.Rst | TcpFlags.Ack, 0, Sequence + (uint)DataLength + ((Flags & TcpFlags.Syn) != 0 ? 1u : 0u) + ((Flags & TcpFlags.Fin) != 0 ? 1u : 0u));
+
     public const int HeaderLength = 20;
     /// <summary>Header with MSS (4), window scale (3) and a NOP (1): what a SYN-ACK carries.</summary>
     public const int SynHeaderLength = 28;

@@ -342,18 +342,9 @@ public sealed class UserSpaceStack : IPacketSink, IAsyncDisposable
         var buffer = ArrayPool<byte>.Shared.Rent(128);
         try
         {
-            int n;
-            if ((tcp.Flags & TcpFlags.Ack) != 0)
-            {
-                n = TcpSegment.Write(buffer, key.IsV6, key.Destination, key.Source, key.DestinationPort, key.SourcePort,
-                    tcp.Acknowledgment, 0, TcpFlags.Rst, 0, 0, partialChecksum: _sink.TakesPartialTcpChecksums);
-            }
-            else
-            {
-                var segLen = (uint)tcp.DataLength + ((tcp.Flags & TcpFlags.Syn) != 0 ? 1u : 0u) + ((tcp.Flags & TcpFlags.Fin) != 0 ? 1u : 0u);
-                n = TcpSegment.Write(buffer, key.IsV6, key.Destination, key.Source, key.DestinationPort, key.SourcePort,
-                    0, tcp.Sequence + segLen, TcpFlags.Rst | TcpFlags.Ack, 0, 0, partialChecksum: _sink.TakesPartialTcpChecksums);
-            }
+            var (flags, seq, ack) = tcp.ResetReply();
+            var n = TcpSegment.Write(buffer, key.IsV6, key.Destination, key.Source, key.DestinationPort, key.SourcePort,
+                seq, ack, flags, 0, 0, partialChecksum: _sink.TakesPartialTcpChecksums);
             Interlocked.Increment(ref Counters.PacketsOut);
             _sink.Send(buffer.AsSpan(0, n));
         }
