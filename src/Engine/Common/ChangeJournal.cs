@@ -112,24 +112,43 @@ public sealed class ChangeJournal : IChangeJournal
             Data = new Dictionary<string, string>(data),
             Description = description,
         };
-        System.IO.Directory.CreateDirectory(_directory);
-        var path = PathOf(entry.Id);
-        var tmp = path + ".tmp";
-        await using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 4096, FileOptions.WriteThrough))
+        if (data.TryGetValue(ClaimData, out var claim)) MachineClaims.Claim(claim, sessionId ?? "", entry.Id);
+        try
         {
-            await JsonSerializer.SerializeAsync(fs, entry, Json, cancellationToken).ConfigureAwait(false);
-            await fs.FlushAsync(cancellationToken).ConfigureAwait(false);
+            System.IO.Directory.CreateDirectory(_directory);
+            var path = PathOf(entry.Id);
+            var tmp = path + ".tmp";
+            await using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 4096, FileOptions.WriteThrough))
+            {
+                await JsonSerializer.SerializeAsync(fs, entry, Json, cancellationToken).ConfigureAwait(false);
+                await fs.FlushAsync(cancellationToken).ConfigureAwait(false);
+            }
+            File.Move(tmp, path, overwrite: true);
+            return entry;
         }
-        File.Move(tmp, path, overwrite: true);
-        return entry;
+        catch
+        {
+            if (claim is not null) MachineClaims.Release(claim, entry.Id);
+            throw;
+        }
     }
 
     public Task CompleteAsync(JournalEntry entry, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(entry);
         File.Delete(PathOf(entry.Id));
+        if (entry.Data.TryGetValue(ClaimData, out var claim)) MachineClaims.Release(claim, entry.Id);
         return Task.CompletedTask;
     }
+
+    /// <summary>
+    /// The data key of an entry whose change is on an object every KtConnect process of the machine shares (a firewall
+    /// table, a device, a resolver file); its value names the object for people ("nftables table ktconnect"). Recording
+    /// such an entry claims the object machine-wide (<see cref="MachineClaim"/>) until the entry is completed or this
+    /// process ends, and is refused (<c>MachineObjectInUse</c>) while a live session of any home holds it; undoing an
+    /// orphaned entry leaves the object alone while another live session holds it.
+    /// </summary>
+    public const string ClaimData = "claim";
 
     public IReadOnlyList<JournalEntry> ReadAll()
     {
@@ -231,14 +250,21 @@ public sealed class ChangeJournal : IChangeJournal
             if (onlyOrphaned && !IsOrphaned(entry)) continue;
             if (!byKind.TryGetValue(entry.Kind, out var handler)) continue;
             if (shouldProcess is not null && !shouldProcess(entry)) continue;
+            IDisposable? claim = null;
             try
             {
+                // An object another live session has taken since (a KtConnect of another home) is that session's to undo.
+                if (entry.Data.TryGetValue(ClaimData, out var key)) claim = MachineClaims.ClaimForUndo(key, entry.Id);
                 await this.UndoAndCompleteAsync(handler, entry, cancellationToken).ConfigureAwait(false);
                 done.Add(entry);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
                 onError?.Invoke(entry, e);
+            }
+            finally
+            {
+                claim?.Dispose();
             }
         }
         return done;

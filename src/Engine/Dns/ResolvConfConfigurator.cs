@@ -47,7 +47,11 @@ public sealed class ResolvConfConfigurator(DnsSystemPaths paths, IChangeJournal 
             throw new DnsConfigurationException(DnsErrorIds.PortNotSupported, KtErrorCategory.InvalidArgument,
                 $"resolv.conf cannot name a port; the DNS server must listen on port 53, not {request.Server.Port}.", target: request.Server);
         if (LeftByKtConnect() && !File.Exists(BackupPath)) throw NotOriginal(paths.ResolvConf);
+        MachineClaims.EnsureFree(ClaimKey);
     }
+
+    /// <summary>The file is machine-wide: a live session of another home may have it.</summary>
+    private string ClaimKey => "file " + Path.GetFullPath(paths.ResolvConf);
 
     /// <summary>
     /// The file is one KtConnect generated, and this process's journal (recovered before this check) does not undo it:
@@ -113,6 +117,7 @@ public sealed class ResolvConfConfigurator(DnsSystemPaths paths, IChangeJournal 
             ["original"] = Convert.ToBase64String(original),
             ["written"] = Convert.ToHexString(SHA256.HashData(content)),
             ["backup"] = BackupPath,
+            [ChangeJournal.ClaimData] = ClaimKey,
         };
         if (link is not null) data["symlink"] = link;
         var description = $"resolv.conf: nameserver {request.Server.Address} (original kept in {BackupPath})";

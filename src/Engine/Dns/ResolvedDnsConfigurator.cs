@@ -70,6 +70,8 @@ public sealed class ResolvedDnsConfigurator(DnsSystemPaths paths, IChangeJournal
         var entry = await journal.RecordAsync(JournalKind, new Dictionary<string, string>
         {
             ["link"] = request.LinkName!,
+            // The device's routes claim it too, for the same session: its link settings belong to whoever has the device.
+            [ChangeJournal.ClaimData] = MachineClaim.KeyOf("network device " + request.LinkName),
             ["resolvectl"] = resolvectl,
         }, description, request.SessionId, cancellationToken).ConfigureAwait(false);
         var handle = new DnsConfigurationHandle(this, entry, description);

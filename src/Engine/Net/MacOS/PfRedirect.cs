@@ -28,6 +28,10 @@ namespace KtConnect.Engine.Net.MacOS;
 public sealed class PfRedirect : IAsyncDisposable
 {
     public const string DefaultAnchor = "com.apple/ktconnect";
+
+    /// <summary>The machine-wide name of our anchor.</summary>
+    public static string ClaimKey(string anchor) => "pf anchor " + anchor;
+
     public const string PfctlPath = "/sbin/pfctl";
     public const string AnchorBackend = "pf";
     public const string TokenBackend = "pf-token";
@@ -84,7 +88,7 @@ public sealed class PfRedirect : IAsyncDisposable
                 $"Another redirect-mode session (process {holder.OwnerPid}) uses pf anchor '{anchor}'. Stop it first, or use tun or socks mode.", target: anchor);
         }
         var entry = await journal.RecordAsync(FirewallRedirect.JournalKind,
-            new Dictionary<string, string> { ["backend"] = AnchorBackend, ["anchor"] = anchor }, $"pf anchor {anchor}", sessionId,
+            new Dictionary<string, string> { ["backend"] = AnchorBackend, ["anchor"] = anchor, [ChangeJournal.ClaimData] = ClaimKey(anchor) }, $"pf anchor {anchor}", sessionId,
             cancellationToken).ConfigureAwait(false);
         var redirect = new PfRedirect(journal, entry, run, anchor);
         try

@@ -70,7 +70,12 @@ public sealed class FirewallRedirect : IAsyncDisposable
             throw new KtException("RedirectInUse", KtErrorCategory.ResourceBusy,
                 $"Another redirect-mode session (process {holder.OwnerPid}) uses firewall table '{table}'. Stop it first, or use tun or socks mode.", target: table);
         }
-        var data = new Dictionary<string, string> { ["backend"] = backend.ToString(), ["table"] = table };
+        var data = new Dictionary<string, string>
+        {
+            ["backend"] = backend.ToString(),
+            ["table"] = table,
+            [ChangeJournal.ClaimData] = ClaimKey(table, netns),
+        };
         if (netns is not null) data["netns"] = netns;
         var entry = await journal.RecordAsync(JournalKind, data, $"{backend} redirect table {table}", sessionId, cancellationToken).ConfigureAwait(false);
         var redirect = new FirewallRedirect(journal, entry, backend, table, netns);
@@ -95,6 +100,9 @@ public sealed class FirewallRedirect : IAsyncDisposable
             throw;
         }
     }
+
+    /// <summary>The machine-wide name of our table (nftables) or chain (iptables), whichever the backend.</summary>
+    public static string ClaimKey(string table, string? netns = null) => MachineClaim.KeyOf("firewall table " + table, netns);
 
     /// <summary>The nftables script: one inet table, a nat output chain, excludes first.</summary>
     public static string NftScript(string table, RedirectRule rule)

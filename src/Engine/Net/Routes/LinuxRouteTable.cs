@@ -15,6 +15,8 @@ public sealed class LinuxRouteTable : IRouteTable
 
     public string Platform => "linux";
 
+    public string? Namespace => _netns;
+
     public async Task<IReadOnlyList<RouteEntry>> ReadAsync(CancellationToken cancellationToken)
     {
         var list = new List<RouteEntry>();

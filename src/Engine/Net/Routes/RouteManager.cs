@@ -51,6 +51,7 @@ public sealed class RouteSet : IAsyncDisposable
                     ["platform"] = table.Platform,
                     ["cidr"] = cidr.ToString(),
                     ["device"] = device,
+                    [ChangeJournal.ClaimData] = MachineClaim.KeyOf("network device " + device, table.Namespace),
                 };
                 var entry = await journal.RecordAsync(JournalKind, data, $"route {cidr} dev {device}", sessionId, cancellationToken).ConfigureAwait(false);
                 try

@@ -18,6 +18,9 @@ public interface IRouteTable
     /// <summary>Which OS this table drives; stored in journal entries so the right undo runs.</summary>
     string Platform { get; }
 
+    /// <summary>The network namespace the table is in when it is not this process's own (tests' tables), else null.</summary>
+    string? Namespace => null;
+
     Task<IReadOnlyList<RouteEntry>> ReadAsync(CancellationToken cancellationToken);
 
     Task AddAsync(IPNetwork destination, string device, CancellationToken cancellationToken);

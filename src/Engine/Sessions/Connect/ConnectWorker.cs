@@ -37,6 +37,8 @@ public sealed class ConnectWorker(KubeClient client, string ns, ConnectOptions o
         if (NeedsPrivileges(_options)) EnsurePrivileges(_options.Mode);
         await LocalRecovery.UndoAsync(journal, output: output, cancellationToken: cancellationToken).ConfigureAwait(false);
         if (_options.Mode != ConnectMode.Socks && _options.DnsMode == DnsMode.Split) CheckDnsBeforeChanges(_options, DnsConfigurator(journal));
+        if (_options.Mode == ConnectMode.Redirect)
+            MachineClaims.EnsureFree(OperatingSystem.IsMacOS() ? PfRedirect.ClaimKey(PfRedirect.DefaultAnchor) : FirewallRedirect.ClaimKey(FirewallRedirect.DefaultTable));
         IReadOnlyList<Cidr> ranges = [];
         IReadOnlyList<IPAddress> apiServer = await ClusterRanges.ApiServerAddressesAsync(_client.Configuration.Server, cancellationToken).ConfigureAwait(false);
         if (_options.Mode != ConnectMode.Socks && !_options.SkipRoutes)

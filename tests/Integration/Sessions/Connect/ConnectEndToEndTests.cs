@@ -1,3 +1,4 @@
+using KtConnect.KubeSim.Cluster;
 using KtConnect.KubeSim.Store;
 using KtConnect.Tests.Integration.KubeSim;
 
@@ -86,6 +87,58 @@ public sealed class ConnectEndToEndTests(ConnectClusterFixture f)
 
         Assert.True(before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, before.Diff(f.Cluster.Snapshot("dev")).ToString());
         Assert.Equal(laptopBefore, await f.LaptopStateAsync());
+    }
+
+    /// <summary>
+    /// Two homes on one machine (`sudo` against `sudo -E`, two users): each has its own journal, but the firewall table
+    /// and resolv.conf are the machine's. A kt of the other home must neither take them from a live session of this home
+    /// nor undo them in its clean, though its own journal says a session of its home changed them before it crashed.
+    /// </summary>
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task A_kt_of_another_home_neither_takes_nor_undoes_the_firewall_table_and_resolv_conf_of_a_live_session()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var laptopBefore = await f.LaptopStateAsync();
+        var firewallBefore = (await f.Cluster.RunInLaptopAsync(["nft", "list", "ruleset"])).EnsureSuccess().StandardOutput;
+        var other = new KtRunner(f.Cluster);
+        KtProcess? live = null;
+        try
+        {
+            // The other home's session dies with its table and resolv.conf in place, journalled in that home only.
+            var crashed = new KtProcess(other.Start(["connect", "-n", "dev", "--mode", "redirect"]));
+            await crashed.WaitForAsync("Press Ctrl+C", TimeSpan.FromMinutes(2));
+            await KtRunner.KillAsync(crashed.Process);
+
+            // A session of this home takes them over: what the crashed one held went with its process.
+            live = await f.StartKtAsync("connect", "-n", "dev", "--mode", "redirect");
+            var held = await f.LaptopStateAsync();
+            var firewallHeld = (await f.Cluster.RunInLaptopAsync(["nft", "list", "ruleset"])).EnsureSuccess().StandardOutput;
+            Assert.Contains("table inet ktconnect", firewallHeld, StringComparison.Ordinal);
+
+            var clean = await other.RunAsync(["clean", "-n", "dev"]);
+            Assert.Contains($"is in use by a live KtConnect session (process {live.Process.Id})", clean.StandardOutput + clean.StandardError,
+                StringComparison.Ordinal);
+            var refused = await other.RunAsync(["connect", "-n", "dev", "--mode", "redirect"]);
+            Assert.Equal(1, refused.ExitCode);
+            Assert.Contains("(MachineObjectInUse)", refused.StandardError, StringComparison.Ordinal);
+            Assert.Equal(held, await f.LaptopStateAsync());
+            Assert.Equal(firewallHeld, (await f.Cluster.RunInLaptopAsync(["nft", "list", "ruleset"])).EnsureSuccess().StandardOutput);
+            var (code, output) = await CurlInLaptop("http://orders.dev/");
+            Assert.True(code == 0 && output.Contains("orders-", StringComparison.Ordinal), output + live.Stderr);
+        }
+        finally
+        {
+            if (live is not null) Assert.Equal(0, await live.SignalAndWaitAsync(SigInt));
+        }
+
+        // With the live session gone, the other home's clean finishes its crashed session's entries (nothing is left to undo).
+        var after = await other.RunAsync(["clean", "-n", "dev"]);
+        Assert.True(after.ExitCode == 0, after.StandardOutput + after.StandardError);
+        Assert.Empty(Directory.GetFiles(Path.Combine(other.Home, ".kt", "journal"), "*.json"));
+        Directory.Delete(other.Home, recursive: true);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+        Assert.Equal(laptopBefore, await f.LaptopStateAsync());
+        Assert.Equal(firewallBefore, (await f.Cluster.RunInLaptopAsync(["nft", "list", "ruleset"])).EnsureSuccess().StandardOutput);
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
