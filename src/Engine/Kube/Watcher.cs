@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Threading.Channels;
 using KtConnect.Engine.Kube.Models;
 using Microsoft.Extensions.Logging;
@@ -40,6 +41,9 @@ public sealed class Watcher<T> : IAsyncDisposable, IDisposable where T : KubeObj
     private readonly Channel<WatchEvent<T>> _channel = Channel.CreateUnbounded<WatchEvent<T>>(new UnboundedChannelOptions { SingleWriter = true });
     private readonly ConcurrentDictionary<string, T> _cache = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _cts = new();
+    /// <summary>A round shorter than this that delivered nothing ended "at once"; a server's own timeout ends later.</summary>
+    private TimeSpan QuickRound => TimeSpan.FromSeconds(Math.Min(1.0, _options.WatchTimeoutSeconds / 2.0));
+
     private readonly TaskCompletionSource _synced = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task? _loop;
     private int _disposed;
@@ -96,6 +100,8 @@ public sealed class Watcher<T> : IAsyncDisposable, IDisposable where T : KubeObj
         {
             while (!ct.IsCancellationRequested)
             {
+                var roundStarted = Stopwatch.GetTimestamp();
+                var progressed = false;
                 try
                 {
                     if (needList)
@@ -114,7 +120,6 @@ public sealed class Watcher<T> : IAsyncDisposable, IDisposable where T : KubeObj
                     WatchCount++;
                     await foreach (var ev in _client.WatchAsync(_namespace, options, ct).ConfigureAwait(false))
                     {
-                        backoff = _options.MinBackoff;
                         if (ev.Type == WatchEventType.Error)
                         {
                             _logger?.LogDebug("watch {Resource}: ERROR event {Code} {Reason}: {Message}; re-listing",
@@ -122,6 +127,8 @@ public sealed class Watcher<T> : IAsyncDisposable, IDisposable where T : KubeObj
                             needList = true;
                             break;
                         }
+                        progressed = true;
+                        backoff = _options.MinBackoff;
                         var obj = ev.Object!;
                         if (!string.IsNullOrEmpty(obj.Metadata.ResourceVersion)) ResourceVersion = obj.Metadata.ResourceVersion;
                         switch (ev.Type)
@@ -158,6 +165,16 @@ public sealed class Watcher<T> : IAsyncDisposable, IDisposable where T : KubeObj
                 catch (KtException ex)
                 {
                     _logger?.LogDebug(ex, "watch {Resource} failed; retrying in {Backoff}", _client.Resource.QualifiedName, backoff);
+                    await Task.Delay(backoff, ct).ConfigureAwait(false);
+                    backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, _options.MaxBackoff.Ticks));
+                    continue;
+                }
+                // A stream that ended at once without an event, or an ERROR event straight away (a proxy that closes
+                // watches, a server that fails them), must not turn the loop into a stream of requests: back off as for a
+                // failure. A stream that ran its course, or delivered, goes round at once.
+                if (!progressed && Stopwatch.GetElapsedTime(roundStarted) < QuickRound)
+                {
+                    _logger?.LogDebug("watch {Resource} ended at once; restarting in {Backoff}", _client.Resource.QualifiedName, backoff);
                     await Task.Delay(backoff, ct).ConfigureAwait(false);
                     backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, _options.MaxBackoff.Ticks));
                 }

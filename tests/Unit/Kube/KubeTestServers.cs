@@ -38,7 +38,7 @@ internal sealed class ScriptedHandler : HttpMessageHandler
         return response;
     }
 
-    public static KubeClient Client(ScriptedHandler handler, KubeClientOptions? options = null, IKubeCredentials? credentials = null) =>
+    public static KubeClient Client(HttpMessageHandler handler, KubeClientOptions? options = null, IKubeCredentials? credentials = null) =>
         new(new KubeClientConfiguration
         {
             Server = new Uri("https://kube.test:6443/"),

@@ -1,6 +1,8 @@
 using System.Net;
+using System.Text;
 using KtConnect.Engine.Kube;
 using KtConnect.Engine.Kube.Models;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Unit.Kube;
 
@@ -101,5 +103,38 @@ public sealed class ScriptedClientTests
         await client.Pods.ListAsync();
         Assert.True(client.Clock.IsKnown);
         Assert.InRange(client.Clock.Offset, TimeSpan.FromHours(3) - TimeSpan.FromSeconds(5), TimeSpan.FromHours(3) + TimeSpan.FromSeconds(5));
+    }
+
+    /// <summary>Answers every list with no pods and every watch with <c>watchBody</c> (then the end of the stream), counting both.</summary>
+    private sealed class EndingWatchHandler(string watchBody) : HttpMessageHandler
+    {
+        public int Lists;
+        public int Watches;
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            var watch = request.RequestUri!.Query.Contains("watch=1", StringComparison.Ordinal);
+            if (watch) Interlocked.Increment(ref Watches);
+            else Interlocked.Increment(ref Lists);
+            var body = watch ? watchBody : """{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[]}""";
+            var r = new HttpResponseMessage(HttpStatusCode.OK) { Content = new StringContent(body, Encoding.UTF8, "application/json"), RequestMessage = request };
+            return Task.FromResult(r);
+        }
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("""{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","code":500,"reason":"InternalError","message":"etcd down"}}""")]
+    public async Task A_watch_that_ends_at_once_or_fails_at_once_is_restarted_after_a_backoff_not_in_a_loop(string watchBody)
+    {
+        var handler = new EndingWatchHandler(watchBody);
+        using var client = ScriptedHandler.Client(handler);
+        // A backoff far longer than the test: without it, the loop makes thousands of requests in the second below.
+        await using var watcher = client.Pods.CreateWatcher(watcherOptions: new WatcherOptions { MinBackoff = TimeSpan.FromHours(1) }).Start();
+        await Wait.UntilAsync(() => Volatile.Read(ref handler.Watches) >= 1, "the first watch", TimeSpan.FromSeconds(60));
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        Assert.Equal(1, Volatile.Read(ref handler.Watches));
+        Assert.Equal(1, Volatile.Read(ref handler.Lists));
+        Assert.False(watcher.Completion.IsCompleted);
     }
 }
