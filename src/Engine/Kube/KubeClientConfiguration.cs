@@ -67,6 +67,16 @@ public sealed class KubeClientConfiguration
             handler.Proxy = proxy;
             handler.UseProxy = true;
         }
+        else if (KubeEnvironmentProxy.FromEnvironment() is { IsEmpty: false } environment)
+        {
+            // kubectl's reading of HTTPS_PROXY and NO_PROXY (CIDR blocks, subdomains, loopback never proxied).
+            handler.Proxy = environment;
+            handler.UseProxy = true;
+        }
+        else
+        {
+            handler.UseProxy = false;
+        }
         if (Credentials is IRotatingClientCertificate { CanRotate: true } rotating)
         {
             // A new exec-plugin certificate only reaches new connections: close the old ones (client-go does too).

@@ -42,10 +42,11 @@ public sealed class KtRunner(SimCluster cluster)
         ["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1",
     };
 
-    /// <summary>Runs kt to completion in the laptop.</summary>
-    public Task<ProcessResult> RunAsync(IReadOnlyList<string> args, TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+    /// <summary>Runs kt to completion in the laptop, with <paramref name="environment"/> added to its variables.</summary>
+    public Task<ProcessResult> RunAsync(IReadOnlyList<string> args, TimeSpan? timeout = null, CancellationToken cancellationToken = default,
+        IReadOnlyDictionary<string, string>? environment = null) =>
         cluster.Laptop.RunAsync(["dotnet", KtDll, .. args], null, timeout ?? TimeSpan.FromMinutes(2),
-            KtEnvironment().ToDictionary(kv => kv.Key, kv => (string?)kv.Value), cancellationToken);
+            KtEnvironment().Concat(environment ?? new Dictionary<string, string>()).ToDictionary(kv => kv.Key, kv => (string?)kv.Value), cancellationToken);
 
     /// <summary>
     /// Starts kt in the laptop (e.g. `connect`), output redirected; the laptop kills it on dispose. kt starts with

@@ -1,3 +1,4 @@
+using System.Net;
 using KtConnect.KubeSim.Cluster;
 using KtConnect.KubeSim.Store;
 using KtConnect.Tests.Integration.KubeSim;
@@ -139,6 +140,27 @@ public sealed class ConnectEndToEndTests(ConnectClusterFixture f)
         await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
         Assert.Equal(laptopBefore, await f.LaptopStateAsync());
         Assert.Equal(firewallBefore, (await f.Cluster.RunInLaptopAsync(["nft", "list", "ruleset"])).EnsureSuccess().StandardOutput);
+    }
+
+    /// <summary>
+    /// Behind a corporate proxy, NO_PROXY usually names the internal ranges as CIDR blocks. kubectl (Go) honours them;
+    /// .NET 10's own reading ignores them, and kt sent its API requests for a server given by address to the proxy.
+    /// </summary>
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task A_NO_PROXY_block_holding_the_api_servers_address_sends_kt_there_directly_as_kubectl_does()
+    {
+        var server = IPAddress.Parse(new Uri(f.Cluster.ServerUrl).Host.Trim('[', ']'));
+        var bytes = server.GetAddressBytes();
+        Array.Clear(bytes, 2, bytes.Length - 2);
+        var block = $"{new IPAddress(bytes)}/16";
+        // Nothing listens at the proxy's address: what goes through it fails.
+        var proxied = new Dictionary<string, string> { ["HTTPS_PROXY"] = "http://127.0.0.1:9" };
+        var viaProxy = await f.Kt.RunAsync(["clean", "-n", "dev", "--dryRun"], environment: proxied);
+        Assert.Equal(1, viaProxy.ExitCode);
+
+        var direct = await f.Kt.RunAsync(["clean", "-n", "dev", "--dryRun"],
+            environment: new Dictionary<string, string>(proxied) { ["NO_PROXY"] = "intranet.example, " + block });
+        Assert.True(direct.ExitCode == 0, block + ": " + direct.StandardOutput + direct.StandardError);
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
