@@ -112,7 +112,7 @@ public sealed class KubeClientConfiguration
         : Server.IsDefaultPort ? TlsServerName
         : TlsServerName + ":" + Server.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
-    private bool ValidateServerCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
+    internal bool ValidateServerCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
     {
         if (InsecureSkipTlsVerify) return true;
         if (certificate is null || (errors & SslPolicyErrors.RemoteCertificateNotAvailable) != 0) return false;
@@ -140,7 +140,24 @@ public sealed class KubeClientConfiguration
                 if (!element.Certificate.RawDataMemory.Span.SequenceEqual(cert.RawDataMemory.Span)) custom.ChainPolicy.ExtraStore.Add(element.Certificate);
             }
         }
-        return custom.Build(cert);
+        if (custom.Build(cert)) return true;
+        return EndsAtAnAuthority(custom, CertificateAuthorities);
+    }
+
+    /// <summary>
+    /// Go (kubectl) takes every certificate of the CA bundle as a trust anchor, an intermediate included, where .NET
+    /// wants the chain to reach a self-signed root. The chain is good when it reaches one of the bundle's certificates
+    /// with nothing wrong on the way (signatures, validity, usage) but the missing root above it.
+    /// </summary>
+    private static bool EndsAtAnAuthority(X509Chain chain, X509Certificate2Collection authorities)
+    {
+        const X509ChainStatusFlags AboveTheAnchor = X509ChainStatusFlags.PartialChain | X509ChainStatusFlags.UntrustedRoot;
+        foreach (var element in chain.ChainElements)
+        {
+            if (element.ChainElementStatus.Any(s => (s.Status & ~AboveTheAnchor) != X509ChainStatusFlags.NoError)) return false;
+            if (authorities.Any(a => a.RawDataMemory.Span.SequenceEqual(element.Certificate.RawDataMemory.Span))) return true;
+        }
+        return false;
     }
 }
 
