@@ -27,10 +27,31 @@ public sealed class KubeConfigLoaderOptions
     /// <summary>How long a non-interactive exec plugin may run.</summary>
     public TimeSpan ExecTimeout { get; init; } = TimeSpan.FromMinutes(2);
 
-    internal string ResolveHome()
+    internal string ResolveHome() => ResolveHome(OperatingSystem.IsWindows());
+
+    /// <summary>
+    /// The home kubectl uses. On Windows that is the first of %HOME%, %HOMEDRIVE%%HOMEPATH% and %USERPROFILE% that holds
+    /// a .kube\config, else the first of %HOME%, %USERPROFILE%, %HOMEDRIVE%%HOMEPATH% that exists, else the first set (a
+    /// Git Bash or MSYS user's kubeconfig under %HOME% used to be missed). Elsewhere $HOME.
+    /// </summary>
+    internal string ResolveHome(bool windows)
     {
         if (!string.IsNullOrEmpty(HomeDirectory)) return HomeDirectory;
-        var home = OperatingSystem.IsWindows() ? null : GetEnvironmentVariable("HOME");
-        return string.IsNullOrEmpty(home) ? Environment.GetFolderPath(Environment.SpecialFolder.UserProfile) : home;
+        if (!windows)
+        {
+            var home = GetEnvironmentVariable("HOME");
+            return string.IsNullOrEmpty(home) ? Environment.GetFolderPath(Environment.SpecialFolder.UserProfile) : home;
+        }
+        var homeVariable = GetEnvironmentVariable("HOME");
+        var (drive, path) = (GetEnvironmentVariable("HOMEDRIVE"), GetEnvironmentVariable("HOMEPATH"));
+        var drivePath = string.IsNullOrEmpty(drive) || string.IsNullOrEmpty(path) ? null : drive + path;
+        var profile = GetEnvironmentVariable("USERPROFILE");
+        string?[] byConfig = [homeVariable, drivePath, profile];
+        if (byConfig.FirstOrDefault(p => !string.IsNullOrEmpty(p) && File.Exists(Path.Combine(p, ".kube", "config"))) is { } withConfig)
+            return withConfig;
+        string?[] byDirectory = [homeVariable, profile, drivePath];
+        return byDirectory.FirstOrDefault(p => !string.IsNullOrEmpty(p) && Directory.Exists(p))
+            ?? byDirectory.FirstOrDefault(p => !string.IsNullOrEmpty(p))
+            ?? Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
     }
 }

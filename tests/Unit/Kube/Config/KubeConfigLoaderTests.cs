@@ -376,4 +376,32 @@ public sealed class KubeConfigLoaderTests : IDisposable
         // An explicit context never falls back.
         Assert.Throws<KubeConfigNotFoundException>(() => loader.CreateClientConfiguration(contextName: "x"));
     }
+
+    [Fact]
+    public void On_windows_the_home_is_the_first_of_HOME_HOMEDRIVE_HOMEPATH_and_USERPROFILE_that_holds_a_kubeconfig_as_in_kubectl()
+    {
+        var home = Directory.CreateDirectory(_dir.Combine("msys-home")).FullName;
+        var drive = Directory.CreateDirectory(_dir.Combine("drive-home")).FullName;
+        var profile = Directory.CreateDirectory(_dir.Combine("profile")).FullName;
+        string Resolve(Dictionary<string, string?> env) =>
+            new KubeConfigLoaderOptions { GetEnvironmentVariable = n => env.GetValueOrDefault(n) }.ResolveHome(windows: true);
+        var all = new Dictionary<string, string?>
+        {
+            ["HOME"] = home, ["HOMEDRIVE"] = Path.GetPathRoot(drive), ["HOMEPATH"] = drive[Path.GetPathRoot(drive)!.Length..], ["USERPROFILE"] = profile,
+        };
+
+        // None holds one: the first that exists, %USERPROFILE% before %HOMEDRIVE%%HOMEPATH%.
+        Assert.Equal(home, Resolve(all));
+        Assert.Equal(profile, Resolve(new(all) { ["HOME"] = null }));
+        Assert.Equal(profile, Resolve(new(all) { ["HOME"] = _dir.Combine("missing") }));
+        // One holds a kubeconfig: that one, %HOMEDRIVE%%HOMEPATH% before %USERPROFILE%.
+        _dir.File("profile/.kube/config", "x");
+        Assert.Equal(profile, Resolve(all));
+        _dir.File("drive-home/.kube/config", "x");
+        Assert.Equal(drive, Resolve(all));
+        _dir.File("msys-home/.kube/config", "x");
+        Assert.Equal(home, Resolve(all));
+        // Elsewhere $HOME, whatever else is set.
+        Assert.Equal(profile, new KubeConfigLoaderOptions { GetEnvironmentVariable = n => n == "HOME" ? profile : null }.ResolveHome(windows: false));
+    }
 }
