@@ -209,12 +209,14 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
         var labels = new Dictionary<string, string>(deployment.Spec?.Selector?.MatchLabels ?? [], StringComparer.Ordinal);
         foreach (var (k, v) in service.Spec!.Selector!) labels[k] = v;
         labels.Remove("pod-template-hash");
+        var watchState = new ScaleWatchState { Replicas = replicas };
         var guard = new ShadowGuard(context, _client, _namespace, $"the exchange of Service {ServiceKey}", sameName: false, async (ctx, generation, ct) =>
         {
             var c = await ShadowSetup.StartAsync(ctx, _client, _options, key => ShadowSpec(key, name, null,
                 [
                     new(KtConventions.ConfigApp, name),
-                    new(KtConventions.ConfigReplicas, replicas.ToString(CultureInfo.InvariantCulture)),
+                    // A replacement shadow carries the count the Deployment gets back now, for a clean from another machine.
+                    new(KtConventions.ConfigReplicas, watchState.Replicas.ToString(CultureInfo.InvariantCulture)),
                     new(KtConventions.ConfigService, _options.Service),
                 ], labels, ShadowPorts(service, mappings), sessionId), ct).ConfigureAwait(false);
             await RemoteForwards.StartAsync(ctx, c.Link, mappings, _options.Service, announce: generation == 0, ct).ConfigureAwait(false);
@@ -222,11 +224,11 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
         });
         var connection = await guard.StartAsync(cancellationToken).ConfigureAwait(false);
 
-        var entry = await ClusterJournal.RecordAsync(journal, Change(KtObjectKind.Deployment, name, ClusterChangeKind.Scaled) with
+        watchState.Entry = await ClusterJournal.RecordAsync(journal, Change(KtObjectKind.Deployment, name, ClusterChangeKind.Scaled) with
         {
             OriginalReplicas = replicas,
         }, sessionId, cancellationToken).ConfigureAwait(false);
-        var watchState = new ScaleWatchState { Replicas = replicas };
+        (watchState.Journal, watchState.SessionId, watchState.Guard) = (journal, sessionId, guard);
         // Two steps, the wait registered first so that it runs after the scale-back (undo runs last first) and before the
         // shadow goes: the Service is never left empty unnoticed. The wait has the time the user gave it, and none at exit.
         context.Defer($"wait for Deployment {_namespace}/{name} to be ready", ct => watchState.ScaledBack
@@ -246,7 +248,16 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
             {
                 context.Output.Warning($"Deployment {_namespace}/{name} no longer exists: there is nothing to scale back.");
             }
-            await journal.CompleteAsync(entry, ct).ConfigureAwait(false);
+            // After a new count's entry, if one is being written: it is the one to complete.
+            await watchState.Journaling.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+            try
+            {
+                await journal.CompleteAsync(watchState.Entry, ct).ConfigureAwait(false);
+            }
+            finally
+            {
+                watchState.Journaling.Release();
+            }
         });
         output.Progress("Exchanging", $"Scaling Deployment {_namespace}/{name} to 0");
         await _client.Deployments.SetReplicasAsync(name, 0, _namespace, cancellationToken).ConfigureAwait(false);
@@ -308,6 +319,7 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
             $"and back to {current} when the session stops.");
         try
         {
+            await RememberCountAsync(context, state, name, current).ConfigureAwait(false);
             await Task.Delay(_options.ReapplyDelay, context.Stopping).ConfigureAwait(false);
             if (state.Stopped || state.Suspended) return;
             await _client.Deployments.SetReplicasAsync(name, 0, _namespace, context.Stopping).ConfigureAwait(false);
@@ -322,6 +334,57 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
         catch (KtException e)
         {
             context.Output.Warning($"Could not scale Deployment {_namespace}/{name} to 0 again: {e.Message}");
+        }
+    }
+
+    /// <summary>
+    /// Writes the new count where a crash's undo reads it: a journal entry that replaces the one of the start (written
+    /// first, so that a crash between the two still finds one), and the shadow's kt-config, which a clean from another
+    /// machine reads.
+    /// </summary>
+    private async Task RememberCountAsync(SessionContext context, ScaleWatchState state, string name, int count)
+    {
+        try
+        {
+            await WriteCountAsync(context, state, name, count).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is KtException or IOException or UnauthorizedAccessException)
+        {
+            context.Output.Warning($"Could not record the count {count} for Deployment {_namespace}/{name} where a crash's undo reads it: {e.Message}");
+        }
+    }
+
+    private async Task WriteCountAsync(SessionContext context, ScaleWatchState state, string name, int count)
+    {
+        await state.Journaling.WaitAsync(context.Stopping).ConfigureAwait(false);
+        try
+        {
+            if (state.Stopped) return;
+            var previous = state.Entry;
+            state.Entry = await ClusterJournal.RecordAsync(state.Journal!, Change(KtObjectKind.Deployment, name, ClusterChangeKind.Scaled) with
+            {
+                OriginalReplicas = count,
+            }, state.SessionId, context.Stopping).ConfigureAwait(false);
+            await state.Journal!.CompleteAsync(previous, CancellationToken.None).ConfigureAwait(false);
+        }
+        finally
+        {
+            state.Journaling.Release();
+        }
+        if (state.Guard?.CurrentOrDefault is not { } shadow) return;
+        try
+        {
+            await _client.Pods.UpdateWithRetryAsync(shadow.PodName, pod =>
+            {
+                var config = KtConventions.ParseConfig(pod.Metadata.GetAnnotation(KtConventions.ConfigAnnotation));
+                config[KtConventions.ConfigReplicas] = count.ToString(CultureInfo.InvariantCulture);
+                pod.Metadata.SetAnnotation(KtConventions.ConfigAnnotation, KtConventions.FormatConfig(config));
+                return true;
+            }, _namespace, context.Stopping).ConfigureAwait(false);
+        }
+        catch (KubeNotFoundException)
+        {
+            // The shadow was lost; its replacement is made with the new count.
         }
     }
 
@@ -550,6 +613,17 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
         /// a redeploy), which the watch takes back to 0 but remembers.
         /// </summary>
         public volatile int Replicas;
+
+        /// <summary>The journal entry of the count to give back; replaced (under <see cref="Journaling"/>) when the count changes.</summary>
+        public JournalEntry Entry = null!;
+
+        public SemaphoreSlim Journaling { get; } = new(1, 1);
+
+        public ChangeJournal? Journal;
+
+        public string? SessionId;
+
+        public ShadowGuard? Guard;
     }
 
     private static bool IsOurs(Service svc, SelectorWatchState state) =>

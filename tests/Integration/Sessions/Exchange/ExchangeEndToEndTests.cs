@@ -162,6 +162,46 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
         Assert.Contains("pay-", await f.WaitAnswerAsync("http://pay.dev/", "pay-"), StringComparison.Ordinal);
     }
 
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task After_SIGKILL_kt_clean_gives_a_scaled_deployment_the_count_someone_set_during_the_session()
+    {
+        var before = f.Workloads();
+        var earlier = PendingIds().Select(e => e.Id).ToHashSet();
+        var kt = await f.StartKtAsync("exchange", "pay", "-n", "dev", "--mode", "scale", "--expose", $"{ExchangeClusterFixture.LocalHttp}:8080");
+        f.Cluster.Store.Mutate(ResourceTypes.Deployments, "dev", "pay", o =>
+        {
+            o["spec"]!["replicas"] = 2;
+            return o;
+        });
+        await f.Cluster.WaitUntilAsync(() => kt.Stderr.Contains("was scaled to 2 by someone else", StringComparison.Ordinal), "kt to notice the scale");
+        // Where a crash's undo reads the count: this machine's journal (one entry, the new count), and the shadow's
+        // kt-config for a clean from another machine.
+        await f.Cluster.WaitUntilAsync(() => PendingClusterChanges(earlier).Where(c => c.Change == ClusterChangeKind.Scaled).Select(c => c.OriginalReplicas)
+            .SequenceEqual([2]), "the journal to hold the new count");
+        await f.Cluster.WaitUntilAsync(() => f.Cluster.Pods("dev", "kt-role=shadow-exchange").SingleOrDefault()?["metadata"]?["annotations"]?["kt-config"]?
+            .GetValue<string>() == "app=pay,replicas=2,service=pay", "the shadow's kt-config to hold the new count");
+        await f.Cluster.WaitForAsync(ResourceTypes.Deployments, "dev", "pay", x => x?["spec"]?["replicas"]?.GetValue<int>() == 0);
+        await KtRunner.KillAsync(kt.Process);
+
+        var clean = await f.Kt.RunAsync(["clean", "-n", "dev"]);
+        Assert.True(clean.ExitCode == 0, clean.StandardOutput + clean.StandardError);
+        Assert.Contains("scale Deployment dev/pay back to 2", clean.StandardOutput, StringComparison.Ordinal);
+        await f.Cluster.WaitForAsync(ResourceTypes.Deployments, "dev", "pay", x => x?["spec"]?["replicas"]?.GetValue<int>() == 2
+            && (x?["status"]?["readyReplicas"]?.GetValue<int>() ?? 0) == 2);
+        await f.Cluster.WaitUntilAsync(() => f.Cluster.Pods("dev", "control-by=kt").Count == 0, "the shadow to be gone");
+        Assert.Empty(PendingClusterChanges(earlier));
+        // The fixture's Deployment as the next tests expect it.
+        f.Cluster.Store.Mutate(ResourceTypes.Deployments, "dev", "pay", o =>
+        {
+            o["spec"]!["replicas"] = 1;
+            return o;
+        });
+        await f.Cluster.WaitForAsync(ResourceTypes.Deployments, "dev", "pay", x => (x?["status"]?["replicas"]?.GetValue<int>() ?? 0) == 1
+            && (x?["status"]?["readyReplicas"]?.GetValue<int>() ?? 0) == 1);
+        await f.WaitServedAsync("pay", 1);
+        Assert.Equal(before, f.Workloads());
+    }
+
     [LinuxRootTheory("sshd", "dnsmasq", "nft", "curl")]
     [InlineData("selector")]
     [InlineData("scale")]
