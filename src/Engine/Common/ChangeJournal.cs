@@ -143,7 +143,7 @@ public sealed class ChangeJournal : IChangeJournal
 
     /// <summary>
     /// The data key of an entry whose change is on an object every KtConnect process of the machine shares (a firewall
-    /// table, a device, a resolver file); its value names the object for people ("nftables table ktconnect"). Recording
+    /// table, a device, a resolver file); its value names the object for people ("firewall table ktconnect"). Recording
     /// such an entry claims the object machine-wide (<see cref="MachineClaim"/>) until the entry is completed or this
     /// process ends, and is refused (<c>MachineObjectInUse</c>) while a live session of any home holds it; undoing an
     /// orphaned entry leaves the object alone while another live session holds it.

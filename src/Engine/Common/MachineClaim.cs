@@ -13,8 +13,8 @@ namespace KtConnect.Engine;
 /// <item>Linux: an abstract Unix socket bound to a name made from the key. The kernel frees the name when the process
 /// ends, no file is left, and a network namespace has names of its own, as it has its own tables, devices and (through
 /// <c>ip netns exec</c>) its own resolver files. A second bind fails; connecting to it names the holder's process.</item>
-/// <item>Elsewhere: an exclusive open of a file under the machine's shared data folder, which the system closes when the
-/// process ends. The file stays (it holds nothing but the holder's process id, for a person to read).</item>
+/// <item>Elsewhere: an exclusive open of a file in a folder every user shares (Windows: ProgramData; macOS: /var/run),
+/// which the system closes when the process ends. The file stays (it holds nothing but the holder's process id, for a person to read).</item>
 /// </list>
 /// </summary>
 public sealed class MachineClaim : IDisposable
@@ -106,12 +106,25 @@ public sealed class MachineClaim : IDisposable
         }
     }
 
+    /// <summary>Where claim files live: shared by every user of the machine (macOS's shared data folder, /usr/share, is read-only).</summary>
+    private static string ClaimDirectory => OperatingSystem.IsWindows()
+        ? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.CommonApplicationData), "KtConnect", "claims")
+        : "/var/run/ktconnect";
+
     private static MachineClaim? TryOpen(string key, out int? holderPid)
     {
         holderPid = null;
-        var directory = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.CommonApplicationData), "KtConnect", "claims");
-        Directory.CreateDirectory(directory);
-        var path = Path.Combine(directory, Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(key)))[..40] + ".claim");
+        var path = Path.Combine(ClaimDirectory, Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(key)))[..40] + ".claim");
+        try
+        {
+            Directory.CreateDirectory(ClaimDirectory);
+        }
+        catch (UnauthorizedAccessException)
+        {
+            // Without the rights to the shared folder or file (a user without privileges, who changes no machine-wide
+            // object anyway) there is nothing to guard with: the claim holds nothing.
+            return new MachineClaim(null, null);
+        }
         try
         {
             var file = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
@@ -119,6 +132,10 @@ public sealed class MachineClaim : IDisposable
             file.Write(Encoding.ASCII.GetBytes(Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture) + "\n" + key + "\n"));
             file.Flush();
             return new MachineClaim(null, file);
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return new MachineClaim(null, null);
         }
         catch (IOException)
         {

@@ -41,9 +41,6 @@ public sealed class Watcher<T> : IAsyncDisposable, IDisposable where T : KubeObj
     private readonly Channel<WatchEvent<T>> _channel = Channel.CreateUnbounded<WatchEvent<T>>(new UnboundedChannelOptions { SingleWriter = true });
     private readonly ConcurrentDictionary<string, T> _cache = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _cts = new();
-    /// <summary>A round shorter than this that delivered nothing ended "at once"; a server's own timeout ends later.</summary>
-    private TimeSpan QuickRound => TimeSpan.FromSeconds(Math.Min(1.0, _options.WatchTimeoutSeconds / 2.0));
-
     private readonly TaskCompletionSource _synced = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task? _loop;
     private int _disposed;
@@ -90,6 +87,9 @@ public sealed class Watcher<T> : IAsyncDisposable, IDisposable where T : KubeObj
     /// <summary>The events, in order, until the watcher stops (throws the fatal error if it failed). Not used when a callback is set.</summary>
     public IAsyncEnumerable<WatchEvent<T>> ReadAllAsync(CancellationToken cancellationToken = default) =>
         _channel.Reader.ReadAllAsync(cancellationToken);
+
+    /// <summary>A round shorter than this that delivered nothing ended "at once"; a server's own timeout ends later.</summary>
+    private TimeSpan QuickRound => TimeSpan.FromSeconds(Math.Min(1.0, _options.WatchTimeoutSeconds / 2.0));
 
     private async Task RunAsync(CancellationToken ct)
     {
