@@ -46,6 +46,26 @@ public static class ExchangeHolders
         if (holder is not null) throw Held(ns, name, holder, "its Deployment is scaled to 0 by a scale exchange");
     }
 
+    /// <summary>
+    /// Throws <c>ServiceAlreadyExchanged</c> when a manual mesh's shadow is among the Service's endpoints (it carries the
+    /// Service's selector labels and a version label for the service mesh to route by). A selector-mode exchange would
+    /// point the Service away from it, and that mesh's version would reach nobody. Other manual meshes, an auto mesh
+    /// (whose stuntman keeps selecting it) and a scale-mode exchange leave it served, and do not call this.
+    /// </summary>
+    public static async Task ThrowIfMeshedManuallyAsync(KubeClient client, Service service, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        ArgumentNullException.ThrowIfNull(service);
+        if (service.Spec?.Selector is not { Count: > 0 } selector || selector.ContainsKey(KtConventions.RoleLabel)) return;
+        var ns = service.Metadata.Namespace ?? "";
+        var shadows = await client.Pods.ListAsync(ns, new ListOptions
+        {
+            LabelSelector = KtConventions.SelectorQuery(selector) + "," + KtConventions.RoleLabel + "=" + KtConventions.Roles.ShadowMesh,
+        }, cancellationToken).ConfigureAwait(false);
+        if (shadows.Items.FirstOrDefault(p => p.Metadata.DeletionTimestamp is null) is { } holder)
+            throw Held(ns, service.Metadata.Name ?? "", holder, "a manual mesh's shadow is among its endpoints");
+    }
+
     /// <summary>The refusal, naming whoever the holder's annotations name.</summary>
     public static KtException Held(string ns, string service, Pod? holder, string how)
     {

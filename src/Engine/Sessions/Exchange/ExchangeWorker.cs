@@ -34,6 +34,7 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
             throw new KtException("ServiceHasNoSelector", KtErrorCategory.InvalidOperation,
                 $"Service '{ServiceKey}' has no selector (its endpoints are managed by hand), so its traffic cannot be exchanged.", null, _options.Service);
         await ExchangeHolders.ThrowIfHeldAsync(_client, service, cancellationToken).ConfigureAwait(false);
+        if (_options.Mode == ExchangeMode.Selector) await ExchangeHolders.ThrowIfMeshedManuallyAsync(_client, service, cancellationToken).ConfigureAwait(false);
         var pods = await _client.Pods.ListAsync(_namespace, new ListOptions { LabelSelector = KtConventions.SelectorQuery(service.Spec.Selector) }, cancellationToken)
             .ConfigureAwait(false);
         var named = NamedContainerPorts(pods.Items.Select(p => p.Spec));
@@ -86,24 +87,12 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
         IReadOnlyList<PortMapping> mappings, IReadOnlyList<UncoveredPort> relayed, CancellationToken cancellationToken)
     {
         var output = context.Output;
-        output.Progress("Exchanging", $"Locking Service {ServiceKey}");
-        var serviceLock = await ServiceLock.AcquireAsync(_client, _namespace, _options.Service, cancellationToken: cancellationToken).ConfigureAwait(false);
-        JournalEntry? lockEntry = null;
-        context.Defer($"unlock Service {ServiceKey}", async ct =>
-        {
-            await serviceLock.ReleaseAsync(ct).ConfigureAwait(false);
-            if (lockEntry is not null) await journal.CompleteAsync(lockEntry, ct).ConfigureAwait(false);
-        });
-        // The lock's value (cluster time) is chosen inside the compare-and-swap that takes it, so it is journalled right
-        // after; a crash in between leaves a kt-lock that expires by itself after 180 s (and `kt clean` removes).
-        lockEntry = await ClusterJournal.RecordAsync(journal, Change(KtObjectKind.Service, _options.Service, ClusterChangeKind.Locked) with
-        {
-            LockValue = serviceLock.Value,
-        }, sessionId, cancellationToken).ConfigureAwait(false);
+        var unlock = await LockServiceAsync(context, journal, sessionId, cancellationToken).ConfigureAwait(false);
 
         // Under the lock: nobody else may have exchanged it since the first look.
         service = await GetServiceAsync(cancellationToken).ConfigureAwait(false);
         await ExchangeHolders.ThrowIfHeldAsync(_client, service, cancellationToken).ConfigureAwait(false);
+        await ExchangeHolders.ThrowIfMeshedManuallyAsync(_client, service, cancellationToken).ConfigureAwait(false);
         var original = new Dictionary<string, string>(service.Spec!.Selector!, StringComparer.Ordinal);
         _originalSelector = original;
 
@@ -136,6 +125,7 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
         {
             watchState.Stopped = true;
             await guard.StopRecoveryAsync().ConfigureAwait(false);
+            await LetGoOfServiceAsync(CancellationToken.None).ConfigureAwait(false);
             try
             {
                 await new StaleResources(_client).RestoreServiceAsync(_namespace, _options.Service, cancellationToken: ct).ConfigureAwait(false);
@@ -159,18 +149,80 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
         context.Defer($"stop watching Service {ServiceKey}", _ => watcher.DisposeAsync().AsTask());
 
         // A lost shadow: the Service selects its own pods at once, a new shadow starts, and the Service is taken again.
-        guard.OnLost = ct => GiveBackSelectorAsync(context.Output, watchState, ct);
+        guard.OnLost = async ct =>
+        {
+            await HoldServiceAsync(context.Output, ct).ConfigureAwait(false);
+            await GiveBackSelectorAsync(context.Output, watchState, ct).ConfigureAwait(false);
+        };
         guard.OnRestored = async (c, ct) =>
         {
             await _client.Services.UpdateWithRetryAsync(_options.Service, (current, t) => ReapplyAsync(journal, sessionId, watchState, selectorEntries, current, t),
                 _namespace, ct).ConfigureAwait(false);
+            await LetGoOfServiceAsync(ct).ConfigureAwait(false);
             watchState.Suspended = false;
             context.Output.Verbose($"Service {ServiceKey} selects the new shadow {c.PodName} again.");
         };
         guard.Arm();
+        await unlock(cancellationToken).ConfigureAwait(false);
+    }
 
-        await serviceLock.ReleaseAsync(cancellationToken).ConfigureAwait(false);
-        await journal.CompleteAsync(lockEntry, cancellationToken).ConfigureAwait(false);
+    /// <summary>
+    /// While a lost shadow is replaced, the Service is back on its pods and no shadow says who holds it: the kt-lock does,
+    /// so that a `kt recover` or `kt clean` from elsewhere leaves it alone and another laptop's exchange waits, instead of
+    /// taking the Service for the two sessions to take from each other. A lock that cannot be had (another laptop is
+    /// setting up) is said and the replacement goes on; one left by a crash expires as any kt-lock does.
+    /// </summary>
+    private async Task HoldServiceAsync(IKtOutput output, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var held = await ServiceLock.AcquireAsync(_client, _namespace, _options.Service, attempts: 3, retryDelay: TimeSpan.FromSeconds(1),
+                cancellationToken: cancellationToken).ConfigureAwait(false);
+            if (Interlocked.Exchange(ref _replacementLock, held) is { } stale) await stale.ReleaseAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (KubeNotFoundException)
+        {
+            // The Service's own watch ends the session.
+        }
+        catch (KtException e)
+        {
+            output.Warning($"Could not lock Service {ServiceKey} while its shadow is replaced ({e.Message}); until the new shadow runs, " +
+                "a recover or exchange from elsewhere may take it.");
+        }
+    }
+
+    private async Task LetGoOfServiceAsync(CancellationToken cancellationToken)
+    {
+        if (Interlocked.Exchange(ref _replacementLock, null) is { } held) await held.ReleaseAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The kt-lock held while a lost shadow is replaced.</summary>
+    private ServiceLock? _replacementLock;
+
+    /// <summary>
+    /// Takes the Service's kt-lock for the set-up, so that two laptops exchanging it at once are one after the other and
+    /// the second sees the first as the holder. Returns the release, which the set-up calls when it is done; the undo
+    /// calls it too, for a set-up that failed or was stopped half-way.
+    /// </summary>
+    private async Task<Func<CancellationToken, Task>> LockServiceAsync(SessionContext context, ChangeJournal journal, string sessionId,
+        CancellationToken cancellationToken)
+    {
+        context.Output.Progress("Exchanging", $"Locking Service {ServiceKey}");
+        var serviceLock = await ServiceLock.AcquireAsync(_client, _namespace, _options.Service, cancellationToken: cancellationToken).ConfigureAwait(false);
+        JournalEntry? lockEntry = null;
+        async Task UnlockAsync(CancellationToken ct)
+        {
+            await serviceLock.ReleaseAsync(ct).ConfigureAwait(false);
+            if (lockEntry is not null) await journal.CompleteAsync(lockEntry, ct).ConfigureAwait(false);
+        }
+        context.Defer($"unlock Service {ServiceKey}", UnlockAsync);
+        // The lock's value (cluster time) is chosen inside the compare-and-swap that takes it, so it is journalled right
+        // after; a crash in between leaves a kt-lock that expires by itself after 180 s (and `kt clean` removes).
+        lockEntry = await ClusterJournal.RecordAsync(journal, Change(KtObjectKind.Service, _options.Service, ClusterChangeKind.Locked) with
+        {
+            LockValue = serviceLock.Value,
+        }, sessionId, cancellationToken).ConfigureAwait(false);
+        return UnlockAsync;
     }
 
     /// <summary>The shadow is gone: the Service selects the recorded original pods again (kt-selector stays: the Service is still held).</summary>
@@ -202,6 +254,9 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
         IReadOnlyList<PortMapping> mappings, CancellationToken cancellationToken)
     {
         var output = context.Output;
+        var unlock = await LockServiceAsync(context, journal, sessionId, cancellationToken).ConfigureAwait(false);
+        // Under the lock: nobody else may have exchanged it (in either mode) since the first look.
+        await ExchangeHolders.ThrowIfHeldAsync(_client, await GetServiceAsync(cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
         var name = deployment.Metadata.Name!;
         var replicas = deployment.Spec?.Replicas ?? 1;
         // The shadow carries the pods' labels (the Deployment's matchLabels, and whatever the Service selects), so the
@@ -238,6 +293,7 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
         {
             watchState.Stopped = true;
             await guard.StopRecoveryAsync().ConfigureAwait(false);
+            await LetGoOfServiceAsync(CancellationToken.None).ConfigureAwait(false);
             try
             {
                 output.Progress("Restoring", $"Scaling Deployment {_namespace}/{name} back to {watchState.Replicas}");
@@ -276,6 +332,7 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
         {
             watchState.Suspended = true;
             if (watchState.Stopped) return;
+            await HoldServiceAsync(context.Output, ct).ConfigureAwait(false);
             try
             {
                 await _client.Deployments.SetReplicasAsync(name, watchState.Replicas, _namespace, ct).ConfigureAwait(false);
@@ -290,10 +347,12 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
         {
             if (watchState.Stopped) return;
             await _client.Deployments.SetReplicasAsync(name, 0, _namespace, ct).ConfigureAwait(false);
+            await LetGoOfServiceAsync(ct).ConfigureAwait(false);
             watchState.Suspended = false;
             context.Output.Verbose($"Deployment {_namespace}/{name} scaled to 0 again; the new shadow {c.PodName} carries its pod labels.");
         };
         guard.Arm();
+        await unlock(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>A watch that ends for good (forbidden, a failing handler) is said, not lost: the exchange still works without it.</summary>

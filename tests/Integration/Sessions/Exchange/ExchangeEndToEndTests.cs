@@ -162,6 +162,53 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
         Assert.Contains("pay-", await f.WaitAnswerAsync("http://pay.dev/", "pay-"), StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Scale mode takes the Service's kt-lock for its set-up, as selector mode does: two laptops exchanging one Service at
+    /// once go one after the other, and the second finds the first's shadow. Here another laptop holds the lock.
+    /// </summary>
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task Scale_mode_waits_for_the_services_kt_lock_before_it_changes_anything()
+    {
+        var before = f.Workloads();
+        var serviceBefore = f.Cluster.Snapshot("dev").Objects["Service dev/pay"];
+        f.Cluster.Store.Mutate(ResourceTypes.Services, "dev", "pay", o =>
+        {
+            o["metadata"]!["annotations"] ??= new System.Text.Json.Nodes.JsonObject();
+            o["metadata"]!["annotations"]!["kt-lock"] = DateTimeOffset.UtcNow.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return o;
+        });
+        var kt = new Connect.KtProcess(f.Kt.Start(["exchange", "pay", "-n", "dev", "--mode", "scale", "--expose", $"{ExchangeClusterFixture.LocalHttp}:8080"]));
+        try
+        {
+            // kt retries the lock every 3 s for 30 s: in the meantime nothing is made or scaled.
+            await Task.Delay(TimeSpan.FromSeconds(6));
+            Assert.False(kt.Process.HasExited, kt.Stderr);
+            Assert.Empty(f.Cluster.Pods("dev", "kt-role=shadow-exchange"));
+            Assert.Equal(1, f.Cluster.Store.Get(ResourceTypes.Deployments, "dev", "pay")!["spec"]!["replicas"]!.GetValue<int>());
+
+            // The other laptop lets go: the exchange goes ahead, and lets go of the lock once set up.
+            f.Cluster.Store.Mutate(ResourceTypes.Services, "dev", "pay", o =>
+            {
+                o["metadata"]!["annotations"]!.AsObject().Remove("kt-lock");
+                return o;
+            });
+            await kt.WaitForAsync("Press Ctrl+C", TimeSpan.FromMinutes(2));
+            Assert.Equal(0, f.Cluster.Store.Get(ResourceTypes.Deployments, "dev", "pay")!["spec"]!["replicas"]!.GetValue<int>());
+            Assert.Null(f.Service("pay")!["metadata"]!["annotations"]?["kt-lock"]);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigInt));
+        }
+        f.Cluster.Store.Mutate(ResourceTypes.Services, "dev", "pay", o =>
+        {
+            if (serviceBefore["metadata"]!["annotations"] is null) o["metadata"]!.AsObject().Remove("annotations");
+            return o;
+        });
+        await f.Cluster.WaitForAsync(ResourceTypes.Deployments, "dev", "pay", x => (x?["status"]?["readyReplicas"]?.GetValue<int>() ?? 0) == 1);
+        Assert.Equal(before, f.Workloads());
+    }
+
     [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
     public async Task After_SIGKILL_kt_clean_gives_a_scaled_deployment_the_count_someone_set_during_the_session()
     {
@@ -511,6 +558,16 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
             var again = await f.Kt.RunAsync(["mesh", "orders", "-n", "dev", "--mode", "manual", "--versionMark", "v2", "--expose", "18080:80"]);
             Assert.Equal(1, again.ExitCode);
             Assert.Contains("MeshVersionInUse", again.StandardError, StringComparison.Ordinal);
+
+            // A selector-mode exchange would point the Service away from the shadow: refused, naming the mesh, nothing changed.
+            var held = f.Cluster.Snapshot("dev");
+            var exchange = await f.Kt.RunAsync(["exchange", "orders", "-n", "dev", "--expose", "18080:80"]);
+            Assert.Equal(1, exchange.ExitCode);
+            Assert.Contains("(ServiceAlreadyExchanged)", exchange.StandardError, StringComparison.Ordinal);
+            Assert.Contains("a manual mesh's shadow is among its endpoints", exchange.StandardError, StringComparison.Ordinal);
+            Assert.Contains("pod orders-kt-mesh-v2", exchange.StandardError, StringComparison.Ordinal);
+            Assert.True(System.Text.Json.Nodes.JsonNode.DeepEquals(held.Objects["Service dev/orders"], f.Cluster.Snapshot("dev").Objects["Service dev/orders"]));
+            Assert.Empty(f.Cluster.Pods("dev", "kt-role=shadow-exchange"));
         }
         finally
         {

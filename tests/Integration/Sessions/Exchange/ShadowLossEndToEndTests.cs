@@ -355,6 +355,43 @@ public sealed class ShadowLossEndToEndTests(ExchangeClusterFixture f)
         await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
     }
 
+    /// <summary>
+    /// While a lost shadow is replaced the Service is back on its pods and no shadow names its holder; the exchange holds
+    /// its kt-lock meanwhile, so a `kt recover` from another machine refuses instead of handing the Service to whoever
+    /// exchanges it next (the two sessions would then take it from each other).
+    /// </summary>
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
+    public async Task While_a_new_shadow_is_being_made_the_service_stays_held_against_a_recover_from_another_machine()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var other = new KtConnect.KubeSim.Cluster.KtRunner(f.Cluster);
+        var kt = await f.StartKtAsync("exchange", "orders", "-n", "dev", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        try
+        {
+            await f.WaitAnswerAsync("http://orders.dev/", "laptop");
+            using (var gate = new PodCreationGate(f, refuse: false))
+            {
+                f.Cluster.Store.Delete(ResourceTypes.Pods, "dev", OnlyPod("kt-role=shadow-exchange"));
+                await WaitNewShadowAsked(gate, kt);
+                Assert.NotNull(f.Service("orders")!["metadata"]!["annotations"]?["kt-lock"]);
+                var recover = await other.RunAsync(["recover", "orders", "-n", "dev"]);
+                Assert.Equal(1, recover.ExitCode);
+                Assert.Contains("(RecoverServiceInUse)", recover.StandardError, StringComparison.Ordinal);
+                Assert.NotNull(f.Service("orders")!["metadata"]!["annotations"]?["kt-selector"]);
+            }
+            // The new shadow runs: the Service selects it again and the lock is let go.
+            await f.WaitAnswerAsync("http://orders.dev/", "laptop");
+            await f.Cluster.WaitUntilAsync(() => f.Service("orders")!["metadata"]!["annotations"]?["kt-lock"] is null, "the lock to be let go");
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+            Directory.Delete(other.Home, recursive: true);
+        }
+        await f.WaitServedAsync("orders", 2);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
+
     [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
     public async Task Stopping_while_a_new_shadow_is_being_made_restores_everything()
     {
