@@ -52,9 +52,11 @@ public sealed class KtRunner(SimCluster cluster)
     /// Starts kt in the laptop (e.g. `connect`), output redirected; the laptop kills it on dispose. kt starts with
     /// SIGINT and SIGTERM ignored, as a background job of a non-interactive shell (or a CI agent) may start it,
     /// whatever this test process inherited: both must stop it all the same (the shell execs kt, so the pid is kt's).
+    /// SIGHUP is set back to its default: kt keeps an inherited ignore of it on purpose (`nohup kt`), and a test run
+    /// started under nohup would otherwise hand that ignore down to every kt.
     /// </summary>
     public Process Start(IReadOnlyList<string> args) =>
-        cluster.Laptop.Start(["sh", "-c", "trap '' INT TERM; exec \"$@\"", "sh", "dotnet", KtDll, .. args], KtEnvironment());
+        cluster.Laptop.Start(["sh", "-c", "trap '' INT TERM; exec \"$@\"", "sh", "env", "--default-signal=HUP", "dotnet", KtDll, .. args], KtEnvironment());
 
     /// <summary>SIGKILL, as a crash would end it (`ip netns exec` execs the command, so the pid is kt's), and waits.</summary>
     public static async Task KillAsync(Process process)

@@ -121,18 +121,48 @@ public sealed class KtProcess
     /// </summary>
     public async Task<int> SignalAndWaitAsync(int signal)
     {
-        Signal(signal);
+        var sent = kill(Process.Id, signal) == 0 ? "sent" : $"kill failed (errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()})";
         try
         {
             await Process.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(2));
         }
         catch (TimeoutException)
         {
-            Process.Kill(entireProcessTree: true);
+            // What the process made of the signal (pending, blocked, ignored or caught) and where its threads wait, then
+            // whether SIGTERM (which .NET handles on a thread of its own, not the pool) still ends it.
+            var state = ProcessState(Process.Id);
+            var probe = "";
+            if (signal != 15)
+            {
+                kill(Process.Id, 15);
+                await Task.WhenAny(Process.WaitForExitAsync(), Task.Delay(TimeSpan.FromSeconds(30)));
+                probe = Process.HasExited ? $"SIGTERM then ended it (exit {Process.ExitCode}).\n" : "SIGTERM did not end it either.\n";
+            }
+            if (!Process.HasExited) Process.Kill(entireProcessTree: true);
             await Process.WaitForExitAsync();
-            throw new TimeoutException($"kt did not exit within 2 minutes of signal {signal}; killed it. It printed:\n{Stdout}\n{Stderr}");
+            throw new TimeoutException($"kt did not exit within 2 minutes of signal {signal} ({sent}); killed it.\n{state}{probe}It printed:\n{Stdout}\n{Stderr}");
         }
         return Process.ExitCode;
+    }
+
+    private static string ProcessState(int pid)
+    {
+        var sb = new StringBuilder();
+        try
+        {
+            foreach (var line in File.ReadAllLines($"/proc/{pid}/status"))
+                if (line.StartsWith("Sig", StringComparison.Ordinal) || line.StartsWith("ShdPnd", StringComparison.Ordinal)) sb.AppendLine(line);
+            foreach (var task in Directory.GetDirectories($"/proc/{pid}/task"))
+            {
+                string Read(string f) => File.Exists(Path.Combine(task, f)) ? File.ReadAllText(Path.Combine(task, f)).Trim() : "?";
+                sb.AppendLine($"  thread {Path.GetFileName(task)} {Read("comm")}: {Read("wchan")}");
+            }
+        }
+        catch (IOException e)
+        {
+            sb.AppendLine("(process state unreadable: " + e.Message + ")");
+        }
+        return sb.ToString();
     }
 
     /// <summary>Sends a signal (SIGINT = Ctrl+C, SIGTERM) and returns.</summary>
