@@ -195,10 +195,17 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
             onEvent: (ev, _) => OnServiceEventAsync(context, routerSelector, watchStopped, ev));
         watcher.Start();
         ExchangeWorker.ReportWatchFailure(context, watcher.Completion, $"Service {ServiceKey}");
-        context.Defer($"stop watching Service {ServiceKey}", _ =>
+        // A deleted router (by someone, an eviction) would leave the Service with no endpoints while every session shows
+        // Running: each of its users joins a new one, the first making it, as at the start.
+        var routerWatcher = _client.Pods.CreateWatcher(_namespace, new ListOptions { FieldSelector = "metadata.name=" + routerName },
+            onEvent: (ev, _) => OnRouterEventAsync(context, guard, routerName, ports, membership, routerSelector, original, watchStopped, ev));
+        routerWatcher.Start();
+        ExchangeWorker.ReportWatchFailure(context, routerWatcher.Completion, $"router {_namespace}/{routerName}");
+        context.Defer($"stop watching Service {ServiceKey} and its router", async _ =>
         {
             watchStopped.Value = true;
-            return watcher.DisposeAsync().AsTask();
+            await routerWatcher.DisposeAsync().ConfigureAwait(false);
+            await watcher.DisposeAsync().ConfigureAwait(false);
         });
         // A lost shadow: the router's requests for this version go to the original pods (the mesh Service selects them)
         // until the new shadow runs, then to it again.
@@ -221,6 +228,51 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
             return true;
         }, _namespace, cancellationToken).ConfigureAwait(false);
         output.Warning($"Service {_namespace}/{name} (version {_options.Mark.Version}) selects {what}.");
+    }
+
+    private static Dictionary<string, string> Copy(IReadOnlyDictionary<string, string> selector)
+    {
+        lock (selector) return new Dictionary<string, string>(selector, StringComparer.Ordinal);
+    }
+
+    /// <summary>
+    /// The router was deleted: join a new one under the Service's lock (the first of its users makes it, with its own
+    /// version; the others add theirs), and point the Service at it, as its kt-target is new.
+    /// </summary>
+    private async ValueTask OnRouterEventAsync(SessionContext context, ShadowGuard guard, string routerName, IReadOnlyList<(int Port, int Target)> ports,
+        RouterMembership membership, Dictionary<string, string> routerSelector, IReadOnlyDictionary<string, string> original, StrongBox<bool> stopped,
+        WatchEvent<Pod> ev)
+    {
+        if (ev.Type != WatchEventType.Deleted || stopped.Value || context.Stopping.IsCancellationRequested) return;
+        var output = context.Output;
+        output.Warning($"The router {_namespace}/{routerName} of Service {ServiceKey} was deleted; joining a new one.");
+        try
+        {
+            var serviceLock = await ServiceLock.AcquireAsync(_client, _namespace, _options.Service, cancellationToken: context.Stopping).ConfigureAwait(false);
+            try
+            {
+                if (stopped.Value) return;
+                // While a lost shadow is replaced there is no heartbeat to keep the router's; the new shadow's takes it on.
+                if (guard.CurrentOrDefault is not { } shadow) return;
+                membership.Joined = false;
+                var router = await JoinRouterAsync(context, shadow.Heartbeat, routerName, ports, membership, context.Stopping).ConfigureAwait(false);
+                lock (routerSelector) routerSelector[KtConventions.TargetLabel] = router.Metadata.GetLabel(KtConventions.TargetLabel) ?? "";
+                await _client.Services.UpdateWithRetryAsync(_options.Service, svc => ExchangeWorker.ApplySelector(svc, Copy(routerSelector), original), _namespace,
+                    context.Stopping).ConfigureAwait(false);
+                output.Warning($"Service {ServiceKey} is routed by the new router {_namespace}/{routerName}.");
+            }
+            finally
+            {
+                await serviceLock.ReleaseAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (context.Stopping.IsCancellationRequested)
+        {
+        }
+        catch (KtException e)
+        {
+            output.Warning($"Could not join a new router for Service {ServiceKey}: {e.Message}");
+        }
     }
 
     private async ValueTask OnServiceEventAsync(SessionContext context, IReadOnlyDictionary<string, string> routerSelector, StrongBox<bool> stopped,
@@ -249,7 +301,7 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
                 var now = current.Spec?.Selector ?? [];
                 if (now.Count == 0 || now.ContainsKey(KtConventions.RoleLabel)) return false;
                 current.Metadata.Annotations?.Remove(KtConventions.SelectorAnnotation);
-                return ExchangeWorker.ApplySelector(current, routerSelector, now);
+                return ExchangeWorker.ApplySelector(current, Copy(routerSelector), now);
             }, _namespace, context.Stopping).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (context.Stopping.IsCancellationRequested)

@@ -21,6 +21,19 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
     private IReadOnlyList<ClusterChange> PendingClusterChanges(IReadOnlyCollection<string>? exceptIds = null) =>
         [.. PendingIds().Where(e => exceptIds?.Contains(e.Id) != true).Select(ClusterChange.FromEntry).OfType<ClusterChange>()];
 
+    /// <summary>The fixture's Deployment pay as the next tests expect it: one ready replica, serving its Service.</summary>
+    private async Task RestorePayAsync()
+    {
+        f.Cluster.Store.Mutate(ResourceTypes.Deployments, "dev", "pay", o =>
+        {
+            o["spec"]!["replicas"] = 1;
+            return o;
+        });
+        await f.Cluster.WaitForAsync(ResourceTypes.Deployments, "dev", "pay", x => (x?["status"]?["replicas"]?.GetValue<int>() ?? 0) == 1
+            && (x?["status"]?["readyReplicas"]?.GetValue<int>() ?? 0) == 1);
+        await f.WaitServedAsync("pay", 1);
+    }
+
     private IReadOnlyList<JournalEntry> PendingIds() => new ChangeJournal(Path.Combine(f.Kt.Home, ".kt", "journal")).ReadAll();
 
     [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
@@ -118,15 +131,7 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
         Assert.Equal((2, 2), (d["spec"]!["replicas"]!.GetValue<int>(), d["status"]?["readyReplicas"]?.GetValue<int>() ?? 0));
         Assert.Empty(f.Cluster.Pods("dev", "kt-role=shadow-exchange"));
         Assert.Contains("pay-", await f.WaitAnswerAsync("http://pay.dev/", "pay-"), StringComparison.Ordinal);
-        // The fixture's Deployment as the next tests expect it.
-        f.Cluster.Store.Mutate(ResourceTypes.Deployments, "dev", "pay", o =>
-        {
-            o["spec"]!["replicas"] = 1;
-            return o;
-        });
-        await f.Cluster.WaitForAsync(ResourceTypes.Deployments, "dev", "pay", x => (x?["status"]?["replicas"]?.GetValue<int>() ?? 0) == 1
-            && (x?["status"]?["readyReplicas"]?.GetValue<int>() ?? 0) == 1);
-        await f.WaitServedAsync("pay", 1);
+        await RestorePayAsync();
         Assert.Equal(before, f.Workloads());
     }
 
@@ -237,15 +242,7 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
             && (x?["status"]?["readyReplicas"]?.GetValue<int>() ?? 0) == 2);
         await f.Cluster.WaitUntilAsync(() => f.Cluster.Pods("dev", "control-by=kt").Count == 0, "the shadow to be gone");
         Assert.Empty(PendingClusterChanges(earlier));
-        // The fixture's Deployment as the next tests expect it.
-        f.Cluster.Store.Mutate(ResourceTypes.Deployments, "dev", "pay", o =>
-        {
-            o["spec"]!["replicas"] = 1;
-            return o;
-        });
-        await f.Cluster.WaitForAsync(ResourceTypes.Deployments, "dev", "pay", x => (x?["status"]?["replicas"]?.GetValue<int>() ?? 0) == 1
-            && (x?["status"]?["readyReplicas"]?.GetValue<int>() ?? 0) == 1);
-        await f.WaitServedAsync("pay", 1);
+        await RestorePayAsync();
         Assert.Equal(before, f.Workloads());
     }
 

@@ -263,6 +263,35 @@ public sealed class ShadowLossEndToEndTests(ExchangeClusterFixture f)
         await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
     }
 
+    /// <summary>The shared router deleted under an auto mesh: the Service had no endpoints while the session showed Running.</summary>
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl", "nginx")]
+    public async Task Auto_mesh_whose_router_is_deleted_joins_a_new_router_and_the_service_works_again()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var kt = await f.StartKtAsync("mesh", "orders", "-n", "dev", "--versionMark", "v6", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        try
+        {
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://orders.dev/", "laptop", header: "version: v6"), StringComparison.Ordinal);
+            var uid = f.Cluster.Store.Get(ResourceTypes.Pods, "dev", "orders-kt-router")!["metadata"]!["uid"]!.GetValue<string>();
+            f.Cluster.Store.Delete(ResourceTypes.Pods, "dev", "orders-kt-router");
+            await f.Cluster.WaitUntilAsync(() => kt.Stderr.Contains("is routed by the new router", StringComparison.Ordinal) || kt.Process.HasExited,
+                "kt to join a new router");
+            Assert.False(kt.Process.HasExited, kt.Stderr);
+            var router = f.Cluster.Store.Get(ResourceTypes.Pods, "dev", "orders-kt-router")!;
+            Assert.NotEqual(uid, router["metadata"]!["uid"]!.GetValue<string>());
+            Assert.Equal(router["metadata"]!["labels"]!["kt-target"]!.GetValue<string>(), f.Service("orders")!["spec"]!["selector"]!["kt-target"]!.GetValue<string>());
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://orders.dev/", "laptop", header: "version: v6"), StringComparison.Ordinal);
+            Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-"), StringComparison.Ordinal);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+        }
+        Assert.Contains("everything was restored", kt.Stderr, StringComparison.Ordinal);
+        await f.WaitServedAsync("orders", 2);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
+
     [LinuxRootFact("sshd", "dnsmasq", "nft", "curl", "nginx")]
     public async Task Auto_mesh_whose_shadow_cannot_be_replaced_ends_with_ShadowPodDeleted_and_gives_the_service_back()
     {
