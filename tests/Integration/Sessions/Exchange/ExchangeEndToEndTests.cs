@@ -473,6 +473,17 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
             Assert.Contains("port: 18081", Mesh("laptop", "version: v3"), StringComparison.Ordinal);
             Assert.Contains("port: 18080", Mesh("laptop", "version: v2"), StringComparison.Ordinal);
 
+            // The router is deleted: both users join a new one (the first to get the Service's lock makes it), both versions
+            // are routed again, and it counts both.
+            f.Cluster.Store.Delete(ResourceTypes.Pods, "dev", "orders-kt-router");
+            foreach (var kt in new[] { first, second })
+                await f.Cluster.WaitUntilAsync(() => kt.Stderr.Contains("is routed by the new router", StringComparison.Ordinal) || kt.Process.HasExited,
+                    "both users to join a new router");
+            Assert.Equal("2", f.Cluster.Store.Get(ResourceTypes.Pods, "dev", "orders-kt-router")!["metadata"]!["annotations"]!["kt-ref-count"]!.GetValue<string>());
+            Assert.Contains("port: 18081", Mesh("laptop", "version: v3"), StringComparison.Ordinal);
+            Assert.Contains("port: 18080", Mesh("laptop", "version: v2"), StringComparison.Ordinal);
+            Assert.Contains("orders-", Mesh("orders-", "version: v1"), StringComparison.Ordinal);
+
             // The first one out leaves the router to the other: its version goes back to the pods, v3 still comes here.
             Assert.Equal(0, await first.SignalAndWaitAsync(SigTerm));
             Assert.Equal("1", f.Cluster.Store.Get(ResourceTypes.Pods, "dev", "orders-kt-router")!["metadata"]!["annotations"]!["kt-ref-count"]!.GetValue<string>());
