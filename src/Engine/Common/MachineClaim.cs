@@ -67,8 +67,19 @@ public sealed class MachineClaim : IDisposable
         catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
         {
             socket.Dispose();
-            holderPid = HolderOf(endPoint);
+            var (pid, uid) = HolderOf(endPoint);
+            // Abstract names have no permissions: any user may bind one. Only root changes the objects claimed here, so a
+            // name another user holds is not a KtConnect session's, and must not keep sessions and their undo away.
+            if (uid is { } owner && owner != 0) return new MachineClaim(null, null);
+            holderPid = pid;
             return null;
+        }
+        catch (SocketException)
+        {
+            // Sockets refused to this process (a confined one): there is nothing to guard with, as without the rights to
+            // the claim folder elsewhere.
+            socket.Dispose();
+            return new MachineClaim(null, null);
         }
         catch
         {
@@ -77,7 +88,7 @@ public sealed class MachineClaim : IDisposable
         }
     }
 
-    private static int? HolderOf(UnixDomainSocketEndPoint endPoint)
+    private static (int? Pid, int? Uid) HolderOf(UnixDomainSocketEndPoint endPoint)
     {
         // Not blocking: a holder that does not accept (a full backlog) must not hold this process up.
         using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { Blocking = false };
@@ -86,11 +97,11 @@ public sealed class MachineClaim : IDisposable
             probe.Connect(endPoint);
             // struct ucred { pid_t pid; uid_t uid; gid_t gid; } from SOL_SOCKET / SO_PEERCRED.
             var cred = new byte[12];
-            return probe.GetRawSocketOption(1, 17, cred) >= 4 ? BitConverter.ToInt32(cred, 0) : null;
+            return probe.GetRawSocketOption(1, 17, cred) >= 12 ? (BitConverter.ToInt32(cred, 0), BitConverter.ToInt32(cred, 4)) : (null, null);
         }
         catch (SocketException)
         {
-            return null;
+            return (null, null);
         }
     }
 

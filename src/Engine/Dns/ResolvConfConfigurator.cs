@@ -46,8 +46,9 @@ public sealed class ResolvConfConfigurator(DnsSystemPaths paths, IChangeJournal 
         if (request.Server.Port != 53)
             throw new DnsConfigurationException(DnsErrorIds.PortNotSupported, KtErrorCategory.InvalidArgument,
                 $"resolv.conf cannot name a port; the DNS server must listen on port 53, not {request.Server.Port}.", target: request.Server);
-        if (LeftByKtConnect() && !File.Exists(BackupPath)) throw NotOriginal(paths.ResolvConf);
+        // A live session of another home first: its file is not one a crash left.
         MachineClaims.EnsureFree(ClaimKey);
+        if (LeftByKtConnect() && !File.Exists(BackupPath)) throw NotOriginal(paths.ResolvConf);
     }
 
     /// <summary>The file is machine-wide: a live session of another home may have it.</summary>

@@ -41,7 +41,7 @@ public sealed class KubeEnvironmentProxy : IWebProxy
             }
             if (entry.Contains('/', StringComparison.Ordinal))
             {
-                if (IPNetwork.TryParse(entry, out var network)) _networks.Add((network, null));
+                if (ParseBlock(entry) is { } network) _networks.Add((network, null));
                 continue;
             }
             var (host, port) = SplitPort(entry);
@@ -91,6 +91,22 @@ public sealed class KubeEnvironmentProxy : IWebProxy
         }
         return _bypassAll || _domains.Any(d => (host.EndsWith(d.Suffix, StringComparison.Ordinal) || (d.AlsoItself && host == d.Suffix[1..]))
             && (d.Port is null || d.Port == port));
+    }
+
+    /// <summary>
+    /// A CIDR block as Go's ParseCIDR takes it: host bits set are allowed and masked off (10.1.2.3/8 is 10.0.0.0/8).
+    /// .NET 8 and 9, which the module runs on under PowerShell 7.4 and 7.5, refuse such a block in IPNetwork.TryParse.
+    /// </summary>
+    private static IPNetwork? ParseBlock(string entry)
+    {
+        var slash = entry.IndexOf('/', StringComparison.Ordinal);
+        if (!IPAddress.TryParse(entry[..slash], out var address)
+            || !int.TryParse(entry[(slash + 1)..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var prefix))
+            return null;
+        var bytes = address.GetAddressBytes();
+        if (prefix > bytes.Length * 8) return null;
+        for (var bit = prefix; bit < bytes.Length * 8; bit++) bytes[bit / 8] &= (byte)~(0x80 >> (bit % 8));
+        return new IPNetwork(new IPAddress(bytes), prefix);
     }
 
     private static (string Host, string? Port) SplitPort(string entry)

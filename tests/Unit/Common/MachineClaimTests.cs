@@ -47,9 +47,13 @@ public sealed class MachineClaimTests : IDisposable
         """;
 
     /// <summary>Another process claims the key (as a live KtConnect of another home would); "busy" when it cannot.</summary>
-    private async Task<(Process Process, string Line)> HoldAsync()
+    private async Task<(Process Process, string Line)> HoldAsync(bool asNobody = false)
     {
-        var psi = new ProcessStartInfo("python3") { RedirectStandardInput = true, RedirectStandardOutput = true };
+        var psi = new ProcessStartInfo(asNobody ? "setpriv" : "python3") { RedirectStandardInput = true, RedirectStandardOutput = true };
+        if (asNobody)
+        {
+            foreach (var a in new[] { "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3" }) psi.ArgumentList.Add(a);
+        }
         psi.ArgumentList.Add("-c");
         psi.ArgumentList.Add(HolderScript);
         psi.ArgumentList.Add(MachineClaim.NameOf(_key));
@@ -146,6 +150,26 @@ public sealed class MachineClaimTests : IDisposable
         MachineClaims.EnsureFree(_key);
         Assert.Empty(mine.ReadAll());
         Assert.Empty(theirs.ReadAll());
+    }
+
+    [Fact]
+    public async Task A_name_another_user_holds_is_no_claim_as_only_root_changes_these_objects()
+    {
+        // Abstract socket names have no permissions: a user squatting on one must not lock root's sessions and undo out.
+        if (!OperatingSystem.IsLinux() || !Environment.IsPrivilegedProcess || !File.Exists("/usr/bin/setpriv") || !File.Exists("/usr/bin/python3")) return;
+        var journal = new ChangeJournal(_dir);
+        var (squatter, line) = await HoldAsync(asNobody: true);
+        try
+        {
+            Assert.Equal("held", line);
+            MachineClaims.EnsureFree(_key);
+            await journal.CompleteAsync(await journal.RecordAsync("thing", Data("mine"), "mine", "s1"));
+        }
+        finally
+        {
+            await EndAsync(squatter);
+        }
+        Assert.Empty(journal.ReadAll());
     }
 
     [Fact]

@@ -22,6 +22,11 @@ public sealed class KubeEnvironmentProxyTests
     // CIDR blocks and addresses: .NET 10 ignores the blocks, so a cluster reached by address went to the proxy.
     [InlineData("10.0.0.0/8", "https://10.1.2.3:6443/", true)]
     [InlineData("10.0.0.0/8", "https://11.1.2.3:6443/", false)]
+    // Host bits set, as Go's ParseCIDR allows (.NET 8 and 9 refuse the block in IPNetwork.TryParse).
+    [InlineData("10.1.2.3/8", "https://10.9.9.9:6443/", true)]
+    [InlineData("192.168.1.10/24", "https://192.168.1.77/", true)]
+    [InlineData("192.168.1.10/24", "https://192.168.2.77/", false)]
+    [InlineData("10.0.0.0/33", "https://10.0.0.1/", false)]
     [InlineData("fd00::/8", "https://[fd00::1]:6443/", true)]
     [InlineData("10.1.2.3", "https://10.1.2.3:6443/", true)]
     [InlineData("10.1.2.3:6443", "https://10.1.2.3:6443/", true)]

@@ -174,6 +174,8 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
     /// </summary>
     private async Task HoldServiceAsync(IKtOutput output, CancellationToken cancellationToken)
     {
+        // A replacement that failed and tries again is still under the lock it took.
+        if (Volatile.Read(ref _replacementLock) is not null) return;
         try
         {
             var held = await ServiceLock.AcquireAsync(_client, _namespace, _options.Service, attempts: 3, retryDelay: TimeSpan.FromSeconds(1),
