@@ -210,7 +210,12 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
         // A lost shadow: the router's requests for this version go to the original pods (the mesh Service selects them)
         // until the new shadow runs, then to it again.
         guard.OnLost = ct => PointMeshServiceAsync(output, shadowServiceName, original, "its original pods", ct);
-        guard.OnRestored = (c, ct) => PointMeshServiceAsync(output, shadowServiceName, spec!.SelectorLabels(), "the new shadow " + c.PodName, ct);
+        guard.OnRestored = async (c, ct) =>
+        {
+            await PointMeshServiceAsync(output, shadowServiceName, spec!.SelectorLabels(), "the new shadow " + c.PodName, ct).ConfigureAwait(false);
+            // A router deleted while no shadow ran is joined now, with the new shadow's heartbeat.
+            if (membership.RejoinPending) await RejoinRouterAsync(context, guard, routerName, ports, membership, routerSelector, original, watchStopped).ConfigureAwait(false);
+        };
         guard.Arm();
 
         await serviceLock.ReleaseAsync(cancellationToken).ConfigureAwait(false);
@@ -235,43 +240,66 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
         lock (selector) return new Dictionary<string, string>(selector, StringComparer.Ordinal);
     }
 
-    /// <summary>
-    /// The router was deleted: join a new one under the Service's lock (the first of its users makes it, with its own
-    /// version; the others add theirs), and point the Service at it, as its kt-target is new.
-    /// </summary>
+    /// <summary>The router was deleted (by someone, an eviction): join a new one.</summary>
     private async ValueTask OnRouterEventAsync(SessionContext context, ShadowGuard guard, string routerName, IReadOnlyList<(int Port, int Target)> ports,
         RouterMembership membership, Dictionary<string, string> routerSelector, IReadOnlyDictionary<string, string> original, StrongBox<bool> stopped,
         WatchEvent<Pod> ev)
     {
         if (ev.Type != WatchEventType.Deleted || stopped.Value || context.Stopping.IsCancellationRequested) return;
+        context.Output.Warning($"The router {_namespace}/{routerName} of Service {ServiceKey} was deleted; joining a new one.");
+        membership.RejoinPending = true;
+        await RejoinRouterAsync(context, guard, routerName, ports, membership, routerSelector, original, stopped).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Joins a new router under the Service's lock (the first of its users makes it, with its own version; the others add
+    /// theirs; the stuntman is made again if it went too) and points the Service at it, as its kt-target is new. Tried
+    /// again until it works or the session stops; while no shadow runs (one is being replaced) it is left to the new
+    /// shadow's arrival.
+    /// </summary>
+    private async Task RejoinRouterAsync(SessionContext context, ShadowGuard guard, string routerName, IReadOnlyList<(int Port, int Target)> ports,
+        RouterMembership membership, Dictionary<string, string> routerSelector, IReadOnlyDictionary<string, string> original, StrongBox<bool> stopped)
+    {
         var output = context.Output;
-        output.Warning($"The router {_namespace}/{routerName} of Service {ServiceKey} was deleted; joining a new one.");
-        try
+        while (membership.RejoinPending && !stopped.Value && !context.Stopping.IsCancellationRequested)
         {
-            var serviceLock = await ServiceLock.AcquireAsync(_client, _namespace, _options.Service, cancellationToken: context.Stopping).ConfigureAwait(false);
+            if (guard.CurrentOrDefault is not { } shadow) return;
             try
             {
-                if (stopped.Value) return;
-                // While a lost shadow is replaced there is no heartbeat to keep the router's; the new shadow's takes it on.
-                if (guard.CurrentOrDefault is not { } shadow) return;
-                membership.Joined = false;
-                var router = await JoinRouterAsync(context, shadow.Heartbeat, routerName, ports, membership, context.Stopping).ConfigureAwait(false);
-                lock (routerSelector) routerSelector[KtConventions.TargetLabel] = router.Metadata.GetLabel(KtConventions.TargetLabel) ?? "";
-                await _client.Services.UpdateWithRetryAsync(_options.Service, svc => ExchangeWorker.ApplySelector(svc, Copy(routerSelector), original), _namespace,
-                    context.Stopping).ConfigureAwait(false);
-                output.Warning($"Service {ServiceKey} is routed by the new router {_namespace}/{routerName}.");
+                var serviceLock = await ServiceLock.AcquireAsync(_client, _namespace, _options.Service, cancellationToken: context.Stopping).ConfigureAwait(false);
+                try
+                {
+                    if (stopped.Value) return;
+                    membership.Joined = false;
+                    await EnsureStuntmanAsync(context, shadow.Heartbeat, _podSelector ?? original, ports, membership, context.Stopping).ConfigureAwait(false);
+                    var router = await JoinRouterAsync(context, shadow.Heartbeat, routerName, ports, membership, context.Stopping).ConfigureAwait(false);
+                    lock (routerSelector) routerSelector[KtConventions.TargetLabel] = router.Metadata.GetLabel(KtConventions.TargetLabel) ?? "";
+                    await _client.Services.UpdateWithRetryAsync(_options.Service, svc => ExchangeWorker.ApplySelector(svc, Copy(routerSelector), original),
+                        _namespace, context.Stopping).ConfigureAwait(false);
+                    membership.RejoinPending = false;
+                    output.Warning($"Service {ServiceKey} is routed by the new router {_namespace}/{routerName}.");
+                }
+                finally
+                {
+                    await serviceLock.ReleaseAsync(CancellationToken.None).ConfigureAwait(false);
+                }
             }
-            finally
+            catch (OperationCanceledException) when (context.Stopping.IsCancellationRequested)
             {
-                await serviceLock.ReleaseAsync(CancellationToken.None).ConfigureAwait(false);
+                return;
             }
-        }
-        catch (OperationCanceledException) when (context.Stopping.IsCancellationRequested)
-        {
-        }
-        catch (KtException e)
-        {
-            output.Warning($"Could not join a new router for Service {ServiceKey}: {e.Message}");
+            catch (KtException e)
+            {
+                output.Warning($"Could not join a new router for Service {ServiceKey} ({e.Message}); trying again in 5 s.");
+                try
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(5), context.Stopping).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
         }
     }
 
@@ -636,6 +664,9 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
     private sealed class RouterMembership
     {
         public volatile bool Joined;
+
+        /// <summary>The router was deleted and this session is not in a new one yet.</summary>
+        public volatile bool RejoinPending;
 
         public volatile bool CreatedStuntman;
     }

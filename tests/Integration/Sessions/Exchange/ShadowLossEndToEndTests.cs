@@ -292,6 +292,37 @@ public sealed class ShadowLossEndToEndTests(ExchangeClusterFixture f)
         await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
     }
 
+    /// <summary>A node loss takes the shadow and the router: the router is joined again once the new shadow runs.</summary>
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl", "nginx")]
+    public async Task Auto_mesh_whose_router_is_deleted_while_its_shadow_is_replaced_joins_a_new_router_with_the_new_shadow()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var kt = await f.StartKtAsync("mesh", "orders", "-n", "dev", "--versionMark", "v5", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        try
+        {
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://orders.dev/", "laptop", header: "version: v5"), StringComparison.Ordinal);
+            using (var gate = new PodCreationGate(f, refuse: false))
+            {
+                f.Cluster.Store.Delete(ResourceTypes.Pods, "dev", "orders-kt-mesh-v5");
+                await WaitNewShadowAsked(gate, kt);
+                f.Cluster.Store.Delete(ResourceTypes.Pods, "dev", "orders-kt-router");
+                await f.Cluster.WaitUntilAsync(() => kt.Stderr.Contains("was deleted; joining a new one", StringComparison.Ordinal), "kt to see the router go");
+            }
+            await f.Cluster.WaitUntilAsync(() => kt.Stderr.Contains("is routed by the new router", StringComparison.Ordinal) || kt.Process.HasExited,
+                "kt to join a new router with its new shadow");
+            Assert.False(kt.Process.HasExited, kt.Stderr);
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://orders.dev/", "laptop", header: "version: v5"), StringComparison.Ordinal);
+            Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-"), StringComparison.Ordinal);
+        }
+        finally
+        {
+            Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
+        }
+        Assert.Contains("everything was restored", kt.Stderr, StringComparison.Ordinal);
+        await f.WaitServedAsync("orders", 2);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
+
     [LinuxRootFact("sshd", "dnsmasq", "nft", "curl", "nginx")]
     public async Task Auto_mesh_whose_shadow_cannot_be_replaced_ends_with_ShadowPodDeleted_and_gives_the_service_back()
     {
