@@ -208,7 +208,8 @@ public sealed class SshClient : IAsyncDisposable
             // connection here, so every channel and waiter hears of it; a loop that just died would leave them parked.
             error = new SshException(SshErrorIds.ConnectionLost, KtErrorCategory.ConnectionError, "The SSH connection failed: " + e.Message, e);
         }
-        await AbortAsync(error ?? SshException.Closed()).ConfigureAwait(false);
+        // Once we are disposing, the end is ours: the peer closing after our DISCONNECT is not a lost connection.
+        await AbortAsync(Volatile.Read(ref _disposed) != 0 ? SshException.Closed() : error ?? SshException.Closed()).ConfigureAwait(false);
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
@@ -700,6 +701,8 @@ public sealed class SshClient : IAsyncDisposable
                 // Best effort: the peer may be gone already.
             }
         }
+        // Before the peer's answer to our DISCONNECT (it closes) can fail a send as a lost connection.
+        Transport.Fail(SshException.Closed());
         await AbortAsync(SshException.Closed()).ConfigureAwait(false);
         if (_readLoop is not null) await _readLoop.ConfigureAwait(false);
         if (_timerLoop is not null) await _timerLoop.ConfigureAwait(false);

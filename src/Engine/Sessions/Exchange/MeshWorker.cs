@@ -269,7 +269,8 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
                 var serviceLock = await ServiceLock.AcquireAsync(_client, _namespace, _options.Service, cancellationToken: context.Stopping).ConfigureAwait(false);
                 try
                 {
-                    if (stopped.Value) return;
+                    // The router's deletion and the new shadow's arrival may both have come here: one joins.
+                    if (stopped.Value || !membership.RejoinPending) return;
                     membership.Joined = false;
                     await EnsureStuntmanAsync(context, shadow.Heartbeat, _podSelector ?? original, ports, membership, context.Stopping).ConfigureAwait(false);
                     var router = await JoinRouterAsync(context, shadow.Heartbeat, routerName, ports, membership, context.Stopping).ConfigureAwait(false);
