@@ -87,6 +87,14 @@ public sealed class ShadowLossEndToEndTests(ExchangeClusterFixture f)
         }, subresource: "status");
     }
 
+    /// <summary>The stop said it restored everything, orders is served by its own pods again, and the cluster is as before.</summary>
+    private async Task AssertRestoredAsync(Connect.KtProcess kt, KtConnect.KubeSim.Cluster.ClusterSnapshot before)
+    {
+        Assert.Contains("everything was restored", kt.Stderr, StringComparison.Ordinal);
+        await f.WaitServedAsync("orders", 2);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
+
     private async Task WaitNewShadowAsked(PodCreationGate gate, Connect.KtProcess kt)
     {
         try
@@ -258,9 +266,7 @@ public sealed class ShadowLossEndToEndTests(ExchangeClusterFixture f)
         {
             Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
         }
-        Assert.Contains("everything was restored", kt.Stderr, StringComparison.Ordinal);
-        await f.WaitServedAsync("orders", 2);
-        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+        await AssertRestoredAsync(kt, before);
     }
 
     /// <summary>The shared router deleted under an auto mesh: the Service had no endpoints while the session showed Running.</summary>
@@ -287,9 +293,7 @@ public sealed class ShadowLossEndToEndTests(ExchangeClusterFixture f)
         {
             Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
         }
-        Assert.Contains("everything was restored", kt.Stderr, StringComparison.Ordinal);
-        await f.WaitServedAsync("orders", 2);
-        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+        await AssertRestoredAsync(kt, before);
     }
 
     /// <summary>A node loss takes the shadow and the router: the router is joined again once the new shadow runs.</summary>
@@ -318,9 +322,7 @@ public sealed class ShadowLossEndToEndTests(ExchangeClusterFixture f)
         {
             Assert.Equal(0, await kt.SignalAndWaitAsync(SigTerm));
         }
-        Assert.Contains("everything was restored", kt.Stderr, StringComparison.Ordinal);
-        await f.WaitServedAsync("orders", 2);
-        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+        await AssertRestoredAsync(kt, before);
     }
 
     [LinuxRootFact("sshd", "dnsmasq", "nft", "curl", "nginx")]
