@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Security;
+using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using KtConnect.Engine.Kube.Config;
 
@@ -112,6 +113,8 @@ public sealed class KubeClientConfiguration
         : Server.IsDefaultPort ? TlsServerName
         : TlsServerName + ":" + Server.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
+    private static readonly Oid ServerAuthentication = new("1.3.6.1.5.5.7.3.1", "Server Authentication");
+
     internal bool ValidateServerCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
     {
         if (InsecureSkipTlsVerify) return true;
@@ -119,9 +122,11 @@ public sealed class KubeClientConfiguration
         using var cert = new X509Certificate2(certificate);
 
         // The name: tls-server-name replaces the URL's host (the platform checked against whatever SNI name it sent).
+        // As in Go since 1.15, only the subject alternative names count: a certificate that names its host in the
+        // subject's CN alone is refused, which .NET's own check would accept.
         var nameOk = string.IsNullOrEmpty(TlsServerName)
-            ? (errors & SslPolicyErrors.RemoteCertificateNameMismatch) == 0
-            : cert.MatchesHostname(TlsServerName);
+            ? (errors & SslPolicyErrors.RemoteCertificateNameMismatch) == 0 && cert.MatchesHostname(Server.DnsSafeHost, allowCommonName: false)
+            : cert.MatchesHostname(TlsServerName, allowCommonName: false);
         if (!nameOk) return false;
 
         // The chain: the kubeconfig's CA replaces the system store (client-go's RootCAs), so re-check against it alone.
@@ -130,6 +135,9 @@ public sealed class KubeClientConfiguration
         using var custom = new X509Chain();
         custom.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
         custom.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        // A server's certificate (Go's default key usage): one whose extended key usage leaves out serverAuth, on the
+        // leaf or on a CA above it, is refused, as the platform's own check does for the system store.
+        custom.ChainPolicy.ApplicationPolicy.Add(ServerAuthentication);
         custom.ChainPolicy.CustomTrustStore.AddRange(CertificateAuthorities);
         if (chain is not null)
         {

@@ -11,18 +11,28 @@ namespace KtConnect.Tests.Unit.Kube.Config;
 /// </summary>
 public sealed class ServerCertificateTests
 {
-    private static X509Certificate2 Issue(string subject, X509Certificate2? issuer, bool ca, out ECDsa key)
+    private static readonly Oid ServerAuth = new("1.3.6.1.5.5.7.3.1");
+    private static readonly Oid ClientAuth = new("1.3.6.1.5.5.7.3.2");
+
+    /// <summary>A CA, or a leaf naming kube.test in its subject alternative names (or, with <paramref name="san"/> false, in its CN alone).</summary>
+    private static X509Certificate2 Issue(string subject, X509Certificate2? issuer, bool ca, out ECDsa key, Oid[]? usages = null, bool san = true)
     {
         key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = new CertificateRequest("CN=" + subject, key, HashAlgorithmName.SHA256);
         request.CertificateExtensions.Add(new X509BasicConstraintsExtension(ca, false, 0, true));
         request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
         if (ca) request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
-        else
+        else if (san)
         {
-            var san = new SubjectAlternativeNameBuilder();
-            san.AddDnsName("kube.test");
-            request.CertificateExtensions.Add(san.Build());
+            var names = new SubjectAlternativeNameBuilder();
+            names.AddDnsName("kube.test");
+            request.CertificateExtensions.Add(names.Build());
+        }
+        if (usages is not null)
+        {
+            var oids = new OidCollection();
+            foreach (var usage in usages) oids.Add(usage);
+            request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(oids, false));
         }
         var now = DateTimeOffset.UtcNow;
         if (issuer is null) return request.CreateSelfSigned(now.AddMinutes(-5), now.AddDays(1));
@@ -32,9 +42,12 @@ public sealed class ServerCertificateTests
         return signed.CopyWithPrivateKey(key);
     }
 
-    private static KubeClientConfiguration Trusting(params X509Certificate2[] authorities) => new()
+    private static KubeClientConfiguration Trusting(params X509Certificate2[] authorities) => Trusting("https://kube.test:6443/", null, authorities);
+
+    private static KubeClientConfiguration Trusting(string server, string? tlsServerName, params X509Certificate2[] authorities) => new()
     {
-        Server = new Uri("https://kube.test:6443/"),
+        Server = new Uri(server),
+        TlsServerName = tlsServerName,
         ContextName = "c",
         ClusterName = "k",
         Credentials = AnonymousCredentials.Instance,
@@ -62,4 +75,45 @@ public sealed class ServerCertificateTests
         Assert.False(Trusting(publicIntermediate).ValidateServerCertificate(this, stranger, null, platform));
         foreach (var k in new[] { rootKey, intermediateKey, leafKey, otherKey, strangerKey }) k.Dispose();
     }
+
+    [Fact]
+    public void A_certificate_whose_usage_leaves_out_server_authentication_is_refused_as_in_kubectl()
+    {
+        using var root = Issue("root", null, true, out var rootKey);
+        using var publicRoot = X509CertificateLoader.LoadCertificate(root.RawData);
+        using var server = Issue("kube.test", root, false, out var serverKey, [ServerAuth, ClientAuth]);
+        using var client = Issue("kube.test", root, false, out var clientKey, [ClientAuth]);
+        using var clientCa = Issue("client ca", root, true, out var clientCaKey, [ClientAuth]);
+        using var underClientCa = Issue("kube.test", clientCa, false, out var underKey, [ServerAuth]);
+        const SslPolicyErrors platform = SslPolicyErrors.RemoteCertificateChainErrors;
+
+        Assert.True(Trusting(publicRoot).ValidateServerCertificate(this, server, null, platform));
+        Assert.False(Trusting(publicRoot).ValidateServerCertificate(this, client, null, platform));
+        // A CA restricted to client certificates cannot vouch for a server, whatever the leaf says.
+        using var publicClientCa = X509CertificateLoader.LoadCertificate(clientCa.RawData);
+        Assert.False(Trusting(publicRoot, publicClientCa).ValidateServerCertificate(this, underClientCa, null, platform));
+        Assert.False(Trusting(publicClientCa).ValidateServerCertificate(this, underClientCa, null, platform));
+        foreach (var k in new[] { rootKey, serverKey, clientKey, clientCaKey, underKey }) k.Dispose();
+    }
+
+    [Fact]
+    public void A_host_named_only_in_the_common_name_is_refused_with_or_without_tls_server_name_as_in_kubectl()
+    {
+        using var root = Issue("root", null, true, out var rootKey);
+        using var publicRoot = X509CertificateLoader.LoadCertificate(root.RawData);
+        using var legacy = Issue("kube.test", root, false, out var legacyKey, san: false);
+        using var modern = Issue("kube.test", root, false, out var modernKey);
+        // The platform's own name check would pass the CN: only its chain check failed.
+        const SslPolicyErrors platform = SslPolicyErrors.RemoteCertificateChainErrors;
+
+        Assert.True(Trusting(publicRoot).ValidateServerCertificate(this, modern, null, platform));
+        Assert.False(Trusting(publicRoot).ValidateServerCertificate(this, legacy, null, platform));
+        var named = Trusting("https://10.0.0.1:6443/", "kube.test", publicRoot);
+        Assert.True(named.ValidateServerCertificate(this, modern, null, platform));
+        Assert.False(named.ValidateServerCertificate(this, legacy, null, platform));
+        // A name mismatch the platform found still counts.
+        Assert.False(Trusting(publicRoot).ValidateServerCertificate(this, modern, null, platform | SslPolicyErrors.RemoteCertificateNameMismatch));
+        foreach (var k in new[] { rootKey, legacyKey, modernKey }) k.Dispose();
+    }
 }
+
