@@ -16,6 +16,12 @@ public enum ClusterChangeKind
 
     /// <summary>A Service was locked with kt-lock; undo removes the lock while it still holds <see cref="ClusterChange.LockValue"/>.</summary>
     Locked,
+
+    /// <summary>
+    /// The session counted itself in a shared mesh router (the Pod named here); undo leaves it as the session would
+    /// have (<see cref="MeshRouter.LeaveAsync"/>, route <see cref="ClusterChange.Mark"/>), only while the router lists it.
+    /// </summary>
+    Joined,
 }
 
 /// <summary>
@@ -47,6 +53,9 @@ public sealed record ClusterChange
     /// <summary>SelectorChanged: the <c>kt-target</c> our selector points at, so an undo never takes over someone else's exchange.</summary>
     public string? Target { get; init; }
 
+    /// <summary>Joined: the router's <c>header:version</c> argument of this session.</summary>
+    public string? Mark { get; init; }
+
     /// <summary>The journal entry kind of every cluster change.</summary>
     public const string JournalKind = "kube-object";
 
@@ -56,6 +65,7 @@ public sealed record ClusterChange
         ClusterChangeKind.SelectorChanged => $"restore the selector of Service {Namespace}/{Name} to {KtConventions.FormatSelector(OriginalSelector ?? new Dictionary<string, string>())}",
         ClusterChangeKind.Scaled => $"scale Deployment {Namespace}/{Name} back to {OriginalReplicas}",
         ClusterChangeKind.Locked => $"unlock Service {Namespace}/{Name}",
+        ClusterChangeKind.Joined => $"leave the router {Namespace}/{Name}",
         _ => $"{Change} {ObjectKind} {Namespace}/{Name}",
     };
 
@@ -73,6 +83,7 @@ public sealed record ClusterChange
         if (OriginalReplicas is { } r) data["replicas"] = r.ToString(CultureInfo.InvariantCulture);
         if (LockValue is not null) data["lock"] = LockValue;
         if (Target is not null) data["target"] = Target;
+        if (Mark is not null) data["mark"] = Mark;
         return data;
     }
 
@@ -99,6 +110,7 @@ public sealed record ClusterChange
                 OriginalReplicas = d.TryGetValue("replicas", out var r) ? int.Parse(r, NumberStyles.None, CultureInfo.InvariantCulture) : null,
                 LockValue = d.GetValueOrDefault("lock"),
                 Target = d.GetValueOrDefault("target"),
+                Mark = d.GetValueOrDefault("mark"),
             };
         }
         catch (Exception e) when (e is FormatException or OverflowException or KtException)

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using KtConnect.Engine.Kube.Models;
 
 namespace KtConnect.Engine.Cluster;
 
@@ -24,6 +25,13 @@ public static partial class KtConventions
     public const string RefCountAnnotation = "kt-ref-count";
     public const string HeartbeatAnnotation = "kt-last-heart-beat";
     public const string LockAnnotation = "kt-lock";
+
+    /// <summary>
+    /// KtConnect's own, beside kt-ref-count on a shared router: the sessions counted in it (comma-separated journal
+    /// session ids), changed in the same patch as the count, so a leave or a crashed session's undo takes out only a
+    /// count that is its own. kt-connect counts without it.
+    /// </summary>
+    public const string MembersAnnotation = "ktconnect.io/members";
 
     // kt-config keys.
     public const string ConfigService = "service";
@@ -202,6 +210,14 @@ public static partial class KtConventions
     /// <summary>Reads <c>kt-ref-count</c>; absent or malformed counts as 0 (ktctl's strconv.Atoi failure path).</summary>
     public static int ParseRefCount(string? value) =>
         int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : 0;
+
+    /// <summary>The sessions listed in <see cref="MembersAnnotation"/>.</summary>
+    public static IReadOnlySet<string> ParseMembers(KubeObject o)
+    {
+        ArgumentNullException.ThrowIfNull(o);
+        return (o.Metadata.GetAnnotation(MembersAnnotation) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .ToHashSet(StringComparer.Ordinal);
+    }
 
     /// <summary>An RFC 1123 label, what Kubernetes allows as a namespace name.</summary>
     public static bool IsDnsLabel(string? name) => name is { Length: > 0 and <= 63 } && DnsLabelPattern().IsMatch(name);

@@ -384,22 +384,48 @@ public sealed class ShadowPods
     /// </summary>
     internal static async Task<T> ChangeRefCountAsync<T>(ResourceClient<T> client, string name, string ns, int delta, CancellationToken ct,
         DateTimeOffset? heartbeat = null)
+        where T : KubeObject =>
+        (await ChangeCountAsync(client, name, ns, delta, null, ct, heartbeat).ConfigureAwait(false)).Current;
+
+    /// <summary>
+    /// Counts <paramref name="member"/> in (<paramref name="join"/>) or out: kt-ref-count ± 1 and the session added to or
+    /// taken from <see cref="KtConventions.MembersAnnotation"/> in one compare-and-swap. A member already in, or not in,
+    /// changes nothing (<c>Changed</c> false): a join sent again is not counted twice, a leave not counted in takes nobody's.
+    /// </summary>
+    internal static Task<(T Current, bool Changed)> ChangeMembershipAsync<T>(ResourceClient<T> client, string name, string ns, string member, bool join,
+        CancellationToken ct, DateTimeOffset? heartbeat = null)
+        where T : KubeObject
+    {
+        ArgumentException.ThrowIfNullOrEmpty(member);
+        return ChangeCountAsync(client, name, ns, join ? +1 : -1, member, ct, heartbeat);
+    }
+
+    private static async Task<(T Current, bool Changed)> ChangeCountAsync<T>(ResourceClient<T> client, string name, string ns, int delta, string? member,
+        CancellationToken ct, DateTimeOffset? heartbeat)
         where T : KubeObject
     {
         for (var attempt = 0; ; attempt++)
         {
             var current = await client.GetAsync(name, ns, ct).ConfigureAwait(false);
             if (delta > 0 && current.Metadata.DeletionTimestamp is not null) throw new SharedShadowChangedException();
+            var members = KtConventions.ParseMembers(current).ToList();
+            if (member is not null && members.Contains(member) == delta > 0) return (current, false);
             var n = KtConventions.ParseRefCount(current.Metadata.GetAnnotation(KtConventions.RefCountAnnotation));
             var value = Math.Max(0, n + delta).ToString(System.Globalization.CultureInfo.InvariantCulture);
             var ops = new JsonPatchBuilder().Test("/metadata/resourceVersion", current.Metadata.ResourceVersion);
             if (current.Metadata.Annotations is null) ops.Add("/metadata/annotations", new System.Text.Json.Nodes.JsonObject());
             ops.Add("/metadata/annotations/" + JsonPatchBuilder.Escape(KtConventions.RefCountAnnotation), value);
+            if (member is not null)
+            {
+                if (delta > 0) members.Add(member);
+                else members.Remove(member);
+                ops.Add("/metadata/annotations/" + JsonPatchBuilder.Escape(KtConventions.MembersAnnotation), string.Join(',', members));
+            }
             if (heartbeat is { } now)
                 ops.Add("/metadata/annotations/" + JsonPatchBuilder.Escape(KtConventions.HeartbeatAnnotation), KtConventions.FormatUnixSeconds(now));
             try
             {
-                return await client.PatchAsync(name, KubePatch.Json(ops), ns, ct).ConfigureAwait(false);
+                return (await client.PatchAsync(name, KubePatch.Json(ops), ns, ct).ConfigureAwait(false), true);
             }
             catch (KubeApiException e) when (e is KubeInvalidException or KubeConflictException && attempt < 50)
             {

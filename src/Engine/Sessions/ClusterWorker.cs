@@ -1,3 +1,5 @@
+using KtConnect.Engine.Cluster;
+using KtConnect.Engine.Cluster.Recovery;
 using KtConnect.Engine.Kube;
 
 namespace KtConnect.Engine.Sessions;
@@ -39,4 +41,43 @@ public abstract class ClusterWorker<TOptions> : ISessionWorker
 
     /// <summary>The kind's own start, once the namespace is known to exist; see <see cref="ISessionWorker.StartAsync"/>.</summary>
     private protected abstract Task RunAsync(SessionContext context, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Takes the Service's kt-lock for a set-up, so that two laptops exchanging or meshing it at once are one after the
+    /// other and the second sees the first as the holder, and journals it, so a crash's undo removes it. Returns the
+    /// release, which the set-up calls when it is done; the undo calls it too, for a set-up that failed or was stopped
+    /// half-way.
+    /// </summary>
+    private protected async Task<Func<CancellationToken, Task>> LockServiceAsync(SessionContext context, ChangeJournal journal, string sessionId,
+        string service, string activity, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(journal);
+        context.Output.Progress(activity, $"Locking Service {_namespace}/{service}");
+        var serviceLock = await ServiceLock.AcquireAsync(_client, _namespace, service, cancellationToken: cancellationToken).ConfigureAwait(false);
+        JournalEntry? lockEntry = null;
+        async Task UnlockAsync(CancellationToken ct)
+        {
+            await serviceLock.ReleaseAsync(ct).ConfigureAwait(false);
+            if (lockEntry is not null) await journal.CompleteAsync(lockEntry, ct).ConfigureAwait(false);
+        }
+        context.Defer($"unlock Service {_namespace}/{service}", UnlockAsync);
+        // The lock's value (cluster time) is chosen inside the compare-and-swap that takes it, so it is journalled right
+        // after; a crash in between leaves a kt-lock that expires by itself after 180 s (and `kt clean` removes).
+        lockEntry = await ClusterJournal.RecordAsync(journal, Change(KtObjectKind.Service, service, ClusterChangeKind.Locked) with
+        {
+            LockValue = serviceLock.Value,
+        }, sessionId, cancellationToken).ConfigureAwait(false);
+        return UnlockAsync;
+    }
+
+    /// <summary>A journal record of a change to an object of this session's namespace, on this client's API server.</summary>
+    private protected ClusterChange Change(KtObjectKind kind, string name, ClusterChangeKind change) => new()
+    {
+        Server = ClusterRecovery.ServerKey(_client.Configuration.Server),
+        Namespace = _namespace,
+        ObjectKind = kind,
+        Name = name,
+        Change = change,
+    };
 }

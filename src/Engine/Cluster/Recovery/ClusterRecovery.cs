@@ -51,23 +51,35 @@ public static class ClusterRecovery
         output ??= NullOutput.Instance;
         var handler = new ClusterUndoHandler(client);
         var done = new List<JournalEntry>();
+        // An undo that needs a Service's kt-lock (leaving a router) comes before the crashed session's own lock in the
+        // pass, last change first: one refused for a held lock is tried once more after the rest, that lock's undo among them.
+        var locked = new List<JournalEntry>();
         foreach (var entry in Pending(journal, client.Configuration.Server, ns))
         {
             cancellationToken.ThrowIfCancellationRequested();
             if (shouldProcess is not null && !shouldProcess(entry)) continue;
+            if (await TryUndoAsync(entry, lockedOnce: false).ConfigureAwait(false) == "ServiceLocked") locked.Add(entry);
+        }
+        foreach (var entry in locked) await TryUndoAsync(entry, lockedOnce: true).ConfigureAwait(false);
+        return done;
+
+        async Task<string?> TryUndoAsync(JournalEntry entry, bool lockedOnce)
+        {
             try
             {
                 output.Verbose($"Undoing what a crashed KtConnect process (pid {entry.OwnerPid}) left: {entry.Description}");
                 await handler.UndoAsync(entry, cancellationToken).ConfigureAwait(false);
                 await journal.CompleteAsync(entry, cancellationToken).ConfigureAwait(false);
                 done.Add(entry);
+                return null;
             }
             catch (KtException e)
             {
+                if (e.ErrorId == "ServiceLocked" && !lockedOnce) return e.ErrorId;
                 output.Warning($"Could not {entry.Description}: {e.Message}");
+                return e.ErrorId;
             }
         }
-        return done;
     }
 
     /// <summary>

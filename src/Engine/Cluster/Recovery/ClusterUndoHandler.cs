@@ -56,6 +56,9 @@ public sealed class ClusterUndoHandler : IJournalUndoHandler
                 case ClusterChangeKind.Locked:
                     await UnlockAsync(change, cancellationToken).ConfigureAwait(false);
                     break;
+                case ClusterChangeKind.Joined:
+                    await LeaveRouterAsync(change, sessionId, cancellationToken).ConfigureAwait(false);
+                    break;
                 default:
                     throw new KtException("ClusterJournalEntryInvalid", KtErrorCategory.InvalidData,
                         $"Unknown cluster change {change.Change} on {change.ObjectKind} {change.Namespace}/{change.Name}.", target: change.Name);
@@ -126,6 +129,17 @@ public sealed class ClusterUndoHandler : IJournalUndoHandler
         // We scaled it to 0: any other count is someone's since (scaled back by hand, or by their own tool).
         if (c.OriginalReplicas is { } replicas)
             await StaleResources.ScaleBackFromZeroAsync(_client, c.Namespace, c.Name, replicas, uid: null, ct).ConfigureAwait(false);
+    }
+
+    private async Task LeaveRouterAsync(ClusterChange c, string? sessionId, CancellationToken ct)
+    {
+        // Membership is by session: an entry without one (or without its route) names nobody to take out.
+        if (sessionId is null || c.Mark is null) return;
+        var router = await _client.Pods.TryGetAsync(c.Name, c.Namespace, ct).ConfigureAwait(false);
+        if (router is null) return;
+        var service = KtConventions.ParseConfig(router.Metadata.GetAnnotation(KtConventions.ConfigAnnotation)).GetValueOrDefault(KtConventions.ConfigService);
+        if (string.IsNullOrEmpty(service) || KtConventions.RouterName(service) != c.Name) return;
+        await MeshRouter.LeaveAsync(_client, c.Namespace, service, sessionId, c.Mark, lockHeld: false, restoreIfGone: false, warn: null, ct).ConfigureAwait(false);
     }
 
     private Task UnlockAsync(ClusterChange c, CancellationToken ct) =>

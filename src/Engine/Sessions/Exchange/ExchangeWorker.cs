@@ -1,5 +1,4 @@
 using System.Globalization;
-using KtConnect.Engine.Cluster.Recovery;
 using KtConnect.Engine.Kube;
 using KtConnect.Engine.Kube.Models;
 using KtConnect.Engine.Sessions.Tunnel;
@@ -87,7 +86,7 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
         IReadOnlyList<PortMapping> mappings, IReadOnlyList<UncoveredPort> relayed, CancellationToken cancellationToken)
     {
         var output = context.Output;
-        var unlock = await LockServiceAsync(context, journal, sessionId, cancellationToken).ConfigureAwait(false);
+        var unlock = await LockServiceAsync(context, journal, sessionId, _options.Service, "Exchanging", cancellationToken).ConfigureAwait(false);
 
         // Under the lock: nobody else may have exchanged it since the first look.
         service = await GetServiceAsync(cancellationToken).ConfigureAwait(false);
@@ -201,32 +200,6 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
     /// <summary>The kt-lock held while a lost shadow is replaced.</summary>
     private ServiceLock? _replacementLock;
 
-    /// <summary>
-    /// Takes the Service's kt-lock for the set-up, so that two laptops exchanging it at once are one after the other and
-    /// the second sees the first as the holder. Returns the release, which the set-up calls when it is done; the undo
-    /// calls it too, for a set-up that failed or was stopped half-way.
-    /// </summary>
-    private async Task<Func<CancellationToken, Task>> LockServiceAsync(SessionContext context, ChangeJournal journal, string sessionId,
-        CancellationToken cancellationToken)
-    {
-        context.Output.Progress("Exchanging", $"Locking Service {ServiceKey}");
-        var serviceLock = await ServiceLock.AcquireAsync(_client, _namespace, _options.Service, cancellationToken: cancellationToken).ConfigureAwait(false);
-        JournalEntry? lockEntry = null;
-        async Task UnlockAsync(CancellationToken ct)
-        {
-            await serviceLock.ReleaseAsync(ct).ConfigureAwait(false);
-            if (lockEntry is not null) await journal.CompleteAsync(lockEntry, ct).ConfigureAwait(false);
-        }
-        context.Defer($"unlock Service {ServiceKey}", UnlockAsync);
-        // The lock's value (cluster time) is chosen inside the compare-and-swap that takes it, so it is journalled right
-        // after; a crash in between leaves a kt-lock that expires by itself after 180 s (and `kt clean` removes).
-        lockEntry = await ClusterJournal.RecordAsync(journal, Change(KtObjectKind.Service, _options.Service, ClusterChangeKind.Locked) with
-        {
-            LockValue = serviceLock.Value,
-        }, sessionId, cancellationToken).ConfigureAwait(false);
-        return UnlockAsync;
-    }
-
     /// <summary>The shadow is gone: the Service selects the recorded original pods again (kt-selector stays: the Service is still held).</summary>
     private async Task GiveBackSelectorAsync(IKtOutput output, SelectorWatchState state, CancellationToken cancellationToken)
     {
@@ -256,7 +229,7 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
         IReadOnlyList<PortMapping> mappings, CancellationToken cancellationToken)
     {
         var output = context.Output;
-        var unlock = await LockServiceAsync(context, journal, sessionId, cancellationToken).ConfigureAwait(false);
+        var unlock = await LockServiceAsync(context, journal, sessionId, _options.Service, "Exchanging", cancellationToken).ConfigureAwait(false);
         // Under the lock: nobody else may have exchanged it (in either mode) since the first look.
         await ExchangeHolders.ThrowIfHeldAsync(_client, await GetServiceAsync(cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
         var name = deployment.Metadata.Name!;
@@ -623,15 +596,6 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
                 "scale mode would leave the others serving. Use --mode selector (-Mode Selector).", null, _options.Service),
         };
     }
-
-    private ClusterChange Change(KtObjectKind kind, string name, ClusterChangeKind change) => new()
-    {
-        Server = ClusterRecovery.ServerKey(_client.Configuration.Server),
-        Namespace = _namespace,
-        ObjectKind = kind,
-        Name = name,
-        Change = change,
-    };
 
     /// <summary>The shadow's container ports: the Service's target ports (named after them as kt-connect does).</summary>
     internal static List<ShadowPort> ShadowPorts(Service service, IReadOnlyList<PortMapping> mappings, IReadOnlyList<UncoveredPort>? relayed = null)

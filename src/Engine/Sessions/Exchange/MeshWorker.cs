@@ -21,8 +21,7 @@ namespace KtConnect.Engine.Sessions.Exchange;
 public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options) : ClusterWorker<MeshOptions>(client, ns, options)
 {
     /// <summary>The router binary in kt-connect's router image.</summary>
-    public const string RouterCommand = "/usr/sbin/router";
-
+    public const string RouterCommand = MeshRouter.Command;
 
     /// <summary>Ports not exposed that the shadow relays to the original pods.</summary>
     private IReadOnlyList<UncoveredPort> _relayed = [];
@@ -134,13 +133,12 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
         var mark = _options.Mark;
         var sessionId = context.JournalId;
         var journal = _options.JournalOrDefault();
-        output.Progress("Meshing", $"Locking Service {ServiceKey}");
-        var serviceLock = await ServiceLock.AcquireAsync(_client, _namespace, _options.Service, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var unlock = await LockServiceAsync(context, journal, sessionId, _options.Service, "Meshing", cancellationToken).ConfigureAwait(false);
         _holdingLock = true;
-        context.Defer($"unlock Service {ServiceKey}", async ct =>
+        context.Defer("note the Service's lock as given back", _ =>
         {
-            await serviceLock.ReleaseAsync(ct).ConfigureAwait(false);
             _holdingLock = false;
+            return Task.CompletedTask;
         });
 
         // Under the lock: the Service as it is now (another session may have meshed or exchanged it since the first look).
@@ -167,10 +165,14 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
         // before either is made, so a start failing half-way undoes whatever of them it made.
         var membership = new RouterMembership();
         var routerName = KtConventions.RouterName(_options.Service);
+        // Journalled before the first join: a crash's undo takes this session out of the router (only while it lists it).
+        var joinEntry = await ClusterJournal.RecordAsync(journal, Change(KtObjectKind.Pod, routerName, ClusterChangeKind.Joined) with { Mark = mark.ToString() },
+            sessionId, cancellationToken).ConfigureAwait(false);
         context.Defer($"leave the router {_namespace}/{routerName}", async ct =>
         {
             await guard.StopRecoveryAsync().ConfigureAwait(false);
-            await LeaveRouterAsync(output, guard.CurrentOrDefault?.Heartbeat, routerName, membership, ct).ConfigureAwait(false);
+            await LeaveRouterAsync(context, guard.CurrentOrDefault?.Heartbeat, routerName, membership, ct).ConfigureAwait(false);
+            await journal.CompleteAsync(joinEntry, ct).ConfigureAwait(false);
         });
         await EnsureStuntmanAsync(context, connection.Heartbeat, original, ports, membership, cancellationToken).ConfigureAwait(false);
         var router = await JoinRouterAsync(context, connection.Heartbeat, routerName, ports, membership, cancellationToken).ConfigureAwait(false);
@@ -218,7 +220,7 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
         };
         guard.Arm();
 
-        await serviceLock.ReleaseAsync(cancellationToken).ConfigureAwait(false);
+        await unlock(cancellationToken).ConfigureAwait(false);
         _holdingLock = false;
         output.Verbose($"Requests to Service {ServiceKey} with header '{mark.Key}: {mark.Version}' now reach this machine; the others go to its pods.");
     }
@@ -453,7 +455,8 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
                 membership.Joined = true; // before the create: one whose answer is lost is still left again
                 try
                 {
-                    router = await _client.Pods.CreateAsync(BuildRouter(name, ports, _routerPortNames), _namespace, cancellationToken).ConfigureAwait(false);
+                    router = await _client.Pods.CreateAsync(BuildRouter(name, ports, _routerPortNames, context.JournalId), _namespace, cancellationToken)
+                        .ConfigureAwait(false);
                 }
                 catch (KubeAlreadyExistsException)
                 {
@@ -473,8 +476,9 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
                 {
                     var now = await ShadowPods.ClusterNowAsync(_client, cancellationToken).ConfigureAwait(false);
                     // Not cut off by a cancel once sent (ShadowPods.JoinTimeout): Joined is set from its answer.
-                    router = await ShadowPods.SendJoinAsync(ct => ShadowPods.ChangeRefCountAsync(_client.Pods, name, _namespace, +1, ct, now),
-                        $"{_namespace}/{name}").ConfigureAwait(false);
+                    // Counted and listed in one patch; a join already counted (its answer lost before) is not counted again.
+                    (router, _) = await ShadowPods.SendJoinAsync(ct => ShadowPods.ChangeMembershipAsync(_client.Pods, name, _namespace, context.JournalId,
+                        join: true, ct, now), $"{_namespace}/{name}").ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is KubeNotFoundException or ShadowPods.SharedShadowChangedException)
                 {
@@ -485,7 +489,7 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
             }
             Track(heartbeat, new KtObjectRef(KtObjectKind.Pod, _namespace, name));
             router = await shadowPods.WaitRunningAsync(_namespace, name, output, _options.PodCreationTimeout, cancellationToken).ConfigureAwait(false);
-            var result = await RunRouterAsync(name, command, cancellationToken).ConfigureAwait(false);
+            var result = await MeshRouter.RunAsync(_client, _namespace, name, command, cancellationToken).ConfigureAwait(false);
             if (result.ExitCode != 0)
                 throw new KtException("RouterCommandFailed", KtErrorCategory.InvalidOperation,
                     $"'{string.Join(' ', command)}' in the router {_namespace}/{name} exited with {result.ExitCode}: {result.Stderr.Trim()}", null, name);
@@ -496,82 +500,27 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
     }
 
     /// <summary>
-    /// Runs a router command. nginx resolves the upstream Services when it loads the config, and cluster DNS learns a
-    /// Service created a moment ago with a little delay: "host not found" is retried for a while before it counts.
+    /// Leaves the router (<see cref="MeshRouter.LeaveAsync"/>): count − 1 and <c>router remove</c>, or as its last user the
+    /// Service's selector back, then the stuntman and the router deleted. A session that never joined only deletes a
+    /// stuntman it made while no router uses it.
     /// </summary>
-    private async Task<ExecOutput> RunRouterAsync(string router, IReadOnlyList<string> command, CancellationToken cancellationToken)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (true)
-        {
-            var result = await _client.RunAsync(router, command, _namespace, KtConventions.ContainerName, cancellationToken: cancellationToken).ConfigureAwait(false);
-            if (result.ExitCode == 0 || !result.Stderr.Contains("host not found", StringComparison.Ordinal) || DateTime.UtcNow > deadline) return result;
-            await Task.Delay(TimeSpan.FromMilliseconds(500), cancellationToken).ConfigureAwait(false);
-        }
-    }
-
-    /// <summary>
-    /// Leaves the router under the Service's lock, so no other session joins half-way: count − 1 and <c>router remove</c>.
-    /// The last user puts the Service's selector back first (keeping the lock), then deletes the stuntman and the router.
-    /// A session that never joined only deletes a stuntman it made while no router uses it.
-    /// </summary>
-    private async Task LeaveRouterAsync(IKtOutput output, Heartbeat? heartbeat, string name, RouterMembership membership, CancellationToken ct)
+    private async Task LeaveRouterAsync(SessionContext context, Heartbeat? heartbeat, string name, RouterMembership membership, CancellationToken ct)
     {
         var stuntman = KtConventions.StuntmanName(_options.Service);
         heartbeat?.Untrack(new KtObjectRef(KtObjectKind.Pod, _namespace, name));
         heartbeat?.Untrack(new KtObjectRef(KtObjectKind.Service, _namespace, stuntman));
-        if (!membership.Joined)
+        if (!membership.Joined && !membership.RejoinPending)
         {
             if (membership.CreatedStuntman && await _client.Pods.TryGetAsync(name, _namespace, ct).ConfigureAwait(false) is null)
                 await _client.Services.DeleteIfExistsAsync(stuntman, _namespace, cancellationToken: ct).ConfigureAwait(false);
             return;
         }
-        ServiceLock? serviceLock = null;
-        try
-        {
-            if (!_holdingLock) serviceLock = await ServiceLock.AcquireAsync(_client, _namespace, _options.Service, cancellationToken: ct).ConfigureAwait(false);
-        }
-        catch (KtException e) when (e is KubeNotFoundException || e.ErrorId == "ServiceLocked")
-        {
-            output.Warning($"Leaving the router without the lock of Service {ServiceKey}: {e.Message}");
-        }
-        try
-        {
-            Pod? left;
-            try
-            {
-                left = await ShadowPods.ChangeRefCountAsync(_client.Pods, name, _namespace, -1, ct).ConfigureAwait(false);
-            }
-            catch (KubeNotFoundException)
-            {
-                left = null;
-            }
-            if (left is not null && KtConventions.ParseRefCount(left.Metadata.GetAnnotation(KtConventions.RefCountAnnotation)) > 0)
-            {
-                var result = await RunRouterAsync(name, [RouterCommand, "remove", _options.Mark.ToString()], ct).ConfigureAwait(false);
-                if (result.ExitCode != 0) output.Warning($"'router remove {_options.Mark}' in {_namespace}/{name} failed: {result.Stderr.Trim()}");
-                return;
-            }
-            // The last user (or the router is gone): the selector back first, so requests never meet a deleted router.
-            try
-            {
-                await new StaleResources(_client).RestoreServiceAsync(_namespace, _options.Service, null, removeLock: false, ct).ConfigureAwait(false);
-            }
-            catch (KubeNotFoundException)
-            {
-                output.Warning($"Service {ServiceKey} no longer exists: there is no selector to restore.");
-            }
-            await _client.Services.DeleteIfExistsAsync(stuntman, _namespace, cancellationToken: ct).ConfigureAwait(false);
-            await _client.Pods.DeleteIfExistsAsync(name, _namespace, cancellationToken: ct).ConfigureAwait(false);
-        }
-        finally
-        {
-            if (serviceLock is not null) await serviceLock.ReleaseAsync(ct).ConfigureAwait(false);
-        }
+        await MeshRouter.LeaveAsync(_client, _namespace, _options.Service, context.JournalId, _options.Mark.ToString(), _holdingLock, restoreIfGone: true,
+            context.Output.Warning, ct).ConfigureAwait(false);
     }
 
     /// <summary>kt-connect's router pod: kt-role=router, a kt-target, count 1, kt-config=service=&lt;svc&gt;, one container port per target port.</summary>
-    internal Pod BuildRouter(string name, IReadOnlyList<(int Port, int Target)> ports, IReadOnlyDictionary<int, string> portNames)
+    internal Pod BuildRouter(string name, IReadOnlyList<(int Port, int Target)> ports, IReadOnlyDictionary<int, string> portNames, string member)
     {
         var labels = new Dictionary<string, string>(_options.Labels, StringComparer.Ordinal)
         {
@@ -582,6 +531,7 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
         var annotations = new Dictionary<string, string>(_options.Annotations, StringComparer.Ordinal)
         {
             [KtConventions.RefCountAnnotation] = "1",
+            [KtConventions.MembersAnnotation] = member,
             [KtConventions.ConfigAnnotation] = KtConventions.FormatConfig([new(KtConventions.ConfigService, _options.Service)]),
             [KtConventions.HeartbeatAnnotation] = KtConventions.FormatUnixSeconds(_client.Clock.UtcNow),
             [KtConventions.UserAnnotation] = KtConventions.CurrentUser(),

@@ -542,6 +542,63 @@ public sealed class ExchangeEndToEndTests(ExchangeClusterFixture f)
         await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
     }
 
+    /// <summary>
+    /// A crashed user's place in the shared router is journalled: `kt clean` on this machine takes it out at once, so the
+    /// router counts only live users and its last one removes it. Before, the crashed count stayed: the router, the
+    /// stuntman and the Service's selector outlived every user until their heartbeats went stale.
+    /// </summary>
+    [LinuxRootFact("sshd", "dnsmasq", "nft", "curl", "nginx")]
+    public async Task After_SIGKILL_of_an_auto_mesh_kt_clean_takes_it_out_of_the_shared_router_and_the_last_user_removes_the_router()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        System.Text.Json.Nodes.JsonNode Router() => f.Cluster.Store.Get(ResourceTypes.Pods, "dev", "orders-kt-router")!;
+        string Count() => Router()["metadata"]!["annotations"]!["kt-ref-count"]!.GetValue<string>();
+
+        // The router's maker crashes while another user stays.
+        var crashed = await f.StartKtAsync("mesh", "orders", "-n", "dev", "--versionMark", "v7", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        var live = await f.StartKtAsync("mesh", "orders", "-n", "dev", "--versionMark", "v8", "--expose", $"{ExchangeClusterFixture.LocalAdmin}:80");
+        try
+        {
+            Assert.Equal("2", Count());
+            Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://orders.dev/", "laptop", header: "version: v7"), StringComparison.Ordinal);
+            await KtRunner.KillAsync(crashed.Process);
+
+            var clean = await f.Kt.RunAsync(["clean", "-n", "dev"]);
+            Assert.True(clean.ExitCode == 0, clean.StandardOutput + clean.StandardError);
+            Assert.Contains("leave the router dev/orders-kt-router", clean.StandardOutput, StringComparison.Ordinal);
+            Assert.Equal("1", Count());
+            Assert.Null(f.Service("orders-kt-mesh-v7"));
+            // Its version goes back to the pods; the live user's still comes to its laptop port.
+            Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-", header: "version: v7"), StringComparison.Ordinal);
+            Assert.Contains("port: 18081", await f.WaitAnswerAsync("http://orders.dev/", "laptop", header: "version: v8"), StringComparison.Ordinal);
+            // A second clean finds nothing more to take: the live user's count stays.
+            var again = await f.Kt.RunAsync(["clean", "-n", "dev"]);
+            Assert.True(again.ExitCode == 0, again.StandardOutput + again.StandardError);
+            Assert.Equal("1", Count());
+        }
+        finally
+        {
+            if (!crashed.Process.HasExited) await KtRunner.KillAsync(crashed.Process);
+            Assert.Equal(0, await live.SignalAndWaitAsync(SigTerm));
+        }
+        // The live user was the last: it gave the Service back and removed the router and the stuntman.
+        Assert.Contains("everything was restored", live.Stderr, StringComparison.Ordinal);
+        Assert.Null(f.Cluster.Store.Get(ResourceTypes.Pods, "dev", "orders-kt-router"));
+        await f.WaitServedAsync("orders", 2);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+
+        // The only user crashes: the clean is its last leave.
+        var alone = await f.StartKtAsync("mesh", "orders", "-n", "dev", "--versionMark", "v9", "--expose", $"{ExchangeClusterFixture.LocalHttp}:80");
+        Assert.Contains("port: 18080", await f.WaitAnswerAsync("http://orders.dev/", "laptop", header: "version: v9"), StringComparison.Ordinal);
+        await KtRunner.KillAsync(alone.Process);
+        var last = await f.Kt.RunAsync(["clean", "-n", "dev"]);
+        Assert.True(last.ExitCode == 0, last.StandardOutput + last.StandardError);
+        Assert.Null(f.Cluster.Store.Get(ResourceTypes.Pods, "dev", "orders-kt-router"));
+        await f.WaitServedAsync("orders", 2);
+        Assert.Contains("orders-", await f.WaitAnswerAsync("http://orders.dev/", "orders-"), StringComparison.Ordinal);
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before: " + before.Diff(f.Cluster.Snapshot("dev")));
+    }
+
     [LinuxRootFact("sshd", "dnsmasq", "nft", "curl")]
     public async Task Manual_mesh_adds_a_labelled_shadow_the_service_balances_to_and_stop_removes_it()
     {

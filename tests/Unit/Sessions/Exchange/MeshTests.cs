@@ -156,11 +156,11 @@ public sealed class MeshTests : IDisposable
             RouterImage = "my/router:1",
             Labels = new Dictionary<string, string> { ["team"] = "a" },
         });
-        var pod = worker.BuildRouter("orders-kt-router", [(80, 8080), (81, 8081), (82, 8080)], new Dictionary<int, string>());
+        var pod = worker.BuildRouter("orders-kt-router", [(80, 8080), (81, 8081), (82, 8080)], new Dictionary<int, string>(), "session-1");
         var m = pod.Metadata;
         Assert.Equal(("router", "kt", "a"), (m.Labels!["kt-role"], m.Labels["control-by"], m.Labels["team"]));
         Assert.Matches("^[A-Za-z]{20}$", m.Labels["kt-target"]);
-        Assert.Equal(("1", "service=orders"), (m.Annotations!["kt-ref-count"], m.Annotations["kt-config"]));
+        Assert.Equal(("1", "service=orders", "session-1"), (m.Annotations!["kt-ref-count"], m.Annotations["kt-config"], m.Annotations["ktconnect.io/members"]));
         var c = Assert.Single(pod.Spec!.Containers!);
         Assert.Equal(("standalone", "my/router:1"), (c.Name, c.Image));
         Assert.Equal([("router-8080", 8080), ("router-8081", 8081)], c.Ports!.Select(p => (p.Name!, p.ContainerPort)));
@@ -172,7 +172,7 @@ public sealed class MeshTests : IDisposable
             Spec = new ServiceSpec { Ports = [new ServicePort { Port = 80, TargetPort = "http" }, new ServicePort { Port = 81, TargetPort = 8081 }] },
         };
         var names = MeshWorker.RouterPortNames(service, new Dictionary<string, int> { ["http"] = 8080, ["metrics"] = 9090 });
-        var named = worker.BuildRouter("orders-kt-router", [(80, 8080), (81, 8081)], names).Spec!.Containers![0].Ports!;
+        var named = worker.BuildRouter("orders-kt-router", [(80, 8080), (81, 8081)], names, "session-1").Spec!.Containers![0].Ports!;
         Assert.Equal([("http", 8080), ("router-8081", 8081)], named.Select(p => (p.Name!, p.ContainerPort)));
     }
 }
