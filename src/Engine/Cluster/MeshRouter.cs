@@ -1,4 +1,5 @@
 using KtConnect.Engine.Kube;
+using KtConnect.Engine.Kube.Models;
 
 namespace KtConnect.Engine.Cluster;
 
@@ -44,8 +45,8 @@ public static class MeshRouter
     {
         ArgumentNullException.ThrowIfNull(client);
         var name = KtConventions.RouterName(service);
-        var router = await client.Pods.TryGetAsync(name, ns, ct).ConfigureAwait(false);
-        if (router is null ? !restoreIfGone : !KtConventions.ParseMembers(router).Contains(member)) return;
+        bool Concerns(Pod? router) => router is null ? restoreIfGone : KtConventions.ParseMembers(router).Contains(member);
+        if (!Concerns(await client.Pods.TryGetAsync(name, ns, ct).ConfigureAwait(false))) return;
         ServiceLock? serviceLock = null;
         try
         {
@@ -61,6 +62,9 @@ public static class MeshRouter
         }
         try
         {
+            // Again under the lock: a router made since by another user's rejoin is theirs.
+            var router = await client.Pods.TryGetAsync(name, ns, ct).ConfigureAwait(false);
+            if (!Concerns(router)) return;
             if (router is not null)
             {
                 try
