@@ -18,8 +18,9 @@ public enum ClusterChangeKind
     Locked,
 
     /// <summary>
-    /// The session counted itself in a shared mesh router (the Pod named here); undo leaves it as the session would
-    /// have (<see cref="MeshRouter.LeaveAsync"/>, route <see cref="ClusterChange.Mark"/>), only while the router lists it.
+    /// The session counted itself in a shared object: the shared shadow (Pod or Deployment <c>kt-connect-shadow-daemon</c>)
+    /// or a mesh router (the Pod named here, route <see cref="ClusterChange.Mark"/>). Undo leaves it as the session would
+    /// have, only while the object lists the session (<see cref="KtConventions.MembersAnnotation"/>).
     /// </summary>
     Joined,
 }
@@ -65,7 +66,7 @@ public sealed record ClusterChange
         ClusterChangeKind.SelectorChanged => $"restore the selector of Service {Namespace}/{Name} to {KtConventions.FormatSelector(OriginalSelector ?? new Dictionary<string, string>())}",
         ClusterChangeKind.Scaled => $"scale Deployment {Namespace}/{Name} back to {OriginalReplicas}",
         ClusterChangeKind.Locked => $"unlock Service {Namespace}/{Name}",
-        ClusterChangeKind.Joined => $"leave the router {Namespace}/{Name}",
+        ClusterChangeKind.Joined => Name == KtConventions.SharedShadowName ? $"leave the shared shadow {Namespace}/{Name}" : $"leave the router {Namespace}/{Name}",
         _ => $"{Change} {ObjectKind} {Namespace}/{Name}",
     };
 

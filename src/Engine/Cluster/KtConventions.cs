@@ -27,7 +27,7 @@ public static partial class KtConventions
     public const string LockAnnotation = "kt-lock";
 
     /// <summary>
-    /// KtConnect's own, beside kt-ref-count on a shared router: the sessions counted in it (comma-separated journal
+    /// KtConnect's own, beside kt-ref-count on a shared router or shared shadow: the sessions counted in it (comma-separated journal
     /// session ids), changed in the same patch as the count, so a leave or a crashed session's undo takes out only a
     /// count that is its own. kt-connect counts without it.
     /// </summary>

@@ -270,7 +270,13 @@ public sealed class ShadowPods
     /// incremented (resourceVersion-checked, retried on conflict). The lease says which keys to use: those already in the
     /// ConfigMap when someone else created it. <paramref name="defer"/> receives the release.
     /// </summary>
-    public async Task<SharedShadowLease> AcquireSharedAsync(ShadowPodSpec spec, DeferUndo? defer, CancellationToken cancellationToken = default)
+    /// <remarks>
+    /// With <paramref name="member"/> (the session's journal id) the session is also listed in
+    /// <see cref="KtConventions.MembersAnnotation"/>, in the same patch as its count, and its release takes out only a count
+    /// that is listed: what lets the undo of a crashed session release its count, and only its own.
+    /// </remarks>
+    public async Task<SharedShadowLease> AcquireSharedAsync(ShadowPodSpec spec, DeferUndo? defer, CancellationToken cancellationToken = default,
+        string? member = null)
     {
         ArgumentNullException.ThrowIfNull(spec);
         spec = spec with { Name = KtConventions.SharedShadowName, Target = spec.Target ?? (spec.UseDeployment ? KtConventions.NewTarget() : null) };
@@ -293,11 +299,11 @@ public sealed class ShadowPods
                 var authorized = cm.Data?.GetValueOrDefault(KtConventions.ConfigMapAuthorizedKey) ?? spec.AuthorizedKey;
                 var privateKey = cm.Data?.GetValueOrDefault(KtConventions.ConfigMapPrivateKey);
                 var (created, target, count) = await SendJoinAsync(ct => spec.UseDeployment
-                    ? JoinAsync(_client.Deployments, spec, () => spec.BuildDeployment(now), d => d.Spec?.Selector?.MatchLabels?.GetValueOrDefault(KtConventions.TargetLabel), now, ct)
-                    : JoinAsync(_client.Pods, spec, () => spec.BuildPod(now), p => p.Metadata.GetLabel(KtConventions.TargetLabel), now, ct),
+                    ? JoinAsync(_client.Deployments, spec, () => spec.BuildDeployment(now), d => d.Spec?.Selector?.MatchLabels?.GetValueOrDefault(KtConventions.TargetLabel), now, member, ct)
+                    : JoinAsync(_client.Pods, spec, () => spec.BuildPod(now), p => p.Metadata.GetLabel(KtConventions.TargetLabel), now, member, ct),
                     $"{spec.Namespace}/{spec.Name}").ConfigureAwait(false);
                 // Counted in: the release is registered before anything else can fail.
-                var lease = new SharedShadowLease(this, spec.Namespace, spec.Name, spec.UseDeployment, created, count, target, authorized, privateKey);
+                var lease = new SharedShadowLease(this, spec.Namespace, spec.Name, spec.UseDeployment, created, count, target, authorized, privateKey, member);
                 defer?.Invoke($"Release shared shadow {spec.Namespace}/{spec.Name}", lease.ReleaseAsync);
                 if (created)
                 {
@@ -353,11 +359,14 @@ public sealed class ShadowPods
     }
 
     private static async Task<(bool Created, string? Target, int Count)> JoinAsync<T>(ResourceClient<T> client, ShadowPodSpec spec, Func<T> build,
-        Func<T, string?> target, DateTimeOffset now, CancellationToken ct) where T : KubeObject
+        Func<T, string?> target, DateTimeOffset now, string? member, CancellationToken ct) where T : KubeObject
     {
         try
         {
-            var made = await Guard(spec, client.Resource.Plural, () => client.CreateAsync(build(), spec.Namespace, ct)).ConfigureAwait(false);
+            var shadow = build();
+            // On the counted object only (a Deployment's pods are not counted).
+            if (member is not null) (shadow.Metadata.Annotations ??= new Dictionary<string, string>(StringComparer.Ordinal))[KtConventions.MembersAnnotation] = member;
+            var made = await Guard(spec, client.Resource.Plural, () => client.CreateAsync(shadow, spec.Namespace, ct)).ConfigureAwait(false);
             return (true, target(made), 1);
         }
         catch (KubeAlreadyExistsException)
@@ -366,7 +375,8 @@ public sealed class ShadowPods
         }
         try
         {
-            var updated = await ChangeRefCountAsync(client, spec.Name, spec.Namespace, +1, ct, now).ConfigureAwait(false);
+            // A member already listed (a join whose answer was lost) is not counted again.
+            var (updated, _) = await ChangeCountAsync(client, spec.Name, spec.Namespace, +1, member, ct, now).ConfigureAwait(false);
             return (false, target(updated), KtConventions.ParseRefCount(updated.Metadata.GetAnnotation(KtConventions.RefCountAnnotation)));
         }
         catch (KubeNotFoundException)
@@ -438,17 +448,19 @@ public sealed class ShadowPods
     /// Decrements <c>kt-ref-count</c> of the shared shadow; at 0 deletes it (only if nobody incremented meanwhile:
     /// resourceVersion precondition) and then its ConfigMap. Returns true when this call deleted the shadow.
     /// </summary>
-    public async Task<bool> ReleaseSharedAsync(string ns, string name, bool isDeployment, CancellationToken cancellationToken = default) =>
+    public async Task<bool> ReleaseSharedAsync(string ns, string name, bool isDeployment, CancellationToken cancellationToken = default, string? member = null) =>
         isDeployment
-            ? await ReleaseAsync(_client.Deployments, ns, name, cancellationToken).ConfigureAwait(false)
-            : await ReleaseAsync(_client.Pods, ns, name, cancellationToken).ConfigureAwait(false);
+            ? await ReleaseAsync(_client.Deployments, ns, name, member, cancellationToken).ConfigureAwait(false)
+            : await ReleaseAsync(_client.Pods, ns, name, member, cancellationToken).ConfigureAwait(false);
 
-    private async Task<bool> ReleaseAsync<T>(ResourceClient<T> client, string ns, string name, CancellationToken ct) where T : KubeObject
+    private async Task<bool> ReleaseAsync<T>(ResourceClient<T> client, string ns, string name, string? member, CancellationToken ct) where T : KubeObject
     {
         T updated;
         try
         {
-            updated = await ChangeRefCountAsync(client, name, ns, -1, ct).ConfigureAwait(false);
+            // With a member, a count that is not listed as its own is nobody's to take (the join never reached the server).
+            (updated, var counted) = await ChangeCountAsync(client, name, ns, -1, member, ct, null).ConfigureAwait(false);
+            if (!counted) return false;
         }
         catch (KubeNotFoundException)
         {
@@ -594,10 +606,13 @@ public sealed class SharedShadowLease : IAsyncDisposable
     private readonly ShadowPods _owner;
     private int _released;
 
+    private readonly string? _member;
+
     internal SharedShadowLease(ShadowPods owner, string ns, string name, bool isDeployment, bool created, int refCount, string? target,
-        string authorizedKey, string? privateKey)
+        string authorizedKey, string? privateKey, string? member = null)
     {
         _owner = owner;
+        _member = member;
         Namespace = ns;
         Name = name;
         IsDeployment = isDeployment;
@@ -635,7 +650,7 @@ public sealed class SharedShadowLease : IAsyncDisposable
     public async Task ReleaseAsync(CancellationToken cancellationToken)
     {
         if (Interlocked.Exchange(ref _released, 1) != 0) return;
-        DeletedOnRelease = await _owner.ReleaseSharedAsync(Namespace, Name, IsDeployment, cancellationToken).ConfigureAwait(false);
+        DeletedOnRelease = await _owner.ReleaseSharedAsync(Namespace, Name, IsDeployment, cancellationToken, _member).ConfigureAwait(false);
     }
 
     public async ValueTask DisposeAsync() => await ReleaseAsync(CancellationToken.None).ConfigureAwait(false);

@@ -126,8 +126,20 @@ public static class ClusterRecovery
             new(KtObjectKind.ConfigMap, spec.Namespace, spec.Name),
         ];
         var entries = await RecordCreatedAsync(journal, client, objects, sessionId, cancellationToken).ConfigureAwait(false);
+        return CompleteAfterUndo(defer, journal, entries, "the shadow");
+    }
+
+    /// <summary>
+    /// The <see cref="DeferUndo"/> to hand to whatever makes the changes <paramref name="entries"/> journal: it registers
+    /// the undo through <paramref name="defer"/> and completes the entries only after that undo succeeded. If nothing was
+    /// registered (the change failed before it was made), the entries are completed when the session is undone.
+    /// </summary>
+    public static DeferUndo CompleteAfterUndo(DeferUndo defer, IChangeJournal journal, IReadOnlyList<JournalEntry> entries, string what)
+    {
+        ArgumentNullException.ThrowIfNull(defer);
+        ArgumentNullException.ThrowIfNull(journal);
         var registered = 0;
-        defer("complete the journal of the shadow", ct => Volatile.Read(ref registered) == 0 ? CompleteAsync(journal, entries, ct) : Task.CompletedTask);
+        defer("complete the journal of " + what, ct => Volatile.Read(ref registered) == 0 ? CompleteAsync(journal, entries, ct) : Task.CompletedTask);
         return (description, undo) =>
         {
             Volatile.Write(ref registered, 1);

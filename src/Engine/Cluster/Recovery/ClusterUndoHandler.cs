@@ -57,7 +57,7 @@ public sealed class ClusterUndoHandler : IJournalUndoHandler
                     await UnlockAsync(change, cancellationToken).ConfigureAwait(false);
                     break;
                 case ClusterChangeKind.Joined:
-                    await LeaveRouterAsync(change, sessionId, cancellationToken).ConfigureAwait(false);
+                    await LeaveAsync(change, sessionId, cancellationToken).ConfigureAwait(false);
                     break;
                 default:
                     throw new KtException("ClusterJournalEntryInvalid", KtErrorCategory.InvalidData,
@@ -131,10 +131,17 @@ public sealed class ClusterUndoHandler : IJournalUndoHandler
             await StaleResources.ScaleBackFromZeroAsync(_client, c.Namespace, c.Name, replicas, uid: null, ct).ConfigureAwait(false);
     }
 
-    private async Task LeaveRouterAsync(ClusterChange c, string? sessionId, CancellationToken ct)
+    /// <summary>Takes the session out of what it joined: the shared shadow (its count), or a mesh router (<see cref="MeshRouter.LeaveAsync"/>).</summary>
+    private async Task LeaveAsync(ClusterChange c, string? sessionId, CancellationToken ct)
     {
-        // Membership is by session: an entry without one (or without its route) names nobody to take out.
-        if (sessionId is null || c.Mark is null) return;
+        // Membership is by session: an entry without one names nobody to take out.
+        if (sessionId is null) return;
+        if (c.Name == KtConventions.SharedShadowName)
+        {
+            await new ShadowPods(_client).ReleaseSharedAsync(c.Namespace, c.Name, c.ObjectKind == KtObjectKind.Deployment, ct, sessionId).ConfigureAwait(false);
+            return;
+        }
+        if (c.Mark is null) return;
         var router = await _client.Pods.TryGetAsync(c.Name, c.Namespace, ct).ConfigureAwait(false);
         if (router is null) return;
         var service = KtConventions.ParseConfig(router.Metadata.GetAnnotation(KtConventions.ConfigAnnotation)).GetValueOrDefault(KtConventions.ConfigService);

@@ -60,7 +60,7 @@ public sealed class ConnectWorker(KubeClient client, string ns, ConnectOptions o
         string podName;
         if (_options.ShareShadow)
         {
-            var shared = await SharedShadowSetup.StartAsync(context, _client, _options, SpecForKey, cancellationToken).ConfigureAwait(false);
+            var shared = await SharedShadowSetup.StartAsync(context, _client, _namespace, _options, SpecForKey, cancellationToken).ConfigureAwait(false);
             (link, podName) = (shared.Link, shared.PodName);
         }
         else

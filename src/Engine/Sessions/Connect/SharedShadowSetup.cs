@@ -3,6 +3,7 @@ using KtConnect.Engine.Kube;
 using KtConnect.Engine.Ssh;
 using KtConnect.Engine.Sessions.Tunnel;
 using KtConnect.Engine.Cluster;
+using KtConnect.Engine.Cluster.Recovery;
 
 namespace KtConnect.Engine.Sessions.Connect;
 
@@ -29,7 +30,7 @@ public static class SharedShadowSetup
     /// the error).
     /// </summary>
     public static async Task<SharedShadowAccess> AcquireAsync(ShadowPods shadows, Func<string, ShadowPodSpec> specForKey, DeferUndo? defer,
-        string comment, CancellationToken cancellationToken)
+        string comment, CancellationToken cancellationToken, string? member = null)
     {
         ArgumentNullException.ThrowIfNull(shadows);
         ArgumentNullException.ThrowIfNull(specForKey);
@@ -38,7 +39,7 @@ public static class SharedShadowSetup
         try
         {
             var spec = specForKey(own.ToAuthorizedKeysLine()) with { PrivateKey = own.ToPkcs1Pem() };
-            lease = await shadows.AcquireSharedAsync(spec, defer, cancellationToken).ConfigureAwait(false);
+            lease = await shadows.AcquireSharedAsync(spec, defer, cancellationToken, member).ConfigureAwait(false);
         }
         catch
         {
@@ -101,7 +102,7 @@ public static class SharedShadowSetup
     /// The shared counterpart of <see cref="ShadowSetup.StartAsync"/>: acquire (release deferred), wait Running, read and pin
     /// the host keys through exec, heartbeat the shared objects, then the SSH link; each undo registered as it is made.
     /// </summary>
-    public static async Task<SharedShadowConnection> StartAsync(SessionContext context, KubeClient client, ShadowOptions options,
+    public static async Task<SharedShadowConnection> StartAsync(SessionContext context, KubeClient client, string ns, ShadowOptions options,
         Func<string, ShadowPodSpec> specForKey, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(context);
@@ -110,8 +111,19 @@ public static class SharedShadowSetup
         var output = context.Output;
         var shadows = new ShadowPods(client);
         output.Progress(ShadowPods.ProgressActivity, "Joining the shared shadow " + KtConventions.SharedShadowName, 5);
-        var access = await AcquireAsync(shadows, specForKey, context.Defer, "ktconnect-" + context.InstanceId.ToString("N")[..8], cancellationToken)
-            .ConfigureAwait(false);
+        // Journalled before the join, and listed in the shadow with its count: a crash's undo releases this session's count.
+        var journal = options.JournalOrDefault();
+        var entry = await ClusterJournal.RecordAsync(journal, new ClusterChange
+        {
+            Server = ClusterRecovery.ServerKey(client.Configuration.Server),
+            Namespace = ns,
+            ObjectKind = options.UseShadowDeployment ? KtObjectKind.Deployment : KtObjectKind.Pod,
+            Name = KtConventions.SharedShadowName,
+            Change = ClusterChangeKind.Joined,
+        }, context.JournalId, cancellationToken).ConfigureAwait(false);
+        var defer = ClusterRecovery.CompleteAfterUndo(context.Defer, journal, [entry], "the shared shadow");
+        var access = await AcquireAsync(shadows, specForKey, defer, "ktconnect-" + context.InstanceId.ToString("N")[..8], cancellationToken,
+            context.JournalId).ConfigureAwait(false);
         var lease = access.Lease;
         context.Defer("forget the session key", _ => { access.Identity.Dispose(); return Task.CompletedTask; });
         output.Verbose(lease.Created

@@ -55,4 +55,41 @@ public sealed class SharedShadowEndToEndTests(ConnectClusterFixture f)
 
         await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before");
     }
+
+    /// <summary>
+    /// A crashed user's count is journalled and listed: `kt clean` on this machine releases it at once, so the last live
+    /// user removes the shadow. Before, the count stayed and the shadow outlived every user until its heartbeat went stale.
+    /// </summary>
+    [LinuxRootFact("sshd", "dnsmasq", "nginx", "nft", "curl")]
+    public async Task After_SIGKILL_of_a_shared_session_kt_clean_releases_its_count_and_the_last_live_user_removes_the_shadow()
+    {
+        var before = f.Cluster.Snapshot("dev");
+        var crashed = await f.StartKtAsync("connect", "-n", "dev", "--mode", "socks", "--proxyPort", "2233", "--shareShadow");
+        KtProcess? live = null;
+        try
+        {
+            live = await f.StartKtAsync("connect", "-n", "dev", "--mode", "socks", "--proxyPort", "2234", "--shareShadow");
+            Assert.Equal("2", RefCount());
+            await KtConnect.KubeSim.Cluster.KtRunner.KillAsync(crashed.Process);
+
+            var clean = await f.Kt.RunAsync(["clean", "-n", "dev"]);
+            Assert.True(clean.ExitCode == 0, clean.StandardOutput + clean.StandardError);
+            Assert.Contains("leave the shared shadow dev/" + KtConventions.SharedShadowName, clean.StandardOutput, StringComparison.Ordinal);
+            Assert.Equal("1", RefCount());
+            var (code, output) = await OrdersThrough(2234);
+            Assert.True(code == 0, output + "\n" + live.Stderr);
+            Assert.Contains("orders-", output, StringComparison.Ordinal);
+            // Nothing more to release: the live user's count stays.
+            var again = await f.Kt.RunAsync(["clean", "-n", "dev"]);
+            Assert.True(again.ExitCode == 0, again.StandardOutput + again.StandardError);
+            Assert.Equal("1", RefCount());
+        }
+        finally
+        {
+            if (!crashed.Process.HasExited) await KtConnect.KubeSim.Cluster.KtRunner.KillAsync(crashed.Process);
+            if (live is not null) Assert.Equal(0, await live.SignalAndWaitAsync(SigTerm));
+        }
+        Assert.Equal(0, SharedPods());
+        await f.Cluster.WaitUntilAsync(() => before.Diff(f.Cluster.Snapshot("dev")).IsEmpty, "the cluster to be as before");
+    }
 }

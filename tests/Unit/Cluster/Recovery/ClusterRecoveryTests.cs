@@ -150,6 +150,62 @@ public sealed class ClusterRecoveryTests : IDisposable
     }
 
     [Fact]
+    public async Task A_crashed_sessions_place_in_the_shared_shadow_is_released_only_while_the_shadow_lists_it()
+    {
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false }, Ns);
+        // Two KtConnect sessions and a ktctl user (counted, not listed).
+        sim.Server.Apply($$$"""
+            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"kt-connect-shadow-daemon","namespace":"{{{Ns}}}","labels":{"control-by":"kt"},
+             "annotations":{"kt-ref-count":"3","ktconnect.io/members":"crashed,live"}},"spec":{"containers":[{"name":"standalone","image":"shadow"}]}}
+            """);
+        string Count() => sim.Server.Store.Get(KtConnect.KubeSim.Store.ResourceTypes.Pods, Ns, KtConventions.SharedShadowName)!["metadata"]!["annotations"]!
+            ["kt-ref-count"]!.GetValue<string>();
+        var handler = new ClusterUndoHandler(sim.Client);
+        var joined = Change(sim.Client, KtObjectKind.Pod, KtConventions.SharedShadowName, ClusterChangeKind.Joined);
+        Assert.Equal("leave the shared shadow kt-test/kt-connect-shadow-daemon", joined.Description);
+
+        await handler.UndoAsync(joined, "crashed", default);
+        Assert.Equal("2", Count());
+        // Undone again (its completion was lost), or by a session that never got in: nobody else's count goes.
+        await handler.UndoAsync(joined, "crashed", default);
+        await handler.UndoAsync(joined, "never-joined", default);
+        Assert.Equal("2", Count());
+        await handler.UndoAsync(joined, "live", default);
+        Assert.Equal("1", Count());
+        Assert.NotNull(await sim.Client.Pods.TryGetAsync(KtConventions.SharedShadowName, Ns));
+    }
+
+    [Fact]
+    public async Task A_router_leave_refused_for_the_crashed_sessions_own_lock_is_tried_again_after_that_lock_is_undone()
+    {
+        await using var sim = await SimCluster.StartAsync(new KubeSimOptions { RunPods = false }, Ns);
+        var client = sim.Client;
+        // The session crashed while it held the Service's lock during its set-up, after joining the router as its only user.
+        var lockValue = KtConventions.FormatUnixSeconds(client.Clock.UtcNow);
+        sim.Server.Apply($$$"""
+            {"apiVersion":"v1","kind":"Service","metadata":{"name":"orders","namespace":"{{{Ns}}}",
+             "annotations":{"kt-selector":"{\"app\":\"orders\"}","kt-lock":"{{{lockValue}}}"}},
+             "spec":{"selector":{"kt-role":"router","kt-target":"t"},"ports":[{"port":80,"targetPort":8080}]}}
+            """);
+        sim.Server.Apply($$$"""
+            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"orders-kt-router","namespace":"{{{Ns}}}","labels":{"control-by":"kt","kt-role":"router"},
+             "annotations":{"kt-ref-count":"1","ktconnect.io/members":"s1","kt-config":"service=orders"}},"spec":{"containers":[{"name":"standalone","image":"router"}]}}
+            """);
+        var journal = new ChangeJournal(JournalDir);
+        await ClusterJournal.RecordAsync(journal, Change(client, KtObjectKind.Service, "orders", ClusterChangeKind.Locked) with { LockValue = lockValue }, "s1");
+        await ClusterJournal.RecordAsync(journal, Change(client, KtObjectKind.Pod, "orders-kt-router", ClusterChangeKind.Joined) with { Mark = "version:v1" }, "s1");
+        await JournalFiles.SimulateCrashAsync(JournalDir);
+
+        var undone = await ClusterRecovery.UndoOrphanedAsync(journal, client, Ns);
+        Assert.Equal(2, undone.Count);
+        Assert.Null(await client.Pods.TryGetAsync("orders-kt-router", Ns));
+        var svc = await client.Services.GetAsync("orders", Ns);
+        Assert.Equal(new Dictionary<string, string> { ["app"] = "orders" }, svc.Spec!.Selector);
+        Assert.Null(svc.Metadata.GetAnnotation(KtConventions.LockAnnotation));
+        Assert.Empty(journal.ReadAll());
+    }
+
+    [Fact]
     public async Task A_crashed_sessions_entry_leaves_an_object_of_the_same_name_that_another_session_made_since()
     {
         // Machine A's mesh crashed; its shadow was cleaned up elsewhere and machine B's live mesh made one of the same
