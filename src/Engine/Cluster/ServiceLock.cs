@@ -12,21 +12,85 @@ public sealed class ServiceLock : IAsyncDisposable
 {
     private readonly KubeClient _client;
     private int _released;
+    private volatile string _value;
+    private CancellationTokenSource? _renewStop;
+    private Task? _renewing;
 
     private ServiceLock(KubeClient client, string ns, string service, string value)
     {
         _client = client;
         Namespace = ns;
         Service = service;
-        Value = value;
+        _value = value;
     }
 
     public string Namespace { get; }
 
     public string Service { get; }
 
-    /// <summary>The kt-lock value written (Unix seconds, cluster time).</summary>
-    public string Value { get; }
+    /// <summary>The kt-lock value written (Unix seconds, cluster time); a renewal writes a newer one.</summary>
+    public string Value => _value;
+
+    /// <summary>How often <see cref="KeepRenewing"/> writes a new value: a third of the time after which others take a lock over.</summary>
+    public static TimeSpan RenewInterval { get; } = KtConventions.LockTimeout / 3;
+
+    /// <summary>
+    /// Keeps the lock from going stale while a long step runs under it (a shadow waited for, up to
+    /// <c>--podCreationTimeout</c>): every <paramref name="interval"/> (<see cref="RenewInterval"/>) the value is replaced by
+    /// the cluster's time, as a compare-and-swap on our current value, so a lock someone took over is never written.
+    /// <paramref name="renewing"/> is told the next value before it is written (a journal records it first) and
+    /// <paramref name="renewed"/> after, with whether it was. Renewal ends at <see cref="ReleaseAsync"/>, or once a
+    /// renewal finds the lock no longer ours.
+    /// </summary>
+    public void KeepRenewing(Func<string, CancellationToken, Task>? renewing = null, Func<string, bool, CancellationToken, Task>? renewed = null,
+        TimeSpan? interval = null)
+    {
+        if (_renewing is not null || Volatile.Read(ref _released) != 0) return;
+        _renewStop = new CancellationTokenSource();
+        _renewing = RenewLoopAsync(interval ?? RenewInterval, renewing, renewed, _renewStop.Token);
+    }
+
+    private async Task RenewLoopAsync(TimeSpan interval, Func<string, CancellationToken, Task>? renewing, Func<string, bool, CancellationToken, Task>? renewed,
+        CancellationToken stop)
+    {
+        var path = "/metadata/annotations/" + JsonPatchBuilder.Escape(KtConventions.LockAnnotation);
+        while (true)
+        {
+            try
+            {
+                await Task.Delay(interval, stop).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            // Not cut off by the release once started: the value written must be the one the release then removes.
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            var next = KtConventions.FormatUnixSeconds(_client.Clock.UtcNow);
+            if (next == _value) continue;
+            var written = false;
+            try
+            {
+                if (renewing is not null) await renewing(next, timeout.Token).ConfigureAwait(false);
+                await _client.Services.PatchAsync(Service, KubePatch.Json(new JsonPatchBuilder().Test(path, _value).Replace(path, next)), Namespace,
+                    timeout.Token).ConfigureAwait(false);
+                _value = next;
+                written = true;
+            }
+            catch (KubeApiException e) when (e is KubeInvalidException or KubeNotFoundException or KubeConflictException)
+            {
+                // Taken over after it went stale, removed, or the Service is gone: not ours to keep any more.
+            }
+            catch (Exception e) when (e is KtException or OperationCanceledException or HttpRequestException or IOException)
+            {
+                // The API server did not answer: tried again at the next interval, while the value is still ours.
+                if (renewed is not null) await renewed(next, false, CancellationToken.None).ConfigureAwait(false);
+                continue;
+            }
+            if (renewed is not null) await renewed(next, written, CancellationToken.None).ConfigureAwait(false);
+            if (!written) return;
+        }
+    }
 
     /// <summary>ktctl retries 10 times, 3 s apart.</summary>
     public static async Task<ServiceLock> AcquireAsync(KubeClient client, string ns, string service, int attempts = 10, TimeSpan? retryDelay = null,
@@ -79,6 +143,14 @@ public sealed class ServiceLock : IAsyncDisposable
     public async Task ReleaseAsync(CancellationToken cancellationToken)
     {
         if (Interlocked.Exchange(ref _released, 1) != 0) return;
+        if (_renewing is { } renewing)
+        {
+            // A renewal on the wire finishes first, so the value removed is the one the Service holds.
+            await _renewStop!.CancelAsync().ConfigureAwait(false);
+            await renewing.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            _renewing = null;
+            _renewStop.Dispose();
+        }
         var path = "/metadata/annotations/" + JsonPatchBuilder.Escape(KtConventions.LockAnnotation);
         try
         {

@@ -64,11 +64,22 @@ public abstract class ClusterWorker<TOptions> : ISessionWorker
         context.Defer($"unlock Service {_namespace}/{service}", UnlockAsync);
         // The lock's value (cluster time) is chosen inside the compare-and-swap that takes it, so it is journalled right
         // after; a crash in between leaves a kt-lock that expires by itself after 180 s (and `kt clean` removes).
-        lockEntry = await ClusterJournal.RecordAsync(journal, Change(KtObjectKind.Service, service, ClusterChangeKind.Locked) with
-        {
-            LockValue = serviceLock.Value,
-        }, sessionId, cancellationToken).ConfigureAwait(false);
+        lockEntry = await ClusterJournal.RecordAsync(journal, Locked(serviceLock.Value), sessionId, cancellationToken).ConfigureAwait(false);
+        // A set-up may wait longer than a lock lives (a shadow waited for up to --podCreationTimeout): the lock is renewed,
+        // each new value journalled before it is written and the old entry completed after.
+        JournalEntry? nextEntry = null;
+        serviceLock.KeepRenewing(
+            async (next, ct) => nextEntry = await ClusterJournal.RecordAsync(journal, Locked(next), sessionId, ct).ConfigureAwait(false),
+            async (_, written, ct) =>
+            {
+                var (done, kept) = written ? (lockEntry, nextEntry) : (nextEntry, lockEntry);
+                lockEntry = kept;
+                nextEntry = null;
+                if (done is not null) await journal.CompleteAsync(done, ct).ConfigureAwait(false);
+            }, _options.LockRenewInterval);
         return UnlockAsync;
+
+        ClusterChange Locked(string value) => Change(KtObjectKind.Service, service, ClusterChangeKind.Locked) with { LockValue = value };
     }
 
     /// <summary>A journal record of a change to an object of this session's namespace, on this client's API server.</summary>

@@ -40,6 +40,9 @@ public abstract record ShadowOptions
     /// <summary>Interval between heartbeats on the objects a session created.</summary>
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>Interval between renewals of a Service's kt-lock held over a long step (a third of its 180 s life).</summary>
+    public TimeSpan LockRenewInterval { get; init; } = ServiceLock.RenewInterval;
+
     /// <summary>The journal of local changes (tests give their own).</summary>
     public ChangeJournal? Journal { get; init; }
 

@@ -2,6 +2,7 @@ using KtConnect.Engine;
 using KtConnect.Engine.Cluster;
 using KtConnect.KubeSim.Api;
 using KtConnect.KubeSim.Store;
+using KtConnect.KubeSim.Testing;
 using KtConnect.Tests.Unit.Kube;
 
 namespace KtConnect.Tests.Unit.Cluster;
@@ -83,6 +84,54 @@ public sealed class ServiceLockTests
         var winner = Assert.Single(attempts, a => a is not null);
         Assert.Equal(winner!.Value, Lock(sim.Server));
         await winner.DisposeAsync();
+        Assert.Null(Lock(sim.Server));
+    }
+
+    [Fact]
+    public async Task A_lock_kept_renewing_gets_newer_values_each_told_first_and_stops_once_someone_else_holds_it()
+    {
+        await using var sim = await StartAsync();
+        var held = await ServiceLock.AcquireAsync(sim.Client, Ns, "orders");
+        var first = held.Value;
+        var told = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var results = new System.Collections.Concurrent.ConcurrentQueue<(string Value, bool Written, string? OnServer)>();
+        held.KeepRenewing(
+            (next, _) => { told.Enqueue(next); return Task.CompletedTask; },
+            (next, written, _) => { results.Enqueue((next, written, Lock(sim.Server))); return Task.CompletedTask; },
+            TimeSpan.FromMilliseconds(100));
+        // Values are whole seconds of cluster time: the first renewal comes within about a second.
+        await Wait.UntilAsync(() => !results.IsEmpty, "a renewal", TimeSpan.FromSeconds(10));
+        var (value, written, onServer) = results.First();
+        Assert.True(written);
+        Assert.True(long.Parse(value, System.Globalization.CultureInfo.InvariantCulture) > long.Parse(first, System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(value, onServer);
+        Assert.Equal(value, told.First());
+        Assert.Equal(Lock(sim.Server), held.Value);
+
+        // Someone takes it over (ours went stale): the next renewal does not write, and renewal ends.
+        sim.Server.Store.Mutate(ResourceTypes.Services, Ns, "orders", o =>
+        {
+            o["metadata"]!["annotations"]![KtConventions.LockAnnotation] = "1800000000";
+            return o;
+        });
+        await Wait.UntilAsync(() => results.Any(r => !r.Written), "a renewal that finds the lock taken", TimeSpan.FromSeconds(10));
+        var count = results.Count;
+        await Task.Delay(1500);
+        Assert.Equal(count, results.Count);
+        Assert.Equal("1800000000", Lock(sim.Server));
+        await held.DisposeAsync();
+        Assert.Equal("1800000000", Lock(sim.Server));
+    }
+
+    [Fact]
+    public async Task A_renewed_lock_is_released_with_its_latest_value()
+    {
+        await using var sim = await StartAsync();
+        var held = await ServiceLock.AcquireAsync(sim.Client, Ns, "orders");
+        var first = held.Value;
+        held.KeepRenewing(interval: TimeSpan.FromMilliseconds(100));
+        await Wait.UntilAsync(() => held.Value != first, "a renewal", TimeSpan.FromSeconds(10));
+        await held.ReleaseAsync(CancellationToken.None);
         Assert.Null(Lock(sim.Server));
     }
 }

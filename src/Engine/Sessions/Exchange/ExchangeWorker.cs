@@ -179,6 +179,8 @@ public sealed class ExchangeWorker(KubeClient client, string ns, ExchangeOptions
         {
             var held = await ServiceLock.AcquireAsync(_client, _namespace, _options.Service, attempts: 3, retryDelay: TimeSpan.FromSeconds(1),
                 cancellationToken: cancellationToken).ConfigureAwait(false);
+            // Held until the new shadow runs, which may take longer than a lock lives.
+            held.KeepRenewing(interval: _options.LockRenewInterval);
             if (Interlocked.Exchange(ref _replacementLock, held) is { } stale) await stale.ReleaseAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (KubeNotFoundException)

@@ -88,6 +88,30 @@ public sealed class ExchangeWorkerTests : IDisposable
         Assert.Empty(new ChangeJournal(_journalDir).ReadAll());
     }
 
+    /// <summary>
+    /// A set-up waits for its shadow up to --podCreationTimeout, which may be longer than a kt-lock lives (180 s): the lock
+    /// is renewed meanwhile, and the journal always names the value the Service holds, so a crash's undo still removes it.
+    /// </summary>
+    [Fact]
+    public async Task The_services_lock_is_renewed_while_the_set_up_waits_and_the_journal_follows_its_value()
+    {
+        await using var sim = await StartAsync();
+        var journal = new ChangeJournal(_journalDir);
+        string? Held() => sim.Server.Store.Get(ResourceTypes.Services, Ns, "orders")?["metadata"]?["annotations"]?["kt-lock"]?.GetValue<string>();
+        IEnumerable<string?> Journalled() => journal.ReadAll().Select(Engine.Cluster.ClusterChange.FromEntry)
+            .Where(c => c?.Change == Engine.Cluster.ClusterChangeKind.Locked).Select(c => c!.LockValue);
+        var options = Options() with { PodCreationTimeout = TimeSpan.FromSeconds(6), LockRenewInterval = TimeSpan.FromMilliseconds(200) };
+        var start = Start(sim, new ExchangeWorker(sim.Client, Ns, options), "orders");
+        await Wait.UntilAsync(() => Held() is not null, "the set-up to lock the Service");
+        var first = Held();
+        await Wait.UntilAsync(() => Held() is { } now && now != first && Journalled().SequenceEqual([now]),
+            "a renewed lock, and the journal naming only its new value", TimeSpan.FromSeconds(5));
+        var e = await Assert.ThrowsAnyAsync<KtException>(() => start);
+        Assert.Equal("ShadowPodTimeout", e.ErrorId);
+        Assert.Null(Held());
+        Assert.Empty(journal.ReadAll());
+    }
+
     [Fact]
     public async Task What_cannot_work_is_refused_before_anything_changes()
     {
