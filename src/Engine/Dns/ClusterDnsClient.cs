@@ -94,9 +94,13 @@ public sealed class ClusterDnsClient : IAsyncDisposable
                 {
                     return await connection.QueryAsync(name, type, cls, deadline.Token).ConfigureAwait(false);
                 }
-                catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException
-                    && (connection.AnsweredAny || ++fruitless < 4))
+                catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
                 {
+                    // Judged once its reader has read what the server sent before it closed: our write may have met the
+                    // close first, with the answers to others still to be read.
+                    await connection.Ended.WaitAsync(deadline.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                    deadline.Token.ThrowIfCancellationRequested();
+                    if (!connection.AnsweredAny && ++fruitless >= 4) throw;
                     DropConnection(slot, connection);
                     slot = (slot + 1) % _slots.Length;
                 }
@@ -177,6 +181,9 @@ public sealed class ClusterDnsClient : IAsyncDisposable
         }
 
         public bool IsAlive => !_dead;
+
+        /// <summary>Completes when the reader has stopped: the stream ended, failed, or was closed by us.</summary>
+        public Task Ended => _reader;
 
         /// <summary>The stream answered at least one question.</summary>
         public bool AnsweredAny => _answeredAny;

@@ -23,8 +23,10 @@ public static class SessionWaiter
         {
             while (true)
             {
-                var done = sessions.Where(s => reached(s.State)).ToList();
-                var pending = sessions.Count(s => !reached(s.State) && s.State is not (SessionState.Stopped or SessionState.Failed));
+                // One reading of each state: read twice, a session finishing in between was neither done nor pending.
+                var states = sessions.Select(s => s.State).ToList();
+                var done = sessions.Where((_, i) => reached(states[i])).ToList();
+                var pending = states.Count(state => !reached(state) && state is not (SessionState.Stopped or SessionState.Failed));
                 if ((any && done.Count > 0) || pending == 0) return done;
                 try
                 {

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using KtConnect.Engine.Dns;
+using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Unit.Dns;
 
@@ -137,6 +138,116 @@ public sealed class ClusterDnsClientTests : IAsyncDisposable
         var answers = await AskAsync(client, 40);
         Assert.All(answers, a => Assert.Single(a.Answers));
         Assert.True(client.ConnectionsOpened >= 8, $"{client.ConnectionsOpened} streams");
+    }
+
+    /// <summary>
+    /// A question whose write meets the server's close must not throw away the answers the server sent to others before
+    /// it closed: they are read first. (Throwing them away made whole streams look as if they answered nothing, so 40
+    /// questions over 5-answer streams ran out of retries now and then.)
+    /// </summary>
+    [Fact]
+    public async Task Answers_sent_before_the_server_closed_are_read_although_a_later_write_failed_first()
+    {
+        var transport = new ScriptedTransport();
+        await using var client = new ClusterDnsClient(transport, TimeSpan.FromSeconds(20));
+        var early = client.QueryAsync(DnsName.Parse(Name(1)), DnsType.A, DnsClass.IN, default);
+        await Wait.UntilAsync(() => transport.Asked(Name(1)) == 1, "the first question to be sent");
+        // The server has answered the first question and closed: the second question's write fails before that answer is read.
+        transport.FailNextWrite = true;
+        var late = await client.QueryAsync(DnsName.Parse(Name(2)), DnsType.A, DnsClass.IN, default);
+        Assert.Single(late.Answers);
+        Assert.Single((await early).Answers);
+        Assert.Equal(1, transport.Asked(Name(1)));
+        Assert.Equal(2, transport.Opened);
+    }
+
+    /// <summary>
+    /// Streams that answer each question when told: the first holds its answers until a write fails (the server closed),
+    /// then gives them, a moment later, and ends, unless the client closes it first.
+    /// </summary>
+    private sealed class ScriptedTransport : IClusterDnsTransport
+    {
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _asked = new();
+        private int _opened;
+
+        public volatile bool FailNextWrite;
+
+        public int Opened => Volatile.Read(ref _opened);
+
+        public int Asked(string name) => _asked.GetValueOrDefault(name);
+
+        public ValueTask<Stream> OpenAsync(CancellationToken cancellationToken) =>
+            ValueTask.FromResult<Stream>(new ScriptedStream(this, Interlocked.Increment(ref _opened) == 1));
+
+        private sealed class ScriptedStream(ScriptedTransport owner, bool holdsAnswers) : Stream
+        {
+            private readonly System.Threading.Channels.Channel<byte[]> _answers = System.Threading.Channels.Channel.CreateUnbounded<byte[]>();
+            private readonly TaskCompletionSource _closedByServer = new(TaskCreationOptions.RunContinuationsAsynchronously);
+            private readonly CancellationTokenSource _disposed = new();
+            private byte[] _current = [];
+            private int _offset;
+
+            public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+            {
+                if (owner.FailNextWrite && holdsAnswers)
+                {
+                    _closedByServer.TrySetResult();
+                    throw new IOException("Broken pipe");
+                }
+                var query = DnsMessage.Parse(buffer.Span[2..]);
+                owner._asked.AddOrUpdate(query.Questions[0].Name.ToString(), 1, (_, n) => n + 1);
+                var answer = DnsMessage.CreateResponse(query, DnsRcode.NoError);
+                answer.Answers.Add(DnsRecord.Address(query.Questions[0].Name, IPAddress.Parse("10.96.0.1"), 30));
+                var bytes = answer.ToArray();
+                var frame = new byte[bytes.Length + 2];
+                BinaryPrimitives.WriteUInt16BigEndian(frame, (ushort)bytes.Length);
+                bytes.CopyTo(frame, 2);
+                await _answers.Writer.WriteAsync(frame, cancellationToken);
+            }
+
+            public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+            {
+                if (_offset == _current.Length)
+                {
+                    if (holdsAnswers)
+                    {
+                        // Nothing until the server's close is seen by a write, and then only after a moment, as a reader
+                        // on another thread would: a client that gives up on the stream at once closes it before that.
+                        await _closedByServer.Task.WaitAsync(cancellationToken);
+                        await Task.Delay(200, _disposed.Token);
+                        if (!_answers.Reader.TryRead(out var held)) return 0;
+                        _current = held;
+                    }
+                    else
+                    {
+                        _current = await _answers.Reader.ReadAsync(cancellationToken);
+                    }
+                    _offset = 0;
+                }
+                var n = Math.Min(buffer.Length, _current.Length - _offset);
+                _current.AsMemory(_offset, n).CopyTo(buffer);
+                _offset += n;
+                return n;
+            }
+
+            protected override void Dispose(bool disposing)
+            {
+                _disposed.Cancel();
+                base.Dispose(disposing);
+            }
+
+            public override bool CanRead => true;
+            public override bool CanSeek => false;
+            public override bool CanWrite => true;
+            public override long Length => throw new NotSupportedException();
+            public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+            public override void Flush() { }
+            public override Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+            public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+            public override void SetLength(long value) => throw new NotSupportedException();
+            public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        }
     }
 
     [Fact]

@@ -35,7 +35,9 @@ public sealed class KubeSimStreamTests
         var events = new List<WatchEvent<Pod>>();
         var watch = Task.Run(async () =>
         {
-            await foreach (var ev in sim.Client.Pods.WatchAsync(null, new WatchOptions { ResourceVersion = list.Metadata.ResourceVersion, TimeoutSeconds = 3 }, cts.Token))
+            // Long enough that the three changes below are made before the bookmark (a second before the end), even on a
+            // loaded machine: a delete made after the server ended the watch has no event in it.
+            await foreach (var ev in sim.Client.Pods.WatchAsync(null, new WatchOptions { ResourceVersion = list.Metadata.ResourceVersion, TimeoutSeconds = 8 }, cts.Token))
                 events.Add(ev);
         });
         // Changes made after the list's resourceVersion are replayed even if the watch starts later.
