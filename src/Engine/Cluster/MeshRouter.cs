@@ -69,13 +69,19 @@ public static class MeshRouter
             {
                 try
                 {
+                    // Others stay: the version's route goes first, while this session is still counted, so an undo that
+                    // fails here keeps its membership and is tried again whole.
+                    var removed = KtConventions.ParseRefCount(router.Metadata.GetAnnotation(KtConventions.RefCountAnnotation)) > 1;
+                    if (removed) await RemoveVersionAsync(client, ns, service, name, member, mark, warn, ct).ConfigureAwait(false);
                     var (left, counted) = await ShadowPods.ChangeMembershipAsync(client.Pods, name, ns, member, join: false, ct).ConfigureAwait(false);
                     if (!counted) return;
                     if (KtConventions.ParseRefCount(left.Metadata.GetAnnotation(KtConventions.RefCountAnnotation)) > 0)
                     {
-                        await RemoveVersionAsync(client, ns, service, name, member, mark, warn, ct).ConfigureAwait(false);
+                        // Someone joined without the lock (a ktctl) since the count was read.
+                        if (!removed) await RemoveVersionAsync(client, ns, service, name, member, mark, warn, ct).ConfigureAwait(false);
                         return;
                     }
+                    router = left;
                 }
                 catch (KubeNotFoundException)
                 {
@@ -96,11 +102,13 @@ public static class MeshRouter
             if (router is null) return;
             try
             {
-                await client.Pods.DeleteIfExistsAsync(name, ns, new DeleteOptions { PreconditionUid = router.Metadata.Uid }, ct).ConfigureAwait(false);
+                // Only the router as this leave left it: one joined since (by a ktctl, which takes no lock) is theirs now.
+                await client.Pods.DeleteIfExistsAsync(name, ns, new DeleteOptions { PreconditionResourceVersion = router.Metadata.ResourceVersion }, ct)
+                    .ConfigureAwait(false);
             }
             catch (KubeConflictException)
             {
-                // Another router of that name since: not ours.
+                warn?.Invoke($"The router {ns}/{name} was joined again while its last user left; it stays.");
             }
         }
         finally

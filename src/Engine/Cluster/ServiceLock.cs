@@ -13,6 +13,7 @@ public sealed class ServiceLock : IAsyncDisposable
     private readonly KubeClient _client;
     private int _released;
     private volatile string _value;
+    private volatile string? _uncertain;
     private CancellationTokenSource? _renewStop;
     private Task? _renewing;
 
@@ -38,22 +39,23 @@ public sealed class ServiceLock : IAsyncDisposable
     /// Keeps the lock from going stale while a long step runs under it (a shadow waited for, up to
     /// <c>--podCreationTimeout</c>): every <paramref name="interval"/> (<see cref="RenewInterval"/>) the value is replaced by
     /// the cluster's time, as a compare-and-swap on our current value, so a lock someone took over is never written.
-    /// <paramref name="renewing"/> is told the next value before it is written (a journal records it first) and
-    /// <paramref name="renewed"/> after, with whether it was. Renewal ends at <see cref="ReleaseAsync"/>, or once a
-    /// renewal finds the lock no longer ours.
+    /// <paramref name="renewing"/> is told the next value before it is written (a journal records it first; if it throws,
+    /// that value is not written) and <paramref name="renewed"/> after: true when the Service holds it, false when it
+    /// does not, null when that could not be learned (the request's answer was lost), in which case a later look may
+    /// still find it there and call it true. Renewal ends at <see cref="ReleaseAsync"/>, or once the lock is someone
+    /// else's. Nothing a callback throws ends it.
     /// </summary>
-    public void KeepRenewing(Func<string, CancellationToken, Task>? renewing = null, Func<string, bool, CancellationToken, Task>? renewed = null,
+    public void KeepRenewing(Func<string, CancellationToken, Task>? renewing = null, Func<string, bool?, CancellationToken, Task>? renewed = null,
         TimeSpan? interval = null)
     {
         if (_renewing is not null || Volatile.Read(ref _released) != 0) return;
         _renewStop = new CancellationTokenSource();
-        _renewing = RenewLoopAsync(interval ?? RenewInterval, renewing, renewed, _renewStop.Token);
+        _renewing = RenewLoopAsync(interval ?? RenewInterval, renewing, renewed ?? ((_, _, _) => Task.CompletedTask), _renewStop.Token);
     }
 
-    private async Task RenewLoopAsync(TimeSpan interval, Func<string, CancellationToken, Task>? renewing, Func<string, bool, CancellationToken, Task>? renewed,
+    private async Task RenewLoopAsync(TimeSpan interval, Func<string, CancellationToken, Task>? renewing, Func<string, bool?, CancellationToken, Task> renewed,
         CancellationToken stop)
     {
-        var path = "/metadata/annotations/" + JsonPatchBuilder.Escape(KtConventions.LockAnnotation);
         while (true)
         {
             try
@@ -68,27 +70,86 @@ public sealed class ServiceLock : IAsyncDisposable
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
             var next = KtConventions.FormatUnixSeconds(_client.Clock.UtcNow);
             if (next == _value) continue;
-            var written = false;
             try
             {
                 if (renewing is not null) await renewing(next, timeout.Token).ConfigureAwait(false);
-                await _client.Services.PatchAsync(Service, KubePatch.Json(new JsonPatchBuilder().Test(path, _value).Replace(path, next)), Namespace,
-                    timeout.Token).ConfigureAwait(false);
-                _value = next;
-                written = true;
             }
-            catch (KubeApiException e) when (e is KubeInvalidException or KubeNotFoundException or KubeConflictException)
+            catch (Exception e) when (e is not OutOfMemoryException)
             {
-                // Taken over after it went stale, removed, or the Service is gone: not ours to keep any more.
+                continue; // not recorded, so not written: tried again at the next interval
             }
-            catch (Exception e) when (e is KtException or OperationCanceledException or HttpRequestException or IOException)
-            {
-                // The API server did not answer: tried again at the next interval, while the value is still ours.
-                if (renewed is not null) await renewed(next, false, CancellationToken.None).ConfigureAwait(false);
-                continue;
-            }
-            if (renewed is not null) await renewed(next, written, CancellationToken.None).ConfigureAwait(false);
-            if (!written) return;
+            var (outcome, lost) = await RenewOnceAsync(next, renewed, timeout.Token).ConfigureAwait(false);
+            await Tell(renewed, next, outcome).ConfigureAwait(false);
+            if (lost) return;
+        }
+    }
+
+    /// <summary>One compare-and-swap from our value to <paramref name="next"/>, and, when its answer says nothing certain, a look.</summary>
+    private async Task<(bool? Written, bool Lost)> RenewOnceAsync(string next, Func<string, bool?, CancellationToken, Task> renewed, CancellationToken ct)
+    {
+        var path = "/metadata/annotations/" + JsonPatchBuilder.Escape(KtConventions.LockAnnotation);
+        try
+        {
+            await _client.Services.PatchAsync(Service, KubePatch.Json(new JsonPatchBuilder().Test(path, _value).Replace(path, next)), Namespace, ct)
+                .ConfigureAwait(false);
+            Adopt(next);
+            return (true, false);
+        }
+        catch (KubeNotFoundException)
+        {
+            return (false, true); // the Service is gone
+        }
+        catch (Exception e) when (e is KtException or OperationCanceledException or HttpRequestException or IOException)
+        {
+            // The test failed (someone else's value, or an earlier renewal of ours whose answer was lost), or no answer came.
+        }
+        string? held;
+        try
+        {
+            var service = await _client.Services.GetAsync(Service, Namespace, ct).ConfigureAwait(false);
+            held = service.Metadata.GetAnnotation(KtConventions.LockAnnotation);
+        }
+        catch (KubeNotFoundException)
+        {
+            return (false, true);
+        }
+        catch (Exception e) when (e is KtException or OperationCanceledException or HttpRequestException or IOException)
+        {
+            _uncertain = next;
+            return (null, false);
+        }
+        if (held == next)
+        {
+            Adopt(next);
+            return (true, false);
+        }
+        if (held == _value) return (false, false);
+        if (held is not null && held == _uncertain)
+        {
+            // An earlier renewal did land: that value is ours, and this one was not written.
+            var earlier = held;
+            Adopt(earlier);
+            await Tell(renewed, earlier, true).ConfigureAwait(false);
+            return (false, false);
+        }
+        return (false, true); // taken over after it went stale, or removed
+    }
+
+    private void Adopt(string value)
+    {
+        _value = value;
+        _uncertain = null;
+    }
+
+    private static async Task Tell(Func<string, bool?, CancellationToken, Task> renewed, string value, bool? written)
+    {
+        try
+        {
+            await renewed(value, written, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // The holder's bookkeeping failed; the lock itself is as the Service says.
         }
     }
 
@@ -154,12 +215,24 @@ public sealed class ServiceLock : IAsyncDisposable
         var path = "/metadata/annotations/" + JsonPatchBuilder.Escape(KtConventions.LockAnnotation);
         try
         {
-            await _client.Services.PatchAsync(Service, KubePatch.Json(new JsonPatchBuilder().Test(path, Value).Remove(path)), Namespace,
-                cancellationToken).ConfigureAwait(false);
+            foreach (var value in new[] { Value, _uncertain })
+            {
+                if (value is null) continue;
+                try
+                {
+                    await _client.Services.PatchAsync(Service, KubePatch.Json(new JsonPatchBuilder().Test(path, value).Remove(path)), Namespace,
+                        cancellationToken).ConfigureAwait(false);
+                    break;
+                }
+                catch (KubeApiException e) when (e is KubeInvalidException or KubeConflictException)
+                {
+                    // Not this value: a renewal whose answer was lost may have written the other one.
+                }
+            }
         }
-        catch (KubeApiException e) when (e is KubeInvalidException or KubeNotFoundException or KubeConflictException)
+        catch (KubeNotFoundException)
         {
-            // Gone, already removed, or taken over after it went stale: not ours to remove any more.
+            // Gone: nothing to remove. (A value of neither kind is someone else's, taken over after ours went stale.)
         }
         catch
         {

@@ -125,8 +125,8 @@ public sealed class KubeClientConfiguration
         // As in Go since 1.15, only the subject alternative names count: a certificate that names its host in the
         // subject's CN alone is refused, which .NET's own check would accept.
         var nameOk = string.IsNullOrEmpty(TlsServerName)
-            ? (errors & SslPolicyErrors.RemoteCertificateNameMismatch) == 0 && cert.MatchesHostname(Server.DnsSafeHost, allowCommonName: false)
-            : cert.MatchesHostname(TlsServerName, allowCommonName: false);
+            ? (errors & SslPolicyErrors.RemoteCertificateNameMismatch) == 0 && Names(cert, Server.IdnHost.Trim('[', ']'))
+            : Names(cert, TlsServerName);
         if (!nameOk) return false;
 
         // The chain: the kubeconfig's CA replaces the system store (client-go's RootCAs), so re-check against it alone.
@@ -150,6 +150,20 @@ public sealed class KubeClientConfiguration
         }
         if (custom.Build(cert)) return true;
         return EndsAtAnAuthority(custom, CertificateAuthorities);
+    }
+
+    /// <summary>The certificate's subject alternative names cover <paramref name="host"/> (a name in A-label form, or an address).</summary>
+    private static bool Names(X509Certificate2 cert, string host)
+    {
+        try
+        {
+            return cert.MatchesHostname(host, allowCommonName: false);
+        }
+        catch (ArgumentException)
+        {
+            // Not a host name or address at all: nothing can name it.
+            return false;
+        }
     }
 
     /// <summary>

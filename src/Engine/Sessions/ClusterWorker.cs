@@ -44,39 +44,70 @@ public abstract class ClusterWorker<TOptions> : ISessionWorker
 
     /// <summary>
     /// Takes the Service's kt-lock for a set-up, so that two laptops exchanging or meshing it at once are one after the
-    /// other and the second sees the first as the holder, and journals it, so a crash's undo removes it. Returns the
-    /// release, which the set-up calls when it is done; the undo calls it too, for a set-up that failed or was stopped
-    /// half-way.
+    /// other and the second sees the first as the holder (<see cref="JournalledLockAsync"/>). Returns the release, which
+    /// the set-up calls when it is done; the undo calls it too, for a set-up that failed or was stopped half-way.
     /// </summary>
     private protected async Task<Func<CancellationToken, Task>> LockServiceAsync(SessionContext context, ChangeJournal journal, string sessionId,
         string service, string activity, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(context);
-        ArgumentNullException.ThrowIfNull(journal);
         context.Output.Progress(activity, $"Locking Service {_namespace}/{service}");
+        var unlock = await JournalledLockAsync(journal, sessionId, service, cancellationToken).ConfigureAwait(false);
+        context.Defer($"unlock Service {_namespace}/{service}", unlock);
+        return unlock;
+    }
+
+    /// <summary>
+    /// Takes the Service's kt-lock, journalled so that a crash's undo removes it, and renewed while held (a step under it
+    /// may wait longer than a lock lives: a shadow or router waited for up to --podCreationTimeout); each renewed value is
+    /// journalled before it is written. Returns the release (idempotent), which also completes the entries.
+    /// </summary>
+    private protected async Task<Func<CancellationToken, Task>> JournalledLockAsync(ChangeJournal journal, string sessionId, string service,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(journal);
         var serviceLock = await ServiceLock.AcquireAsync(_client, _namespace, service, cancellationToken: cancellationToken).ConfigureAwait(false);
-        JournalEntry? lockEntry = null;
+        // Every value the Service may hold is journalled until it is known not to be: the first, and each renewal's.
+        var entries = new Dictionary<string, JournalEntry>(StringComparer.Ordinal);
+        async Task CompleteAsync(Func<string, bool> which, CancellationToken ct)
+        {
+            List<JournalEntry> done = [];
+            lock (entries)
+            {
+                foreach (var key in entries.Keys.Where(which).ToList())
+                {
+                    done.Add(entries[key]);
+                    entries.Remove(key);
+                }
+            }
+            foreach (var e in done) await journal.CompleteAsync(e, ct).ConfigureAwait(false);
+        }
         async Task UnlockAsync(CancellationToken ct)
         {
             await serviceLock.ReleaseAsync(ct).ConfigureAwait(false);
-            if (lockEntry is not null) await journal.CompleteAsync(lockEntry, ct).ConfigureAwait(false);
+            await CompleteAsync(_ => true, ct).ConfigureAwait(false);
         }
-        context.Defer($"unlock Service {_namespace}/{service}", UnlockAsync);
-        // The lock's value (cluster time) is chosen inside the compare-and-swap that takes it, so it is journalled right
-        // after; a crash in between leaves a kt-lock that expires by itself after 180 s (and `kt clean` removes).
-        lockEntry = await ClusterJournal.RecordAsync(journal, Locked(serviceLock.Value), sessionId, cancellationToken).ConfigureAwait(false);
-        // A set-up may wait longer than a lock lives (a shadow waited for up to --podCreationTimeout): the lock is renewed,
-        // each new value journalled before it is written and the old entry completed after.
-        JournalEntry? nextEntry = null;
+        try
+        {
+            // The lock's value (cluster time) is chosen inside the compare-and-swap that takes it, so it is journalled right
+            // after; a crash in between leaves a kt-lock that expires by itself after 180 s (and `kt clean` removes).
+            var first = await ClusterJournal.RecordAsync(journal, Locked(serviceLock.Value), sessionId, cancellationToken).ConfigureAwait(false);
+            lock (entries) entries[serviceLock.Value] = first;
+        }
+        catch
+        {
+            await serviceLock.ReleaseAsync(CancellationToken.None).ConfigureAwait(false);
+            throw;
+        }
         serviceLock.KeepRenewing(
-            async (next, ct) => nextEntry = await ClusterJournal.RecordAsync(journal, Locked(next), sessionId, ct).ConfigureAwait(false),
-            async (_, written, ct) =>
+            async (next, ct) =>
             {
-                var (done, kept) = written ? (lockEntry, nextEntry) : (nextEntry, lockEntry);
-                lockEntry = kept;
-                nextEntry = null;
-                if (done is not null) await journal.CompleteAsync(done, ct).ConfigureAwait(false);
-            }, _options.LockRenewInterval);
+                var entry = await ClusterJournal.RecordAsync(journal, Locked(next), sessionId, ct).ConfigureAwait(false);
+                lock (entries) entries[next] = entry;
+            },
+            // Held: the others are done with; not held: that one is; not known: all stay until the release.
+            (value, written, ct) => written is { } w ? CompleteAsync(key => w ? key != value : key == value, ct) : Task.CompletedTask,
+            _options.LockRenewInterval);
         return UnlockAsync;
 
         ClusterChange Locked(string value) => Change(KtObjectKind.Service, service, ClusterChangeKind.Locked) with { LockValue = value };

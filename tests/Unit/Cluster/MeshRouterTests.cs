@@ -103,4 +103,30 @@ public sealed class MeshRouterTests
         Assert.Equal(("1", "a"), await StateAsync(sim));
         Assert.NotNull(await sim.Client.Services.TryGetAsync("orders-kt-stuntman", Ns));
     }
+
+    [Fact]
+    public async Task A_leave_that_others_stay_in_keeps_a_version_route_another_session_serves_now()
+    {
+        // Session a crashed; its version v1 was taken since by session b, whose mesh Service names it. Undoing a's place
+        // takes a's count only: a `router remove` would take b's route (this router cannot even run one: it has no pod).
+        await using var sim = await StartWithRouterAsync("2", "a,b");
+        await sim.Client.Services.CreateAsync(new Service
+        {
+            Metadata = new ObjectMeta { Name = "orders-kt-mesh-v1", Labels = new() { [KtConventions.ControlByLabel] = "kt" }, Annotations = new() { [ExchangeHolders.SessionAnnotation] = "b" } },
+            Spec = new ServiceSpec { Selector = new() { ["app"] = "shadow-b" }, Ports = [new ServicePort { Port = 80, TargetPort = 8080 }] },
+        }, Ns);
+        await MeshRouter.LeaveAsync(sim.Client, Ns, "orders", "a", "version:v1", lockHeld: false, restoreIfGone: false, warn: null, CancellationToken.None);
+        Assert.Equal(("1", "b"), await StateAsync(sim));
+        Assert.NotNull(await sim.Client.Services.TryGetAsync("orders-kt-stuntman", Ns));
+    }
+
+    [Fact]
+    public async Task An_undo_whose_route_removal_fails_keeps_its_place_so_it_is_tried_again()
+    {
+        // The router has no pod to run `router remove` in: the undo fails and the session stays counted and listed.
+        await using var sim = await StartWithRouterAsync("2", "a,b");
+        await Assert.ThrowsAnyAsync<KtConnect.Engine.KtException>(() => MeshRouter.LeaveAsync(sim.Client, Ns, "orders", "a", "version:v1",
+            lockHeld: false, restoreIfGone: false, warn: null, CancellationToken.None));
+        Assert.Equal(("2", "a,b"), await StateAsync(sim));
+    }
 }

@@ -94,7 +94,7 @@ public sealed class ServiceLockTests
         var held = await ServiceLock.AcquireAsync(sim.Client, Ns, "orders");
         var first = held.Value;
         var told = new System.Collections.Concurrent.ConcurrentQueue<string>();
-        var results = new System.Collections.Concurrent.ConcurrentQueue<(string Value, bool Written, string? OnServer)>();
+        var results = new System.Collections.Concurrent.ConcurrentQueue<(string Value, bool? Written, string? OnServer)>();
         held.KeepRenewing(
             (next, _) => { told.Enqueue(next); return Task.CompletedTask; },
             (next, written, _) => { results.Enqueue((next, written, Lock(sim.Server))); return Task.CompletedTask; },
@@ -102,7 +102,7 @@ public sealed class ServiceLockTests
         // Values are whole seconds of cluster time: the first renewal comes within about a second.
         await Wait.UntilAsync(() => !results.IsEmpty, "a renewal", TimeSpan.FromSeconds(10));
         var (value, written, onServer) = results.First();
-        Assert.True(written);
+        Assert.True(written == true);
         Assert.True(long.Parse(value, System.Globalization.CultureInfo.InvariantCulture) > long.Parse(first, System.Globalization.CultureInfo.InvariantCulture));
         Assert.Equal(value, onServer);
         Assert.Equal(value, told.First());
@@ -114,7 +114,7 @@ public sealed class ServiceLockTests
             o["metadata"]!["annotations"]![KtConventions.LockAnnotation] = "1800000000";
             return o;
         });
-        await Wait.UntilAsync(() => results.Any(r => !r.Written), "a renewal that finds the lock taken", TimeSpan.FromSeconds(10));
+        await Wait.UntilAsync(() => results.Any(r => r.Written == false), "a renewal that finds the lock taken", TimeSpan.FromSeconds(10));
         var count = results.Count;
         await Task.Delay(1500);
         Assert.Equal(count, results.Count);
@@ -131,6 +131,42 @@ public sealed class ServiceLockTests
         var first = held.Value;
         held.KeepRenewing(interval: TimeSpan.FromMilliseconds(100));
         await Wait.UntilAsync(() => held.Value != first, "a renewal", TimeSpan.FromSeconds(10));
+        await held.ReleaseAsync(CancellationToken.None);
+        Assert.Null(Lock(sim.Server));
+    }
+
+    [Fact]
+    public async Task A_renewal_applied_whose_answer_was_lost_is_learned_from_the_service_and_released_with_its_value()
+    {
+        await using var sim = await StartAsync();
+        var held = await ServiceLock.AcquireAsync(sim.Client, Ns, "orders");
+        var first = held.Value;
+        var lost = 0;
+        sim.Server.Hooks.BeforeRequest = async http =>
+        {
+            if (http.Request.Method != "PATCH" || Volatile.Read(ref lost) != 0) return false;
+            using var reader = new StreamReader(http.Request.Body);
+            var ops = System.Text.Json.Nodes.JsonNode.Parse(await reader.ReadToEndAsync())!.AsArray();
+            if (ops.FirstOrDefault(o => o?["op"]?.GetValue<string>() == "replace") is not { } replace) return false;
+            // The server applies the renewal, and the connection breaks before its answer.
+            sim.Server.Store.Mutate(ResourceTypes.Services, Ns, "orders", o =>
+            {
+                o["metadata"]!["annotations"]![KtConventions.LockAnnotation] = replace["value"]!.GetValue<string>();
+                return o;
+            });
+            Interlocked.Exchange(ref lost, 1);
+            http.Abort();
+            return true;
+        };
+        var results = new System.Collections.Concurrent.ConcurrentQueue<(string Value, bool? Written)>();
+        held.KeepRenewing(renewed: (next, written, _) => { results.Enqueue((next, written)); return Task.CompletedTask; },
+            interval: TimeSpan.FromMilliseconds(100));
+        await Wait.UntilAsync(() => Volatile.Read(ref lost) != 0 && !results.IsEmpty, "a renewal whose answer was lost", TimeSpan.FromSeconds(10));
+        var (value, written) = results.First();
+        Assert.True(written == true, $"told {written} for {value}");
+        Assert.NotEqual(first, value);
+        Assert.Equal(value, held.Value);
+        Assert.Equal(value, Lock(sim.Server));
         await held.ReleaseAsync(CancellationToken.None);
         Assert.Null(Lock(sim.Server));
     }

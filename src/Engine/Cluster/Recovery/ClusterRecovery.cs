@@ -132,14 +132,21 @@ public static class ClusterRecovery
     /// <summary>
     /// The <see cref="DeferUndo"/> to hand to whatever makes the changes <paramref name="entries"/> journal: it registers
     /// the undo through <paramref name="defer"/> and completes the entries only after that undo succeeded. If nothing was
-    /// registered (the change failed before it was made), the entries are completed when the session is undone.
+    /// registered (the change failed, or its answer never came), <paramref name="otherwise"/> runs when the session is
+    /// undone (an undo that finds out for itself whether the change was made), and then the entries are completed.
     /// </summary>
-    public static DeferUndo CompleteAfterUndo(DeferUndo defer, IChangeJournal journal, IReadOnlyList<JournalEntry> entries, string what)
+    public static DeferUndo CompleteAfterUndo(DeferUndo defer, IChangeJournal journal, IReadOnlyList<JournalEntry> entries, string what,
+        Func<CancellationToken, Task>? otherwise = null)
     {
         ArgumentNullException.ThrowIfNull(defer);
         ArgumentNullException.ThrowIfNull(journal);
         var registered = 0;
-        defer("complete the journal of " + what, ct => Volatile.Read(ref registered) == 0 ? CompleteAsync(journal, entries, ct) : Task.CompletedTask);
+        defer("complete the journal of " + what, async ct =>
+        {
+            if (Volatile.Read(ref registered) != 0) return;
+            if (otherwise is not null) await otherwise(ct).ConfigureAwait(false);
+            await CompleteAsync(journal, entries, ct).ConfigureAwait(false);
+        });
         return (description, undo) =>
         {
             Volatile.Write(ref registered, 1);

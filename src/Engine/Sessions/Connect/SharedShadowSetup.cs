@@ -121,7 +121,9 @@ public static class SharedShadowSetup
             Name = KtConventions.SharedShadowName,
             Change = ClusterChangeKind.Joined,
         }, context.JournalId, cancellationToken).ConfigureAwait(false);
-        var defer = ClusterRecovery.CompleteAfterUndo(context.Defer, journal, [entry], "the shared shadow");
+        // A join whose answer never came may have counted this session all the same: the release goes by the shadow's list.
+        var defer = ClusterRecovery.CompleteAfterUndo(context.Defer, journal, [entry], "the shared shadow",
+            ct => shadows.ReleaseSharedAsync(ns, KtConventions.SharedShadowName, options.UseShadowDeployment, ct, context.JournalId));
         var access = await AcquireAsync(shadows, specForKey, defer, "ktconnect-" + context.InstanceId.ToString("N")[..8], cancellationToken,
             context.JournalId).ConfigureAwait(false);
         var lease = access.Lease;

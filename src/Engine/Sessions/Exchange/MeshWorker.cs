@@ -268,7 +268,8 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
             if (guard.CurrentOrDefault is not { } shadow) return;
             try
             {
-                var serviceLock = await ServiceLock.AcquireAsync(_client, _namespace, _options.Service, cancellationToken: context.Stopping).ConfigureAwait(false);
+                // Journalled and renewed as the set-up's: the router is waited for up to --podCreationTimeout under it.
+                var unlock = await JournalledLockAsync(_options.JournalOrDefault(), context.JournalId, _options.Service, context.Stopping).ConfigureAwait(false);
                 try
                 {
                     // The router's deletion and the new shadow's arrival may both have come here: one joins.
@@ -284,7 +285,7 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
                 }
                 finally
                 {
-                    await serviceLock.ReleaseAsync(CancellationToken.None).ConfigureAwait(false);
+                    await unlock(CancellationToken.None).ConfigureAwait(false);
                 }
             }
             catch (OperationCanceledException) when (context.Stopping.IsCancellationRequested)
@@ -511,6 +512,9 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
         heartbeat?.Untrack(new KtObjectRef(KtObjectKind.Service, _namespace, stuntman));
         if (!membership.Joined && !membership.RejoinPending)
         {
+            // A join whose answer never came may have counted this session all the same: leaving goes by the router's list.
+            await MeshRouter.LeaveAsync(_client, _namespace, _options.Service, context.JournalId, _options.Mark.ToString(), _holdingLock,
+                restoreIfGone: false, context.Output.Warning, ct).ConfigureAwait(false);
             if (membership.CreatedStuntman && await _client.Pods.TryGetAsync(name, _namespace, ct).ConfigureAwait(false) is null)
                 await _client.Services.DeleteIfExistsAsync(stuntman, _namespace, cancellationToken: ct).ConfigureAwait(false);
             return;

@@ -206,6 +206,42 @@ public sealed class ClusterRecoveryTests : IDisposable
     }
 
     [Fact]
+    public async Task A_journalled_change_whose_undo_was_never_registered_is_undone_by_its_fallback_before_its_entry_completes()
+    {
+        // A join whose answer never came registers no release, yet the server may have counted it: the fallback finds out.
+        var journal = new ChangeJournal(JournalDir);
+        var entry = await journal.RecordAsync("test", new Dictionary<string, string>(), "joined", "s1");
+        var deferred = new List<Func<CancellationToken, Task>>();
+        var calls = new List<string>();
+        ClusterRecovery.CompleteAfterUndo((_, u) => deferred.Add(u), journal, [entry], "the join", _ =>
+        {
+            calls.Add(journal.ReadAll().Any(e => e.Id == entry.Id) ? "fallback, entry still there" : "fallback, entry gone");
+            return Task.CompletedTask;
+        });
+        foreach (var u in Enumerable.Reverse(deferred)) await u(CancellationToken.None);
+        Assert.Equal(["fallback, entry still there"], calls);
+        Assert.Empty(journal.ReadAll());
+
+        // Registered: the registered undo runs, the fallback does not.
+        var second = await journal.RecordAsync("test", new Dictionary<string, string>(), "joined", "s1");
+        deferred.Clear();
+        calls.Clear();
+        var defer = ClusterRecovery.CompleteAfterUndo((_, u) => deferred.Add(u), journal, [second], "the join", _ =>
+        {
+            calls.Add("fallback");
+            return Task.CompletedTask;
+        });
+        defer("release", _ =>
+        {
+            calls.Add("release");
+            return Task.CompletedTask;
+        });
+        foreach (var u in Enumerable.Reverse(deferred)) await u(CancellationToken.None);
+        Assert.Equal(["release"], calls);
+        Assert.Empty(journal.ReadAll());
+    }
+
+    [Fact]
     public async Task A_crashed_sessions_entry_leaves_an_object_of_the_same_name_that_another_session_made_since()
     {
         // Machine A's mesh crashed; its shadow was cleaned up elsewhere and machine B's live mesh made one of the same

@@ -14,8 +14,12 @@ public sealed class ServerCertificateTests
     private static readonly Oid ServerAuth = new("1.3.6.1.5.5.7.3.1");
     private static readonly Oid ClientAuth = new("1.3.6.1.5.5.7.3.2");
 
-    /// <summary>A CA, or a leaf naming kube.test in its subject alternative names (or, with <paramref name="san"/> false, in its CN alone).</summary>
-    private static X509Certificate2 Issue(string subject, X509Certificate2? issuer, bool ca, out ECDsa key, Oid[]? usages = null, bool san = true)
+    /// <summary>
+    /// A CA, or a leaf naming kube.test (or <paramref name="addresses"/>) in its subject alternative names; with
+    /// <paramref name="san"/> false, its subject's CN alone names it.
+    /// </summary>
+    private static X509Certificate2 Issue(string subject, X509Certificate2? issuer, bool ca, out ECDsa key, Oid[]? usages = null, bool san = true,
+        string[]? addresses = null)
     {
         key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = new CertificateRequest("CN=" + subject, key, HashAlgorithmName.SHA256);
@@ -25,7 +29,8 @@ public sealed class ServerCertificateTests
         else if (san)
         {
             var names = new SubjectAlternativeNameBuilder();
-            names.AddDnsName("kube.test");
+            if (addresses is null) names.AddDnsName("kube.test");
+            foreach (var address in addresses ?? []) names.AddIpAddress(System.Net.IPAddress.Parse(address));
             request.CertificateExtensions.Add(names.Build());
         }
         if (usages is not null)
@@ -111,6 +116,15 @@ public sealed class ServerCertificateTests
         var named = Trusting("https://10.0.0.1:6443/", "kube.test", publicRoot);
         Assert.True(named.ValidateServerCertificate(this, modern, null, platform));
         Assert.False(named.ValidateServerCertificate(this, legacy, null, platform));
+        // An address names the server only through an IP subject alternative name, IPv6 in brackets in the URL included.
+        using var byAddress = Issue("10.0.0.1", root, false, out var byAddressKey, addresses: ["10.0.0.1", "fd00::1"]);
+        Assert.True(Trusting("https://10.0.0.1:6443/", null, publicRoot).ValidateServerCertificate(this, byAddress, null, platform));
+        Assert.True(Trusting("https://[fd00::1]:6443/", null, publicRoot).ValidateServerCertificate(this, byAddress, null, platform));
+        Assert.False(Trusting("https://10.0.0.2:6443/", null, publicRoot).ValidateServerCertificate(this, byAddress, null, platform));
+        using var cnAddress = Issue("10.0.0.1", root, false, out var cnAddressKey, san: false);
+        Assert.False(Trusting("https://10.0.0.1:6443/", null, publicRoot).ValidateServerCertificate(this, cnAddress, null, platform));
+        byAddressKey.Dispose();
+        cnAddressKey.Dispose();
         // A name mismatch the platform found still counts.
         Assert.False(Trusting(publicRoot).ValidateServerCertificate(this, modern, null, platform | SslPolicyErrors.RemoteCertificateNameMismatch));
         foreach (var k in new[] { rootKey, legacyKey, modernKey }) k.Dispose();
