@@ -110,7 +110,7 @@ public sealed class ReadAheadStreamTests
     }
 
     /// <summary>Returns the scripted reads in turn (after <see cref="Gate"/>), then the failure or the end.</summary>
-    private sealed class ScriptedStream(IEnumerable<ReadOnlyMemory<byte>> reads, Exception? failure = null) : Stream
+    private sealed class ScriptedStream(IEnumerable<ReadOnlyMemory<byte>> reads, Exception? failure = null) : TestStream
     {
         private readonly Queue<ReadOnlyMemory<byte>> _reads = new(reads);
         private int _readCount;
@@ -152,16 +152,5 @@ public sealed class ReadAheadStreamTests
             Disposed = true;
             base.Dispose(disposing);
         }
-
-        public override bool CanRead => true;
-        public override bool CanWrite => true;
-        public override bool CanSeek => false;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using KtConnect.Engine.Dns;
+using KtConnect.Tests.Unit.Common;
 using KtConnect.KubeSim.Testing;
 
 namespace KtConnect.Tests.Unit.Dns;
@@ -179,7 +180,7 @@ public sealed class ClusterDnsClientTests : IAsyncDisposable
         public ValueTask<Stream> OpenAsync(CancellationToken cancellationToken) =>
             ValueTask.FromResult<Stream>(new ScriptedStream(this, Interlocked.Increment(ref _opened) == 1));
 
-        private sealed class ScriptedStream(ScriptedTransport owner, bool holdsAnswers) : Stream
+        private sealed class ScriptedStream(ScriptedTransport owner, bool holdsAnswers) : TestStream
         {
             private readonly System.Threading.Channels.Channel<byte[]> _answers = System.Threading.Channels.Channel.CreateUnbounded<byte[]>();
             private readonly TaskCompletionSource _closedByServer = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -235,18 +236,6 @@ public sealed class ClusterDnsClientTests : IAsyncDisposable
                 _disposed.Cancel();
                 base.Dispose(disposing);
             }
-
-            public override bool CanRead => true;
-            public override bool CanSeek => false;
-            public override bool CanWrite => true;
-            public override long Length => throw new NotSupportedException();
-            public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-            public override void Flush() { }
-            public override Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-            public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-            public override void SetLength(long value) => throw new NotSupportedException();
-            public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
         }
     }
 

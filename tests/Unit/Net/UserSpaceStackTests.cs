@@ -2,6 +2,8 @@ using System.Net;
 using KtConnect.Engine.Net;
 using KtConnect.KubeSim.Testing;
 
+using KtConnect.Tests.Unit.Common;
+
 namespace KtConnect.Tests.Unit.Net;
 
 public class UserSpaceStackTests
@@ -63,24 +65,11 @@ public class UserSpaceStackTests
     {
         public Task<Stream> DialAsync(IPEndPoint destination, CancellationToken cancellationToken) => Task.FromResult<Stream>(new EofStream());
 
-        private sealed class EofStream : FarStream
+        private sealed class EofStream : TestStream
         {
             public override int Read(byte[] buffer, int offset, int count) => 0;
             public override void Write(byte[] buffer, int offset, int count) { }
         }
-    }
-
-    /// <summary>A far end's stream: reads and writes (as each far end defines them), no seeking.</summary>
-    private abstract class FarStream : Stream
-    {
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
     }
 
     /// <summary>A far end that neither reads nor writes: both wait until cancelled.</summary>
@@ -92,11 +81,8 @@ public class UserSpaceStackTests
 
         public Task<Stream> DialAsync(IPEndPoint destination, CancellationToken cancellationToken) => Task.FromResult<Stream>(new Stuck(this));
 
-        private sealed class Stuck(StuckFarEnd far) : FarStream
+        private sealed class Stuck(StuckFarEnd far) : TestStream
         {
-            public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-            public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
             public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
             {
                 await Task.Delay(Timeout.Infinite, cancellationToken);
