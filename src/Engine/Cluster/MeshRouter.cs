@@ -99,16 +99,25 @@ public static class MeshRouter
                 warn?.Invoke($"Service {ns}/{service} no longer exists: there is no selector to restore.");
             }
             await client.Services.DeleteIfExistsAsync(KtConventions.StuntmanName(service), ns, cancellationToken: ct).ConfigureAwait(false);
-            if (router is null) return;
-            try
+            // Only a router nobody counts in: one joined since (by a ktctl, which takes no lock) is theirs now. Other writes
+            // (a heartbeat already on its way, the kubelet's status) only change its resourceVersion.
+            for (var attempt = 0; router is not null; attempt++)
             {
-                // Only the router as this leave left it: one joined since (by a ktctl, which takes no lock) is theirs now.
-                await client.Pods.DeleteIfExistsAsync(name, ns, new DeleteOptions { PreconditionResourceVersion = router.Metadata.ResourceVersion }, ct)
-                    .ConfigureAwait(false);
-            }
-            catch (KubeConflictException)
-            {
-                warn?.Invoke($"The router {ns}/{name} was joined again while its last user left; it stays.");
+                try
+                {
+                    await client.Pods.DeleteIfExistsAsync(name, ns, new DeleteOptions { PreconditionResourceVersion = router.Metadata.ResourceVersion }, ct)
+                        .ConfigureAwait(false);
+                    return;
+                }
+                catch (KubeConflictException) when (attempt < 10)
+                {
+                    router = await client.Pods.TryGetAsync(name, ns, ct).ConfigureAwait(false);
+                    if (router is not null && KtConventions.ParseRefCount(router.Metadata.GetAnnotation(KtConventions.RefCountAnnotation)) > 0)
+                    {
+                        warn?.Invoke($"The router {ns}/{name} was joined again while its last user left; it stays.");
+                        return;
+                    }
+                }
             }
         }
         finally

@@ -13,7 +13,7 @@ public sealed class ServiceLock : IAsyncDisposable
     private readonly KubeClient _client;
     private int _released;
     private volatile string _value;
-    private volatile string? _uncertain;
+    private readonly HashSet<string> _uncertain = new(StringComparer.Ordinal);
     private CancellationTokenSource? _renewStop;
     private Task? _renewing;
 
@@ -84,10 +84,15 @@ public sealed class ServiceLock : IAsyncDisposable
         }
     }
 
-    /// <summary>One compare-and-swap from our value to <paramref name="next"/>, and, when its answer says nothing certain, a look.</summary>
+    /// <summary>
+    /// One compare-and-swap from our value to <paramref name="next"/>, and, when its answer says nothing certain, a look.
+    /// A value whose write may have landed unseen is remembered (there may be several) until a look finds one of them
+    /// on the Service, which makes it ours, or a renewal lands.
+    /// </summary>
     private async Task<(bool? Written, bool Lost)> RenewOnceAsync(string next, Func<string, bool?, CancellationToken, Task> renewed, CancellationToken ct)
     {
         var path = "/metadata/annotations/" + JsonPatchBuilder.Escape(KtConventions.LockAnnotation);
+        var unknown = false;
         try
         {
             await _client.Services.PatchAsync(Service, KubePatch.Json(new JsonPatchBuilder().Test(path, _value).Replace(path, next)), Namespace, ct)
@@ -99,14 +104,19 @@ public sealed class ServiceLock : IAsyncDisposable
         {
             return (false, true); // the Service is gone
         }
+        catch (KubeApiException e) when (e is KubeInvalidException or KubeConflictException)
+        {
+            // The test failed: not written. The Service holds someone else's value, or one of ours whose answer was lost.
+        }
         catch (Exception e) when (e is KtException or OperationCanceledException or HttpRequestException or IOException)
         {
-            // The test failed (someone else's value, or an earlier renewal of ours whose answer was lost), or no answer came.
+            unknown = true; // no answer: written or not
         }
         string? held;
         try
         {
-            var service = await _client.Services.GetAsync(Service, Namespace, ct).ConfigureAwait(false);
+            using var look = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            var service = await _client.Services.GetAsync(Service, Namespace, look.Token).ConfigureAwait(false);
             held = service.Metadata.GetAnnotation(KtConventions.LockAnnotation);
         }
         catch (KubeNotFoundException)
@@ -115,21 +125,23 @@ public sealed class ServiceLock : IAsyncDisposable
         }
         catch (Exception e) when (e is KtException or OperationCanceledException or HttpRequestException or IOException)
         {
-            _uncertain = next;
+            if (!unknown) return (false, false);
+            lock (_uncertain) _uncertain.Add(next);
             return (null, false);
         }
-        if (held == next)
+        if (held == next && unknown)
         {
             Adopt(next);
             return (true, false);
         }
         if (held == _value) return (false, false);
-        if (held is not null && held == _uncertain)
+        bool ours;
+        lock (_uncertain) ours = held is not null && _uncertain.Contains(held);
+        if (ours)
         {
             // An earlier renewal did land: that value is ours, and this one was not written.
-            var earlier = held;
-            Adopt(earlier);
-            await Tell(renewed, earlier, true).ConfigureAwait(false);
+            Adopt(held!);
+            await Tell(renewed, held!, true).ConfigureAwait(false);
             return (false, false);
         }
         return (false, true); // taken over after it went stale, or removed
@@ -138,7 +150,7 @@ public sealed class ServiceLock : IAsyncDisposable
     private void Adopt(string value)
     {
         _value = value;
-        _uncertain = null;
+        lock (_uncertain) _uncertain.Clear();
     }
 
     private static async Task Tell(Func<string, bool?, CancellationToken, Task> renewed, string value, bool? written)
@@ -215,9 +227,10 @@ public sealed class ServiceLock : IAsyncDisposable
         var path = "/metadata/annotations/" + JsonPatchBuilder.Escape(KtConventions.LockAnnotation);
         try
         {
-            foreach (var value in new[] { Value, _uncertain })
+            List<string> values;
+            lock (_uncertain) values = [Value, .. _uncertain];
+            foreach (var value in values)
             {
-                if (value is null) continue;
                 try
                 {
                     await _client.Services.PatchAsync(Service, KubePatch.Json(new JsonPatchBuilder().Test(path, value).Remove(path)), Namespace,
@@ -226,7 +239,7 @@ public sealed class ServiceLock : IAsyncDisposable
                 }
                 catch (KubeApiException e) when (e is KubeInvalidException or KubeConflictException)
                 {
-                    // Not this value: a renewal whose answer was lost may have written the other one.
+                    // Not this value: a renewal whose answer was lost may have written another.
                 }
             }
         }

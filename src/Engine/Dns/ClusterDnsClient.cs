@@ -55,6 +55,9 @@ public sealed class ClusterDnsClient : IAsyncDisposable
     private int _next;
     private int _opened;
 
+    /// <summary>How long a failed stream's reader is given to read what the server sent before it closed.</summary>
+    private static readonly TimeSpan ReaderGrace = TimeSpan.FromSeconds(1);
+
     /// <param name="transport">Opens one stream to the cluster resolver.</param>
     /// <param name="timeout">Deadline of each question, reconnects included.</param>
     /// <param name="streams">
@@ -97,8 +100,13 @@ public sealed class ClusterDnsClient : IAsyncDisposable
                 catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
                 {
                     // Judged once its reader has read what the server sent before it closed: our write may have met the
-                    // close first, with the answers to others still to be read.
-                    await connection.Ended.WaitAsync(deadline.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                    // close first, with the answers to others still to be read. A reader that does not end soon (a
+                    // transport whose writes broke while its reads wait) is not waited for longer.
+                    using (var grace = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token))
+                    {
+                        grace.CancelAfter(ReaderGrace);
+                        await connection.Ended.WaitAsync(grace.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                    }
                     deadline.Token.ThrowIfCancellationRequested();
                     if (!connection.AnsweredAny && ++fruitless >= 4) throw;
                     DropConnection(slot, connection);

@@ -157,7 +157,9 @@ public sealed class KubeClientConfiguration
     {
         try
         {
-            return cert.MatchesHostname(host, allowCommonName: false);
+            // A-labels, as Go compares them (the URL's host comes so; a tls-server-name may be written in Unicode).
+            return cert.MatchesHostname(System.Net.IPAddress.TryParse(host, out _) ? host : new System.Globalization.IdnMapping().GetAscii(host),
+                allowCommonName: false);
         }
         catch (ArgumentException)
         {

@@ -52,18 +52,18 @@ public abstract class ClusterWorker<TOptions> : ISessionWorker
     {
         ArgumentNullException.ThrowIfNull(context);
         context.Output.Progress(activity, $"Locking Service {_namespace}/{service}");
-        var unlock = await JournalledLockAsync(journal, sessionId, service, cancellationToken).ConfigureAwait(false);
-        context.Defer($"unlock Service {_namespace}/{service}", unlock);
-        return unlock;
+        return await JournalledLockAsync(journal, sessionId, service, cancellationToken,
+            unlock => context.Defer($"unlock Service {_namespace}/{service}", unlock)).ConfigureAwait(false);
     }
 
     /// <summary>
     /// Takes the Service's kt-lock, journalled so that a crash's undo removes it, and renewed while held (a step under it
     /// may wait longer than a lock lives: a shadow or router waited for up to --podCreationTimeout); each renewed value is
-    /// journalled before it is written. Returns the release (idempotent), which also completes the entries.
+    /// journalled before it is written. Returns the release (idempotent), which also completes the entries; with
+    /// <paramref name="defer"/> it is handed there as soon as the lock is held.
     /// </summary>
     private protected async Task<Func<CancellationToken, Task>> JournalledLockAsync(ChangeJournal journal, string sessionId, string service,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, Action<Func<CancellationToken, Task>>? defer = null)
     {
         ArgumentNullException.ThrowIfNull(journal);
         var serviceLock = await ServiceLock.AcquireAsync(_client, _namespace, service, cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -71,22 +71,21 @@ public abstract class ClusterWorker<TOptions> : ISessionWorker
         var entries = new Dictionary<string, JournalEntry>(StringComparer.Ordinal);
         async Task CompleteAsync(Func<string, bool> which, CancellationToken ct)
         {
-            List<JournalEntry> done = [];
-            lock (entries)
+            List<KeyValuePair<string, JournalEntry>> done;
+            lock (entries) done = entries.Where(e => which(e.Key)).ToList();
+            foreach (var (key, entry) in done)
             {
-                foreach (var key in entries.Keys.Where(which).ToList())
-                {
-                    done.Add(entries[key]);
-                    entries.Remove(key);
-                }
+                // Forgotten only once completed: one that fails stays for the release to complete.
+                await journal.CompleteAsync(entry, ct).ConfigureAwait(false);
+                lock (entries) entries.Remove(key);
             }
-            foreach (var e in done) await journal.CompleteAsync(e, ct).ConfigureAwait(false);
         }
         async Task UnlockAsync(CancellationToken ct)
         {
             await serviceLock.ReleaseAsync(ct).ConfigureAwait(false);
             await CompleteAsync(_ => true, ct).ConfigureAwait(false);
         }
+        defer?.Invoke(UnlockAsync);
         try
         {
             // The lock's value (cluster time) is chosen inside the compare-and-swap that takes it, so it is journalled right
@@ -94,14 +93,25 @@ public abstract class ClusterWorker<TOptions> : ISessionWorker
             var first = await ClusterJournal.RecordAsync(journal, Locked(serviceLock.Value), sessionId, cancellationToken).ConfigureAwait(false);
             lock (entries) entries[serviceLock.Value] = first;
         }
-        catch
+        catch when (defer is null)
         {
-            await serviceLock.ReleaseAsync(CancellationToken.None).ConfigureAwait(false);
+            // Not journalled, so let go now; if even that fails, the lock expires by itself (the error is the journal's).
+            try
+            {
+                await serviceLock.ReleaseAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is KtException or HttpRequestException or IOException or OperationCanceledException)
+            {
+            }
             throw;
         }
         serviceLock.KeepRenewing(
             async (next, ct) =>
             {
+                lock (entries)
+                {
+                    if (entries.ContainsKey(next)) return; // journalled already (a value tried before, not known to have landed)
+                }
                 var entry = await ClusterJournal.RecordAsync(journal, Locked(next), sessionId, ct).ConfigureAwait(false);
                 lock (entries) entries[next] = entry;
             },

@@ -292,8 +292,9 @@ public sealed class MeshWorker(KubeClient client, string ns, MeshOptions options
             {
                 return;
             }
-            catch (KtException e)
+            catch (Exception e) when (e is KtException or IOException or UnauthorizedAccessException)
             {
+                // The journal's file errors too: a full disk must not end the rejoin for good.
                 output.Warning($"Could not join a new router for Service {ServiceKey} ({e.Message}); trying again in 5 s.");
                 try
                 {
