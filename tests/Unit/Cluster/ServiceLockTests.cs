@@ -134,6 +134,25 @@ public sealed class ServiceLockTests
         Assert.Null(Lock(sim.Server));
     }
 
+    /// <summary>
+    /// A renewal's patch (test our value, replace it) done to the store as the API server would: applied only when its
+    /// test holds. Returns whether it was applied, or null for a patch that is not a renewal (left to the server).
+    /// </summary>
+    private static async Task<bool?> ApplyRenewalAsync(SimCluster sim, Microsoft.AspNetCore.Http.HttpContext http)
+    {
+        using var reader = new StreamReader(http.Request.Body);
+        var ops = System.Text.Json.Nodes.JsonNode.Parse(await reader.ReadToEndAsync())!.AsArray();
+        string? Op(string name) => ops.FirstOrDefault(o => o?["op"]?.GetValue<string>() == name)?["value"]?.GetValue<string>();
+        if (Op("replace") is not { } value) return null;
+        if (Lock(sim.Server) != Op("test")) return false;
+        sim.Server.Store.Mutate(ResourceTypes.Services, Ns, "orders", o =>
+        {
+            o["metadata"]!["annotations"]![KtConventions.LockAnnotation] = value;
+            return o;
+        });
+        return true;
+    }
+
     [Fact]
     public async Task A_renewal_applied_whose_answer_was_lost_is_learned_from_the_service_and_released_with_its_value()
     {
@@ -143,16 +162,8 @@ public sealed class ServiceLockTests
         var lost = 0;
         sim.Server.Hooks.BeforeRequest = async http =>
         {
-            if (http.Request.Method != "PATCH" || Volatile.Read(ref lost) != 0) return false;
-            using var reader = new StreamReader(http.Request.Body);
-            var ops = System.Text.Json.Nodes.JsonNode.Parse(await reader.ReadToEndAsync())!.AsArray();
-            if (ops.FirstOrDefault(o => o?["op"]?.GetValue<string>() == "replace") is not { } replace) return false;
-            // The server applies the renewal, and the connection breaks before its answer.
-            sim.Server.Store.Mutate(ResourceTypes.Services, Ns, "orders", o =>
-            {
-                o["metadata"]!["annotations"]![KtConventions.LockAnnotation] = replace["value"]!.GetValue<string>();
-                return o;
-            });
+            if (http.Request.Method != "PATCH" || Volatile.Read(ref lost) != 0 || await ApplyRenewalAsync(sim, http) is null) return false;
+            // The server applied the renewal, and the connection breaks before its answer.
             Interlocked.Exchange(ref lost, 1);
             http.Abort();
             return true;
@@ -186,20 +197,8 @@ public sealed class ServiceLockTests
                 http.Abort();
                 return true;
             }
-            if (http.Request.Method != "PATCH" || Volatile.Read(ref lostPatches) >= 2) return false;
-            using var reader = new StreamReader(http.Request.Body);
-            var ops = System.Text.Json.Nodes.JsonNode.Parse(await reader.ReadToEndAsync())!.AsArray();
-            if (ops.FirstOrDefault(o => o?["op"]?.GetValue<string>() == "replace") is not { } replace) return false;
-            var test = ops.First(o => o?["op"]?.GetValue<string>() == "test")!["value"]!.GetValue<string>();
-            // Applied as the API server would (only when its test holds), and then neither its answer nor the look after it arrives.
-            if (Lock(sim.Server) == test)
-            {
-                sim.Server.Store.Mutate(ResourceTypes.Services, Ns, "orders", o =>
-                {
-                    o["metadata"]!["annotations"]![KtConventions.LockAnnotation] = replace["value"]!.GetValue<string>();
-                    return o;
-                });
-            }
+            // Applied or not, as the API server would; then neither its answer nor the look after it arrives.
+            if (http.Request.Method != "PATCH" || Volatile.Read(ref lostPatches) >= 2 || await ApplyRenewalAsync(sim, http) is null) return false;
             Interlocked.Increment(ref lostPatches);
             Volatile.Write(ref abortNextLook, true);
             http.Abort();
