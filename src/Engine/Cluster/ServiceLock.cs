@@ -79,6 +79,8 @@ public sealed class ServiceLock : IAsyncDisposable
                 continue; // not recorded, so not written: tried again at the next interval
             }
             var (outcome, lost) = await RenewOnceAsync(next, renewed, timeout.Token).ConfigureAwait(false);
+            // A value tried before, whose earlier write may have landed, is not known to be absent because this one failed.
+            lock (_uncertain) if (outcome == false && _uncertain.Contains(next)) outcome = null;
             await Tell(renewed, next, outcome).ConfigureAwait(false);
             if (lost) return;
         }
@@ -139,8 +141,9 @@ public sealed class ServiceLock : IAsyncDisposable
         lock (_uncertain) ours = held is not null && _uncertain.Contains(held);
         if (ours)
         {
-            // An earlier renewal did land: that value is ours, and this one was not written.
+            // An earlier renewal did land: that value is ours, and this one, if another, was not written.
             Adopt(held!);
+            if (held == next) return (true, false);
             await Tell(renewed, held!, true).ConfigureAwait(false);
             return (false, false);
         }

@@ -604,9 +604,8 @@ public sealed class ShadowPodHandle : IAsyncDisposable
 public sealed class SharedShadowLease : IAsyncDisposable
 {
     private readonly ShadowPods _owner;
-    private int _released;
-
     private readonly string? _member;
+    private int _released;
 
     internal SharedShadowLease(ShadowPods owner, string ns, string name, bool isDeployment, bool created, int refCount, string? target,
         string authorizedKey, string? privateKey, string? member = null)
