@@ -152,7 +152,7 @@ public sealed class KubeClientConfiguration
         return EndsAtAnAuthority(custom, CertificateAuthorities);
     }
 
-    /// <summary>The certificate's subject alternative names cover <paramref name="host"/> (a name in A-label form, or an address).</summary>
+    /// <summary>The certificate's subject alternative names cover <paramref name="host"/> (a name, compared in A-labels, or an address).</summary>
     private static bool Names(X509Certificate2 cert, string host)
     {
         try
