@@ -52,7 +52,7 @@ public static class MeshRouter
         {
             if (!lockHeld) serviceLock = await ServiceLock.AcquireAsync(client, ns, service, attempts: warn is null ? 3 : 10, cancellationToken: ct).ConfigureAwait(false);
         }
-        catch (KtException e) when (warn is not null && (e is KubeNotFoundException || e.ErrorId == "ServiceLocked"))
+        catch (KtException e) when (warn is not null && (e is KubeNotFoundException || e.ErrorId == ServiceLock.LockedErrorId))
         {
             warn($"Leaving the router without the lock of Service {ns}/{service}: {e.Message}");
         }

@@ -29,6 +29,9 @@ public sealed class ServiceLock : IAsyncDisposable
 
     public string Service { get; }
 
+    /// <summary>The ErrorId of a lock another holder has.</summary>
+    public const string LockedErrorId = "ServiceLocked";
+
     /// <summary>The kt-lock value written (Unix seconds, cluster time); a renewal writes a newer one.</summary>
     public string Value => _value;
 
@@ -206,7 +209,7 @@ public sealed class ServiceLock : IAsyncDisposable
             if (attempt >= attempts)
             {
                 var age = KtConventions.TryParseUnixSeconds(heldSince, out var t) ? $" since {t:u} (cluster time)" : "";
-                throw new KtException("ServiceLocked", KtErrorCategory.ResourceBusy,
+                throw new KtException(LockedErrorId, KtErrorCategory.ResourceBusy,
                     $"Service '{ns}/{service}' is locked by another exchange or mesh being set up{age} (annotation kt-lock). Try again in a moment; " +
                     $"a lock older than {KtConventions.LockTimeout.TotalSeconds:0} s is taken over, and Clear-KtResource / ktctl clean removes stale locks.",
                     null, service);

@@ -58,12 +58,13 @@ public static class ClusterRecovery
         {
             cancellationToken.ThrowIfCancellationRequested();
             if (shouldProcess is not null && !shouldProcess(entry)) continue;
-            if (await TryUndoAsync(entry, lockedOnce: false).ConfigureAwait(false) == "ServiceLocked") locked.Add(entry);
+            if (!await TryUndoAsync(entry, lastTry: false).ConfigureAwait(false)) locked.Add(entry);
         }
-        foreach (var entry in locked) await TryUndoAsync(entry, lockedOnce: true).ConfigureAwait(false);
+        foreach (var entry in locked) await TryUndoAsync(entry, lastTry: true).ConfigureAwait(false);
         return done;
 
-        async Task<string?> TryUndoAsync(JournalEntry entry, bool lockedOnce)
+        // False when the undo was refused for a held lock and is to be tried again after the rest.
+        async Task<bool> TryUndoAsync(JournalEntry entry, bool lastTry)
         {
             try
             {
@@ -71,14 +72,13 @@ public static class ClusterRecovery
                 await handler.UndoAsync(entry, cancellationToken).ConfigureAwait(false);
                 await journal.CompleteAsync(entry, cancellationToken).ConfigureAwait(false);
                 done.Add(entry);
-                return null;
             }
             catch (KtException e)
             {
-                if (e.ErrorId == "ServiceLocked" && !lockedOnce) return e.ErrorId;
+                if (e.ErrorId == ServiceLock.LockedErrorId && !lastTry) return false;
                 output.Warning($"Could not {entry.Description}: {e.Message}");
-                return e.ErrorId;
             }
+            return true;
         }
     }
 

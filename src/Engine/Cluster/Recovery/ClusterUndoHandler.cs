@@ -141,12 +141,11 @@ public sealed class ClusterUndoHandler : IJournalUndoHandler
             await new ShadowPods(_client).ReleaseSharedAsync(c.Namespace, c.Name, c.ObjectKind == KtObjectKind.Deployment, ct, sessionId).ConfigureAwait(false);
             return;
         }
-        if (c.Mark is null) return;
-        var router = await _client.Pods.TryGetAsync(c.Name, c.Namespace, ct).ConfigureAwait(false);
-        if (router is null) return;
-        var service = KtConventions.ParseConfig(router.Metadata.GetAnnotation(KtConventions.ConfigAnnotation)).GetValueOrDefault(KtConventions.ConfigService);
-        if (string.IsNullOrEmpty(service) || KtConventions.RouterName(service) != c.Name) return;
-        await MeshRouter.LeaveAsync(_client, c.Namespace, service, sessionId, c.Mark, lockHeld: false, restoreIfGone: false, warn: null, ct).ConfigureAwait(false);
+        // A router is named after its Service; LeaveAsync finds out whether it is there and lists the session.
+        var suffix = KtConventions.RouterName("");
+        if (c.Mark is null || !c.Name.EndsWith(suffix, StringComparison.Ordinal)) return;
+        await MeshRouter.LeaveAsync(_client, c.Namespace, c.Name[..^suffix.Length], sessionId, c.Mark, lockHeld: false, restoreIfGone: false, warn: null, ct)
+            .ConfigureAwait(false);
     }
 
     private Task UnlockAsync(ClusterChange c, CancellationToken ct) =>
